@@ -1,0 +1,49 @@
+/*
+ * json.h — a small strict JSON reader (RFC 8259) that remembers where each
+ * value and key starts, so settings errors can name FILE:LINE:COL. Numbers are
+ * kept as their literal text: the settings reader decides what fits an int.
+ */
+#ifndef SG_JSON_H
+#define SG_JSON_H
+
+#include <stddef.h>
+
+typedef enum sg_json_type {
+    SG_JSON_NULL,
+    SG_JSON_BOOL,
+    SG_JSON_NUMBER,
+    SG_JSON_STRING,
+    SG_JSON_ARRAY,
+    SG_JSON_OBJECT
+} sg_json_type;
+
+typedef struct sg_json sg_json;
+
+typedef struct sg_json_member {
+    char *key; /* decoded, NUL-terminated (keys with NUL bytes are cut there) */
+    int line, col; /* where the key starts */
+    sg_json *value;
+} sg_json_member;
+
+struct sg_json {
+    sg_json_type type;
+    int line, col; /* 1-based; col counts characters, not bytes */
+    int boolean;   /* BOOL */
+    char *str;     /* STRING: decoded bytes; NUMBER: literal text */
+    size_t len;    /* of str */
+    size_t n;      /* ARRAY: items; OBJECT: members */
+    sg_json **items;
+    sg_json_member *members;
+};
+
+/* Parses len bytes. On failure returns NULL and writes "LINE:COL: expected
+ * ..." into err (also on allocation failure: "out of memory", with *oom set
+ * when oom is not NULL). The whole tree is freed by sg_json_free. */
+sg_json *sg_json_parse(const char *text, size_t len, char *err, size_t errlen,
+                       int *oom);
+void sg_json_free(sg_json *v);
+
+/* "null", "boolean", "number", "string", "array", "object". */
+const char *sg_json_type_name(sg_json_type t);
+
+#endif

@@ -1,0 +1,67 @@
+/*
+ * sg_internal.h — what every core file shares and the public header does not
+ * show: the error block each handle starts with, allocation wrappers that a
+ * test can make fail, and logging.
+ */
+#ifndef SG_INTERNAL_H
+#define SG_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#include "slotgate.h"
+
+#define SG_ERRMSG_MAX 512
+
+/* Every public handle begins with this, so sg_errcode()/sg_errmsg() can read
+ * any of them. */
+typedef struct sg_error {
+    int code;
+    char msg[SG_ERRMSG_MAX];
+} sg_error;
+
+/* Records code and a printf-style message on e; returns code. */
+int sg_seterr(sg_error *e, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void sg_clearerr(sg_error *e);
+
+/* Allocation: every allocation in the core goes through these, so a test can
+ * make the Nth one fail (sg_alloc_fail_at) and prove that failure is handled. */
+void *sg_malloc(size_t n);
+void *sg_calloc(size_t count, size_t size);
+void *sg_realloc(void *p, size_t n);
+char *sg_strdup(const char *s);
+char *sg_strndup(const char *s, size_t n);
+void sg_free(void *p);
+
+/* Test hook: the nth allocation from now (1 = the next) fails, and every one
+ * after it succeeds again; 0 turns failures off. Returns how many allocations
+ * have been made since the last call. Not thread-safe; for tests only. */
+unsigned long sg_alloc_fail_at(unsigned long nth);
+
+/* Logging through the host's callback; formatted only when enabled. */
+extern int sg_log_threshold;
+void sg_log_emit(int level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+#define sg_log(level, ...)                                                     \
+    do {                                                                       \
+        if ((level) >= sg_log_threshold) sg_log_emit((level), __VA_ARGS__);   \
+    } while (0)
+
+/* A growable byte buffer (for dumps and messages). On allocation failure it
+ * sets oom and ignores further appends. */
+typedef struct sg_buf {
+    char *data;
+    size_t len, cap;
+    int oom;
+} sg_buf;
+
+void sg_buf_append(sg_buf *b, const char *s, size_t n);
+void sg_buf_puts(sg_buf *b, const char *s);
+void sg_buf_printf(sg_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Takes the NUL-terminated contents (NULL on oom) and resets b. */
+char *sg_buf_take(sg_buf *b);
+void sg_buf_free(sg_buf *b);
+
+#endif
