@@ -124,14 +124,14 @@ static int go_underscores_ok(const char *s) {
 
 int sg_go_parse_int(const char *s, long long *out) {
     const char *p = s;
-    int neg = 0, base = 10, ndigits = 0;
+    int neg = 0, base = 10, ndigits = 0, prefixed = 0;
     unsigned long long v = 0, limit;
     if (*p == '+' || *p == '-') neg = *p++ == '-';
     if (*p == '\0') return -1;
-    if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) base = 16, p += 2;
-    else if (p[0] == '0' && (p[1] == 'o' || p[1] == 'O')) base = 8, p += 2;
-    else if (p[0] == '0' && (p[1] == 'b' || p[1] == 'B')) base = 2, p += 2;
-    else if (p[0] == '0' && p[1] != '\0') base = 8, p += 1;
+    if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) base = 16, p += 2, prefixed = 1;
+    else if (p[0] == '0' && (p[1] == 'o' || p[1] == 'O')) base = 8, p += 2, prefixed = 1;
+    else if (p[0] == '0' && (p[1] == 'b' || p[1] == 'B')) base = 2, p += 2, prefixed = 1;
+    else if (p[0] == '0' && p[1] != '\0') base = 8, p += 1; /* the 0 counts */
     limit = neg ? (unsigned long long)LLONG_MAX + 1 : (unsigned long long)LLONG_MAX;
     for (; *p; p++) {
         int d;
@@ -149,7 +149,7 @@ int sg_go_parse_int(const char *s, long long *out) {
         }
         v = v * (unsigned long long)base + (unsigned long long)d;
     }
-    if (ndigits == 0 && base != 8) return -1; /* "0x", "0b", "0o" alone */
+    if (ndigits == 0 && prefixed) return -1; /* "0x", "0b", "0o" alone */
     if (strchr(s, '_') && !go_underscores_ok(s)) return -1;
     *out = neg ? (long long)(0 - v) : (long long)v;
     return 0;
@@ -776,7 +776,7 @@ static int resolve(loader *ld, sg_storage *st) {
         st->mode = SG_MODE_SINGLE;
         if (st->naddrs > 1) {
             if ((rc = warn(ld, "[%s] single-node mode uses only the first address "
-                               "%s; %zu more ignored (set enable_cluster for a "
+                               "%s, %zu more ignored (set enable_cluster for a "
                                "cluster, or master_name for Sentinel)",
                            st->name, st->addrs[0], st->naddrs - 1)))
                 return rc;

@@ -13,8 +13,8 @@ int test_report(void) {
 
 #define MAX_VARS 64
 static struct {
-    char name[64];
-    char value[1024];
+    char name[1200];
+    char value[1200];
 } vars[MAX_VARS];
 static int nvars = -1;
 
