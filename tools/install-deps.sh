@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what slotgate needs to build and test, from Debian 12's archive.
+# Run as root (or it uses sudo). Safe to run again.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  libluajit-5.1-dev luajit          # the Lua runtime
+  libhiredis-dev                    # RESP reader and command formatter
+  libevent-dev libssl-dev           # event loop, sockets, TLS
+  lua-cjson lua-cjson-dev           # JSON in Lua, static lib for preloading
+  lua-busted                        # Lua specs
+  redis-server redis-tools openssl  # real servers for the tests
+)
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+export DEBIAN_FRONTEND=noninteractive
+as_root apt-get update -qq
+as_root apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+# The package may start a system redis on 6379; the tests never use it.
+echo "install-deps: ok ($(redis-server --version | cut -d' ' -f3), $(luajit -v | cut -d' ' -f1-2))"
