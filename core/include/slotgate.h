@@ -191,6 +191,147 @@ SG_API const char *sg_config_warning(const sg_config *cfg, int i);
  * next load or free. NULL when out of memory (see sg_errmsg). */
 SG_API const char *sg_config_dump(sg_config *cfg);
 
+
+/* ---- Replies -------------------------------------------------------------
+ * A reply tree. The types have hiredis's numbers. One sg_reply_free() frees a
+ * whole tree; never free an element on its own. */
+typedef enum sg_reply_type {
+    SG_REPLY_STRING = 1,
+    SG_REPLY_ARRAY = 2,
+    SG_REPLY_INTEGER = 3,
+    SG_REPLY_NIL = 4,
+    SG_REPLY_STATUS = 5,
+    SG_REPLY_ERROR = 6
+} sg_reply_type;
+
+typedef struct sg_reply {
+    int type;                  /* sg_reply_type */
+    long long integer;         /* INTEGER */
+    size_t len;                /* STRING, STATUS, ERROR: bytes in str */
+    char *str;                 /* ... NUL-terminated, binary-safe by len */
+    size_t elements;           /* ARRAY */
+    struct sg_reply **element; /* ARRAY: elements; NIL for a null array */
+} sg_reply;
+
+SG_API void sg_reply_free(sg_reply *reply);
+
+/* ---- Clients -------------------------------------------------------------
+ * A client serves one upstream of a settings handle: a Redis Cluster (slot
+ * routed), one Redis node, or the master a set of Sentinels names. It owns
+ * pooled connections to every node it uses. A client is used from one
+ * thread: the thread that runs its event_base.
+ *
+ * Two kinds, one engine:
+ *  - an async client runs on the caller's event_base: sg_client_send*()
+ *    returns at once and the callback runs from that base's loop;
+ *  - a blocking client (base NULL) owns a private event_base and offers
+ *    sg_client_call*() and pipelines, which run it until their replies are in.
+ */
+typedef struct sg_client sg_client;
+struct event_base;
+
+typedef enum sg_read_policy {
+    SG_READ_MASTER = 0,        /* every command to the slot's master (default) */
+    SG_READ_PREFER_REPLICA,    /* read-only commands to a replica when one is up */
+    SG_READ_REPLICA,           /* read-only commands to replicas only */
+    SG_READ_ANY                /* read-only commands to any node of the slot */
+} sg_read_policy;
+
+/* A client for the upstream named upstream (NULL: "default") of cfg, which
+ * may be freed afterwards (the client copies what it needs). Returns NULL only
+ * when out of memory; otherwise check sg_errcode(client): SG_EINVAL for an
+ * unknown upstream, or a TLS setup error (SG_ETLS naming the file). A client
+ * in error can only be freed. Nothing is connected yet. */
+SG_API sg_client *sg_client_new(const sg_config *cfg, const char *upstream,
+                                struct event_base *base);
+
+/* Frees the client and closes its connections. Async commands still pending
+ * get their callback with SG_ECLOSED first. Not from inside a callback. */
+SG_API void sg_client_free(sg_client *c);
+
+/* Connects: discovers the slot map (Cluster), asks the Sentinels for the
+ * master (Sentinel), or opens the node (single). A blocking client returns
+ * when done: SG_OK, or the error (every seed tried, each named). An async
+ * client starts the discovery and returns SG_OK; commands sent meanwhile wait
+ * for it. Commands also connect on first use. */
+SG_API int sg_client_connect(sg_client *c);
+
+/* Options; each returns the previous value. */
+SG_API int sg_client_set_read_policy(sg_client *c, int policy);
+/* MOVED/ASK redirections followed per command; default 3 (as Tyk's driver). */
+SG_API int sg_client_set_max_redirects(sg_client *c, int n);
+
+/* Async commands. The callback gets the server's reply (a Redis error reply
+ * is a reply of type SG_REPLY_ERROR with status SG_OK) and owns it: free it
+ * with sg_reply_free. On failure reply is NULL, status is the code and errmsg
+ * says what failed and where (valid during the callback only). Returns SG_OK
+ * when the command was accepted (the callback will run exactly once, never
+ * before this call returns), or an error code (callback not called;
+ * sg_errmsg(c) says why). argv is copied; argvlen NULL means strlen. */
+typedef void (*sg_reply_fn)(sg_client *c, sg_reply *reply, int status,
+                            const char *errmsg, void *ud);
+SG_API int sg_client_send_argv(sg_client *c, int argc, const char *const *argv,
+                               const size_t *argvlen, sg_reply_fn fn, void *ud);
+/* The same, the command given as a hiredis-style format ("SET %s %b"). */
+SG_API int sg_client_send(sg_client *c, sg_reply_fn fn, void *ud,
+                          const char *fmt, ...);
+
+/* Blocking commands (blocking clients only). Return the reply, owned by the
+ * caller, or NULL on failure with sg_errcode(c)/sg_errmsg(c) set; a Redis
+ * error reply is a reply, not a failure. */
+SG_API sg_reply *sg_client_call_argv(sg_client *c, int argc,
+                                     const char *const *argv,
+                                     const size_t *argvlen);
+SG_API sg_reply *sg_client_call(sg_client *c, const char *fmt, ...);
+
+/* ---- Pipelines (blocking clients) ---------------------------------------
+ * Append many commands, then exec: each node's share is written at once and
+ * the replies come back in append order. */
+typedef struct sg_pipeline sg_pipeline;
+
+SG_API sg_pipeline *sg_pipeline_new(sg_client *c);
+SG_API void sg_pipeline_free(sg_pipeline *p);
+SG_API int sg_pipeline_append_argv(sg_pipeline *p, int argc,
+                                   const char *const *argv,
+                                   const size_t *argvlen);
+SG_API int sg_pipeline_append(sg_pipeline *p, const char *fmt, ...);
+/* Sends every appended command and waits for all the replies. Returns SG_OK
+ * when each command has its outcome (a reply, or its own error); an error
+ * code when the pipeline could not run at all. */
+SG_API int sg_pipeline_exec(sg_pipeline *p);
+SG_API size_t sg_pipeline_count(const sg_pipeline *p);
+/* Outcome of command i after exec: its reply (owned by the pipeline, valid
+ * until the next append, exec, reset or free), or NULL with *status and
+ * *errmsg (either may be NULL) telling why. */
+SG_API const sg_reply *sg_pipeline_reply(sg_pipeline *p, size_t i, int *status,
+                                         const char **errmsg);
+/* Empties the pipeline for reuse. */
+SG_API void sg_pipeline_reset(sg_pipeline *p);
+
+/* ---- Statistics ----------------------------------------------------------
+ * Per node the client knows. Strings are owned by the client and valid until
+ * the next call into it. */
+typedef struct sg_node_stats {
+    const char *addr;   /* "host:port" */
+    const char *id;     /* cluster node id, "" when unknown */
+    int is_master;
+    uint64_t commands;  /* commands sent */
+    uint64_t errors;    /* error replies, timeouts and connection failures */
+    uint64_t moved, ask; /* redirections received from this node */
+    uint64_t timeouts;
+    uint64_t connects;  /* connections opened */
+    int conns;          /* open connections */
+    int in_use;         /* connections with commands in flight */
+    int idle;           /* open connections with nothing in flight */
+    uint64_t pool_waits; /* callers that had to wait for a connection */
+    uint64_t pool_timeouts;
+} sg_node_stats;
+
+SG_API int sg_client_node_count(sg_client *c);
+SG_API int sg_client_node_stats(sg_client *c, int i, sg_node_stats *out);
+/* Slot map refreshes done (Cluster), or master look-ups (Sentinel). */
+SG_API uint64_t sg_client_refresh_count(sg_client *c);
+
 #ifdef __cplusplus
 }
 #endif

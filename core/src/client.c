@@ -1,0 +1,510 @@
+/*
+ * client.c — the public client API over the engine: creating a client from
+ * an upstream's settings, connecting, async commands on the caller's
+ * event_base, blocking commands and pipelines on a private one (the same
+ * engine, so TLS, redirects and pools have one code path), and statistics.
+ */
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+
+int sg_router_submit(sg_client *c, int argc, const char *const *argv, const size_t *argvlen,
+                     sg_reply_fn fn, void *ud);
+
+#define SG_DEFAULT_MAX_REDIRECTS 3
+#define SG_DEFAULT_MAX_RETRIES 8
+
+/* ---- life ------------------------------------------------------------------------ */
+
+static int copy_settings(sg_client *c, const sg_storage *st) {
+    size_t i;
+    c->mode = st->mode;
+    c->timeout_ms = (int)(st->timeout * 1000);
+    c->max_active = (int)st->max_active;
+    c->max_idle = (int)st->max_idle;
+    c->database = st->database;
+    c->tls_skip_verify = st->skip_verify;
+#define DUP(dst, src)                                                          \
+    if ((src) && ((dst) = sg_strdup(src)) == NULL) return SG_ENOMEM;
+    DUP(c->name, st->name);
+    DUP(c->username, st->f[SG_F_USERNAME].s);
+    DUP(c->password, st->f[SG_F_PASSWORD].s);
+    DUP(c->sentinel_password, st->f[SG_F_SENTINEL_PASSWORD].s);
+    DUP(c->master_name, st->f[SG_F_MASTER_NAME].s);
+#undef DUP
+    if ((c->seeds = sg_calloc(st->naddrs ? st->naddrs : 1, sizeof *c->seeds)) == NULL)
+        return SG_ENOMEM;
+    for (i = 0; i < st->naddrs; i++) {
+        if ((c->seeds[i] = sg_strdup(st->addrs[i])) == NULL) return SG_ENOMEM;
+        c->nseeds++;
+    }
+    return SG_OK;
+}
+
+sg_client *sg_client_new(const sg_config *cfg, const char *upstream, struct event_base *base) {
+    sg_client *c = sg_calloc(1, sizeof *c);
+    const sg_storage *st;
+    if (c == NULL) return NULL;
+    c->max_redirects = SG_DEFAULT_MAX_REDIRECTS;
+    c->max_retries = SG_DEFAULT_MAX_RETRIES;
+    c->read_policy = SG_READ_MASTER;
+    if (cfg == NULL) {
+        sg_seterr(&c->err, SG_EINVAL, "no settings given");
+        return c;
+    }
+    if ((st = sg_config_upstream(cfg, upstream ? upstream : "default")) == NULL) {
+        sg_seterr(&c->err, SG_EINVAL, "no upstream \"%s\" in the settings",
+                  upstream ? upstream : "default");
+        return c;
+    }
+    if (copy_settings(c, st) != SG_OK) {
+        sg_seterr(&c->err, SG_ENOMEM, "out of memory copying the settings");
+        return c;
+    }
+    if (base == NULL) {
+        if ((c->base = event_base_new()) == NULL) {
+            sg_seterr(&c->err, SG_ENOMEM, "cannot create an event base");
+            return c;
+        }
+        c->own_base = 1;
+    } else {
+        c->base = base;
+    }
+    c->dns = evdns_base_new(c->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                         EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    if (c->dns == NULL) c->dns = evdns_base_new(c->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    if (c->dns == NULL) {
+        sg_seterr(&c->err, SG_ENOMEM, "cannot create a DNS resolver");
+        return c;
+    }
+    if (st->use_ssl && (c->ssl = sg_tls_context(st, &c->err)) == NULL) return c;
+    if (sg_cluster_start(c) != SG_OK) return c;
+    return c;
+}
+
+static void fail_list(sg_req *list, int code, const char *msg) {
+    while (list) {
+        sg_req *next = list->next;
+        list->next = NULL;
+        sg_req_finish(list, NULL, code, msg);
+        list = next;
+    }
+}
+
+void sg_client_free(sg_client *c) {
+    int i;
+    if (c == NULL) return;
+    c->freeing = 1;
+    if (c->nodes) {
+        sg_req *pending = c->pending, *retrying = c->retrying;
+        c->pending = c->pending_tail = c->retrying = NULL;
+        for (i = 0; i < c->nnodes; i++) sg_node_fail_waiters(c->nodes[i], SG_ECLOSED, "client closed");
+        fail_list(pending, SG_ECLOSED, "client closed");
+        for (; retrying; retrying = retrying->next) evtimer_del(retrying->timer);
+        fail_list(c->retrying ? c->retrying : NULL, SG_ECLOSED, "client closed");
+    }
+    sg_cluster_free(c); /* fails what is in flight on connections */
+    sg_buf_free(&c->refresh_errors);
+    if (c->dns) evdns_base_free(c->dns, 0);
+    if (c->ssl) SSL_CTX_free(c->ssl);
+    if (c->own_base && c->base) event_base_free(c->base);
+    for (i = 0; i < c->nseeds; i++) sg_free(c->seeds[i]);
+    sg_free(c->seeds);
+    sg_free(c->name);
+    sg_free(c->username);
+    sg_free(c->password);
+    sg_free(c->sentinel_password);
+    sg_free(c->master_name);
+    sg_free(c);
+}
+
+/* Refuses calls on a client whose creation failed. */
+static int usable_client(sg_client *c) { return c->base != NULL && c->nseeds > 0 && c->tick; }
+
+void sg_client_map_ready(sg_client *c) {
+    sg_req *list = c->pending;
+    c->pending = c->pending_tail = NULL;
+    c->discovery_failed = 0;
+    while (list) {
+        sg_req *next = list->next;
+        list->next = NULL;
+        sg_req_dispatch(list);
+        list = next;
+    }
+}
+
+void sg_client_map_failed(sg_client *c, int code, const char *msg) {
+    sg_req *list = c->pending;
+    c->pending = c->pending_tail = NULL;
+    c->discovery_failed = 1;
+    snprintf(c->discovery_err, sizeof c->discovery_err, "%s", msg);
+    sg_seterr(&c->err, code, "%s", msg);
+    fail_list(list, code, msg);
+}
+
+int sg_client_set_read_policy(sg_client *c, int policy) {
+    int old = c->read_policy;
+    if (policy >= SG_READ_MASTER && policy <= SG_READ_ANY) c->read_policy = policy;
+    return old;
+}
+
+int sg_client_set_max_redirects(sg_client *c, int n) {
+    int old = c->max_redirects;
+    if (n >= 0) c->max_redirects = n;
+    return old;
+}
+
+/* ---- blocking calls ---------------------------------------------------------------- */
+
+typedef struct waiter {
+    int done;
+    sg_reply *reply;
+    int status;
+    char msg[SG_ERRMSG_MAX];
+} waiter;
+
+static void on_blocking_reply(sg_client *c, sg_reply *reply, int status, const char *errmsg,
+                              void *ud) {
+    waiter *w = ud;
+    (void)c;
+    w->done = 1;
+    w->reply = reply;
+    w->status = status;
+    if (status != SG_OK) snprintf(w->msg, sizeof w->msg, "%s", errmsg ? errmsg : "");
+}
+
+/* Runs the private loop until *done. */
+static void run_until(sg_client *c, const int *done) {
+    while (!*done) event_base_loop(c->base, EVLOOP_ONCE);
+}
+
+int sg_client_connect(sg_client *c) {
+    waiter w = {0};
+    if (c->err.code != SG_OK && !usable_client(c)) return c->err.code;
+    sg_clearerr(&c->err);
+    if (!c->own_base) {
+        if (c->mode != SG_MODE_SINGLE) sg_cluster_discover(c);
+        return SG_OK;
+    }
+    /* PING through the normal path: discovery, handshake, and the node. */
+    if (sg_router_submit(c, 1, (const char *const[]){"PING"}, NULL, on_blocking_reply, &w) != SG_OK)
+        return c->err.code;
+    run_until(c, &w.done);
+    if (w.status != SG_OK) return sg_seterr(&c->err, w.status, "%s", w.msg);
+    if (w.reply->type == SG_REPLY_ERROR) {
+        int code = strstr(w.reply->str, "NOAUTH") || strstr(w.reply->str, "NOPERM") ? SG_EAUTH
+                                                                                    : SG_EREPLY;
+        sg_seterr(&c->err, code, "PING refused: %s", w.reply->str);
+        sg_reply_free(w.reply);
+        return code;
+    }
+    sg_reply_free(w.reply);
+    return SG_OK;
+}
+
+sg_reply *sg_client_call_argv(sg_client *c, int argc, const char *const *argv,
+                              const size_t *argvlen) {
+    waiter w = {0};
+    if (!usable_client(c)) {
+        if (c->err.code == SG_OK) sg_seterr(&c->err, SG_EINVAL, "client not usable");
+        return NULL;
+    }
+    if (!c->own_base) {
+        sg_seterr(&c->err, SG_EINVAL,
+                  "blocking calls need a blocking client (sg_client_new with no event base)");
+        return NULL;
+    }
+    if (sg_router_submit(c, argc, argv, argvlen, on_blocking_reply, &w) != SG_OK) return NULL;
+    run_until(c, &w.done);
+    if (w.status != SG_OK) {
+        sg_seterr(&c->err, w.status, "%s", w.msg);
+        return NULL;
+    }
+    sg_clearerr(&c->err);
+    return w.reply;
+}
+
+/* Parses the RESP multibulk hiredis's formatter made into argv, pointing into
+ * cmd. Returns argc, or -1. */
+static int resp_to_argv(char *cmd, int len, const char ***argv, size_t **argvlen) {
+    char *p = cmd, *end = cmd + len;
+    int argc, i;
+    if (len < 4 || *p != '*') return -1;
+    argc = atoi(p + 1);
+    if (argc < 1 || (p = memchr(p, '\n', (size_t)(end - p))) == NULL) return -1;
+    p++;
+    *argv = sg_malloc((size_t)argc * sizeof **argv);
+    *argvlen = sg_malloc((size_t)argc * sizeof **argvlen);
+    if (*argv == NULL || *argvlen == NULL) {
+        sg_free(*argv);
+        sg_free(*argvlen);
+        return -1;
+    }
+    for (i = 0; i < argc; i++) {
+        long n;
+        if (p >= end || *p != '$') goto bad;
+        n = atol(p + 1);
+        if ((p = memchr(p, '\n', (size_t)(end - p))) == NULL) goto bad;
+        p++;
+        if (n < 0 || p + n + 2 > end) goto bad;
+        (*argv)[i] = p;
+        (*argvlen)[i] = (size_t)n;
+        p += n + 2;
+    }
+    return argc;
+bad:
+    sg_free(*argv);
+    sg_free(*argvlen);
+    return -1;
+}
+
+/* Formats fmt like hiredis and hands the argv to fn. */
+typedef int (*argv_fn)(void *ctx, int argc, const char *const *argv, const size_t *argvlen);
+
+static int with_format(sg_client *c, const char *fmt, va_list ap, argv_fn fn, void *ctx) {
+    char *cmd = NULL;
+    const char **argv = NULL;
+    size_t *argvlen = NULL;
+    int len = redisvFormatCommand(&cmd, fmt, ap), argc, rc;
+    if (len < 0) return sg_seterr(&c->err, SG_EINVAL, "cannot format the command \"%.80s\"", fmt);
+    argc = resp_to_argv(cmd, len, &argv, &argvlen);
+    if (argc < 0) {
+        free(cmd);
+        return sg_seterr(&c->err, SG_EINVAL, "the command \"%.80s\" is empty", fmt);
+    }
+    rc = fn(ctx, argc, argv, argvlen);
+    sg_free(argv);
+    sg_free(argvlen);
+    free(cmd); /* hiredis allocated it */
+    return rc;
+}
+
+typedef struct call_ctx {
+    sg_client *c;
+    sg_reply *reply;
+    sg_reply_fn fn;
+    void *ud;
+} call_ctx;
+
+static int call_fn(void *ctx, int argc, const char *const *argv, const size_t *argvlen) {
+    call_ctx *cc = ctx;
+    cc->reply = sg_client_call_argv(cc->c, argc, argv, argvlen);
+    return cc->reply ? SG_OK : cc->c->err.code;
+}
+
+sg_reply *sg_client_call(sg_client *c, const char *fmt, ...) {
+    call_ctx cc = {c, NULL, NULL, NULL};
+    va_list ap;
+    va_start(ap, fmt);
+    with_format(c, fmt, ap, call_fn, &cc);
+    va_end(ap);
+    return cc.reply;
+}
+
+/* ---- async calls -------------------------------------------------------------------- */
+
+int sg_client_send_argv(sg_client *c, int argc, const char *const *argv, const size_t *argvlen,
+                        sg_reply_fn fn, void *ud) {
+    if (!usable_client(c)) {
+        if (c->err.code == SG_OK) sg_seterr(&c->err, SG_EINVAL, "client not usable");
+        return c->err.code;
+    }
+    if (fn == NULL) return sg_seterr(&c->err, SG_EINVAL, "no callback given");
+    return sg_router_submit(c, argc, argv, argvlen, fn, ud);
+}
+
+static int send_fn(void *ctx, int argc, const char *const *argv, const size_t *argvlen) {
+    call_ctx *cc = ctx;
+    return sg_client_send_argv(cc->c, argc, argv, argvlen, cc->fn, cc->ud);
+}
+
+int sg_client_send(sg_client *c, sg_reply_fn fn, void *ud, const char *fmt, ...) {
+    call_ctx cc = {c, NULL, fn, ud};
+    va_list ap;
+    int rc;
+    va_start(ap, fmt);
+    rc = with_format(c, fmt, ap, send_fn, &cc);
+    va_end(ap);
+    return rc;
+}
+
+/* ---- pipelines ------------------------------------------------------------------------ */
+
+typedef struct pipe_cmd {
+    int argc;
+    char *buf;          /* the arguments, back to back */
+    size_t *argvlen;
+    sg_reply *reply;
+    int status;
+    char *errmsg;
+    int done;
+} pipe_cmd;
+
+struct sg_pipeline {
+    sg_client *c;
+    pipe_cmd *cmds;
+    size_t n, cap;
+    size_t remaining;
+};
+
+sg_pipeline *sg_pipeline_new(sg_client *c) {
+    sg_pipeline *p = sg_calloc(1, sizeof *p);
+    if (p) p->c = c;
+    return p;
+}
+
+static void clear_outcome(pipe_cmd *pc) {
+    sg_reply_free(pc->reply);
+    sg_free(pc->errmsg);
+    pc->reply = NULL;
+    pc->errmsg = NULL;
+    pc->status = SG_OK;
+    pc->done = 0;
+}
+
+void sg_pipeline_reset(sg_pipeline *p) {
+    size_t i;
+    for (i = 0; i < p->n; i++) {
+        clear_outcome(&p->cmds[i]);
+        sg_free(p->cmds[i].buf);
+        sg_free(p->cmds[i].argvlen);
+    }
+    p->n = 0;
+}
+
+void sg_pipeline_free(sg_pipeline *p) {
+    if (p == NULL) return;
+    sg_pipeline_reset(p);
+    sg_free(p->cmds);
+    sg_free(p);
+}
+
+int sg_pipeline_append_argv(sg_pipeline *p, int argc, const char *const *argv,
+                            const size_t *argvlen) {
+    pipe_cmd *pc;
+    size_t total = 0, off = 0;
+    int i;
+    if (argc < 1) return sg_seterr(&p->c->err, SG_EINVAL, "a command needs at least its name");
+    if (p->n == p->cap) {
+        size_t ncap = p->cap ? p->cap * 2 : 16;
+        pipe_cmd *nc = sg_realloc(p->cmds, ncap * sizeof *nc);
+        if (nc == NULL) return sg_seterr(&p->c->err, SG_ENOMEM, "out of memory appending");
+        p->cmds = nc;
+        p->cap = ncap;
+    }
+    pc = &p->cmds[p->n];
+    memset(pc, 0, sizeof *pc);
+    if ((pc->argvlen = sg_malloc((size_t)argc * sizeof *pc->argvlen)) == NULL)
+        return sg_seterr(&p->c->err, SG_ENOMEM, "out of memory appending");
+    for (i = 0; i < argc; i++) total += pc->argvlen[i] = argvlen ? argvlen[i] : strlen(argv[i]);
+    if ((pc->buf = sg_malloc(total ? total : 1)) == NULL) {
+        sg_free(pc->argvlen);
+        return sg_seterr(&p->c->err, SG_ENOMEM, "out of memory appending");
+    }
+    for (i = 0; i < argc; i++) {
+        memcpy(pc->buf + off, argv[i], pc->argvlen[i]);
+        off += pc->argvlen[i];
+    }
+    pc->argc = argc;
+    p->n++;
+    return SG_OK;
+}
+
+static int append_fn(void *ctx, int argc, const char *const *argv, const size_t *argvlen) {
+    return sg_pipeline_append_argv(ctx, argc, argv, argvlen);
+}
+
+int sg_pipeline_append(sg_pipeline *p, const char *fmt, ...) {
+    va_list ap;
+    int rc;
+    va_start(ap, fmt);
+    rc = with_format(p->c, fmt, ap, append_fn, p);
+    va_end(ap);
+    return rc;
+}
+
+static void on_pipe_reply(sg_client *c, sg_reply *reply, int status, const char *errmsg,
+                          void *ud) {
+    pipe_cmd *pc = ud;
+    sg_pipeline *p = NULL;
+    (void)c;
+    pc->reply = reply;
+    pc->status = status;
+    if (status != SG_OK) pc->errmsg = sg_strdup(errmsg ? errmsg : sg_strerror(status));
+    pc->done = 1;
+    (void)p;
+}
+
+int sg_pipeline_exec(sg_pipeline *p) {
+    sg_client *c = p->c;
+    size_t i, j;
+    const char **argv = NULL;
+    int maxargc = 0, rc = SG_OK;
+    if (!usable_client(c) || !c->own_base)
+        return sg_seterr(&c->err, SG_EINVAL, "pipelines need a usable blocking client");
+    for (i = 0; i < p->n; i++) {
+        clear_outcome(&p->cmds[i]);
+        if (p->cmds[i].argc > maxargc) maxargc = p->cmds[i].argc;
+    }
+    if (p->n && (argv = sg_malloc((size_t)maxargc * sizeof *argv)) == NULL)
+        return sg_seterr(&c->err, SG_ENOMEM, "out of memory running a pipeline");
+    for (i = 0; i < p->n; i++) {
+        pipe_cmd *pc = &p->cmds[i];
+        size_t off = 0;
+        for (j = 0; j < (size_t)pc->argc; j++) {
+            argv[j] = pc->buf + off;
+            off += pc->argvlen[j];
+        }
+        if (sg_router_submit(c, pc->argc, argv, pc->argvlen, on_pipe_reply, pc) != SG_OK) {
+            pc->done = 1;
+            pc->status = c->err.code;
+            pc->errmsg = sg_strdup(c->err.msg);
+        }
+    }
+    sg_free(argv);
+    /* every command completes: by reply, timeout, or failure */
+    for (i = 0; i < p->n; i++) run_until(c, &p->cmds[i].done);
+    sg_clearerr(&c->err);
+    return rc;
+}
+
+size_t sg_pipeline_count(const sg_pipeline *p) { return p->n; }
+
+const sg_reply *sg_pipeline_reply(sg_pipeline *p, size_t i, int *status, const char **errmsg) {
+    if (i >= p->n) {
+        if (status) *status = SG_EINVAL;
+        if (errmsg) *errmsg = "no such command in the pipeline";
+        return NULL;
+    }
+    if (status) *status = p->cmds[i].done ? p->cmds[i].status : SG_EINVAL;
+    if (errmsg) *errmsg = p->cmds[i].done ? p->cmds[i].errmsg : "not executed";
+    return p->cmds[i].reply;
+}
+
+/* ---- statistics ----------------------------------------------------------------------------- */
+
+int sg_client_node_count(sg_client *c) { return c->nnodes; }
+
+int sg_client_node_stats(sg_client *c, int i, sg_node_stats *out) {
+    sg_node *n;
+    int k;
+    if (i < 0 || i >= c->nnodes) return sg_seterr(&c->err, SG_EINVAL, "no node %d", i);
+    n = c->nodes[i];
+    *out = n->st;
+    out->addr = n->addr;
+    out->id = n->id;
+    out->is_master = n->role == SG_ROLE_MASTER && n->in_map;
+    out->conns = n->nconns;
+    out->in_use = out->idle = 0;
+    for (k = 0; k < n->nconns; k++) {
+        if (n->conns[k]->pcount > 0 || n->conns[k]->exclusive) out->in_use++;
+        else out->idle++;
+    }
+    return SG_OK;
+}
+
+uint64_t sg_client_refresh_count(sg_client *c) { return c->refreshes; }

@@ -1,0 +1,748 @@
+/*
+ * cluster.c — what the client knows of the servers: the nodes (each with its
+ * pool of connections and its figures), the slot map and its refreshes from
+ * CLUSTER SLOTS, the master a set of Sentinels names, and the choice of a
+ * node for a slot under the read policy.
+ *
+ * Refreshes: at most one in flight; asked for on MOVED, on a lost or failed
+ * connection, and every SG_REFRESH_PERIOD_MS; never closer together than
+ * SG_REFRESH_MIN_MS plus jitter. A map that covers fewer slots than the one in
+ * force is applied only when a second refresh confirms it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine.h"
+
+#define SG_REFRESH_MIN_MS 100
+#define SG_REFRESH_JITTER_MS 50
+#define SG_REFRESH_PERIOD_MS 10000
+#define SG_TICK_MS 1000
+
+uint64_t sg_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- nodes ---------------------------------------------------------------------- */
+
+static void format_addr(char *out, size_t outlen, const char *host, int port) {
+    int v6 = strchr(host, ':') != NULL;
+    snprintf(out, outlen, "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", port);
+}
+
+sg_node *sg_node_get(sg_client *c, const char *host, int port) {
+    char addr[300];
+    sg_node *node, **nodes;
+    int i;
+    format_addr(addr, sizeof addr, host, port);
+    for (i = 0; i < c->nnodes; i++)
+        if (strcmp(c->nodes[i]->addr, addr) == 0) return c->nodes[i];
+    if (c->nnodes >= SG_MAX_NODES) return NULL;
+    if ((node = sg_calloc(1, sizeof *node)) == NULL) return NULL;
+    if ((node->host = sg_strdup(host)) == NULL) {
+        sg_free(node);
+        return NULL;
+    }
+    if ((nodes = sg_realloc(c->nodes, (size_t)(c->nnodes + 1) * sizeof *nodes)) == NULL) {
+        sg_free(node->host);
+        sg_free(node);
+        return NULL;
+    }
+    c->nodes = nodes;
+    node->client = c;
+    node->port = port;
+    memcpy(node->addr, addr, sizeof addr);
+    node->st.addr = node->addr;
+    node->st.id = node->id;
+    c->nodes[c->nnodes++] = node;
+    return node;
+}
+
+/* "host:port", "[v6]:port" → node. */
+sg_node *sg_node_by_addr(sg_client *c, const char *addr) {
+    char host[256];
+    const char *colon = strrchr(addr, ':');
+    size_t hl;
+    if (colon == NULL) return NULL;
+    hl = (size_t)(colon - addr);
+    if (addr[0] == '[' && hl >= 2 && addr[hl - 1] == ']') {
+        addr++;
+        hl -= 2;
+    }
+    if (hl >= sizeof host) return NULL;
+    memcpy(host, addr, hl);
+    host[hl] = '\0';
+    return sg_node_get(c, host, atoi(colon + 1));
+}
+
+static void node_free(sg_node *node) {
+    while (node->nconns > 0) sg_conn_fail(node->conns[0], SG_ECLOSED, "client closed");
+    sg_free(node->conns);
+    sg_free(node->replicas);
+    sg_free(node->host);
+    sg_free(node);
+}
+
+/* ---- pools ------------------------------------------------------------------------ */
+
+static int add_conn(sg_node *node, sg_conn *conn) {
+    if (node->nconns == node->cap_conns) {
+        int ncap = node->cap_conns ? node->cap_conns * 2 : 4;
+        sg_conn **nc = sg_realloc(node->conns, (size_t)ncap * sizeof *nc);
+        if (nc == NULL) return SG_ENOMEM;
+        node->conns = nc;
+        node->cap_conns = ncap;
+    }
+    node->conns[node->nconns++] = conn;
+    return SG_OK;
+}
+
+void sg_node_conn_closed(sg_node *node, sg_conn *conn) {
+    int i;
+    for (i = 0; i < node->nconns; i++) {
+        if (node->conns[i] != conn) continue;
+        node->conns[i] = node->conns[--node->nconns];
+        break;
+    }
+}
+
+/* Opens a connection, or fails the request saying why not. */
+static sg_conn *open_conn(sg_node *node, sg_req *req) {
+    sg_conn *conn = sg_conn_open(node);
+    if (conn == NULL || add_conn(node, conn) != SG_OK) {
+        if (conn) sg_conn_close(conn);
+        sg_req_on_conn_failure(req, node, 0, SG_ENOMEM,
+                               "out of memory opening a connection");
+        return NULL;
+    }
+    return conn;
+}
+
+static void send_on(sg_conn *conn, sg_req *req) {
+    int asking = req->asking != NULL;
+    req->asking = NULL;
+    if (req->exclusive) conn->exclusive = 1;
+    if (sg_conn_send(conn, req, asking) != SG_OK)
+        sg_conn_fail(conn, SG_ENOMEM, "out of memory queueing a command for node %s",
+                     conn->node->addr);
+}
+
+static void wait_expired(evutil_socket_t fd, short what, void *arg);
+
+/* Tries to give req a connection now; 0 when it must wait. */
+static int try_submit(sg_node *node, sg_req *req) {
+    sg_client *c = node->client;
+    sg_conn *best = NULL, *conn;
+    int i;
+    for (i = 0; i < node->nconns; i++) {
+        sg_conn *k = node->conns[i];
+        if (k->exclusive || k->state == SG_CONN_CLOSED) continue;
+        if (req->exclusive && k->pcount > 0) continue;
+        if (best == NULL || k->pcount < best->pcount) best = k;
+    }
+    if (best) {
+        send_on(best, req);
+        return 1;
+    }
+    if (node->nconns < c->max_active) {
+        if ((conn = open_conn(node, req)) != NULL) send_on(conn, req);
+        return 1;
+    }
+    return 0;
+}
+
+void sg_node_submit(sg_node *node, sg_req *req) {
+    sg_client *c = node->client;
+    struct timeval tv;
+    /* A node that refused us recently: fail fast while it backs off. */
+    if (node->nconns == 0 && node->connect_errors > 0 && sg_now_ms() < node->retry_at) {
+        char msg[SG_ERRMSG_MAX];
+        snprintf(msg, sizeof msg,
+                 "cannot connect to node %s (%d failed attempt%s; next in %llu ms)",
+                 node->addr, node->connect_errors, node->connect_errors == 1 ? "" : "s",
+                 (unsigned long long)(node->retry_at - sg_now_ms()));
+        sg_req_on_conn_failure(req, node, 0, SG_ECONNECT, msg);
+        return;
+    }
+    if (try_submit(node, req)) return;
+    /* Every connection is held: wait, at most the timeout. */
+    node->st.pool_waits++;
+    if (req->timer == NULL && (req->timer = evtimer_new(c->base, wait_expired, req)) == NULL) {
+        sg_req_finish(req, NULL, SG_ENOMEM, "out of memory waiting for a connection");
+        return;
+    }
+    evtimer_assign(req->timer, c->base, wait_expired, req);
+    tv.tv_sec = c->timeout_ms / 1000;
+    tv.tv_usec = (c->timeout_ms % 1000) * 1000;
+    evtimer_add(req->timer, &tv);
+    req->waiting = 1;
+    req->last_node = node;
+    req->next = NULL;
+    if (node->waiters_tail) node->waiters_tail->next = req;
+    else node->waiters = req;
+    node->waiters_tail = req;
+    node->nwaiters++;
+}
+
+static void unlink_waiter(sg_node *node, sg_req *req) {
+    sg_req **pp = &node->waiters, *prev = NULL;
+    while (*pp && *pp != req) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp == NULL) return;
+    *pp = req->next;
+    if (node->waiters_tail == req) node->waiters_tail = prev;
+    node->nwaiters--;
+    req->next = NULL;
+    req->waiting = 0;
+}
+
+/* Fails every request waiting for a connection of node (client closing). */
+void sg_node_fail_waiters(sg_node *node, int code, const char *msg) {
+    while (node->waiters) {
+        sg_req *req = node->waiters;
+        unlink_waiter(node, req);
+        evtimer_del(req->timer);
+        sg_req_finish(req, NULL, code, msg);
+    }
+}
+
+static void wait_expired(evutil_socket_t fd, short what, void *arg) {
+    sg_req *req = arg;
+    sg_node *node = req->last_node;
+    sg_client *c = node->client;
+    char msg[SG_ERRMSG_MAX];
+    (void)fd;
+    (void)what;
+    unlink_waiter(node, req);
+    node->st.pool_timeouts++;
+    snprintf(msg, sizeof msg,
+             "node %s: all %d connections busy (optimisation_max_active %d); waited %d ms",
+             node->addr, node->nconns, c->max_active, c->timeout_ms);
+    sg_req_finish(req, NULL, SG_EPOOL, msg);
+}
+
+void sg_node_conn_released(sg_node *node, sg_conn *conn) {
+    sg_client *c = node->client;
+    int idle = 0, i;
+    conn->exclusive = 0;
+    /* Waiters first, in order. */
+    while (node->waiters) {
+        sg_req *req = node->waiters;
+        unlink_waiter(node, req);
+        evtimer_del(req->timer);
+        if (!try_submit(node, req)) {
+            /* still nothing: back to the head of the line */
+            struct timeval tv;
+            req->waiting = 1;
+            req->next = node->waiters;
+            node->waiters = req;
+            if (node->waiters_tail == NULL) node->waiters_tail = req;
+            node->nwaiters++;
+            tv.tv_sec = c->timeout_ms / 1000;
+            tv.tv_usec = (c->timeout_ms % 1000) * 1000;
+            evtimer_add(req->timer, &tv);
+            break;
+        }
+    }
+    /* Keep at most max_idle idle connections. */
+    for (i = 0; i < node->nconns; i++)
+        if (node->conns[i]->pcount == 0 && !node->conns[i]->exclusive) idle++;
+    for (i = node->nconns - 1; i >= 0 && idle > c->max_idle; i--) {
+        sg_conn *k = node->conns[i];
+        if (k->pcount == 0 && !k->exclusive) {
+            sg_conn_close(k);
+            idle--;
+        }
+    }
+}
+
+/* Closes connections idle for 240 × timeout, as Tyk's pool does. */
+static void expire_idle(sg_client *c) {
+    uint64_t now = sg_now_ms(), limit = 240ull * (uint64_t)c->timeout_ms;
+    int n, i;
+    for (n = 0; n < c->nnodes; n++) {
+        sg_node *node = c->nodes[n];
+        for (i = node->nconns - 1; i >= 0; i--) {
+            sg_conn *k = node->conns[i];
+            if (k->pcount == 0 && !k->exclusive && now - k->last_used > limit)
+                sg_conn_close(k);
+        }
+    }
+}
+
+/* ---- routing -------------------------------------------------------------------------- */
+
+static int usable(const sg_node *n) {
+    return n->connect_errors == 0 || n->nconns > 0 || sg_now_ms() >= n->retry_at;
+}
+
+sg_node *sg_route_slot(sg_client *c, int slot, int readonly) {
+    sg_node *master = c->slots[slot], *pick = NULL;
+    int i, n;
+    if (master == NULL || !readonly || c->read_policy == SG_READ_MASTER || master->nreplicas == 0)
+        return master;
+    n = master->nreplicas + (c->read_policy == SG_READ_ANY ? 1 : 0);
+    for (i = 0; i < n && pick == NULL; i++) {
+        int k = (master->rr++) % n;
+        sg_node *cand = k < master->nreplicas ? master->replicas[k] : master;
+        if (usable(cand)) pick = cand;
+    }
+    if (pick) return pick;
+    return master; /* no replica can be reached: the master still can */
+}
+
+sg_node *sg_any_master(sg_client *c) {
+    static unsigned rr;
+    int i;
+    if (c->mode != SG_MODE_CLUSTER) return c->single;
+    for (i = 0; i < c->nnodes; i++) {
+        sg_node *n = c->nodes[(rr + (unsigned)i) % (unsigned)c->nnodes];
+        if (n->in_map && n->role == SG_ROLE_MASTER && usable(n)) {
+            rr += (unsigned)i + 1;
+            return n;
+        }
+    }
+    for (i = 0; i < SG_SLOTS; i++)
+        if (c->slots[i]) return c->slots[i];
+    return NULL;
+}
+
+int sg_masters(sg_client *c, sg_node ***out) {
+    int i, n = 0;
+    sg_node **list;
+    *out = NULL;
+    if (c->mode != SG_MODE_CLUSTER) {
+        if (c->single == NULL) return 0;
+        if ((list = sg_malloc(sizeof *list)) == NULL) return -1;
+        list[0] = c->single;
+        *out = list;
+        return 1;
+    }
+    if ((list = sg_malloc((size_t)(c->nnodes ? c->nnodes : 1) * sizeof *list)) == NULL)
+        return -1;
+    for (i = 0; i < c->nnodes; i++)
+        if (c->nodes[i]->in_map && c->nodes[i]->role == SG_ROLE_MASTER) list[n++] = c->nodes[i];
+    *out = list;
+    return n;
+}
+
+/* ---- the slot map ----------------------------------------------------------------------- */
+
+static int add_replica(sg_node *master, sg_node *r) {
+    int i;
+    for (i = 0; i < master->nreplicas; i++)
+        if (master->replicas[i] == r) return SG_OK;
+    if (master->nreplicas == master->cap_replicas) {
+        int ncap = master->cap_replicas ? master->cap_replicas * 2 : 2;
+        sg_node **nr = sg_realloc(master->replicas, (size_t)ncap * sizeof *nr);
+        if (nr == NULL) return SG_ENOMEM;
+        master->replicas = nr;
+        master->cap_replicas = ncap;
+    }
+    master->replicas[master->nreplicas++] = r;
+    return SG_OK;
+}
+
+/* One node entry of CLUSTER SLOTS: [host, port, id, ...]. An empty host
+ * means the node that answered. */
+static sg_node *entry_node(sg_client *c, const sg_reply *e, const sg_node *asked) {
+    const char *host;
+    sg_node *n;
+    if (e->type != SG_REPLY_ARRAY || e->elements < 2 || e->element[0]->type != SG_REPLY_STRING ||
+        e->element[1]->type != SG_REPLY_INTEGER)
+        return NULL;
+    host = e->element[0]->len ? e->element[0]->str : asked->host;
+    if ((n = sg_node_get(c, host, (int)e->element[1]->integer)) == NULL) return NULL;
+    if (e->elements >= 3 && e->element[2]->type == SG_REPLY_STRING)
+        snprintf(n->id, sizeof n->id, "%s", e->element[2]->str);
+    return n;
+}
+
+/* Parses CLUSTER SLOTS into slots[]; roles and replicas are set on the
+ * nodes only when the map is applied. Returns covered slots, or -1 with why. */
+static int parse_slots(sg_client *c, const sg_reply *r, const sg_node *asked,
+                       sg_node **slots, char *why, size_t whylen) {
+    size_t i, j;
+    int covered = 0;
+    if (r->type != SG_REPLY_ARRAY) {
+        snprintf(why, whylen, "CLUSTER SLOTS gave %s", r->type == SG_REPLY_ERROR ? r->str : "no array");
+        return -1;
+    }
+    memset(slots, 0, SG_SLOTS * sizeof *slots);
+    for (i = 0; i < r->elements; i++) {
+        const sg_reply *e = r->element[i];
+        long long lo, hi, s;
+        sg_node *master;
+        if (e->type != SG_REPLY_ARRAY || e->elements < 3 || e->element[0]->type != SG_REPLY_INTEGER ||
+            e->element[1]->type != SG_REPLY_INTEGER) {
+            snprintf(why, whylen, "CLUSTER SLOTS entry %zu is malformed", i + 1);
+            return -1;
+        }
+        lo = e->element[0]->integer;
+        hi = e->element[1]->integer;
+        if (lo < 0 || hi >= SG_SLOTS || lo > hi) {
+            snprintf(why, whylen, "CLUSTER SLOTS entry %zu has slots %lld-%lld", i + 1, lo, hi);
+            return -1;
+        }
+        if ((master = entry_node(c, e->element[2], asked)) == NULL) {
+            snprintf(why, whylen, "CLUSTER SLOTS entry %zu names no usable master", i + 1);
+            return -1;
+        }
+        for (s = lo; s <= hi; s++) {
+            if (slots[s] == NULL) covered++;
+            slots[s] = master;
+        }
+        for (j = 3; j < e->elements; j++)
+            if (entry_node(c, e->element[j], asked) == NULL) {
+                snprintf(why, whylen, "CLUSTER SLOTS entry %zu names a malformed replica", i + 1);
+                return -1;
+            }
+    }
+    return covered;
+}
+
+/* Applies a parsed map: roles, replicas, who is in the map. */
+static int apply_slots(sg_client *c, const sg_reply *r, const sg_node *asked, sg_node **slots) {
+    size_t i, j;
+    int n, s;
+    for (n = 0; n < c->nnodes; n++) {
+        c->nodes[n]->in_map = 0;
+        c->nodes[n]->nreplicas = 0;
+    }
+    for (i = 0; i < r->elements; i++) {
+        const sg_reply *e = r->element[i];
+        sg_node *master = entry_node(c, e->element[2], asked);
+        master->in_map = 1;
+        master->role = SG_ROLE_MASTER;
+        for (j = 3; j < e->elements; j++) {
+            sg_node *rep = entry_node(c, e->element[j], asked);
+            if (rep->role != SG_ROLE_REPLICA) {
+                /* a node that changed role: its connections lack READONLY
+                 * (or have it); start afresh */
+                int k;
+                for (k = rep->nconns - 1; k >= 0; k--)
+                    if (rep->conns[k]->pcount == 0) sg_conn_close(rep->conns[k]);
+            }
+            rep->role = SG_ROLE_REPLICA;
+            rep->in_map = 1;
+            if (add_replica(master, rep) != SG_OK) return SG_ENOMEM;
+        }
+    }
+    c->covered = 0;
+    for (s = 0; s < SG_SLOTS; s++) {
+        c->slots[s] = slots[s];
+        if (slots[s]) c->covered++;
+    }
+    /* nodes that left: close what is idle */
+    for (n = 0; n < c->nnodes; n++) {
+        sg_node *node = c->nodes[n];
+        int k;
+        if (node->in_map) continue;
+        for (k = node->nconns - 1; k >= 0; k--)
+            if (node->conns[k]->pcount == 0) sg_conn_close(node->conns[k]);
+    }
+    return SG_OK;
+}
+
+/* ---- refreshes ---------------------------------------------------------------------------- */
+
+static void start_refresh(sg_client *c);
+
+/* The node to ask next: map nodes first (rotating), then the seeds. */
+static sg_node *next_candidate(sg_client *c, int attempt) {
+    int total = c->nnodes, i;
+    for (i = 0; i < total; i++) {
+        sg_node *n = c->nodes[(c->refresh_seed + attempt + i) % total];
+        if (n->sentinel) continue;
+        if (usable(n)) {
+            c->refresh_seed = (c->refresh_seed + attempt + i + 1) % total;
+            return n;
+        }
+    }
+    return NULL;
+}
+
+static void refresh_done(sg_client *c, int ok) {
+    c->refreshing = 0;
+    c->last_refresh = sg_now_ms();
+    c->refreshes++;
+    if (ok) {
+        sg_buf_free(&c->refresh_errors);
+        if (!c->ready) {
+            c->ready = 1;
+            sg_client_map_ready(c);
+        }
+    }
+}
+
+static void on_refresh_reply(sg_client *c, sg_reply *reply, int status, const char *errmsg,
+                             void *ud);
+
+static void ask_node(sg_client *c, sg_node *node);
+
+static void refresh_failed_once(sg_client *c, sg_node *node, const char *why) {
+    int limit = c->nnodes < 16 ? c->nnodes : 16;
+    sg_node *next;
+    if (c->refresh_errors.len < 2000)
+        sg_buf_printf(&c->refresh_errors, "%s%s: %s", c->refresh_errors.len ? "; " : "", node->addr, why);
+    c->refresh_attempts++;
+    if (c->refresh_attempts < limit && (next = next_candidate(c, 0)) != NULL && next != node) {
+        ask_node(c, next);
+        return;
+    }
+    /* every candidate failed */
+    {
+        char msg[SG_ERRMSG_MAX];
+        snprintf(msg, sizeof msg, "cannot read the slot map from any node: %s",
+                 c->refresh_errors.data ? c->refresh_errors.data : "no node to ask");
+        sg_buf_free(&c->refresh_errors);
+        refresh_done(c, 0);
+        if (!c->ready) sg_client_map_failed(c, SG_ECONNECT, msg);
+        else sg_log(SG_LOG_WARN, "%s", msg);
+    }
+}
+
+static void on_refresh_reply(sg_client *c, sg_reply *reply, int status, const char *errmsg,
+                             void *ud) {
+    sg_node *asked = ud;
+    sg_node **slots;
+    char why[SG_ERRMSG_MAX];
+    int covered;
+    if (c->freeing) {
+        sg_reply_free(reply);
+        return;
+    }
+    if (reply == NULL) {
+        refresh_failed_once(c, asked, errmsg);
+        return;
+    }
+    if ((slots = sg_malloc(SG_SLOTS * sizeof *slots)) == NULL) {
+        sg_reply_free(reply);
+        refresh_failed_once(c, asked, "out of memory");
+        return;
+    }
+    covered = parse_slots(c, reply, asked, slots, why, sizeof why);
+    if (covered == 0) snprintf(why, sizeof why, "its map covers no slot");
+    if (covered <= 0) {
+        sg_free(slots);
+        sg_reply_free(reply);
+        refresh_failed_once(c, asked, why);
+        return;
+    }
+    if (covered < c->covered && !c->suspect) {
+        /* fewer slots than before: believe it when another node agrees */
+        sg_log(SG_LOG_WARN, "node %s reports %d covered slots, %d before: asking another node",
+               asked->addr, covered, c->covered);
+        c->suspect = 1;
+        sg_free(slots);
+        sg_reply_free(reply);
+        refresh_done(c, 1);
+        sg_cluster_refresh(c, 1);
+        return;
+    }
+    c->suspect = 0;
+    if (apply_slots(c, reply, asked, slots) != SG_OK) {
+        sg_free(slots);
+        sg_reply_free(reply);
+        refresh_failed_once(c, asked, "out of memory");
+        return;
+    }
+    sg_free(slots);
+    sg_reply_free(reply);
+    refresh_done(c, 1);
+}
+
+/* ---- Sentinel: the master's address -------------------------------------------------------- */
+
+static void on_sentinel_reply(sg_client *c, sg_reply *reply, int status, const char *errmsg,
+                              void *ud) {
+    sg_node *asked = ud, *master;
+    char why[SG_ERRMSG_MAX];
+    if (c->freeing) {
+        sg_reply_free(reply);
+        return;
+    }
+    if (reply == NULL) {
+        refresh_failed_once(c, asked, errmsg);
+        return;
+    }
+    if (reply->type != SG_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != SG_REPLY_STRING || reply->element[1]->type != SG_REPLY_STRING) {
+        snprintf(why, sizeof why, "does not know master \"%s\" (%s)", c->master_name,
+                 reply->type == SG_REPLY_ERROR ? reply->str : "no address in its reply");
+        sg_reply_free(reply);
+        refresh_failed_once(c, asked, why);
+        return;
+    }
+    master = sg_node_get(c, reply->element[0]->str, atoi(reply->element[1]->str));
+    sg_reply_free(reply);
+    if (master == NULL) {
+        refresh_failed_once(c, asked, "out of memory");
+        return;
+    }
+    if (c->single && c->single != master) {
+        int k;
+        sg_log(SG_LOG_INFO, "sentinel %s: master \"%s\" is now %s (was %s)", asked->addr,
+               c->master_name, master->addr, c->single->addr);
+        c->single->in_map = 0;
+        for (k = c->single->nconns - 1; k >= 0; k--)
+            if (c->single->conns[k]->pcount == 0) sg_conn_close(c->single->conns[k]);
+    }
+    master->role = SG_ROLE_MASTER;
+    master->in_map = 1;
+    c->single = master;
+    refresh_done(c, 1);
+}
+
+static sg_node *next_sentinel(sg_client *c) {
+    int i;
+    for (i = 0; i < c->nnodes; i++) {
+        sg_node *n = c->nodes[(c->refresh_seed + i) % c->nnodes];
+        if (n->sentinel && usable(n)) {
+            c->refresh_seed = (c->refresh_seed + i + 1) % c->nnodes;
+            return n;
+        }
+    }
+    return NULL;
+}
+
+/* Sends the map (or master) query to one node. */
+static void ask_node(sg_client *c, sg_node *node) {
+    static const char slots_cmd[] = "*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n";
+    sg_req *req = sg_calloc(1, sizeof *req);
+    sg_buf b = {0};
+    if (req == NULL) {
+        refresh_failed_once(c, node, "out of memory");
+        return;
+    }
+    req->client = c;
+    req->slot = -1;
+    req->target = node;
+    req->retries = 1 << 20; /* never retried: the next node is asked */
+    req->ud = node;
+    if (c->mode == SG_MODE_SENTINEL) {
+        sg_buf_printf(&b, "*3\r\n$8\r\nSENTINEL\r\n$23\r\nget-master-addr-by-name\r\n$%zu\r\n%s\r\n",
+                      strlen(c->master_name), c->master_name);
+        req->fn = on_sentinel_reply;
+    } else {
+        sg_buf_append(&b, slots_cmd, sizeof slots_cmd - 1);
+        req->fn = on_refresh_reply;
+    }
+    req->cmdlen = b.len;
+    if ((req->cmd = sg_buf_take(&b)) == NULL) {
+        sg_free(req);
+        refresh_failed_once(c, node, "out of memory");
+        return;
+    }
+    sg_node_submit(node, req);
+}
+
+static void start_refresh(sg_client *c) {
+    sg_node *node;
+    if (c->refreshing || c->freeing) return;
+    if (c->mode == SG_MODE_SINGLE) return;
+    c->refreshing = 1;
+    c->refresh_attempts = 0;
+    sg_buf_free(&c->refresh_errors);
+    node = c->mode == SG_MODE_SENTINEL ? next_sentinel(c) : next_candidate(c, 0);
+    if (node == NULL) {
+        /* everybody is backing off: ask the least recently failed anyway */
+        int i;
+        for (i = 0; i < c->nnodes && node == NULL; i++)
+            if (c->nodes[i]->sentinel == (c->mode == SG_MODE_SENTINEL)) node = c->nodes[i];
+        if (node == NULL) {
+            refresh_done(c, 0);
+            sg_client_map_failed(c, SG_ECONFIG, "no node to ask for the slot map");
+            return;
+        }
+        node->retry_at = 0;
+    }
+    ask_node(c, node);
+}
+
+static void refresh_timer_cb(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    start_refresh(arg);
+}
+
+void sg_cluster_refresh(sg_client *c, int urgent) {
+    uint64_t now = sg_now_ms(), next;
+    struct timeval tv;
+    if (c->mode == SG_MODE_SINGLE || c->refreshing || c->freeing) return;
+    if (evtimer_pending(c->refresh_timer, NULL)) return;
+    next = c->last_refresh + SG_REFRESH_MIN_MS + (uint64_t)(rand() % SG_REFRESH_JITTER_MS);
+    if (!urgent) next += SG_REFRESH_MIN_MS;
+    if (c->last_refresh == 0 || now >= next) {
+        start_refresh(c);
+        return;
+    }
+    tv.tv_sec = (long)((next - now) / 1000);
+    tv.tv_usec = (long)((next - now) % 1000) * 1000;
+    evtimer_add(c->refresh_timer, &tv);
+}
+
+void sg_cluster_moved(sg_client *c, int slot, sg_node *node) {
+    if (slot < 0 || slot >= SG_SLOTS) return;
+    if (c->slots[slot] == NULL) c->covered++;
+    c->slots[slot] = node;
+    node->in_map = 1;
+    node->role = SG_ROLE_MASTER;
+    sg_cluster_refresh(c, 0);
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg) {
+    sg_client *c = arg;
+    (void)fd;
+    (void)what;
+    expire_idle(c);
+    if (c->mode != SG_MODE_SINGLE && c->ready &&
+        sg_now_ms() - c->last_refresh >= SG_REFRESH_PERIOD_MS)
+        sg_cluster_refresh(c, 0);
+}
+
+/* Creates the seed (or sentinel, or single) nodes and the timers. */
+int sg_cluster_start(sg_client *c) {
+    struct timeval tick = {SG_TICK_MS / 1000, (SG_TICK_MS % 1000) * 1000};
+    int i;
+    for (i = 0; i < c->nseeds; i++) {
+        sg_node *n = sg_node_by_addr(c, c->seeds[i]);
+        if (n == NULL) return sg_seterr(&c->err, SG_ENOMEM, "out of memory adding seed %s", c->seeds[i]);
+        n->sentinel = c->mode == SG_MODE_SENTINEL;
+        if (c->mode == SG_MODE_SINGLE) {
+            n->in_map = 1;
+            c->single = n;
+            break; /* the first address only */
+        }
+    }
+    c->refresh_timer = evtimer_new(c->base, refresh_timer_cb, c);
+    c->tick = event_new(c->base, -1, EV_PERSIST, tick_cb, c);
+    if (c->refresh_timer == NULL || c->tick == NULL)
+        return sg_seterr(&c->err, SG_ENOMEM, "out of memory creating timers");
+    evtimer_add(c->tick, &tick);
+    if (c->mode == SG_MODE_SINGLE) c->ready = 1;
+    return SG_OK;
+}
+
+void sg_cluster_free(sg_client *c) {
+    int i;
+    if (c->refresh_timer) event_free(c->refresh_timer);
+    if (c->tick) event_free(c->tick);
+    for (i = 0; i < c->nnodes; i++) node_free(c->nodes[i]);
+    sg_free(c->nodes);
+    c->nodes = NULL;
+    c->nnodes = 0;
+}
+
+/* Starts discovery for a client that has no map yet. */
+void sg_cluster_discover(sg_client *c) {
+    if (c->ready || c->refreshing) return;
+    c->discovery_failed = 0;
+    start_refresh(c);
+}

@@ -1,0 +1,382 @@
+/*
+ * conn.c — one connection to one Redis node: a bufferevent (TLS through
+ * bufferevent_openssl when the upstream uses it), the handshake (AUTH,
+ * SELECT, READONLY) pipelined ahead of the first command, hiredis's reader
+ * for replies, and the FIFO of pending replies. It owns the connection's
+ * failures: each pending request learns whether its bytes had left.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "engine.h"
+
+/* ---- RESP formatting of internal commands ---------------------------------- */
+
+/* Appends a command given as NUL-terminated words to the output. */
+static void write_words(sg_conn *conn, const char *const *words, int n) {
+    char head[32];
+    int i, len = snprintf(head, sizeof head, "*%d\r\n", n);
+    struct evbuffer *out = bufferevent_get_output(conn->bev);
+    evbuffer_add(out, head, (size_t)len);
+    conn->queued += (size_t)len;
+    for (i = 0; i < n; i++) {
+        size_t wl = strlen(words[i]);
+        len = snprintf(head, sizeof head, "$%zu\r\n", wl);
+        evbuffer_add(out, head, (size_t)len);
+        evbuffer_add(out, words[i], wl);
+        evbuffer_add(out, "\r\n", 2);
+        conn->queued += (size_t)len + wl + 2;
+    }
+}
+
+/* ---- the pending FIFO --------------------------------------------------------- */
+
+static int pend_push(sg_conn *conn, sg_req *req, int kind) {
+    sg_pending *p;
+    if (conn->pcount == conn->pcap) {
+        size_t ncap = conn->pcap ? conn->pcap * 2 : 16, i;
+        sg_pending *np = sg_malloc(ncap * sizeof *np);
+        if (np == NULL) return SG_ENOMEM;
+        for (i = 0; i < conn->pcount; i++)
+            np[i] = conn->pend[(conn->phead + i) % conn->pcap];
+        sg_free(conn->pend);
+        conn->pend = np;
+        conn->pcap = ncap;
+        conn->phead = 0;
+    }
+    p = &conn->pend[(conn->phead + conn->pcount) % conn->pcap];
+    p->req = req;
+    p->kind = kind;
+    p->end = conn->queued;
+    conn->pcount++;
+    return SG_OK;
+}
+
+static sg_pending pend_pop(sg_conn *conn) {
+    sg_pending p = conn->pend[conn->phead];
+    conn->phead = (conn->phead + 1) % conn->pcap;
+    conn->pcount--;
+    return p;
+}
+
+/* ---- timeouts ---------------------------------------------------------------- */
+
+/* The read timeout covers a connection with replies due: no byte for that
+ * long means the node stalled. None while idle. */
+static void set_read_timeout(sg_conn *conn, long long ms) {
+    struct timeval rd, wr;
+    sg_client *c = conn->node->client;
+    if (ms == conn->read_timeout_ms) return;
+    conn->read_timeout_ms = ms;
+    wr.tv_sec = c->timeout_ms / 1000;
+    wr.tv_usec = (c->timeout_ms % 1000) * 1000;
+    rd.tv_sec = ms / 1000;
+    rd.tv_usec = (ms % 1000) * 1000;
+    bufferevent_set_timeouts(conn->bev, ms >= 0 ? &rd : NULL, &wr);
+}
+
+/* ---- failure and close ---------------------------------------------------- */
+
+static void conn_destroy(sg_conn *conn) {
+    if (conn->bev) bufferevent_free(conn->bev);
+    if (conn->reader) redisReaderFree(conn->reader);
+    sg_free(conn->pend);
+    sg_free(conn);
+}
+
+void sg_conn_close(sg_conn *conn) {
+    sg_node_conn_closed(conn->node, conn);
+    conn_destroy(conn);
+}
+
+void sg_conn_fail(sg_conn *conn, int code, const char *fmt, ...) {
+    char msg[SG_ERRMSG_MAX];
+    sg_node *node = conn->node;
+    size_t sent, n, i;
+    sg_pending *pend;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (conn->state == SG_CONN_CLOSED) return;
+    conn->state = SG_CONN_CLOSED;
+    sent = conn->queued - evbuffer_get_length(bufferevent_get_output(conn->bev));
+    if (code != SG_ECLOSED || strcmp(msg, "client closed") != 0) sg_log(SG_LOG_WARN, "%s", msg);
+    /* Take the pending list first: the requests may be sent again, to other
+     * connections, while we go through it. */
+    n = conn->pcount;
+    pend = sg_malloc((n ? n : 1) * sizeof *pend);
+    for (i = 0; i < n; i++) {
+        sg_pending p = pend_pop(conn);
+        if (pend) pend[i] = p;
+        else if (p.kind == SG_PEND_USER) /* no memory even for the list */
+            sg_req_on_conn_failure(p.req, node, p.end <= sent, code, msg);
+    }
+    sg_node_conn_closed(node, conn);
+    conn_destroy(conn);
+    if (pend) {
+        for (i = 0; i < n; i++)
+            if (pend[i].kind == SG_PEND_USER)
+                sg_req_on_conn_failure(pend[i].req, node, pend[i].end <= sent, code, msg);
+        sg_free(pend);
+    }
+}
+
+/* ---- reading ------------------------------------------------------------------ */
+
+static void on_handshake_reply(sg_conn *conn, sg_reply *r, int *failed) {
+    if (r->type == SG_REPLY_ERROR) {
+        int code = sg_reply_error_is(r, "WRONGPASS") || sg_reply_error_is(r, "NOAUTH") ||
+                           sg_reply_error_is(r, "NOPERM") ||
+                           strstr(r->str, "AUTH") != NULL
+                       ? SG_EAUTH
+                       : SG_EPROTO;
+        *failed = 1;
+        sg_conn_fail(conn, code, "node %s refused the connection handshake: %s",
+                     conn->node->addr, r->str);
+    }
+}
+
+static void on_read(struct bufferevent *bev, void *arg) {
+    sg_conn *conn = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    sg_node *node = conn->node;
+    struct evbuffer_iovec vec[8];
+    int nvec, i;
+
+    /* Feed everything that arrived to the reader. */
+    while (evbuffer_get_length(in) > 0) {
+        size_t fed = 0;
+        nvec = evbuffer_peek(in, -1, NULL, vec, 8);
+        if (nvec > 8) nvec = 8;
+        for (i = 0; i < nvec; i++) {
+            if (redisReaderFeed(conn->reader, vec[i].iov_base, vec[i].iov_len) != REDIS_OK) {
+                sg_conn_fail(conn, SG_EPROTO, "node %s: cannot read reply: %s", node->addr,
+                             conn->reader->errstr);
+                return;
+            }
+            fed += vec[i].iov_len;
+        }
+        evbuffer_drain(in, fed);
+    }
+    for (;;) {
+        void *obj = NULL;
+        sg_reply *r;
+        sg_pending p;
+        if (redisReaderGetReply(conn->reader, &obj) != REDIS_OK) {
+            sg_conn_fail(conn, conn->reader->err == REDIS_ERR_OOM ? SG_ENOMEM : SG_EPROTO,
+                         "node %s: cannot parse reply: %s", node->addr,
+                         conn->reader->errstr);
+            return;
+        }
+        if (obj == NULL) break;
+        r = obj;
+        if (conn->pcount == 0) {
+            sg_reply_free(r);
+            sg_conn_fail(conn, SG_EPROTO, "node %s sent a reply nobody asked for",
+                         node->addr);
+            return;
+        }
+        p = pend_pop(conn);
+        if (p.kind == SG_PEND_HANDSHAKE) {
+            int failed = 0;
+            on_handshake_reply(conn, r, &failed);
+            sg_reply_free(r);
+            if (failed) return;
+        } else if (p.kind == SG_PEND_ASKING) {
+            sg_reply_free(r); /* a failed ASKING shows in the next reply */
+        } else {
+            if (r->type == SG_REPLY_ERROR) node->st.errors++;
+            sg_req_on_reply(p.req, node, r);
+            if (conn->state == SG_CONN_CLOSED) return; /* freed under us */
+        }
+    }
+    conn->last_used = sg_now_ms();
+    if (conn->pcount == 0) {
+        set_read_timeout(conn, -1);
+        sg_node_conn_released(node, conn); /* may close conn: last */
+    }
+}
+
+/* What went wrong on a bufferevent, in words. */
+static void describe_error(sg_conn *conn, short what, char *out, size_t outlen) {
+    int dns = bufferevent_socket_get_dns_error(conn->bev);
+    unsigned long ssl_err = conn->node->client->ssl ? bufferevent_get_openssl_error(conn->bev) : 0;
+    int err = EVUTIL_SOCKET_ERROR();
+    if (dns) {
+        snprintf(out, outlen, "cannot resolve \"%s\": %s", conn->node->host,
+                 evutil_gai_strerror(dns));
+    } else if (ssl_err) {
+        char buf[256];
+        ERR_error_string_n(ssl_err, buf, sizeof buf);
+        snprintf(out, outlen, "TLS: %s", buf);
+    } else if (what & BEV_EVENT_EOF) {
+        snprintf(out, outlen, "connection closed by the server");
+    } else if (err) {
+        snprintf(out, outlen, "%s", evutil_socket_error_to_string(err));
+    } else {
+        snprintf(out, outlen, "connection error");
+    }
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg) {
+    sg_conn *conn = arg;
+    sg_node *node = conn->node;
+    sg_client *c = node->client;
+    char why[300];
+    (void)bev;
+    if (what & BEV_EVENT_CONNECTED) {
+        conn->state = SG_CONN_READY;
+        node->connect_errors = 0;
+        node->backoff_ms = 0;
+        return;
+    }
+    if (what & BEV_EVENT_TIMEOUT) {
+        if (conn->state == SG_CONN_CONNECTING)
+            sg_conn_fail(conn, SG_ETIMEOUT, "cannot connect to node %s: no answer within %d ms",
+                         node->addr, c->timeout_ms);
+        else if (what & BEV_EVENT_READING)
+            sg_conn_fail(conn, SG_ETIMEOUT,
+                         "node %s did not answer within %lld ms (%zu command%s in flight)",
+                         node->addr, conn->read_timeout_ms, conn->pcount,
+                         conn->pcount == 1 ? "" : "s");
+        else
+            sg_conn_fail(conn, SG_ETIMEOUT, "node %s: write stalled for %d ms", node->addr,
+                         c->timeout_ms);
+        node->st.timeouts++;
+        return;
+    }
+    describe_error(conn, what, why, sizeof why);
+    if (conn->state == SG_CONN_CONNECTING) {
+        int code = strncmp(why, "TLS", 3) == 0 ? SG_ETLS : SG_ECONNECT;
+        node->connect_errors++;
+        node->backoff_ms = node->backoff_ms ? node->backoff_ms * 2 : 50;
+        if (node->backoff_ms > 2000) node->backoff_ms = 2000;
+        node->retry_at = sg_now_ms() + (uint64_t)node->backoff_ms;
+        sg_conn_fail(conn, code, "cannot connect to node %s: %s", node->addr, why);
+    } else {
+        sg_conn_fail(conn, what & BEV_EVENT_EOF ? SG_ECLOSED : SG_EIO,
+                     "connection to node %s lost: %s", node->addr, why);
+    }
+}
+
+/* ---- opening ------------------------------------------------------------------ */
+
+static int is_ip(const char *host) {
+    unsigned char buf[16];
+    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+static struct bufferevent *new_bev(sg_conn *conn) {
+    sg_client *c = conn->node->client;
+    const char *host = conn->node->host;
+    SSL *ssl;
+    if (c->ssl == NULL)
+        return bufferevent_socket_new(c->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if ((ssl = SSL_new(c->ssl)) == NULL) return NULL;
+    if (!is_ip(host)) SSL_set_tlsext_host_name(ssl, host); /* SNI */
+    if (!c->tls_skip_verify) {
+        X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+        if (is_ip(host)) X509_VERIFY_PARAM_set1_ip_asc(param, host);
+        else X509_VERIFY_PARAM_set1_host(param, host, 0);
+    }
+    return bufferevent_openssl_socket_new(c->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                          BEV_OPT_CLOSE_ON_FREE);
+}
+
+/* The handshake, queued ahead of any command: AUTH, SELECT, READONLY. */
+static int queue_handshake(sg_conn *conn) {
+    sg_node *node = conn->node;
+    sg_client *c = node->client;
+    int rc = SG_OK;
+    if (node->sentinel) {
+        if (c->sentinel_password && c->sentinel_password[0]) {
+            const char *w[] = {"AUTH", c->sentinel_password};
+            write_words(conn, w, 2);
+            rc = pend_push(conn, NULL, SG_PEND_HANDSHAKE);
+        }
+        return rc;
+    }
+    if (c->password && c->password[0]) {
+        if (c->username && c->username[0]) {
+            const char *w[] = {"AUTH", c->username, c->password};
+            write_words(conn, w, 3);
+        } else {
+            const char *w[] = {"AUTH", c->password};
+            write_words(conn, w, 2);
+        }
+        if ((rc = pend_push(conn, NULL, SG_PEND_HANDSHAKE))) return rc;
+    }
+    if (c->mode != SG_MODE_CLUSTER && c->database != 0) {
+        char db[24];
+        const char *w[] = {"SELECT", db};
+        snprintf(db, sizeof db, "%lld", c->database);
+        write_words(conn, w, 2);
+        if ((rc = pend_push(conn, NULL, SG_PEND_HANDSHAKE))) return rc;
+    }
+    if (c->mode == SG_MODE_CLUSTER && node->role == SG_ROLE_REPLICA) {
+        const char *w[] = {"READONLY"};
+        write_words(conn, w, 1);
+        rc = pend_push(conn, NULL, SG_PEND_HANDSHAKE);
+    }
+    return rc;
+}
+
+sg_conn *sg_conn_open(sg_node *node) {
+    sg_client *c = node->client;
+    sg_conn *conn = sg_calloc(1, sizeof *conn);
+    if (conn == NULL) return NULL;
+    conn->node = node;
+    conn->read_timeout_ms = -2; /* forces the first set */
+    conn->last_used = sg_now_ms();
+    if ((conn->reader = redisReaderCreateWithFunctions(&sg_reply_functions)) == NULL ||
+        (conn->bev = new_bev(conn)) == NULL) {
+        conn_destroy(conn);
+        return NULL;
+    }
+    bufferevent_setcb(conn->bev, on_read, NULL, on_event, conn);
+    set_read_timeout(conn, -1);
+    bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
+    if (queue_handshake(conn) != SG_OK) {
+        conn_destroy(conn);
+        return NULL;
+    }
+    /* Failures (DNS, refused, TLS) come back through on_event; -1 here
+     * means the call itself was refused, and no event follows. */
+    if (bufferevent_socket_connect_hostname(conn->bev, c->dns, AF_UNSPEC, node->host,
+                                            node->port) != 0) {
+        conn_destroy(conn);
+        return NULL;
+    }
+    node->st.connects++;
+    return conn;
+}
+
+int sg_conn_send(sg_conn *conn, sg_req *req, int asking) {
+    static const char asking_cmd[] = "*1\r\n$6\r\nASKING\r\n";
+    struct evbuffer *out = bufferevent_get_output(conn->bev);
+    int was_idle = conn->pcount == 0;
+    if (asking) {
+        if (evbuffer_add(out, asking_cmd, sizeof asking_cmd - 1) != 0) return SG_ENOMEM;
+        conn->queued += sizeof asking_cmd - 1;
+        if (pend_push(conn, NULL, SG_PEND_ASKING) != SG_OK) return SG_ENOMEM;
+    }
+    if (evbuffer_add(out, req->cmd, req->cmdlen) != 0) return SG_ENOMEM;
+    conn->queued += req->cmdlen;
+    if (pend_push(conn, req, SG_PEND_USER) != SG_OK) return SG_ENOMEM;
+    conn->node->st.commands++;
+    req->last_node = conn->node;
+    if (req->exclusive) {
+        long long t = req->block_ms < 0 ? -1 : req->block_ms + conn->node->client->timeout_ms;
+        set_read_timeout(conn, t);
+    } else if (was_idle || conn->read_timeout_ms < 0) {
+        set_read_timeout(conn, conn->node->client->timeout_ms);
+    }
+    return SG_OK;
+}

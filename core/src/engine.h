@@ -1,0 +1,230 @@
+/*
+ * engine.h — the cluster engine's internal types, shared by conn.c (one
+ * server connection), cluster.c (nodes, pools and the slot map), router.c
+ * (a command's life: route, redirect, retry, split and merge), reply.c and
+ * client.c (the public API). Everything runs on one event_base per client.
+ */
+#ifndef SG_ENGINE_H
+#define SG_ENGINE_H
+
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <hiredis/read.h>
+#include <openssl/ssl.h>
+#include <stdint.h>
+
+#include "commands.h"
+#include "config.h"
+#include "sg_internal.h"
+
+typedef struct sg_node sg_node;
+typedef struct sg_conn sg_conn;
+typedef struct sg_req sg_req;
+
+/* ---- replies (reply.c) ---------------------------------------------------- */
+
+/* hiredis reader functions that build sg_reply trees with sg_malloc. */
+extern redisReplyObjectFunctions sg_reply_functions;
+sg_reply *sg_reply_new(int type);
+sg_reply *sg_reply_new_str(int type, const char *s, size_t len);
+sg_reply *sg_reply_new_int(long long v);
+sg_reply *sg_reply_new_array(size_t n);
+/* Whether an error reply starts with word ("MOVED", "ASK", ...). */
+int sg_reply_error_is(const sg_reply *r, const char *word);
+
+/* ---- requests (router.c) --------------------------------------------------- */
+
+/* What a pending entry on a connection is. */
+enum {
+    SG_PEND_USER = 0, /* a request's command: its reply goes to the request */
+    SG_PEND_ASKING,   /* the ASKING before an asked request: reply dropped */
+    SG_PEND_HANDSHAKE /* AUTH, SELECT, READONLY: an error fails the conn */
+};
+
+struct sg_req {
+    sg_client *client;
+    sg_req *next;       /* in a wait list (client's, node's or retry's) */
+    char *cmd;          /* the command in RESP */
+    size_t cmdlen;
+    const sg_command *info; /* NULL for internal requests sent raw */
+    int slot;           /* -1: no key */
+    int readonly;       /* may go to a replica, may be retried after loss */
+    int exclusive;      /* needs a connection of its own (blocking cmds) */
+    long long block_ms; /* blocking commands: how long they may block (-1: forever) */
+    int redirects;      /* MOVED/ASK followed */
+    int retries;        /* TRYAGAIN/CLUSTERDOWN/LOADING/connection retries */
+    sg_node *target;    /* forced node (refresh, fan-out part), else NULL */
+    sg_node *asking;    /* ASK target for the next try, else NULL */
+    sg_node *last_node; /* where it was last sent (for messages) */
+    struct event *timer; /* retry backoff / pool wait deadline */
+    int waiting;        /* in a node's wait list */
+    int in_retry;       /* in the client's retry list */
+    uint64_t started;   /* ms, when first dispatched */
+    /* completion */
+    sg_reply_fn fn;
+    void *ud;
+    /* split parts: parent and the part's index; the parent's state */
+    sg_req *parent;
+    int part;
+    int split;          /* SG_SPLIT_* or, for fan-outs, -1 - merge policy */
+    int fanout;         /* 1: every master, 2: every node (parts made at dispatch) */
+    int nparts, remaining;
+    int *part_keys;     /* SPLIT_ARRAY: the reply slots each part fills */
+    int *part_nkeys;
+    sg_reply **parts;   /* each part's reply */
+    int failed_status;  /* first failure among parts */
+    char *failed_msg;
+};
+
+/* Completes a request: delivers reply (ownership passes) or the failure. */
+void sg_req_finish(sg_req *req, sg_reply *reply, int status, const char *msg);
+/* Sends a request where it belongs now (map, read policy, ASK, target). */
+void sg_req_dispatch(sg_req *req);
+/* A reply for a request came in on node. */
+void sg_req_on_reply(sg_req *req, sg_node *node, sg_reply *reply);
+/* The connection carrying the request failed; sent says whether the
+ * request's bytes had left this host. */
+void sg_req_on_conn_failure(sg_req *req, sg_node *node, int sent, int code,
+                            const char *msg);
+void sg_req_free(sg_req *req);
+
+/* ---- connections (conn.c) -------------------------------------------------- */
+
+typedef struct sg_pending {
+    sg_req *req; /* SG_PEND_USER */
+    int kind;
+    size_t end;  /* the byte count written to the connection once this
+                    entry's command is out */
+} sg_pending;
+
+enum { SG_CONN_CONNECTING = 0, SG_CONN_READY, SG_CONN_CLOSED };
+
+struct sg_conn {
+    sg_node *node;
+    struct bufferevent *bev;
+    redisReader *reader;
+    int state;
+    int exclusive;   /* held by one request (blocking commands) */
+    sg_pending *pend; /* ring buffer of pending replies */
+    size_t pcap, phead, pcount;
+    size_t queued;   /* bytes ever queued for writing */
+    uint64_t last_used; /* ms, for idle expiry */
+    long long read_timeout_ms; /* current read timeout, -1: none */
+};
+
+sg_conn *sg_conn_open(sg_node *node);
+/* Queues a request's command (after ASKING when asked). */
+int sg_conn_send(sg_conn *conn, sg_req *req, int asking);
+/* Closes the connection; every pending request gets the failure. */
+void sg_conn_fail(sg_conn *conn, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Closes an idle connection quietly. */
+void sg_conn_close(sg_conn *conn);
+
+/* ---- nodes and pools (cluster.c) ------------------------------------------- */
+
+enum { SG_ROLE_MASTER = 0, SG_ROLE_REPLICA };
+
+struct sg_node {
+    sg_client *client;
+    char *host;
+    int port;
+    char addr[300];  /* "host:port" (IPv6 in brackets) */
+    char id[48];     /* cluster node id */
+    int role;
+    int sentinel;    /* a Sentinel, not a data node */
+    sg_node **replicas; /* a master's replicas in the current map */
+    int nreplicas, cap_replicas;
+    int rr;          /* round-robin cursor over replicas */
+    int in_map;      /* listed by the current slot map (or a seed/master) */
+    sg_conn **conns;
+    int nconns, cap_conns;
+    sg_req *waiters, *waiters_tail; /* waiting for a connection */
+    int nwaiters;
+    uint64_t retry_at;   /* ms: no connect attempt before */
+    int backoff_ms;      /* next connect backoff */
+    int connect_errors;  /* consecutive */
+    sg_node_stats st;
+};
+
+#define SG_MAX_NODES 1024
+
+struct sg_client {
+    sg_error err; /* first: sg_errcode()/sg_errmsg() read it */
+    struct event_base *base;
+    int own_base;
+    struct evdns_base *dns;
+    SSL_CTX *ssl;
+    /* settings copied from the upstream */
+    int mode;
+    char *name;
+    char **seeds;
+    int nseeds;
+    char *username, *password, *sentinel_password, *master_name;
+    long long database;
+    int timeout_ms;
+    int max_active, max_idle;
+    int read_policy;
+    int max_redirects;
+    int max_retries;
+    int tls_skip_verify;
+    /* nodes and the map */
+    sg_node **nodes;
+    int nnodes;
+    sg_node *slots[SG_SLOTS]; /* master of each slot, NULL: uncovered */
+    int covered;              /* slots with a master */
+    sg_node *single;          /* single/sentinel: the node */
+    int ready;                /* a map (or the node) is known */
+    int connecting;           /* the first discovery is running */
+    sg_req *pending, *pending_tail; /* commands waiting for the map */
+    sg_req *retrying;         /* commands waiting to be tried again */
+    /* refresh */
+    int refreshing;
+    uint64_t last_refresh;
+    uint64_t refreshes;
+    int refresh_seed;         /* rotates the node asked */
+    int refresh_attempts;     /* nodes asked in this refresh */
+    sg_buf refresh_errors;    /* what each of them said */
+    int suspect;              /* a smaller map was seen once */
+    struct event *refresh_timer;
+    struct event *tick;       /* periodic: refresh, idle expiry */
+    char discovery_err[SG_ERRMSG_MAX];
+    int discovery_failed;
+    /* blocking calls in flight (blocking clients) */
+    int inflight;
+    int freeing;
+};
+
+/* Milliseconds on a monotonic clock. */
+uint64_t sg_now_ms(void);
+
+sg_node *sg_node_get(sg_client *c, const char *host, int port);
+sg_node *sg_node_by_addr(sg_client *c, const char *addr);
+/* Hands the request a connection of the node (now, or when one frees up). */
+void sg_node_submit(sg_node *node, sg_req *req);
+/* A connection became idle or closed: serve waiters, trim idle ones. */
+void sg_node_conn_released(sg_node *node, sg_conn *conn);
+void sg_node_conn_closed(sg_node *node, sg_conn *conn);
+void sg_node_fail_waiters(sg_node *node, int code, const char *msg);
+/* The node a request goes to under the map and read policy (NULL: none). */
+sg_node *sg_route_slot(sg_client *c, int slot, int readonly);
+sg_node *sg_any_master(sg_client *c);
+/* Every master now in the map (array owned by caller, NULL when none). */
+int sg_masters(sg_client *c, sg_node ***out);
+/* Asks for a slot map refresh (rate-limited; one in flight). */
+void sg_cluster_refresh(sg_client *c, int urgent);
+/* A MOVED: the slot is now served by node. */
+void sg_cluster_moved(sg_client *c, int slot, sg_node *node);
+/* Called when the map becomes known, or discovery failed. */
+void sg_client_map_ready(sg_client *c);
+void sg_client_map_failed(sg_client *c, int code, const char *msg);
+int sg_cluster_start(sg_client *c);
+/* Starts discovery when there is no map yet (and none running). */
+void sg_cluster_discover(sg_client *c);
+void sg_cluster_free(sg_client *c);
+
+/* TLS (tls.c): a context from the upstream's settings, or NULL with err set. */
+SSL_CTX *sg_tls_context(const sg_storage *st, sg_error *err);
+
+#endif

@@ -1,0 +1,712 @@
+/*
+ * router.c — a command's life in the engine: from argv to RESP, keys to slot,
+ * slot to node; MOVED (update the map, try again), ASK (ASKING, then once on
+ * the target), TRYAGAIN/CLUSTERDOWN/LOADING and lost connections (bounded
+ * retries with backoff; a write whose bytes had left is never sent twice);
+ * multi-key commands split by slot and fan-out commands sent to every master,
+ * their replies merged in order; and the one place a request completes.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "engine.h"
+
+#define SG_RETRY_MAX_DELAY_MS 1000
+
+/* ---- requests --------------------------------------------------------------------- */
+
+void sg_req_free(sg_req *req) {
+    int i;
+    if (req == NULL) return;
+    if (req->timer) event_free(req->timer);
+    if (req->parts) {
+        for (i = 0; i < req->nparts; i++) sg_reply_free(req->parts[i]);
+        sg_free(req->parts);
+    }
+    sg_free(req->part_keys);
+    sg_free(req->part_nkeys);
+    sg_free(req->failed_msg);
+    sg_free(req->cmd);
+    sg_free(req);
+}
+
+/* RESP of an argv. */
+static char *format_argv(int argc, const char *const *argv, const size_t *argvlen, size_t *outlen) {
+    sg_buf b = {0};
+    int i;
+    sg_buf_printf(&b, "*%d\r\n", argc);
+    for (i = 0; i < argc; i++) {
+        size_t n = argvlen ? argvlen[i] : strlen(argv[i]);
+        sg_buf_printf(&b, "$%zu\r\n", n);
+        sg_buf_append(&b, argv[i], n);
+        sg_buf_append(&b, "\r\n", 2);
+    }
+    *outlen = b.len;
+    return sg_buf_take(&b);
+}
+
+static sg_req *req_new(sg_client *c, int argc, const char *const *argv, const size_t *argvlen) {
+    sg_req *req = sg_calloc(1, sizeof *req);
+    if (req == NULL) return NULL;
+    req->client = c;
+    req->slot = -1;
+    if ((req->cmd = format_argv(argc, argv, argvlen, &req->cmdlen)) == NULL) {
+        sg_free(req);
+        return NULL;
+    }
+    return req;
+}
+
+/* ---- completion --------------------------------------------------------------------- */
+
+static void finish_parent_part(sg_req *part, sg_reply *reply, int status, const char *msg);
+
+void sg_req_finish(sg_req *req, sg_reply *reply, int status, const char *msg) {
+    if (req->parent) {
+        finish_parent_part(req, reply, status, msg);
+        return;
+    }
+    if (req->fn) req->fn(req->client, reply, status, status == SG_OK ? NULL : msg, req->ud);
+    else sg_reply_free(reply);
+    sg_req_free(req);
+}
+
+/* ---- merging the parts of a split or fan-out ------------------------------------------ */
+
+static sg_reply *merge_ints(sg_reply **parts, int n, int policy) {
+    long long acc = 0;
+    int i;
+    for (i = 0; i < n; i++) {
+        long long v = parts[i]->integer;
+        if (i == 0) acc = v;
+        else if (policy == SG_RESP_AGG_SUM || policy < 0) acc += v;
+        else if (policy == SG_RESP_AGG_MIN) acc = v < acc ? v : acc;
+        else if (policy == SG_RESP_AGG_MAX) acc = v > acc ? v : acc;
+        else if (policy == SG_RESP_AGG_LOGICAL_AND) acc = acc && v;
+        else if (policy == SG_RESP_AGG_LOGICAL_OR) acc = acc || v;
+    }
+    return sg_reply_new_int(acc);
+}
+
+/* Moves reply trees out of parts[] into a new array reply. */
+static sg_reply *concat_arrays(sg_reply **parts, int n) {
+    size_t total = 0, k = 0, j;
+    sg_reply *out;
+    int i;
+    for (i = 0; i < n; i++) total += parts[i]->elements;
+    if ((out = sg_reply_new_array(total)) == NULL) return NULL;
+    for (i = 0; i < n; i++) {
+        for (j = 0; j < parts[i]->elements; j++) {
+            out->element[k++] = parts[i]->element[j];
+            parts[i]->element[j] = NULL;
+        }
+    }
+    return out;
+}
+
+/* Element-wise aggregation of equal-length integer arrays (SCRIPT EXISTS). */
+static sg_reply *merge_int_arrays(sg_reply **parts, int n, int policy) {
+    size_t len = parts[0]->elements, j;
+    sg_reply *out, **col;
+    int i;
+    for (i = 1; i < n; i++)
+        if (parts[i]->elements != len) return NULL;
+    if ((out = sg_reply_new_array(len)) == NULL) return NULL;
+    if ((col = sg_malloc((size_t)n * sizeof *col)) == NULL) {
+        sg_reply_free(out);
+        return NULL;
+    }
+    for (j = 0; j < len; j++) {
+        for (i = 0; i < n; i++) {
+            col[i] = parts[i]->element[j];
+            if (col[i]->type != SG_REPLY_INTEGER) {
+                sg_free(col);
+                sg_reply_free(out);
+                return NULL;
+            }
+        }
+        if ((out->element[j] = merge_ints(col, n, policy)) == NULL) {
+            sg_free(col);
+            sg_reply_free(out);
+            return NULL;
+        }
+    }
+    sg_free(col);
+    return out;
+}
+
+static sg_reply *take_part(sg_req *p, int i) {
+    sg_reply *r = p->parts[i];
+    p->parts[i] = NULL;
+    return r;
+}
+
+/* All parts are in: builds the parent's reply. */
+static void merge_and_finish(sg_req *p) {
+    sg_reply *out = NULL;
+    int i, all_int = 1, all_array = 1;
+    if (p->failed_status != SG_OK) {
+        sg_req_finish(p, NULL, p->failed_status, p->failed_msg ? p->failed_msg : "a part failed");
+        return;
+    }
+    /* one error reply among the parts is the reply, except where one success is enough */
+    for (i = 0; i < p->nparts; i++) {
+        sg_reply *r = p->parts[i];
+        if (r->type == SG_REPLY_ERROR && p->split != -1 - SG_RESP_ONE_SUCCEEDED) {
+            sg_req_finish(p, take_part(p, i), SG_OK, NULL);
+            return;
+        }
+        if (r->type != SG_REPLY_INTEGER) all_int = 0;
+        if (r->type != SG_REPLY_ARRAY) all_array = 0;
+    }
+    if (p->split == SG_SPLIT_ARRAY) {
+        int total = 0, k;
+        for (i = 0; i < p->nparts; i++) total += p->part_nkeys[i];
+        if ((out = sg_reply_new_array((size_t)total)) != NULL) {
+            int *pos = p->part_keys;
+            for (i = 0; i < p->nparts; i++) {
+                sg_reply *r = p->parts[i];
+                if (r->type != SG_REPLY_ARRAY || (int)r->elements != p->part_nkeys[i]) {
+                    sg_reply_free(out);
+                    out = NULL;
+                    break;
+                }
+                for (k = 0; k < p->part_nkeys[i]; k++) {
+                    out->element[pos[k]] = r->element[k];
+                    r->element[k] = NULL;
+                }
+                pos += p->part_nkeys[i];
+            }
+        }
+    } else if (p->split == SG_SPLIT_PAIRS) {
+        out = take_part(p, 0); /* every part said OK */
+    } else if (p->split == SG_SPLIT_SUM) {
+        if (all_int) out = merge_ints(p->parts, p->nparts, SG_RESP_AGG_SUM);
+    } else {
+        int policy = -1 - p->split;
+        switch (policy) {
+        case SG_RESP_ONE_SUCCEEDED:
+            for (i = 0; i < p->nparts && out == NULL; i++)
+                if (p->parts[i]->type != SG_REPLY_ERROR) out = take_part(p, i);
+            if (out == NULL) out = take_part(p, 0);
+            break;
+        case SG_RESP_ALL_SUCCEEDED: out = take_part(p, 0); break;
+        case SG_RESP_AGG_SUM:
+        case SG_RESP_AGG_MIN:
+        case SG_RESP_AGG_MAX:
+        case SG_RESP_AGG_LOGICAL_AND:
+        case SG_RESP_AGG_LOGICAL_OR:
+            if (all_int) out = merge_ints(p->parts, p->nparts, policy);
+            else if (all_array) out = merge_int_arrays(p->parts, p->nparts, policy);
+            break;
+        default:
+            out = all_array ? concat_arrays(p->parts, p->nparts) : take_part(p, 0);
+            break;
+        }
+    }
+    if (out == NULL) {
+        sg_req_finish(p, NULL, SG_EPROTO, "the nodes' replies could not be merged");
+        return;
+    }
+    sg_req_finish(p, out, SG_OK, NULL);
+}
+
+static void finish_parent_part(sg_req *part, sg_reply *reply, int status, const char *msg) {
+    sg_req *p = part->parent;
+    if (status != SG_OK && p->failed_status == SG_OK) {
+        p->failed_status = status;
+        p->failed_msg = sg_strdup(msg ? msg : sg_strerror(status));
+    }
+    p->parts[part->part] = reply;
+    sg_req_free(part);
+    if (--p->remaining == 0) merge_and_finish(p);
+}
+
+/* ---- retries ------------------------------------------------------------------------- */
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg) {
+    sg_req *req = arg, **pp;
+    sg_client *c = req->client;
+    (void)fd;
+    (void)what;
+    for (pp = &c->retrying; *pp && *pp != req; pp = &(*pp)->next) {
+    }
+    if (*pp) *pp = req->next;
+    req->next = NULL;
+    req->in_retry = 0;
+    sg_req_dispatch(req);
+}
+
+/* Tries again after a backoff; 0 when the retries are used up. */
+static int schedule_retry(sg_req *req) {
+    sg_client *c = req->client;
+    struct timeval tv;
+    int delay;
+    if (req->retries >= c->max_retries || c->freeing) return 0;
+    req->retries++;
+    delay = 50 << (req->retries > 5 ? 5 : req->retries - 1);
+    if (delay > SG_RETRY_MAX_DELAY_MS) delay = SG_RETRY_MAX_DELAY_MS;
+    if (req->timer == NULL && (req->timer = evtimer_new(c->base, retry_cb, req)) == NULL) return 0;
+    evtimer_assign(req->timer, c->base, retry_cb, req);
+    tv.tv_sec = delay / 1000;
+    tv.tv_usec = (delay % 1000) * 1000;
+    evtimer_add(req->timer, &tv);
+    req->in_retry = 1;
+    req->next = c->retrying;
+    c->retrying = req;
+    return 1;
+}
+
+/* ---- dispatch ---------------------------------------------------------------------------- */
+
+static void fan_out_dispatch(sg_req *req);
+
+void sg_req_dispatch(sg_req *req) {
+    sg_client *c = req->client;
+    sg_node *node;
+    char msg[SG_ERRMSG_MAX];
+    if (req->started == 0) req->started = sg_now_ms();
+    if (!c->ready) {
+        /* wait for the map; start (or restart) discovery */
+        req->next = NULL;
+        if (c->pending_tail) c->pending_tail->next = req;
+        else c->pending = req;
+        c->pending_tail = req;
+        sg_cluster_discover(c);
+        return;
+    }
+    if (req->fanout && req->parts == NULL) {
+        fan_out_dispatch(req);
+        return;
+    }
+    if (req->asking) node = req->asking;
+    else if (req->target) node = req->target;
+    else if (c->mode != SG_MODE_CLUSTER) node = c->single;
+    else if (req->slot >= 0) node = sg_route_slot(c, req->slot, req->readonly);
+    else node = sg_any_master(c);
+    if (node == NULL) {
+        sg_cluster_refresh(c, 1);
+        if (schedule_retry(req)) return;
+        if (req->slot >= 0)
+            snprintf(msg, sizeof msg,
+                     "slot %d is not served by any node (the map covers %d of 16384 slots)",
+                     req->slot, c->covered);
+        else snprintf(msg, sizeof msg, "no master is known to send the command to");
+        sg_req_finish(req, NULL, SG_ECLUSTERDOWN, msg);
+        return;
+    }
+    sg_node_submit(node, req);
+}
+
+/* "MOVED 3999 127.0.0.1:6381" → slot and node. */
+static sg_node *redirect_target(sg_client *c, const sg_reply *r, int *slot) {
+    const char *p = strchr(r->str, ' '), *q;
+    if (p == NULL) return NULL;
+    *slot = atoi(p + 1);
+    if ((q = strchr(p + 1, ' ')) == NULL) return NULL;
+    return sg_node_by_addr(c, q + 1);
+}
+
+static int too_many_redirects(sg_req *req, const sg_reply *r, sg_node *from) {
+    char msg[SG_ERRMSG_MAX];
+    if (++req->redirects <= req->client->max_redirects) return 0;
+    snprintf(msg, sizeof msg, "too many redirections (%d) for slot %d; the last, from node %.100s: %.100s",
+             req->client->max_redirects, req->slot, from->addr, r->str);
+    sg_req_finish(req, NULL, SG_EREDIRECT, msg);
+    return 1;
+}
+
+void sg_req_on_reply(sg_req *req, sg_node *node, sg_reply *r) {
+    sg_client *c = req->client;
+    int slot;
+    sg_node *to;
+    if (r->type == SG_REPLY_ERROR && c->mode == SG_MODE_CLUSTER && req->target == NULL) {
+        if (sg_reply_error_is(r, "MOVED")) {
+            node->st.moved++;
+            if ((to = redirect_target(c, r, &slot)) != NULL) {
+                if (too_many_redirects(req, r, node)) {
+                    sg_reply_free(r);
+                    return;
+                }
+                sg_cluster_moved(c, slot, to);
+                sg_reply_free(r);
+                sg_req_dispatch(req);
+                return;
+            }
+        } else if (sg_reply_error_is(r, "ASK")) {
+            node->st.ask++;
+            if ((to = redirect_target(c, r, &slot)) != NULL) {
+                if (too_many_redirects(req, r, node)) {
+                    sg_reply_free(r);
+                    return;
+                }
+                req->asking = to;
+                sg_reply_free(r);
+                sg_req_dispatch(req);
+                return;
+            }
+        }
+    }
+    if (r->type == SG_REPLY_ERROR && req->fn != NULL && req->retries < c->max_retries &&
+        (sg_reply_error_is(r, "TRYAGAIN") || sg_reply_error_is(r, "CLUSTERDOWN") ||
+         sg_reply_error_is(r, "LOADING") || sg_reply_error_is(r, "MASTERDOWN") ||
+         (sg_reply_error_is(r, "READONLY") && req->target == NULL))) {
+        /* transient: the slot is moving, a failover is on, the node loads,
+         * or our map still names a master that became a replica */
+        if (!sg_reply_error_is(r, "TRYAGAIN") && !sg_reply_error_is(r, "LOADING"))
+            sg_cluster_refresh(c, 1);
+        if (schedule_retry(req)) {
+            sg_reply_free(r);
+            return;
+        }
+    }
+    sg_req_finish(req, r, SG_OK, NULL);
+}
+
+void sg_req_on_conn_failure(sg_req *req, sg_node *node, int sent, int code, const char *msg) {
+    sg_client *c = req->client;
+    char buf[SG_ERRMSG_MAX];
+    node->st.errors++;
+    if (c->freeing) {
+        sg_req_finish(req, NULL, SG_ECLOSED, "client closed");
+        return;
+    }
+    if (code != SG_ETIMEOUT && code != SG_EAUTH && code != SG_ENOMEM) {
+        sg_cluster_refresh(c, 1);
+        if ((!sent || req->readonly) && schedule_retry(req)) return;
+    }
+    if (sent && !req->readonly && req->info != NULL) {
+        snprintf(buf, sizeof buf,
+                 "%s; the command had been sent, so whether it was applied is unknown", msg);
+        sg_req_finish(req, NULL, SG_EUNKNOWN, buf);
+        return;
+    }
+    if (req->retries > 0 && req->retries < (1 << 20)) {
+        snprintf(buf, sizeof buf, "%s (gave up after %d tries over %llu ms)", msg, req->retries + 1,
+                 (unsigned long long)(sg_now_ms() - req->started));
+        sg_req_finish(req, NULL, code, buf);
+        return;
+    }
+    sg_req_finish(req, NULL, code, msg);
+}
+
+/* ---- from argv to dispatched requests ----------------------------------------------------------- */
+
+/* Commands that change a connection's state: connections are shared, so the
+ * client API refuses them. */
+static const char *const stateful[] = {
+    "asking",  "auth",     "discard",  "exec",       "hello",      "monitor",
+    "multi",   "psubscribe", "psync",  "punsubscribe", "quit",     "readonly",
+    "readwrite", "replconf", "reset",  "select",     "ssubscribe", "subscribe",
+    "sunsubscribe", "sync", "unsubscribe", "unwatch", "watch",     "client|reply",
+    "client|tracking", "client|setname", NULL};
+
+static int is_stateful(const sg_command *info) {
+    int i;
+    for (i = 0; stateful[i]; i++)
+        if (strcmp(info->name, stateful[i]) == 0) return 1;
+    return 0;
+}
+
+/* How long a blocking command may block: ms, -1 forever, -2 not blocking. */
+static long long block_ms(const sg_command *info, int argc, const char *const *argv,
+                          const size_t *argvlen) {
+    const char *n = info->name;
+    const char *arg = NULL;
+    double secs = 0;
+    int i, millis = 0;
+    if (!(info->flags & SG_CMD_BLOCKING)) return -2;
+    if (!strcmp(n, "blpop") || !strcmp(n, "brpop") || !strcmp(n, "bzpopmin") ||
+        !strcmp(n, "bzpopmax") || !strcmp(n, "blmove") || !strcmp(n, "brpoplpush")) {
+        arg = argv[argc - 1];
+    } else if (!strcmp(n, "blmpop") || !strcmp(n, "bzmpop")) {
+        arg = argc > 1 ? argv[1] : NULL;
+    } else if (!strcmp(n, "xread") || !strcmp(n, "xreadgroup")) {
+        for (i = 1; i + 1 < argc; i++)
+            if (argvlen[i] == 5 && strncasecmp(argv[i], "BLOCK", 5) == 0) arg = argv[i + 1];
+        if (arg == NULL) return -2;
+        millis = 1;
+    } else if (!strcmp(n, "wait")) {
+        arg = argc > 2 ? argv[2] : NULL;
+        millis = 1;
+    }
+    if (arg == NULL) return -1;
+    secs = atof(arg);
+    if (secs <= 0) return -1;
+    return millis ? (long long)secs : (long long)ceil(secs * 1000.0);
+}
+
+/* Defers a completion to the loop: callbacks never run inside send(). */
+typedef struct deferred {
+    sg_req *req;
+    sg_reply *reply;
+    int status;
+    char msg[SG_ERRMSG_MAX];
+} deferred;
+
+static void deferred_cb(evutil_socket_t fd, short what, void *arg) {
+    deferred *d = arg;
+    (void)fd;
+    (void)what;
+    sg_req_finish(d->req, d->reply, d->status, d->msg);
+    sg_free(d);
+}
+
+static int finish_later(sg_req *req, const char *error_reply, int status, const char *msg) {
+    deferred *d = sg_calloc(1, sizeof *d);
+    struct timeval zero = {0, 0};
+    if (d == NULL) return SG_ENOMEM;
+    d->req = req;
+    d->status = status;
+    if (error_reply &&
+        (d->reply = sg_reply_new_str(SG_REPLY_ERROR, error_reply, strlen(error_reply))) == NULL) {
+        sg_free(d);
+        return SG_ENOMEM;
+    }
+    snprintf(d->msg, sizeof d->msg, "%s", msg ? msg : "");
+    if (event_base_once(req->client->base, -1, EV_TIMEOUT, deferred_cb, d, &zero) != 0) {
+        sg_reply_free(d->reply);
+        sg_free(d);
+        return SG_ENOMEM;
+    }
+    return SG_OK;
+}
+
+/* A part of a split or fan-out request. */
+static sg_req *new_part(sg_req *parent, int idx, int argc, const char *const *argv,
+                        const size_t *argvlen) {
+    sg_req *part = req_new(parent->client, argc, argv, argvlen);
+    if (part == NULL) return NULL;
+    part->parent = parent;
+    part->part = idx;
+    part->info = parent->info;
+    part->readonly = parent->readonly;
+    part->started = 0;
+    return part;
+}
+
+/* Splits a multi-key request by slot. keyidx/keyslot: the keys. */
+static int split_by_slot(sg_req *p, int argc, const char *const *argv, const size_t *argvlen,
+                         const int *keyidx, const int *keyslot, int nkeys) {
+    int pairs = p->split == SG_SPLIT_PAIRS, i, j, nparts = 0, rc = SG_OK;
+    int *slot_of_part = sg_malloc((size_t)nkeys * sizeof(int));
+    int *part_of_key = sg_malloc((size_t)nkeys * sizeof(int));
+    const char **pargv = sg_malloc((size_t)(argc + 1) * sizeof(char *));
+    size_t *plen = sg_malloc((size_t)(argc + 1) * sizeof(size_t));
+    sg_req **parts = NULL;
+    if (!slot_of_part || !part_of_key || !pargv || !plen) {
+        rc = SG_ENOMEM;
+        goto done;
+    }
+    for (i = 0; i < nkeys; i++) {
+        for (j = 0; j < nparts && slot_of_part[j] != keyslot[i]; j++) {
+        }
+        if (j == nparts) slot_of_part[nparts++] = keyslot[i];
+        part_of_key[i] = j;
+    }
+    p->nparts = p->remaining = nparts;
+    p->parts = sg_calloc((size_t)nparts, sizeof *p->parts);
+    p->part_nkeys = sg_calloc((size_t)nparts, sizeof(int));
+    p->part_keys = sg_malloc((size_t)nkeys * sizeof(int));
+    parts = sg_calloc((size_t)nparts, sizeof *parts);
+    if (!p->parts || !p->part_nkeys || !p->part_keys || !parts) {
+        rc = SG_ENOMEM;
+        goto done;
+    }
+    {
+        int k = 0;
+        for (j = 0; j < nparts; j++) {
+            int pargc = 0;
+            pargv[pargc] = argv[0];
+            plen[pargc++] = argvlen[0];
+            for (i = 0; i < nkeys; i++) {
+                if (part_of_key[i] != j) continue;
+                p->part_keys[k++] = i; /* reply position of this key */
+                p->part_nkeys[j]++;
+                pargv[pargc] = argv[keyidx[i]];
+                plen[pargc++] = argvlen[keyidx[i]];
+                if (pairs && keyidx[i] + 1 < argc) {
+                    pargv[pargc] = argv[keyidx[i] + 1];
+                    plen[pargc++] = argvlen[keyidx[i] + 1];
+                }
+            }
+            if ((parts[j] = new_part(p, j, pargc, pargv, plen)) == NULL) {
+                rc = SG_ENOMEM;
+                goto done;
+            }
+            parts[j]->slot = slot_of_part[j];
+        }
+    }
+    for (j = 0; j < nparts; j++) sg_req_dispatch(parts[j]);
+done:
+    if (rc != SG_OK && parts)
+        for (j = 0; j < nparts; j++) sg_req_free(parts[j]);
+    sg_free(parts);
+    sg_free(slot_of_part);
+    sg_free(part_of_key);
+    sg_free(pargv);
+    sg_free(plen);
+    return rc;
+}
+
+/* Sends a copy of the request to every master (or every node). */
+static int fan_out(sg_req *p, int all_nodes) {
+    sg_client *c = p->client;
+    sg_node **targets = NULL;
+    sg_req **parts;
+    int n = 0, i, rc = SG_OK;
+    if (all_nodes && c->mode == SG_MODE_CLUSTER) {
+        if ((targets = sg_malloc((size_t)(c->nnodes ? c->nnodes : 1) * sizeof *targets)) == NULL)
+            return SG_ENOMEM;
+        for (i = 0; i < c->nnodes; i++)
+            if (c->nodes[i]->in_map && !c->nodes[i]->sentinel) targets[n++] = c->nodes[i];
+    } else if ((n = sg_masters(c, &targets)) < 0) {
+        return SG_ENOMEM;
+    }
+    if (n == 0) {
+        sg_free(targets);
+        sg_req_finish(p, NULL, SG_ECLUSTERDOWN, "no master is known to send the command to");
+        return SG_OK;
+    }
+    p->nparts = p->remaining = n;
+    p->parts = sg_calloc((size_t)n, sizeof *p->parts);
+    parts = sg_calloc((size_t)n, sizeof *parts);
+    if (!p->parts || !parts) rc = SG_ENOMEM;
+    for (i = 0; i < n && rc == SG_OK; i++) {
+        if ((parts[i] = sg_calloc(1, sizeof *parts[i])) == NULL ||
+            (parts[i]->cmd = sg_malloc(p->cmdlen)) == NULL) {
+            rc = SG_ENOMEM;
+            break;
+        }
+        memcpy(parts[i]->cmd, p->cmd, p->cmdlen);
+        parts[i]->cmdlen = p->cmdlen;
+        parts[i]->client = c;
+        parts[i]->slot = -1;
+        parts[i]->parent = p;
+        parts[i]->part = i;
+        parts[i]->info = p->info;
+        parts[i]->readonly = p->readonly;
+        parts[i]->target = targets[i];
+    }
+    if (rc == SG_OK)
+        for (i = 0; i < n; i++) sg_req_dispatch(parts[i]);
+    else if (parts)
+        for (i = 0; i < n; i++) sg_req_free(parts[i]);
+    sg_free(parts);
+    sg_free(targets);
+    return rc;
+}
+
+static void fan_out_dispatch(sg_req *req) {
+    sg_client *c = req->client;
+    if (!c->ready) {
+        req->next = NULL;
+        if (c->pending_tail) c->pending_tail->next = req;
+        else c->pending = req;
+        c->pending_tail = req;
+        sg_cluster_discover(c);
+        return;
+    }
+    if (fan_out(req, req->fanout == 2) != SG_OK) {
+        sg_free(req->parts);
+        req->parts = NULL;
+        req->nparts = 0;
+        sg_req_finish(req, NULL, SG_ENOMEM, "out of memory sending a command to every master");
+    }
+}
+
+int sg_router_submit(sg_client *c, int argc, const char *const *argv, const size_t *argvlen,
+                     sg_reply_fn fn, void *ud) {
+    size_t *lens = NULL;
+    int *keyidx = NULL, *keyslot = NULL, nkeys, i, rc = SG_OK, route;
+    sg_req *req;
+    if (argc < 1 || argv == NULL)
+        return sg_seterr(&c->err, SG_EINVAL, "a command needs at least its name");
+    if (argvlen == NULL) {
+        if ((lens = sg_malloc((size_t)argc * sizeof *lens)) == NULL) goto oom;
+        for (i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
+        argvlen = lens;
+    }
+    if ((req = req_new(c, argc, argv, argvlen)) == NULL) goto oom;
+    req->fn = fn;
+    req->ud = ud;
+    req->info = sg_command_resolve(argc, argv, argvlen);
+    if (req->info != NULL) {
+        long long b;
+        if (is_stateful(req->info)) {
+            sg_free(lens);
+            sg_req_free(req);
+            return sg_seterr(&c->err, SG_ECOMMAND,
+                             "%.*s changes the connection's state, and the client shares its "
+                             "connections between callers: not available through this API",
+                             (int)(argvlen[0] > 64 ? 64 : argvlen[0]), argv[0]);
+        }
+        req->readonly = (req->info->flags & SG_CMD_READONLY) != 0;
+        b = block_ms(req->info, argc, argv, argvlen);
+        req->exclusive = b != -2;
+        req->block_ms = b;
+    }
+    if (c->mode != SG_MODE_CLUSTER || req->info == NULL) {
+        sg_free(lens);
+        sg_req_dispatch(req);
+        return SG_OK;
+    }
+    route = sg_command_route(req->info);
+    if ((keyidx = sg_malloc((size_t)argc * sizeof *keyidx)) == NULL ||
+        (keyslot = sg_malloc((size_t)argc * sizeof *keyslot)) == NULL) {
+        sg_req_free(req);
+        goto oom;
+    }
+    nkeys = sg_command_keys_ex(req->info, argc, argv, argvlen, SG_KEYS_INCLUDE_NOT_KEYS, keyidx,
+                               NULL, argc);
+    if (nkeys > 0) {
+        int same = 1;
+        for (i = 0; i < nkeys; i++) {
+            keyslot[i] = (int)sg_keyslot(argv[keyidx[i]], argvlen[keyidx[i]]);
+            if (keyslot[i] != keyslot[0]) same = 0;
+        }
+        req->split = sg_command_split(req->info);
+        if (same || (req->split == SG_SPLIT_PAIRS && argc % 2 == 0)) {
+            /* one slot; or MSET with a key and no value, which the node
+             * will refuse for its arity */
+            req->slot = keyslot[0];
+            req->split = SG_SPLIT_NONE;
+            sg_req_dispatch(req);
+        } else if (req->split == SG_SPLIT_NONE) {
+            rc = finish_later(req, "CROSSSLOT Keys in request don't hash to the same slot", SG_OK,
+                              NULL);
+        } else {
+            rc = split_by_slot(req, argc, argv, argvlen, keyidx, keyslot, nkeys);
+        }
+    } else if (strcmp(req->info->name, "scan") == 0) {
+        sg_req_free(req);
+        rc = sg_seterr(&c->err, SG_ECOMMAND,
+                       "SCAN over a cluster needs a cursor per master; the client API does "
+                       "not offer it (send SCAN to each master, or use KEYS)");
+        req = NULL;
+    } else if (nkeys == 0 && (route == SG_ROUTE_ALL_MASTERS || route == SG_ROUTE_ALL_NODES)) {
+        /* parts are made when the map is known: at dispatch */
+        req->split = -1 - sg_command_merge(req->info);
+        req->fanout = route == SG_ROUTE_ALL_NODES ? 2 : 1;
+        sg_req_dispatch(req);
+    } else {
+        sg_req_dispatch(req); /* keyless, or malformed: any master answers */
+    }
+    sg_free(keyidx);
+    sg_free(keyslot);
+    sg_free(lens);
+    if (rc != SG_OK) {
+        if (req == NULL) return rc; /* refused, message set */
+        sg_req_free(req);
+        return sg_seterr(&c->err, rc, "out of memory sending a command");
+    }
+    return SG_OK;
+oom:
+    sg_free(keyidx);
+    sg_free(keyslot);
+    sg_free(lens);
+    return sg_seterr(&c->err, SG_ENOMEM, "out of memory sending a command");
+}
