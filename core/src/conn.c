@@ -85,6 +85,7 @@ static void set_read_timeout(sg_conn *conn, long long ms) {
 
 static void conn_destroy(sg_conn *conn) {
     if (conn->bev) bufferevent_free(conn->bev);
+    if (conn->held) evbuffer_free(conn->held);
     if (conn->reader) redisReaderFree(conn->reader);
     sg_free(conn->pend);
     sg_free(conn);
@@ -106,7 +107,8 @@ void sg_conn_fail(sg_conn *conn, int code, const char *fmt, ...) {
     va_end(ap);
     if (conn->state == SG_CONN_CLOSED) return;
     conn->state = SG_CONN_CLOSED;
-    sent = conn->queued - evbuffer_get_length(bufferevent_get_output(conn->bev));
+    sent = conn->queued - evbuffer_get_length(bufferevent_get_output(conn->bev)) -
+           evbuffer_get_length(conn->held);
     if (code != SG_ECLOSED || strcmp(msg, "client closed") != 0) sg_log(SG_LOG_WARN, "%s", msg);
     /* Take the pending list first: the requests may be sent again, to other
      * connections, while we go through it. */
@@ -189,6 +191,8 @@ static void on_read(struct bufferevent *bev, void *arg) {
             on_handshake_reply(conn, r, &failed);
             sg_reply_free(r);
             if (failed) return;
+            if (--conn->handshaking == 0 && evbuffer_get_length(conn->held) > 0)
+                bufferevent_write_buffer(conn->bev, conn->held); /* now the commands */
         } else if (p.kind == SG_PEND_ASKING) {
             sg_reply_free(r); /* a failed ASKING shows in the next reply */
         } else {
@@ -300,6 +304,7 @@ static int queue_handshake(sg_conn *conn) {
             const char *w[] = {"AUTH", c->sentinel_password};
             write_words(conn, w, 2);
             rc = pend_push(conn, NULL, SG_PEND_HANDSHAKE);
+            conn->handshaking++;
         }
         return rc;
     }
@@ -312,6 +317,7 @@ static int queue_handshake(sg_conn *conn) {
             write_words(conn, w, 2);
         }
         if ((rc = pend_push(conn, NULL, SG_PEND_HANDSHAKE))) return rc;
+        conn->handshaking++;
     }
     if (c->mode != SG_MODE_CLUSTER && c->database != 0) {
         char db[24];
@@ -319,11 +325,13 @@ static int queue_handshake(sg_conn *conn) {
         snprintf(db, sizeof db, "%lld", c->database);
         write_words(conn, w, 2);
         if ((rc = pend_push(conn, NULL, SG_PEND_HANDSHAKE))) return rc;
+        conn->handshaking++;
     }
     if (c->mode == SG_MODE_CLUSTER && node->role == SG_ROLE_REPLICA) {
         const char *w[] = {"READONLY"};
         write_words(conn, w, 1);
         rc = pend_push(conn, NULL, SG_PEND_HANDSHAKE);
+        conn->handshaking++;
     }
     return rc;
 }
@@ -336,7 +344,7 @@ sg_conn *sg_conn_open(sg_node *node) {
     conn->read_timeout_ms = -2; /* forces the first set */
     conn->last_used = sg_now_ms();
     if ((conn->reader = redisReaderCreateWithFunctions(&sg_reply_functions)) == NULL ||
-        (conn->bev = new_bev(conn)) == NULL) {
+        (conn->held = evbuffer_new()) == NULL || (conn->bev = new_bev(conn)) == NULL) {
         conn_destroy(conn);
         return NULL;
     }
@@ -360,7 +368,9 @@ sg_conn *sg_conn_open(sg_node *node) {
 
 int sg_conn_send(sg_conn *conn, sg_req *req, int asking) {
     static const char asking_cmd[] = "*1\r\n$6\r\nASKING\r\n";
-    struct evbuffer *out = bufferevent_get_output(conn->bev);
+    /* Until the handshake is through, commands wait in held: a failed
+     * SELECT must not let them run on database 0. */
+    struct evbuffer *out = conn->handshaking ? conn->held : bufferevent_get_output(conn->bev);
     int was_idle = conn->pcount == 0;
     if (asking) {
         if (evbuffer_add(out, asking_cmd, sizeof asking_cmd - 1) != 0) return SG_ENOMEM;

@@ -108,7 +108,9 @@ struct sg_conn {
     int exclusive;   /* held by one request (blocking commands) */
     sg_pending *pend; /* ring buffer of pending replies */
     size_t pcap, phead, pcount;
-    size_t queued;   /* bytes ever queued for writing */
+    size_t queued;   /* bytes ever queued for writing (held ones too) */
+    struct evbuffer *held; /* commands queued while the handshake runs */
+    int handshaking; /* handshake replies still due */
     uint64_t last_used; /* ms, for idle expiry */
     long long read_timeout_ms; /* current read timeout, -1: none */
 };

@@ -1,0 +1,570 @@
+/*
+ * ct_client.c — the client API against the harness's real servers: keys land
+ * on the node CLUSTER KEYSLOT names, multi-key commands split and merge,
+ * fan-outs, read policies, single-node mode with SELECT, TLS, ACL users and
+ * wrong passwords, pool bounds counted with CLIENT LIST, and the errors a
+ * caller sees for what the API refuses.
+ */
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+
+#include "slotgate.h"
+#include "test.h"
+
+#define NKEYS 10000
+
+/* A client for env settings (NULL-terminated NAME=value list). */
+static sg_client *client_for(const char *const *env, struct event_base *base) {
+    sg_config *cfg = sg_config_new();
+    sg_client *c;
+    int rc = sg_config_load(cfg, NULL, SG_SHAPE_GATEWAY, env);
+    if (rc != SG_OK) {
+        TEST_FAIL_("settings: %s", sg_errmsg(cfg));
+        sg_config_free(cfg);
+        return NULL;
+    }
+    c = sg_client_new(cfg, NULL, base);
+    sg_config_free(cfg);
+    return c;
+}
+
+static char env_addrs[2048], env_tls_ca[1024], env_user[256], env_pass[256];
+
+static sg_client *cluster_client(void) {
+    const char *env[] = {env_addrs, "TYK_GW_STORAGE_ENABLECLUSTER=true", NULL};
+    snprintf(env_addrs, sizeof env_addrs, "TYK_GW_STORAGE_ADDRS=%s",
+             test_server_var("SG_TEST_CLUSTER_MASTERS"));
+    return client_for(env, NULL);
+}
+
+static redisContext *direct(const char *addr) {
+    char host[256];
+    int port;
+    redisContext *rc;
+    test_split_addr(addr, host, sizeof host, &port);
+    rc = redisConnect(host, port);
+    if (rc == NULL || rc->err) {
+        fprintf(stderr, "FAIL: cannot connect to %s\n", addr);
+        exit(1);
+    }
+    return rc;
+}
+
+/* The master of each slot, from CLUSTER SLOTS of a node. */
+static void slot_owners(char owners[][32]) {
+    char first[64];
+    redisContext *rc;
+    snprintf(first, sizeof first, "%.*s", (int)strcspn(test_server_var("SG_TEST_CLUSTER_MASTERS"), ","),
+             test_server_var("SG_TEST_CLUSTER_MASTERS"));
+    rc = direct(first);
+    redisReply *r = redisCommand(rc, "CLUSTER SLOTS");
+    size_t i;
+    for (i = 0; r && i < r->elements; i++) {
+        redisReply *e = r->element[i];
+        long long s;
+        for (s = e->element[0]->integer; s <= e->element[1]->integer; s++)
+            snprintf(owners[s], 32, "%s:%lld", e->element[2]->element[0]->str,
+                     e->element[2]->element[1]->integer);
+    }
+    freeReplyObject(r);
+    redisFree(rc);
+}
+
+/* 10 000 keys written and read through the client land where CLUSTER KEYSLOT says. */
+static void test_keys_land_on_their_slot(void) {
+    static char owners[SG_SLOTS][32];
+    sg_client *c = cluster_client();
+    sg_pipeline *p = sg_pipeline_new(c);
+    redisContext *probe;
+    char key[64], val[64];
+    int i, wrong = 0, bad_slot = 0;
+    CHECK_INT(sg_client_connect(c), SG_OK);
+    for (i = 0; i < NKEYS; i++) {
+        snprintf(key, sizeof key, "land:%d", i);
+        snprintf(val, sizeof val, "v%d", i * 7);
+        sg_pipeline_append(p, "SET %s %s", key, val);
+    }
+    CHECK_INT(sg_pipeline_exec(p), SG_OK);
+    for (i = 0; i < NKEYS; i++) {
+        int status = 0;
+        const sg_reply *r = sg_pipeline_reply(p, (size_t)i, &status, NULL);
+        if (r == NULL || r->type != SG_REPLY_STATUS || strcmp(r->str, "OK") != 0) wrong++;
+    }
+    CHECK_INT(wrong, 0);
+    /* read back, one blocking call each for the first 1000 */
+    for (i = 0; i < 1000; i++) {
+        sg_reply *r;
+        snprintf(key, sizeof key, "land:%d", i);
+        snprintf(val, sizeof val, "v%d", i * 7);
+        r = sg_client_call(c, "GET %s", key);
+        if (r == NULL || r->type != SG_REPLY_STRING || strcmp(r->str, val) != 0) wrong++;
+        sg_reply_free(r);
+    }
+    CHECK_INT(wrong, 0);
+    /* where each key is: the slot CLUSTER KEYSLOT names, its master holds it */
+    slot_owners(owners);
+    {
+        redisContext *nodes[8] = {0};
+        char naddr[8][32];
+        int nn = 0, k;
+        probe = direct(owners[0]);
+        for (i = 0; i < NKEYS; i++) {
+            snprintf(key, sizeof key, "land:%d", i);
+            redisAppendCommand(probe, "CLUSTER KEYSLOT %s", key);
+        }
+        for (i = 0; i < NKEYS; i++) {
+            redisReply *r = NULL, *e = NULL;
+            long long slot;
+            redisGetReply(probe, (void **)&r);
+            if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
+                bad_slot++;
+                freeReplyObject(r);
+                continue;
+            }
+            slot = r->integer;
+            freeReplyObject(r);
+            snprintf(key, sizeof key, "land:%d", i);
+            if ((long long)sg_keyslot(key, strlen(key)) != slot) bad_slot++;
+            for (k = 0; k < nn && strcmp(naddr[k], owners[slot]) != 0; k++) {
+            }
+            if (k == nn) {
+                snprintf(naddr[nn], 32, "%s", owners[slot]);
+                nodes[nn++] = direct(owners[slot]);
+            }
+            e = redisCommand(nodes[k], "EXISTS %s", key);
+            if (e == NULL || e->integer != 1) wrong++;
+            freeReplyObject(e);
+        }
+        CHECK_INT(bad_slot, 0);
+        CHECK_INT(wrong, 0);
+        CHECK_INT(nn, 3);
+        for (k = 0; k < nn; k++) redisFree(nodes[k]);
+    }
+    redisFree(probe);
+    /* every master took commands */
+    {
+        int masters_used = 0;
+        for (i = 0; i < sg_client_node_count(c); i++) {
+            sg_node_stats st;
+            sg_client_node_stats(c, i, &st);
+            if (st.is_master && st.commands > 1000) masters_used++;
+        }
+        CHECK_INT(masters_used, 3);
+    }
+    sg_pipeline_free(p);
+    sg_client_free(c);
+}
+
+/* Keys on all three masters: MSET, MGET, EXISTS, DEL merge in order. */
+static void test_multi_key(void) {
+    sg_client *c = cluster_client();
+    sg_reply *r;
+    /* {a} {b} {c} {d}... spread over the masters */
+    const char *keys[] = {"mk:{a}", "mk:{b}", "mk:{c}", "mk:{d}", "mk:{e}", "mk:{f}"};
+    unsigned slots[6];
+    int i, distinct = 0;
+    for (i = 0; i < 6; i++) slots[i] = sg_keyslot(keys[i], strlen(keys[i]));
+    for (i = 1; i < 6; i++) distinct += slots[i] != slots[0];
+    CHECK(distinct >= 4);
+    r = sg_client_call(c, "DEL mk:{a} mk:{b} mk:{c} mk:{d} mk:{e} mk:{f}");
+    CHECK(r && r->type == SG_REPLY_INTEGER);
+    sg_reply_free(r);
+    r = sg_client_call(c, "MSET mk:{a} 1 mk:{b} 2 mk:{c} 3 mk:{d} 4 mk:{e} 5");
+    CHECK(r && r->type == SG_REPLY_STATUS && strcmp(r->str, "OK") == 0);
+    sg_reply_free(r);
+    r = sg_client_call(c, "MGET mk:{e} mk:{a} mk:{f} mk:{c} mk:{b} mk:{d} mk:{a}");
+    CHECK(r && r->type == SG_REPLY_ARRAY && r->elements == 7);
+    if (r && r->elements == 7) {
+        CHECK_STR(r->element[0]->str, "5");
+        CHECK_STR(r->element[1]->str, "1");
+        CHECK_INT(r->element[2]->type, SG_REPLY_NIL);
+        CHECK_STR(r->element[3]->str, "3");
+        CHECK_STR(r->element[4]->str, "2");
+        CHECK_STR(r->element[5]->str, "4");
+        CHECK_STR(r->element[6]->str, "1");
+    }
+    sg_reply_free(r);
+    r = sg_client_call(c, "EXISTS mk:{a} mk:{f} mk:{b} mk:{a}");
+    CHECK(r && r->type == SG_REPLY_INTEGER && r->integer == 3);
+    sg_reply_free(r);
+    r = sg_client_call(c, "TOUCH mk:{a} mk:{b} mk:{f}");
+    CHECK(r && r->integer == 2);
+    sg_reply_free(r);
+    r = sg_client_call(c, "UNLINK mk:{c} mk:{d}");
+    CHECK(r && r->integer == 2);
+    sg_reply_free(r);
+    r = sg_client_call(c, "DEL mk:{a} mk:{b} mk:{c} mk:{e}");
+    CHECK(r && r->integer == 3);
+    sg_reply_free(r);
+    /* same slot: passed through; across slots and not splittable: CROSSSLOT */
+    r = sg_client_call(c, "MSETNX mk:{x}1 a mk:{x}2 b");
+    CHECK(r && r->type == SG_REPLY_INTEGER && r->integer == 1);
+    sg_reply_free(r);
+    r = sg_client_call(c, "SUNIONSTORE mk:{a} mk:{b} mk:{c}");
+    CHECK(r && r->type == SG_REPLY_ERROR);
+    if (r) CHECK_CONTAINS(r->str, "CROSSSLOT");
+    sg_reply_free(r);
+    r = sg_client_call(c, "DEL mk:{x}1 mk:{x}2");
+    CHECK(r && r->integer == 2);
+    sg_reply_free(r);
+    /* an odd MSET is not split: the node refuses it, as Redis Cluster does */
+    r = sg_client_call(c, "MSET mk:{a} 1 mk:{b}");
+    CHECK(r && r->type == SG_REPLY_ERROR);
+    if (r) CHECK_CONTAINS(r->str, "CROSSSLOT");
+    sg_reply_free(r);
+    sg_client_free(c);
+}
+
+/* Commands for every master: replies merged by the command's policy. */
+static void test_fan_out(void) {
+    sg_client *c = cluster_client();
+    long long sum = 0;
+    sg_reply *r;
+    const char *m;
+    char *masters = strdup(test_server_var("SG_TEST_CLUSTER_MASTERS")), *save = NULL;
+    for (m = strtok_r(masters, ",", &save); m; m = strtok_r(NULL, ",", &save)) {
+        redisContext *rc = direct(m);
+        redisReply *d = redisCommand(rc, "DBSIZE");
+        sum += d->integer;
+        freeReplyObject(d);
+        redisFree(rc);
+    }
+    free(masters);
+    r = sg_client_call(c, "DBSIZE");
+    CHECK(r && r->type == SG_REPLY_INTEGER);
+    if (r) CHECK_INT(r->integer, sum);
+    sg_reply_free(r);
+    r = sg_client_call(c, "PING");
+    CHECK(r && r->type == SG_REPLY_STATUS);
+    if (r) CHECK_STR(r->str, "PONG");
+    sg_reply_free(r);
+    r = sg_client_call(c, "SET fan:{a} 1");
+    sg_reply_free(r);
+    r = sg_client_call(c, "SET fan:{b} 1");
+    sg_reply_free(r);
+    r = sg_client_call(c, "SET fan:{c} 1");
+    sg_reply_free(r);
+    r = sg_client_call(c, "KEYS fan:*");
+    CHECK(r && r->type == SG_REPLY_ARRAY && r->elements == 3);
+    sg_reply_free(r);
+    r = sg_client_call(c, "SCRIPT LOAD %s", "return 1");
+    CHECK(r && r->type == SG_REPLY_STRING && r->len == 40);
+    if (r && r->len == 40) {
+        sg_reply *e = sg_client_call(c, "SCRIPT EXISTS %s 0000000000000000000000000000000000000000", r->str);
+        CHECK(e && e->type == SG_REPLY_ARRAY && e->elements == 2);
+        if (e && e->elements == 2) {
+            CHECK_INT(e->element[0]->integer, 1);
+            CHECK_INT(e->element[1]->integer, 0);
+        }
+        sg_reply_free(e);
+        e = sg_client_call(c, "EVALSHA %s 1 fan:{b}", r->str);
+        CHECK(e && e->type == SG_REPLY_INTEGER && e->integer == 1);
+        sg_reply_free(e);
+    }
+    sg_reply_free(r);
+    r = sg_client_call(c, "DEL fan:{a} fan:{b} fan:{c}");
+    CHECK(r && r->integer == 3);
+    sg_reply_free(r);
+    sg_client_free(c);
+}
+
+/* Read policies: replicas serve reads when asked to. */
+static void test_read_policy(void) {
+    sg_client *c = cluster_client();
+    uint64_t replica_cmds = 0, master_reads;
+    sg_reply *r;
+    int i;
+    r = sg_client_call(c, "SET rp:key hello");
+    sg_reply_free(r);
+    r = sg_client_call(c, "WAIT 1 2000");
+    sg_reply_free(r);
+    CHECK_INT(sg_client_set_read_policy(c, SG_READ_REPLICA), SG_READ_MASTER);
+    for (i = 0; i < 20; i++) {
+        r = sg_client_call(c, "GET rp:key");
+        CHECK(r && r->type == SG_REPLY_STRING && strcmp(r->str, "hello") == 0);
+        sg_reply_free(r);
+    }
+    for (i = 0; i < sg_client_node_count(c); i++) {
+        sg_node_stats st;
+        sg_client_node_stats(c, i, &st);
+        if (!st.is_master) replica_cmds += st.commands;
+    }
+    CHECK(replica_cmds >= 20);
+    /* writes still go to the master */
+    r = sg_client_call(c, "SET rp:key again");
+    CHECK(r && r->type == SG_REPLY_STATUS);
+    sg_reply_free(r);
+    sg_client_set_read_policy(c, SG_READ_MASTER);
+    master_reads = replica_cmds;
+    for (i = 0; i < 5; i++) sg_reply_free(sg_client_call(c, "GET rp:key"));
+    replica_cmds = 0;
+    for (i = 0; i < sg_client_node_count(c); i++) {
+        sg_node_stats st;
+        sg_client_node_stats(c, i, &st);
+        if (!st.is_master) replica_cmds += st.commands;
+    }
+    CHECK_INT(replica_cmds, master_reads);
+    sg_reply_free(sg_client_call(c, "DEL rp:key"));
+    sg_client_free(c);
+}
+
+/* Single-node mode: the standalone server, SELECT from the settings. */
+static void test_single_node_select(void) {
+    char addr[300];
+    const char *env[] = {addr, "TYK_GW_STORAGE_DATABASE=3", NULL};
+    sg_client *c;
+    sg_reply *r;
+    redisContext *rc;
+    redisReply *d;
+    snprintf(addr, sizeof addr, "TYK_GW_STORAGE_ADDRS=%s", test_server_var("SG_TEST_STANDALONE"));
+    c = client_for(env, NULL);
+    CHECK_INT(sg_client_connect(c), SG_OK);
+    r = sg_client_call(c, "SET single:db3 yes");
+    CHECK(r && r->type == SG_REPLY_STATUS);
+    sg_reply_free(r);
+    /* different slots: no splitting needed on one node */
+    r = sg_client_call(c, "SUNIONSTORE s:{a} s:{b} s:{c}");
+    CHECK(r && r->type == SG_REPLY_INTEGER);
+    sg_reply_free(r);
+    rc = direct(test_server_var("SG_TEST_STANDALONE"));
+    d = redisCommand(rc, "SELECT 3");
+    freeReplyObject(d);
+    d = redisCommand(rc, "GET single:db3");
+    CHECK(d && d->type == REDIS_REPLY_STRING && strcmp(d->str, "yes") == 0);
+    freeReplyObject(d);
+    d = redisCommand(rc, "DEL single:db3");
+    freeReplyObject(d);
+    redisFree(rc);
+    sg_client_free(c);
+}
+
+/* ACL users: the right password works, a wrong one says so and where. */
+static void test_acl(void) {
+    char addr[300], user[300], pass[300];
+    const char *env[] = {addr, user, pass, NULL};
+    sg_client *c;
+    sg_reply *r;
+    snprintf(addr, sizeof addr, "TYK_GW_STORAGE_ADDRS=%s", test_server_var("SG_TEST_ACL"));
+    snprintf(user, sizeof user, "TYK_GW_STORAGE_USERNAME=%s", test_server_var("SG_TEST_ACL_USER"));
+    snprintf(pass, sizeof pass, "TYK_GW_STORAGE_PASSWORD=%s", test_server_var("SG_TEST_ACL_PASS"));
+    c = client_for(env, NULL);
+    CHECK_INT(sg_client_connect(c), SG_OK);
+    r = sg_client_call(c, "ACL WHOAMI");
+    CHECK(r && r->type == SG_REPLY_STRING);
+    if (r) CHECK_STR(r->str, test_server_var("SG_TEST_ACL_USER"));
+    sg_reply_free(r);
+    sg_client_free(c);
+
+    snprintf(pass, sizeof pass, "TYK_GW_STORAGE_PASSWORD=not-the-password");
+    c = client_for(env, NULL);
+    CHECK_INT(sg_client_connect(c), SG_EAUTH);
+    CHECK_CONTAINS(sg_errmsg(c), test_server_var("SG_TEST_ACL"));
+    CHECK_CONTAINS(sg_errmsg(c), "WRONGPASS");
+    r = sg_client_call(c, "GET x");
+    CHECK(r == NULL);
+    CHECK_INT(sg_errcode(c), SG_EAUTH);
+    sg_client_free(c);
+
+    /* password only: the default user */
+    env[1] = NULL;
+    snprintf(pass, sizeof pass, "TYK_GW_STORAGE_PASSWORD=%s", test_server_var("SG_TEST_ACL_DEFAULT_PASS"));
+    env[1] = pass;
+    c = client_for(env, NULL);
+    CHECK_INT(sg_client_connect(c), SG_OK);
+    r = sg_client_call(c, "ACL WHOAMI");
+    CHECK(r && r->type == SG_REPLY_STRING && strcmp(r->str, "default") == 0);
+    sg_reply_free(r);
+    sg_client_free(c);
+
+    /* no password at all */
+    env[1] = NULL;
+    c = client_for(env, NULL);
+    CHECK_INT(sg_client_connect(c), SG_EAUTH);
+    CHECK_CONTAINS(sg_errmsg(c), "NOAUTH");
+    sg_client_free(c);
+    (void)env_user;
+    (void)env_pass;
+}
+
+/* TLS: the cluster and the single node (which also wants a user). */
+static void test_tls(void) {
+    char addrs[1024], ca[1024], cert[1024], key[1024], user[300], pass[300];
+    const char *env[] = {addrs, "TYK_GW_STORAGE_ENABLECLUSTER=true", "TYK_GW_STORAGE_USESSL=true",
+                         ca, cert, key, NULL};
+    sg_client *c;
+    sg_reply *r;
+    int i, ok = 0;
+    snprintf(addrs, sizeof addrs, "TYK_GW_STORAGE_ADDRS=%s", test_server_var("SG_TEST_TLS_CLUSTER_MASTERS"));
+    snprintf(ca, sizeof ca, "TYK_GW_STORAGE_CAFILE=%s", test_server_var("SG_TEST_TLS_CA"));
+    snprintf(cert, sizeof cert, "TYK_GW_STORAGE_CERTFILE=%s", test_server_var("SG_TEST_TLS_CERT"));
+    snprintf(key, sizeof key, "TYK_GW_STORAGE_KEYFILE=%s", test_server_var("SG_TEST_TLS_KEY"));
+    c = client_for(env, NULL);
+    CHECK_INT(sg_errcode(c), SG_OK);
+    CHECK_INT(sg_client_connect(c), SG_OK);
+    for (i = 0; i < 200; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "tls:%d", i);
+        r = sg_client_call(c, "SET %s %d", k, i);
+        if (r && r->type == SG_REPLY_STATUS) ok++;
+        sg_reply_free(r);
+    }
+    CHECK_INT(ok, 200);
+    r = sg_client_call(c, "MGET tls:1 tls:2 tls:3 tls:150");
+    CHECK(r && r->elements == 4);
+    if (r && r->elements == 4) CHECK_STR(r->element[3]->str, "150");
+    sg_reply_free(r);
+    sg_client_free(c);
+
+    /* without the CA the servers' certificate cannot be verified */
+    env[3] = NULL;
+    c = client_for(env, NULL);
+    CHECK_INT(sg_client_connect(c), SG_ECONNECT);
+    CHECK_CONTAINS(sg_errmsg(c), "TLS");
+    sg_client_free(c);
+
+    /* TLS single node with an ACL user */
+    snprintf(addrs, sizeof addrs, "TYK_GW_STORAGE_ADDRS=%s", test_server_var("SG_TEST_TLS_STANDALONE"));
+    snprintf(user, sizeof user, "TYK_GW_STORAGE_USERNAME=%s", test_server_var("SG_TEST_ACL_USER"));
+    snprintf(pass, sizeof pass, "TYK_GW_STORAGE_PASSWORD=%s", test_server_var("SG_TEST_ACL_PASS"));
+    {
+        const char *env2[] = {addrs, "TYK_GW_STORAGE_USESSL=true", ca, user, pass, NULL};
+        c = client_for(env2, NULL);
+        CHECK_INT(sg_client_connect(c), SG_OK);
+        r = sg_client_call(c, "ACL WHOAMI");
+        CHECK(r && r->type == SG_REPLY_STRING);
+        if (r) CHECK_STR(r->str, test_server_var("SG_TEST_ACL_USER"));
+        sg_reply_free(r);
+        sg_client_free(c);
+    }
+    (void)env_tls_ca;
+}
+
+/* ---- pool bounds, with an async client ---------------------------------------- */
+
+typedef struct counter {
+    int done, ok, pool_errors, other;
+    char last_err[512];
+} counter;
+
+static void count_reply(sg_client *c, sg_reply *reply, int status, const char *errmsg, void *ud) {
+    counter *n = ud;
+    (void)c;
+    n->done++;
+    if (status == SG_OK) n->ok++;
+    else if (status == SG_EPOOL) {
+        n->pool_errors++;
+        snprintf(n->last_err, sizeof n->last_err, "%s", errmsg);
+    } else {
+        n->other++;
+        snprintf(n->last_err, sizeof n->last_err, "%s", errmsg);
+    }
+    sg_reply_free(reply);
+}
+
+/* Connections of the standalone server whose last command was cmd. */
+static int count_conns(redisContext *rc, const char *cmd) {
+    redisReply *r = redisCommand(rc, "CLIENT LIST");
+    char needle[64];
+    const char *p;
+    int n = 0;
+    snprintf(needle, sizeof needle, "cmd=%s ", cmd);
+    for (p = r ? r->str : ""; (p = strstr(p, needle)) != NULL; p++) n++;
+    freeReplyObject(r);
+    return n;
+}
+
+static void test_pool_bounds(void) {
+    char addr[300];
+    const char *env[] = {addr, "TYK_GW_STORAGE_MAXACTIVE=3", "TYK_GW_STORAGE_MAXIDLE=1",
+                         "TYK_GW_STORAGE_TIMEOUT=2", NULL};
+    struct event_base *base = event_base_new();
+    sg_client *c;
+    counter n = {0};
+    redisContext *rc = direct(test_server_var("SG_TEST_STANDALONE"));
+    int i, most = 0;
+    sg_node_stats st;
+    snprintf(addr, sizeof addr, "TYK_GW_STORAGE_ADDRS=%s", test_server_var("SG_TEST_STANDALONE"));
+    c = client_for(env, base);
+    /* 6 blocking pops that each need a connection of their own, 1 s each */
+    for (i = 0; i < 6; i++)
+        CHECK_INT(sg_client_send(c, count_reply, &n, "BLPOP pool:empty:%d 1", i), SG_OK);
+    while (n.done < 6) {
+        int now;
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        now = count_conns(rc, "blpop");
+        if (now > most) most = now;
+    }
+    CHECK_INT(n.ok, 6); /* 3 ran, 3 waited (< 2 s) and ran */
+    CHECK(most <= 3);
+    CHECK(most >= 2);
+    sg_client_node_stats(c, 0, &st);
+    CHECK(st.pool_waits >= 3);
+    CHECK(st.conns <= 3);
+    CHECK(st.idle <= 1); /* trimmed to max_idle */
+    sg_client_free(c);
+
+    /* waiting longer than the timeout: an error naming the node */
+    {
+        const char *env2[] = {addr, "TYK_GW_STORAGE_MAXACTIVE=1", "TYK_GW_STORAGE_TIMEOUT=1", NULL};
+        counter m = {0};
+        c = client_for(env2, base);
+        CHECK_INT(sg_client_send(c, count_reply, &m, "BLPOP pool:empty 3"), SG_OK);
+        CHECK_INT(sg_client_send(c, count_reply, &m, "GET pool:x"), SG_OK);
+        while (m.done < 2) event_base_loop(base, EVLOOP_ONCE);
+        CHECK_INT(m.ok, 1);
+        CHECK_INT(m.pool_errors, 1);
+        CHECK_CONTAINS(m.last_err, test_server_var("SG_TEST_STANDALONE"));
+        CHECK_CONTAINS(m.last_err, "busy");
+        sg_client_free(c);
+    }
+    redisFree(rc);
+    event_base_free(base);
+}
+
+/* What the API refuses, and how it says so. */
+static void test_refusals(void) {
+    sg_client *c = cluster_client();
+    sg_config *cfg = sg_config_new();
+    sg_reply *r;
+    r = sg_client_call(c, "MULTI");
+    CHECK(r == NULL);
+    CHECK_INT(sg_errcode(c), SG_ECOMMAND);
+    CHECK_CONTAINS(sg_errmsg(c), "MULTI");
+    r = sg_client_call(c, "SCAN 0");
+    CHECK(r == NULL);
+    CHECK_CONTAINS(sg_errmsg(c), "SCAN");
+    r = sg_client_call(c, "NOSUCHCOMMAND a b");
+    CHECK(r && r->type == SG_REPLY_ERROR);
+    sg_reply_free(r);
+    sg_client_free(c);
+    /* an unknown upstream */
+    CHECK_INT(sg_config_load(cfg, NULL, SG_SHAPE_GATEWAY, (const char *const[]){NULL}), SG_OK);
+    c = sg_client_new(cfg, "cache", NULL);
+    CHECK_INT(sg_errcode(c), SG_EINVAL);
+    CHECK_CONTAINS(sg_errmsg(c), "cache");
+    CHECK(sg_client_call(c, "PING") == NULL);
+    sg_client_free(c);
+    sg_config_free(cfg);
+    /* nobody listening */
+    {
+        const char *env[] = {"TYK_GW_STORAGE_ADDRS=127.0.0.1:1", "TYK_GW_STORAGE_ENABLECLUSTER=true", NULL};
+        c = client_for(env, NULL);
+        CHECK_INT(sg_client_connect(c), SG_ECONNECT);
+        CHECK_CONTAINS(sg_errmsg(c), "127.0.0.1:1");
+        CHECK_CONTAINS(sg_errmsg(c), "refused");
+        sg_client_free(c);
+    }
+}
+
+int main(void) {
+    RUN(test_keys_land_on_their_slot);
+    RUN(test_multi_key);
+    RUN(test_fan_out);
+    RUN(test_read_policy);
+    RUN(test_single_node_select);
+    RUN(test_acl);
+    RUN(test_tls);
+    RUN(test_pool_bounds);
+    RUN(test_refusals);
+    return test_report();
+}
