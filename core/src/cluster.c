@@ -103,6 +103,11 @@ static int add_conn(sg_node *node, sg_conn *conn) {
 
 void sg_node_conn_closed(sg_node *node, sg_conn *conn) {
     int i;
+    if (node->client->sub == conn) {
+        /* the +switch-master subscription is gone: the next look-up renews it */
+        node->client->sub = NULL;
+        if (!node->client->freeing) sg_cluster_refresh(node->client, 0);
+    }
     for (i = 0; i < node->nconns; i++) {
         if (node->conns[i] != conn) continue;
         node->conns[i] = node->conns[--node->nconns];
@@ -230,7 +235,7 @@ static void wait_expired(evutil_socket_t fd, short what, void *arg) {
 void sg_node_conn_released(sg_node *node, sg_conn *conn) {
     sg_client *c = node->client;
     int idle = 0, i;
-    conn->exclusive = 0;
+    if (conn->on_push == NULL) conn->exclusive = 0; /* a subscriber stays apart */
     /* Waiters first, in order. */
     while (node->waiters) {
         sg_req *req = node->waiters;
@@ -560,6 +565,48 @@ static void on_refresh_reply(sg_client *c, sg_reply *reply, int status, const ch
 
 /* ---- Sentinel: the master's address -------------------------------------------------------- */
 
+/* A message on +switch-master: "name oldip oldport newip newport". */
+static void on_switch_master(sg_conn *conn, sg_reply *r) {
+    sg_client *c = conn->node->client;
+    char name[256], oldip[256], newip[256];
+    int oldport, newport;
+    if (r->type == SG_REPLY_ARRAY && r->elements == 3 && r->element[2]->type == SG_REPLY_STRING &&
+        r->element[0]->type == SG_REPLY_STRING && strcmp(r->element[0]->str, "message") == 0 &&
+        sscanf(r->element[2]->str, "%255s %255s %d %255s %d", name, oldip, &oldport, newip,
+               &newport) == 5 &&
+        strcmp(name, c->master_name) == 0) {
+        sg_node *master = sg_node_get(c, newip, newport);
+        if (master && master != c->single) {
+            sg_log(SG_LOG_INFO, "sentinel %s: +switch-master %s from %s:%d to %s", conn->node->addr,
+                   name, oldip, oldport, master->addr);
+            if (c->single) c->single->in_map = 0;
+            master->role = SG_ROLE_MASTER;
+            master->in_map = 1;
+            c->single = master;
+        }
+    }
+    sg_reply_free(r);
+}
+
+/* Subscribes to a sentinel's +switch-master, once. */
+static void subscribe_switch(sg_client *c, sg_node *sentinel) {
+    static const char *const words[] = {"SUBSCRIBE", "+switch-master"};
+    sg_conn *conn;
+    if (c->sub || c->freeing) return;
+    if ((conn = sg_conn_open(sentinel)) == NULL) return;
+    if (add_conn(sentinel, conn) != SG_OK) {
+        sg_conn_close(conn);
+        return;
+    }
+    conn->exclusive = 1; /* never lent to a command */
+    conn->on_push = on_switch_master;
+    if (sg_conn_send_words(conn, words, 2) != SG_OK) {
+        sg_conn_close(conn);
+        return;
+    }
+    c->sub = conn;
+}
+
 static void on_sentinel_reply(sg_client *c, sg_reply *reply, int status, const char *errmsg,
                               void *ud) {
     sg_node *asked = ud, *master;
@@ -597,6 +644,7 @@ static void on_sentinel_reply(sg_client *c, sg_reply *reply, int status, const c
     master->role = SG_ROLE_MASTER;
     master->in_map = 1;
     c->single = master;
+    subscribe_switch(c, asked);
     refresh_done(c, 1);
 }
 

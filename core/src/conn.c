@@ -22,7 +22,7 @@
 static void write_words(sg_conn *conn, const char *const *words, int n) {
     char head[32];
     int i, len = snprintf(head, sizeof head, "*%d\r\n", n);
-    struct evbuffer *out = bufferevent_get_output(conn->bev);
+    struct evbuffer *out = conn->handshaking ? conn->held : bufferevent_get_output(conn->bev);
     evbuffer_add(out, head, (size_t)len);
     conn->queued += (size_t)len;
     for (i = 0; i < n; i++) {
@@ -179,6 +179,11 @@ static void on_read(struct bufferevent *bev, void *arg) {
         }
         if (obj == NULL) break;
         r = obj;
+        if (conn->pcount == 0 && conn->on_push) {
+            conn->on_push(conn, r);
+            if (conn->state == SG_CONN_CLOSED) return;
+            continue;
+        }
         if (conn->pcount == 0) {
             sg_reply_free(r);
             sg_conn_fail(conn, SG_EPROTO, "node %s sent a reply nobody asked for",
@@ -193,7 +198,7 @@ static void on_read(struct bufferevent *bev, void *arg) {
             if (failed) return;
             if (--conn->handshaking == 0 && evbuffer_get_length(conn->held) > 0)
                 bufferevent_write_buffer(conn->bev, conn->held); /* now the commands */
-        } else if (p.kind == SG_PEND_ASKING) {
+        } else if (p.kind == SG_PEND_ASKING || p.kind == SG_PEND_DROP) {
             sg_reply_free(r); /* a failed ASKING shows in the next reply */
         } else {
             if (r->type == SG_REPLY_ERROR) node->st.errors++;
@@ -364,6 +369,11 @@ sg_conn *sg_conn_open(sg_node *node) {
     }
     node->st.connects++;
     return conn;
+}
+
+int sg_conn_send_words(sg_conn *conn, const char *const *words, int n) {
+    write_words(conn, words, n);
+    return pend_push(conn, NULL, SG_PEND_DROP);
 }
 
 int sg_conn_send(sg_conn *conn, sg_req *req, int asking) {

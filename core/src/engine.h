@@ -39,7 +39,8 @@ int sg_reply_error_is(const sg_reply *r, const char *word);
 enum {
     SG_PEND_USER = 0, /* a request's command: its reply goes to the request */
     SG_PEND_ASKING,   /* the ASKING before an asked request: reply dropped */
-    SG_PEND_HANDSHAKE /* AUTH, SELECT, READONLY: an error fails the conn */
+    SG_PEND_HANDSHAKE, /* AUTH, SELECT, READONLY: an error fails the conn */
+    SG_PEND_DROP       /* an internal command whose reply is dropped */
 };
 
 struct sg_req {
@@ -113,6 +114,9 @@ struct sg_conn {
     int handshaking; /* handshake replies still due */
     uint64_t last_used; /* ms, for idle expiry */
     long long read_timeout_ms; /* current read timeout, -1: none */
+    /* a subscriber (Sentinel's +switch-master): replies nobody asked for
+     * go here; owns them */
+    void (*on_push)(sg_conn *conn, sg_reply *r);
 };
 
 sg_conn *sg_conn_open(sg_node *node);
@@ -123,6 +127,8 @@ void sg_conn_fail(sg_conn *conn, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Closes an idle connection quietly. */
 void sg_conn_close(sg_conn *conn);
+/* Queues an internal command (NUL-terminated words) whose reply is dropped. */
+int sg_conn_send_words(sg_conn *conn, const char *const *words, int n);
 
 /* ---- nodes and pools (cluster.c) ------------------------------------------- */
 
@@ -191,6 +197,7 @@ struct sg_client {
     int suspect;              /* a smaller map was seen once */
     struct event *refresh_timer;
     struct event *tick;       /* periodic: refresh, idle expiry */
+    sg_conn *sub;             /* Sentinel: subscribed to +switch-master */
     char discovery_err[SG_ERRMSG_MAX];
     int discovery_failed;
     /* blocking calls in flight (blocking clients) */

@@ -350,7 +350,10 @@ void sg_req_on_reply(sg_req *req, sg_node *node, sg_reply *r) {
             }
         }
     }
-    if (r->type == SG_REPLY_ERROR && req->fn != NULL && req->retries < c->max_retries &&
+    /* (the parts of a split or fan-out have no fn of their own: they are
+     * retried like whole requests; internal requests never, by their retries) */
+    if (r->type == SG_REPLY_ERROR && (req->fn != NULL || req->parent != NULL) &&
+        req->retries < c->max_retries &&
         (sg_reply_error_is(r, "TRYAGAIN") || sg_reply_error_is(r, "CLUSTERDOWN") ||
          sg_reply_error_is(r, "LOADING") || sg_reply_error_is(r, "MASTERDOWN") ||
          (sg_reply_error_is(r, "READONLY") && req->target == NULL))) {
