@@ -354,8 +354,22 @@ static int add_replica(sg_node *master, sg_node *r) {
     return SG_OK;
 }
 
-/* One node entry of CLUSTER SLOTS: [host, port, id, ...]. An empty host
- * means the node that answered. */
+/* A field of a node entry's metadata ([key, value, ...], Redis 7). */
+static const char *metadata(const sg_reply *e, const char *key) {
+    const sg_reply *m;
+    size_t i;
+    if (e->elements < 4 || (m = e->element[3])->type != SG_REPLY_ARRAY) return NULL;
+    for (i = 0; i + 1 < m->elements; i += 2)
+        if (m->element[i]->type == SG_REPLY_STRING && strcmp(m->element[i]->str, key) == 0 &&
+            m->element[i + 1]->type == SG_REPLY_STRING && m->element[i + 1]->len > 0)
+            return m->element[i + 1]->str;
+    return NULL;
+}
+
+/* One node entry of CLUSTER SLOTS: [endpoint, port, id, metadata]. The
+ * endpoint is what the cluster prefers clients to use (an IP, or an announced
+ * hostname); empty means the node that answered; "?" means it has none, and
+ * the metadata may still give an ip or hostname. */
 static sg_node *entry_node(sg_client *c, const sg_reply *e, const sg_node *asked) {
     const char *host;
     sg_node *n;
@@ -363,6 +377,9 @@ static sg_node *entry_node(sg_client *c, const sg_reply *e, const sg_node *asked
         e->element[1]->type != SG_REPLY_INTEGER)
         return NULL;
     host = e->element[0]->len ? e->element[0]->str : asked->host;
+    if (strcmp(host, "?") == 0 && (host = metadata(e, "ip")) == NULL &&
+        (host = metadata(e, "hostname")) == NULL)
+        return NULL;
     if ((n = sg_node_get(c, host, (int)e->element[1]->integer)) == NULL) return NULL;
     if (e->elements >= 3 && e->element[2]->type == SG_REPLY_STRING)
         snprintf(n->id, sizeof n->id, "%s", e->element[2]->str);
