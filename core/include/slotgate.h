@@ -120,6 +120,49 @@ SG_API uint16_t sg_crc16(const char *buf, size_t len);
 /* The cluster slot of a key (binary-safe), 0..16383. */
 SG_API unsigned sg_keyslot(const char *key, size_t len);
 
+/* ---- Hashing (Tyk's hash_keys) --------------------------------------------
+ * The digests Tyk Gateway stores keys under when hash_keys is on ("apikey-" +
+ * the hash of the whole token), in Tyk's form: lowercase hex of the digest
+ * bytes. murmur32 is MurmurHash3 x86_32, murmur64 the first word (h1) of
+ * MurmurHash3 x64_128, murmur128 both words (h1 then h2), all with seed 0 and
+ * each word written big-endian; sha256 is SHA-256. For "hello": 248bfa47,
+ * cbd8a7b341bd9b02, cbd8a7b341bd9b025b1e906a48ae1d19. */
+typedef enum sg_hash_algo {
+    SG_HASH_MURMUR32 = 0, /*  8 hex digits */
+    SG_HASH_MURMUR64,     /* 16 */
+    SG_HASH_MURMUR128,    /* 32 */
+    SG_HASH_SHA256        /* 64 */
+} sg_hash_algo;
+
+/* Room for the longest digest (sha256) and its NUL. */
+#define SG_HASH_HEX_MAX 65
+
+/* Writes the hex digest of len bytes of data (binary-safe; data may be NULL
+ * when len is 0) and a NUL to out. outlen must be at least 2 * digest bytes
+ * + 1: 9, 17, 33 or 65 by algo (SG_HASH_HEX_MAX fits all). Returns the
+ * number of hex digits written (8, 16, 32, 64), or SG_EINVAL for an unknown
+ * algo, a NULL out or too small an outlen (out untouched), or SG_ENOMEM when
+ * OpenSSL cannot allocate (sha256 only). Thread-safe; no handle. */
+SG_API int sg_hash_hex(int algo, const char *data, size_t len, char *out,
+                       size_t outlen);
+
+/* The algorithm named "murmur32", "murmur64", "murmur128" or "sha256"
+ * (exactly, lower case, as in Tyk's hash_key_function), or -1. */
+SG_API int sg_hash_algo_from_name(const char *name);
+
+/* The algorithm Tyk hashes this token with (its TokenHashAlgo and
+ * hashFunction): murmur32 for a legacy token (org id + key id); for a token
+ * that starts with "ey" and is padded standard base64 (RFC 4648 section 4, as
+ * Go's base64.StdEncoding decodes it: line breaks skipped; URL-safe or
+ * unpadded base64 is not decoded, so such a token is legacy) of a JSON object,
+ * the algorithm its first top-level "h" string names: "" or "murmur32" give
+ * murmur32, "murmur64", "murmur128", "sha256" theirs, and any other name
+ * murmur64 (Tyk's fallback for an unknown name). No "h", or an "h" that is
+ * not a string, gives murmur32, as does JSON that does not parse (strict JSON
+ * here; Tyk's parser is laxer with malformed JSON, which Tyk-made tokens never
+ * are). Returns an sg_hash_algo, or SG_ENOMEM. Thread-safe; no handle. */
+SG_API int sg_tyk_token_hash_algo(const char *token, size_t len);
+
 /* ---- Storage settings ----------------------------------------------------
  * Reads Redis settings exactly as Tyk Gateway (tyk.conf), Dashboard
  * (tyk_analytics.conf) and Pump (pump.conf) do: a JSON file, then the
@@ -331,6 +374,84 @@ SG_API int sg_client_node_count(sg_client *c);
 SG_API int sg_client_node_stats(sg_client *c, int i, sg_node_stats *out);
 /* Slot map refreshes done (Cluster), or master look-ups (Sentinel). */
 SG_API uint64_t sg_client_refresh_count(sg_client *c);
+
+
+/* ---- Policies --------------------------------------------------------------
+ * Operators' policy scripts (Lua, run by LuaJIT in a sandbox): deny commands
+ * or keys, rewrite keys (a prefix, or a function), give writes a default TTL,
+ * route to an upstream or to replicas. See scripts/README.md for the script
+ * format. A policy set is used from one thread (it owns a lua_State). */
+typedef struct sg_policy sg_policy;
+
+/* Who sent a command: what hooks and prefix templates see. Any field may be
+ * NULL (user then reads "default"). */
+typedef struct sg_request_ctx {
+    const char *user;   /* the authenticated user */
+    const char *client; /* the client's name (CLIENT SETNAME) */
+    const char *addr;   /* the client's address */
+} sg_request_ctx;
+
+typedef struct sg_policy_stats {
+    uint64_t commands;       /* commands decided on */
+    uint64_t denied;
+    uint64_t rewritten;      /* commands whose keys were rewritten */
+    uint64_t ttls;           /* commands that got a default TTL */
+    uint64_t routed;         /* commands sent to another upstream */
+    uint64_t hook_calls;
+    uint64_t hook_errors;    /* hooks that raised or returned nonsense */
+    uint64_t hook_timeouts;  /* hooks stopped by the limits */
+    uint64_t dry_run_events; /* changes a dry-run policy reported */
+} sg_policy_stats;
+
+/* An empty set (commands pass unchanged), or NULL when out of memory. */
+SG_API sg_policy *sg_policy_new(void);
+SG_API void sg_policy_free(sg_policy *p);
+/* Loads n script files, in order (each sees the command as the previous one
+ * left it). The set replaces the current one only when every script loads;
+ * otherwise SG_ESCRIPT, the old set stays, and sg_errmsg(p) names the file
+ * and line and what is wrong. */
+SG_API int sg_policy_load(sg_policy *p, const char *const *paths, int n);
+/* The same for one script given as text; name stands for its file. */
+SG_API int sg_policy_load_string(sg_policy *p, const char *name, const char *code);
+/* Bounds on each hook call (and on a script's loading): instructions and
+ * milliseconds; defaults 1 000 000 and 50. A hook that runs past them fails
+ * its command with an error, and the next command runs normally. */
+SG_API int sg_policy_set_limits(sg_policy *p, long instructions, int ms);
+SG_API int sg_policy_count(const sg_policy *p);
+/* The name of script i (its "name" field, else its file's base name). */
+SG_API const char *sg_policy_name(const sg_policy *p, int i);
+SG_API void sg_policy_stats_get(const sg_policy *p, sg_policy_stats *out);
+/* What the set decides for a command, as text ("command: SET t:a 1",
+ * "deny: NOPERM ...", "upstream: cache", "read: replica", "ttl: KEY SECONDS"),
+ * without sending it. The caller frees the string with sg_free_string().
+ * NULL when out of memory. argvlen NULL means strlen. */
+SG_API char *sg_policy_explain(sg_policy *p, const sg_request_ctx *ctx, int argc,
+                               const char *const *argv, const size_t *argvlen);
+SG_API void sg_free_string(char *s);
+
+/* ---- Gateways --------------------------------------------------------------
+ * Every upstream of a settings handle behind one policy set: commands go
+ * through the policies, then to the upstream they name ("default" unless a
+ * policy routes them). Clients are made on first use and owned by the
+ * gateway. Async or blocking as sg_client (base NULL: blocking). */
+typedef struct sg_gateway sg_gateway;
+
+/* NULL only when out of memory; check sg_errcode(g). cfg may be freed after. */
+SG_API sg_gateway *sg_gateway_new(const sg_config *cfg, struct event_base *base);
+SG_API void sg_gateway_free(sg_gateway *g);
+/* The policies (not owned: p must outlive its use; NULL for none). Replacing
+ * them between commands is safe. */
+SG_API void sg_gateway_set_policy(sg_gateway *g, sg_policy *p);
+/* The client of an upstream, made on first use (NULL: unknown upstream or
+ * out of memory; see sg_errmsg(g)). Owned by the gateway. */
+SG_API sg_client *sg_gateway_client(sg_gateway *g, const char *upstream);
+/* As sg_client_send_argv / sg_client_call_argv, through the policies. A
+ * denied command completes with the policy's error reply (status SG_OK). */
+SG_API int sg_gateway_send_argv(sg_gateway *g, const sg_request_ctx *ctx, int argc,
+                                const char *const *argv, const size_t *argvlen,
+                                sg_reply_fn fn, void *ud);
+SG_API sg_reply *sg_gateway_call_argv(sg_gateway *g, const sg_request_ctx *ctx, int argc,
+                                      const char *const *argv, const size_t *argvlen);
 
 #ifdef __cplusplus
 }

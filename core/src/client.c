@@ -12,9 +12,6 @@
 
 #include "engine.h"
 
-int sg_router_submit(sg_client *c, int argc, const char *const *argv, const size_t *argvlen,
-                     sg_reply_fn fn, void *ud);
-
 #define SG_DEFAULT_MAX_REDIRECTS 3
 #define SG_DEFAULT_MAX_RETRIES 8
 
@@ -100,12 +97,15 @@ void sg_client_free(sg_client *c) {
     if (c == NULL) return;
     c->freeing = 1;
     if (c->nodes) {
-        sg_req *pending = c->pending, *retrying = c->retrying;
+        sg_req *pending = c->pending, *retrying = c->retrying, *r;
         c->pending = c->pending_tail = c->retrying = NULL;
         for (i = 0; i < c->nnodes; i++) sg_node_fail_waiters(c->nodes[i], SG_ECLOSED, "client closed");
         fail_list(pending, SG_ECLOSED, "client closed");
-        for (; retrying; retrying = retrying->next) evtimer_del(retrying->timer);
-        fail_list(c->retrying ? c->retrying : NULL, SG_ECLOSED, "client closed");
+        for (r = retrying; r; r = r->next) {
+            evtimer_del(r->timer);
+            r->in_retry = 0;
+        }
+        fail_list(retrying, SG_ECLOSED, "client closed");
     }
     sg_cluster_free(c); /* fails what is in flight on connections */
     sg_buf_free(&c->refresh_errors);
@@ -187,11 +187,13 @@ int sg_client_connect(sg_client *c) {
     if (c->err.code != SG_OK && !usable_client(c)) return c->err.code;
     sg_clearerr(&c->err);
     if (!c->own_base) {
+        c->submitting++; /* a discovery that fails at once calls back from the loop */
         if (c->mode != SG_MODE_SINGLE) sg_cluster_discover(c);
+        c->submitting--;
         return SG_OK;
     }
     /* PING through the normal path: discovery, handshake, and the node. */
-    if (sg_router_submit(c, 1, (const char *const[]){"PING"}, NULL, on_blocking_reply, &w) != SG_OK)
+    if (sg_router_submit(c, 1, (const char *const[]){"PING"}, NULL, on_blocking_reply, &w, NULL) != SG_OK)
         return c->err.code;
     run_until(c, &w.done);
     if (w.status != SG_OK) return sg_seterr(&c->err, w.status, "%s", w.msg);
@@ -218,7 +220,7 @@ sg_reply *sg_client_call_argv(sg_client *c, int argc, const char *const *argv,
                   "blocking calls need a blocking client (sg_client_new with no event base)");
         return NULL;
     }
-    if (sg_router_submit(c, argc, argv, argvlen, on_blocking_reply, &w) != SG_OK) return NULL;
+    if (sg_router_submit(c, argc, argv, argvlen, on_blocking_reply, &w, NULL) != SG_OK) return NULL;
     run_until(c, &w.done);
     if (w.status != SG_OK) {
         sg_seterr(&c->err, w.status, "%s", w.msg);
@@ -229,7 +231,7 @@ sg_reply *sg_client_call_argv(sg_client *c, int argc, const char *const *argv,
 }
 
 /* Parses the RESP multibulk hiredis's formatter made into argv, pointing into
- * cmd. Returns argc, or -1. */
+ * cmd. Returns argc, -1 when malformed, or -2 when out of memory. */
 static int resp_to_argv(char *cmd, int len, const char ***argv, size_t **argvlen) {
     char *p = cmd, *end = cmd + len;
     int argc, i;
@@ -242,7 +244,7 @@ static int resp_to_argv(char *cmd, int len, const char ***argv, size_t **argvlen
     if (*argv == NULL || *argvlen == NULL) {
         sg_free(*argv);
         sg_free(*argvlen);
-        return -1;
+        return -2; /* out of memory */
     }
     for (i = 0; i < argc; i++) {
         long n;
@@ -274,6 +276,9 @@ static int with_format(sg_client *c, const char *fmt, va_list ap, argv_fn fn, vo
     argc = resp_to_argv(cmd, len, &argv, &argvlen);
     if (argc < 0) {
         free(cmd);
+        if (argc == -2)
+            return sg_seterr(&c->err, SG_ENOMEM, "out of memory formatting the command \"%.80s\"",
+                             fmt);
         return sg_seterr(&c->err, SG_EINVAL, "the command \"%.80s\" is empty", fmt);
     }
     rc = fn(ctx, argc, argv, argvlen);
@@ -314,7 +319,7 @@ int sg_client_send_argv(sg_client *c, int argc, const char *const *argv, const s
         return c->err.code;
     }
     if (fn == NULL) return sg_seterr(&c->err, SG_EINVAL, "no callback given");
-    return sg_router_submit(c, argc, argv, argvlen, fn, ud);
+    return sg_router_submit(c, argc, argv, argvlen, fn, ud, NULL);
 }
 
 static int send_fn(void *ctx, int argc, const char *const *argv, const size_t *argvlen) {
@@ -345,6 +350,7 @@ typedef struct pipe_cmd {
 } pipe_cmd;
 
 struct sg_pipeline {
+    sg_error err; /* first: sg_errcode()/sg_errmsg() read it (a copy of the client's) */
     sg_client *c;
     pipe_cmd *cmds;
     size_t n, cap;
@@ -383,8 +389,9 @@ void sg_pipeline_free(sg_pipeline *p) {
     sg_free(p);
 }
 
-int sg_pipeline_append_argv(sg_pipeline *p, int argc, const char *const *argv,
-                            const size_t *argvlen) {
+static int pipe_rc(sg_pipeline *p, int rc);
+
+static int append_argv(sg_pipeline *p, int argc, const char *const *argv, const size_t *argvlen) {
     pipe_cmd *pc;
     size_t total = 0, off = 0;
     int i;
@@ -418,6 +425,13 @@ static int append_fn(void *ctx, int argc, const char *const *argv, const size_t 
     return sg_pipeline_append_argv(ctx, argc, argv, argvlen);
 }
 
+static int append_argv(sg_pipeline *p, int argc, const char *const *argv, const size_t *argvlen);
+
+int sg_pipeline_append_argv(sg_pipeline *p, int argc, const char *const *argv,
+                            const size_t *argvlen) {
+    return pipe_rc(p, append_argv(p, argc, argv, argvlen));
+}
+
 int sg_pipeline_append(sg_pipeline *p, const char *fmt, ...) {
     va_list ap;
     int rc;
@@ -439,19 +453,25 @@ static void on_pipe_reply(sg_client *c, sg_reply *reply, int status, const char 
     (void)p;
 }
 
+/* Mirrors the client's error on the pipeline handle. */
+static int pipe_rc(sg_pipeline *p, int rc) {
+    p->err = p->c->err;
+    return rc;
+}
+
 int sg_pipeline_exec(sg_pipeline *p) {
     sg_client *c = p->c;
     size_t i, j;
     const char **argv = NULL;
     int maxargc = 0, rc = SG_OK;
     if (!usable_client(c) || !c->own_base)
-        return sg_seterr(&c->err, SG_EINVAL, "pipelines need a usable blocking client");
+        return pipe_rc(p, sg_seterr(&c->err, SG_EINVAL, "pipelines need a usable blocking client"));
     for (i = 0; i < p->n; i++) {
         clear_outcome(&p->cmds[i]);
         if (p->cmds[i].argc > maxargc) maxargc = p->cmds[i].argc;
     }
     if (p->n && (argv = sg_malloc((size_t)maxargc * sizeof *argv)) == NULL)
-        return sg_seterr(&c->err, SG_ENOMEM, "out of memory running a pipeline");
+        return pipe_rc(p, sg_seterr(&c->err, SG_ENOMEM, "out of memory running a pipeline"));
     for (i = 0; i < p->n; i++) {
         pipe_cmd *pc = &p->cmds[i];
         size_t off = 0;
@@ -459,7 +479,7 @@ int sg_pipeline_exec(sg_pipeline *p) {
             argv[j] = pc->buf + off;
             off += pc->argvlen[j];
         }
-        if (sg_router_submit(c, pc->argc, argv, pc->argvlen, on_pipe_reply, pc) != SG_OK) {
+        if (sg_router_submit(c, pc->argc, argv, pc->argvlen, on_pipe_reply, pc, NULL) != SG_OK) {
             pc->done = 1;
             pc->status = c->err.code;
             pc->errmsg = sg_strdup(c->err.msg);
@@ -469,7 +489,7 @@ int sg_pipeline_exec(sg_pipeline *p) {
     /* every command completes: by reply, timeout, or failure */
     for (i = 0; i < p->n; i++) run_until(c, &p->cmds[i].done);
     sg_clearerr(&c->err);
-    return rc;
+    return pipe_rc(p, rc);
 }
 
 size_t sg_pipeline_count(const sg_pipeline *p) { return p->n; }

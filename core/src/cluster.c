@@ -101,6 +101,8 @@ static int add_conn(sg_node *node, sg_conn *conn) {
     return SG_OK;
 }
 
+static void serve_waiters(sg_node *node);
+
 void sg_node_conn_closed(sg_node *node, sg_conn *conn) {
     int i;
     if (node->client->sub == conn) {
@@ -113,6 +115,8 @@ void sg_node_conn_closed(sg_node *node, sg_conn *conn) {
         node->conns[i] = node->conns[--node->nconns];
         break;
     }
+    /* the pool has room again: a waiter need not wait out its timeout */
+    if (node->waiters && !node->client->freeing) serve_waiters(node);
 }
 
 /* Opens a connection, or fails the request saying why not. */
@@ -131,9 +135,16 @@ static void send_on(sg_conn *conn, sg_req *req) {
     int asking = req->asking != NULL;
     req->asking = NULL;
     if (req->exclusive) conn->exclusive = 1;
-    if (sg_conn_send(conn, req, asking) != SG_OK)
-        sg_conn_fail(conn, SG_ENOMEM, "out of memory queueing a command for node %s",
-                     conn->node->addr);
+    if (sg_conn_send(conn, req, asking) != SG_OK) {
+        /* part of the command may be queued: the connection is spoiled, and
+         * req is not in its FIFO (the push is the last step), so it is
+         * failed here, unsent */
+        sg_node *node = conn->node;
+        char msg[SG_ERRMSG_MAX];
+        snprintf(msg, sizeof msg, "out of memory queueing a command for node %s", node->addr);
+        sg_conn_fail(conn, SG_ENOMEM, "%s", msg);
+        sg_req_on_conn_failure(req, node, 0, SG_ENOMEM, msg);
+    }
 }
 
 static void wait_expired(evutil_socket_t fd, short what, void *arg);
@@ -232,11 +243,9 @@ static void wait_expired(evutil_socket_t fd, short what, void *arg) {
     sg_req_finish(req, NULL, SG_EPOOL, msg);
 }
 
-void sg_node_conn_released(sg_node *node, sg_conn *conn) {
+/* Gives waiting requests a connection, in order, while one can be had. */
+static void serve_waiters(sg_node *node) {
     sg_client *c = node->client;
-    int idle = 0, i;
-    if (conn->on_push == NULL) conn->exclusive = 0; /* a subscriber stays apart */
-    /* Waiters first, in order. */
     while (node->waiters) {
         sg_req *req = node->waiters;
         unlink_waiter(node, req);
@@ -255,6 +264,13 @@ void sg_node_conn_released(sg_node *node, sg_conn *conn) {
             break;
         }
     }
+}
+
+void sg_node_conn_released(sg_node *node, sg_conn *conn) {
+    sg_client *c = node->client;
+    int idle = 0, i;
+    if (conn->on_push == NULL) conn->exclusive = 0; /* a subscriber stays apart */
+    serve_waiters(node); /* waiters first, in order */
     /* Keep at most max_idle idle connections. */
     for (i = 0; i < node->nconns; i++)
         if (node->conns[i]->pcount == 0 && !node->conns[i]->exclusive) idle++;
@@ -287,12 +303,13 @@ static int usable(const sg_node *n) {
     return n->connect_errors == 0 || n->nconns > 0 || sg_now_ms() >= n->retry_at;
 }
 
-sg_node *sg_route_slot(sg_client *c, int slot, int readonly) {
+sg_node *sg_route_slot(sg_client *c, int slot, int readonly, int policy) {
     sg_node *master = c->slots[slot], *pick = NULL;
     int i, n;
-    if (master == NULL || !readonly || c->read_policy == SG_READ_MASTER || master->nreplicas == 0)
+    if (policy < 0) policy = c->read_policy;
+    if (master == NULL || !readonly || policy == SG_READ_MASTER || master->nreplicas == 0)
         return master;
-    n = master->nreplicas + (c->read_policy == SG_READ_ANY ? 1 : 0);
+    n = master->nreplicas + (policy == SG_READ_ANY ? 1 : 0);
     for (i = 0; i < n && pick == NULL; i++) {
         int k = (master->rr++) % n;
         sg_node *cand = k < master->nreplicas ? master->replicas[k] : master;
@@ -507,25 +524,45 @@ static void on_refresh_reply(sg_client *c, sg_reply *reply, int status, const ch
                              void *ud);
 
 static void ask_node(sg_client *c, sg_node *node);
+static sg_node *next_sentinel(sg_client *c);
 
-static void refresh_failed_once(sg_client *c, sg_node *node, const char *why) {
-    int limit = c->nnodes < 16 ? c->nnodes : 16;
+/* One node could not give the map (code: why, as the request saw it); asks
+ * the next. When none can, a client still without a map fails its waiting
+ * commands: with SG_EAUTH or SG_ENOMEM when every node failed so, as that is
+ * what the caller must fix, else SG_ECONNECT. */
+static void refresh_failed_once(sg_client *c, sg_node *node, int code, const char *why) {
+    int limit = c->nnodes < 16 ? c->nnodes : 16, i;
     sg_node *next;
+    if (c->mode == SG_MODE_SENTINEL) /* each sentinel once */
+        for (limit = 0, i = 0; i < c->nnodes; i++) limit += c->nodes[i]->sentinel;
     if (c->refresh_errors.len < 2000)
         sg_buf_printf(&c->refresh_errors, "%s%s: %s", c->refresh_errors.len ? "; " : "", node->addr, why);
+    if (c->refresh_attempts == 0) c->refresh_code = code;
+    else if (c->refresh_code != code) c->refresh_code = SG_ECONNECT;
     c->refresh_attempts++;
-    if (c->refresh_attempts < limit && (next = next_candidate(c, 0)) != NULL && next != node) {
+    if (c->refresh_attempts < limit &&
+        (next = c->mode == SG_MODE_SENTINEL ? next_sentinel(c) : next_candidate(c, 0)) != NULL &&
+        next != node) {
         ask_node(c, next);
         return;
     }
     /* every candidate failed */
     {
         char msg[SG_ERRMSG_MAX];
-        snprintf(msg, sizeof msg, "cannot read the slot map from any node: %s",
-                 c->refresh_errors.data ? c->refresh_errors.data : "no node to ask");
+        if (c->mode == SG_MODE_SENTINEL)
+            snprintf(msg, sizeof msg, "no sentinel gives the address of master \"%s\": %s",
+                     c->master_name, c->refresh_errors.data ? c->refresh_errors.data : "none to ask");
+        else
+            snprintf(msg, sizeof msg, "cannot read the slot map from any node: %s",
+                     c->refresh_errors.data ? c->refresh_errors.data : "no node to ask");
         sg_buf_free(&c->refresh_errors);
         refresh_done(c, 0);
-        if (!c->ready) sg_client_map_failed(c, SG_ECONNECT, msg);
+        if (!c->ready)
+            sg_client_map_failed(c,
+                                 c->refresh_code == SG_EAUTH || c->refresh_code == SG_ENOMEM
+                                     ? c->refresh_code
+                                     : SG_ECONNECT,
+                                 msg);
         else sg_log(SG_LOG_WARN, "%s", msg);
     }
 }
@@ -541,12 +578,12 @@ static void on_refresh_reply(sg_client *c, sg_reply *reply, int status, const ch
         return;
     }
     if (reply == NULL) {
-        refresh_failed_once(c, asked, errmsg);
+        refresh_failed_once(c, asked, status, errmsg);
         return;
     }
     if ((slots = sg_malloc(SG_SLOTS * sizeof *slots)) == NULL) {
         sg_reply_free(reply);
-        refresh_failed_once(c, asked, "out of memory");
+        refresh_failed_once(c, asked, SG_ENOMEM, "out of memory");
         return;
     }
     covered = parse_slots(c, reply, asked, slots, why, sizeof why);
@@ -554,7 +591,7 @@ static void on_refresh_reply(sg_client *c, sg_reply *reply, int status, const ch
     if (covered <= 0) {
         sg_free(slots);
         sg_reply_free(reply);
-        refresh_failed_once(c, asked, why);
+        refresh_failed_once(c, asked, SG_EPROTO, why);
         return;
     }
     if (covered < c->covered && !c->suspect) {
@@ -572,7 +609,7 @@ static void on_refresh_reply(sg_client *c, sg_reply *reply, int status, const ch
     if (apply_slots(c, reply, asked, slots) != SG_OK) {
         sg_free(slots);
         sg_reply_free(reply);
-        refresh_failed_once(c, asked, "out of memory");
+        refresh_failed_once(c, asked, SG_ENOMEM, "out of memory");
         return;
     }
     sg_free(slots);
@@ -633,21 +670,30 @@ static void on_sentinel_reply(sg_client *c, sg_reply *reply, int status, const c
         return;
     }
     if (reply == NULL) {
-        refresh_failed_once(c, asked, errmsg);
+        refresh_failed_once(c, asked, status, errmsg);
         return;
     }
     if (reply->type != SG_REPLY_ARRAY || reply->elements != 2 ||
         reply->element[0]->type != SG_REPLY_STRING || reply->element[1]->type != SG_REPLY_STRING) {
-        snprintf(why, sizeof why, "does not know master \"%s\" (%s)", c->master_name,
-                 reply->type == SG_REPLY_ERROR ? reply->str : "no address in its reply");
+        int code = SG_EPROTO;
+        if (reply->type == SG_REPLY_ERROR) {
+            /* NOAUTH: a sentinel_password is needed (or a better one) */
+            if (sg_reply_error_is(reply, "NOAUTH") || sg_reply_error_is(reply, "WRONGPASS") ||
+                sg_reply_error_is(reply, "NOPERM"))
+                code = SG_EAUTH;
+            snprintf(why, sizeof why, "refused SENTINEL get-master-addr-by-name %s: %s",
+                     c->master_name, reply->str);
+        } else {
+            snprintf(why, sizeof why, "does not know master \"%s\"", c->master_name);
+        }
         sg_reply_free(reply);
-        refresh_failed_once(c, asked, why);
+        refresh_failed_once(c, asked, code, why);
         return;
     }
     master = sg_node_get(c, reply->element[0]->str, atoi(reply->element[1]->str));
     sg_reply_free(reply);
     if (master == NULL) {
-        refresh_failed_once(c, asked, "out of memory");
+        refresh_failed_once(c, asked, SG_ENOMEM, "out of memory");
         return;
     }
     if (c->single && c->single != master) {
@@ -683,7 +729,7 @@ static void ask_node(sg_client *c, sg_node *node) {
     sg_req *req = sg_calloc(1, sizeof *req);
     sg_buf b = {0};
     if (req == NULL) {
-        refresh_failed_once(c, node, "out of memory");
+        refresh_failed_once(c, node, SG_ENOMEM, "out of memory");
         return;
     }
     req->client = c;
@@ -702,7 +748,7 @@ static void ask_node(sg_client *c, sg_node *node) {
     req->cmdlen = b.len;
     if ((req->cmd = sg_buf_take(&b)) == NULL) {
         sg_free(req);
-        refresh_failed_once(c, node, "out of memory");
+        refresh_failed_once(c, node, SG_ENOMEM, "out of memory");
         return;
     }
     sg_node_submit(node, req);

@@ -84,6 +84,13 @@ static void set_read_timeout(sg_conn *conn, long long ms) {
 /* ---- failure and close ---------------------------------------------------- */
 
 static void conn_destroy(sg_conn *conn) {
+    if (conn->in_read) {
+        /* a reply's callback closed the connection on_read is reading
+         * (a refresh that demoted its node, say): on_read frees it last */
+        conn->state = SG_CONN_CLOSED;
+        conn->doomed = 1;
+        return;
+    }
     if (conn->bev) bufferevent_free(conn->bev);
     if (conn->held) evbuffer_free(conn->held);
     if (conn->reader) redisReaderFree(conn->reader);
@@ -140,13 +147,24 @@ static void on_handshake_reply(sg_conn *conn, sg_reply *r, int *failed) {
                        ? SG_EAUTH
                        : SG_EPROTO;
         *failed = 1;
-        sg_conn_fail(conn, code, "node %s refused the connection handshake: %s",
-                     conn->node->addr, r->str);
+        sg_conn_fail(conn, code, "%s %s refused the connection handshake: %s",
+                     conn->node->sentinel ? "sentinel" : "node", conn->node->addr, r->str);
     }
 }
 
+static void read_replies(struct bufferevent *bev, sg_conn *conn);
+
+/* The callbacks of the replies read may close or fail this connection; it
+ * stays allocated (closed) until they are all done. */
 static void on_read(struct bufferevent *bev, void *arg) {
     sg_conn *conn = arg;
+    conn->in_read = 1;
+    read_replies(bev, conn);
+    conn->in_read = 0;
+    if (conn->doomed) conn_destroy(conn);
+}
+
+static void read_replies(struct bufferevent *bev, sg_conn *conn) {
     struct evbuffer *in = bufferevent_get_input(bev);
     sg_node *node = conn->node;
     struct evbuffer_iovec vec[8];
@@ -203,7 +221,7 @@ static void on_read(struct bufferevent *bev, void *arg) {
         } else {
             if (r->type == SG_REPLY_ERROR) node->st.errors++;
             sg_req_on_reply(p.req, node, r);
-            if (conn->state == SG_CONN_CLOSED) return; /* freed under us */
+            if (conn->state == SG_CONN_CLOSED) return; /* closed under us */
         }
     }
     conn->last_used = sg_now_ms();
@@ -299,18 +317,21 @@ static struct bufferevent *new_bev(sg_conn *conn) {
                                           BEV_OPT_CLOSE_ON_FREE);
 }
 
-/* The handshake, queued ahead of any command: AUTH, SELECT, READONLY. */
+/* The handshake, queued ahead of any command: AUTH, SELECT, READONLY. Its
+ * commands go out at once: conn->handshaking, which holds back what is
+ * queued after it, is set only once they all are. */
 static int queue_handshake(sg_conn *conn) {
     sg_node *node = conn->node;
     sg_client *c = node->client;
-    int rc = SG_OK;
+    int rc = SG_OK, n = 0;
     if (node->sentinel) {
         if (c->sentinel_password && c->sentinel_password[0]) {
             const char *w[] = {"AUTH", c->sentinel_password};
             write_words(conn, w, 2);
             rc = pend_push(conn, NULL, SG_PEND_HANDSHAKE);
-            conn->handshaking++;
+            n++;
         }
+        conn->handshaking = n;
         return rc;
     }
     if (c->password && c->password[0]) {
@@ -322,7 +343,7 @@ static int queue_handshake(sg_conn *conn) {
             write_words(conn, w, 2);
         }
         if ((rc = pend_push(conn, NULL, SG_PEND_HANDSHAKE))) return rc;
-        conn->handshaking++;
+        n++;
     }
     if (c->mode != SG_MODE_CLUSTER && c->database != 0) {
         char db[24];
@@ -330,14 +351,15 @@ static int queue_handshake(sg_conn *conn) {
         snprintf(db, sizeof db, "%lld", c->database);
         write_words(conn, w, 2);
         if ((rc = pend_push(conn, NULL, SG_PEND_HANDSHAKE))) return rc;
-        conn->handshaking++;
+        n++;
     }
     if (c->mode == SG_MODE_CLUSTER && node->role == SG_ROLE_REPLICA) {
         const char *w[] = {"READONLY"};
         write_words(conn, w, 1);
         rc = pend_push(conn, NULL, SG_PEND_HANDSHAKE);
-        conn->handshaking++;
+        n++;
     }
+    conn->handshaking = n;
     return rc;
 }
 

@@ -19,6 +19,11 @@
 #include "sg_internal.h"
 
 typedef struct sg_node sg_node;
+typedef struct sg_ttl_req {
+    char *key;
+    size_t len;
+    long long seconds;
+} sg_ttl_req;
 typedef struct sg_conn sg_conn;
 typedef struct sg_req sg_req;
 
@@ -60,7 +65,7 @@ struct sg_req {
     sg_node *last_node; /* where it was last sent (for messages) */
     struct event *timer; /* retry backoff / pool wait deadline */
     int waiting;        /* in a node's wait list */
-    int in_retry;       /* in the client's retry list */
+    int in_retry;       /* in the client's retry list (retries, and deferred outcomes) */
     uint64_t started;   /* ms, when first dispatched */
     /* completion */
     sg_reply_fn fn;
@@ -74,9 +79,25 @@ struct sg_req {
     int *part_keys;     /* SPLIT_ARRAY: the reply slots each part fills */
     int *part_nkeys;
     sg_reply **parts;   /* each part's reply */
+    int read_policy;    /* SG_READ_*, or -1: the client's */
+    sg_ttl_req *ttls;   /* default TTLs to set after a successful write */
+    int nttls;
     int failed_status;  /* first failure among parts */
     char *failed_msg;
+    sg_reply *early;    /* an outcome known at submit (CROSSSLOT), delivered from the loop */
 };
+
+/* Options of a submitted command (the gateway's policies decide them). */
+typedef struct sg_submit_opts {
+    int read_policy;     /* SG_READ_*, or -1: the client's */
+    const char *const *ttl_keys; /* keys to EXPIRE ... NX after a successful write */
+    const size_t *ttl_lens;
+    const long long *ttl_secs;
+    int nttls;
+} sg_submit_opts;
+
+int sg_router_submit(sg_client *c, int argc, const char *const *argv, const size_t *argvlen,
+                     sg_reply_fn fn, void *ud, const sg_submit_opts *opts);
 
 /* Completes a request: delivers reply (ownership passes) or the failure. */
 void sg_req_finish(sg_req *req, sg_reply *reply, int status, const char *msg);
@@ -117,6 +138,8 @@ struct sg_conn {
     /* a subscriber (Sentinel's +switch-master): replies nobody asked for
      * go here; owns them */
     void (*on_push)(sg_conn *conn, sg_reply *r);
+    int in_read;     /* on_read is running: a close only marks the conn */
+    int doomed;      /* closed meanwhile: on_read frees it when it returns */
 };
 
 sg_conn *sg_conn_open(sg_node *node);
@@ -194,6 +217,7 @@ struct sg_client {
     int refresh_seed;         /* rotates the node asked */
     int refresh_attempts;     /* nodes asked in this refresh */
     sg_buf refresh_errors;    /* what each of them said */
+    int refresh_code;         /* their failures' common code (SG_ECONNECT when mixed) */
     int suspect;              /* a smaller map was seen once */
     struct event *refresh_timer;
     struct event *tick;       /* periodic: refresh, idle expiry */
@@ -203,6 +227,7 @@ struct sg_client {
     /* blocking calls in flight (blocking clients) */
     int inflight;
     int freeing;
+    int submitting;           /* inside a send or connect: completions wait for the loop */
 };
 
 /* Milliseconds on a monotonic clock. */
@@ -217,7 +242,7 @@ void sg_node_conn_released(sg_node *node, sg_conn *conn);
 void sg_node_conn_closed(sg_node *node, sg_conn *conn);
 void sg_node_fail_waiters(sg_node *node, int code, const char *msg);
 /* The node a request goes to under the map and read policy (NULL: none). */
-sg_node *sg_route_slot(sg_client *c, int slot, int readonly);
+sg_node *sg_route_slot(sg_client *c, int slot, int readonly, int policy);
 sg_node *sg_any_master(sg_client *c);
 /* Every master now in the map (array owned by caller, NULL when none). */
 int sg_masters(sg_client *c, sg_node ***out);

@@ -21,6 +21,8 @@
 void sg_req_free(sg_req *req) {
     int i;
     if (req == NULL) return;
+    for (i = 0; i < req->nttls; i++) sg_free(req->ttls[i].key);
+    sg_free(req->ttls);
     if (req->timer) event_free(req->timer);
     if (req->parts) {
         for (i = 0; i < req->nparts; i++) sg_reply_free(req->parts[i]);
@@ -29,6 +31,7 @@ void sg_req_free(sg_req *req) {
     sg_free(req->part_keys);
     sg_free(req->part_nkeys);
     sg_free(req->failed_msg);
+    sg_reply_free(req->early);
     sg_free(req->cmd);
     sg_free(req);
 }
@@ -53,6 +56,7 @@ static sg_req *req_new(sg_client *c, int argc, const char *const *argv, const si
     if (req == NULL) return NULL;
     req->client = c;
     req->slot = -1;
+    req->read_policy = -1;
     if ((req->cmd = format_argv(argc, argv, argvlen, &req->cmdlen)) == NULL) {
         sg_free(req);
         return NULL;
@@ -64,11 +68,44 @@ static sg_req *req_new(sg_client *c, int argc, const char *const *argv, const si
 
 static void finish_parent_part(sg_req *part, sg_reply *reply, int status, const char *msg);
 
+static void drop_reply(sg_client *c, sg_reply *reply, int status, const char *errmsg, void *ud) {
+    (void)c;
+    (void)ud;
+    if (reply && reply->type == SG_REPLY_ERROR)
+        sg_log(SG_LOG_WARN, "default TTL not set: %s", reply->str);
+    else if (status != SG_OK)
+        sg_log(SG_LOG_WARN, "default TTL not set: %s", errmsg);
+    sg_reply_free(reply);
+}
+
+/* After a successful write: EXPIRE key seconds NX for the policy's keys. */
+static void set_default_ttls(sg_req *req) {
+    int i;
+    for (i = 0; i < req->nttls; i++) {
+        char secs[32];
+        const char *argv[4] = {"EXPIRE", req->ttls[i].key, secs, "NX"};
+        size_t lens[4] = {6, req->ttls[i].len, 0, 2};
+        lens[2] = (size_t)snprintf(secs, sizeof secs, "%lld", req->ttls[i].seconds);
+        if (sg_router_submit(req->client, 4, argv, lens, drop_reply, NULL, NULL) != SG_OK)
+            sg_log(SG_LOG_WARN, "default TTL not set: %s", req->client->err.msg);
+    }
+}
+
+static int finish_deferred(sg_req *req, sg_reply *reply, int status, const char *msg);
+
 void sg_req_finish(sg_req *req, sg_reply *reply, int status, const char *msg) {
     if (req->parent) {
         finish_parent_part(req, reply, status, msg);
         return;
     }
+    /* a request that ends inside a send (out of memory, mostly): its
+     * callback, and any other, runs from the loop, never inside the send */
+    if (req->client->submitting && !req->client->freeing &&
+        finish_deferred(req, reply, status, msg))
+        return;
+    if (req->nttls && status == SG_OK && reply && reply->type != SG_REPLY_ERROR &&
+        !req->client->freeing)
+        set_default_ttls(req);
     if (req->fn) req->fn(req->client, reply, status, status == SG_OK ? NULL : msg, req->ud);
     else sg_reply_free(reply);
     sg_req_free(req);
@@ -147,7 +184,7 @@ static sg_reply *take_part(sg_req *p, int i) {
 /* All parts are in: builds the parent's reply. */
 static void merge_and_finish(sg_req *p) {
     sg_reply *out = NULL;
-    int i, all_int = 1, all_array = 1;
+    int i, all_int = 1, all_array = 1, bad_shape = 0; /* out NULL: bad shape, or no memory */
     if (p->failed_status != SG_OK) {
         sg_req_finish(p, NULL, p->failed_status, p->failed_msg ? p->failed_msg : "a part failed");
         return;
@@ -172,6 +209,7 @@ static void merge_and_finish(sg_req *p) {
                 if (r->type != SG_REPLY_ARRAY || (int)r->elements != p->part_nkeys[i]) {
                     sg_reply_free(out);
                     out = NULL;
+                    bad_shape = 1;
                     break;
                 }
                 for (k = 0; k < p->part_nkeys[i]; k++) {
@@ -185,6 +223,7 @@ static void merge_and_finish(sg_req *p) {
         out = take_part(p, 0); /* every part said OK */
     } else if (p->split == SG_SPLIT_SUM) {
         if (all_int) out = merge_ints(p->parts, p->nparts, SG_RESP_AGG_SUM);
+        else bad_shape = 1;
     } else {
         int policy = -1 - p->split;
         switch (policy) {
@@ -201,6 +240,7 @@ static void merge_and_finish(sg_req *p) {
         case SG_RESP_AGG_LOGICAL_OR:
             if (all_int) out = merge_ints(p->parts, p->nparts, policy);
             else if (all_array) out = merge_int_arrays(p->parts, p->nparts, policy);
+            bad_shape = !all_int; /* merge_int_arrays also checks the shapes */
             break;
         default:
             out = all_array ? concat_arrays(p->parts, p->nparts) : take_part(p, 0);
@@ -208,7 +248,8 @@ static void merge_and_finish(sg_req *p) {
         }
     }
     if (out == NULL) {
-        sg_req_finish(p, NULL, SG_EPROTO, "the nodes' replies could not be merged");
+        if (bad_shape) sg_req_finish(p, NULL, SG_EPROTO, "the nodes' replies could not be merged");
+        else sg_req_finish(p, NULL, SG_ENOMEM, "out of memory merging the nodes' replies");
         return;
     }
     sg_req_finish(p, out, SG_OK, NULL);
@@ -227,16 +268,21 @@ static void finish_parent_part(sg_req *part, sg_reply *reply, int status, const 
 
 /* ---- retries ------------------------------------------------------------------------- */
 
-static void retry_cb(evutil_socket_t fd, short what, void *arg) {
-    sg_req *req = arg, **pp;
-    sg_client *c = req->client;
-    (void)fd;
-    (void)what;
-    for (pp = &c->retrying; *pp && *pp != req; pp = &(*pp)->next) {
+/* Takes a request whose timer fired off the client's retry list. */
+static void retry_unlink(sg_req *req) {
+    sg_req **pp;
+    for (pp = &req->client->retrying; *pp && *pp != req; pp = &(*pp)->next) {
     }
     if (*pp) *pp = req->next;
     req->next = NULL;
     req->in_retry = 0;
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg) {
+    sg_req *req = arg;
+    (void)fd;
+    (void)what;
+    retry_unlink(req);
     sg_req_dispatch(req);
 }
 
@@ -246,9 +292,11 @@ static int schedule_retry(sg_req *req) {
     struct timeval tv;
     int delay;
     if (req->retries >= c->max_retries || c->freeing) return 0;
-    req->retries++;
-    delay = 50 << (req->retries > 5 ? 5 : req->retries - 1);
+    delay = 50 << (req->retries > 5 ? 5 : req->retries);
     if (delay > SG_RETRY_MAX_DELAY_MS) delay = SG_RETRY_MAX_DELAY_MS;
+    /* all the retries of a command fit in its timeout */
+    if (sg_now_ms() + (uint64_t)delay - req->started > (uint64_t)c->timeout_ms) return 0;
+    req->retries++;
     if (req->timer == NULL && (req->timer = evtimer_new(c->base, retry_cb, req)) == NULL) return 0;
     evtimer_assign(req->timer, c->base, retry_cb, req);
     tv.tv_sec = delay / 1000;
@@ -285,7 +333,7 @@ void sg_req_dispatch(sg_req *req) {
     if (req->asking) node = req->asking;
     else if (req->target) node = req->target;
     else if (c->mode != SG_MODE_CLUSTER) node = c->single;
-    else if (req->slot >= 0) node = sg_route_slot(c, req->slot, req->readonly);
+    else if (req->slot >= 0) node = sg_route_slot(c, req->slot, req->readonly, req->read_policy);
     else node = sg_any_master(c);
     if (node == NULL) {
         sg_cluster_refresh(c, 1);
@@ -444,39 +492,54 @@ static long long block_ms(const sg_command *info, int argc, const char *const *a
     return millis ? (long long)secs : (long long)ceil(secs * 1000.0);
 }
 
-/* Defers a completion to the loop: callbacks never run inside send(). */
-typedef struct deferred {
-    sg_req *req;
-    sg_reply *reply;
-    int status;
-    char msg[SG_ERRMSG_MAX];
-} deferred;
-
+/* Defers a completion to the loop: callbacks never run inside send(). The
+ * request waits on the client's retry list, so sg_client_free() finds it
+ * (and completes it with SG_ECLOSED) if the loop never runs again. The
+ * outcome: req->early (the reply), failed_status and failed_msg. */
 static void deferred_cb(evutil_socket_t fd, short what, void *arg) {
-    deferred *d = arg;
+    sg_req *req = arg;
+    sg_reply *reply = req->early;
     (void)fd;
     (void)what;
-    sg_req_finish(d->req, d->reply, d->status, d->msg);
-    sg_free(d);
+    retry_unlink(req);
+    req->early = NULL;
+    sg_req_finish(req, reply, req->failed_status,
+                  req->failed_msg ? req->failed_msg : sg_strerror(req->failed_status));
+}
+
+/* sg_req_finish() inside a send: the outcome waits on the retry list for the
+ * loop. 0 when even that is impossible (the caller then finishes at once). */
+static int finish_deferred(sg_req *req, sg_reply *reply, int status, const char *msg) {
+    sg_client *c = req->client;
+    struct timeval zero = {0, 0};
+    if (req->timer == NULL && (req->timer = evtimer_new(c->base, deferred_cb, req)) == NULL)
+        return 0;
+    evtimer_assign(req->timer, c->base, deferred_cb, req);
+    sg_free(req->failed_msg);
+    /* no memory for the message: deferred_cb says sg_strerror(status) */
+    req->failed_msg = status != SG_OK && msg ? sg_strdup(msg) : NULL;
+    req->failed_status = status;
+    req->early = reply;
+    evtimer_add(req->timer, &zero);
+    req->in_retry = 1;
+    req->next = c->retrying;
+    c->retrying = req;
+    return 1;
 }
 
 static int finish_later(sg_req *req, const char *error_reply, int status, const char *msg) {
-    deferred *d = sg_calloc(1, sizeof *d);
+    sg_client *c = req->client;
     struct timeval zero = {0, 0};
-    if (d == NULL) return SG_ENOMEM;
-    d->req = req;
-    d->status = status;
     if (error_reply &&
-        (d->reply = sg_reply_new_str(SG_REPLY_ERROR, error_reply, strlen(error_reply))) == NULL) {
-        sg_free(d);
+        (req->early = sg_reply_new_str(SG_REPLY_ERROR, error_reply, strlen(error_reply))) == NULL)
         return SG_ENOMEM;
-    }
-    snprintf(d->msg, sizeof d->msg, "%s", msg ? msg : "");
-    if (event_base_once(req->client->base, -1, EV_TIMEOUT, deferred_cb, d, &zero) != 0) {
-        sg_reply_free(d->reply);
-        sg_free(d);
-        return SG_ENOMEM;
-    }
+    if (msg && (req->failed_msg = sg_strdup(msg)) == NULL) return SG_ENOMEM;
+    req->failed_status = status;
+    if ((req->timer = evtimer_new(c->base, deferred_cb, req)) == NULL) return SG_ENOMEM;
+    evtimer_add(req->timer, &zero);
+    req->in_retry = 1;
+    req->next = c->retrying;
+    c->retrying = req;
     return SG_OK;
 }
 
@@ -623,8 +686,36 @@ static void fan_out_dispatch(sg_req *req) {
     }
 }
 
+/* Copies the options onto the request. */
+static int take_opts(sg_req *req, const sg_submit_opts *o) {
+    int i;
+    if (o == NULL) return SG_OK;
+    req->read_policy = o->read_policy;
+    if (o->nttls == 0) return SG_OK;
+    if ((req->ttls = sg_calloc((size_t)o->nttls, sizeof *req->ttls)) == NULL) return SG_ENOMEM;
+    for (i = 0; i < o->nttls; i++) {
+        if ((req->ttls[i].key = sg_strndup(o->ttl_keys[i], o->ttl_lens[i])) == NULL) return SG_ENOMEM;
+        req->ttls[i].len = o->ttl_lens[i];
+        req->ttls[i].seconds = o->ttl_secs[i];
+        req->nttls++;
+    }
+    return SG_OK;
+}
+
+static int submit(sg_client *c, int argc, const char *const *argv, const size_t *argvlen,
+                  sg_reply_fn fn, void *ud, const sg_submit_opts *opts);
+
 int sg_router_submit(sg_client *c, int argc, const char *const *argv, const size_t *argvlen,
-                     sg_reply_fn fn, void *ud) {
+                     sg_reply_fn fn, void *ud, const sg_submit_opts *opts) {
+    int rc;
+    c->submitting++; /* completions meanwhile are deferred to the loop */
+    rc = submit(c, argc, argv, argvlen, fn, ud, opts);
+    c->submitting--;
+    return rc;
+}
+
+static int submit(sg_client *c, int argc, const char *const *argv, const size_t *argvlen,
+                  sg_reply_fn fn, void *ud, const sg_submit_opts *opts) {
     size_t *lens = NULL;
     int *keyidx = NULL, *keyslot = NULL, nkeys, i, rc = SG_OK, route;
     sg_req *req;
@@ -638,6 +729,10 @@ int sg_router_submit(sg_client *c, int argc, const char *const *argv, const size
     if ((req = req_new(c, argc, argv, argvlen)) == NULL) goto oom;
     req->fn = fn;
     req->ud = ud;
+    if (take_opts(req, opts) != SG_OK) {
+        sg_req_free(req);
+        goto oom;
+    }
     req->info = sg_command_resolve(argc, argv, argvlen);
     if (req->info != NULL) {
         long long b;

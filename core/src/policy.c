@@ -1,0 +1,1092 @@
+/*
+ * policy.c — the LuaJIT host for operators' policy scripts. It owns the
+ * lua_State, the sandbox each script runs in, loading (all scripts or none),
+ * the declarative parts (checked at load, applied without a Lua call), the
+ * hooks (called through stored references with lua_pcall, only where a script
+ * defines them, bounded in instructions and time), and the decision for each
+ * command: deny, rewrite keys, default TTLs, upstream and read policy.
+ *
+ * A script returns a table:
+ *   name, version                         strings
+ *   prefix = "tenant:{user}:"             every key gets it; {user} {client}
+ *                                         {addr} {command} come from the request
+ *   deny_commands = {"FLUSHALL", "CONFIG SET"}
+ *   deny_keys = {"secret:*"}              Redis glob patterns
+ *   deny_message = "..."                  the error text (default names policy
+ *                                         and what was refused)
+ *   default_ttl = {["cache-*"] = 3600}    seconds, for writes that set none
+ *   route = {["analytics-*"] = "analytics"}   upstream by the first key
+ *   read = {["apikey-*"] = "replica"}     read policy for read-only commands
+ *   dry_run = true                        report, change nothing
+ *   rewrite_key = function(key, ctx) return key end
+ *   on_command = function(ctx) return {deny=..., upstream=..., read=..., ttl=...} end
+ */
+#include <lauxlib.h>
+#include <lua-cjson.h>
+#include <lua.h>
+#include <luajit.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "commands.h"
+#include "policy.h"
+
+#define DEFAULT_INSTR_LIMIT 1000000L /* per hook call */
+#define DEFAULT_TIME_LIMIT_MS 50     /* per hook call */
+#define HOOK_EVERY 1000              /* instructions between checks */
+#define HASH_HEX_MAX 65              /* sha256 in hex, and its NUL */
+
+typedef struct pat_str {
+    char *pattern;
+    char *value;
+} pat_str;
+
+typedef struct pat_int {
+    char *pattern;
+    long long value;
+} pat_int;
+
+typedef struct script {
+    char *name, *version, *file;
+    char *prefix;          /* template */
+    int prefix_dynamic;    /* has {...} placeholders */
+    char **deny_commands;  /* upper case, "CONFIG" or "CONFIG|SET" */
+    int ndeny_commands;
+    char **deny_keys;
+    int ndeny_keys;
+    char *deny_message;
+    pat_int *ttls;
+    int nttls;
+    pat_str *routes;
+    int nroutes;
+    pat_int *reads;
+    int nreads;
+    int dry_run;
+    int ref_rewrite_key, ref_on_command; /* LUA_NOREF when absent */
+} script;
+
+struct sg_policy {
+    sg_error err; /* first: sg_errcode()/sg_errmsg() read it */
+    lua_State *L;
+    script *scripts;
+    int n;
+    long instr_limit;
+    int time_limit_ms;
+    /* the hook in progress */
+    long instr_used;
+    uint64_t deadline_ms;
+    int timed_out;
+    const char *running; /* "policy NAME: HOOK" */
+    sg_policy_stats st;
+};
+
+static uint64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- glob ------------------------------------------------------------------------ */
+
+int sg_glob_match(const char *p, size_t plen, const char *s, size_t slen) {
+    while (plen > 0) {
+        switch (*p) {
+        case '*':
+            while (plen > 1 && p[1] == '*') p++, plen--; /* ** is * */
+            if (plen == 1) return 1;
+            for (;;) {
+                if (sg_glob_match(p + 1, plen - 1, s, slen)) return 1;
+                if (slen == 0) return 0;
+                s++, slen--;
+            }
+        case '?':
+            if (slen == 0) return 0;
+            s++, slen--;
+            break;
+        case '[': {
+            int not = 0, match = 0;
+            p++, plen--;
+            if (plen > 0 && *p == '^') not = 1, p++, plen--;
+            while (plen > 0 && *p != ']') {
+                if (*p == '\\' && plen >= 2) {
+                    p++, plen--;
+                    if (slen && *p == *s) match = 1;
+                } else if (plen >= 3 && p[1] == '-') {
+                    char lo = p[0], hi = p[2];
+                    if (lo > hi) lo = p[2], hi = p[0];
+                    if (slen && *s >= lo && *s <= hi) match = 1;
+                    p += 2, plen -= 2;
+                } else if (slen && *p == *s) {
+                    match = 1;
+                }
+                p++, plen--;
+            }
+            if (not) match = !match;
+            if (!match || slen == 0) return 0;
+            s++, slen--;
+            if (plen == 0) return slen == 0; /* unclosed [ */
+            break;
+        }
+        case '\\':
+            if (plen >= 2) p++, plen--;
+            /* fall through */
+        default:
+            if (slen == 0 || *p != *s) return 0;
+            s++, slen--;
+            break;
+        }
+        p++, plen--;
+    }
+    return slen == 0;
+}
+
+static int glob(const char *pat, const char *s, size_t slen) {
+    return sg_glob_match(pat, strlen(pat), s, slen);
+}
+
+/* ---- life ---------------------------------------------------------------------- */
+
+static void script_free(lua_State *L, script *s) {
+    int i;
+    sg_free(s->name);
+    sg_free(s->version);
+    sg_free(s->file);
+    sg_free(s->prefix);
+    for (i = 0; i < s->ndeny_commands; i++) sg_free(s->deny_commands[i]);
+    sg_free(s->deny_commands);
+    for (i = 0; i < s->ndeny_keys; i++) sg_free(s->deny_keys[i]);
+    sg_free(s->deny_keys);
+    sg_free(s->deny_message);
+    for (i = 0; i < s->nttls; i++) sg_free(s->ttls[i].pattern);
+    sg_free(s->ttls);
+    for (i = 0; i < s->nroutes; i++) {
+        sg_free(s->routes[i].pattern);
+        sg_free(s->routes[i].value);
+    }
+    sg_free(s->routes);
+    for (i = 0; i < s->nreads; i++) sg_free(s->reads[i].pattern);
+    sg_free(s->reads);
+    if (L) {
+        luaL_unref(L, LUA_REGISTRYINDEX, s->ref_rewrite_key);
+        luaL_unref(L, LUA_REGISTRYINDEX, s->ref_on_command);
+    }
+    memset(s, 0, sizeof *s);
+}
+
+static void scripts_free(lua_State *L, script *list, int n) {
+    int i;
+    for (i = 0; i < n; i++) script_free(L, &list[i]);
+    sg_free(list);
+}
+
+/* ---- limits: instructions and time ----------------------------------------- */
+
+static sg_policy *policy_of(lua_State *L) {
+    sg_policy *p;
+    lua_getfield(L, LUA_REGISTRYINDEX, "sg.policy");
+    p = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return p;
+}
+
+static void count_hook(lua_State *L, lua_Debug *ar) {
+    sg_policy *p = policy_of(L);
+    char limits[64];
+    p->instr_used += HOOK_EVERY;
+    if (p->timed_out || p->instr_used > p->instr_limit || now_ms() > p->deadline_ms) {
+        p->timed_out = 1;
+        snprintf(limits, sizeof limits, "%ld instructions, %d ms", p->instr_limit, p->time_limit_ms);
+        /* where it was stopped: the script's file and line */
+        if (lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
+            luaL_error(L, "%s:%d: %s ran too long (limits: %s): an endless loop?", ar->short_src,
+                       ar->currentline, p->running ? p->running : "policy", limits);
+        luaL_error(L, "%s ran too long (limits: %s): an endless loop?",
+                   p->running ? p->running : "policy", limits);
+    }
+}
+
+/* Calls the function below nargs arguments with the limits on. */
+static int limited_pcall(sg_policy *p, const char *what, int nargs, int nresults) {
+    lua_State *L = p->L;
+    int rc;
+    p->instr_used = 0;
+    p->timed_out = 0;
+    p->deadline_ms = now_ms() + (uint64_t)p->time_limit_ms;
+    p->running = what;
+    lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    rc = lua_pcall(L, nargs, nresults, 0);
+    lua_sethook(L, NULL, 0, 0);
+    p->running = NULL;
+    return rc;
+}
+
+/* The sandbox's pcall: a script may catch its own errors, not the limits. */
+static int sandbox_pcall(lua_State *L) {
+    sg_policy *p = policy_of(L);
+    int top;
+    luaL_checkany(L, 1);
+    top = lua_gettop(L);
+    if (lua_pcall(L, top - 1, LUA_MULTRET, 0) != 0) {
+        if (p->timed_out) return lua_error(L);
+        lua_pushboolean(L, 0);
+        lua_insert(L, -2);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    lua_insert(L, 1);
+    return lua_gettop(L);
+}
+
+/* getmetatable for tables only: shared values' metatables stay out of reach. */
+static int sandbox_getmetatable(lua_State *L) {
+    if (!lua_istable(L, 1) || !lua_getmetatable(L, 1)) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_getfield(L, -1, "__metatable");
+    if (!lua_isnil(L, -1)) return 1;
+    lua_pop(L, 1);
+    return 1;
+}
+
+/* slotgate.hash(algo, data) → lowercase hex, as Tyk's hash_keys. */
+static int sandbox_hash(lua_State *L) {
+    size_t len;
+    const char *algo = luaL_checkstring(L, 1), *data = luaL_checklstring(L, 2, &len);
+    char out[HASH_HEX_MAX];
+    int a = sg_hash_algo_from_name(algo);
+    if (a < 0) return luaL_error(L, "slotgate.hash: unknown algorithm \"%s\"", algo);
+    if (sg_hash_hex(a, data, len, out, sizeof out) < 0)
+        return luaL_error(L, "slotgate.hash: cannot hash");
+    lua_pushstring(L, out);
+    return 1;
+}
+
+/* slotgate.tyk_hash(token) → the hash Tyk stores the token under. */
+static int sandbox_tyk_hash(lua_State *L) {
+    size_t len;
+    const char *token = luaL_checklstring(L, 1, &len);
+    char out[HASH_HEX_MAX];
+    if (sg_hash_hex(sg_tyk_token_hash_algo(token, len), token, len, out, sizeof out) < 0)
+        return luaL_error(L, "slotgate.tyk_hash: cannot hash");
+    lua_pushstring(L, out);
+    return 1;
+}
+
+/* Copies the table at the top into a new one (a library the script may not
+ * change for others), leaving out `omit`. Leaves the copy on top. */
+static void copy_table(lua_State *L, const char *omit) {
+    int src = lua_gettop(L);
+    lua_newtable(L);
+    lua_pushnil(L);
+    while (lua_next(L, src)) {
+        if (omit && lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), omit) == 0) {
+            lua_pop(L, 1);
+            continue;
+        }
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_settable(L, src + 1);
+    }
+    lua_remove(L, src);
+}
+
+/* Pushes a fresh environment for one script: what a policy needs, and nothing
+ * that reaches the file system or the process. */
+static void push_sandbox(lua_State *L) {
+    static const char *const safe[] = {"assert", "error",    "ipairs", "next",   "pairs",
+                                       "rawequal", "rawget", "rawset", "select", "setmetatable",
+                                       "tonumber", "tostring", "type",   "unpack", NULL};
+    static const char *const libs[] = {"string", "table", "math", "bit", "cjson", NULL};
+    int i;
+    lua_newtable(L);
+    for (i = 0; safe[i]; i++) {
+        lua_getfield(L, LUA_GLOBALSINDEX, safe[i]);
+        lua_setfield(L, -2, safe[i]);
+    }
+    for (i = 0; libs[i]; i++) {
+        lua_getfield(L, LUA_REGISTRYINDEX, "sg.lib");
+        lua_getfield(L, -1, libs[i]);
+        lua_remove(L, -2);
+        copy_table(L, NULL);
+        lua_setfield(L, -2, libs[i]);
+    }
+    lua_pushcfunction(L, sandbox_pcall);
+    lua_setfield(L, -2, "pcall");
+    lua_pushcfunction(L, sandbox_getmetatable);
+    lua_setfield(L, -2, "getmetatable");
+    lua_newtable(L); /* slotgate */
+    lua_pushcfunction(L, sandbox_hash);
+    lua_setfield(L, -2, "hash");
+    lua_pushcfunction(L, sandbox_tyk_hash);
+    lua_setfield(L, -2, "tyk_hash");
+    lua_pushstring(L, sg_version());
+    lua_setfield(L, -2, "version");
+    lua_setfield(L, -2, "slotgate");
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -2, "_G");
+}
+
+static lua_State *new_state(sg_policy *p) {
+    lua_State *L = luaL_newstate();
+    if (L == NULL) return NULL;
+    luaL_openlibs(L);
+    /* The interpreter only: compiled loops would never reach the count hook.
+     * After openlibs: opening the jit library turns the compiler on. */
+    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    lua_pushlightuserdata(L, p);
+    lua_setfield(L, LUA_REGISTRYINDEX, "sg.policy");
+    /* the libraries scripts get copies of, kept where scripts cannot reach */
+    lua_newtable(L);
+    lua_getfield(L, LUA_GLOBALSINDEX, "string");
+    copy_table(L, "dump");
+    lua_setfield(L, -2, "string");
+    lua_getfield(L, LUA_GLOBALSINDEX, "table");
+    lua_setfield(L, -2, "table");
+    lua_getfield(L, LUA_GLOBALSINDEX, "math");
+    lua_setfield(L, -2, "math");
+    lua_getfield(L, LUA_GLOBALSINDEX, "bit");
+    lua_setfield(L, -2, "bit");
+    lua_pushcfunction(L, luaopen_cjson);
+    lua_call(L, 0, 1);
+    lua_setfield(L, -2, "cjson");
+    lua_setfield(L, LUA_REGISTRYINDEX, "sg.lib");
+    /* strings share one metatable: lock it, and take string.dump away */
+    lua_pushliteral(L, "");
+    lua_getmetatable(L, -1);
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_getfield(L, -1, "__index");
+    lua_pushnil(L);
+    lua_setfield(L, -2, "dump");
+    lua_pop(L, 3);
+    return L;
+}
+
+sg_policy *sg_policy_new(void) {
+    sg_policy *p = sg_calloc(1, sizeof *p);
+    if (p == NULL) return NULL;
+    p->instr_limit = DEFAULT_INSTR_LIMIT;
+    p->time_limit_ms = DEFAULT_TIME_LIMIT_MS;
+    if ((p->L = new_state(p)) == NULL) {
+        sg_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void sg_policy_free(sg_policy *p) {
+    if (p == NULL) return;
+    scripts_free(p->L, p->scripts, p->n);
+    lua_close(p->L);
+    sg_free(p);
+}
+
+int sg_policy_set_limits(sg_policy *p, long instructions, int ms) {
+    if (instructions < HOOK_EVERY || ms < 1)
+        return sg_seterr(&p->err, SG_EINVAL, "policy limits must be at least %d instructions and 1 ms",
+                         HOOK_EVERY);
+    p->instr_limit = instructions;
+    p->time_limit_ms = ms;
+    return SG_OK;
+}
+
+int sg_policy_count(const sg_policy *p) { return p->n; }
+
+const char *sg_policy_name(const sg_policy *p, int i) {
+    return i >= 0 && i < p->n ? p->scripts[i].name : NULL;
+}
+
+void sg_policy_stats_get(const sg_policy *p, sg_policy_stats *out) { *out = p->st; }
+
+/* ---- loading ---------------------------------------------------------------- */
+
+typedef struct loading {
+    sg_policy *p;
+    script *s;
+    const char *file;
+} loading;
+
+static int load_error(loading *ld, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int load_error(loading *ld, const char *fmt, ...) {
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return sg_seterr(&ld->p->err, SG_ESCRIPT, "%s: %s", ld->file, msg);
+}
+
+/* Reads a list of strings (t[field]); upper-cases when asked. */
+static int read_string_list(loading *ld, int t, const char *field, char ***out, int *n, int upper) {
+    lua_State *L = ld->p->L;
+    size_t len, i;
+    int rc = SG_OK;
+    lua_getfield(L, t, field);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return SG_OK;
+    }
+    if (!lua_istable(L, -1)) {
+        rc = load_error(ld, "%s must be a list of strings, not a %s", field, luaL_typename(L, -1));
+        lua_pop(L, 1);
+        return rc;
+    }
+    len = lua_objlen(L, -1);
+    if ((*out = sg_calloc(len ? len : 1, sizeof **out)) == NULL) {
+        lua_pop(L, 1);
+        return sg_seterr(&ld->p->err, SG_ENOMEM, "out of memory");
+    }
+    for (i = 1; i <= len && rc == SG_OK; i++) {
+        lua_rawgeti(L, -1, (int)i);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            rc = load_error(ld, "%s[%zu] must be a string, not a %s", field, i, luaL_typename(L, -1));
+        } else if (((*out)[i - 1] = sg_strdup(lua_tostring(L, -1))) == NULL) {
+            rc = sg_seterr(&ld->p->err, SG_ENOMEM, "out of memory");
+        } else {
+            char *c;
+            (*n)++;
+            if (upper)
+                for (c = (*out)[i - 1]; *c; c++) {
+                    if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 32);
+                    if (*c == ' ') *c = '|'; /* "CONFIG SET" names CONFIG|SET */
+                }
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return rc;
+}
+
+static int read_pattern_map(loading *ld, int t, const char *field, int kind, void **out, int *n) {
+    lua_State *L = ld->p->L;
+    int rc = SG_OK, cap = 0;
+    lua_getfield(L, t, field);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return SG_OK;
+    }
+    if (!lua_istable(L, -1)) {
+        rc = load_error(ld, "%s must be a table of pattern = value, not a %s", field,
+                        luaL_typename(L, -1));
+        lua_pop(L, 1);
+        return rc;
+    }
+    lua_pushnil(L);
+    while (rc == SG_OK && lua_next(L, -2)) {
+        const char *pat;
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            rc = load_error(ld, "%s: keys must be glob patterns (strings)", field);
+            lua_pop(L, 1);
+            break;
+        }
+        pat = lua_tostring(L, -2);
+        if (*n == cap) {
+            size_t sz = kind == 's' ? sizeof(pat_str) : sizeof(pat_int);
+            void *nv = sg_realloc(*out, (size_t)(cap ? cap * 2 : 4) * sz);
+            if (nv == NULL) {
+                rc = sg_seterr(&ld->p->err, SG_ENOMEM, "out of memory");
+                lua_pop(L, 1);
+                break;
+            }
+            *out = nv;
+            cap = cap ? cap * 2 : 4;
+        }
+        if (kind == 's') {
+            pat_str *e = &((pat_str *)*out)[*n];
+            if (lua_type(L, -1) != LUA_TSTRING) {
+                rc = load_error(ld, "%s[\"%s\"] must be a string", field, pat);
+            } else {
+                e->pattern = sg_strdup(pat);
+                e->value = sg_strdup(lua_tostring(L, -1));
+                (*n)++;
+                if (!e->pattern || !e->value) rc = sg_seterr(&ld->p->err, SG_ENOMEM, "out of memory");
+            }
+        } else if (kind == 'r') {
+            pat_int *e = &((pat_int *)*out)[*n];
+            const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+            int pol = !strcmp(v, "master")           ? SG_READ_MASTER
+                      : !strcmp(v, "prefer-replica") ? SG_READ_PREFER_REPLICA
+                      : !strcmp(v, "replica")        ? SG_READ_REPLICA
+                      : !strcmp(v, "any")            ? SG_READ_ANY
+                                                     : -1;
+            if (pol < 0) {
+                rc = load_error(ld, "%s[\"%s\"] must be \"master\", \"prefer-replica\", \"replica\" or \"any\"",
+                                field, pat);
+            } else {
+                e->pattern = sg_strdup(pat);
+                e->value = pol;
+                (*n)++;
+                if (!e->pattern) rc = sg_seterr(&ld->p->err, SG_ENOMEM, "out of memory");
+            }
+        } else {
+            pat_int *e = &((pat_int *)*out)[*n];
+            if (lua_type(L, -1) != LUA_TNUMBER || lua_tonumber(L, -1) < 1 ||
+                lua_tonumber(L, -1) != (lua_Number)(long long)lua_tonumber(L, -1)) {
+                rc = load_error(ld, "%s[\"%s\"] must be a whole number of seconds (1 or more)", field, pat);
+            } else {
+                e->pattern = sg_strdup(pat);
+                e->value = (long long)lua_tonumber(L, -1);
+                (*n)++;
+                if (!e->pattern) rc = sg_seterr(&ld->p->err, SG_ENOMEM, "out of memory");
+            }
+        }
+        lua_pop(L, 1);
+    }
+    if (rc != SG_OK) lua_pop(L, 1); /* the key left by lua_next */
+    lua_pop(L, 1);
+    return rc;
+}
+
+static int read_optional_string(loading *ld, int t, const char *field, char **out) {
+    lua_State *L = ld->p->L;
+    int rc = SG_OK;
+    lua_getfield(L, t, field);
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            rc = load_error(ld, "%s must be a string, not a %s", field, luaL_typename(L, -1));
+        else if ((*out = sg_strdup(lua_tostring(L, -1))) == NULL)
+            rc = sg_seterr(&ld->p->err, SG_ENOMEM, "out of memory");
+    }
+    lua_pop(L, 1);
+    return rc;
+}
+
+static int read_hook(loading *ld, int t, const char *field, int *ref) {
+    lua_State *L = ld->p->L;
+    lua_getfield(L, t, field);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        *ref = LUA_NOREF;
+        return SG_OK;
+    }
+    if (!lua_isfunction(L, -1)) {
+        int rc = load_error(ld, "%s must be a function, not a %s", field, luaL_typename(L, -1));
+        lua_pop(L, 1);
+        return rc;
+    }
+    *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return SG_OK;
+}
+
+static const char *const known_fields[] = {
+    "name",        "version", "prefix", "deny_commands", "deny_keys",   "deny_message",
+    "default_ttl", "route",   "read",   "dry_run",       "rewrite_key", "on_command", NULL};
+
+/* The base name of a path without ".lua": the default policy name. */
+static char *base_name(const char *path) {
+    const char *b = strrchr(path, '/');
+    size_t n;
+    b = b ? b + 1 : path;
+    n = strlen(b);
+    if (n > 4 && strcmp(b + n - 4, ".lua") == 0) n -= 4;
+    return sg_strndup(b, n);
+}
+
+/* Loads one script (chunk on the stack top is consumed) into s. */
+static int load_script(sg_policy *p, script *s, const char *file) {
+    lua_State *L = p->L;
+    loading ld = {p, s, file};
+    int t, rc, i;
+    char what[300];
+    s->ref_rewrite_key = s->ref_on_command = LUA_NOREF;
+    push_sandbox(L);
+    lua_setfenv(L, -2);
+    snprintf(what, sizeof what, "policy %s: loading", file);
+    if (limited_pcall(p, what, 0, 1) != 0) {
+        rc = sg_seterr(&p->err, SG_ESCRIPT, "%s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return rc;
+    }
+    if (!lua_istable(L, -1)) {
+        rc = load_error(&ld, "the script must return a table of policy fields, not a %s",
+                        luaL_typename(L, -1));
+        lua_pop(L, 1);
+        return rc;
+    }
+    t = lua_gettop(L);
+    /* every field must be known: a typo is an error, not a silent no-op */
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        int known = 0;
+        lua_pop(L, 1);
+        if (lua_type(L, -1) == LUA_TSTRING)
+            for (i = 0; known_fields[i]; i++) known |= strcmp(lua_tostring(L, -1), known_fields[i]) == 0;
+        if (!known) {
+            rc = load_error(&ld, "unknown field \"%s\" (known: name, version, prefix, deny_commands, "
+                                 "deny_keys, deny_message, default_ttl, route, read, dry_run, "
+                                 "rewrite_key, on_command)",
+                            lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(not a string)");
+            lua_settop(L, t - 1);
+            return rc;
+        }
+    }
+    if ((rc = read_optional_string(&ld, t, "name", &s->name)) ||
+        (rc = read_optional_string(&ld, t, "version", &s->version)) ||
+        (rc = read_optional_string(&ld, t, "prefix", &s->prefix)) ||
+        (rc = read_optional_string(&ld, t, "deny_message", &s->deny_message)) ||
+        (rc = read_string_list(&ld, t, "deny_commands", &s->deny_commands, &s->ndeny_commands, 1)) ||
+        (rc = read_string_list(&ld, t, "deny_keys", &s->deny_keys, &s->ndeny_keys, 0)) ||
+        (rc = read_pattern_map(&ld, t, "default_ttl", 'i', (void **)&s->ttls, &s->nttls)) ||
+        (rc = read_pattern_map(&ld, t, "route", 's', (void **)&s->routes, &s->nroutes)) ||
+        (rc = read_pattern_map(&ld, t, "read", 'r', (void **)&s->reads, &s->nreads)) ||
+        (rc = read_hook(&ld, t, "rewrite_key", &s->ref_rewrite_key)) ||
+        (rc = read_hook(&ld, t, "on_command", &s->ref_on_command))) {
+        lua_settop(L, t - 1);
+        return rc;
+    }
+    lua_getfield(L, t, "dry_run");
+    s->dry_run = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+    if (s->prefix) s->prefix_dynamic = strchr(s->prefix, '{') != NULL;
+    if (s->name == NULL && (s->name = base_name(file)) == NULL)
+        return sg_seterr(&p->err, SG_ENOMEM, "out of memory");
+    if ((s->file = sg_strdup(file)) == NULL) return sg_seterr(&p->err, SG_ENOMEM, "out of memory");
+    return SG_OK;
+}
+
+/* Loads a set; it replaces the current one only when all of it loads. */
+static int load_set(sg_policy *p, int n, const char *const *names, const char *const *codes) {
+    script *list = sg_calloc((size_t)(n ? n : 1), sizeof *list);
+    int i, rc = SG_OK, loaded = 0;
+    if (list == NULL) return sg_seterr(&p->err, SG_ENOMEM, "out of memory loading policies");
+    for (i = 0; i < n && rc == SG_OK; i++) {
+        char chunkname[300];
+        int lrc;
+        if (codes) {
+            snprintf(chunkname, sizeof chunkname, "=%s", names[i]);
+            lrc = luaL_loadbuffer(p->L, codes[i], strlen(codes[i]), chunkname);
+        } else {
+            lrc = luaL_loadfile(p->L, names[i]);
+        }
+        if (lrc != 0) {
+            rc = sg_seterr(&p->err, SG_ESCRIPT, "%s", lua_tostring(p->L, -1));
+            lua_pop(p->L, 1);
+            break;
+        }
+        rc = load_script(p, &list[i], names[i]);
+        loaded = i + 1;
+    }
+    if (rc != SG_OK) {
+        scripts_free(p->L, list, loaded);
+        sg_log(SG_LOG_ERROR, "policies not loaded, the previous set stays: %s", p->err.msg);
+        return rc;
+    }
+    scripts_free(p->L, p->scripts, p->n);
+    p->scripts = list;
+    p->n = n;
+    lua_gc(p->L, LUA_GCCOLLECT, 0);
+    sg_clearerr(&p->err);
+    return SG_OK;
+}
+
+int sg_policy_load(sg_policy *p, const char *const *paths, int n) {
+    return load_set(p, n, paths, NULL);
+}
+
+int sg_policy_load_string(sg_policy *p, const char *name, const char *code) {
+    return load_set(p, 1, &name, &code);
+}
+
+/* ---- deciding -------------------------------------------------------------------- */
+
+void sg_decision_init(sg_decision *d) {
+    memset(d, 0, sizeof *d);
+    d->read_policy = -1;
+}
+
+void sg_decision_clear(sg_decision *d) {
+    int i;
+    for (i = 0; i < d->argc && d->argv; i++) sg_free(d->argv[i]);
+    sg_free(d->argv);
+    sg_free(d->argvlen);
+    sg_free(d->ttls);
+    sg_decision_init(d);
+}
+
+/* The current argv: the decision's copy, or the caller's. */
+typedef struct cmdview {
+    int argc;
+    const char *const *argv;
+    const size_t *argvlen;
+} cmdview;
+
+static void view_of(const sg_decision *d, cmdview *v) {
+    if (d->rewritten) {
+        v->argc = d->argc;
+        v->argv = (const char *const *)d->argv;
+        v->argvlen = d->argvlen;
+    }
+}
+
+/* Makes the decision own a copy of the argv it may rewrite. */
+static int own_argv(sg_decision *d, const cmdview *v) {
+    int i;
+    if (d->rewritten) return SG_OK;
+    if ((d->argv = sg_calloc((size_t)v->argc, sizeof *d->argv)) == NULL ||
+        (d->argvlen = sg_malloc((size_t)v->argc * sizeof *d->argvlen)) == NULL)
+        return SG_ENOMEM;
+    d->argc = v->argc;
+    for (i = 0; i < v->argc; i++) {
+        if ((d->argv[i] = sg_strndup(v->argv[i], v->argvlen[i])) == NULL) return SG_ENOMEM;
+        d->argvlen[i] = v->argvlen[i];
+    }
+    d->rewritten = 1;
+    return SG_OK;
+}
+
+static int replace_arg(sg_decision *d, int i, const char *s, size_t len) {
+    char *n = sg_strndup(s, len);
+    if (n == NULL) return SG_ENOMEM;
+    sg_free(d->argv[i]);
+    d->argv[i] = n;
+    d->argvlen[i] = len;
+    return SG_OK;
+}
+
+/* Expands {user} {client} {addr} {command} in a prefix. */
+static void expand(const char *tpl, const sg_request_ctx *ctx, const char *cmd, sg_buf *b) {
+    const char *p = tpl;
+    while (*p) {
+        const char *close;
+        if (*p == '{' && (close = strchr(p, '}')) != NULL) {
+            size_t n = (size_t)(close - p - 1);
+            const char *v = NULL;
+            if (n == 4 && !strncmp(p + 1, "user", 4)) v = ctx && ctx->user ? ctx->user : "default";
+            else if (n == 6 && !strncmp(p + 1, "client", 6)) v = ctx && ctx->client ? ctx->client : "";
+            else if (n == 4 && !strncmp(p + 1, "addr", 4)) v = ctx && ctx->addr ? ctx->addr : "";
+            else if (n == 7 && !strncmp(p + 1, "command", 7)) v = cmd;
+            if (v) {
+                sg_buf_puts(b, v);
+                p = close + 1;
+                continue;
+            }
+        }
+        sg_buf_append(b, p, 1);
+        p++;
+    }
+}
+
+/* ctx as a Lua table: user, client, addr, command, args, keys. */
+static void push_ctx(lua_State *L, const sg_request_ctx *ctx, const char *cmd, const cmdview *v,
+                     const int *keyidx, int nkeys) {
+    int i;
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, ctx && ctx->user ? ctx->user : "default");
+    lua_setfield(L, -2, "user");
+    lua_pushstring(L, ctx && ctx->client ? ctx->client : "");
+    lua_setfield(L, -2, "client");
+    lua_pushstring(L, ctx && ctx->addr ? ctx->addr : "");
+    lua_setfield(L, -2, "addr");
+    lua_pushstring(L, cmd);
+    lua_setfield(L, -2, "command");
+    lua_createtable(L, v->argc - 1, 0);
+    for (i = 1; i < v->argc; i++) {
+        lua_pushlstring(L, v->argv[i], v->argvlen[i]);
+        lua_rawseti(L, -2, i);
+    }
+    lua_setfield(L, -2, "args");
+    lua_createtable(L, nkeys, 0);
+    for (i = 0; i < nkeys; i++) {
+        lua_pushlstring(L, v->argv[keyidx[i]], v->argvlen[keyidx[i]]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "keys");
+}
+
+/* A hook failed: the command gets an error naming the policy and where. */
+static void hook_failed(sg_policy *p, sg_decision *d, const script *s, const char *hook) {
+    const char *msg = lua_tostring(p->L, -1);
+    if (p->timed_out) p->st.hook_timeouts++;
+    else p->st.hook_errors++;
+    d->deny = 1;
+    snprintf(d->errmsg, sizeof d->errmsg, "ERR policy %s: %s failed: %s", s->name, hook,
+             msg ? msg : "(error object is not a string)");
+    sg_log(SG_LOG_ERROR, "%s", d->errmsg + 4);
+    lua_pop(p->L, 1);
+}
+
+static void dry(sg_policy *p, const script *s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void dry(sg_policy *p, const script *s, const char *fmt, ...) {
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    p->st.dry_run_events++;
+    sg_log(SG_LOG_INFO, "policy %s (dry run): would %s", s->name, msg);
+}
+
+/* The command's display name: "GET", "CONFIG|SET". */
+static void command_name(const sg_command *info, const cmdview *v, char *out, size_t outlen) {
+    size_t i, n;
+    if (info) {
+        snprintf(out, outlen, "%s", info->name);
+    } else {
+        n = v->argvlen[0] < outlen - 1 ? v->argvlen[0] : outlen - 1;
+        memcpy(out, v->argv[0], n);
+        out[n] = '\0';
+    }
+    for (i = 0; out[i]; i++)
+        if (out[i] >= 'a' && out[i] <= 'z') out[i] = (char)(out[i] - 32);
+}
+
+static int apply_script(sg_policy *p, script *s, const sg_request_ctx *ctx, cmdview *v,
+                        sg_decision *d) {
+    lua_State *L = p->L;
+    const sg_command *info = sg_command_resolve(v->argc, v->argv, v->argvlen);
+    int keyidx_small[16], *keyidx = keyidx_small, nkeys = 0, i, j, rc = SG_OK;
+    char cmd[64], hookname[200];
+    const char *top = NULL;
+    if (info && v->argc > 16 && (keyidx = sg_malloc((size_t)v->argc * sizeof *keyidx)) == NULL)
+        return SG_ENOMEM;
+    if (info) {
+        nkeys = sg_command_keys(info, v->argc, v->argv, v->argvlen, keyidx, v->argc > 16 ? v->argc : 16);
+        if (nkeys < 0) nkeys = 0;
+    }
+    command_name(info, v, cmd, sizeof cmd);
+    if (info && info->parent) {
+        /* "CONFIG|SET" also matches a rule for "CONFIG" */
+        top = info->parent->name;
+    }
+
+    /* 1. denied commands and keys */
+    for (i = 0; i < s->ndeny_commands && !d->deny; i++) {
+        int hit = strcasecmp(s->deny_commands[i], cmd) == 0 ||
+                  (top && strcasecmp(s->deny_commands[i], top) == 0);
+        if (!hit) continue;
+        if (s->dry_run) {
+            dry(p, s, "deny %s", cmd);
+            continue;
+        }
+        d->deny = 1;
+        snprintf(d->errmsg, sizeof d->errmsg, "NOPERM %s", s->deny_message ? s->deny_message : "");
+        if (!s->deny_message)
+            snprintf(d->errmsg, sizeof d->errmsg, "NOPERM policy %s refuses %s", s->name, cmd);
+    }
+    for (i = 0; i < s->ndeny_keys && !d->deny; i++)
+        for (j = 0; j < nkeys && !d->deny; j++) {
+            if (!glob(s->deny_keys[i], v->argv[keyidx[j]], v->argvlen[keyidx[j]])) continue;
+            if (s->dry_run) {
+                dry(p, s, "deny %s on key %.*s", cmd, (int)v->argvlen[keyidx[j]], v->argv[keyidx[j]]);
+                continue;
+            }
+            d->deny = 1;
+            if (s->deny_message) snprintf(d->errmsg, sizeof d->errmsg, "NOPERM %s", s->deny_message);
+            else
+                snprintf(d->errmsg, sizeof d->errmsg, "NOPERM policy %s refuses key '%.*s' (%s)", s->name,
+                         (int)(v->argvlen[keyidx[j]] > 200 ? 200 : v->argvlen[keyidx[j]]),
+                         v->argv[keyidx[j]], s->deny_keys[i]);
+        }
+    if (d->deny) goto done;
+
+    /* 2. the on_command hook */
+    if (s->ref_on_command != LUA_NOREF) {
+        p->st.hook_calls++;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref_on_command);
+        push_ctx(L, ctx, cmd, v, keyidx, nkeys);
+        snprintf(hookname, sizeof hookname, "policy %s: on_command", s->name);
+        if (limited_pcall(p, hookname, 1, 1) != 0) {
+            hook_failed(p, d, s, "on_command");
+            goto done;
+        }
+        if (lua_istable(L, -1)) {
+            int t = lua_gettop(L);
+            lua_getfield(L, t, "deny");
+            if (!lua_isnil(L, -1) && lua_toboolean(L, -1)) {
+                const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+                if (s->dry_run) {
+                    dry(p, s, "deny %s: %s", cmd, m ? m : "(on_command)");
+                } else {
+                    d->deny = 1;
+                    if (m) snprintf(d->errmsg, sizeof d->errmsg, "NOPERM %s", m);
+                    else snprintf(d->errmsg, sizeof d->errmsg, "NOPERM policy %s refuses %s", s->name, cmd);
+                }
+            }
+            lua_getfield(L, t, "upstream");
+            if (lua_type(L, -1) == LUA_TSTRING && !s->dry_run) {
+                /* anchored in the registry until the next command's decision */
+                lua_pushvalue(L, -1);
+                lua_setfield(L, LUA_REGISTRYINDEX, "sg.upstream");
+                d->upstream = lua_tostring(L, -1);
+            }
+            lua_getfield(L, t, "read");
+            if (lua_type(L, -1) == LUA_TSTRING && !s->dry_run) {
+                const char *r = lua_tostring(L, -1);
+                d->read_policy = !strcmp(r, "replica")          ? SG_READ_REPLICA
+                                 : !strcmp(r, "prefer-replica") ? SG_READ_PREFER_REPLICA
+                                 : !strcmp(r, "any")            ? SG_READ_ANY
+                                                                : SG_READ_MASTER;
+            }
+            lua_settop(L, t);
+        } else if (!lua_isnil(L, -1)) {
+            lua_pushfstring(L, "on_command returned a %s; expected nil or a table", luaL_typename(L, -1));
+            lua_remove(L, -2);
+            hook_failed(p, d, s, "on_command");
+            goto done;
+        }
+        lua_pop(L, 1);
+        if (d->deny) goto done;
+    }
+
+    /* 3. TTLs and routes match the keys as this script sees them */
+    if (info && (info->flags & SG_CMD_WRITE))
+        for (j = 0; j < nkeys; j++)
+            for (i = 0; i < s->nttls; i++) {
+                sg_ttl_key *nt;
+                if (!glob(s->ttls[i].pattern, v->argv[keyidx[j]], v->argvlen[keyidx[j]])) continue;
+                if (s->dry_run) {
+                    dry(p, s, "give key %.*s a TTL of %lld s", (int)v->argvlen[keyidx[j]],
+                        v->argv[keyidx[j]], s->ttls[i].value);
+                    break;
+                }
+                if ((nt = sg_realloc(d->ttls, (size_t)(d->nttls + 1) * sizeof *nt)) == NULL) {
+                    rc = SG_ENOMEM;
+                    goto done;
+                }
+                d->ttls = nt;
+                d->ttls[d->nttls].argi = keyidx[j];
+                d->ttls[d->nttls++].seconds = s->ttls[i].value;
+                break;
+            }
+    if (nkeys > 0) {
+        for (i = 0; i < s->nroutes; i++) {
+            if (!glob(s->routes[i].pattern, v->argv[keyidx[0]], v->argvlen[keyidx[0]])) continue;
+            if (s->dry_run) dry(p, s, "send %s to upstream %s", cmd, s->routes[i].value);
+            else d->upstream = s->routes[i].value;
+            break;
+        }
+        if (info && (info->flags & SG_CMD_READONLY))
+            for (i = 0; i < s->nreads; i++) {
+                if (!glob(s->reads[i].pattern, v->argv[keyidx[0]], v->argvlen[keyidx[0]])) continue;
+                if (s->dry_run) dry(p, s, "read %s from %s", cmd, s->reads[i].value == SG_READ_MASTER ? "the master" : "replicas");
+                else d->read_policy = (int)s->reads[i].value;
+                break;
+            }
+    }
+
+    /* 4. key rewrites: the prefix, then the hook */
+    if (nkeys > 0 && (s->prefix || s->ref_rewrite_key != LUA_NOREF)) {
+        sg_buf b = {0};
+        if (!s->dry_run && (rc = own_argv(d, v)) != SG_OK) goto done;
+        view_of(d, v);
+        for (j = 0; j < nkeys; j++) {
+            int ai = keyidx[j];
+            b.len = 0;
+            if (s->prefix) {
+                if (s->prefix_dynamic) expand(s->prefix, ctx, cmd, &b);
+                else sg_buf_puts(&b, s->prefix);
+            }
+            sg_buf_append(&b, v->argv[ai], v->argvlen[ai]);
+            if (b.oom) {
+                sg_buf_free(&b);
+                rc = SG_ENOMEM;
+                goto done;
+            }
+            if (s->ref_rewrite_key != LUA_NOREF) {
+                size_t nl;
+                const char *nk;
+                p->st.hook_calls++;
+                lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref_rewrite_key);
+                lua_pushlstring(L, b.data, b.len);
+                push_ctx(L, ctx, cmd, v, keyidx, nkeys);
+                snprintf(hookname, sizeof hookname, "policy %s: rewrite_key", s->name);
+                if (limited_pcall(p, hookname, 2, 1) != 0) {
+                    sg_buf_free(&b);
+                    hook_failed(p, d, s, "rewrite_key");
+                    goto done;
+                }
+                if (lua_type(L, -1) != LUA_TSTRING) {
+                    lua_pushfstring(L, "rewrite_key returned a %s; expected the key as a string",
+                                    luaL_typename(L, -1));
+                    lua_remove(L, -2);
+                    sg_buf_free(&b);
+                    hook_failed(p, d, s, "rewrite_key");
+                    goto done;
+                }
+                nk = lua_tolstring(L, -1, &nl);
+                b.len = 0;
+                sg_buf_append(&b, nk, nl);
+                lua_pop(L, 1);
+            }
+            if (s->dry_run) {
+                if (b.len != v->argvlen[ai] || memcmp(b.data, v->argv[ai], b.len) != 0)
+                    dry(p, s, "rewrite key %.*s to %.*s", (int)v->argvlen[ai], v->argv[ai], (int)b.len,
+                        b.data);
+            } else if ((rc = replace_arg(d, ai, b.data ? b.data : "", b.len)) != SG_OK) {
+                sg_buf_free(&b);
+                goto done;
+            }
+        }
+        sg_buf_free(&b);
+        if (!s->dry_run) p->st.rewritten++;
+    }
+done:
+    if (keyidx != keyidx_small) sg_free(keyidx);
+    return rc;
+}
+
+int sg_policy_apply(sg_policy *p, const sg_request_ctx *ctx, int argc, const char *const *argv,
+                    const size_t *argvlen, sg_decision *d) {
+    cmdview v = {argc, argv, argvlen};
+    int i, rc;
+    p->st.commands++;
+    for (i = 0; i < p->n; i++) {
+        view_of(d, &v);
+        if ((rc = apply_script(p, &p->scripts[i], ctx, &v, d)) != SG_OK) return rc;
+        if (d->deny) {
+            p->st.denied++;
+            return SG_OK;
+        }
+    }
+    if (d->upstream) p->st.routed++;
+    if (d->nttls) p->st.ttls++;
+    return SG_OK;
+}
+
+/* A description of the decision, for tests and operators. */
+char *sg_policy_explain(sg_policy *p, const sg_request_ctx *ctx, int argc, const char *const *argv,
+                        const size_t *argvlen) {
+    sg_decision d;
+    sg_buf b = {0};
+    size_t *lens = NULL;
+    int i;
+    if (argvlen == NULL) {
+        if ((lens = sg_malloc((size_t)(argc ? argc : 1) * sizeof *lens)) == NULL) return NULL;
+        for (i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
+        argvlen = lens;
+    }
+    sg_decision_init(&d);
+    if (sg_policy_apply(p, ctx, argc, argv, argvlen, &d) != SG_OK) {
+        sg_free(lens);
+        sg_decision_clear(&d);
+        return NULL;
+    }
+    if (d.deny) {
+        sg_buf_printf(&b, "deny: %s", d.errmsg);
+    } else {
+        sg_buf_puts(&b, "command:");
+        for (i = 0; i < (d.rewritten ? d.argc : argc); i++) {
+            sg_buf_puts(&b, " ");
+            if (d.rewritten) sg_buf_append(&b, d.argv[i], d.argvlen[i]);
+            else sg_buf_append(&b, argv[i], argvlen[i]);
+        }
+        if (d.upstream) sg_buf_printf(&b, "\nupstream: %s", d.upstream);
+        if (d.read_policy >= 0)
+            sg_buf_printf(&b, "\nread: %s", d.read_policy == SG_READ_REPLICA          ? "replica"
+                                             : d.read_policy == SG_READ_PREFER_REPLICA ? "prefer-replica"
+                                             : d.read_policy == SG_READ_ANY            ? "any"
+                                                                                       : "master");
+        for (i = 0; i < d.nttls; i++) {
+            int ai = d.ttls[i].argi;
+            sg_buf_printf(&b, "\nttl: %.*s %lld", (int)(d.rewritten ? d.argvlen[ai] : argvlen[ai]),
+                          d.rewritten ? d.argv[ai] : argv[ai], d.ttls[i].seconds);
+        }
+    }
+    sg_decision_clear(&d);
+    sg_free(lens);
+    return sg_buf_take(&b);
+}
