@@ -472,6 +472,7 @@ int sg_pipeline_exec(sg_pipeline *p) {
     }
     if (p->n && (argv = sg_malloc((size_t)maxargc * sizeof *argv)) == NULL)
         return pipe_rc(p, sg_seterr(&c->err, SG_ENOMEM, "out of memory running a pipeline"));
+    c->corked = 1; /* each node's share leaves in one write */
     for (i = 0; i < p->n; i++) {
         pipe_cmd *pc = &p->cmds[i];
         size_t off = 0;
@@ -486,6 +487,12 @@ int sg_pipeline_exec(sg_pipeline *p) {
         }
     }
     sg_free(argv);
+    c->corked = 0;
+    for (i = 0; i < (size_t)c->nnodes; i++) {
+        sg_node *node = c->nodes[i];
+        int k;
+        for (k = 0; k < node->nconns; k++) sg_conn_flush(node->conns[k]);
+    }
     /* every command completes: by reply, timeout, or failure */
     for (i = 0; i < p->n; i++) run_until(c, &p->cmds[i].done);
     sg_clearerr(&c->err);

@@ -13,6 +13,7 @@
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "engine.h"
 
@@ -37,12 +38,13 @@ static void write_words(sg_conn *conn, const char *const *words, int n) {
 
 /* ---- the pending FIFO --------------------------------------------------------- */
 
-static int pend_push(sg_conn *conn, sg_req *req, int kind) {
-    sg_pending *p;
-    if (conn->pcount == conn->pcap) {
+/* Room for n more entries. */
+static int pend_reserve(sg_conn *conn, size_t n) {
+    if (conn->pcount + n > conn->pcap) {
         size_t ncap = conn->pcap ? conn->pcap * 2 : 16, i;
-        sg_pending *np = sg_malloc(ncap * sizeof *np);
-        if (np == NULL) return SG_ENOMEM;
+        sg_pending *np;
+        while (ncap < conn->pcount + n) ncap *= 2;
+        if ((np = sg_malloc(ncap * sizeof *np)) == NULL) return SG_ENOMEM;
         for (i = 0; i < conn->pcount; i++)
             np[i] = conn->pend[(conn->phead + i) % conn->pcap];
         sg_free(conn->pend);
@@ -50,10 +52,17 @@ static int pend_push(sg_conn *conn, sg_req *req, int kind) {
         conn->pcap = ncap;
         conn->phead = 0;
     }
+    return SG_OK;
+}
+
+static int pend_push(sg_conn *conn, sg_req *req, int kind) {
+    sg_pending *p;
+    if (pend_reserve(conn, 1) != SG_OK) return SG_ENOMEM;
     p = &conn->pend[(conn->phead + conn->pcount) % conn->pcap];
     p->req = req;
     p->kind = kind;
     p->end = conn->queued;
+    p->sent = sg_now_ms();
     conn->pcount++;
     return SG_OK;
 }
@@ -226,7 +235,9 @@ static void read_replies(struct bufferevent *bev, sg_conn *conn) {
     }
     conn->last_used = sg_now_ms();
     if (conn->pcount == 0) {
-        set_read_timeout(conn, -1);
+        /* a connection back from a blocking command gets the usual timeout */
+        if (conn->read_timeout_ms != node->client->timeout_ms)
+            set_read_timeout(conn, node->client->timeout_ms);
         sg_node_conn_released(node, conn); /* may close conn: last */
     }
 }
@@ -265,6 +276,15 @@ static void on_event(struct bufferevent *bev, short what, void *arg) {
         return;
     }
     if (what & BEV_EVENT_TIMEOUT) {
+        /* The read timeout stays armed (re-arming it per command costs more
+         * than it saves): it means a stall only when replies are due and the
+         * oldest was sent more than the timeout ago. */
+        if (conn->state == SG_CONN_READY && (what & BEV_EVENT_READING) &&
+            (conn->pcount == 0 ||
+             sg_now_ms() - conn->pend[conn->phead].sent < (uint64_t)conn->read_timeout_ms)) {
+            bufferevent_enable(conn->bev, EV_READ);
+            return;
+        }
         if (conn->state == SG_CONN_CONNECTING)
             sg_conn_fail(conn, SG_ETIMEOUT, "cannot connect to node %s: no answer within %d ms",
                          node->addr, c->timeout_ms);
@@ -376,7 +396,7 @@ sg_conn *sg_conn_open(sg_node *node) {
         return NULL;
     }
     bufferevent_setcb(conn->bev, on_read, NULL, on_event, conn);
-    set_read_timeout(conn, -1);
+    set_read_timeout(conn, c->timeout_ms);
     bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
     if (queue_handshake(conn) != SG_OK) {
         conn_destroy(conn);
@@ -398,18 +418,55 @@ int sg_conn_send_words(sg_conn *conn, const char *const *words, int n) {
     return pend_push(conn, NULL, SG_PEND_DROP);
 }
 
+/* Writes what it can of a command straight to the socket when nothing is
+ * queued before it: a blocking call then costs one send and one read, not a
+ * loop turn for the socket to become writable. Returns the bytes written. */
+static size_t send_now(sg_conn *conn, const char *buf, size_t len) {
+    ssize_t n;
+    if (conn->state != SG_CONN_READY || conn->node->client->ssl || conn->handshaking ||
+        conn->node->client->corked || evbuffer_get_length(bufferevent_get_output(conn->bev)) > 0)
+        return 0;
+    n = send(bufferevent_getfd(conn->bev), buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    return n > 0 ? (size_t)n : 0; /* errors show on the bufferevent's own write */
+}
+
+/* While a pipeline is being queued, a connection's writes wait for the
+ * flush (sg_conn_flush): each node's share then leaves in one write. */
+static void cork(sg_conn *conn) {
+    if (!conn->node->client->corked || conn->corked || conn->state != SG_CONN_READY ||
+        conn->node->client->ssl)
+        return;
+    bufferevent_disable(conn->bev, EV_WRITE);
+    conn->corked = 1;
+}
+
+void sg_conn_flush(sg_conn *conn) {
+    struct evbuffer *out;
+    if (!conn->corked) return;
+    conn->corked = 0;
+    out = bufferevent_get_output(conn->bev);
+    if (evbuffer_get_length(out) > 0) evbuffer_write(out, bufferevent_getfd(conn->bev));
+    bufferevent_enable(conn->bev, EV_WRITE); /* the rest, if any, as usual */
+}
+
 int sg_conn_send(sg_conn *conn, sg_req *req, int asking) {
     static const char asking_cmd[] = "*1\r\n$6\r\nASKING\r\n";
     /* Until the handshake is through, commands wait in held: a failed
      * SELECT must not let them run on database 0. */
     struct evbuffer *out = conn->handshaking ? conn->held : bufferevent_get_output(conn->bev);
-    int was_idle = conn->pcount == 0;
+    size_t done = 0;
+    /* room in the FIFO first: no byte leaves for a command it cannot track */
+    if (pend_reserve(conn, asking ? 2 : 1) != SG_OK) return SG_ENOMEM;
+    cork(conn);
     if (asking) {
         if (evbuffer_add(out, asking_cmd, sizeof asking_cmd - 1) != 0) return SG_ENOMEM;
         conn->queued += sizeof asking_cmd - 1;
         if (pend_push(conn, NULL, SG_PEND_ASKING) != SG_OK) return SG_ENOMEM;
+    } else {
+        done = send_now(conn, req->cmd, req->cmdlen);
     }
-    if (evbuffer_add(out, req->cmd, req->cmdlen) != 0) return SG_ENOMEM;
+    if (done < req->cmdlen && evbuffer_add(out, req->cmd + done, req->cmdlen - done) != 0)
+        return SG_ENOMEM;
     conn->queued += req->cmdlen;
     if (pend_push(conn, req, SG_PEND_USER) != SG_OK) return SG_ENOMEM;
     conn->node->st.commands++;
@@ -417,8 +474,6 @@ int sg_conn_send(sg_conn *conn, sg_req *req, int asking) {
     if (req->exclusive) {
         long long t = req->block_ms < 0 ? -1 : req->block_ms + conn->node->client->timeout_ms;
         set_read_timeout(conn, t);
-    } else if (was_idle || conn->read_timeout_ms < 0) {
-        set_read_timeout(conn, conn->node->client->timeout_ms);
     }
     return SG_OK;
 }

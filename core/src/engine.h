@@ -118,6 +118,7 @@ typedef struct sg_pending {
     int kind;
     size_t end;  /* the byte count written to the connection once this
                     entry's command is out */
+    uint64_t sent; /* ms, when it was queued */
 } sg_pending;
 
 enum { SG_CONN_CONNECTING = 0, SG_CONN_READY, SG_CONN_CLOSED };
@@ -135,6 +136,7 @@ struct sg_conn {
     int handshaking; /* handshake replies still due */
     uint64_t last_used; /* ms, for idle expiry */
     long long read_timeout_ms; /* current read timeout, -1: none */
+    int corked;                /* writes held for sg_conn_flush */
     /* a subscriber (Sentinel's +switch-master): replies nobody asked for
      * go here; owns them */
     void (*on_push)(sg_conn *conn, sg_reply *r);
@@ -148,6 +150,8 @@ int sg_conn_send(sg_conn *conn, sg_req *req, int asking);
 /* Closes the connection; every pending request gets the failure. */
 void sg_conn_fail(sg_conn *conn, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Writes what a corked connection holds (pipelines: one write per node). */
+void sg_conn_flush(sg_conn *conn);
 /* Closes an idle connection quietly. */
 void sg_conn_close(sg_conn *conn);
 /* Queues an internal command (NUL-terminated words) whose reply is dropped. */
@@ -227,6 +231,7 @@ struct sg_client {
     /* blocking calls in flight (blocking clients) */
     int inflight;
     int freeing;
+    int corked;               /* a pipeline is queueing: see sg_conn_flush */
     int submitting;           /* inside a send or connect: completions wait for the loop */
 };
 

@@ -7,6 +7,7 @@
  * their replies merged in order; and the one place a request completes.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,19 +37,47 @@ void sg_req_free(sg_req *req) {
     sg_free(req);
 }
 
-/* RESP of an argv. */
+/* Writes "<c><n>\r\n" at p; returns the byte after. */
+static char *put_header(char *p, char c, size_t n) {
+    char digits[24];
+    int k = 0;
+    *p++ = c;
+    do {
+        digits[k++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    while (k) *p++ = digits[--k];
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
+static size_t header_len(size_t n) {
+    size_t len = 3; /* type byte, \r\n */
+    do {
+        len++;
+        n /= 10;
+    } while (n);
+    return len;
+}
+
+/* RESP of an argv, in one allocation. */
 static char *format_argv(int argc, const char *const *argv, const size_t *argvlen, size_t *outlen) {
-    sg_buf b = {0};
+    size_t total = header_len((size_t)argc);
+    char *buf, *p;
     int i;
-    sg_buf_printf(&b, "*%d\r\n", argc);
+    for (i = 0; i < argc; i++) total += header_len(argvlen[i]) + argvlen[i] + 2;
+    if ((buf = sg_malloc(total)) == NULL) return NULL;
+    p = put_header(buf, '*', (size_t)argc);
     for (i = 0; i < argc; i++) {
-        size_t n = argvlen ? argvlen[i] : strlen(argv[i]);
-        sg_buf_printf(&b, "$%zu\r\n", n);
-        sg_buf_append(&b, argv[i], n);
-        sg_buf_append(&b, "\r\n", 2);
+        p = put_header(p, '$', argvlen[i]);
+        memcpy(p, argv[i], argvlen[i]);
+        p += argvlen[i];
+        *p++ = '\r';
+        *p++ = '\n';
     }
-    *outlen = b.len;
-    return sg_buf_take(&b);
+    *outlen = total;
+    return buf;
 }
 
 static sg_req *req_new(sg_client *c, int argc, const char *const *argv, const size_t *argvlen) {
@@ -457,10 +486,19 @@ static const char *const stateful[] = {
     "sunsubscribe", "sync", "unsubscribe", "unwatch", "watch",     "client|reply",
     "client|tracking", "client|setname", NULL};
 
+static const sg_command *stateful_cmds[sizeof stateful / sizeof *stateful];
+static pthread_once_t stateful_once = PTHREAD_ONCE_INIT;
+
+static void find_stateful(void) {
+    int i;
+    for (i = 0; stateful[i]; i++) stateful_cmds[i] = sg_command_lookup(stateful[i], strlen(stateful[i]));
+}
+
 static int is_stateful(const sg_command *info) {
     int i;
+    pthread_once(&stateful_once, find_stateful);
     for (i = 0; stateful[i]; i++)
-        if (strcmp(info->name, stateful[i]) == 0) return 1;
+        if (stateful_cmds[i] == info) return 1;
     return 0;
 }
 
@@ -705,6 +743,13 @@ static int take_opts(sg_req *req, const sg_submit_opts *o) {
 static int submit(sg_client *c, int argc, const char *const *argv, const size_t *argvlen,
                   sg_reply_fn fn, void *ud, const sg_submit_opts *opts);
 
+#define SMALL_ARGC 16
+
+/* Frees what sg_router_submit allocated for large requests. */
+static void free_big(void *p, const void *small) {
+    if (p != small) sg_free(p);
+}
+
 int sg_router_submit(sg_client *c, int argc, const char *const *argv, const size_t *argvlen,
                      sg_reply_fn fn, void *ud, const sg_submit_opts *opts) {
     int rc;
@@ -716,13 +761,15 @@ int sg_router_submit(sg_client *c, int argc, const char *const *argv, const size
 
 static int submit(sg_client *c, int argc, const char *const *argv, const size_t *argvlen,
                   sg_reply_fn fn, void *ud, const sg_submit_opts *opts) {
-    size_t *lens = NULL;
+    size_t *lens = NULL, small_lens[SMALL_ARGC];
+    int small_idx[SMALL_ARGC], small_slot[SMALL_ARGC];
     int *keyidx = NULL, *keyslot = NULL, nkeys, i, rc = SG_OK, route;
     sg_req *req;
     if (argc < 1 || argv == NULL)
         return sg_seterr(&c->err, SG_EINVAL, "a command needs at least its name");
     if (argvlen == NULL) {
-        if ((lens = sg_malloc((size_t)argc * sizeof *lens)) == NULL) goto oom;
+        if (argc <= SMALL_ARGC) lens = small_lens;
+        else if ((lens = sg_malloc((size_t)argc * sizeof *lens)) == NULL) goto oom;
         for (i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
         argvlen = lens;
     }
@@ -737,7 +784,7 @@ static int submit(sg_client *c, int argc, const char *const *argv, const size_t 
     if (req->info != NULL) {
         long long b;
         if (is_stateful(req->info)) {
-            sg_free(lens);
+            free_big(lens, small_lens);
             sg_req_free(req);
             return sg_seterr(&c->err, SG_ECOMMAND,
                              "%.*s changes the connection's state, and the client shares its "
@@ -750,13 +797,16 @@ static int submit(sg_client *c, int argc, const char *const *argv, const size_t 
         req->block_ms = b;
     }
     if (c->mode != SG_MODE_CLUSTER || req->info == NULL) {
-        sg_free(lens);
+        free_big(lens, small_lens);
         sg_req_dispatch(req);
         return SG_OK;
     }
     route = sg_command_route(req->info);
-    if ((keyidx = sg_malloc((size_t)argc * sizeof *keyidx)) == NULL ||
-        (keyslot = sg_malloc((size_t)argc * sizeof *keyslot)) == NULL) {
+    if (argc <= SMALL_ARGC) {
+        keyidx = small_idx;
+        keyslot = small_slot;
+    } else if ((keyidx = sg_malloc((size_t)argc * sizeof *keyidx)) == NULL ||
+               (keyslot = sg_malloc((size_t)argc * sizeof *keyslot)) == NULL) {
         sg_req_free(req);
         goto oom;
     }
@@ -795,9 +845,9 @@ static int submit(sg_client *c, int argc, const char *const *argv, const size_t 
     } else {
         sg_req_dispatch(req); /* keyless, or malformed: any master answers */
     }
-    sg_free(keyidx);
-    sg_free(keyslot);
-    sg_free(lens);
+    free_big(keyidx, small_idx);
+    free_big(keyslot, small_slot);
+    free_big(lens, small_lens);
     if (rc != SG_OK) {
         if (req == NULL) return rc; /* refused, message set */
         sg_req_free(req);
@@ -805,8 +855,8 @@ static int submit(sg_client *c, int argc, const char *const *argv, const size_t 
     }
     return SG_OK;
 oom:
-    sg_free(keyidx);
-    sg_free(keyslot);
-    sg_free(lens);
+    free_big(keyidx, small_idx);
+    free_big(keyslot, small_slot);
+    free_big(lens, small_lens);
     return sg_seterr(&c->err, SG_ENOMEM, "out of memory sending a command");
 }
