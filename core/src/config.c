@@ -308,7 +308,7 @@ static int field_error(loader *ld, const sg_storage *st, int fid, int line,
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    qualified(st, ld->cfg->shape, fid, name, sizeof name);
+    qualified(st, st->key_shape, fid, name, sizeof name);
     if (f->env)
         return sg_seterr(&ld->cfg->err, SG_ECONFIG, "%s=\"%s\": %s: %s", f->env,
                          f->envval ? f->envval : "", name, what);
@@ -343,7 +343,7 @@ static int type_error(loader *ld, sg_storage *st, int fid, const sg_json *v,
                       const char *expected) {
     char found[100], name[128];
     json_brief(v, found, sizeof found);
-    qualified(st, ld->cfg->shape, fid, name, sizeof name);
+    qualified(st, st->key_shape, fid, name, sizeof name);
     return sg_seterr(&ld->cfg->err, SG_ECONFIG, "%s:%d:%d: %s: expected %s, found %s",
                      ld->path, v->line, v->col, name, expected, found);
 }
@@ -477,7 +477,7 @@ static int read_section(loader *ld, sg_storage *st, const sg_json *obj,
         const sg_json_member *m = &obj->members[i];
         int found = 0;
         for (fid = 0; fid < SG_F_COUNT; fid++) {
-            const char *key = field_key(ld->cfg->shape, fid);
+            const char *key = field_key(st->key_shape, fid);
             if (key == NULL || strcasecmp(key, m->key) != 0) continue;
             found = 1;
             if ((rc = apply_json(ld, st, fid, m->value))) return rc;
@@ -585,14 +585,13 @@ static int overlay_env(loader *ld, sg_storage *st, const upstream_def *ud) {
     int layer, fid, rc;
     for (layer = 0; layer < 3 && ud->prefixes[layer]; layer++) {
         for (fid = 0; fid < SG_F_COUNT; fid++) {
-            const char *suffix = field_env(ld->cfg->shape, fid);
+            const char *suffix = field_env(st->key_shape, fid);
             char name[ENV_NAME_MAX];
             const char *value;
             if (suffix == NULL) continue;
             snprintf(name, sizeof name, "%s%s", ud->prefixes[layer], suffix);
             if ((value = env_get(ld->env, name)) == NULL) continue;
-            rc = apply_env(ld, &st->f[fid], fid, name, value,
-                           ld->cfg->shape == SG_SHAPE_PUMP);
+            rc = apply_env(ld, &st->f[fid], fid, name, value, st->key_shape == SG_SHAPE_PUMP);
             if (rc) return rc;
         }
     }
@@ -649,7 +648,7 @@ static int resolve_addresses(loader *ld, sg_storage *st) {
         }
         st->addrs_source = sg_strdup(addrs->source);
         if (hosts->n > 0) {
-            qualified(st, ld->cfg->shape, SG_F_HOSTS, name, sizeof name);
+            qualified(st, st->key_shape, SG_F_HOSTS, name, sizeof name);
             if ((rc = warn(ld, "%s ignored: addrs is set and wins", name))) return rc;
         }
     } else if (hosts->n > 0) {
@@ -716,7 +715,7 @@ static int resolve_tls(loader *ld, sg_storage *st) {
         /* Read only with use_ssl: say so when they were given. */
         for (i = 0; i < 3; i++) {
             if (!st->f[files[i]].set || !st->f[files[i]].s[0]) continue;
-            qualified(st, ld->cfg->shape, files[i], name, sizeof name);
+            qualified(st, st->key_shape, files[i], name, sizeof name);
             if ((rc = warn(ld, "%s ignored: use_ssl is off", name))) return rc;
         }
         st->tls_min = 12;
@@ -790,7 +789,7 @@ static int resolve(loader *ld, sg_storage *st) {
                            "%lld is not a database number (expected 0 or more)",
                            st->f[SG_F_DATABASE].i);
     if (st->mode == SG_MODE_CLUSTER && st->f[SG_F_DATABASE].i != 0) {
-        qualified(st, ld->cfg->shape, SG_F_DATABASE, name, sizeof name);
+        qualified(st, st->key_shape, SG_F_DATABASE, name, sizeof name);
         if ((rc = warn(ld, "%s %lld ignored: Redis Cluster has only database 0",
                        name, st->f[SG_F_DATABASE].i)))
             return rc;
@@ -828,7 +827,7 @@ static int resolve(loader *ld, sg_storage *st) {
     st->database = st->mode == SG_MODE_CLUSTER ? 0 : st->f[SG_F_DATABASE].i;
     if ((rc = resolve_tls(ld, st))) return rc;
 
-    if (ld->cfg->shape == SG_SHAPE_PUMP) {
+    if (st->key_shape == SG_SHAPE_PUMP) {
         const char *kp = st->f[SG_F_KEY_PREFIX].s, *rkp = st->f[SG_F_REDIS_KEY_PREFIX].s;
         st->key_prefix = kp && kp[0] ? kp : rkp && rkp[0] ? rkp : "analytics-";
     }
@@ -963,19 +962,21 @@ static int read_switch(loader *ld, sg_field *f, const sg_json *root,
     return SG_OK;
 }
 
-static int add_upstream(loader *ld, const upstream_def *ud, const sg_json *root) {
+/* Adds an upstream read from section (NULL: none in the file), its keys
+ * named as in key_shape's files. */
+static int add_upstream_from(loader *ld, const upstream_def *ud, const sg_json *section,
+                             int key_shape) {
     sg_config *cfg = ld->cfg;
     sg_storage *up = sg_realloc(cfg->up, (size_t)(cfg->nup + 1) * sizeof *up);
-    const sg_json *section;
     sg_storage *st;
     int rc;
     if (up == NULL) return oom(ld);
     cfg->up = up;
     st = &cfg->up[cfg->nup++];
     memset(st, 0, sizeof *st);
+    st->key_shape = key_shape;
     if ((st->name = sg_strdup(ud->name)) == NULL) return oom(ld);
     if (ud->section && (st->section = sg_strdup(ud->section)) == NULL) return oom(ld);
-    section = root == NULL ? NULL : ud->section ? member(root, ud->section) : root;
     if (section && section->type != SG_JSON_NULL) {
         if (section->type != SG_JSON_OBJECT) {
             char found[100];
@@ -989,6 +990,101 @@ static int add_upstream(loader *ld, const upstream_def *ud, const sg_json *root)
     if ((rc = overlay_env(ld, st, ud))) return rc;
     if ((rc = resolve(ld, st))) return rc;
     return finish_texts(ld, st);
+}
+
+static int add_upstream(loader *ld, const upstream_def *ud, const sg_json *root) {
+    const sg_json *section = root == NULL ? NULL : ud->section ? member(root, ud->section) : root;
+    return add_upstream_from(ld, ud, section, ld->cfg->shape);
+}
+
+/* ---- upstreams named in slotgate's own settings ----------------------------------------- */
+
+#define NAME_MAX_LEN 32
+
+/* Names: a lower-case letter, then letters, digits, '_' or '-'. */
+static int valid_upstream_name(const char *n) {
+    size_t i, len = strlen(n);
+    if (len == 0 || len > NAME_MAX_LEN || n[0] < 'a' || n[0] > 'z') return 0;
+    for (i = 1; i < len; i++)
+        if (!((n[i] >= 'a' && n[i] <= 'z') || (n[i] >= '0' && n[i] <= '9') || n[i] == '_' ||
+              n[i] == '-'))
+            return 0;
+    return 1;
+}
+
+static int add_named(loader *ld, const char *name, const sg_json *section, int line, int col,
+                     const char *from) {
+    char label[NAME_MAX_LEN + 32], prefix[NAME_MAX_LEN + 32];
+    upstream_def ud = {name, label, NULL, {prefix}};
+    size_t i;
+    int u;
+    if (!valid_upstream_name(name) || !strcmp(name, "default") || !strcmp(name, "cache") ||
+        !strcmp(name, "analytics")) {
+        const char *why = valid_upstream_name(name)
+                              ? "is the name of a Tyk storage block; pick another"
+                              : "is not a name (a lower-case letter, then letters, digits, '_' "
+                                "or '-', at most 32)";
+        if (line)
+            return sg_seterr(&ld->cfg->err, SG_ECONFIG, "%s:%d:%d: slotgate.upstreams: \"%s\" %s",
+                             ld->path, line, col, name, why);
+        return sg_seterr(&ld->cfg->err, SG_ECONFIG, "%s: \"%s\" %s", from, name, why);
+    }
+    for (u = 0; u < ld->cfg->nup; u++)
+        if (strcmp(ld->cfg->up[u].name, name) == 0) return SG_OK; /* file and env name it */
+    snprintf(label, sizeof label, "slotgate.upstreams.%s", name);
+    snprintf(prefix, sizeof prefix, "SLOTGATE_UPSTREAM_%s_", name);
+    for (i = strlen("SLOTGATE_UPSTREAM_"); prefix[i]; i++) {
+        if (prefix[i] >= 'a' && prefix[i] <= 'z') prefix[i] = (char)(prefix[i] - 32);
+        else if (prefix[i] == '-') prefix[i] = '_';
+    }
+    return add_upstream_from(ld, &ud, section, SG_SHAPE_GATEWAY);
+}
+
+/* "slotgate": {"upstreams": {"sessions": {...storage keys...}}} in any file,
+ * and SLOTGATE_UPSTREAMS=sessions,rates with SLOTGATE_UPSTREAM_<NAME>_<FIELD>. */
+static int add_named_upstreams(loader *ld, const sg_json *root) {
+    const sg_json *sgs = root ? member(root, "slotgate") : NULL;
+    const sg_json *ups = sgs && sgs->type == SG_JSON_OBJECT ? member(sgs, "upstreams") : NULL;
+    const char *list = env_get(ld->env, "SLOTGATE_UPSTREAMS");
+    size_t i;
+    int rc;
+    if (ups && ups->type != SG_JSON_NULL) {
+        if (ups->type != SG_JSON_OBJECT)
+            return sg_seterr(&ld->cfg->err, SG_ECONFIG,
+                             "%s:%d:%d: slotgate.upstreams: expected an object of name: "
+                             "{storage settings}, found %s",
+                             ld->path, ups->line, ups->col, sg_json_type_name(ups->type));
+        for (i = 0; i < ups->n; i++) {
+            const sg_json_member *m = &ups->members[i];
+            if (m->value->type != SG_JSON_OBJECT)
+                return sg_seterr(&ld->cfg->err, SG_ECONFIG,
+                                 "%s:%d:%d: slotgate.upstreams.%s: expected an object of storage "
+                                 "settings, found %s",
+                                 ld->path, m->value->line, m->value->col, m->key,
+                                 sg_json_type_name(m->value->type));
+            if ((rc = add_named(ld, m->key, m->value, m->line, m->col, NULL))) return rc;
+        }
+    }
+    if (list && !is_blank(list)) {
+        const char *p = list;
+        for (;;) {
+            const char *comma = strchr(p, ',');
+            size_t len = comma ? (size_t)(comma - p) : strlen(p);
+            char name[NAME_MAX_LEN + 2], from[200];
+            while (len && (*p == ' ' || *p == '\t')) p++, len--;
+            while (len && (p[len - 1] == ' ' || p[len - 1] == '\t')) len--;
+            snprintf(from, sizeof from, "SLOTGATE_UPSTREAMS=\"%.150s\"", list);
+            if (len == 0 || len > NAME_MAX_LEN)
+                return sg_seterr(&ld->cfg->err, SG_EENV,
+                                 "%s: expected upstream names separated by ','", from);
+            memcpy(name, p, len);
+            name[len] = '\0';
+            if ((rc = add_named(ld, name, NULL, 0, 0, from))) return rc;
+            if (comma == NULL) break;
+            p = comma + 1;
+        }
+    }
+    return SG_OK;
 }
 
 static int read_file(loader *ld, const char *path, char **out, size_t *outlen) {
@@ -1066,6 +1162,7 @@ int sg_config_load(sg_config *cfg, const char *path, int shape,
                                                            : &pump_upstream,
                           root);
     }
+    if (rc == SG_OK) rc = add_named_upstreams(&ld, root);
 done:
     sg_json_free(root);
     sg_free(text);
@@ -1184,8 +1281,8 @@ const char *sg_config_dump(sg_config *cfg) {
         sg_buf_printf(&b, "addresses = %s    # %s\n", st->addrs_text, st->addrs_source);
         for (fid = 0; fid < SG_F_COUNT; fid++) {
             const sg_field *f = &st->f[fid];
-            if (!shown(cfg->shape, fid)) continue;
-            sg_buf_printf(&b, "%s = %s    # %s\n", field_key(cfg->shape, fid),
+            if (!shown(st->key_shape, fid)) continue;
+            sg_buf_printf(&b, "%s = %s    # %s\n", field_key(st->key_shape, fid),
                           fields[fid].secret ? masked(f) : f->text, f->source);
         }
     }

@@ -96,7 +96,8 @@ typedef struct sg_field {
 typedef struct sg_storage {
     char *name;    /* "default", "cache", "analytics" */
     char *section; /* where it was read: "storage", "analytics_storage_config",
-                      "(top level)" */
+                      "slotgate.upstreams.NAME", NULL for the top level */
+    int key_shape; /* whose key names its fields use (named upstreams: gateway) */
     sg_field f[SG_F_COUNT];
     /* resolved */
     int mode;         /* sg_mode */

@@ -300,6 +300,38 @@ static const cfg_case cases[] = {
     {"pump from env alone", AUTO, NULL, "TYK_PMP_REDIS_ADDRS=p:1", SG_OK,
      "default.addresses=p:1"},
 
+    /* ---- upstreams named in slotgate's own settings ------------------------ */
+    {"named upstream from the file", GW,
+     "{'storage': {'port': 1}, 'slotgate': {'upstreams': {'sessions': {'addrs': ['s:1'], "
+     "'enable_cluster': true}}}}",
+     NULL, SG_OK, "#2;sessions.addresses=s:1@file;sessions.mode=cluster;default.addresses=localhost:1"},
+    {"named upstream from the env", GW, ST("'port': 1"),
+     "SLOTGATE_UPSTREAMS=rates, rate-limits\nSLOTGATE_UPSTREAM_RATES_PORT=7\n"
+     "SLOTGATE_UPSTREAM_RATE_LIMITS_HOST=rl\nSLOTGATE_UPSTREAM_RATE_LIMITS_PORT=8",
+     SG_OK, "#3;rates.addresses=localhost:7@env SLOTGATE_UPSTREAM_RATES_PORT;rate-limits.addresses=rl:8"},
+    {"env over a named upstream's file", GW,
+     "{'slotgate': {'upstreams': {'sessions': {'port': 5, 'password': 'a'}}}}",
+     "SLOTGATE_UPSTREAM_SESSIONS_PASSWORD=b\nSLOTGATE_UPSTREAMS=sessions", SG_OK,
+     "#2;U:sessions.password=b@env SLOTGATE_UPSTREAM_SESSIONS_PASSWORD;sessions.addresses=localhost:5"},
+    {"named upstream beside a dashboard file", AUTO,
+     "{'redis_port': 1, 'slotgate': {'upstreams': {'extra': {'port': 2}}}}", NULL, SG_OK,
+     "#2;extra.addresses=localhost:2;default.addresses=localhost:1"},
+    {"named upstream reserved name", GW, "{'slotgate': {'upstreams': {'cache': {'port': 2}}}}", NULL,
+     SG_ECONFIG, ":1:29: slotgate.upstreams: \"cache\" is the name of a Tyk storage block"},
+    {"named upstream bad name", GW, "{'slotgate': {'upstreams': {'My Store': {'port': 2}}}}", NULL,
+     SG_ECONFIG, "slotgate.upstreams: \"My Store\" is not a name"},
+    {"named upstreams not an object", GW, "{'slotgate': {'upstreams': ['a']}}", NULL, SG_ECONFIG,
+     "slotgate.upstreams: expected an object"},
+    {"named upstream not an object", GW, "{'slotgate': {'upstreams': {'a': 'redis:6379'}}}", NULL,
+     SG_ECONFIG, "slotgate.upstreams.a: expected an object of storage settings, found string"},
+    {"named upstream bad port", GW, "{'slotgate': {'upstreams': {'a': {'port': 99999}}}}", NULL,
+     SG_ECONFIG, "slotgate.upstreams.a.port: 99999 is not a port"},
+    {"named upstream env bad list", GW, ST(""), "SLOTGATE_UPSTREAMS=a,,b", SG_EENV,
+     "SLOTGATE_UPSTREAMS=\"a,,b\": expected upstream names"},
+    {"named upstream env bad value", GW, ST(""),
+     "SLOTGATE_UPSTREAMS=x\nSLOTGATE_UPSTREAM_X_ENABLECLUSTER=maybe", SG_EENV,
+     "SLOTGATE_UPSTREAM_X_ENABLECLUSTER=\"maybe\""},
+
     /* ---- bad JSON --------------------------------------------------------- */
     {"seed example", AUTO, SEED, NULL, SG_EJSON,
      ":8:20: expected ':' after the key \"server3: \"|closing quote missing"},
