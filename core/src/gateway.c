@@ -61,6 +61,10 @@ sg_gateway *sg_gateway_new(const sg_config *cfg, struct event_base *base) {
                       sg_errmsg(g->clients[i]));
             return g;
         }
+        /* A blocking gateway's clients are blocking clients (sg_gateway_client
+         * hands them out: calls and pipelines on them run the gateway's
+         * private base). The gateway frees that base: see sg_gateway_free. */
+        if (g->own_base) g->clients[i]->own_base = 1;
     }
     return g;
 }
@@ -69,6 +73,7 @@ void sg_gateway_free(sg_gateway *g) {
     int i;
     if (g == NULL) return;
     for (i = 0; i < g->n; i++) {
+        if (g->clients[i]) g->clients[i]->own_base = 0; /* the base is the gateway's */
         sg_client_free(g->clients[i]);
         sg_free(g->names[i]);
     }
