@@ -284,7 +284,9 @@ typedef enum sg_read_policy {
  * may be freed afterwards (the client copies what it needs). Returns NULL only
  * when out of memory; otherwise check sg_errcode(client): SG_EINVAL for an
  * unknown upstream, or a TLS setup error (SG_ETLS naming the file). A client
- * in error can only be freed. Nothing is connected yet. */
+ * in error can only be freed. Nothing is connected yet. The first client sets
+ * SIGPIPE to ignored when it still has its default action (a reset
+ * connection must not kill the process); a handler of the host's own stays. */
 SG_API sg_client *sg_client_new(const sg_config *cfg, const char *upstream,
                                 struct event_base *base);
 

@@ -6,6 +6,7 @@
  */
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,10 +43,20 @@ static int copy_settings(sg_client *c, const sg_storage *st) {
     return SG_OK;
 }
 
+/* A write to a connection the server reset raises SIGPIPE, which kills a
+ * process by default: ignore it, unless the host set a handler of its own. */
+static void ignore_sigpipe(void) {
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL &&
+        !(sa.sa_flags & SA_SIGINFO))
+        signal(SIGPIPE, SIG_IGN);
+}
+
 sg_client *sg_client_new(const sg_config *cfg, const char *upstream, struct event_base *base) {
     sg_client *c = sg_calloc(1, sizeof *c);
     const sg_storage *st;
     if (c == NULL) return NULL;
+    ignore_sigpipe();
     c->max_redirects = SG_DEFAULT_MAX_REDIRECTS;
     c->max_retries = SG_DEFAULT_MAX_RETRIES;
     c->read_policy = SG_READ_MASTER;

@@ -178,8 +178,9 @@ void sg_node_submit(sg_node *node, sg_req *req) {
     if (node->nconns == 0 && node->connect_errors > 0 && sg_now_ms() < node->retry_at) {
         char msg[SG_ERRMSG_MAX];
         snprintf(msg, sizeof msg,
-                 "cannot connect to node %s (%d failed attempt%s; next in %llu ms)",
-                 node->addr, node->connect_errors, node->connect_errors == 1 ? "" : "s",
+                 "cannot connect to node %.100s: %.150s (%d failed attempt%s; next in %llu ms)",
+                 node->addr, node->last_error[0] ? node->last_error : "connection failed",
+                 node->connect_errors, node->connect_errors == 1 ? "" : "s",
                  (unsigned long long)(node->retry_at - sg_now_ms()));
         sg_req_on_conn_failure(req, node, 0, SG_ECONNECT, msg);
         return;
@@ -195,6 +196,7 @@ void sg_node_submit(sg_node *node, sg_req *req) {
     tv.tv_sec = c->timeout_ms / 1000;
     tv.tv_usec = (c->timeout_ms % 1000) * 1000;
     evtimer_add(req->timer, &tv);
+    req->wait_deadline = sg_now_ms() + (uint64_t)c->timeout_ms;
     req->waiting = 1;
     req->last_node = node;
     req->next = NULL;
@@ -245,21 +247,21 @@ static void wait_expired(evutil_socket_t fd, short what, void *arg) {
 
 /* Gives waiting requests a connection, in order, while one can be had. */
 static void serve_waiters(sg_node *node) {
-    sg_client *c = node->client;
     while (node->waiters) {
         sg_req *req = node->waiters;
         unlink_waiter(node, req);
         evtimer_del(req->timer);
         if (!try_submit(node, req)) {
-            /* still nothing: back to the head of the line */
+            /* still nothing: back to the head of the line, same deadline */
             struct timeval tv;
+            uint64_t now = sg_now_ms(), left = req->wait_deadline > now ? req->wait_deadline - now : 0;
             req->waiting = 1;
             req->next = node->waiters;
             node->waiters = req;
             if (node->waiters_tail == NULL) node->waiters_tail = req;
             node->nwaiters++;
-            tv.tv_sec = c->timeout_ms / 1000;
-            tv.tv_usec = (c->timeout_ms % 1000) * 1000;
+            tv.tv_sec = (long)(left / 1000);
+            tv.tv_usec = (long)(left % 1000) * 1000;
             evtimer_add(req->timer, &tv);
             break;
         }
@@ -397,7 +399,10 @@ static sg_node *entry_node(sg_client *c, const sg_reply *e, const sg_node *asked
     if (strcmp(host, "?") == 0 && (host = metadata(e, "ip")) == NULL &&
         (host = metadata(e, "hostname")) == NULL)
         return NULL;
-    if ((n = sg_node_get(c, host, (int)e->element[1]->integer)) == NULL) return NULL;
+    if ((n = sg_node_get(c, host, (int)e->element[1]->integer)) == NULL) {
+        c->map_oom = 1; /* not a malformed entry: memory (or the node limit) ran out */
+        return NULL;
+    }
     if (e->elements >= 3 && e->element[2]->type == SG_REPLY_STRING)
         snprintf(n->id, sizeof n->id, "%s", e->element[2]->str);
     return n;
@@ -586,12 +591,15 @@ static void on_refresh_reply(sg_client *c, sg_reply *reply, int status, const ch
         refresh_failed_once(c, asked, SG_ENOMEM, "out of memory");
         return;
     }
+    c->map_oom = 0;
     covered = parse_slots(c, reply, asked, slots, why, sizeof why);
     if (covered == 0) snprintf(why, sizeof why, "its map covers no slot");
     if (covered <= 0) {
+        int code = c->map_oom ? SG_ENOMEM : SG_EPROTO;
+        if (c->map_oom) snprintf(why, sizeof why, "out of memory reading its map");
         sg_free(slots);
         sg_reply_free(reply);
-        refresh_failed_once(c, asked, SG_EPROTO, why);
+        refresh_failed_once(c, asked, code, why);
         return;
     }
     if (covered < c->covered && !c->suspect) {

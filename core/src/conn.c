@@ -306,6 +306,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg) {
         node->backoff_ms = node->backoff_ms ? node->backoff_ms * 2 : 50;
         if (node->backoff_ms > 2000) node->backoff_ms = 2000;
         node->retry_at = sg_now_ms() + (uint64_t)node->backoff_ms;
+        snprintf(node->last_error, sizeof node->last_error, "%.150s", why);
         sg_conn_fail(conn, code, "cannot connect to node %s: %s", node->addr, why);
     } else {
         sg_conn_fail(conn, what & BEV_EVENT_EOF ? SG_ECLOSED : SG_EIO,

@@ -65,6 +65,7 @@ struct sg_req {
     sg_node *last_node; /* where it was last sent (for messages) */
     struct event *timer; /* retry backoff / pool wait deadline */
     int waiting;        /* in a node's wait list */
+    uint64_t wait_deadline; /* ms: when waiting for a connection ends */
     int in_retry;       /* in the client's retry list (retries, and deferred outcomes) */
     uint64_t started;   /* ms, when first dispatched */
     /* completion */
@@ -180,6 +181,7 @@ struct sg_node {
     uint64_t retry_at;   /* ms: no connect attempt before */
     int backoff_ms;      /* next connect backoff */
     int connect_errors;  /* consecutive */
+    char last_error[200]; /* why the last connect failed */
     sg_node_stats st;
 };
 
@@ -223,6 +225,7 @@ struct sg_client {
     sg_buf refresh_errors;    /* what each of them said */
     int refresh_code;         /* their failures' common code (SG_ECONNECT when mixed) */
     int suspect;              /* a smaller map was seen once */
+    int map_oom;              /* parsing the map ran out of memory */
     struct event *refresh_timer;
     struct event *tick;       /* periodic: refresh, idle expiry */
     sg_conn *sub;             /* Sentinel: subscribed to +switch-master */

@@ -19,7 +19,7 @@
  *   read = {["apikey-*"] = "replica"}     read policy for read-only commands
  *   dry_run = true                        report, change nothing
  *   rewrite_key = function(key, ctx) return key end
- *   on_command = function(ctx) return {deny=..., upstream=..., read=..., ttl=...} end
+ *   on_command = function(ctx) return {deny=..., upstream=..., read=...} end
  */
 #include <lauxlib.h>
 #include <lua-cjson.h>
@@ -839,6 +839,7 @@ static int apply_script(sg_policy *p, script *s, const sg_request_ctx *ctx, cmdv
     lua_State *L = p->L;
     const sg_command *info = sg_command_resolve(v->argc, v->argv, v->argvlen);
     int keyidx_small[16], *keyidx = keyidx_small, nkeys = 0, i, j, rc = SG_OK;
+    int base = lua_gettop(L); /* what a failed step leaves on the stack goes at done */
     char cmd[64], hookname[200];
     const char *top = NULL;
     if (info && v->argc > 16 && (keyidx = sg_malloc((size_t)v->argc * sizeof *keyidx)) == NULL)
@@ -914,12 +915,22 @@ static int apply_script(sg_policy *p, script *s, const sg_request_ctx *ctx, cmdv
                 d->upstream = lua_tostring(L, -1);
             }
             lua_getfield(L, t, "read");
-            if (lua_type(L, -1) == LUA_TSTRING && !s->dry_run) {
-                const char *r = lua_tostring(L, -1);
-                d->read_policy = !strcmp(r, "replica")          ? SG_READ_REPLICA
-                                 : !strcmp(r, "prefer-replica") ? SG_READ_PREFER_REPLICA
-                                 : !strcmp(r, "any")            ? SG_READ_ANY
-                                                                : SG_READ_MASTER;
+            if (!lua_isnil(L, -1)) {
+                const char *r = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+                int pol = !strcmp(r, "master")           ? SG_READ_MASTER
+                          : !strcmp(r, "replica")        ? SG_READ_REPLICA
+                          : !strcmp(r, "prefer-replica") ? SG_READ_PREFER_REPLICA
+                          : !strcmp(r, "any")            ? SG_READ_ANY
+                                                         : -1;
+                if (pol < 0) {
+                    /* as the declarative read's is at load: not silently "master" */
+                    lua_pushfstring(L, "on_command returned read = %s; expected \"master\", "
+                                    "\"prefer-replica\", \"replica\" or \"any\"",
+                                    lua_type(L, -1) == LUA_TSTRING ? r : luaL_typename(L, -1));
+                    hook_failed(p, d, s, "on_command");
+                    goto done;
+                }
+                if (!s->dry_run) d->read_policy = pol;
             }
             lua_settop(L, t);
         } else if (!lua_isnil(L, -1)) {
@@ -971,6 +982,14 @@ static int apply_script(sg_policy *p, script *s, const sg_request_ctx *ctx, cmdv
     /* 4. key rewrites: the prefix, then the hook */
     if (nkeys > 0 && (s->prefix || s->ref_rewrite_key != LUA_NOREF)) {
         sg_buf b = {0};
+        int ctxi = 0;
+        if (s->ref_rewrite_key != LUA_NOREF) {
+            /* one ctx for all the keys: the command as this script got it, not
+             * half rewritten (and one table per command, not per key) */
+            push_ctx(L, ctx, cmd, v, keyidx, nkeys);
+            ctxi = lua_gettop(L);
+            snprintf(hookname, sizeof hookname, "policy %s: rewrite_key", s->name);
+        }
         if (!s->dry_run && (rc = own_argv(d, v)) != SG_OK) goto done;
         view_of(d, v);
         for (j = 0; j < nkeys; j++) {
@@ -992,8 +1011,7 @@ static int apply_script(sg_policy *p, script *s, const sg_request_ctx *ctx, cmdv
                 p->st.hook_calls++;
                 lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref_rewrite_key);
                 lua_pushlstring(L, b.data, b.len);
-                push_ctx(L, ctx, cmd, v, keyidx, nkeys);
-                snprintf(hookname, sizeof hookname, "policy %s: rewrite_key", s->name);
+                lua_pushvalue(L, ctxi);
                 if (limited_pcall(p, hookname, 2, 1) != 0) {
                     sg_buf_free(&b);
                     hook_failed(p, d, s, "rewrite_key");
@@ -1025,6 +1043,7 @@ static int apply_script(sg_policy *p, script *s, const sg_request_ctx *ctx, cmdv
         if (!s->dry_run) p->st.rewritten++;
     }
 done:
+    lua_settop(L, base);
     if (keyidx != keyidx_small) sg_free(keyidx);
     return rc;
 }

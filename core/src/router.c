@@ -457,8 +457,11 @@ void sg_req_on_conn_failure(sg_req *req, sg_node *node, int sent, int code, cons
     if (code != SG_EAUTH && code != SG_ENOMEM) {
         /* the node may be gone or failing over: look again */
         sg_cluster_refresh(c, 1);
-        /* a stalled node is not asked again: its timeout is the answer */
-        if (code != SG_ETIMEOUT && (!sent || req->readonly) && schedule_retry(req)) return;
+        /* a stalled node is not asked again (its timeout is the answer), nor
+         * one that sends garbage */
+        if (code != SG_ETIMEOUT && code != SG_EPROTO && (!sent || req->readonly) &&
+            schedule_retry(req))
+            return;
     }
     if (sent && !req->readonly && req->info != NULL) {
         snprintf(buf, sizeof buf,
