@@ -496,6 +496,14 @@ static int apply_slots(sg_client *c, const sg_reply *r, const sg_node *asked, sg
 
 /* ---- refreshes ---------------------------------------------------------------------------- */
 
+/* A new map is in: commands waiting out a retry backoff (their node failed,
+ * or said CLUSTERDOWN) go now, to where the map sends them. */
+static void retry_now(sg_client *c) {
+    sg_req *r;
+    for (r = c->retrying; r; r = r->next)
+        if (r->timer && evtimer_pending(r->timer, NULL)) event_active(r->timer, EV_TIMEOUT, 1);
+}
+
 static void start_refresh(sg_client *c);
 
 /* The node to ask next: map nodes first (rotating), then the seeds. */
@@ -614,7 +622,8 @@ static void on_refresh_reply(sg_client *c, sg_reply *reply, int status, const ch
         return;
     }
     c->suspect = 0;
-    if (apply_slots(c, reply, asked, slots) != SG_OK) {
+    if (apply_slots(c, reply, asked, slots) == SG_OK) retry_now(c);
+    else {
         sg_free(slots);
         sg_reply_free(reply);
         refresh_failed_once(c, asked, SG_ENOMEM, "out of memory");

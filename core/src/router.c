@@ -487,7 +487,10 @@ static const char *const stateful[] = {
     "multi",   "psubscribe", "psync",  "punsubscribe", "quit",     "readonly",
     "readwrite", "replconf", "reset",  "select",     "ssubscribe", "subscribe",
     "sunsubscribe", "sync", "unsubscribe", "unwatch", "watch",     "client|reply",
-    "client|tracking", "client|setname", NULL};
+    "client|tracking", "client|setname",
+    /* WAIT counts the writes of the connection it runs on: with shared
+     * connections it would answer for somebody else's writes */
+    "wait", NULL};
 
 static const sg_command *stateful_cmds[sizeof stateful / sizeof *stateful];
 static pthread_once_t stateful_once = PTHREAD_ONCE_INIT;
@@ -790,8 +793,9 @@ static int submit(sg_client *c, int argc, const char *const *argv, const size_t 
             free_big(lens, small_lens);
             sg_req_free(req);
             return sg_seterr(&c->err, SG_ECOMMAND,
-                             "%.*s changes the connection's state, and the client shares its "
-                             "connections between callers: not available through this API",
+                             "%.*s is tied to its connection (its state, or its writes), and the "
+                             "client shares connections between callers: not available through "
+                             "this API",
                              (int)(argvlen[0] > 64 ? 64 : argvlen[0]), argv[0]);
         }
         req->readonly = (req->info->flags & SG_CMD_READONLY) != 0;
