@@ -231,6 +231,8 @@ sg_reply *sg_client_call_argv(sg_client *c, int argc, const char *const *argv,
                   "blocking calls need a blocking client (sg_client_new with no event base)");
         return NULL;
     }
+    /* a Sentinel's +switch-master may have come in while nobody ran the loop */
+    if (c->sub) event_base_loop(c->base, EVLOOP_NONBLOCK);
     if (sg_router_submit(c, argc, argv, argvlen, on_blocking_reply, &w, NULL) != SG_OK) return NULL;
     run_until(c, &w.done);
     if (w.status != SG_OK) {

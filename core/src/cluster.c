@@ -636,6 +636,24 @@ static void on_refresh_reply(sg_client *c, sg_reply *reply, int status, const ch
 
 /* ---- Sentinel: the master's address -------------------------------------------------------- */
 
+#define SWITCH_TRUST_MS 10000 /* how long a +switch-master outranks look-ups */
+
+/* Serves master from now on; the old one's idle connections are closed. */
+static void switch_master(sg_client *c, sg_node *master, const sg_node *sentinel, const char *how) {
+    sg_node *old = c->single;
+    if (old && old != master) {
+        int k;
+        sg_log(SG_LOG_INFO, "sentinel %s (%s): master \"%s\" is now %s (was %s)", sentinel->addr,
+               how, c->master_name, master->addr, old->addr);
+        old->in_map = 0;
+        for (k = old->nconns - 1; k >= 0; k--)
+            if (old->conns[k]->pcount == 0) sg_conn_close(old->conns[k]);
+    }
+    master->role = SG_ROLE_MASTER;
+    master->in_map = 1;
+    c->single = master;
+}
+
 /* A message on +switch-master: "name oldip oldport newip newport". */
 static void on_switch_master(sg_conn *conn, sg_reply *r) {
     sg_client *c = conn->node->client;
@@ -647,13 +665,11 @@ static void on_switch_master(sg_conn *conn, sg_reply *r) {
                &newport) == 5 &&
         strcmp(name, c->master_name) == 0) {
         sg_node *master = sg_node_get(c, newip, newport);
-        if (master && master != c->single) {
-            sg_log(SG_LOG_INFO, "sentinel %s: +switch-master %s from %s:%d to %s", conn->node->addr,
-                   name, oldip, oldport, master->addr);
-            if (c->single) c->single->in_map = 0;
-            master->role = SG_ROLE_MASTER;
-            master->in_map = 1;
-            c->single = master;
+        if (master) {
+            switch_master(c, master, conn->node, "+switch-master");
+            c->switched_to = master;
+            c->switched_at = sg_now_ms();
+            c->last_refresh = c->switched_at;
         }
     }
     sg_reply_free(r);
@@ -713,17 +729,16 @@ static void on_sentinel_reply(sg_client *c, sg_reply *reply, int status, const c
         refresh_failed_once(c, asked, SG_ENOMEM, "out of memory");
         return;
     }
-    if (c->single && c->single != master) {
-        int k;
-        sg_log(SG_LOG_INFO, "sentinel %s: master \"%s\" is now %s (was %s)", asked->addr,
-               c->master_name, master->addr, c->single->addr);
-        c->single->in_map = 0;
-        for (k = c->single->nconns - 1; k >= 0; k--)
-            if (c->single->conns[k]->pcount == 0) sg_conn_close(c->single->conns[k]);
+    if (c->single && c->single != master && c->switched_to == c->single &&
+        sg_now_ms() - c->switched_at < SWITCH_TRUST_MS) {
+        /* a sentinel that has not heard of the +switch-master yet (or a
+         * look-up that crossed it): the switch is newer, keep it */
+        sg_log(SG_LOG_INFO, "sentinel %s still names %s for \"%s\"; keeping %s from +switch-master",
+               asked->addr, master->addr, c->master_name, c->single->addr);
+        refresh_done(c, 1);
+        return;
     }
-    master->role = SG_ROLE_MASTER;
-    master->in_map = 1;
-    c->single = master;
+    switch_master(c, master, asked, "look-up");
     subscribe_switch(c, asked);
     refresh_done(c, 1);
 }

@@ -229,6 +229,8 @@ struct sg_client {
     struct event *refresh_timer;
     struct event *tick;       /* periodic: refresh, idle expiry */
     sg_conn *sub;             /* Sentinel: subscribed to +switch-master */
+    sg_node *switched_to;     /* the master the last +switch-master named */
+    uint64_t switched_at;     /* ms, when */
     char discovery_err[SG_ERRMSG_MAX];
     int discovery_failed;
     /* blocking calls in flight (blocking clients) */

@@ -433,6 +433,7 @@ void sg_req_on_reply(sg_req *req, sg_node *node, sg_reply *r) {
         req->retries < c->max_retries &&
         (sg_reply_error_is(r, "TRYAGAIN") || sg_reply_error_is(r, "CLUSTERDOWN") ||
          sg_reply_error_is(r, "LOADING") || sg_reply_error_is(r, "MASTERDOWN") ||
+         sg_reply_error_is(r, "NOREPLICAS") ||
          (sg_reply_error_is(r, "READONLY") && req->target == NULL))) {
         /* transient: the slot is moving, a failover is on, the node loads,
          * or our map still names a master that became a replica */

@@ -18,11 +18,27 @@
 #   tls-standalone     a standalone server, TLS only, with the  base+30
 #                      same ACL users as `acl`
 #   acl                a standalone server with ACL users       base+40
+#   sentinel-master    the master of a Sentinel group            base+50
+#   sentinel-replica   its replica                               base+51
+#   sentinel1..3       the Sentinels that monitor them           base+55 .. base+57
 # TLS servers accept clients with or without a certificate
 # (tls-auth-clients optional). Each server has its own directory (config,
 # log, data) in one temporary directory made by mktemp -d; nothing is saved to
 # disk (save "", appendonly no). cluster-node-timeout is 2000 ms and DEBUG is
 # enabled, for failover and timeout tests.
+#
+# The Sentinel group: sentinel-master and sentinel-replica need a password
+# (requirepass, and masterauth to replicate: SG_TEST_SENTINEL_DATA_PASS); the
+# three Sentinels (redis-server sentinel.conf --sentinel) monitor the master as
+# SG_TEST_SENTINEL_MASTER_NAME with quorum 2, down-after-milliseconds 1000,
+# failover-timeout 5000, parallel-syncs 1, auth-pass for the data nodes, and
+# need a password themselves (requirepass SG_TEST_SENTINEL_PASS; they use it
+# with each other too). Each Sentinel's sentinel.conf is in its directory in
+# the temp dir, where it rewrites it. Ready means: every Sentinel names the
+# master for the name, sees it up, and knows the replica (up, link ok) and the
+# two other Sentinels; and the replica's master_link_status is up. A test may
+# fail the group over (SENTINEL FAILOVER); the roles then stay swapped until
+# the next start, and SG_TEST_SENTINEL_DATA keeps the roles as started.
 #
 # STATE_DIR holds: servers.env (below), servers.list (name kind port dir),
 # pids (name pid), tmpdir (the temporary directory's path).
@@ -49,6 +65,12 @@
 #   SG_TEST_ACL_RO_USER         a user allowed only +@read ~* (NOPERM on writes,
 #                               and on PING, which is not in @read)
 #   SG_TEST_ACL_RO_PASS         its password
+#   SG_TEST_SENTINELS           the 3 Sentinels, 127.0.0.1:port,... (need AUTH
+#                               with SG_TEST_SENTINEL_PASS)
+#   SG_TEST_SENTINEL_MASTER_NAME  the name they monitor the master as (sgmaster)
+#   SG_TEST_SENTINEL_PASS       the Sentinels' password (requirepass)
+#   SG_TEST_SENTINEL_DATA       master,replica of the group, as started
+#   SG_TEST_SENTINEL_DATA_PASS  the password of both (requirepass, masterauth)
 #   SG_TEST_TMP                 the temporary directory (logs: NAME/redis.log)
 #   SG_TEST_REDIS_VERSION       redis-server's version, e.g. 7.0.15
 #   SG_TEST_PORT_BASE           the base port used
@@ -58,9 +80,10 @@
 # Environment: SG_TEST_PORT_BASE (default 21000), SG_TEST_READY_TIMEOUT
 # (seconds to wait for readiness, default 60), REDIS_SERVER and REDIS_CLI
 # (the programs, default from PATH), TMPDIR (where the temp dir is made).
-# Two runs at once need two bases. The default ports and their bus ports
-# (+10000) lie below Linux's ephemeral range (32768-60999), so no client socket
-# can be holding one; a base in that range fails now and then, naming the port.
+# Two runs at once need two bases. The default ports (21001-21057) and the
+# bus ports (+10000, cluster nodes only: 31001-31026) lie below Linux's
+# ephemeral range (32768-60999), so no client socket can be holding one; a
+# base in that range fails now and then, naming the port.
 set -euo pipefail
 
 PROG=${0##*/}
@@ -74,6 +97,9 @@ ACL_USER=sguser
 ACL_PASS=sgpass
 ACL_RO_USER=sgreadonly
 ACL_RO_PASS=sgropass
+SENT_MASTER_NAME=sgmaster
+SENT_PASS=sgsentinelpass
+SENT_DATA_PASS=sgdatapass
 
 say() { printf '%s: %s\n' "$PROG" "$*"; }
 warn() { printf '%s: %s\n' "$PROG" "$*" >&2; }
@@ -102,6 +128,9 @@ define_servers() {
     for i in 1 2 3 4 5 6; do add_server "tls-cluster$i" tlscluster $((BASE + 20 + i)); done
     add_server tls-standalone tlsstandalone $((BASE + 30))
     add_server acl acl $((BASE + 40))
+    add_server sentinel-master smaster $((BASE + 50))
+    add_server sentinel-replica sreplica $((BASE + 51))
+    for i in 1 2 3; do add_server "sentinel$i" sentinel $((BASE + 54 + i)); done
 }
 
 names_of_kind() {
@@ -109,9 +138,23 @@ names_of_kind() {
     for n in "${NAMES[@]}"; do [[ ${KIND[$n]} == "$1" ]] && printf '%s\n' "$n"; done
     return 0
 }
+# The first of them. (Not names_of_kind | head -n1: head may exit before
+# the loop is done writing, and under pipefail that SIGPIPE fails the start.)
+first_of_kind() {
+    local n
+    for n in "${NAMES[@]}"; do
+        if [[ ${KIND[$n]} == "$1" ]]; then
+            printf '%s\n' "$n"
+            return 0
+        fi
+    done
+    return 0
+}
 is_tls() { [[ ${KIND[$1]} == tls* ]]; }
 has_acl() { [[ ${KIND[$1]} == acl || ${KIND[$1]} == tlsstandalone ]]; }
 is_cluster() { [[ ${KIND[$1]} == cluster || ${KIND[$1]} == tlscluster ]]; }
+is_sentinel() { [[ ${KIND[$1]} == sentinel ]]; }
+is_sentinel_data() { [[ ${KIND[$1]} == smaster || ${KIND[$1]} == sreplica ]]; }
 addr() { echo "127.0.0.1:${PORT[$1]}"; }
 
 # redis-cli against server NAME, with its TLS and AUTH options; bounded.
@@ -121,6 +164,8 @@ cli() {
     local -a o=(-h 127.0.0.1 -p "${PORT[$name]}")
     if is_tls "$name"; then o+=(--tls --cacert "$TMP/tls/ca.crt"); fi
     if has_acl "$name"; then o+=(--user "$ACL_USER" --pass "$ACL_PASS" --no-auth-warning); fi
+    if is_sentinel "$name"; then o+=(--pass "$SENT_PASS" --no-auth-warning); fi
+    if is_sentinel_data "$name"; then o+=(--pass "$SENT_DATA_PASS" --no-auth-warning); fi
     timeout 10 "$REDIS_CLI" "${o[@]}" "$@"
 }
 
@@ -272,6 +317,7 @@ STATE=
 TMP=
 START_OK=0
 BG_PIDS=()
+declare -A LAUNCHER=() LAUNCH_RC=()
 T0=0
 phase() { say "[$((($(now_us) - T0) / 1000)) ms] $*"; }
 CLUSTER_MASTERS=()
@@ -292,6 +338,7 @@ on_start_exit() {
     ((START_OK)) && return 0
     warn "start failed (status $rc): stopping what was started"
     for pid in "${BG_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    settle_launches
     do_stop "$STATE" 1 >&2 || true
     exit $((rc == 0 ? 1 : rc))
 }
@@ -359,8 +406,39 @@ make_certs() {
     }
 }
 
+# A Sentinel's configuration. It must stay writable: a Sentinel rewrites its
+# file with what it learns (its id, the other Sentinels, the replicas, a new
+# master after a failover). known-replica saves waiting for the Sentinel's
+# next INFO to the master (every 10 s) when the replica links up after the
+# first one.
+write_sentinel_conf() {
+    local name=$1 d=${DIR[$1]} port=${PORT[$1]} m=sentinel-master
+    {
+        echo "# $name, written by $PROG; the Sentinel rewrites this file"
+        echo "bind 127.0.0.1"
+        echo "protected-mode no"
+        echo "port $port"
+        echo "daemonize yes"
+        echo "pidfile $d/redis.pid"
+        echo "logfile $d/redis.log"
+        echo "loglevel notice"
+        echo "dir $d"
+        echo "requirepass $SENT_PASS"
+        echo "sentinel monitor $SENT_MASTER_NAME 127.0.0.1 ${PORT[$m]} 2"
+        echo "sentinel auth-pass $SENT_MASTER_NAME $SENT_DATA_PASS"
+        echo "sentinel down-after-milliseconds $SENT_MASTER_NAME 1000"
+        echo "sentinel failover-timeout $SENT_MASTER_NAME 5000"
+        echo "sentinel parallel-syncs $SENT_MASTER_NAME 1"
+        echo "sentinel known-replica $SENT_MASTER_NAME 127.0.0.1 ${PORT[sentinel-replica]}"
+    } >"$d/sentinel.conf"
+}
+
 write_conf() {
     local name=$1 d=${DIR[$1]} port=${PORT[$1]}
+    if is_sentinel "$name"; then
+        write_sentinel_conf "$name"
+        return 0
+    fi
     {
         echo "# $name, written by $PROG"
         echo "bind 127.0.0.1"
@@ -398,9 +476,21 @@ write_conf() {
             echo "user $ACL_USER reset on >$ACL_PASS ~* &* +@all"
             echo "user $ACL_RO_USER reset on >$ACL_RO_PASS ~* -@all +@read"
         fi
+        if is_sentinel_data "$name"; then
+            # both: either may be the master after a failover
+            echo "requirepass $SENT_DATA_PASS"
+            echo "masterauth $SENT_DATA_PASS"
+        fi
+        if [[ ${KIND[$name]} == sreplica ]]; then
+            echo "replicaof 127.0.0.1 ${PORT[sentinel-master]}"
+        fi
     } >"$d/redis.conf"
 }
 
+# Starts server NAME in the background: its directory and config, its line
+# in servers.list (before it runs, so that stop finds it), then redis-server,
+# whose pid goes to LAUNCHER. Every server is launched before any is waited
+# for (wait_launched): they start at the same time.
 launch() {
     local name=$1 d
     d=$TMP/$name
@@ -410,27 +500,66 @@ launch() {
     printf '%s %s %s %s\n' "$name" "${KIND[$name]}" "${PORT[$name]}" "$d" >>"$STATE/servers.list"
     # daemonize yes: redis forks, calls setsid and points its stdio at
     # /dev/null; until then its output goes to a file, never to our caller.
-    "$REDIS_SERVER" "$d/redis.conf" </dev/null >"$d/stdout.log" 2>&1 ||
-        fail "redis-server $name ($(addr "$name")) did not start" "$name"
+    if is_sentinel "$name"; then
+        "$REDIS_SERVER" "$d/sentinel.conf" --sentinel </dev/null >"$d/stdout.log" 2>&1 &
+    else
+        "$REDIS_SERVER" "$d/redis.conf" </dev/null >"$d/stdout.log" 2>&1 &
+    fi
+    LAUNCHER[$name]=$!
 }
 
-# Waits for every pidfile, records the pids, then waits for every PING.
+# Waits for every launch: redis-server returns once it has daemonized, or
+# fails at once on a bad config.
+wait_launched() {
+    local n rc
+    for n in "${NAMES[@]}"; do
+        [[ -n ${LAUNCHER[$n]:-} && -z ${LAUNCH_RC[$n]:-} ]] || continue
+        rc=0
+        wait "${LAUNCHER[$n]}" || rc=$?
+        LAUNCH_RC[$n]=$rc
+        ((rc == 0)) || fail "redis-server $n ($(addr "$n")) did not start (status $rc)" "$n"
+    done
+}
+
+# On a failed start: lets the launches still running end (a moment), and
+# gives each server they started up to 2 s to write its pidfile, so that
+# stop finds it.
+settle_launches() {
+    local n rc deadline
+    deadline=$(($(now_us) + 2000000))
+    for n in "${!LAUNCHER[@]}"; do
+        rc=${LAUNCH_RC[$n]:-}
+        if [[ -z $rc ]]; then
+            rc=0
+            wait "${LAUNCHER[$n]}" 2>/dev/null || rc=$?
+            LAUNCH_RC[$n]=$rc
+        fi
+        ((rc == 0)) || continue
+        while [[ ! -s ${DIR[$n]}/redis.pid ]] && (($(now_us) < deadline)); do sleep 0.02; done
+    done
+    return 0
+}
+
+# Waits for every pidfile, records the pids (in PID_OF too), then waits for
+# every PING but the Sentinel group's: wait_sentinels_ready, in the
+# background, waits for more than that.
+declare -A PID_OF=()
 wait_started() {
     local deadline n pid out
-    local -A have=()
     deadline=$(($(now_us) + 15000000))
     for n in "${NAMES[@]}"; do
         while [[ ! -s ${DIR[$n]}/redis.pid ]]; do
             (($(now_us) < deadline)) || fail "redis-server $n ($(addr "$n")) wrote no pidfile" "$n"
             sleep 0.02
         done
-        pid=$(head -n1 "${DIR[$n]}/redis.pid")
+        read -r pid <"${DIR[$n]}/redis.pid"
         echo "$n $pid" >>"$STATE/pids"
-        have[$n]=$pid
+        PID_OF[$n]=$pid
     done
     for n in "${NAMES[@]}"; do
+        if is_sentinel "$n" || is_sentinel_data "$n"; then continue; fi
         while :; do
-            pid_alive "${have[$n]}" || fail "redis-server $n ($(addr "$n")) exited" "$n"
+            pid_alive "${PID_OF[$n]}" || fail "redis-server $n ($(addr "$n")) exited" "$n"
             out=$(cli "$n" PING 2>&1) || true
             [[ $out == PONG* ]] && break
             (($(now_us) < deadline)) || fail "redis-server $n ($(addr "$n")) does not answer PING: $out" "$n"
@@ -518,13 +647,91 @@ wait_clusters_ready() {
     done
 }
 
+# Sets PROBLEM to what keeps the Sentinel group from being ready, "" if
+# nothing: the replica's link to the master is up, and every Sentinel names
+# the master, sees it with no other flag than master, knows the two other
+# Sentinels and exactly one replica, the right one, up and linked. One
+# redis-cli per server: the answers to the three SENTINEL commands come as
+# lines, the address (2 lines) then field/value pairs, each entry's first
+# field "name".
+sentinel_group_problem() {
+    local m=sentinel-master r=sentinel-replica n out want i entries
+    local -a l=()
+    local -A f=() rf=()
+    PROBLEM=
+    want="127.0.0.1 ${PORT[$m]}"
+    out=$(cli "$r" INFO replication 2>&1) || true
+    out=${out//$'\r'/}
+    if [[ $out != *role:* ]]; then
+        PROBLEM="$r ($(addr "$r")): no answer to INFO: ${out:0:200}"
+        return 0
+    elif [[ $out != *$'\n'master_link_status:up* ]]; then
+        PROBLEM="$r ($(addr "$r")): replication link not up: $(grep -E '^(role|master_link_status):' <<<"$out" | tr '\n' ' ')"
+        return 0
+    fi
+    for n in $(names_of_kind sentinel); do
+        mapfile -t l < <(printf '%s\n' "SENTINEL get-master-addr-by-name $SENT_MASTER_NAME" \
+            "SENTINEL master $SENT_MASTER_NAME" "SENTINEL replicas $SENT_MASTER_NAME" |
+            cli "$n" 2>&1 | tr -d '\r')
+        if [[ "${l[0]:-} ${l[1]:-}" != "$want" ]]; then
+            PROBLEM="$n ($(addr "$n")) gives master \"${l[0]:-} ${l[1]:-}\" for $SENT_MASTER_NAME, not $want"
+            return 0
+        fi
+        f=()
+        rf=()
+        entries=0
+        for ((i = 2; i + 1 < ${#l[@]}; i += 2)); do
+            [[ ${l[$i]} == name ]] && entries=$((entries + 1))
+            if ((entries == 1)); then f[${l[$i]}]=${l[$((i + 1))]}; else rf[${l[$i]}]=${l[$((i + 1))]}; fi
+        done
+        if [[ ${f[flags]:-} != master ]]; then
+            PROBLEM="$n ($(addr "$n")) sees the master with flags ${f[flags]:-?}"
+        elif [[ ${f[num-other-sentinels]:-} != 2 ]]; then
+            PROBLEM="$n ($(addr "$n")) knows ${f[num-other-sentinels]:-?} other Sentinels, not 2"
+        elif [[ ${f[num-slaves]:-} != 1 || $entries != 2 ]]; then
+            PROBLEM="$n ($(addr "$n")) knows ${f[num-slaves]:-?} replicas, not 1"
+        elif [[ ${rf[ip]:-}:${rf[port]:-} != "$(addr "$r")" || ${rf[flags]:-} != slave ||
+            ${rf[master-link-status]:-} != ok ]]; then
+            PROBLEM="$n ($(addr "$n")) sees replica ${rf[ip]:-?}:${rf[port]:-?} with flags ${rf[flags]:-?}, master link ${rf[master-link-status]:-?}"
+        fi
+        [[ -z $PROBLEM ]] || return 0
+    done
+    return 0
+}
+
+# Waits until the Sentinel group is ready (bounded). Runs in the background
+# (`wait_sentinels_ready >LOG 2>&1 &`) while the clusters are made: it says
+# when the group is ready, or why not (and exits 1), into LOG.
+wait_sentinels_ready() {
+    local deadline n
+    local -a group=()
+    for n in "${NAMES[@]}"; do
+        if is_sentinel "$n" || is_sentinel_data "$n"; then group+=("$n"); fi
+    done
+    deadline=$(($(now_us) + READY_TIMEOUT * 1000000))
+    while :; do
+        for n in "${group[@]}"; do
+            pid_alive "${PID_OF[$n]}" || fail "redis-server $n ($(addr "$n")) exited" "$n"
+        done
+        sentinel_group_problem
+        if [[ -z $PROBLEM ]]; then
+            phase "Sentinel group ready"
+            return 0
+        fi
+        if (($(now_us) > deadline)); then
+            fail "Sentinel group not ready after ${READY_TIMEOUT}s: $PROBLEM" "${PROBLEM%% *}"
+        fi
+        sleep 0.1
+    done
+}
+
 # Fills CLUSTER_MASTERS and CLUSTER_REPLICAS (addresses) for cluster KIND: the
 # masters by port, each replica after its master's order.
 cluster_roles() {
     local kind=$1 first out line id a flags master rest
     local -A addr_of=() replica_of=()
     local -a mids=()
-    first=$(names_of_kind "$kind" | head -n1)
+    first=$(first_of_kind "$kind")
     out=$(cli "$first" CLUSTER NODES) || fail "CLUSTER NODES on $first failed" "$first"
     out=${out//$'\r'/}
     while IFS= read -r line; do
@@ -550,7 +757,7 @@ join_by_comma() { local IFS=,; echo "$*"; }
 
 write_env() {
     local envf=$STATE/servers.env version n
-    local -a all=() tall=()
+    local -a all=() tall=() sent=()
     version=$("$REDIS_SERVER" --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')
     for n in $(names_of_kind cluster); do all+=("$(addr "$n")"); done
     for n in $(names_of_kind tlscluster); do tall+=("$(addr "$n")"); done
@@ -576,6 +783,12 @@ write_env() {
         echo "SG_TEST_ACL_DEFAULT_PASS=$ACL_DEFAULT_PASS"
         echo "SG_TEST_ACL_RO_USER=$ACL_RO_USER"
         echo "SG_TEST_ACL_RO_PASS=$ACL_RO_PASS"
+        for n in $(names_of_kind sentinel); do sent+=("$(addr "$n")"); done
+        echo "SG_TEST_SENTINELS=$(join_by_comma "${sent[@]}")"
+        echo "SG_TEST_SENTINEL_MASTER_NAME=$SENT_MASTER_NAME"
+        echo "SG_TEST_SENTINEL_PASS=$SENT_PASS"
+        echo "SG_TEST_SENTINEL_DATA=$(addr sentinel-master),$(addr sentinel-replica)"
+        echo "SG_TEST_SENTINEL_DATA_PASS=$SENT_DATA_PASS"
         echo "SG_TEST_TMP=$TMP"
         echo "SG_TEST_REDIS_VERSION=$version"
         echo "SG_TEST_PORT_BASE=$BASE"
@@ -584,7 +797,7 @@ write_env() {
 }
 
 cmd_start() {
-    local n pid_plain pid_tls rc kind
+    local n pid_plain pid_tls pid_sent rc kind
     T0=$(now_us)
     STATE=$1
     mkdir -p "$STATE"
@@ -608,27 +821,39 @@ cmd_start() {
     make_certs
     phase "certificates made in $TMP/tls"
     for n in "${NAMES[@]}"; do launch "$n"; done
+    wait_launched
     wait_started
-    phase "${#NAMES[@]} servers answer PING"
+    phase "${#NAMES[@]} servers started; all but the Sentinel group answer PING"
 
     # The two clusters are independent: create them at the same time.
     create_cluster cluster &
     pid_plain=$!
     create_cluster tlscluster &
     pid_tls=$!
-    BG_PIDS=("$pid_plain" "$pid_tls")
+    # The Sentinel group needs no creating: its Sentinels find each other
+    # (hello messages every 2 s) meanwhile.
+    wait_sentinels_ready >"$TMP/sentinel-ready.log" 2>&1 &
+    pid_sent=$!
+    BG_PIDS=("$pid_plain" "$pid_tls" "$pid_sent")
     for kind in cluster tlscluster; do
         rc=0
         if [[ $kind == cluster ]]; then wait "$pid_plain" || rc=$?; else wait "$pid_tls" || rc=$?; fi
         if ((rc != 0)); then
             warn "---- $TMP/create-$kind.log ----"
             tail -n 25 "$TMP/create-$kind.log" | sed 's/^/    /' >&2
-            fail "redis-cli --cluster create failed for the $kind nodes (status $rc)" "$(names_of_kind "$kind" | head -n1)"
+            fail "redis-cli --cluster create failed for the $kind nodes (status $rc)" "$(first_of_kind "$kind")"
         fi
     done
     phase "clusters created"
     wait_clusters_ready
     phase "clusters ready"
+    rc=0
+    wait "$pid_sent" || rc=$?
+    if ((rc != 0)); then
+        cat "$TMP/sentinel-ready.log" >&2
+        fail "the Sentinel group did not become ready (status $rc)"
+    fi
+    cat "$TMP/sentinel-ready.log"
     write_env
     START_OK=1
     trap - EXIT INT TERM

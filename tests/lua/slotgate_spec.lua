@@ -334,7 +334,7 @@ describe("a client of the cluster", function()
     v, err, code = red:call("SELECT", 1)
     assert.is_nil(v)
     assert.equal("ECOMMAND", code)
-    assert.matches("changes the connection's state", err, 1, true)
+    assert.matches("is tied to its connection", err, 1, true)
   end)
 
   it("treats wrong argument types as misuse", function()
