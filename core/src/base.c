@@ -107,6 +107,17 @@ char *sg_strdup(const char *s) { return sg_strndup(s, strlen(s)); }
 
 void sg_free(void *p) { free(p); }
 
+int sg_grow(void **arr, int *cap, int n, size_t elem, int first) {
+    int ncap;
+    void *p;
+    if (n < *cap) return SG_OK;
+    ncap = *cap ? *cap * 2 : first;
+    if ((p = sg_realloc(*arr, (size_t)ncap * elem)) == NULL) return SG_ENOMEM;
+    *arr = p;
+    *cap = ncap;
+    return SG_OK;
+}
+
 /* ---- logging ------------------------------------------------------------- */
 
 int sg_log_threshold = SG_LOG_NONE;

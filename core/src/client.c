@@ -171,16 +171,8 @@ int sg_client_set_max_redirects(sg_client *c, int n) {
 
 /* ---- blocking calls ---------------------------------------------------------------- */
 
-typedef struct waiter {
-    int done;
-    sg_reply *reply;
-    int status;
-    char msg[SG_ERRMSG_MAX];
-} waiter;
-
-static void on_blocking_reply(sg_client *c, sg_reply *reply, int status, const char *errmsg,
-                              void *ud) {
-    waiter *w = ud;
+void sg_waiter_reply(sg_client *c, sg_reply *reply, int status, const char *errmsg, void *ud) {
+    sg_waiter *w = ud;
     (void)c;
     w->done = 1;
     w->reply = reply;
@@ -194,7 +186,7 @@ static void run_until(sg_client *c, const int *done) {
 }
 
 int sg_client_connect(sg_client *c) {
-    waiter w = {0};
+    sg_waiter w = {0};
     if (c->err.code != SG_OK && !usable_client(c)) return c->err.code;
     sg_clearerr(&c->err);
     if (!c->own_base) {
@@ -204,7 +196,7 @@ int sg_client_connect(sg_client *c) {
         return SG_OK;
     }
     /* PING through the normal path: discovery, handshake, and the node. */
-    if (sg_router_submit(c, 1, (const char *const[]){"PING"}, NULL, on_blocking_reply, &w, NULL) != SG_OK)
+    if (sg_router_submit(c, 1, (const char *const[]){"PING"}, NULL, sg_waiter_reply, &w, NULL) != SG_OK)
         return c->err.code;
     run_until(c, &w.done);
     if (w.status != SG_OK) return sg_seterr(&c->err, w.status, "%s", w.msg);
@@ -221,7 +213,7 @@ int sg_client_connect(sg_client *c) {
 
 sg_reply *sg_client_call_argv(sg_client *c, int argc, const char *const *argv,
                               const size_t *argvlen) {
-    waiter w = {0};
+    sg_waiter w = {0};
     if (!usable_client(c)) {
         if (c->err.code == SG_OK) sg_seterr(&c->err, SG_EINVAL, "client not usable");
         return NULL;
@@ -233,7 +225,7 @@ sg_reply *sg_client_call_argv(sg_client *c, int argc, const char *const *argv,
     }
     /* a Sentinel's +switch-master may have come in while nobody ran the loop */
     if (c->sub) event_base_loop(c->base, EVLOOP_NONBLOCK);
-    if (sg_router_submit(c, argc, argv, argvlen, on_blocking_reply, &w, NULL) != SG_OK) return NULL;
+    if (sg_router_submit(c, argc, argv, argvlen, sg_waiter_reply, &w, NULL) != SG_OK) return NULL;
     run_until(c, &w.done);
     if (w.status != SG_OK) {
         sg_seterr(&c->err, w.status, "%s", w.msg);

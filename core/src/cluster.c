@@ -90,13 +90,8 @@ static void node_free(sg_node *node) {
 /* ---- pools ------------------------------------------------------------------------ */
 
 static int add_conn(sg_node *node, sg_conn *conn) {
-    if (node->nconns == node->cap_conns) {
-        int ncap = node->cap_conns ? node->cap_conns * 2 : 4;
-        sg_conn **nc = sg_realloc(node->conns, (size_t)ncap * sizeof *nc);
-        if (nc == NULL) return SG_ENOMEM;
-        node->conns = nc;
-        node->cap_conns = ncap;
-    }
+    if (sg_grow((void **)&node->conns, &node->cap_conns, node->nconns, sizeof *node->conns, 4))
+        return SG_ENOMEM;
     node->conns[node->nconns++] = conn;
     return SG_OK;
 }
@@ -362,13 +357,9 @@ static int add_replica(sg_node *master, sg_node *r) {
     int i;
     for (i = 0; i < master->nreplicas; i++)
         if (master->replicas[i] == r) return SG_OK;
-    if (master->nreplicas == master->cap_replicas) {
-        int ncap = master->cap_replicas ? master->cap_replicas * 2 : 2;
-        sg_node **nr = sg_realloc(master->replicas, (size_t)ncap * sizeof *nr);
-        if (nr == NULL) return SG_ENOMEM;
-        master->replicas = nr;
-        master->cap_replicas = ncap;
-    }
+    if (sg_grow((void **)&master->replicas, &master->cap_replicas, master->nreplicas,
+                sizeof *master->replicas, 2))
+        return SG_ENOMEM;
     master->replicas[master->nreplicas++] = r;
     return SG_OK;
 }

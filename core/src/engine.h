@@ -240,6 +240,15 @@ struct sg_client {
     int submitting;           /* inside a send or connect: completions wait for the loop */
 };
 
+/* A blocking call's outcome: sg_waiter_reply is the callback that fills it. */
+typedef struct sg_waiter {
+    int done;
+    sg_reply *reply;
+    int status;
+    char msg[SG_ERRMSG_MAX];
+} sg_waiter;
+void sg_waiter_reply(sg_client *c, sg_reply *reply, int status, const char *errmsg, void *ud);
+
 /* Milliseconds on a monotonic clock. */
 uint64_t sg_now_ms(void);
 

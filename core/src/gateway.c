@@ -191,31 +191,15 @@ done:
     return rc;
 }
 
-typedef struct gw_waiter {
-    int done;
-    sg_reply *reply;
-    int status;
-    char msg[SG_ERRMSG_MAX];
-} gw_waiter;
-
-static void on_gw_reply(sg_client *c, sg_reply *reply, int status, const char *errmsg, void *ud) {
-    gw_waiter *w = ud;
-    (void)c;
-    w->done = 1;
-    w->reply = reply;
-    w->status = status;
-    if (status != SG_OK) snprintf(w->msg, sizeof w->msg, "%s", errmsg ? errmsg : "");
-}
-
 sg_reply *sg_gateway_call_argv(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                                const char *const *argv, const size_t *argvlen) {
-    gw_waiter w = {0};
+    sg_waiter w = {0};
     if (!g->own_base || g->n == 0) {
         if (g->err.code == SG_OK)
             sg_seterr(&g->err, SG_EINVAL, "blocking calls need a blocking gateway (no event base)");
         return NULL;
     }
-    if (sg_gateway_send_argv(g, ctx, argc, argv, argvlen, on_gw_reply, &w) != SG_OK) return NULL;
+    if (sg_gateway_send_argv(g, ctx, argc, argv, argvlen, sg_waiter_reply, &w) != SG_OK) return NULL;
     while (!w.done) event_base_loop(g->base, EVLOOP_ONCE);
     if (w.status != SG_OK) {
         sg_seterr(&g->err, w.status, "%s", w.msg);

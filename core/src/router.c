@@ -356,7 +356,7 @@ void sg_req_dispatch(sg_req *req) {
         return;
     }
     if (req->fanout && req->parts == NULL) {
-        fan_out_dispatch(req);
+        fan_out_dispatch(req); /* the map is known: one part per node */
         return;
     }
     if (req->asking) node = req->asking;
@@ -714,15 +714,6 @@ static int fan_out(sg_req *p, int all_nodes) {
 }
 
 static void fan_out_dispatch(sg_req *req) {
-    sg_client *c = req->client;
-    if (!c->ready) {
-        req->next = NULL;
-        if (c->pending_tail) c->pending_tail->next = req;
-        else c->pending = req;
-        c->pending_tail = req;
-        sg_cluster_discover(c);
-        return;
-    }
     if (fan_out(req, req->fanout == 2) != SG_OK) {
         sg_free(req->parts);
         req->parts = NULL;

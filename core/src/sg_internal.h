@@ -34,6 +34,10 @@ char *sg_strdup(const char *s);
 char *sg_strndup(const char *s, size_t n);
 void sg_free(void *p);
 
+/* Makes room for one more element in a growable array (*arr holding *cap
+ * elements of size elem, n in use): doubles from first. SG_OK or SG_ENOMEM. */
+int sg_grow(void **arr, int *cap, int n, size_t elem, int first);
+
 /* Test hook: the nth allocation from now (1 = the next) fails, and every one
  * after it succeeds again; 0 turns failures off. Returns how many allocations
  * have been made since the last call. Not thread-safe; for tests only. */
