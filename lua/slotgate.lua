@@ -7,6 +7,13 @@
 --   red:call("GET", "nope")                      --> slotgate.null
 --   red:call("INCR", "k")                        --> false, "ERR value is not an integer ..."
 --
+--   -- operators' policy scripts (scripts/README.md) in front of every upstream
+--   local policy = assert(slotgate.policy({ "scripts/tenant_prefix.lua" }))
+--   local gw = assert(slotgate.gateway({ path = "/etc/tyk/tyk.conf" }))
+--   gw:set_policy(policy)
+--   gw:call({ user = "alice" }, "SET", "k", "v")  --> "OK" (stored as tenant:alice:k)
+--   policy:explain({ user = "bob" }, "GET", "k")  --> "command: GET tenant:bob:k"
+--
 -- The library: $SLOTGATE_LIB when set (a path), else the installed
 -- libslotgate ("slotgate", then "libslotgate.so.0"). Its major version must be
 -- the one this binding was written for.
@@ -228,6 +235,9 @@ ffi.cdef(cdef)
 ffi.cdef [[
 struct sg_lua_client { sg_client *c; };
 struct sg_lua_pipeline { sg_pipeline *p; };
+struct sg_lua_policy { sg_policy *p; };
+struct sg_lua_gateway { sg_gateway *g; };
+struct sg_lua_gateway_client { sg_client *c; };
 ]]
 
 local function load_library()
@@ -344,22 +354,26 @@ local argv_cap = 0
 local argv, argvlen
 local anchor = {}
 
-local function fill_argv(fname, first, ...)
+-- skip: how many arguments of the Lua call come before the command (the
+-- ctx of gateway:call and policy:explain), for the numbers in messages.
+local function fill_argv(fname, skip, first, ...)
   local n = select("#", ...) + 1
   if n > argv_cap then
     argv_cap = n < 16 and 16 or n * 2
     argv = ffi_new("const char *[?]", argv_cap)
     argvlen = ffi_new("size_t[?]", argv_cap)
   end
-  if first == nil then error("bad argument #1 to '" .. fname .. "' (a command name expected)", 3) end
-  local s = arg_string(first, 1, fname)
+  if first == nil then
+    error("bad argument #" .. (skip + 1) .. " to '" .. fname .. "' (a command name expected)", 3)
+  end
+  local s = arg_string(first, skip + 1, fname)
   anchor[1] = s
   argv[0], argvlen[0] = s, #s
   -- select() is cheap for a few arguments; a long MSET is packed once
   local rest = n > 8 and { ... } or nil
   for i = 2, n do
     if rest then s = rest[i - 1] else s = (select(i - 1, ...)) end
-    s = arg_string(s, i, fname)
+    s = arg_string(s, skip + i, fname)
     anchor[i] = s
     argv[i - 1], argvlen[i - 1] = s, #s
   end
@@ -577,6 +591,7 @@ end
 -- ---- clients -------------------------------------------------------------------------
 
 local READ_POLICIES = { master = C.SG_READ_MASTER, prefer_replica = C.SG_READ_PREFER_REPLICA,
+                        ["prefer-replica"] = C.SG_READ_PREFER_REPLICA, -- as policies spell it
                         replica = C.SG_READ_REPLICA, any = C.SG_READ_ANY }
 local READ_NAMES = {}
 for name, v in pairs(READ_POLICIES) do READ_NAMES[tonumber(v)] = name end
@@ -594,7 +609,7 @@ local client_methods = {}
 -- reply; nil, err, code when the command failed.
 function client_methods.call(self, ...)
   local c = self.c
-  local n = fill_argv("call", ...)
+  local n = fill_argv("call", 0, ...)
   if c == nil then
     clear_anchor(n)
     return nil, CLOSED, "ECLOSED"
@@ -729,7 +744,7 @@ end
 
 -- pipeline:add(cmd, ...) → true, or nil, err, code.
 function pipeline_methods.add(self, ...)
-  local n = fill_argv("add", ...)
+  local n = fill_argv("add", 0, ...)
   local c = pipeline_client(self)
   if c == nil then
     clear_anchor(n)
@@ -804,6 +819,362 @@ ffi_metatype(pipeline_box_t, {
   end,
   __tostring = function() return "slotgate.pipeline" end,
 })
+
+-- ---- policies --------------------------------------------------------------------------
+--
+-- A policy set: operators' scripts (scripts/README.md) run by the library in
+-- a sandboxed lua_State of its own, not in this one. Used by gateways.
+
+local policy_box_t = ffi_typeof("struct sg_lua_policy")
+local gateway_box_t = ffi_typeof("struct sg_lua_gateway")
+local gateway_client_box_t = ffi_typeof("struct sg_lua_gateway_client")
+local policy_stats_out = ffi_new("sg_policy_stats[1]")
+local ctx_out = ffi_new("sg_request_ctx[1]")
+
+local POLICY_CLOSED, GATEWAY_CLOSED = "policy closed", "gateway closed"
+local CTX_FIELDS = { user = true, client = true, addr = true }
+
+-- A ctx table { user =, client =, addr = } (each a string or nil) as an
+-- sg_request_ctx, or NULL for nil. The strings stay alive in the caller's
+-- table while C reads them. Misuse is raised at the level of whoever called
+-- the method that calls this (level 3).
+local function fill_ctx(ctx, fname)
+  if ctx == nil then return nil end
+  if type(ctx) ~= "table" then
+    error("bad argument #1 to '" .. fname .. "' (ctx table or nil expected, got " .. type(ctx) .. ")", 3)
+  end
+  for k, v in pairs(ctx) do
+    if not CTX_FIELDS[k] then
+      error("bad argument #1 to '" .. fname .. "' (unknown ctx field " .. tostring(k)
+            .. "; known: user, client, addr)", 3)
+    end
+    if type(v) ~= "string" then
+      error("bad argument #1 to '" .. fname .. "' (ctx." .. k .. " must be a string, got "
+            .. type(v) .. ")", 3)
+    end
+  end
+  local c = ctx_out[0]
+  c.user, c.client, c.addr = ctx.user, ctx.client, ctx.addr
+  return ctx_out
+end
+
+-- paths: a string or a list of strings → const char *[n], n, and the list
+-- of the strings, which the caller puts in paths_anchor while C reads them.
+local paths_anchor
+local function paths_array(paths, fname)
+  if type(paths) == "string" then paths = { paths } end
+  if type(paths) ~= "table" then
+    error("bad argument #1 to '" .. fname .. "' (path or list of paths expected, got " .. type(paths) .. ")", 3)
+  end
+  local n = #paths
+  local arr = ffi_new("const char *[?]", n > 0 and n or 1)
+  for i = 1, n do
+    if type(paths[i]) ~= "string" then
+      error("bad argument #1 to '" .. fname .. "' (paths[" .. i .. "] must be a string, got "
+            .. type(paths[i]) .. ")", 3)
+    end
+    arr[i - 1] = paths[i]
+  end
+  return arr, n, paths
+end
+
+-- The gateways that use a policy (so closing it detaches them), and the
+-- policy of each gateway (so it lives as long as the gateway uses it).
+local policy_users = setmetatable({}, { __mode = "k" }) -- policy box → { gateway box = true } (weak)
+local gateway_policy = setmetatable({}, { __mode = "k" }) -- gateway box → policy box
+
+local policy_methods = {}
+
+-- policy:load(paths) → true, or nil, err, code. paths: a file or a list of
+-- files, applied in that order. All or nothing: when one fails (err names
+-- the file and line), the set loaded before stays in force.
+function policy_methods.load(self, paths)
+  local arr, n, list = paths_array(paths, "load")
+  local p = self.p
+  if p == nil then return nil, POLICY_CLOSED, "ECLOSED" end
+  paths_anchor = list
+  local rc = C.sg_policy_load(p, arr, n)
+  paths_anchor = nil
+  if rc ~= SG_OK then return fail(p, rc) end
+  return true
+end
+
+-- policy:load_string(name, code) → true, or nil, err, code: one script from
+-- text; name stands for its file in messages (and is its default name).
+function policy_methods.load_string(self, name, code)
+  if type(name) ~= "string" then
+    error("bad argument #1 to 'load_string' (string expected, got " .. type(name) .. ")", 2)
+  end
+  if type(code) ~= "string" then
+    error("bad argument #2 to 'load_string' (string expected, got " .. type(code) .. ")", 2)
+  end
+  local p = self.p
+  if p == nil then return nil, POLICY_CLOSED, "ECLOSED" end
+  local rc = C.sg_policy_load_string(p, name, code)
+  if rc ~= SG_OK then return fail(p, rc) end
+  return true
+end
+
+-- policy:set_limits(instructions, ms) → true, or nil, err, code: the bounds
+-- on each hook call and on loading a script (defaults 1000000 and 50).
+function policy_methods.set_limits(self, instructions, ms)
+  if type(instructions) ~= "number" or instructions ~= math_floor(instructions) then
+    error("bad argument #1 to 'set_limits' (integer expected, got " .. type(instructions) .. ")", 2)
+  end
+  if type(ms) ~= "number" or ms ~= math_floor(ms) then
+    error("bad argument #2 to 'set_limits' (integer expected, got " .. type(ms) .. ")", 2)
+  end
+  local p = self.p
+  if p == nil then return nil, POLICY_CLOSED, "ECLOSED" end
+  local rc = C.sg_policy_set_limits(p, instructions, ms)
+  if rc ~= SG_OK then return fail(p, rc) end
+  return true
+end
+
+-- policy:names() → { "name", ... }: the loaded scripts, in order.
+function policy_methods.names(self)
+  local p = self.p
+  if p == nil then return nil, POLICY_CLOSED, "ECLOSED" end
+  local out = {}
+  for i = 0, C.sg_policy_count(p) - 1 do out[i + 1] = ffi_string(C.sg_policy_name(p, i)) end
+  return out
+end
+
+local POLICY_COUNTERS = { "commands", "denied", "rewritten", "ttls", "routed", "hook_calls",
+                          "hook_errors", "hook_timeouts", "dry_run_events" }
+
+-- policy:stats() → { commands = N, denied = N, rewritten = N, ttls = N,
+-- routed = N, hook_calls = N, hook_errors = N, hook_timeouts = N,
+-- dry_run_events = N }, counted since the policy was made.
+function policy_methods.stats(self)
+  local p = self.p
+  if p == nil then return nil, POLICY_CLOSED, "ECLOSED" end
+  C.sg_policy_stats_get(p, policy_stats_out)
+  local st, out = policy_stats_out[0], {}
+  for _, k in ipairs(POLICY_COUNTERS) do out[k] = tonumber(st[k]) end
+  return out
+end
+
+-- policy:explain(ctx, cmd, ...) → what the set decides for the command,
+-- without sending it: "command: SET t:a 1", "deny: NOPERM ...",
+-- "upstream: cache", "read: replica", "ttl: KEY SECONDS", one a line.
+-- ctx is { user =, client =, addr = } or nil. The hooks do run (and count
+-- in stats()).
+function policy_methods.explain(self, ctx, ...)
+  local cctx = fill_ctx(ctx, "explain")
+  local n = fill_argv("explain", 1, ...)
+  local p = self.p
+  if p == nil then
+    clear_anchor(n)
+    return nil, POLICY_CLOSED, "ECLOSED"
+  end
+  local s = C.sg_policy_explain(p, cctx, n, argv, argvlen)
+  clear_anchor(n)
+  if s == nil then return nil, "out of memory", "ENOMEM" end
+  local text = ffi_string(s)
+  C.sg_free_string(s)
+  return text
+end
+
+-- policy:close(): frees the set now (the garbage collector does otherwise);
+-- gateways that used it go on without policies.
+function policy_methods.close(self)
+  local p = self.p
+  if p ~= nil then
+    for gw in pairs(policy_users[self] or {}) do
+      if gw.g ~= nil and gateway_policy[gw] == self then
+        C.sg_gateway_set_policy(gw.g, nil)
+        gateway_policy[gw] = nil
+      end
+    end
+    policy_users[self] = nil
+    self.p = nil
+    C.sg_policy_free(p)
+  end
+  return true
+end
+
+function policy_methods.closed(self) return self.p == nil end
+
+ffi_metatype(policy_box_t, {
+  __index = policy_methods,
+  __gc = function(self)
+    -- a gateway that still used it would keep it alive: nothing to detach
+    local p = self.p
+    if p ~= nil then
+      self.p = nil
+      C.sg_policy_free(p)
+    end
+  end,
+  __tostring = function(self) return self.p == nil and "slotgate.policy (closed)" or "slotgate.policy" end,
+})
+
+-- slotgate.policy([paths]) → a policy set, or nil, err, code. With paths (a
+-- file or a list of files) the scripts are loaded; without, the set is empty
+-- (commands pass unchanged) until load() or load_string().
+function _M.policy(paths)
+  local arr, n, list
+  if paths ~= nil then arr, n, list = paths_array(paths, "policy") end
+  local p = C.sg_policy_new()
+  if p == nil then return nil, "out of memory", "ENOMEM" end
+  local box = policy_box_t(p) -- from here the box frees p
+  if arr ~= nil then
+    paths_anchor = list
+    local rc = C.sg_policy_load(p, arr, n)
+    paths_anchor = nil
+    if rc ~= SG_OK then
+      local _, err, code = fail(p, rc)
+      box:close()
+      return nil, err, code
+    end
+  end
+  return box
+end
+
+-- ---- gateways --------------------------------------------------------------------------
+--
+-- Every upstream of a settings handle behind one policy set; blocking, as a
+-- client from slotgate.connect.
+
+local gateway_clients = setmetatable({}, { __mode = "k" }) -- gateway box → { client box = true } (weak)
+local client_gateway = setmetatable({}, { __mode = "k" })  -- client box → its gateway box
+
+local gateway_methods = {}
+
+-- gateway:set_policy(policy) → true: the policy set commands go through from
+-- now on (nil: none). The gateway keeps the policy alive while it uses it.
+function gateway_methods.set_policy(self, policy)
+  if policy ~= nil and not ffi_istype(policy_box_t, policy) then
+    error("bad argument #1 to 'set_policy' (slotgate.policy or nil expected, got " .. type(policy) .. ")", 2)
+  end
+  local g = self.g
+  if g == nil then return nil, GATEWAY_CLOSED, "ECLOSED" end
+  if policy ~= nil and policy.p == nil then return nil, POLICY_CLOSED, "ECLOSED" end
+  C.sg_gateway_set_policy(g, policy and policy.p or nil)
+  gateway_policy[self] = policy
+  if policy ~= nil then
+    local users = policy_users[policy]
+    if users == nil then
+      users = setmetatable({}, { __mode = "k" })
+      policy_users[policy] = users
+    end
+    users[self] = true
+  end
+  return true
+end
+
+-- gateway:policy() → the policy set in force, or nil.
+function gateway_methods.policy(self) return gateway_policy[self] end
+
+-- gateway:call(ctx, cmd, ...) → as client:call, through the policies: the
+-- reply's value; false, msg for an error reply (a command a policy refuses
+-- gets its error this way: "NOPERM ...", or "ERR policy NAME: HOOK failed:
+-- FILE:LINE: ..." when a hook raised); nil, err, code when the command
+-- failed. ctx is { user =, client =, addr = } or nil (user "default").
+function gateway_methods.call(self, ctx, ...)
+  local cctx = fill_ctx(ctx, "call")
+  local n = fill_argv("call", 1, ...)
+  local g = self.g
+  if g == nil then
+    clear_anchor(n)
+    return nil, GATEWAY_CLOSED, "ECLOSED"
+  end
+  local r = C.sg_gateway_call_argv(g, cctx, n, argv, argvlen)
+  clear_anchor(n)
+  if r == nil then return fail(g) end
+  local v, msg, code = reply_value(r, false)
+  C.sg_reply_free(r)
+  return v, msg, code
+end
+
+-- gateway:client([upstream]) → the client the gateway uses for an upstream
+-- (nil: "default"), with the methods of a client from slotgate.connect
+-- (call, stats, pipeline, set_read_policy, ...), or nil, err, code for an
+-- upstream the settings lack. Commands sent on it bypass the policies. The
+-- gateway owns it: close() on it only lets go of it, and it fails with
+-- "client closed" once the gateway is closed.
+function gateway_methods.client(self, upstream)
+  if upstream ~= nil and type(upstream) ~= "string" then
+    error("bad argument #1 to 'client' (string or nil expected, got " .. type(upstream) .. ")", 2)
+  end
+  local g = self.g
+  if g == nil then return nil, GATEWAY_CLOSED, "ECLOSED" end
+  local c = C.sg_gateway_client(g, upstream)
+  if c == nil then return fail(g) end
+  local box = gateway_client_box_t(c)
+  client_gateway[box] = self -- the gateway lives as long as its clients' boxes
+  gateway_clients[self][box] = true
+  return box
+end
+
+-- gateway:close(): closes every upstream's connections and frees the gateway
+-- now (the garbage collector does otherwise). Later calls fail with
+-- "gateway closed", and its clients' calls with "client closed".
+function gateway_methods.close(self)
+  local g = self.g
+  if g ~= nil then
+    self.g = nil
+    for box in pairs(gateway_clients[self] or {}) do box.c = nil end
+    local policy = gateway_policy[self]
+    if policy ~= nil and policy_users[policy] then policy_users[policy][self] = nil end
+    gateway_policy[self] = nil
+    C.sg_gateway_free(g)
+  end
+  return true
+end
+
+function gateway_methods.closed(self) return self.g == nil end
+
+ffi_metatype(gateway_box_t, {
+  __index = gateway_methods,
+  __gc = function(self)
+    local g = self.g
+    if g ~= nil then
+      self.g = nil
+      C.sg_gateway_free(g)
+    end
+  end,
+  __tostring = function(self) return self.g == nil and "slotgate.gateway (closed)" or "slotgate.gateway" end,
+})
+
+-- A gateway's client: a client's methods, but the gateway frees it.
+local gateway_client_methods = setmetatable({
+  close = function(self)
+    self.c = nil
+    return true
+  end,
+}, { __index = client_methods })
+
+ffi_metatype(gateway_client_box_t, {
+  __index = gateway_client_methods,
+  __tostring = function(self)
+    return self.c == nil and "slotgate.client (closed)" or "slotgate.client (of a gateway)"
+  end,
+})
+
+-- slotgate.gateway(config_or_options) → a blocking gateway over every
+-- upstream of the settings (a slotgate.config, or a table given to
+-- slotgate.config first), with no policies yet; or nil, err, code. Nothing
+-- is connected until the first command.
+function _M.gateway(cfg)
+  if cfg == nil or type(cfg) == "table" then
+    local err, code
+    cfg, err, code = _M.config(cfg)
+    if cfg == nil then return nil, err, code end
+  elseif not ffi_istype(config_ptr_t, cfg) then
+    error("bad argument #1 to 'gateway' (slotgate.config or table expected, got " .. type(cfg) .. ")", 2)
+  end
+  local g = C.sg_gateway_new(cfg, nil)
+  if g == nil then return nil, "out of memory", "ENOMEM" end
+  local box = gateway_box_t(g) -- from here the box frees g
+  gateway_clients[box] = setmetatable({}, { __mode = "k" })
+  if C.sg_errcode(g) ~= SG_OK then
+    local _, err, code = fail(g)
+    box:close()
+    return nil, err, code
+  end
+  return box
+end
 
 registry[REGISTRY_KEY] = _M
 return _M

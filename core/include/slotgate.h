@@ -276,7 +276,8 @@ struct event_base;
 typedef enum sg_read_policy {
     SG_READ_MASTER = 0,        /* every command to the slot's master (default) */
     SG_READ_PREFER_REPLICA,    /* read-only commands to a replica when one is up */
-    SG_READ_REPLICA,           /* read-only commands to replicas only */
+    SG_READ_REPLICA,           /* read-only commands to replicas only (the master
+                                  when the slot has none) */
     SG_READ_ANY                /* read-only commands to any node of the slot */
 } sg_read_policy;
 

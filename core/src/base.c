@@ -107,6 +107,20 @@ char *sg_strdup(const char *s) { return sg_strndup(s, strlen(s)); }
 
 void sg_free(void *p) { free(p); }
 
+int sg_read_policy_parse(const char *name) {
+    if (strcmp(name, "master") == 0) return SG_READ_MASTER;
+    if (strcmp(name, "prefer-replica") == 0 || strcmp(name, "prefer_replica") == 0)
+        return SG_READ_PREFER_REPLICA;
+    if (strcmp(name, "replica") == 0) return SG_READ_REPLICA;
+    if (strcmp(name, "any") == 0) return SG_READ_ANY;
+    return -1;
+}
+
+const char *sg_read_policy_label(int policy) {
+    static const char *const names[] = {"master", "prefer-replica", "replica", "any"};
+    return policy >= SG_READ_MASTER && policy <= SG_READ_ANY ? names[policy] : "master";
+}
+
 int sg_grow(void **arr, int *cap, int n, size_t elem, int first) {
     int ncap;
     void *p;

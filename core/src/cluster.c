@@ -313,7 +313,10 @@ sg_node *sg_route_slot(sg_client *c, int slot, int readonly, int policy) {
         if (usable(cand)) pick = cand;
     }
     if (pick) return pick;
-    return master; /* no replica can be reached: the master still can */
+    /* none can be reached now: prefer-replica and any fall back to the
+     * master; replica means replicas only (the attempt reports why) */
+    if (policy == SG_READ_REPLICA) return master->replicas[(master->rr++) % master->nreplicas];
+    return master;
 }
 
 sg_node *sg_any_master(sg_client *c) {

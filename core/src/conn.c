@@ -236,8 +236,11 @@ static void read_replies(struct bufferevent *bev, sg_conn *conn) {
     conn->last_used = sg_now_ms();
     if (conn->pcount == 0) {
         /* a connection back from a blocking command gets the usual timeout */
-        if (conn->read_timeout_ms != node->client->timeout_ms)
+        if (conn->read_timeout_ms != node->client->timeout_ms || conn->timer_short) {
+            conn->timer_short = 0;
+            conn->read_timeout_ms = -2; /* forces the set */
             set_read_timeout(conn, node->client->timeout_ms);
+        }
         sg_node_conn_released(node, conn); /* may close conn: last */
     }
 }
@@ -279,11 +282,22 @@ static void on_event(struct bufferevent *bev, short what, void *arg) {
         /* The read timeout stays armed (re-arming it per command costs more
          * than it saves): it means a stall only when replies are due and the
          * oldest was sent more than the timeout ago. */
-        if (conn->state == SG_CONN_READY && (what & BEV_EVENT_READING) &&
-            (conn->pcount == 0 ||
-             sg_now_ms() - conn->pend[conn->phead].sent < (uint64_t)conn->read_timeout_ms)) {
-            bufferevent_enable(conn->bev, EV_READ);
-            return;
+        if (conn->state == SG_CONN_READY && (what & BEV_EVENT_READING)) {
+            uint64_t limit = (uint64_t)conn->read_timeout_ms, age;
+            if (conn->pcount == 0) {
+                bufferevent_enable(conn->bev, EV_READ);
+                return;
+            }
+            age = sg_now_ms() - conn->pend[conn->phead].sent;
+            if (age < limit) {
+                /* the oldest reply is not late yet: look again when it is */
+                struct timeval rd = {(long)((limit - age) / 1000), (long)((limit - age) % 1000) * 1000};
+                struct timeval wr = {c->timeout_ms / 1000, (c->timeout_ms % 1000) * 1000};
+                bufferevent_set_timeouts(conn->bev, &rd, &wr);
+                conn->timer_short = 1; /* the full timeout comes back once idle */
+                bufferevent_enable(conn->bev, EV_READ);
+                return;
+            }
         }
         if (conn->state == SG_CONN_CONNECTING)
             sg_conn_fail(conn, SG_ETIMEOUT, "cannot connect to node %s: no answer within %d ms",

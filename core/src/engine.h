@@ -138,6 +138,7 @@ struct sg_conn {
     uint64_t last_used; /* ms, for idle expiry */
     long long read_timeout_ms; /* current read timeout, -1: none */
     int corked;                /* writes held for sg_conn_flush */
+    int timer_short;           /* the read timer was armed for less than the timeout */
     /* a subscriber (Sentinel's +switch-master): replies nobody asked for
      * go here; owns them */
     void (*on_push)(sg_conn *conn, sg_reply *r);

@@ -508,11 +508,7 @@ static int read_pattern_map(loading *ld, int t, const char *field, int kind, voi
         } else if (kind == 'r') {
             pat_int *e = &((pat_int *)*out)[*n];
             const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
-            int pol = !strcmp(v, "master")           ? SG_READ_MASTER
-                      : !strcmp(v, "prefer-replica") ? SG_READ_PREFER_REPLICA
-                      : !strcmp(v, "replica")        ? SG_READ_REPLICA
-                      : !strcmp(v, "any")            ? SG_READ_ANY
-                                                     : -1;
+            int pol = sg_read_policy_parse(v);
             if (pol < 0) {
                 rc = load_error(ld, "%s[\"%s\"] must be \"master\", \"prefer-replica\", \"replica\" or \"any\"",
                                 field, pat);
@@ -917,11 +913,7 @@ static int apply_script(sg_policy *p, script *s, const sg_request_ctx *ctx, cmdv
             lua_getfield(L, t, "read");
             if (!lua_isnil(L, -1)) {
                 const char *r = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
-                int pol = !strcmp(r, "master")           ? SG_READ_MASTER
-                          : !strcmp(r, "replica")        ? SG_READ_REPLICA
-                          : !strcmp(r, "prefer-replica") ? SG_READ_PREFER_REPLICA
-                          : !strcmp(r, "any")            ? SG_READ_ANY
-                                                         : -1;
+                int pol = sg_read_policy_parse(r);
                 if (pol < 0) {
                     /* as the declarative read's is at load: not silently "master" */
                     lua_pushfstring(L, "on_command returned read = %s; expected \"master\", "
@@ -1095,10 +1087,7 @@ char *sg_policy_explain(sg_policy *p, const sg_request_ctx *ctx, int argc, const
         }
         if (d.upstream) sg_buf_printf(&b, "\nupstream: %s", d.upstream);
         if (d.read_policy >= 0)
-            sg_buf_printf(&b, "\nread: %s", d.read_policy == SG_READ_REPLICA          ? "replica"
-                                             : d.read_policy == SG_READ_PREFER_REPLICA ? "prefer-replica"
-                                             : d.read_policy == SG_READ_ANY            ? "any"
-                                                                                       : "master");
+            sg_buf_printf(&b, "\nread: %s", sg_read_policy_label(d.read_policy));
         for (i = 0; i < d.nttls; i++) {
             int ai = d.ttls[i].argi;
             sg_buf_printf(&b, "\nttl: %.*s %lld", (int)(d.rewritten ? d.argvlen[ai] : argvlen[ai]),

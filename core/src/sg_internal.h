@@ -38,6 +38,11 @@ void sg_free(void *p);
  * elements of size elem, n in use): doubles from first. SG_OK or SG_ENOMEM. */
 int sg_grow(void **arr, int *cap, int n, size_t elem, int first);
 
+/* Read policies by name: "master", "prefer-replica" (or "prefer_replica"),
+ * "replica", "any"; -1 when unknown. And back ("prefer-replica"). */
+int sg_read_policy_parse(const char *name);
+const char *sg_read_policy_label(int policy);
+
 /* Test hook: the nth allocation from now (1 = the next) fails, and every one
  * after it succeeds again; 0 turns failures off. Returns how many allocations
  * have been made since the last call. Not thread-safe; for tests only. */
