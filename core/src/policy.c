@@ -66,6 +66,7 @@ typedef struct script {
     int nreads;
     int dry_run;
     int ref_rewrite_key, ref_on_command; /* LUA_NOREF when absent */
+    char label_on_command[160], label_rewrite_key[160]; /* "policy NAME: HOOK" */
 } script;
 
 struct sg_policy {
@@ -80,8 +81,12 @@ struct sg_policy {
     uint64_t deadline_ms;
     int timed_out;
     const char *running; /* "policy NAME: HOOK" */
+    const void *cur;     /* the command hooks are deciding on (ctx_src) */
+    unsigned gen;        /* ctx tables' generation */
     sg_policy_stats st;
 };
+
+static int ctx_index(lua_State *L);
 
 static uint64_t now_ms(void) {
     struct timespec ts;
@@ -216,9 +221,7 @@ static int limited_pcall(sg_policy *p, const char *what, int nargs, int nresults
     p->timed_out = 0;
     p->deadline_ms = now_ms() + (uint64_t)p->time_limit_ms;
     p->running = what;
-    lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
-    rc = lua_pcall(L, nargs, nresults, 0);
-    lua_sethook(L, NULL, 0, 0);
+    rc = lua_pcall(L, nargs, nresults, 0); /* the count hook is always on */
     p->running = NULL;
     return rc;
 }
@@ -337,6 +340,9 @@ static lua_State *new_state(sg_policy *p) {
     /* The interpreter only: compiled loops would never reach the count hook.
      * After openlibs: opening the jit library turns the compiler on. */
     luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    /* Lua runs in this state only inside limited_pcall, which sets the
+     * budget the hook checks: install it once */
+    lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
     lua_pushlightuserdata(L, p);
     lua_setfield(L, LUA_REGISTRYINDEX, "sg.policy");
     /* the libraries scripts get copies of, kept where scripts cannot reach */
@@ -354,6 +360,12 @@ static lua_State *new_state(sg_policy *p) {
     lua_call(L, 0, 1);
     lua_setfield(L, -2, "cjson");
     lua_setfield(L, LUA_REGISTRYINDEX, "sg.lib");
+    lua_createtable(L, 0, 2); /* the metatable of every ctx */
+    lua_pushcfunction(L, ctx_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_setfield(L, LUA_REGISTRYINDEX, "sg.ctxmeta");
     /* strings share one metatable: lock it, and take string.dump away */
     lua_pushliteral(L, "");
     lua_getmetatable(L, -1);
@@ -640,6 +652,8 @@ static int load_script(sg_policy *p, script *s, const char *file) {
     if (s->prefix) s->prefix_dynamic = strchr(s->prefix, '{') != NULL;
     if (s->name == NULL && (s->name = base_name(file)) == NULL)
         return sg_seterr(&p->err, SG_ENOMEM, "out of memory");
+    snprintf(s->label_on_command, sizeof s->label_on_command, "policy %.120s: on_command", s->name);
+    snprintf(s->label_rewrite_key, sizeof s->label_rewrite_key, "policy %.120s: rewrite_key", s->name);
     if ((s->file = sg_strdup(file)) == NULL) return sg_seterr(&p->err, SG_ENOMEM, "out of memory");
     return SG_OK;
 }
@@ -766,31 +780,61 @@ static void expand(const char *tpl, const sg_request_ctx *ctx, const char *cmd, 
     }
 }
 
-/* ctx as a Lua table: user, client, addr, command, args, keys. */
-static void push_ctx(lua_State *L, const sg_request_ctx *ctx, const char *cmd, const cmdview *v,
-                     const int *keyidx, int nkeys) {
+/* ctx as a Lua table: user, client, addr, command, args, keys, each made on
+ * first use (most hooks read one or two fields: args and keys cost a string
+ * per argument). The fields come from p->cur, the command being decided; a
+ * ctx kept past its command reads nil. */
+typedef struct ctx_src {
+    const sg_request_ctx *ctx;
+    const char *cmd;
+    cmdview v;
+    const int *keyidx;
+    int nkeys;
+    unsigned gen;
+} ctx_src;
+
+static int ctx_index(lua_State *L) {
+    sg_policy *p = policy_of(L);
+    const ctx_src *src = p->cur;
+    const char *k = lua_tostring(L, 2);
     int i;
-    lua_createtable(L, 0, 6);
-    lua_pushstring(L, ctx && ctx->user ? ctx->user : "default");
-    lua_setfield(L, -2, "user");
-    lua_pushstring(L, ctx && ctx->client ? ctx->client : "");
-    lua_setfield(L, -2, "client");
-    lua_pushstring(L, ctx && ctx->addr ? ctx->addr : "");
-    lua_setfield(L, -2, "addr");
-    lua_pushstring(L, cmd);
-    lua_setfield(L, -2, "command");
-    lua_createtable(L, v->argc - 1, 0);
-    for (i = 1; i < v->argc; i++) {
-        lua_pushlstring(L, v->argv[i], v->argvlen[i]);
-        lua_rawseti(L, -2, i);
+    lua_rawgeti(L, 1, 0); /* the generation the table belongs to */
+    if (src == NULL || k == NULL || (unsigned)lua_tointeger(L, -1) != src->gen) return 0;
+    lua_pop(L, 1);
+    if (!strcmp(k, "user")) lua_pushstring(L, src->ctx && src->ctx->user ? src->ctx->user : "default");
+    else if (!strcmp(k, "client")) lua_pushstring(L, src->ctx && src->ctx->client ? src->ctx->client : "");
+    else if (!strcmp(k, "addr")) lua_pushstring(L, src->ctx && src->ctx->addr ? src->ctx->addr : "");
+    else if (!strcmp(k, "command")) lua_pushstring(L, src->cmd);
+    else if (!strcmp(k, "args")) {
+        lua_createtable(L, src->v.argc - 1, 0);
+        for (i = 1; i < src->v.argc; i++) {
+            lua_pushlstring(L, src->v.argv[i], src->v.argvlen[i]);
+            lua_rawseti(L, -2, i);
+        }
+    } else if (!strcmp(k, "keys")) {
+        lua_createtable(L, src->nkeys, 0);
+        for (i = 0; i < src->nkeys; i++) {
+            lua_pushlstring(L, src->v.argv[src->keyidx[i]], src->v.argvlen[src->keyidx[i]]);
+            lua_rawseti(L, -2, i + 1);
+        }
+    } else {
+        return 0;
     }
-    lua_setfield(L, -2, "args");
-    lua_createtable(L, nkeys, 0);
-    for (i = 0; i < nkeys; i++) {
-        lua_pushlstring(L, v->argv[keyidx[i]], v->argvlen[keyidx[i]]);
-        lua_rawseti(L, -2, i + 1);
-    }
-    lua_setfield(L, -2, "keys");
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 1); /* made once */
+    return 1;
+}
+
+static void push_ctx(sg_policy *p, ctx_src *src) {
+    lua_State *L = p->L;
+    src->gen = ++p->gen;
+    p->cur = src;
+    lua_createtable(L, 1, 6);
+    lua_pushinteger(L, (lua_Integer)src->gen);
+    lua_rawseti(L, -2, 0);
+    lua_getfield(L, LUA_REGISTRYINDEX, "sg.ctxmeta");
+    lua_setmetatable(L, -2);
 }
 
 /* A hook failed: the command gets an error naming the policy and where. */
@@ -819,13 +863,11 @@ static void dry(sg_policy *p, const script *s, const char *fmt, ...) {
 /* The command's display name: "GET", "CONFIG|SET". */
 static void command_name(const sg_command *info, const cmdview *v, char *out, size_t outlen) {
     size_t i, n;
-    if (info) {
-        snprintf(out, outlen, "%s", info->name);
-    } else {
-        n = v->argvlen[0] < outlen - 1 ? v->argvlen[0] : outlen - 1;
-        memcpy(out, v->argv[0], n);
-        out[n] = '\0';
-    }
+    const char *src = info ? info->name : v->argv[0];
+    n = info ? info->namelen : v->argvlen[0];
+    if (n > outlen - 1) n = outlen - 1;
+    memcpy(out, src, n);
+    out[n] = '\0';
     for (i = 0; out[i]; i++)
         if (out[i] >= 'a' && out[i] <= 'z') out[i] = (char)(out[i] - 32);
 }
@@ -836,7 +878,8 @@ static int apply_script(sg_policy *p, script *s, const sg_request_ctx *ctx, cmdv
     const sg_command *info = sg_command_resolve(v->argc, v->argv, v->argvlen);
     int keyidx_small[16], *keyidx = keyidx_small, nkeys = 0, i, j, rc = SG_OK;
     int base = lua_gettop(L); /* what a failed step leaves on the stack goes at done */
-    char cmd[64], hookname[200];
+    char cmd[64];
+    ctx_src src;
     const char *top = NULL;
     if (info && v->argc > 16 && (keyidx = sg_malloc((size_t)v->argc * sizeof *keyidx)) == NULL)
         return SG_ENOMEM;
@@ -884,9 +927,9 @@ static int apply_script(sg_policy *p, script *s, const sg_request_ctx *ctx, cmdv
     if (s->ref_on_command != LUA_NOREF) {
         p->st.hook_calls++;
         lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref_on_command);
-        push_ctx(L, ctx, cmd, v, keyidx, nkeys);
-        snprintf(hookname, sizeof hookname, "policy %s: on_command", s->name);
-        if (limited_pcall(p, hookname, 1, 1) != 0) {
+        src = (ctx_src){ctx, cmd, *v, keyidx, nkeys, 0};
+        push_ctx(p, &src);
+        if (limited_pcall(p, s->label_on_command, 1, 1) != 0) {
             hook_failed(p, d, s, "on_command");
             goto done;
         }
@@ -971,70 +1014,82 @@ static int apply_script(sg_policy *p, script *s, const sg_request_ctx *ctx, cmdv
             }
     }
 
-    /* 4. key rewrites: the prefix, then the hook */
+    /* 4. key rewrites: the prefix, then the hook. New keys are collected
+     * first and put in place after, so every hook call sees the command as
+     * this script got it. */
     if (nkeys > 0 && (s->prefix || s->ref_rewrite_key != LUA_NOREF)) {
         sg_buf b = {0};
+        size_t small_off[16], *off = small_off;
         int ctxi = 0;
-        if (s->ref_rewrite_key != LUA_NOREF) {
-            /* one ctx for all the keys: the command as this script got it, not
-             * half rewritten (and one table per command, not per key) */
-            push_ctx(L, ctx, cmd, v, keyidx, nkeys);
-            ctxi = lua_gettop(L);
-            snprintf(hookname, sizeof hookname, "policy %s: rewrite_key", s->name);
+        if (nkeys > 16 && (off = sg_malloc((size_t)(nkeys + 1) * sizeof *off)) == NULL) {
+            rc = SG_ENOMEM;
+            goto done;
         }
-        if (!s->dry_run && (rc = own_argv(d, v)) != SG_OK) goto done;
-        view_of(d, v);
-        for (j = 0; j < nkeys; j++) {
+        if (s->ref_rewrite_key != LUA_NOREF) {
+            src = (ctx_src){ctx, cmd, *v, keyidx, nkeys, 0};
+            push_ctx(p, &src);
+            ctxi = lua_gettop(L);
+        }
+        for (j = 0; j < nkeys && rc == SG_OK && !d->deny; j++) {
             int ai = keyidx[j];
-            b.len = 0;
+            size_t start = b.len;
+            off[j] = start;
             if (s->prefix) {
                 if (s->prefix_dynamic) expand(s->prefix, ctx, cmd, &b);
                 else sg_buf_puts(&b, s->prefix);
             }
             sg_buf_append(&b, v->argv[ai], v->argvlen[ai]);
             if (b.oom) {
-                sg_buf_free(&b);
                 rc = SG_ENOMEM;
-                goto done;
+                break;
             }
             if (s->ref_rewrite_key != LUA_NOREF) {
                 size_t nl;
                 const char *nk;
                 p->st.hook_calls++;
                 lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref_rewrite_key);
-                lua_pushlstring(L, b.data, b.len);
+                lua_pushlstring(L, b.data + start, b.len - start);
                 lua_pushvalue(L, ctxi);
-                if (limited_pcall(p, hookname, 2, 1) != 0) {
-                    sg_buf_free(&b);
+                if (limited_pcall(p, s->label_rewrite_key, 2, 1) != 0) {
                     hook_failed(p, d, s, "rewrite_key");
-                    goto done;
+                    break;
                 }
                 if (lua_type(L, -1) != LUA_TSTRING) {
                     lua_pushfstring(L, "rewrite_key returned a %s; expected the key as a string",
                                     luaL_typename(L, -1));
                     lua_remove(L, -2);
-                    sg_buf_free(&b);
                     hook_failed(p, d, s, "rewrite_key");
-                    goto done;
+                    break;
                 }
                 nk = lua_tolstring(L, -1, &nl);
-                b.len = 0;
+                b.len = start;
                 sg_buf_append(&b, nk, nl);
                 lua_pop(L, 1);
-            }
-            if (s->dry_run) {
-                if (b.len != v->argvlen[ai] || memcmp(b.data, v->argv[ai], b.len) != 0)
-                    dry(p, s, "rewrite key %.*s to %.*s", (int)v->argvlen[ai], v->argv[ai], (int)b.len,
-                        b.data);
-            } else if ((rc = replace_arg(d, ai, b.data ? b.data : "", b.len)) != SG_OK) {
-                sg_buf_free(&b);
-                goto done;
+                if (b.oom) rc = SG_ENOMEM;
             }
         }
+        off[nkeys] = b.len;
+        if (rc == SG_OK && !d->deny) {
+            if (!s->dry_run && (rc = own_argv(d, v)) == SG_OK) view_of(d, v);
+            for (j = 0; j < nkeys && rc == SG_OK; j++) {
+                int ai = keyidx[j];
+                const char *nk = b.data + off[j];
+                size_t nl = off[j + 1] - off[j];
+                if (s->dry_run) {
+                    if (nl != v->argvlen[ai] || memcmp(nk, v->argv[ai], nl) != 0)
+                        dry(p, s, "rewrite key %.*s to %.*s", (int)v->argvlen[ai], v->argv[ai],
+                            (int)nl, nk);
+                } else {
+                    rc = replace_arg(d, ai, nk, nl);
+                }
+            }
+            if (rc == SG_OK && !s->dry_run) p->st.rewritten++;
+        }
+        if (off != small_off) sg_free(off);
         sg_buf_free(&b);
-        if (!s->dry_run) p->st.rewritten++;
     }
 done:
+    p->cur = NULL; /* a ctx kept past its command reads nil */
     lua_settop(L, base);
     if (keyidx != keyidx_small) sg_free(keyidx);
     return rc;

@@ -268,6 +268,22 @@ static void test_chain(void) {
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }
 
+/* A ctx read after its command is over gives nil, not the next command's. */
+static void test_stale_ctx(void) {
+    sg_policy *p = sg_policy_new();
+    CHECK_INT(sg_policy_load_string(p, "stash.lua",
+                                    "local saved\n"
+                                    "return {on_command = function(ctx)\n"
+                                    "  if saved then return {deny = tostring(saved.user) .. ',' ..\n"
+                                    "    tostring(saved.keys) .. ',' .. ctx.keys[1]} end\n"
+                                    "  saved = ctx\n"
+                                    "end}"),
+              SG_OK);
+    expect_explain(p, "alice", "GET first", "command: GET first", "stash");
+    expect_explain(p, "bob", "GET second", "deny: NOPERM nil,nil,second", "stale ctx");
+    sg_policy_free(p);
+}
+
 static void test_glob(void);
 
 int main(void) {
@@ -275,6 +291,7 @@ int main(void) {
     RUN(test_load_errors);
     RUN(test_endless_hook);
     RUN(test_chain);
+    RUN(test_stale_ctx);
     RUN(test_glob);
     return test_report();
 }

@@ -115,8 +115,9 @@ describe("slotgate.policy", function()
     assert(p:load_string("r.lua", "return {on_command = function(ctx) return {read = ctx.keys[1]} end}"))
     assert.equal("command: GET any\nread: any", p:explain(nil, "GET", "any"))
     assert.equal("command: GET prefer-replica\nread: prefer-replica", p:explain(nil, "GET", "prefer-replica"))
-    assert.equal('deny: ERR policy r: on_command failed: on_command returned read = prefer_replica; '
-                 .. 'expected "master", "prefer-replica", "replica" or "any"', p:explain(nil, "GET", "prefer_replica"))
+    assert.equal("command: GET prefer_replica\nread: prefer-replica", p:explain(nil, "GET", "prefer_replica"))
+    assert.equal('deny: ERR policy r: on_command failed: on_command returned read = slave; '
+                 .. 'expected "master", "prefer-replica", "replica" or "any"', p:explain(nil, "GET", "slave"))
     assert.equal(1, p:stats().hook_errors)
   end)
 
