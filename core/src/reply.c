@@ -3,6 +3,7 @@
  * sg_reply objects (with sg_malloc, so allocation failures are testable), the
  * constructors the router uses to merge replies, and sg_reply_free.
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "engine.h"
@@ -13,13 +14,13 @@ sg_reply *sg_reply_new(int type) {
     return r;
 }
 
+/* A string reply and its bytes in one block: str points just past it. */
 sg_reply *sg_reply_new_str(int type, const char *s, size_t len) {
-    sg_reply *r = sg_reply_new(type);
-    if (r == NULL) return NULL;
-    if ((r->str = sg_malloc(len + 1)) == NULL) {
-        sg_free(r);
-        return NULL;
-    }
+    sg_reply *r;
+    if (len > SIZE_MAX - sizeof *r - 1 || (r = sg_malloc(sizeof *r + len + 1)) == NULL) return NULL;
+    memset(r, 0, sizeof *r);
+    r->type = type;
+    r->str = (char *)(r + 1);
     memcpy(r->str, s, len);
     r->str[len] = '\0';
     r->len = len;
@@ -50,7 +51,7 @@ void sg_reply_free(sg_reply *r) {
         for (i = 0; i < r->elements; i++) sg_reply_free(r->element[i]);
         sg_free(r->element);
     }
-    sg_free(r->str);
+    if (r->str != (char *)(r + 1)) sg_free(r->str);
     sg_free(r);
 }
 
