@@ -43,14 +43,10 @@
  */
 #include <getopt.h>
 #include <hiredis/hiredis.h>
-#include <stdarg.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
 
-#include "slotgate.h"
+#define BENCH_NAME "bench_engine"
+#include "bench.h"
 
 #define MAX_NODES 16
 #define MAX_ROUNDS 100
@@ -69,20 +65,9 @@ typedef struct options {
     unsigned long long seed;
 } options;
 
-/* ---- the work: keys, values, operations ------------------------------------- */
-
-typedef struct op {
-    int set;          /* 1: SET key value, 0: GET key */
-    int key;          /* index into keys */
-    const char *val;  /* SET: points into the value pool */
-    size_t vlen;
-} op;
-
 typedef struct bench {
     options o;
-    /* keys */
-    char (*key)[32];
-    size_t *keylen;
+    keyset keys;        /* key i in slot i*16384/N */
     int *key_node;      /* direct side: index into ctx */
     /* operations, the same for both sides */
     op *ops;
@@ -98,32 +83,6 @@ typedef struct bench {
     sg_pipeline *pipe;
     uint64_t sg_before[MAX_NODES * 4];
 } bench;
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...) {
-    va_list ap;
-    fputs("bench_engine: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
-}
-
-/* xorshift64*: the same sequence for a seed on every machine. */
-static unsigned long long rng_state;
-static unsigned long long rng(void) {
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 2685821657736338717ULL;
-}
-
-static double now_s(clockid_t clk) {
-    struct timespec ts;
-    clock_gettime(clk, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ---- the direct side: slot map and connections ----------------------------- */
 
@@ -186,42 +145,25 @@ static void load_slot_map(bench *b) {
 
 /* ---- keys, values, operations ------------------------------------------------- */
 
-/* N keys, key i in slot i*16384/N (so every slot has one when N = 16384);
- * each key's slot asked of the server and checked against sg_keyslot(). */
+/* N keys, key i in slot i*16384/N (keyset_spread); each key's slot asked of
+ * the server and checked against sg_keyslot(). */
 static void make_keys(bench *b) {
-    int n = b->o.keys, i, filled = 0, bad = 0;
-    int *want = malloc(16384 * sizeof *want);
-    unsigned long c;
+    int n = b->o.keys, i, bad = 0;
     redisContext *ctx = b->ctx[0];
-    b->key = calloc((size_t)n, sizeof *b->key);
-    b->keylen = calloc((size_t)n, sizeof *b->keylen);
-    b->key_node = calloc((size_t)n, sizeof *b->key_node);
-    if (!want || !b->key || !b->keylen || !b->key_node) die("out of memory");
-    for (i = 0; i < 16384; i++) want[i] = -1;
-    for (i = 0; i < n; i++) want[(int)((long long)i * 16384 / n)] = i;
-    for (c = 0; filled < n && c < 100000000UL; c++) {
-        char k[32];
-        int len = snprintf(k, sizeof k, "sgbench:%lu", c);
-        unsigned slot = sg_keyslot(k, (size_t)len);
-        if (want[slot] < 0) continue;
-        memcpy(b->key[want[slot]], k, (size_t)len + 1);
-        b->keylen[want[slot]] = (size_t)len;
-        want[slot] = -1;
-        filled++;
-    }
-    if (filled != n) die("could not make %d keys", n);
-    free(want);
+    const keyset *ks = &b->keys;
+    keyset_spread(&b->keys, n, "sgbench:");
+    if ((b->key_node = calloc((size_t)n, sizeof *b->key_node)) == NULL) die("out of memory");
     /* the server's word for each key's slot, pipelined */
     for (i = 0; i < n; i++) {
-        const char *argv[] = {"CLUSTER", "KEYSLOT", b->key[i]};
-        size_t lens[] = {7, 7, b->keylen[i]};
+        const char *argv[] = {"CLUSTER", "KEYSLOT", ks->name[i]};
+        size_t lens[] = {7, 7, ks->len[i]};
         redisAppendCommandArgv(ctx, 3, argv, lens);
     }
     for (i = 0; i < n; i++) {
         redisReply *r;
         if (redisGetReply(ctx, (void **)&r) != REDIS_OK || r->type != REDIS_REPLY_INTEGER)
             die("CLUSTER KEYSLOT failed: %s", ctx->errstr);
-        if ((unsigned)r->integer != sg_keyslot(b->key[i], b->keylen[i])) bad++;
+        if ((unsigned)r->integer != sg_keyslot(ks->name[i], ks->len[i])) bad++;
         b->key_node[i] = b->slot_node[r->integer];
         freeReplyObject(r);
     }
@@ -229,60 +171,28 @@ static void make_keys(bench *b) {
 }
 
 static void make_ops(bench *b) {
-    long i, need = 0;
-    size_t poolsz = 1 << 16, k;
+    long need = 0;
     if (b->o.do_blocking) need = b->o.blocking_ops;
     if (b->o.do_pipeline && b->o.batches * b->o.batch > need) need = b->o.batches * b->o.batch;
     if (need < b->o.keys) need = b->o.keys; /* the populating pass uses one per key */
     b->nops = need;
-    b->ops = calloc((size_t)need, sizeof *b->ops);
-    b->pool = malloc(poolsz + 128);
-    if (!b->ops || !b->pool) die("out of memory");
-    for (k = 0; k < poolsz + 128; k++) b->pool[k] = (char)('!' + rng() % 94);
-    for (i = 0; i < need; i++) {
-        op *o = &b->ops[i];
-        o->set = (int)(rng() & 1);
-        o->key = (int)(rng() % (unsigned long long)b->o.keys);
-        o->vlen = 16 + (size_t)(rng() % 85); /* 16..100 */
-        o->val = b->pool + rng() % poolsz;
-    }
-}
-
-/* argv of an operation. */
-static int op_argv(const bench *b, const op *o, const char **argv, size_t *lens) {
-    argv[1] = b->key[o->key];
-    lens[1] = b->keylen[o->key];
-    if (o->set) {
-        argv[0] = "SET", lens[0] = 3;
-        argv[2] = o->val, lens[2] = o->vlen;
-        return 3;
-    }
-    argv[0] = "GET", lens[0] = 3;
-    return 2;
+    b->ops = random_ops(need, b->o.keys, &b->pool);
 }
 
 /* ---- checks on replies -------------------------------------------------------- */
 
-static long bad_replies;
-
-static void check_direct(const op *o, const redisReply *r, const redisContext *ctx) {
+/* Checks hiredis's reply r to o (as check_sg_reply does slotgate's) and frees it. */
+static void check_direct(const op *o, redisReply *r, const redisContext *ctx) {
     if (r == NULL) die("hiredis: %s", ctx->errstr);
     if (o->set ? r->type != REDIS_REPLY_STATUS || strcmp(r->str, "OK") != 0
-               : r->type != REDIS_REPLY_STRING) {
-        if (bad_replies++ < 5)
-            fprintf(stderr, "bench_engine: direct %s: unexpected reply type %d %s\n",
-                    o->set ? "SET" : "GET", r->type, r->str ? r->str : "");
-    }
+               : r->type != REDIS_REPLY_STRING)
+        bad_reply("direct ", o, r->type, r->str);
+    freeReplyObject(r);
 }
 
 static void check_sg(const op *o, const sg_reply *r, int status, const char *msg) {
     if (r == NULL) die("slotgate: %s: %s", sg_errname(status), msg ? msg : "");
-    if (o->set ? r->type != SG_REPLY_STATUS || strcmp(r->str, "OK") != 0
-               : r->type != SG_REPLY_STRING) {
-        if (bad_replies++ < 5)
-            fprintf(stderr, "bench_engine: slotgate %s: unexpected reply type %d %s\n",
-                    o->set ? "SET" : "GET", r->type, r->str ? r->str : "");
-    }
+    check_sg_reply("slotgate ", o, r);
 }
 
 /* ---- the four runners: ops [from, from+n) ------------------------------------- */
@@ -294,10 +204,8 @@ static void blocking_direct(bench *b, long from, long n) {
     for (i = from; i < from + n; i++) {
         const op *o = &b->ops[i % b->nops];
         redisContext *ctx = b->ctx[b->key_node[o->key]];
-        int argc = op_argv(b, o, argv, lens);
-        redisReply *r = redisCommandArgv(ctx, argc, argv, lens);
-        check_direct(o, r, ctx);
-        freeReplyObject(r);
+        int argc = op_argv(o, &b->keys, argv, lens);
+        check_direct(o, redisCommandArgv(ctx, argc, argv, lens), ctx);
     }
 }
 
@@ -307,7 +215,7 @@ static void blocking_sg(bench *b, long from, long n) {
     long i;
     for (i = from; i < from + n; i++) {
         const op *o = &b->ops[i % b->nops];
-        int argc = op_argv(b, o, argv, lens);
+        int argc = op_argv(o, &b->keys, argv, lens);
         sg_reply *r = sg_client_call_argv(b->client, argc, argv, lens);
         check_sg(o, r, sg_errcode(b->client), sg_errmsg(b->client));
         sg_reply_free(r);
@@ -325,7 +233,7 @@ static void pipeline_direct(bench *b, long from, long nbatches) {
         for (i = 0; i < batch; i++) {
             const op *o = &b->ops[(first + i) % b->nops];
             int node = b->key_node[o->key];
-            int argc = op_argv(b, o, argv, lens);
+            int argc = op_argv(o, &b->keys, argv, lens);
             if (redisAppendCommandArgv(b->ctx[node], argc, argv, lens) != REDIS_OK)
                 die("hiredis append: %s", b->ctx[node]->errstr);
             used[node] = 1;
@@ -344,7 +252,6 @@ static void pipeline_direct(bench *b, long from, long nbatches) {
             redisReply *r = NULL;
             if (redisGetReply(ctx, (void **)&r) != REDIS_OK) r = NULL;
             check_direct(o, r, ctx);
-            freeReplyObject(r);
         }
     }
 }
@@ -358,7 +265,7 @@ static void pipeline_sg(bench *b, long from, long nbatches) {
         long first = from + k * batch;
         for (i = 0; i < batch; i++) {
             const op *o = &b->ops[(first + i) % b->nops];
-            int argc = op_argv(b, o, argv, lens);
+            int argc = op_argv(o, &b->keys, argv, lens);
             if (sg_pipeline_append_argv(b->pipe, argc, argv, lens) != SG_OK)
                 die("sg_pipeline_append_argv: %s", sg_errmsg(b->client));
         }
@@ -378,32 +285,10 @@ static void pipeline_sg(bench *b, long from, long nbatches) {
 
 typedef void (*runner)(bench *b, long from, long n);
 
-typedef struct sample {
-    double ops_s;   /* wall-clock ops/sec */
-    double cpu_us;  /* process CPU µs per op */
-} sample;
-
 static sample timed(bench *b, runner fn, long from, long n, long ops) {
-    double w0 = now_s(CLOCK_MONOTONIC), c0 = now_s(CLOCK_PROCESS_CPUTIME_ID), w, c;
-    sample s;
+    stopwatch sw = stopwatch_start();
     fn(b, from, n);
-    w = now_s(CLOCK_MONOTONIC) - w0;
-    c = now_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
-    s.ops_s = (double)ops / w;
-    s.cpu_us = c * 1e6 / (double)ops;
-    return s;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(const double *v, int n) {
-    double tmp[MAX_ROUNDS];
-    memcpy(tmp, v, (size_t)n * sizeof *v);
-    qsort(tmp, (size_t)n, sizeof *tmp, cmp_double);
-    return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
+    return stopwatch_sample(&sw, ops);
 }
 
 /* Rounds of one workload; n is per side per round (ops, or batches), ops
@@ -510,16 +395,6 @@ static void usage(void) {
     exit(2);
 }
 
-static long arg_long(const char *s, long lo, long hi, const char *what) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi) {
-        fprintf(stderr, "bench_engine: %s: \"%s\" is not an integer in %ld..%ld\n", what, s, lo, hi);
-        exit(2);
-    }
-    return v;
-}
-
 int main(int argc, char **argv) {
     static const struct option longopts[] = {
         {"addrs", required_argument, NULL, 'a'},        {"keys", required_argument, NULL, 'k'},
@@ -529,12 +404,9 @@ int main(int argc, char **argv) {
         {"side", required_argument, NULL, 'S'},         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     bench *b = calloc(1, sizeof *b);
-    char addrs_env[1024];
-    const char *env[3];
     sg_config *cfg;
     int ch, rc, i, fail;
     if (b == NULL) die("out of memory");
-    b->o.addrs = getenv("SG_TEST_CLUSTER");
     b->o.keys = 16384;
     b->o.rounds = 7;
     b->o.blocking_ops = 4000;
@@ -565,9 +437,8 @@ int main(int argc, char **argv) {
         }
     }
     if (optind != argc) usage();
-    if (b->o.addrs == NULL || b->o.addrs[0] == '\0')
-        die("no cluster: give --addrs or set SG_TEST_CLUSTER (from the harness's servers.env)");
-    rng_state = b->o.seed * 0x9E3779B97F4A7C15ULL + 1;
+    b->o.addrs = cluster_addrs(b->o.addrs);
+    rng_seed(b->o.seed);
 
     /* direct side */
     load_slot_map(b);
@@ -575,13 +446,7 @@ int main(int argc, char **argv) {
     make_ops(b);
 
     /* slotgate side: settings from an env array, as a Tyk gateway would give them */
-    snprintf(addrs_env, sizeof addrs_env, "TYK_GW_STORAGE_ADDRS=%s", b->o.addrs);
-    env[0] = "TYK_GW_STORAGE_ENABLECLUSTER=true";
-    env[1] = addrs_env;
-    env[2] = NULL;
-    if ((cfg = sg_config_new()) == NULL) die("out of memory");
-    if ((rc = sg_config_load(cfg, NULL, SG_SHAPE_GATEWAY, env)) != SG_OK)
-        die("sg_config_load: %s", sg_errmsg(cfg));
+    cfg = cluster_config(b->o.addrs);
     b->client = sg_client_new(cfg, NULL, NULL);
     sg_config_free(cfg);
     if (b->client == NULL) die("sg_client_new: out of memory");
@@ -608,7 +473,7 @@ int main(int argc, char **argv) {
             op o = b->ops[i];
             redisContext *ctx = b->ctx[b->key_node[i]];
             o.set = 1, o.key = i;
-            op_argv(b, &o, av, lens);
+            op_argv(&o, &b->keys, av, lens);
             redisAppendCommandArgv(ctx, 3, av, lens);
         }
         for (i = 0; i < b->o.keys; i++) {
@@ -634,11 +499,10 @@ int main(int argc, char **argv) {
     sg_pipeline_free(b->pipe);
     sg_client_free(b->client);
     for (i = 0; i < b->nnodes; i++) redisFree(b->ctx[i]);
+    keyset_free(&b->keys);
+    free(b->key_node);
     free(b->ops);
     free(b->pool);
-    free(b->key);
-    free(b->keylen);
-    free(b->key_node);
     free(b);
     return fail;
 }

@@ -37,14 +37,9 @@
  * Exit status: 0, 1 on a failed check or error, 2 on bad usage.
  */
 #include <getopt.h>
-#include <stdarg.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
 
-#include "slotgate.h"
+#define BENCH_NAME "bench_policy"
+#include "bench.h"
 
 #define MAX_ROUNDS 200
 #define NVARIANTS 4
@@ -57,21 +52,13 @@ static const char *const prefix_script = "return {name = 'prefix', prefix = '" P
 static const char *const hook_script =
     "return {name = 'hook', rewrite_key = function(k) return '" PREFIX "' .. k end}";
 
-typedef struct op {
-    int set;         /* 1: SET key value, 0: GET key */
-    int key;
-    const char *val; /* SET: into the value pool */
-    size_t vlen;
-} op;
-
 typedef struct bench {
     const char *addrs;
     int keys, rounds, only;
     long nops_round;
     unsigned long long seed;
-    char (*key)[32];      /* KEY */
-    char (*pkey)[32];     /* p:KEY */
-    size_t *keylen, *pkeylen;
+    keyset key;           /* KEY */
+    keyset pkey;          /* p:KEY, key i in slot i*16384/N */
     op *ops;
     long nops;
     char *pool;
@@ -80,89 +67,27 @@ typedef struct bench {
     sg_policy *policy[NVARIANTS];
 } bench;
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...) {
-    va_list ap;
-    fputs("bench_policy: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
-}
-
-/* xorshift64*: the same sequence for a seed on every machine. */
-static unsigned long long rng_state;
-static unsigned long long rng(void) {
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 2685821657736338717ULL;
-}
-
-static double now_s(clockid_t clk) {
-    struct timespec ts;
-    clock_gettime(clk, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* N keys, the prefixed key of key i in slot i*16384/N: every variant's
  * commands spread over all the masters the same way. */
 static void make_keys(bench *b) {
-    int n = b->keys, i, filled = 0;
-    int *want = malloc(16384 * sizeof *want);
-    unsigned long c;
-    b->key = calloc((size_t)n, sizeof *b->key);
-    b->pkey = calloc((size_t)n, sizeof *b->pkey);
-    b->keylen = calloc((size_t)n, sizeof *b->keylen);
-    b->pkeylen = calloc((size_t)n, sizeof *b->pkeylen);
-    if (!want || !b->key || !b->pkey || !b->keylen || !b->pkeylen) die("out of memory");
-    for (i = 0; i < 16384; i++) want[i] = -1;
-    for (i = 0; i < n; i++) want[(int)((long long)i * 16384 / n)] = i;
-    for (c = 0; filled < n && c < 100000000UL; c++) {
-        char k[32];
-        int len = snprintf(k, sizeof k, PREFIX "sgpol:%lu", c);
-        unsigned slot = sg_keyslot(k, (size_t)len);
-        int at = want[slot];
-        if (at < 0) continue;
-        memcpy(b->pkey[at], k, (size_t)len + 1);
-        b->pkeylen[at] = (size_t)len;
-        memcpy(b->key[at], k + strlen(PREFIX), (size_t)len - strlen(PREFIX) + 1);
-        b->keylen[at] = (size_t)len - strlen(PREFIX);
-        want[slot] = -1;
-        filled++;
+    size_t skip = strlen(PREFIX);
+    int i;
+    keyset_spread(&b->pkey, b->keys, PREFIX "sgpol:");
+    keyset_alloc(&b->key, b->keys);
+    for (i = 0; i < b->keys; i++) {
+        memcpy(b->key.name[i], b->pkey.name[i] + skip, b->pkey.len[i] - skip + 1);
+        b->key.len[i] = b->pkey.len[i] - skip;
     }
-    if (filled != n) die("could not make %d keys", n);
-    free(want);
 }
 
 static void make_ops(bench *b) {
-    long i;
-    size_t poolsz = 1 << 16, k;
     b->nops = b->nops_round * (b->rounds + 1);
-    b->ops = calloc((size_t)b->nops, sizeof *b->ops);
-    b->pool = malloc(poolsz + 128);
-    if (!b->ops || !b->pool) die("out of memory");
-    for (k = 0; k < poolsz + 128; k++) b->pool[k] = (char)('!' + rng() % 94);
-    for (i = 0; i < b->nops; i++) {
-        op *o = &b->ops[i];
-        o->set = (int)(rng() & 1);
-        o->key = (int)(rng() % (unsigned long long)b->keys);
-        o->vlen = 16 + (size_t)(rng() % 85); /* 16..100 */
-        o->val = b->pool + rng() % poolsz;
-    }
+    b->ops = random_ops(b->nops, b->keys, &b->pool);
 }
-
-static long bad_replies;
 
 static void check(const op *o, const sg_reply *r, const void *handle) {
     if (r == NULL) die("%s: %s", sg_errname(sg_errcode(handle)), sg_errmsg(handle));
-    if (o->set ? r->type != SG_REPLY_STATUS || strcmp(r->str, "OK") != 0
-               : r->type != SG_REPLY_STRING) {
-        if (bad_replies++ < 5)
-            fprintf(stderr, "bench_policy: %s: unexpected reply type %d %s\n", o->set ? "SET" : "GET",
-                    r->type, r->str ? r->str : "");
-    }
+    check_sg_reply("", o, r);
 }
 
 /* Operations [from, from+n) as variant v: the runner a profiler looks at. */
@@ -170,16 +95,13 @@ static void run_ops(bench *b, int v, long from, long n) {
     const char *argv[3];
     size_t lens[3];
     long i;
-    int prefixed = v == V_NONE || v == V_CLIENT; /* the program adds "p:" itself */
+    /* none and client: the program adds "p:" itself */
+    const keyset *ks = v == V_NONE || v == V_CLIENT ? &b->pkey : &b->key;
     static const sg_request_ctx ctx = {"bench", "bench_policy", "127.0.0.1:0"};
     for (i = from; i < from + n; i++) {
         const op *o = &b->ops[i % b->nops];
-        int argc = o->set ? 3 : 2;
+        int argc = op_argv(o, ks, argv, lens);
         sg_reply *r;
-        argv[0] = o->set ? "SET" : "GET", lens[0] = 3;
-        argv[1] = prefixed ? b->pkey[o->key] : b->key[o->key];
-        lens[1] = prefixed ? b->pkeylen[o->key] : b->keylen[o->key];
-        argv[2] = o->val, lens[2] = o->vlen;
         if (v == V_CLIENT) {
             r = sg_client_call_argv(b->client, argc, argv, lens);
             check(o, r, b->client);
@@ -191,32 +113,12 @@ static void run_ops(bench *b, int v, long from, long n) {
     }
 }
 
-typedef struct sample {
-    double ops_s, cpu_us;
-} sample;
-
 static sample timed(bench *b, int v, long from, long n) {
-    double w0, c0;
-    sample s;
+    stopwatch sw;
     sg_gateway_set_policy(b->gw, b->policy[v]);
-    w0 = now_s(CLOCK_MONOTONIC);
-    c0 = now_s(CLOCK_PROCESS_CPUTIME_ID);
+    sw = stopwatch_start();
     run_ops(b, v, from, n);
-    s.cpu_us = (now_s(CLOCK_PROCESS_CPUTIME_ID) - c0) * 1e6 / (double)n;
-    s.ops_s = (double)n / (now_s(CLOCK_MONOTONIC) - w0);
-    return s;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(const double *v, int n) {
-    double tmp[MAX_ROUNDS];
-    memcpy(tmp, v, (size_t)n * sizeof *v);
-    qsort(tmp, (size_t)n, sizeof *tmp, cmp_double);
-    return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
+    return stopwatch_sample(&sw, n);
 }
 
 static void rounds(bench *b) {
@@ -273,16 +175,6 @@ static void usage(void) {
     exit(2);
 }
 
-static long arg_long(const char *s, long lo, long hi, const char *what) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi) {
-        fprintf(stderr, "bench_policy: %s: \"%s\" is not an integer in %ld..%ld\n", what, s, lo, hi);
-        exit(2);
-    }
-    return v;
-}
-
 static sg_policy *policy_of(const char *name, const char *code) {
     sg_policy *p = sg_policy_new();
     if (p == NULL) die("out of memory");
@@ -297,13 +189,10 @@ int main(int argc, char **argv) {
         {"seed", required_argument, NULL, 's'},  {"only", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
     bench *b = calloc(1, sizeof *b);
-    char addrs_env[1024];
-    const char *env[3];
     sg_config *cfg;
     sg_policy_stats st;
     int ch, i, v, fail = 0;
     if (b == NULL) die("out of memory");
-    b->addrs = getenv("SG_TEST_CLUSTER");
     b->keys = 16384;
     b->rounds = 25;
     b->nops_round = 1000;
@@ -325,19 +214,13 @@ int main(int argc, char **argv) {
         }
     }
     if (optind != argc) usage();
-    if (b->addrs == NULL || b->addrs[0] == '\0')
-        die("no cluster: give --addrs or set SG_TEST_CLUSTER (from the harness's servers.env)");
-    rng_state = b->seed * 0x9E3779B97F4A7C15ULL + 1;
+    b->addrs = cluster_addrs(b->addrs);
+    rng_seed(b->seed);
     make_keys(b);
     make_ops(b);
 
     /* the gateway: settings from an env array, as a Tyk gateway would give them */
-    snprintf(addrs_env, sizeof addrs_env, "TYK_GW_STORAGE_ADDRS=%s", b->addrs);
-    env[0] = "TYK_GW_STORAGE_ENABLECLUSTER=true";
-    env[1] = addrs_env;
-    env[2] = NULL;
-    if ((cfg = sg_config_new()) == NULL) die("out of memory");
-    if (sg_config_load(cfg, NULL, SG_SHAPE_GATEWAY, env) != SG_OK) die("sg_config_load: %s", sg_errmsg(cfg));
+    cfg = cluster_config(b->addrs);
     b->gw = sg_gateway_new(cfg, NULL);
     sg_config_free(cfg);
     if (b->gw == NULL) die("out of memory");
@@ -363,8 +246,8 @@ int main(int argc, char **argv) {
         sg_pipeline *p = sg_pipeline_new(b->client);
         if (p == NULL) die("out of memory");
         for (i = 0; i < b->keys; i++) {
-            const char *av[3] = {"SET", b->pkey[i], "x"};
-            size_t lens[3] = {3, b->pkeylen[i], 1};
+            const char *av[3] = {"SET", b->pkey.name[i], "x"};
+            size_t lens[3] = {3, b->pkey.len[i], 1};
             sg_pipeline_append_argv(p, 3, av, lens);
         }
         if (sg_pipeline_exec(p) != SG_OK) die("populating: %s", sg_errmsg(b->client));
@@ -398,12 +281,10 @@ int main(int argc, char **argv) {
 
     sg_gateway_free(b->gw);
     for (v = 0; v < NVARIANTS; v++) sg_policy_free(b->policy[v]);
+    keyset_free(&b->key);
+    keyset_free(&b->pkey);
     free(b->ops);
     free(b->pool);
-    free(b->key);
-    free(b->pkey);
-    free(b->keylen);
-    free(b->pkeylen);
     free(b);
     return fail;
 }

@@ -1,0 +1,163 @@
+# common.sh — what bench/engine.sh and bench/policy.sh share: the options
+# both take, building a benchmark program against the built library, the test
+# harness's servers (on a port base of the benchmark's own, always stopped on
+# the way out), the K timed runs and the medians over them.
+#
+# Sourced (not run) by a script, after its `set -euo pipefail`; the script's
+# header comment, from line 2 to `set -e`, is its usage text. Sourcing sets
+#   PROG     the script's name, for messages
+#   HERE     bench/;  ROOT, the source tree;  HARNESS, tests/harness/servers.sh
+#   BUILD    $SG_BUILD_DIR, default build/ in the source tree;  CC, default cc
+#   T0       the start, for the time budget and the total
+#   RUNS, ROUNDS, BUDGET, CLUSTER, EXTRA   the options' values (the script sets
+#            the defaults of ROUNDS and BUDGET)
+# The functions below set BIN (build_bench), STATE and OUT (start_servers and
+# run_bench: the EXIT trap removes them) and DONE_RUNS (run_bench).
+# shellcheck shell=bash
+
+PROG=${0##*/}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+BUILD=${SG_BUILD_DIR:-$ROOT/build}
+CC=${CC:-cc}
+HARNESS=$ROOT/tests/harness/servers.sh
+T0=$SECONDS
+
+RUNS=5
+ROUNDS=
+BUDGET=
+CLUSTER=
+EXTRA=()
+STATE=
+OUT=
+DONE_RUNS=0
+
+say() { printf '%s: %s\n' "$PROG" "$*"; }
+die() { printf '%s: %s\n' "$PROG" "$*" >&2; exit 1; }
+usage() { sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit "${1:-2}"; }
+posint() { [[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1 wants a positive integer, not \"$2\""; }
+# posint_option OPTION VALUE [...]: the usage text (status 2) when VALUE is
+# missing, an error (status 1) when it is not a positive integer.
+posint_option() { (($# >= 2)) || usage; posint "$1" "$2"; }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# parse_options ARGS...: the options every benchmark takes (-k, --rounds,
+# --budget, --cluster, -h, -- ARGS); any other word goes to the script's
+# script_option ARGS..., which sets TOOK to how many words it used, or fails
+# when it does not know the option (then: the usage text, status 2).
+parse_options() {
+    local TOOK
+    while (($#)); do
+        case $1 in
+        -k | --runs) posint_option "$@"; RUNS=$2; shift 2 ;;
+        --rounds) posint_option "$@"; ROUNDS=$2; shift 2 ;;
+        --budget) posint_option "$@"; BUDGET=$2; shift 2 ;;
+        --cluster) (($# >= 2)) || usage; CLUSTER=$2; shift 2 ;;
+        -h | --help) usage 0 ;;
+        --) shift; EXTRA+=("$@"); break ;;
+        *) script_option "$@" || usage; shift "$TOOK" ;;
+        esac
+    done
+}
+
+# build_bench NAME [PKG...]: BIN=$BUILD/bench/NAME, built from bench/NAME.c
+# with $CC against libslotgate (and the pkg-config packages PKG) when it is
+# missing or older than its sources or the library; the library itself is
+# configured and built first when the build directory has none.
+build_bench() {
+    local name=$1 flags=
+    shift
+    if [[ ! -e $BUILD/libslotgate.so ]]; then
+        say "no $BUILD/libslotgate.so: building it (RelWithDebInfo)"
+        cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+        cmake --build "$BUILD" -j2 --target slotgate >/dev/null
+    fi
+    BIN=$BUILD/bench/$name
+    if [[ ! -x $BIN || $HERE/$name.c -nt $BIN || $HERE/bench.h -nt $BIN ||
+        $ROOT/core/include/slotgate.h -nt $BIN || $BUILD/libslotgate.so -nt $BIN ]]; then
+        mkdir -p "$BUILD/bench"
+        if (($#)); then flags=$(pkg-config --cflags --libs "$@") || die "pkg-config: no $*"; fi
+        # shellcheck disable=SC2086 # pkg-config's words are meant to split
+        "$CC" -O2 -g -Wall -Wextra -I"$ROOT/core/include" "$HERE/$name.c" -o "$BIN" \
+            -L"$BUILD" -lslotgate -Wl,-rpath,"$BUILD" $flags || die "cannot build $BIN"
+    fi
+}
+
+# shellcheck disable=SC2317 # run by the EXIT trap
+cleanup() {
+    local rc=$?
+    [[ -z $OUT ]] || rm -f "$OUT"
+    if [[ -n $STATE ]]; then
+        if "$HARNESS" stop "$STATE" >>"$STATE/harness.log" 2>&1; then
+            rm -rf "$STATE"
+        else
+            say "stopping the servers failed: see $STATE/harness.log"
+        fi
+    fi
+    exit "$rc"
+}
+
+# start_servers PORT_BASE STEM: sets the traps that stop the servers (and
+# remove OUT) on the way out, however it comes; then, unless --cluster named
+# one, starts the harness's servers with SG_TEST_PORT_BASE from
+# $SG_BENCH_PORT_BASE, default PORT_BASE, and a state directory
+# /tmp/STEM.XXXXXX, and sets CLUSTER to its 6-node cluster.
+start_servers() {
+    local base=${SG_BENCH_PORT_BASE:-$1} stem=$2
+    trap cleanup EXIT
+    trap 'say interrupted; exit 130' INT
+    trap 'say terminated; exit 143' TERM
+    [[ -z $CLUSTER ]] || return 0
+    STATE=$(mktemp -d "/tmp/$stem.XXXXXX")
+    say "starting the servers (port base $base, state $STATE)"
+    if ! SG_TEST_PORT_BASE=$base "$HARNESS" start "$STATE" >"$STATE/harness.log" 2>&1; then
+        cat "$STATE/harness.log" >&2
+        die "the servers did not start"
+    fi
+    CLUSTER=$(sed -n 's/^SG_TEST_CLUSTER=//p' "$STATE/servers.env")
+    say "servers ready in $((SECONDS - T0)) s: $CLUSTER"
+}
+
+# Shows a run's output as it comes: all of it, or with SHOW_ROUNDS=0 all but
+# the per-round lines (they are in OUT either way).
+SHOW_ROUNDS=1
+show_run() { if ((SHOW_ROUNDS)); then cat; else grep -v '^round ' || true; fi; }
+
+# run_bench OUT_STEM TIMEOUT [ARGS...]: up to RUNS runs of BIN, each a new
+# process given --addrs CLUSTER --rounds ROUNDS ARGS --seed RUN EXTRA and at
+# most TIMEOUT seconds; no run starts that would likely end after BUDGET
+# seconds from T0 (the first always does). Their output goes to the terminal
+# and, whole, to OUT (/tmp/OUT_STEM.XXXXXX); DONE_RUNS counts the runs made.
+# A failed run is fatal.
+run_bench() {
+    local stem=$1 limit=$2 run t longest=0
+    shift 2
+    OUT=$(mktemp "/tmp/$stem.XXXXXX")
+    for ((run = 1; run <= RUNS; run++)); do
+        if ((run > 1 && SECONDS - T0 + longest > BUDGET)); then
+            say "time budget (${BUDGET} s) reached: stopping after $DONE_RUNS runs"
+            break
+        fi
+        echo "---- run $run/$RUNS"
+        t=$SECONDS
+        timeout "$limit" "$BIN" --addrs "$CLUSTER" --rounds "$ROUNDS" "$@" --seed "$run" "${EXTRA[@]}" |
+            tee -a "$OUT" | show_run || die "run $run failed (status ${PIPESTATUS[0]})"
+        DONE_RUNS=$run
+        if ((SECONDS - t > longest)); then longest=$((SECONDS - t)); fi
+    done
+}
+
+# field NAME KEY: the value of KEY= in OUT's lines "RESULT NAME ...", one per run.
+field() { awk -v w="$1" -v k="$2" '$1 == "RESULT" && $2 == w {
+    for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) print kv[2] } }' "$OUT"; }
+# median, min and max of numbers on stdin
+stats() { sort -g | awk '{ v[NR] = $1 } END {
+    if (NR == 0) { print "- - -"; exit }
+    m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+    print m, v[1], v[NR] }'; }
+
+# finish STATUS: the closing line (load average, total time), then exit STATUS.
+finish() {
+    say "load average now $(loadavg); total $((SECONDS - T0)) s"
+    exit "$1"
+}
