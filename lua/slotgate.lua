@@ -593,8 +593,11 @@ end
 local READ_POLICIES = { master = C.SG_READ_MASTER, prefer_replica = C.SG_READ_PREFER_REPLICA,
                         ["prefer-replica"] = C.SG_READ_PREFER_REPLICA, -- as policies spell it
                         replica = C.SG_READ_REPLICA, any = C.SG_READ_ANY }
-local READ_NAMES = {}
-for name, v in pairs(READ_POLICIES) do READ_NAMES[tonumber(v)] = name end
+-- the names reported back: one per policy, whatever the alias used
+local READ_NAMES = {
+  [tonumber(C.SG_READ_MASTER)] = "master", [tonumber(C.SG_READ_PREFER_REPLICA)] = "prefer_replica",
+  [tonumber(C.SG_READ_REPLICA)] = "replica", [tonumber(C.SG_READ_ANY)] = "any",
+}
 
 local client_box_t = ffi_typeof("struct sg_lua_client")
 local pipeline_box_t = ffi_typeof("struct sg_lua_pipeline")
