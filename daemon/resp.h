@@ -1,0 +1,118 @@
+/*
+ * resp.h — slotgated's reader of client requests: RESP2 as redis-server
+ * accepts it, multibulk ("*N\r\n$len\r\n...\r\n") and inline (words on a line,
+ * with redis's quoting), fed incrementally, pipelined, with limits.
+ *
+ * One sg_resp per client connection. The daemon puts the bytes it reads into
+ * the parser (sg_resp_feed, or sg_resp_space + sg_resp_commit to read straight
+ * into its buffer) and takes complete requests out with sg_resp_next until it
+ * says it needs more. A request cut off anywhere is "need more", never an
+ * error; parsing resumes where it stopped, it never re-reads a request from
+ * its start. Memory grows with the bytes that actually arrive, never with the
+ * sizes a client declares.
+ *
+ * Errors follow the core: functions return SG_OK (0) or a negative SG_E*
+ * code, and the parser is a handle, so sg_errcode(p) / sg_errmsg(p) give the
+ * last one. A protocol error (SG_EPROTO) is final: its message is the error
+ * reply redis-server sends in the same case, without the leading '-' and the
+ * CRLF ("ERR Protocol error: invalid bulk length"); the daemon sends it and
+ * closes the client, as redis does. SG_ENOMEM is not final: nothing was lost,
+ * and the same call may be tried again.
+ *
+ * Not thread-safe; each connection's parser belongs to one thread.
+ */
+#ifndef SG_RESP_H
+#define SG_RESP_H
+
+#include <stddef.h>
+
+typedef struct sg_resp sg_resp;
+
+/* Limits on what one client may send. A request over a limit is a protocol
+ * error (SG_EPROTO) with redis's text where redis has one. 0 in any field
+ * means its default. */
+typedef struct sg_resp_limits {
+    size_t max_args;    /* arguments in one request (the multibulk count):
+                           default 1024*1024, "invalid multibulk length";
+                           at most INT_MAX */
+    size_t max_bulk;    /* bytes in one bulk argument: default 512 MB
+                           (redis's proto-max-bulk-len), "invalid bulk length" */
+    size_t max_inline;  /* bytes of an inline request before its '\n':
+                           default 64 KB, "too big inline request" */
+    size_t max_request; /* bytes of one whole request, headers and CRLFs
+                           included: default 1 GB (redis's
+                           client-query-buffer-limit) */
+} sg_resp_limits;
+
+#define SG_RESP_DEFAULT_MAX_ARGS ((size_t)1024 * 1024)
+#define SG_RESP_DEFAULT_MAX_BULK ((size_t)512 * 1024 * 1024)
+#define SG_RESP_DEFAULT_MAX_INLINE ((size_t)64 * 1024)
+#define SG_RESP_DEFAULT_MAX_REQUEST ((size_t)1024 * 1024 * 1024)
+
+/* One complete request. Every pointer points into memory the parser owns and
+ * stays valid until the next call on the parser (sg_resp_next, _feed, _space,
+ * _commit, _shrink, _set_*, _free): copy what must outlive it. */
+typedef struct sg_resp_req {
+    int argc;                /* 1 or more: empty requests are skipped */
+    const char *const *argv; /* argc arguments, binary-safe, NOT
+                                NUL-terminated: use argvlen */
+    const size_t *argvlen;   /* their lengths in bytes */
+    const char *raw;         /* the request's bytes exactly as received, */
+    size_t rawlen;           /*   its final CRLF (or LF) included */
+    int is_inline;           /* 1: the inline form. Its raw bytes are a line
+                                with redis's quoting, not RESP: to forward it,
+                                encode argv as a multibulk instead */
+} sg_resp_req;
+
+/* Fills l with the defaults above. */
+void sg_resp_limits_default(sg_resp_limits *l);
+
+/* A new parser with the given limits (NULL: the defaults); it holds no buffer
+ * until bytes arrive. NULL when out of memory. Free with sg_resp_free. */
+sg_resp *sg_resp_new(const sg_resp_limits *limits);
+/* Frees the parser and everything it holds. NULL does nothing. */
+void sg_resp_free(sg_resp *p);
+
+/* Changes the limits (NULL: the defaults). They apply to what is parsed from
+ * now on, the current request included. */
+void sg_resp_set_limits(sg_resp *p, const sg_resp_limits *limits);
+
+/* Redis's limits before AUTH (on: 1): a count above 10 is "ERR Protocol
+ * error: unauthenticated multibulk length", a bulk above 16384 bytes
+ * "ERR Protocol error: unauthenticated bulk length". Off (0, the default)
+ * once the client has authenticated or when no password is configured. */
+void sg_resp_set_auth_required(sg_resp *p, int on);
+
+/* Appends len bytes the client sent (copied). SG_OK; SG_ENOMEM (the bytes
+ * were not taken: try again or drop the client); SG_EPROTO after a protocol
+ * error (the bytes are ignored). */
+int sg_resp_feed(sg_resp *p, const void *data, size_t len);
+
+/* To read straight into the parser's buffer: returns where to write at least
+ * want bytes and sets *avail to how many may be written there (>= want), or
+ * NULL (out of memory, or after a protocol error; sg_errcode says which). The
+ * pointer is valid until the next call; then sg_resp_commit(p, n) with the n
+ * bytes written (n <= *avail; 0 is fine). */
+char *sg_resp_space(sg_resp *p, size_t want, size_t *avail);
+void sg_resp_commit(sg_resp *p, size_t n);
+
+/* The next complete request: 1 and *req filled; 0 when more bytes are needed
+ * (a partial request stays buffered and parsing resumes where it stopped);
+ * SG_EPROTO (final: sg_errmsg(p) is the reply to send before closing) or
+ * SG_ENOMEM (nothing consumed; try again). Empty lines, "*0\r\n" and negative
+ * counts are skipped, as redis does. */
+int sg_resp_next(sg_resp *p, sg_resp_req *req);
+
+/* Bytes received and not yet returned as requests (a partial request
+ * included): what the daemon's per-client input limit is about. */
+size_t sg_resp_buffered(const sg_resp *p);
+
+/* Bytes of memory the parser holds (its buffer, argument arrays, scratch, and
+ * itself). */
+size_t sg_resp_memory(const sg_resp *p);
+
+/* Gives back memory the parser does not need: the whole buffer when nothing
+ * is buffered (for idle clients), and the argument arrays. */
+void sg_resp_shrink(sg_resp *p);
+
+#endif
