@@ -1,13 +1,18 @@
 /*
- * main.c — slotgated's command line: reads the settings and, with --check,
- * prints the effective settings (secrets masked, each with its source) or the
- * error, and exits.
+ * main.c — slotgated's command line: reads the storage settings (the core's)
+ * and the daemon's own (settings.c) and, with --check, prints the effective
+ * settings of both (secrets masked, each with its source) or the errors, and
+ * exits.
  */
 #include <getopt.h>
+#include <unistd.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "settings.h"
+#include "server.h"
 #include "slotgate.h"
 
 static void usage(FILE *out) {
@@ -25,12 +30,68 @@ static void usage(FILE *out) {
             "  -h, --help         this text\n"
             "\n"
             "Environment variables (TYK_GW_STORAGE_*, TYK_DB_*, TYK_PMP_*) override\n"
-            "the file field by field, as in Tyk. See the README.\n");
+            "the file field by field, as in Tyk. slotgated's own settings (listen,\n"
+            "threads, policy, requirepass, users, limits, metrics, log_level...) are\n"
+            "read from the file's \"slotgate\" object, then from SLOTGATE_* variables\n"
+            "(SLOTGATE_LISTEN=127.0.0.1:6380,unix:/run/slotgate.sock). See the README.\n");
 }
 
 static void log_stderr(int level, const char *msg, void *ud) {
     (void)ud;
     fprintf(stderr, "slotgated: %s: %s\n", sg_log_level_name(level), msg);
+}
+
+/* Drops to the configured user once every socket is bound. */
+static void on_ready(void *ud) {
+    const sg_daemon_settings *ds = ud;
+    if (ds->user[0] == '\0') return;
+    if (setgid(ds->gid) != 0 || setuid(ds->uid) != 0) {
+        fprintf(stderr, "slotgated: cannot become user %s: %s\n", ds->user, strerror(errno));
+        exit(1);
+    }
+    sg_log(SG_LOG_INFO, "running as user %s", ds->user);
+}
+
+/* Serves with the settings read; the exit status. */
+static int serve(const sg_config *cfg, sg_daemon_settings *ds) {
+    sg_serve_opts o;
+    const char **listen;
+    char err[SG_ERRMSG_MAX];
+    size_t i;
+    int rc;
+    /* what this build does not do yet is refused, not ignored */
+    if (ds->nusers > 0 || ds->metrics != NULL || ds->syslog) {
+        fprintf(stderr, "slotgated: %s is not supported by this build yet\n",
+                ds->nusers ? "\"users\" (SLOTGATE_USERS)"
+                : ds->metrics ? "\"metrics\" (SLOTGATE_METRICS)"
+                              : "\"syslog\" (SLOTGATE_SYSLOG)");
+        return 1;
+    }
+    sg_set_log(log_stderr, ds->log_level, NULL);
+    if (ds->client_idle_timeout || ds->client_output_limit != 67108864LL)
+        sg_log(SG_LOG_WARN, "client_idle_timeout and client_output_limit are not enforced yet");
+    if ((listen = calloc(ds->nlisten, sizeof *listen)) == NULL) {
+        fprintf(stderr, "slotgated: out of memory\n");
+        return 1;
+    }
+    for (i = 0; i < ds->nlisten; i++) listen[i] = ds->listen[i].text;
+    memset(&o, 0, sizeof o);
+    o.listen = listen;
+    o.nlisten = (int)ds->nlisten;
+    o.unix_mode = ds->unix_mode;
+    o.threads = (int)ds->threads;
+    o.policies = (const char *const *)ds->policy;
+    o.npolicies = (int)ds->npolicy;
+    o.requirepass = ds->requirepass;
+    o.max_clients = ds->max_clients;
+    o.max_request_bytes = ds->max_request_bytes;
+    o.shutdown_timeout = (int)ds->shutdown_timeout;
+    o.ready = on_ready;
+    o.ready_ud = ds;
+    rc = sg_serve(cfg, &o, err, sizeof err);
+    if (rc != 0) fprintf(stderr, "slotgated: %s\n", err);
+    free(listen);
+    return rc == 0 ? 0 : 1;
 }
 
 int main(int argc, char **argv) {
@@ -42,8 +103,9 @@ int main(int argc, char **argv) {
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     const char *path = NULL;
-    int shape = SG_SHAPE_AUTO, check = 0, c, rc;
+    int shape = SG_SHAPE_AUTO, check = 0, c, rc, dsrc = SG_EINVAL;
     sg_config *cfg;
+    sg_daemon_settings *ds;
 
     while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
         switch (c) {
@@ -71,34 +133,42 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    if (!check) {
-        fprintf(stderr,
-                "slotgated: this build reads and checks settings only; serving "
-                "clients is not built yet. Run with --check.\n");
-        return 2;
-    }
-
-    /* Warnings are part of the dump: log only errors here. */
+    /* Warnings are part of the dumps: with --check, log only errors. */
     sg_set_log(log_stderr, SG_LOG_ERROR, NULL);
-    if ((cfg = sg_config_new()) == NULL) {
+    cfg = sg_config_new();
+    ds = sg_daemon_settings_new();
+    if (cfg == NULL || ds == NULL) {
         fprintf(stderr, "slotgated: out of memory\n");
-        return 1;
-    }
-    rc = sg_config_load(cfg, path, shape, NULL);
-    if (rc != SG_OK) {
-        fprintf(stderr, "slotgated: %s\n", sg_errmsg(cfg));
         sg_config_free(cfg);
+        sg_daemon_settings_free(ds);
         return 1;
     }
-    {
-        const char *dump = sg_config_dump(cfg);
-        if (dump == NULL) {
-            fprintf(stderr, "slotgated: %s\n", sg_errmsg(cfg));
-            sg_config_free(cfg);
-            return 1;
+    /* Both are read, so one run names the first bad setting of each; a file
+     * that cannot be read or parsed is said once. */
+    rc = sg_config_load(cfg, path, shape, NULL);
+    if (rc != SG_OK) fprintf(stderr, "slotgated: %s\n", sg_errmsg(cfg));
+    if (rc != SG_EIO && rc != SG_EJSON && rc != SG_ENOMEM) {
+        dsrc = sg_daemon_settings_load(ds, path, NULL);
+        if (dsrc != SG_OK) fprintf(stderr, "slotgated: %s\n", sg_errmsg(ds));
+    }
+    if (rc == SG_OK && dsrc == SG_OK && !check) {
+        rc = serve(cfg, ds);
+        sg_config_free(cfg);
+        sg_daemon_settings_free(ds);
+        return rc;
+    }
+    if (rc == SG_OK && dsrc == SG_OK) {
+        const char *dump = sg_config_dump(cfg), *dsdump = NULL;
+        if (dump == NULL) fprintf(stderr, "slotgated: %s\n", sg_errmsg(cfg));
+        else if ((dsdump = sg_daemon_settings_dump(ds)) == NULL)
+            fprintf(stderr, "slotgated: %s\n", sg_errmsg(ds));
+        else {
+            fputs(dump, stdout);
+            fputs(dsdump, stdout);
         }
-        fputs(dump, stdout);
+        if (dsdump == NULL) rc = SG_ENOMEM;
     }
     sg_config_free(cfg);
-    return 0;
+    sg_daemon_settings_free(ds);
+    return rc == SG_OK && dsrc == SG_OK ? 0 : 1;
 }

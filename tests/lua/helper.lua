@@ -16,14 +16,14 @@ local function shell_quote(s)
 end
 helper.shell_quote = shell_quote
 
--- Runs argv (a table) with env (a table NAME=value) added and every TYK_*
--- variable of the caller's environment removed; returns exit code, stdout,
--- stderr.
+-- Runs argv (a table) with env (a table NAME=value) added and every TYK_* and
+-- SLOTGATE_* variable of the caller's environment removed; returns exit code,
+-- stdout, stderr.
 function helper.run(argv, env)
   local out, err = os.tmpname(), os.tmpname()
   local parts = { "env" }
   for name in io.popen("env"):read("*a"):gmatch("([%w_]+)=[^\n]*") do
-    if name:match("^TYK_") then parts[#parts + 1] = "-u " .. name end
+    if name:match("^TYK_") or name:match("^SLOTGATE_") then parts[#parts + 1] = "-u " .. name end
   end
   for k, v in pairs(env or {}) do parts[#parts + 1] = shell_quote(k .. "=" .. v) end
   for _, a in ipairs(argv) do parts[#parts + 1] = shell_quote(a) end

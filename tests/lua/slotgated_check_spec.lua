@@ -80,4 +80,116 @@ describe("slotgated --check", function()
     assert.equal(0, code)
     assert.matches("^slotgated %d+%.%d+%.%d+\n$", out)
   end)
+
+  -- slotgated's own settings: the "slotgate" object and SLOTGATE_* variables
+
+  local function write_conf(text)
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write(text)
+    f:close()
+    return path
+  end
+
+  it("shows slotgated's own settings with their sources after the storage settings", function()
+    local code, out, err = helper.run({ helper.slotgated, "--check" })
+    assert.equal(0, code, err)
+    local storage, own = out:find("\n[default]", 1, true), out:find("\n[slotgated]\n", 1, true)
+    assert.truthy(storage)
+    assert.truthy(own)
+    assert.is_true(own > storage)
+    assert.matches("\nlisten = 127.0.0.1:6380    # default\n", out, 1, true)
+    assert.matches("\nunix_mode = 0660    # default\n", out, 1, true)
+    assert.matches("\nthreads = %d+    # default %(%d+ cores online%)\n", out)
+    assert.matches("\nmax_request_bytes = 536870912    # default\n", out, 1, true)
+    assert.matches("\nlog_level = info    # default\n", out, 1, true)
+  end)
+
+  it("reads the slotgate object of the file, and SLOTGATE_* over it", function()
+    local path = write_conf('{"storage": {"port": 6379},\n'
+      .. ' "slotgate": {"listen": ["127.0.0.1:7000", "unix:/run/sg.sock"], "threads": 2,\n'
+      .. '  "requirepass": "hunter2", "users": {"alice": {"password": "wonderland"}},\n'
+      .. '  "upstreams": {"sessions": {"port": 7001}}}}')
+    local code, out, err = helper.run({ helper.slotgated, "--check", "-c", path },
+      { SLOTGATE_THREADS = "3", SLOTGATE_METRICS = "127.0.0.1:9121" })
+    assert.equal(0, code, err)
+    assert.matches("\nlisten = 127.0.0.1:7000,unix:/run/sg.sock    # file " .. path .. ":2:25\n", out, 1, true)
+    assert.matches("\nthreads = 3    # env SLOTGATE_THREADS\n", out, 1, true)
+    assert.matches("\nmetrics = 127.0.0.1:9121    # env SLOTGATE_METRICS\n", out, 1, true)
+    assert.matches("\nrequirepass = ********    # file " .. path .. ":3:18\n", out, 1, true)
+    assert.matches("\nusers = alice:********    # file ", out, 1, true)
+    assert.is_nil(out:find("hunter2", 1, true))
+    assert.is_nil(out:find("wonderland", 1, true))
+    -- the named upstream beside them is still the core's
+    assert.matches("\n[sessions]    # slotgate.upstreams.sessions\n", out, 1, true)
+    assert.is_nil(out:find('unknown key "upstreams"', 1, true))
+    os.remove(path)
+  end)
+
+  it("refuses a bad SLOTGATE_LISTEN naming the variable", function()
+    local code, out, err = helper.run({ helper.slotgated, "--check" },
+      { SLOTGATE_LISTEN = "127.0.0.1:6380,::1:6380" })
+    assert.equal(1, code)
+    assert.equal("", out)
+    assert.matches('SLOTGATE_LISTEN="127.0.0.1:6380,::1:6380": slotgate.listen: item 2: "::1:6380" '
+      .. "is not HOST:PORT (an IPv6 host goes in brackets", err, 1, true)
+    code, out, err = helper.run({ helper.slotgated, "--check" }, { SLOTGATE_LISTEN = "unix:run/sg.sock" })
+    assert.equal(1, code)
+    assert.equal("", out)
+    assert.matches("the socket path must be absolute", err, 1, true)
+  end)
+
+  it("refuses a bad value in the slotgate object naming the line and column", function()
+    local path = write_conf('{"storage": {},\n "slotgate": {\n  "threads": 1000\n }\n}')
+    local code, out, err = helper.run({ helper.slotgated, "--check", "-c", path })
+    assert.equal(1, code)
+    assert.equal("", out)
+    assert.matches(path .. ":3:14: slotgate.threads: 1000 is out of range (expected 1 to 256)", err, 1, true)
+    os.remove(path)
+  end)
+
+  it("names the storage's error and its own in one run", function()
+    local code, out, err = helper.run({ helper.slotgated, "--check" },
+      { TYK_GW_STORAGE_ENABLECLUSTER = "yes", SLOTGATE_SYSLOG = "yes" })
+    assert.equal(1, code)
+    assert.equal("", out)
+    assert.matches('TYK_GW_STORAGE_ENABLECLUSTER="yes"', err, 1, true)
+    assert.matches('SLOTGATE_SYSLOG="yes": expected a boolean', err, 1, true)
+  end)
+
+  it("keeps secrets out of messages", function()
+    local code, _, err = helper.run({ helper.slotgated, "--check" }, { SLOTGATE_USERS = "alice:s3cr3t,bob" })
+    assert.equal(1, code)
+    assert.matches("SLOTGATE_USERS (value not shown): expected NAME:PASSWORD", err, 1, true)
+    assert.is_nil(err:find("s3cr3t", 1, true))
+  end)
+
+  it("warns of unknown keys in the slotgate object", function()
+    local path = write_conf('{"storage": {}, "slotgate": {"thread": 4}}')
+    local code, out, err = helper.run({ helper.slotgated, "--check", "-c", path })
+    assert.equal(0, code, err)
+    assert.matches('# - ' .. path .. ':1:30: slotgate: unknown key "thread" ignored\n', out, 1, true)
+    os.remove(path)
+  end)
+
+  it("says a file that cannot be parsed once", function()
+    local path = write_conf('{"storage": {}, "slotgate": {"threads": 2,}}')
+    local code, out, err = helper.run({ helper.slotgated, "--check", "-c", path })
+    assert.equal(1, code)
+    assert.equal("", out)
+    local _, n = err:gsub("expected a key in double quotes", "")
+    assert.equal(1, n)
+    os.remove(path)
+  end)
+
+  it("documents the SLOTGATE_* variables and still refuses to serve", function()
+    local code, out = helper.run({ helper.slotgated, "--help" })
+    assert.equal(0, code)
+    assert.matches("SLOTGATE_", out, 1, true)
+    assert.matches('"slotgate"', out, 1, true)
+    local err
+    code, _, err = helper.run({ helper.slotgated })
+    assert.equal(2, code)
+    assert.matches("Run with --check", err, 1, true)
+  end)
 end)

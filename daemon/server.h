@@ -1,0 +1,34 @@
+/*
+ * server.h — slotgated's serving side: worker threads, each with its own
+ * event loop, gateway (clients, pools) and policy set, listening on TCP and
+ * Unix sockets, reading RESP requests and answering each client in its own
+ * order.
+ */
+#ifndef SG_SERVER_H
+#define SG_SERVER_H
+
+#include "slotgate.h"
+
+/* What the server needs from the settings. */
+typedef struct sg_serve_opts {
+    const char *const *listen; /* "host:port", "[v6]:port", "unix:/path" */
+    int nlisten;
+    int unix_mode;             /* permissions of Unix sockets */
+    int threads;               /* worker threads (>= 1) */
+    const char *const *policies; /* script paths, in order */
+    int npolicies;
+    const char *requirepass;   /* NULL or "": no client authentication */
+    long long max_clients;     /* per process */
+    long long max_request_bytes; /* one request, all its arguments */
+    int shutdown_timeout;      /* seconds to finish in-flight commands */
+    void (*ready)(void *ud);   /* called once every listener is bound */
+    void *ready_ud;
+} sg_serve_opts;
+
+/* Serves until SIGTERM or SIGINT (then stops accepting, finishes what is in
+ * flight within shutdown_timeout, and returns 0). SIGHUP reloads the policy
+ * scripts in every worker; a set that fails to load leaves the old one and is
+ * logged. Returns non-zero, with why in err, when it cannot start. */
+int sg_serve(const sg_config *cfg, const sg_serve_opts *o, char *err, size_t errlen);
+
+#endif
