@@ -1,15 +1,15 @@
 /*
  * main.c — slotgated's command line: reads the storage settings (the core's)
- * and the daemon's own (settings.c) and, with --check, prints the effective
- * settings of both (secrets masked, each with its source) or the errors, and
- * exits.
+ * and the daemon's own (settings.c); with --check prints the effective
+ * settings of both (secrets masked, each with its source) or the errors and
+ * exits; otherwise serves (server.c) until SIGTERM.
  */
-#include <getopt.h>
-#include <unistd.h>
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "settings.h"
 #include "server.h"
@@ -17,8 +17,12 @@
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: slotgated [-c FILE] [--shape SHAPE] --check\n"
+            "usage: slotgated [-c FILE] [--shape SHAPE] [--check]\n"
             "       slotgated --version | --help\n"
+            "\n"
+            "Serves Redis clients in front of the storage the settings name, until\n"
+            "SIGTERM or SIGINT (in-flight commands finish first); SIGHUP reloads the\n"
+            "policy scripts.\n"
             "\n"
             "  -c, --config FILE  a Tyk settings file: tyk.conf, tyk_analytics.conf\n"
             "                     or pump.conf (without it: the environment alone)\n"

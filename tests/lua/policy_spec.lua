@@ -284,7 +284,9 @@ describe("slotgate.gateway", function()
     assert.matches("of a gateway", tostring(c))
     assert.equal("OK", c:call("SET", P .. "viaclient", "v")) -- no policies on it
     assert.equal("v", gw:call(nil, "GET", P .. "viaclient"))
-    assert.is_true(#assert(c:stats()) >= 6)
+    -- the masters at least: Redis 7.0 lists a replica in CLUSTER SLOTS only
+    -- once it has reported a replication offset
+    assert.is_true(#assert(c:stats()) >= 3)
     local pl = assert(c:pipeline())
     pl:add("GET", P .. "viaclient")
     assert.same({ "v" }, pl:exec())
