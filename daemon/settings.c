@@ -182,31 +182,8 @@ static int check_error(loader *ld, int id, int item, const char *fmt, ...) {
 
 /* ---- small pure helpers ------------------------------------------------------------ */
 
-static const char *env_get(const char *const *env, const char *name) {
-    size_t n = strlen(name);
-    const char *const *e = env ? env : (const char *const *)environ;
-    for (; e && *e; e++)
-        if (strncmp(*e, name, n) == 0 && (*e)[n] == '=') return *e + n + 1;
-    return NULL;
-}
 
-/* Finds a member by key as Go does: exact match first, else any case. */
-static const sg_json *member(const sg_json *obj, const char *key) {
-    const sg_json *folded = NULL;
-    size_t i;
-    if (obj == NULL || obj->type != SG_JSON_OBJECT) return NULL;
-    for (i = obj->n; i-- > 0;) {
-        if (strcmp(obj->members[i].key, key) == 0) return obj->members[i].value;
-        if (folded == NULL && strcasecmp(obj->members[i].key, key) == 0)
-            folded = obj->members[i].value;
-    }
-    return folded;
-}
 
-static int is_blank(const char *s) {
-    while (*s == ' ' || *s == '\t') s++;
-    return *s == '\0';
-}
 
 /* Go's json decoding into an int: an integer literal that fits. */
 static int json_int(const sg_json *v, long long *out) {
@@ -379,7 +356,7 @@ static int split_list(const char *text, int trim, char ***out, size_t *n, size_t
     size_t count = 0, i;
     *out = NULL;
     *n = 0;
-    if (is_blank(text)) return SG_OK;
+    if (sg_is_blank(text)) return SG_OK;
     for (;;) {
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
@@ -1059,7 +1036,7 @@ static int apply_env(loader *ld) {
     int id, rc;
     for (id = 0; id < SG_DS_COUNT; id++) {
         sg_ds_origin *o = &ld->s->origin[id];
-        const char *value = env_get(ld->env, defs[id].env);
+        const char *value = sg_env_get(ld->env, defs[id].env);
         if (value == NULL) continue;
         ld->json = NULL;
         ld->envname = defs[id].env;
@@ -1121,32 +1098,13 @@ static int make_texts(loader *ld) {
     return SG_OK;
 }
 
-static int read_whole(loader *ld, const char *path, char **out, size_t *outlen) {
-    FILE *f = fopen(path, "rb");
-    sg_buf b = {0};
-    char chunk[8192];
-    size_t n;
-    if (f == NULL)
-        return sg_seterr(&ld->s->err, SG_EIO, "%s: cannot open: %s", path, strerror(errno));
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) sg_buf_append(&b, chunk, n);
-    if (ferror(f)) {
-        int e = errno;
-        fclose(f);
-        sg_buf_free(&b);
-        return sg_seterr(&ld->s->err, SG_EIO, "%s: cannot read: %s", path, strerror(e));
-    }
-    fclose(f);
-    *outlen = b.len;
-    if ((*out = sg_buf_take(&b)) == NULL) return oom(ld);
-    return SG_OK;
-}
 
 /* The "slotgate" object of the file, or NULL when there is none. */
 static int read_file_object(loader *ld, const char *path, sg_json **root, const sg_json **obj) {
     char *text = NULL, err[400];
     size_t len = 0;
     int nomem = 0, rc;
-    if ((rc = read_whole(ld, path, &text, &len))) return rc;
+    if ((rc = sg_read_file(path, &text, &len, &ld->s->err))) return rc;
     *root = sg_json_parse(text, len, err, sizeof err, &nomem);
     sg_free(text);
     if (*root == NULL)
@@ -1155,7 +1113,7 @@ static int read_file_object(loader *ld, const char *path, sg_json **root, const 
         return sg_seterr(&ld->s->err, SG_EJSON,
                          "%s:%d:%d: expected a JSON object ({ ... }) at the top level, found %s",
                          path, (*root)->line, (*root)->col, sg_json_type_name((*root)->type));
-    *obj = member(*root, "slotgate");
+    *obj = sg_json_get(*root, "slotgate");
     if (*obj && (*obj)->type == SG_JSON_NULL) *obj = NULL;
     if (*obj && (*obj)->type != SG_JSON_OBJECT) {
         char found[100];

@@ -2,6 +2,8 @@
  * base.c — version, error codes and messages, allocation wrappers with the
  * failure hook, logging, and the small byte buffer.
  */
+#include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +108,41 @@ char *sg_strndup(const char *s, size_t n) {
 char *sg_strdup(const char *s) { return sg_strndup(s, strlen(s)); }
 
 void sg_free(void *p) { free(p); }
+
+extern char **environ;
+
+const char *sg_env_get(const char *const *env, const char *name) {
+    size_t n = strlen(name);
+    const char *const *e = env ? env : (const char *const *)environ;
+    for (; e && *e; e++)
+        if (strncmp(*e, name, n) == 0 && (*e)[n] == '=') return *e + n + 1;
+    return NULL;
+}
+
+int sg_is_blank(const char *s) {
+    while (*s && isspace((unsigned char)*s)) s++;
+    return *s == '\0';
+}
+
+int sg_read_file(const char *path, char **out, size_t *outlen, sg_error *err) {
+    FILE *f = fopen(path, "rb");
+    sg_buf b = {0};
+    char chunk[8192];
+    size_t n;
+    if (f == NULL) return sg_seterr(err, SG_EIO, "%s: cannot open: %s", path, strerror(errno));
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) sg_buf_append(&b, chunk, n);
+    if (ferror(f)) {
+        int e = errno;
+        fclose(f);
+        sg_buf_free(&b);
+        return sg_seterr(err, SG_EIO, "%s: cannot read: %s", path, strerror(e));
+    }
+    fclose(f);
+    *outlen = b.len;
+    if ((*out = sg_buf_take(&b)) == NULL)
+        return sg_seterr(err, SG_ENOMEM, "out of memory reading %s", path);
+    return SG_OK;
+}
 
 int sg_read_policy_parse(const char *name) {
     if (strcmp(name, "master") == 0) return SG_READ_MASTER;

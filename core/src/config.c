@@ -248,13 +248,6 @@ static int oom(loader *ld) {
     return sg_seterr(&ld->cfg->err, SG_ENOMEM, "out of memory while reading settings");
 }
 
-static const char *env_get(const char *const *env, const char *name) {
-    size_t n = strlen(name);
-    const char *const *e = env ? env : (const char *const *)environ;
-    for (; e && *e; e++)
-        if (strncmp(*e, name, n) == 0 && (*e)[n] == '=') return *e + n + 1;
-    return NULL;
-}
 
 static int warn(loader *ld, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int warn(loader *ld, const char *fmt, ...) {
@@ -454,18 +447,6 @@ static int apply_json(loader *ld, sg_storage *st, int fid, const sg_json *v) {
     return set_source(ld, f, "file %s:%d:%d", ld->path, v->line, v->col);
 }
 
-/* Finds a member by key as Go does: exact match first, else any case. */
-static const sg_json *member(const sg_json *obj, const char *key) {
-    size_t i;
-    const sg_json *folded = NULL;
-    if (obj == NULL || obj->type != SG_JSON_OBJECT) return NULL;
-    for (i = obj->n; i-- > 0;) {
-        if (strcmp(obj->members[i].key, key) == 0) return obj->members[i].value;
-        if (folded == NULL && strcasecmp(obj->members[i].key, key) == 0)
-            folded = obj->members[i].value;
-    }
-    return folded;
-}
 
 /* Reads a section's members into st, in file order (the last one wins, as in
  * Go). Unknown keys in a storage section are warned about. */
@@ -498,10 +479,6 @@ static int env_error(loader *ld, const char *name, const char *value,
                      value, expected);
 }
 
-static int is_blank(const char *s) {
-    while (*s && isspace((unsigned char)*s)) s++;
-    return *s == '\0';
-}
 
 /* Applies one variable to a field, as Tyk's envconfig does. */
 static int apply_env(loader *ld, sg_field *f, int fid, const char *name,
@@ -534,7 +511,7 @@ static int apply_env(loader *ld, sg_field *f, int fid, const char *name,
         /* Split on ',' (no trimming); blank means empty. */
         const char *p = value;
         field_clear_value(f);
-        if (is_blank(value)) break;
+        if (sg_is_blank(value)) break;
         for (;;) {
             const char *comma = strchr(p, ',');
             size_t len = comma ? (size_t)(comma - p) : strlen(p);
@@ -590,7 +567,7 @@ static int overlay_env(loader *ld, sg_storage *st, const upstream_def *ud) {
             const char *value;
             if (suffix == NULL) continue;
             snprintf(name, sizeof name, "%s%s", ud->prefixes[layer], suffix);
-            if ((value = env_get(ld->env, name)) == NULL) continue;
+            if ((value = sg_env_get(ld->env, name)) == NULL) continue;
             rc = apply_env(ld, &st->f[fid], fid, name, value, st->key_shape == SG_SHAPE_PUMP);
             if (rc) return rc;
         }
@@ -891,7 +868,7 @@ static int known_env_of_shape(const char *const *env, int shape) {
     if (shape == SG_SHAPE_GATEWAY) {
         uds = gateway_upstreams;
         nud = 3;
-        if (env_get(env, ENV_SEPARATE_CACHE) || env_get(env, ENV_SEPARATE_ANALYTICS))
+        if (sg_env_get(env, ENV_SEPARATE_CACHE) || sg_env_get(env, ENV_SEPARATE_ANALYTICS))
             return 1;
     } else {
         uds = shape == SG_SHAPE_DASHBOARD ? &dashboard_upstream : &pump_upstream;
@@ -903,7 +880,7 @@ static int known_env_of_shape(const char *const *env, int shape) {
                 const char *suffix = field_env(shape, fid);
                 if (suffix == NULL) continue;
                 snprintf(name, sizeof name, "%s%s", uds[u].prefixes[layer], suffix);
-                if (env_get(env, name)) return 1;
+                if (sg_env_get(env, name)) return 1;
             }
     return 0;
 }
@@ -917,13 +894,13 @@ static int detect_shape(loader *ld, const sg_json *root) {
         if (known_env_of_shape(ld->env, SG_SHAPE_PUMP)) return SG_SHAPE_PUMP;
         return SG_SHAPE_GATEWAY;
     }
-    if (member(root, "storage") || member(root, "cache_storage") ||
-        member(root, "analytics_storage"))
+    if (sg_json_get(root, "storage") || sg_json_get(root, "cache_storage") ||
+        sg_json_get(root, "analytics_storage"))
         return SG_SHAPE_GATEWAY;
-    if (member(root, "analytics_storage_config")) return SG_SHAPE_PUMP;
+    if (sg_json_get(root, "analytics_storage_config")) return SG_SHAPE_PUMP;
     for (i = 0; i < root->n; i++)
         if (strncasecmp(root->members[i].key, "redis_", 6) == 0) return SG_SHAPE_DASHBOARD;
-    if (member(root, "enable_cluster")) return SG_SHAPE_DASHBOARD;
+    if (sg_json_get(root, "enable_cluster")) return SG_SHAPE_DASHBOARD;
     sg_seterr(&ld->cfg->err, SG_ECONFIG,
               "%s: cannot tell which Tyk file this is: expected a \"storage\" "
               "object (tyk.conf), an \"analytics_storage_config\" object "
@@ -936,7 +913,7 @@ static int detect_shape(loader *ld, const sg_json *root) {
 /* Reads a gateway switch (enable_separate_*) from the file and env. */
 static int read_switch(loader *ld, sg_field *f, const sg_json *root,
                        const char *key, const char *envname) {
-    const sg_json *v = member(root, key);
+    const sg_json *v = sg_json_get(root, key);
     const char *e;
     if (v && v->type != SG_JSON_NULL) {
         if (v->type != SG_JSON_BOOL) {
@@ -950,7 +927,7 @@ static int read_switch(loader *ld, sg_field *f, const sg_json *root,
         f->set = 1;
         if (set_source(ld, f, "file %s:%d:%d", ld->path, v->line, v->col)) return oom(ld);
     }
-    if ((e = env_get(ld->env, envname)) != NULL) {
+    if ((e = sg_env_get(ld->env, envname)) != NULL) {
         if (sg_go_parse_bool(e, &f->b))
             return env_error(ld, envname, e,
                              "a boolean: 1, t, T, TRUE, true, True, 0, f, F, "
@@ -993,7 +970,7 @@ static int add_upstream_from(loader *ld, const upstream_def *ud, const sg_json *
 }
 
 static int add_upstream(loader *ld, const upstream_def *ud, const sg_json *root) {
-    const sg_json *section = root == NULL ? NULL : ud->section ? member(root, ud->section) : root;
+    const sg_json *section = root == NULL ? NULL : ud->section ? sg_json_get(root, ud->section) : root;
     return add_upstream_from(ld, ud, section, ld->cfg->shape);
 }
 
@@ -1043,9 +1020,9 @@ static int add_named(loader *ld, const char *name, const sg_json *section, int l
 /* "slotgate": {"upstreams": {"sessions": {...storage keys...}}} in any file,
  * and SLOTGATE_UPSTREAMS=sessions,rates with SLOTGATE_UPSTREAM_<NAME>_<FIELD>. */
 static int add_named_upstreams(loader *ld, const sg_json *root) {
-    const sg_json *sgs = root ? member(root, "slotgate") : NULL;
-    const sg_json *ups = sgs && sgs->type == SG_JSON_OBJECT ? member(sgs, "upstreams") : NULL;
-    const char *list = env_get(ld->env, "SLOTGATE_UPSTREAMS");
+    const sg_json *sgs = root ? sg_json_get(root, "slotgate") : NULL;
+    const sg_json *ups = sgs && sgs->type == SG_JSON_OBJECT ? sg_json_get(sgs, "upstreams") : NULL;
+    const char *list = sg_env_get(ld->env, "SLOTGATE_UPSTREAMS");
     size_t i;
     int rc;
     if (ups && ups->type != SG_JSON_NULL) {
@@ -1065,7 +1042,7 @@ static int add_named_upstreams(loader *ld, const sg_json *root) {
             if ((rc = add_named(ld, m->key, m->value, m->line, m->col, NULL))) return rc;
         }
     }
-    if (list && !is_blank(list)) {
+    if (list && !sg_is_blank(list)) {
         const char *p = list;
         for (;;) {
             const char *comma = strchr(p, ',');
@@ -1087,26 +1064,6 @@ static int add_named_upstreams(loader *ld, const sg_json *root) {
     return SG_OK;
 }
 
-static int read_file(loader *ld, const char *path, char **out, size_t *outlen) {
-    FILE *f = fopen(path, "rb");
-    sg_buf b = {0};
-    char chunk[8192];
-    size_t n;
-    if (f == NULL)
-        return sg_seterr(&ld->cfg->err, SG_EIO, "%s: cannot open: %s", path,
-                         strerror(errno));
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) sg_buf_append(&b, chunk, n);
-    if (ferror(f)) {
-        int e = errno;
-        fclose(f);
-        sg_buf_free(&b);
-        return sg_seterr(&ld->cfg->err, SG_EIO, "%s: cannot read: %s", path, strerror(e));
-    }
-    fclose(f);
-    *outlen = b.len;
-    if ((*out = sg_buf_take(&b)) == NULL) return oom(ld);
-    return SG_OK;
-}
 
 int sg_config_load(sg_config *cfg, const char *path, int shape,
                    const char *const *env) {
@@ -1125,7 +1082,7 @@ int sg_config_load(sg_config *cfg, const char *path, int shape,
         char err[400];
         int nomem;
         if ((cfg->path = sg_strdup(path)) == NULL) return oom(&ld);
-        if ((rc = read_file(&ld, path, &text, &len))) goto done;
+        if ((rc = sg_read_file(path, &text, &len, &cfg->err))) goto done;
         root = sg_json_parse(text, len, err, sizeof err, &nomem);
         if (root == NULL) {
             rc = nomem ? oom(&ld) : sg_seterr(&cfg->err, SG_EJSON, "%s:%s", path, err);

@@ -7,6 +7,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "json.h"
 #include "sg_internal.h"
@@ -22,6 +23,18 @@ typedef struct parser {
     size_t errlen;
     int failed;
 } parser;
+
+const sg_json *sg_json_get(const sg_json *obj, const char *key) {
+    const sg_json *folded = NULL;
+    size_t i;
+    if (obj == NULL || obj->type != SG_JSON_OBJECT) return NULL;
+    for (i = obj->n; i-- > 0;) {
+        if (strcmp(obj->members[i].key, key) == 0) return obj->members[i].value;
+        if (folded == NULL && strcasecmp(obj->members[i].key, key) == 0)
+            folded = obj->members[i].value;
+    }
+    return folded;
+}
 
 const char *sg_json_type_name(sg_json_type t) {
     static const char *const names[] = {"null",   "boolean", "number",

@@ -43,6 +43,11 @@ sg_json *sg_json_parse(const char *text, size_t len, char *err, size_t errlen,
                        int *oom);
 void sg_json_free(sg_json *v);
 
+/* The value of an object's member as Go's encoding/json finds it: the last
+ * member with exactly that key, else the last whose key matches in any
+ * case. NULL when obj is not an object or has no such member. */
+const sg_json *sg_json_get(const sg_json *obj, const char *key);
+
 /* "null", "boolean", "number", "string", "array", "object". */
 const char *sg_json_type_name(sg_json_type t);
 

@@ -38,6 +38,15 @@ void sg_free(void *p);
  * elements of size elem, n in use): doubles from first. SG_OK or SG_ENOMEM. */
 int sg_grow(void **arr, int *cap, int n, size_t elem, int first);
 
+/* The value of NAME in a "NAME=value" array (NULL: the process's
+ * environment), or NULL when it is not set. */
+const char *sg_env_get(const char *const *env, const char *name);
+/* Whether s holds only white space (Go's strings.TrimSpace gives ""). */
+int sg_is_blank(const char *s);
+/* Reads a whole file into *out (NUL-terminated, *outlen bytes, caller frees
+ * with sg_free); SG_EIO naming the file and why, or SG_ENOMEM, set on err. */
+int sg_read_file(const char *path, char **out, size_t *outlen, sg_error *err);
+
 /* Read policies by name: "master", "prefer-replica" (or "prefer_replica"),
  * "replica", "any"; -1 when unknown. And back ("prefer-replica"). */
 int sg_read_policy_parse(const char *name);
