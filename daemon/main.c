@@ -72,8 +72,6 @@ static int serve(const sg_config *cfg, sg_daemon_settings *ds) {
         return 1;
     }
     sg_set_log(log_stderr, ds->log_level, NULL);
-    if (ds->client_idle_timeout || ds->client_output_limit != 67108864LL)
-        sg_log(SG_LOG_WARN, "client_idle_timeout and client_output_limit are not enforced yet");
     if ((listen = calloc(ds->nlisten, sizeof *listen)) == NULL) {
         fprintf(stderr, "slotgated: out of memory\n");
         return 1;
@@ -89,6 +87,8 @@ static int serve(const sg_config *cfg, sg_daemon_settings *ds) {
     o.requirepass = ds->requirepass;
     o.max_clients = ds->max_clients;
     o.max_request_bytes = ds->max_request_bytes;
+    o.idle_timeout = ds->client_idle_timeout;
+    o.output_limit = ds->client_output_limit;
     o.shutdown_timeout = (int)ds->shutdown_timeout;
     o.ready = on_ready;
     o.ready_ud = ds;

@@ -179,6 +179,16 @@ static void flush(session *s) {
         s->count--;
         s->head_seq++;
     }
+    if (s->w->srv->o->output_limit > 0 &&
+        evbuffer_get_length(out) > (size_t)s->w->srv->o->output_limit) {
+        /* it does not read its replies: it alone pays, as redis's
+         * client-output-buffer-limit */
+        sg_log(SG_LOG_WARN, "client %s (id %llu) closed: %zu bytes of replies unread, over the "
+               "client_output_limit of %lld", s->addr, (unsigned long long)s->id,
+               evbuffer_get_length(out), s->w->srv->o->output_limit);
+        session_close(s);
+        return;
+    }
     if (s->closing && s->count == 0 && evbuffer_get_length(out) == 0) session_close(s);
 }
 
@@ -483,8 +493,20 @@ static void on_write(struct bufferevent *bev, void *arg) {
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg) {
-    (void)bev;
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) session_close(arg);
+    session *s = arg;
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
+        /* idle: no request for client_idle_timeout; one waiting for its
+         * replies (a blocking pop, say) is not idle */
+        if (s->count > 0 || s->inflight > 0) {
+            bufferevent_enable(bev, EV_READ);
+            return;
+        }
+        sg_log(SG_LOG_INFO, "client %s (id %llu) closed: idle for %lld s", s->addr,
+               (unsigned long long)s->id, s->w->srv->o->idle_timeout);
+        session_close(s);
+        return;
+    }
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) session_close(s);
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
@@ -539,6 +561,10 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     if (w->sessions) w->sessions->prev = s;
     w->sessions = s;
     bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+    if (srv->o->idle_timeout > 0) {
+        struct timeval idle = {(time_t)srv->o->idle_timeout, 0};
+        bufferevent_set_timeouts(s->bev, &idle, NULL);
+    }
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 

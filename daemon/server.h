@@ -20,6 +20,11 @@ typedef struct sg_serve_opts {
     const char *requirepass;   /* NULL or "": no client authentication */
     long long max_clients;     /* per process */
     long long max_request_bytes; /* one request, all its arguments */
+    long long idle_timeout;    /* seconds without a request before a client is
+                                  closed (one with replies still owed is not);
+                                  0: never */
+    long long output_limit;    /* bytes of replies a client may leave unread
+                                  before it is closed; 0: no limit */
     int shutdown_timeout;      /* seconds to finish in-flight commands */
     void (*ready)(void *ud);   /* called once every listener is bound */
     void *ready_ud;

@@ -131,6 +131,7 @@ describe("slotgated with a policy", function()
     local policy = dir .. "/policy.lua"
     write(policy, "return {name = 'p1', deny_commands = {'FLUSHALL'}}")
     local d = start({ SLOTGATE_POLICY = policy })
+    finally(function() stop(d) end)
     assert.matches("NOPERM policy p1 refuses FLUSHALL", cli(d, "FLUSHALL"))
     write(policy, "return {name = 'p2', deny_commands = {'FLUSHDB'}}")
     os.execute("kill -HUP " .. d.pid)
@@ -156,10 +157,41 @@ end)
 describe("slotgated with a password", function()
   it("lets nothing but AUTH, HELLO and QUIT through before it", function()
     local d = start({ SLOTGATE_REQUIREPASS = "s3cret" })
+    finally(function() stop(d) end)
     assert.matches("NOAUTH", cli(d, "GET x"))
     assert.matches("WRONGPASS", cli(d, "--no-auth-warning -a wrong PING"))
     assert.equal("PONG\n", cli(d, "--no-auth-warning -a s3cret PING"))
     assert.is_true(stop(d))
+  end)
+end)
+
+describe("slotgated limits", function()
+  it("closes an idle client and one that leaves its replies unread, serving the others", function()
+    local d = start({ SLOTGATE_CLIENTIDLETIMEOUT = "1", SLOTGATE_CLIENTOUTPUTLIMIT = "65536" })
+    finally(function() stop(d) end)
+    -- idle: a client silent for more than a second is closed (redis-cli
+    -- waits 1.6 s between its two PINGs)
+    sh("redis-cli -p " .. d.port .. " -r 2 -i 1.6 PING")
+    for _ = 1, 100 do
+      if slurp(d.log):match("idle for 1 s") then break end
+      os.execute("sleep 0.05")
+    end
+    assert.matches("idle for 1 s", slurp(d.log))
+    -- unread replies: a big value asked for many times, nothing read
+    assert.equal("OK\n", cli(d, "SET big " .. string.rep("x", 60000)))
+    local buf = {}
+    for _ = 1, 1000 do buf[#buf + 1] = "*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n" end
+    write(dir .. "/flood.resp", table.concat(buf))
+    -- asks for 60 MB of replies and reads nothing for 2 s
+    os.execute("bash -c " .. q("exec 3<>/dev/tcp/127.0.0.1/" .. d.port .. "; cat " .. dir ..
+               "/flood.resp >&3; sleep 2; exec 3>&-"))
+    for _ = 1, 100 do
+      if slurp(d.log):match("client_output_limit") then break end
+      os.execute("sleep 0.05")
+    end
+    assert.matches("over the client_output_limit of 65536", slurp(d.log))
+    assert.equal("PONG\n", cli(d, "PING"))
+    assert.equal("1\n", cli(d, "DEL big"))
   end)
 end)
 
