@@ -72,6 +72,10 @@ int test_report(void);
  * find fails. Returned string is static per name. */
 const char *test_server_var(const char *name);
 
+/* Splits text (owned by the caller, modified) into "NAME=value" lines for an
+ * env array: a static NULL-terminated array of at most 31 entries. */
+const char **test_env_lines(char *text);
+
 /* Splits "host:port" into host (static buffer) and port; exits on error. */
 void test_split_addr(const char *addr, char *host, size_t hostlen, int *port);
 

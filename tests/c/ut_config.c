@@ -521,17 +521,10 @@ static char *render(const char *s) {
     return out;
 }
 
+/* The case's environment; *storage holds its text (free it). */
 static const char **make_env(const char *spec, char **storage) {
-    static const char *envp[32];
-    int n = 0;
-    char *p, *save = NULL;
-    envp[0] = NULL;
-    if (spec == NULL) return envp;
-    *storage = strdup(spec);
-    for (p = strtok_r(*storage, "\n", &save); p && n < 31; p = strtok_r(NULL, "\n", &save))
-        envp[n++] = p;
-    envp[n] = NULL;
-    return envp;
+    *storage = spec ? strdup(spec) : NULL;
+    return test_env_lines(*storage);
 }
 
 static int has_warning(sg_config *cfg, const char *text) {
