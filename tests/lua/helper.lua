@@ -55,4 +55,11 @@ function helper.server_var(name)
   error(name .. " not in " .. state .. "/servers.env")
 end
 
+-- A port for a spec's own daemon: the harness's base plus offset (offsets
+-- 500..999 are free for specs; the harness uses base+1..base+100 and their
+-- bus ports base+10001..), so runs on different bases never collide.
+function helper.port(offset)
+  return tonumber(helper.server_var("SG_TEST_PORT_BASE")) + offset
+end
+
 return helper

@@ -30,7 +30,7 @@ local dir = os.tmpname()
 os.remove(dir)
 assert(os.execute("mkdir -p " .. q(dir)) == 0 or true)
 
-local next_port = 21600
+local next_port = helper.port(600)
 
 -- Starts slotgated with env added; returns a handle {port, sock, pid, log}.
 local function start(env)
