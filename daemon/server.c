@@ -26,62 +26,12 @@
 
 #include "resp.h"
 #include "server.h"
+#include "session.h"
 #include "sg_internal.h"
-
-typedef struct server server;
-typedef struct session session;
-
-typedef struct worker {
-    server *srv;
-    int id;
-    pthread_t tid;
-    struct event_base *base;
-    sg_gateway *gw;
-    sg_policy *policy;
-    struct evconnlistener **ls;
-    int nls;
-    struct event *reload_ev, *stop_ev, *stop_timer;
-    int stopping;
-    session *sessions; /* every open session, for the stop */
-    uint64_t commands, errors;
-} worker;
-
-struct server {
-    const sg_serve_opts *o;
-    const sg_config *cfg;
-    worker *w;
-    int nw;
-    long long clients; /* atomic */
-    int stop;          /* SIGTERM or SIGINT came (main thread only) */
-    uint64_t next_id;  /* atomic */
-};
-
-/* One reply owed to a client, in request order. */
-typedef struct slot {
-    int done;
-    sg_buf out;
-} slot;
-
-struct session {
-    worker *w;
-    session *prev, *next;
-    struct bufferevent *bev;
-    sg_resp *rp;
-    slot *slots; /* ring: head is the oldest reply owed */
-    size_t cap, head, count;
-    uint64_t head_seq; /* the sequence number of slots[head] */
-    int inflight;      /* requests the gateway still owes a reply */
-    int gone;          /* the connection is closed: wait for inflight */
-    int closing;       /* close once every reply is written */
-    int authed;
-    uint64_t id;
-    char *name;
-    char addr[80];
-};
 
 /* ---- replies ----------------------------------------------------------------------- */
 
-static void put_reply(sg_buf *b, const sg_reply *r) {
+void put_reply(sg_buf *b, const sg_reply *r) {
     size_t i;
     switch (r->type) {
     case SG_REPLY_STATUS:
@@ -104,14 +54,14 @@ static void put_reply(sg_buf *b, const sg_reply *r) {
     }
 }
 
-static void put_bulk(sg_buf *b, const char *s, size_t n) {
+void put_bulk(sg_buf *b, const char *s, size_t n) {
     sg_buf_printf(b, "$%zu\r\n", n);
     sg_buf_append(b, s, n);
     sg_buf_append(b, "\r\n", 2);
 }
 
 /* An error reply: msg must start with an error code word ("ERR ..."). */
-static void put_error(sg_buf *b, const char *msg) {
+void put_error(sg_buf *b, const char *msg) {
     const char *p;
     sg_buf_append(b, "-", 1);
     for (p = msg; *p; p++) /* an error line cannot hold CR or LF */
@@ -132,7 +82,7 @@ static void session_free(session *s) {
 
 /* The connection ends; the session lives until the gateway has answered
  * everything in flight. */
-static void session_close(session *s) {
+void session_close(session *s) {
     worker *w = s->w;
     if (s->gone) return;
     s->gone = 1;
@@ -146,7 +96,7 @@ static void session_close(session *s) {
 }
 
 /* A new slot at the tail, for the next request's reply. */
-static slot *slot_new(session *s, uint64_t *seq) {
+slot *slot_new(session *s, uint64_t *seq) {
     slot *sl;
     if (s->count == s->cap) {
         size_t ncap = s->cap ? s->cap * 2 : 16, i;
@@ -166,7 +116,7 @@ static slot *slot_new(session *s, uint64_t *seq) {
 }
 
 /* Writes every finished reply at the head, in order. */
-static void flush(session *s) {
+void session_flush(session *s) {
     struct evbuffer *out;
     if (s->gone) return;
     out = bufferevent_get_output(s->bev);
@@ -199,34 +149,45 @@ typedef struct owed {
     uint64_t seq;
 } owed;
 
+slot *slot_at(session *s, uint64_t seq) {
+    return &s->slots[(s->head + (seq - s->head_seq)) % s->cap];
+}
+
+int session_owed_done(session *s) {
+    s->inflight--;
+    if (!s->gone) return 1;
+    if (s->inflight == 0) session_free(s);
+    return 0;
+}
+
+void session_reply(session *s, uint64_t seq, const sg_reply *reply, int status,
+                   const char *errmsg) {
+    slot *sl = slot_at(s, seq);
+    if (reply) {
+        put_reply(&sl->out, reply);
+        if (reply->type == SG_REPLY_ERROR) s->w->errors++;
+    } else {
+        char msg[SG_ERRMSG_MAX + 32];
+        snprintf(msg, sizeof msg, "ERR slotgate: %s", errmsg ? errmsg : sg_strerror(status));
+        put_error(&sl->out, msg);
+        s->w->errors++;
+    }
+    sl->done = 1;
+    session_flush(s);
+}
+
 static void on_reply(sg_client *c, sg_reply *reply, int status, const char *errmsg, void *ud) {
     owed *o = ud;
     session *s = o->s;
     (void)c;
-    s->inflight--;
-    if (s->gone) {
-        if (s->inflight == 0) session_free(s);
-    } else {
-        slot *sl = &s->slots[(s->head + (o->seq - s->head_seq)) % s->cap];
-        if (reply) {
-            put_reply(&sl->out, reply);
-            if (reply->type == SG_REPLY_ERROR) s->w->errors++;
-        } else {
-            char msg[SG_ERRMSG_MAX + 32];
-            snprintf(msg, sizeof msg, "ERR slotgate: %s", errmsg ? errmsg : sg_strerror(status));
-            put_error(&sl->out, msg);
-            s->w->errors++;
-        }
-        sl->done = 1;
-        flush(s);
-    }
+    if (session_owed_done(s)) session_reply(s, o->seq, reply, status, errmsg);
     sg_reply_free(reply);
     sg_free(o);
 }
 
 /* ---- commands the gateway answers itself ------------------------------------------------ */
 
-static int is(const sg_resp_req *r, int i, const char *word) {
+int is(const sg_resp_req *r, int i, const char *word) {
     size_t n = strlen(word);
     return i < r->argc && r->argvlen[i] == n && strncasecmp(r->argv[i], word, n) == 0;
 }
@@ -483,7 +444,7 @@ static void on_read(struct bufferevent *bev, void *arg) {
         s->closing = 1; /* as redis: the error, then close */
     }
     if (s->closing) bufferevent_disable(bev, EV_READ);
-    flush(s);
+    session_flush(s);
 }
 
 static void on_write(struct bufferevent *bev, void *arg) {

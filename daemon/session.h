@@ -1,0 +1,98 @@
+/*
+ * session.h — what the daemon's modules share: the server, its workers and
+ * the client sessions (requests in, replies out in each client's own order),
+ * and the helpers that write RESP replies. server.c owns the life of these;
+ * the command modules read and extend them.
+ */
+#ifndef SG_SESSION_H
+#define SG_SESSION_H
+
+#include <event2/bufferevent.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "resp.h"
+#include "server.h"
+#include "sg_internal.h"
+
+typedef struct server server;
+typedef struct session session;
+
+typedef struct worker {
+    server *srv;
+    int id;
+    pthread_t tid;
+    struct event_base *base;
+    sg_gateway *gw;
+    sg_policy *policy;
+    struct evconnlistener **ls;
+    int nls;
+    struct event *reload_ev, *stop_ev, *stop_timer;
+    int stopping;
+    session *sessions; /* every open session, for the stop */
+    uint64_t commands, errors;
+} worker;
+
+struct server {
+    const sg_serve_opts *o;
+    const sg_config *cfg;
+    worker *w;
+    int nw;
+    long long clients; /* atomic */
+    int stop;          /* SIGTERM or SIGINT came (main thread only) */
+    uint64_t next_id;  /* atomic */
+};
+
+/* One reply owed to a client, in request order. */
+typedef struct slot {
+    int done;
+    sg_buf out;
+} slot;
+
+struct session {
+    worker *w;
+    session *prev, *next;
+    struct bufferevent *bev;
+    sg_resp *rp;
+    slot *slots; /* ring: head is the oldest reply owed */
+    size_t cap, head, count;
+    uint64_t head_seq; /* the sequence number of slots[head] */
+    int inflight;      /* requests the gateway still owes a reply */
+    int gone;          /* the connection is closed: wait for inflight */
+    int closing;       /* close once every reply is written */
+    int authed;
+    uint64_t id;
+    char *name;
+    char addr[80];
+};
+
+/* ---- replies (RESP2 into a buffer) ---- */
+void put_reply(sg_buf *b, const sg_reply *r);
+void put_bulk(sg_buf *b, const char *s, size_t n);
+/* An error reply: msg must start with an error code word ("ERR ..."). */
+void put_error(sg_buf *b, const char *msg);
+/* Whether argument i of r is word (case-insensitive). */
+int is(const sg_resp_req *r, int i, const char *word);
+
+/* ---- sessions ---- */
+/* A new slot at the tail of s's replies, for the next request's reply; its
+ * sequence number in *seq. NULL when out of memory. */
+slot *slot_new(session *s, uint64_t *seq);
+/* Writes every finished reply at the head, in order (and enforces the
+ * output limit). */
+void session_flush(session *s);
+/* The slot of the reply with sequence number seq (still owed). */
+slot *slot_at(session *s, uint64_t seq);
+/* An asynchronous answer came for s (which counted it in inflight): 1 when
+ * the session still has its client (write the reply), 0 when the client is
+ * gone (the session may have been freed: do not touch it). */
+int session_owed_done(session *s);
+/* Fills the slot seq with reply (or, when NULL, an error from status and
+ * errmsg), marks it done and writes what is ready. */
+void session_reply(session *s, uint64_t seq, const sg_reply *reply, int status,
+                   const char *errmsg);
+/* The connection ends; the session lives until the gateway has answered
+ * everything in flight. */
+void session_close(session *s);
+
+#endif
