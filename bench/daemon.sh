@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# daemon.sh — slotgated against the cluster itself, with redis-benchmark:
+# starts the servers and slotgated in front of them, then runs each workload
+# straight to the cluster (redis-benchmark --cluster) and through slotgated,
+# interleaved, several passes, and prints the medians as ratios to direct,
+# plus slotgated's RSS idle and under load. Stops everything on the way out.
+#
+#   bench/daemon.sh [-k PASSES] [--requests N] [--clients C] [--threads T]
+#                   [--only WORKLOAD] [--cluster ADDRS] [--budget SECONDS]
+#
+#   -k PASSES        interleaved passes over every workload (default 6)
+#   --requests N     requests per redis-benchmark run (default 100000; MGET
+#                    and MSET use N/4)
+#   --clients C      redis-benchmark connections (default 50)
+#   --threads T      slotgated worker threads (default: slotgated's own, the
+#                    number of cores)
+#   --only W         one workload: set1 get1 set16 get16 mget16 mset16
+#   --cluster ADDRS  use a running cluster (host:port,...) instead of starting one
+#   --budget S       start no pass that would likely end after S seconds
+#                    (default 600; at least one pass)
+#
+# Workloads (50 clients, random keys over 100 000):
+#   set1/get1    SET/GET at pipeline 1;  set16/get16  at pipeline 16
+#   mget16       MGET of 10 keys at pipeline 16: through slotgated the keys
+#                are in 10 different slots (split and merged); direct, the
+#                keys share a hash tag (one node answers the whole MGET) —
+#                the issue's comparison: cross-slot through the gateway
+#                against the best case straight to the cluster
+#   mset16       MSET of 10 keys, the same way
+# Environment: SG_BUILD_DIR (default build/), SG_BENCH_PORT_BASE (default
+# 22000), SLOTGATED (default $SG_BUILD_DIR/slotgated).
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR source=common.sh
+. "$(dirname "$0")/common.sh"
+
+RUNS=6
+BUDGET=600
+REQUESTS=100000
+CLIENTS=50
+THREADS=
+ONLY=
+script_option() {
+    case $1 in
+    --requests) posint_option "$@"; REQUESTS=$2; TOOK=2 ;;
+    --clients) posint_option "$@"; CLIENTS=$2; TOOK=2 ;;
+    --threads) posint_option "$@"; THREADS=$2; TOOK=2 ;;
+    --only) (($# >= 2)) || usage; ONLY=$2; TOOK=2 ;;
+    *) return 1 ;;
+    esac
+}
+parse_options "$@"
+
+command -v redis-benchmark >/dev/null || die "redis-benchmark is missing (tools/install-deps.sh)"
+SLOTGATED=${SLOTGATED:-$BUILD/slotgated}
+[[ -x $SLOTGATED ]] || die "no $SLOTGATED: build first (cmake --build build)"
+
+SGPID=
+SGLOG=
+stop_slotgated() {
+    if [[ -n $SGPID ]] && kill -0 "$SGPID" 2>/dev/null; then
+        kill -TERM "$SGPID"
+        wait "$SGPID" 2>/dev/null || true
+    fi
+    SGPID=
+}
+# shellcheck disable=SC2317 # run by the EXIT trap
+all_done() { stop_slotgated; [[ -z $SGLOG ]] || rm -f "$SGLOG"; cleanup; }
+
+base=${SG_BENCH_PORT_BASE:-22000}
+start_servers "$base" slotgate-daemon-bench
+trap all_done EXIT
+first=${CLUSTER%%,*}
+fhost=${first%:*}
+fport=${first##*:}
+
+# slotgated in front of the cluster
+SGPORT=$((base + 500))
+SGLOG=$(mktemp /tmp/slotgated-bench.XXXXXX)
+env TYK_GW_STORAGE_ADDRS="$CLUSTER" TYK_GW_STORAGE_ENABLECLUSTER=true \
+    SLOTGATE_LISTEN="127.0.0.1:$SGPORT" ${THREADS:+SLOTGATE_THREADS=$THREADS} \
+    SLOTGATE_LOG_LEVEL=warn "$SLOTGATED" >"$SGLOG" 2>&1 &
+SGPID=$!
+for _ in $(seq 200); do
+    redis-cli -p "$SGPORT" SET bench:warm 1 2>/dev/null | grep -q OK && break
+    kill -0 "$SGPID" 2>/dev/null || { cat "$SGLOG" >&2; die "slotgated exited"; }
+    sleep 0.05
+done
+redis-cli -p "$SGPORT" GET bench:warm | grep -q 1 || die "slotgated does not serve: $(cat "$SGLOG")"
+rss() { awk '/^VmRSS/ { print $2 }' "/proc/$SGPID/status"; }
+RSS_IDLE=$(rss)
+RSS_PEAK=$RSS_IDLE
+say "$(nproc) CPUs; load average $(loadavg); slotgated pid $SGPID on $SGPORT, RSS idle ${RSS_IDLE} kB"
+
+mkeys() { # mkeys TAG: MGET's 10 keys (TAG empty: different slots)
+    local i
+    for i in 0 1 2 3 4 5 6 7 8 9; do printf 'k%s:%s:__rand_int__ ' "$TAG" "$i"; done
+}
+# workload W: the redis-benchmark arguments (after the target), and requests
+args_for() {
+    local w=$1 via=$2 TAG=
+    if [[ $via == direct ]]; then TAG='{tag}'; fi
+    case $w in
+    set1) echo "-t set -P 1 -n $REQUESTS" ;;
+    get1) echo "-t get -P 1 -n $REQUESTS" ;;
+    set16) echo "-t set -P 16 -n $REQUESTS" ;;
+    get16) echo "-t get -P 16 -n $REQUESTS" ;;
+    mget16) echo "-P 16 -n $((REQUESTS / 4)) MGET $(mkeys)" ;;
+    mset16)
+        local i s=
+        for i in 0 1 2 3 4 5 6 7 8 9; do s+="k$TAG:$i:__rand_int__ v "; done
+        echo "-P 16 -n $((REQUESTS / 4)) MSET $s" ;;
+    esac
+}
+
+# one run: prints requests per second
+run_one() {
+    local w=$1 via=$2 out rps
+    # shellcheck disable=SC2046 # the workload's words are meant to split
+    if [[ $via == direct ]]; then
+        out=$(redis-benchmark --cluster -h "$fhost" -p "$fport" -c "$CLIENTS" -r 100000 --csv \
+            $(args_for "$w" direct) 2>&1) || die "redis-benchmark direct $w: $out"
+    else
+        out=$(redis-benchmark -h 127.0.0.1 -p "$SGPORT" -c "$CLIENTS" -r 100000 --csv \
+            $(args_for "$w" slotgate) 2>&1) || die "redis-benchmark slotgated $w: $out"
+    fi
+    rps=$(printf '%s\n' "$out" | awk -F'"' '/^"[A-Z]/ && $4 + 0 > 0 { print $4; exit }')
+    [[ -n $rps ]] || die "no figure from redis-benchmark ($via $w): $out"
+    echo "$rps"
+}
+
+WORKLOADS=(set1 get1 set16 get16 mget16 mset16)
+[[ -z $ONLY ]] || WORKLOADS=("$ONLY")
+OUT=$(mktemp /tmp/slotgate-daemon-bench-out.XXXXXX)
+longest=0
+for ((pass = 1; pass <= RUNS; pass++)); do
+    if ((pass > 1 && SECONDS - T0 + longest > BUDGET)); then
+        say "time budget (${BUDGET} s) reached: stopping after $((pass - 1)) passes"
+        break
+    fi
+    t=$SECONDS
+    for w in "${WORKLOADS[@]}"; do
+        # alternate which side goes first, so drift hurts both alike
+        if ((pass % 2)); then order=(direct slotgate); else order=(slotgate direct); fi
+        for via in "${order[@]}"; do
+            if [[ $via == slotgate ]]; then
+                ( while sleep 0.2; do r=$(rss 2>/dev/null) || exit 0; echo "$r"; done ) >"$OUT.rss" &
+                sampler=$!
+            fi
+            rps=$(run_one "$w" "$via")
+            if [[ $via == slotgate ]]; then
+                kill "$sampler" 2>/dev/null || true
+                wait "$sampler" 2>/dev/null || true
+                peak=$(sort -n "$OUT.rss" | tail -1)
+                if [[ -n $peak ]] && ((peak > RSS_PEAK)); then RSS_PEAK=$peak; fi
+            fi
+            echo "RESULT $w $via $rps" >>"$OUT"
+            printf 'pass %d  %-7s %-8s %10.0f req/s\n' "$pass" "$w" "$via" "$rps"
+        done
+    done
+    if ((SECONDS - t > longest)); then longest=$((SECONDS - t)); fi
+done
+rm -f "$OUT.rss"
+kill -0 "$SGPID" 2>/dev/null || die "slotgated died during the benchmark: $(cat "$SGLOG")"
+RSS_AFTER=$(rss)
+
+median() { awk -v w="$1" -v v="$2" '$1 == "RESULT" && $2 == w && $3 == v { print $4 }' "$OUT" | stats; }
+echo
+echo "==== summary: medians over the passes (min..max); ratio = slotgated / direct"
+fail=0
+for w in "${WORKLOADS[@]}"; do
+    read -r sm smin smax < <(median "$w" slotgate)
+    read -r dm dmin dmax < <(median "$w" direct)
+    # the ratio of each pass, then their median
+    read -r rm rmin rmax < <(awk -v w="$w" '$1 == "RESULT" && $2 == w {
+            if ($3 == "direct") d[++nd] = $4; else s[++ns] = $4 }
+        END { for (i = 1; i <= nd && i <= ns; i++) print s[i] / d[i] }' "$OUT" | stats)
+    case $w in set* | get*) want=0.80 ;; mget16) want=0.35 ;; mset16) want=0.70 ;; esac
+    verdict=$(awk -v r="$rm" -v t="$want" 'BEGIN { print (r >= t ? "met" : "MISSED") }')
+    [[ $verdict == met ]] || fail=1
+    printf '%-7s slotgated %9.0f (%.0f..%.0f)  direct %9.0f (%.0f..%.0f)  ratio %.3f (%.3f..%.3f)  target >= %s: %s\n' \
+        "$w" "$sm" "$smin" "$smax" "$dm" "$dmin" "$dmax" "$rm" "$rmin" "$rmax" "$want" "$verdict"
+done
+printf 'RSS     idle %d kB, peak under load %d kB, after %d kB (targets: idle < 8192, load < 12288)\n' \
+    "$RSS_IDLE" "$RSS_PEAK" "$RSS_AFTER"
+((RSS_IDLE < 8192 && RSS_PEAK < 12288)) || fail=1
+finish "$fail"
