@@ -19,10 +19,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#ifndef EVUTIL_ERR_RW_RETRIABLE
+/* libevent keeps it internal: a read or write that may be tried again */
+#define EVUTIL_ERR_RW_RETRIABLE(e) ((e) == EINTR || (e) == EAGAIN || (e) == EWOULDBLOCK)
+#endif
 
 #include "resp.h"
 #include "server.h"
@@ -30,6 +37,19 @@
 #include "sg_internal.h"
 
 /* ---- replies ----------------------------------------------------------------------- */
+
+/* Appends a RESP header: the type byte, the number, CRLF (no printf: this
+ * runs for every reply). */
+static void put_head(sg_buf *b, char type, long long v) {
+    char tmp[24], *p = tmp + sizeof tmp;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    *--p = '\n';
+    *--p = '\r';
+    do *--p = (char)('0' + u % 10); while ((u /= 10) != 0);
+    if (v < 0) *--p = '-';
+    *--p = type;
+    sg_buf_append(b, p, (size_t)(tmp + sizeof tmp - p));
+}
 
 void put_reply(sg_buf *b, const sg_reply *r) {
     size_t i;
@@ -40,15 +60,15 @@ void put_reply(sg_buf *b, const sg_reply *r) {
         sg_buf_append(b, r->str, r->len);
         sg_buf_append(b, "\r\n", 2);
         break;
-    case SG_REPLY_INTEGER: sg_buf_printf(b, ":%lld\r\n", r->integer); break;
+    case SG_REPLY_INTEGER: put_head(b, ':', r->integer); break;
     case SG_REPLY_NIL: sg_buf_append(b, "$-1\r\n", 5); break;
     case SG_REPLY_STRING:
-        sg_buf_printf(b, "$%zu\r\n", r->len);
+        put_head(b, '$', (long long)r->len);
         sg_buf_append(b, r->str, r->len);
         sg_buf_append(b, "\r\n", 2);
         break;
     case SG_REPLY_ARRAY:
-        sg_buf_printf(b, "*%zu\r\n", r->elements);
+        put_head(b, '*', (long long)r->elements);
         for (i = 0; i < r->elements; i++) put_reply(b, r->element[i]);
         break;
     }
@@ -86,8 +106,19 @@ void session_close(session *s) {
     worker *w = s->w;
     if (s->gone) return;
     s->gone = 1;
-    if (s->bev) bufferevent_free(s->bev);
-    s->bev = NULL;
+    if (s->rev) event_free(s->rev);
+    if (s->wev) event_free(s->wev);
+    sg_buf_free(&s->out);
+    s->outoff = 0;
+    s->rev = s->wev = NULL;
+    if (s->fd >= 0) evutil_closesocket(s->fd);
+    s->fd = -1;
+    if (s->dirty) { /* out of the dirty list */
+        session **pp = &w->dirty;
+        while (*pp != s) pp = &(*pp)->dirty_next;
+        *pp = s->dirty_next;
+        s->dirty = 0;
+    }
     if (s->prev) s->prev->next = s->next;
     else w->sessions = s->next;
     if (s->next) s->next->prev = s->prev;
@@ -115,31 +146,94 @@ slot *slot_new(session *s, uint64_t *seq) {
     return sl;
 }
 
-/* Writes every finished reply at the head, in order. */
+/* Writes what s has ready; the write event takes over when the socket is
+ * full. 0, or -1 when the session was closed. */
+static int write_out(session *s) {
+    size_t left;
+    if (s->out.oom) { /* a reply could not be queued: the order is lost */
+        sg_log(SG_LOG_WARN, "client %s (id %llu) closed: out of memory for its replies", s->addr,
+               (unsigned long long)s->id);
+        session_close(s);
+        return -1;
+    }
+    while ((left = s->out.len - s->outoff) > 0) {
+        ssize_t n = send(s->fd, s->out.data + s->outoff, left, MSG_NOSIGNAL);
+        if (n > 0) {
+            s->outoff += (size_t)n;
+            continue;
+        }
+        if (n < 0 && EVUTIL_ERR_RW_RETRIABLE(EVUTIL_SOCKET_ERROR())) break;
+        session_close(s); /* the peer is gone */
+        return -1;
+    }
+    if (left == 0) {
+        /* all out: the buffer is reused, unless a burst made it large */
+        s->out.len = s->outoff = 0;
+        if (s->out.cap > 65536) sg_buf_free(&s->out);
+    } else if (s->outoff > s->out.len / 2) {
+        memmove(s->out.data, s->out.data + s->outoff, left);
+        s->out.len = left;
+        s->outoff = 0;
+    }
+    if (left > 0) {
+        if (!event_pending(s->wev, EV_WRITE, NULL)) event_add(s->wev, NULL);
+    } else {
+        if (event_pending(s->wev, EV_WRITE, NULL)) event_del(s->wev);
+        if (s->closing && s->count == 0) {
+            session_close(s);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The end of a loop turn: every session that got replies writes them, one
+ * system call each, however many replies the turn produced. */
+static void on_write_turn(evutil_socket_t fd, short what, void *arg) {
+    worker *w = arg;
+    (void)fd;
+    (void)what;
+    while (w->dirty) {
+        session *s = w->dirty;
+        w->dirty = s->dirty_next;
+        s->dirty = 0;
+        write_out(s);
+    }
+}
+
+static void mark_dirty(session *s) {
+    worker *w = s->w;
+    if (s->dirty) return;
+    s->dirty = 1;
+    s->dirty_next = w->dirty;
+    w->dirty = s;
+    if (!event_pending(w->write_ev, EV_TIMEOUT, NULL)) event_active(w->write_ev, EV_TIMEOUT, 1);
+}
+
+/* Moves every finished reply at the head to the output, in order. */
 void session_flush(session *s) {
-    struct evbuffer *out;
+    size_t len;
     if (s->gone) return;
-    out = bufferevent_get_output(s->bev);
     while (s->count > 0 && s->slots[s->head].done) {
         slot *sl = &s->slots[s->head];
-        if (sl->out.oom) evbuffer_add(out, "-ERR slotgate: out of memory\r\n", 30);
-        else if (sl->out.len) evbuffer_add(out, sl->out.data, sl->out.len);
+        if (sl->out.oom) sg_buf_append(&s->out, "-ERR slotgate: out of memory\r\n", 30);
+        else if (sl->out.len) sg_buf_append(&s->out, sl->out.data, sl->out.len);
         sg_buf_free(&sl->out);
         s->head = (s->head + 1) % s->cap;
         s->count--;
         s->head_seq++;
     }
-    if (s->w->srv->o->output_limit > 0 &&
-        evbuffer_get_length(out) > (size_t)s->w->srv->o->output_limit) {
+    len = s->out.len - s->outoff;
+    if (s->w->srv->o->output_limit > 0 && len > (size_t)s->w->srv->o->output_limit) {
         /* it does not read its replies: it alone pays, as redis's
          * client-output-buffer-limit */
         sg_log(SG_LOG_WARN, "client %s (id %llu) closed: %zu bytes of replies unread, over the "
-               "client_output_limit of %lld", s->addr, (unsigned long long)s->id,
-               evbuffer_get_length(out), s->w->srv->o->output_limit);
+               "client_output_limit of %lld", s->addr, (unsigned long long)s->id, len,
+               s->w->srv->o->output_limit);
         session_close(s);
         return;
     }
-    if (s->closing && s->count == 0 && evbuffer_get_length(out) == 0) session_close(s);
+    if (len > 0 || s->closing) mark_dirty(s);
 }
 
 /* ---- forwarding through the gateway ------------------------------------------------------ */
@@ -147,7 +241,30 @@ void session_flush(session *s) {
 typedef struct owed {
     session *s;
     uint64_t seq;
+    struct owed *next; /* in the worker's free list */
 } owed;
+
+/* owed records are kept for reuse: one per command otherwise costs a
+ * malloc and a free */
+static owed *owed_new(worker *w) {
+    owed *o = w->free_owed;
+    if (o) {
+        w->free_owed = o->next;
+        w->nfree_owed--;
+        return o;
+    }
+    return sg_malloc(sizeof *o);
+}
+
+static void owed_free(worker *w, owed *o) {
+    if (w->nfree_owed >= 4096) {
+        sg_free(o);
+        return;
+    }
+    o->next = w->free_owed;
+    w->free_owed = o;
+    w->nfree_owed++;
+}
 
 slot *slot_at(session *s, uint64_t seq) {
     return &s->slots[(s->head + (seq - s->head_seq)) % s->cap];
@@ -163,6 +280,14 @@ int session_owed_done(session *s) {
 void session_reply(session *s, uint64_t seq, const sg_reply *reply, int status,
                    const char *errmsg) {
     slot *sl = slot_at(s, seq);
+    if (reply && seq == s->head_seq && sl->out.len == 0) {
+        /* the oldest reply owed (the usual case): straight to the output */
+        put_reply(&s->out, reply);
+        if (reply->type == SG_REPLY_ERROR) s->w->errors++;
+        sl->done = 1;
+        session_flush(s);
+        return;
+    }
     if (reply) {
         put_reply(&sl->out, reply);
         if (reply->type == SG_REPLY_ERROR) s->w->errors++;
@@ -179,18 +304,29 @@ void session_reply(session *s, uint64_t seq, const sg_reply *reply, int status,
 static void on_reply(sg_client *c, sg_reply *reply, int status, const char *errmsg, void *ud) {
     owed *o = ud;
     session *s = o->s;
+    worker *w = s->w;
     (void)c;
     if (session_owed_done(s)) session_reply(s, o->seq, reply, status, errmsg);
     sg_reply_free(reply);
-    sg_free(o);
+    owed_free(w, o);
+}
+
+/* A plain reply, as the node sent it: copied to the client as it is. */
+static void on_raw_reply(sg_client *c, const char *resp, size_t len, void *ud) {
+    owed *o = ud;
+    session *s = o->s;
+    worker *w = s->w;
+    (void)c;
+    if (session_owed_done(s)) {
+        slot *sl = slot_at(s, o->seq);
+        sg_buf_append(o->seq == s->head_seq && sl->out.len == 0 ? &s->out : &sl->out, resp, len);
+        sl->done = 1;
+        session_flush(s);
+    }
+    owed_free(w, o);
 }
 
 /* ---- commands the gateway answers itself ------------------------------------------------ */
-
-int is(const sg_resp_req *r, int i, const char *word) {
-    size_t n = strlen(word);
-    return i < r->argc && r->argvlen[i] == n && strncasecmp(r->argv[i], word, n) == 0;
-}
 
 static int equal_ct(const char *a, size_t alen, const char *b) {
     /* constant time in the secret's length: no early exit on a mismatch */
@@ -366,7 +502,8 @@ static int local_command(session *s, const sg_resp_req *r, sg_buf *b) {
         do_info(s, b);
     } else {
         for (i = 0; refused[i]; i++)
-            if (is(r, 0, refused[i])) {
+            if (r->argvlen[0] >= 4 && r->argvlen[0] <= 12 && /* the names' lengths */
+                is(r, 0, refused[i])) {
                 char msg[200];
                 snprintf(msg, sizeof msg,
                          "ERR slotgate does not support %s yet (it needs a connection of its own)",
@@ -395,7 +532,7 @@ static void handle(session *s, const sg_resp_req *r) {
         sl->done = 1;
         return;
     }
-    if ((o = sg_malloc(sizeof *o)) == NULL) {
+    if ((o = owed_new(s->w)) == NULL) {
         put_error(&sl->out, "ERR slotgate: out of memory");
         sl->done = 1;
         return;
@@ -406,34 +543,54 @@ static void handle(session *s, const sg_resp_req *r) {
     ctx.client = s->name;
     ctx.addr = s->addr;
     s->inflight++;
-    if (sg_gateway_send_argv(s->w->gw, &ctx, r->argc, r->argv, r->argvlen, on_reply, o) != SG_OK) {
+    if (sg_gateway_forward(s->w->gw, &ctx, r->argc, r->argv, r->argvlen, on_reply, on_raw_reply,
+                           o) != SG_OK) {
         char msg[SG_ERRMSG_MAX + 32];
         s->inflight--;
-        sg_free(o);
+        owed_free(s->w, o);
         snprintf(msg, sizeof msg, "ERR slotgate: %s", sg_errmsg(s->w->gw));
         put_error(&sl->out, msg);
         sl->done = 1;
     }
 }
 
-static void on_read(struct bufferevent *bev, void *arg) {
+/* Reads what the client sent straight into the request parser's buffer and
+ * handles every complete request. */
+static void on_readable(evutil_socket_t fd, short what, void *arg) {
     session *s = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
     sg_resp_req r;
-    int rc;
-    while (evbuffer_get_length(in) > 0) {
-        size_t want = evbuffer_get_length(in), avail = 0;
-        char *dst = sg_resp_space(s->rp, want, &avail);
-        int n;
-        if (dst == NULL) {
+    int rc, eof = 0, reads = 0;
+    if (what & EV_TIMEOUT) {
+        /* idle: no request for client_idle_timeout; one waiting for its
+         * replies (a blocking pop, say) is not idle */
+        if (s->count > 0 || s->inflight > 0) return;
+        sg_log(SG_LOG_INFO, "client %s (id %llu) closed: idle for %lld s", s->addr,
+               (unsigned long long)s->id, s->w->srv->o->idle_timeout);
+        session_close(s);
+        return;
+    }
+    for (;;) {
+        size_t avail = 0;
+        char *dst = sg_resp_space(s->rp, 16384, &avail);
+        ssize_t n;
+        if (dst == NULL) { /* out of memory, or over the request limit */
             s->closing = 1;
             break;
         }
-        n = evbuffer_remove(in, dst, want < avail ? want : avail);
-        if (n <= 0) break;
-        sg_resp_commit(s->rp, (size_t)n);
+        n = recv(fd, dst, avail, 0);
+        if (n > 0) {
+            sg_resp_commit(s->rp, (size_t)n);
+            /* a full buffer may mean more is waiting; bounded, so one
+             * client cannot hold the loop */
+            if ((size_t)n == avail && ++reads < 4) continue;
+            break;
+        }
+        if (n < 0 && EVUTIL_ERR_RW_RETRIABLE(EVUTIL_SOCKET_ERROR())) break;
+        eof = 1; /* closed, or reset: answer nothing more */
+        break;
     }
     while (!s->closing && (rc = sg_resp_next(s->rp, &r)) == 1) handle(s, &r);
+    if (s->gone) return;
     if (!s->closing && rc < 0 && rc != SG_ENOMEM) {
         uint64_t seq;
         slot *sl = slot_new(s, &seq);
@@ -443,31 +600,18 @@ static void on_read(struct bufferevent *bev, void *arg) {
         }
         s->closing = 1; /* as redis: the error, then close */
     }
-    if (s->closing) bufferevent_disable(bev, EV_READ);
-    session_flush(s);
-}
-
-static void on_write(struct bufferevent *bev, void *arg) {
-    session *s = arg;
-    (void)bev;
-    if (s->closing && s->count == 0) session_close(s);
-}
-
-static void on_event(struct bufferevent *bev, short what, void *arg) {
-    session *s = arg;
-    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
-        /* idle: no request for client_idle_timeout; one waiting for its
-         * replies (a blocking pop, say) is not idle */
-        if (s->count > 0 || s->inflight > 0) {
-            bufferevent_enable(bev, EV_READ);
-            return;
-        }
-        sg_log(SG_LOG_INFO, "client %s (id %llu) closed: idle for %lld s", s->addr,
-               (unsigned long long)s->id, s->w->srv->o->idle_timeout);
+    if (eof) {
         session_close(s);
         return;
     }
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) session_close(s);
+    if (s->closing) event_del(s->rev);
+    session_flush(s);
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    write_out(arg);
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
@@ -492,9 +636,11 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         if (lim.max_bulk > lim.max_request) lim.max_bulk = lim.max_request;
     }
     if ((s = sg_calloc(1, sizeof *s)) == NULL || (s->rp = sg_resp_new(&lim)) == NULL ||
-        (s->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+        (s->rev = event_new(w->base, fd, EV_READ | EV_PERSIST, on_readable, s)) == NULL ||
+        (s->wev = event_new(w->base, fd, EV_WRITE | EV_PERSIST, on_writable, s)) == NULL) {
         if (s) {
             sg_resp_free(s->rp);
+            if (s->rev) event_free(s->rev);
             sg_free(s);
         }
         evutil_closesocket(fd);
@@ -521,12 +667,18 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     s->next = w->sessions;
     if (w->sessions) w->sessions->prev = s;
     w->sessions = s;
-    bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+    s->fd = fd;
+    evutil_make_socket_nonblocking(fd);
+    if (sa->sa_family != AF_UNIX) {
+        int one = 1; /* replies leave now, not after Nagle's wait */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
     if (srv->o->idle_timeout > 0) {
         struct timeval idle = {(time_t)srv->o->idle_timeout, 0};
-        bufferevent_set_timeouts(s->bev, &idle, NULL);
+        event_add(s->rev, &idle); /* persistent: rearmed by every read */
+    } else {
+        event_add(s->rev, NULL);
     }
-    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 
 /* ---- listeners ---------------------------------------------------------------------------- */
@@ -591,7 +743,7 @@ static void on_drain_poll(evutil_socket_t fd, short what, void *arg) {
     (void)what;
     for (s = w->sessions; s; s = s->next)
         if (s->inflight > 0 || s->count > 0 ||
-            (s->bev && evbuffer_get_length(bufferevent_get_output(s->bev)) > 0))
+            s->out.len > s->outoff)
             return;
     event_base_loopexit(w->base, NULL);
 }
@@ -619,7 +771,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg) {
     {
         session *s;
         for (s = w->sessions; s; s = s->next)
-            if (s->bev) bufferevent_disable(s->bev, EV_READ);
+            if (s->rev) event_del(s->rev);
     }
     w->stop_timer = event_new(w->base, -1, EV_PERSIST, on_drain_poll, w);
     if (w->stop_timer) evtimer_add(w->stop_timer, &poll);
@@ -646,6 +798,12 @@ static void worker_free(worker *w) {
     sg_gateway_free(w->gw);
     sg_policy_free(w->policy);
     if (w->reload_ev) event_free(w->reload_ev);
+    if (w->write_ev) event_free(w->write_ev);
+    while (w->free_owed) {
+        owed *o = w->free_owed;
+        w->free_owed = o->next;
+        sg_free(o);
+    }
     if (w->stop_ev) event_free(w->stop_ev);
     if (w->stop_timer) event_free(w->stop_timer);
     if (w->base) event_base_free(w->base);
@@ -676,6 +834,8 @@ static int worker_init(worker *w, server *srv, int id, char *err, size_t errlen)
         }
         sg_gateway_set_policy(w->gw, w->policy);
     }
+    /* the commands of every client read in one loop turn share a write per node */
+    sg_gateway_set_batching(w->gw, 1);
     if ((w->ls = sg_calloc((size_t)(o->nlisten ? o->nlisten : 1), sizeof *w->ls)) == NULL) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -686,9 +846,10 @@ static int worker_init(worker *w, server *srv, int id, char *err, size_t errlen)
         if ((w->ls[w->nls] = listen_on(w, o->listen[i], err, errlen)) == NULL) return -1;
         w->nls++;
     }
+    w->write_ev = event_new(w->base, -1, 0, on_write_turn, w);
     w->reload_ev = event_new(w->base, -1, 0, on_reload, w);
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
-    if (w->reload_ev == NULL || w->stop_ev == NULL) {
+    if (w->reload_ev == NULL || w->stop_ev == NULL || w->write_ev == NULL) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }

@@ -10,6 +10,7 @@
 #include <event2/bufferevent.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <strings.h>
 
 #include "resp.h"
 #include "server.h"
@@ -30,6 +31,10 @@ typedef struct worker {
     struct event *reload_ev, *stop_ev, *stop_timer;
     int stopping;
     session *sessions; /* every open session, for the stop */
+    session *dirty;    /* sessions with replies to write at the turn's end */
+    struct event *write_ev; /* writes them: active at the end of the turn */
+    struct owed *free_owed; /* owed records for reuse (server.c) */
+    int nfree_owed;
     uint64_t commands, errors;
 } worker;
 
@@ -52,7 +57,13 @@ typedef struct slot {
 struct session {
     worker *w;
     session *prev, *next;
-    struct bufferevent *bev;
+    evutil_socket_t fd;
+    struct event *rev;   /* readable (and the idle timeout) */
+    struct event *wev;   /* writable: added only while replies wait for room */
+    sg_buf out;          /* replies ready to write, in order, from outoff */
+    size_t outoff;
+    session *dirty_next; /* in the worker's dirty list */
+    int dirty;
     sg_resp *rp;
     slot *slots; /* ring: head is the oldest reply owed */
     size_t cap, head, count;
@@ -71,15 +82,20 @@ void put_reply(sg_buf *b, const sg_reply *r);
 void put_bulk(sg_buf *b, const char *s, size_t n);
 /* An error reply: msg must start with an error code word ("ERR ..."). */
 void put_error(sg_buf *b, const char *msg);
-/* Whether argument i of r is word (case-insensitive). */
-int is(const sg_resp_req *r, int i, const char *word);
+/* Whether argument i of r is word (case-insensitive). Inline: with a
+ * literal word the length is a constant and most mismatches cost one
+ * comparison (this runs for every request). */
+static inline int is(const sg_resp_req *r, int i, const char *word) {
+    size_t n = __builtin_strlen(word);
+    return i < r->argc && r->argvlen[i] == n && strncasecmp(r->argv[i], word, n) == 0;
+}
 
 /* ---- sessions ---- */
 /* A new slot at the tail of s's replies, for the next request's reply; its
  * sequence number in *seq. NULL when out of memory. */
 slot *slot_new(session *s, uint64_t *seq);
-/* Writes every finished reply at the head, in order (and enforces the
- * output limit). */
+/* Moves every finished reply at the head to the output, in order (and
+ * enforces the output limit); they are written at the end of the turn. */
 void session_flush(session *s);
 /* The slot of the reply with sequence number seq (still owed). */
 slot *slot_at(session *s, uint64_t seq);

@@ -147,6 +147,7 @@ void sg_client_free(sg_client *c);
 int sg_client_connect(sg_client *c);
 int sg_client_set_read_policy(sg_client *c, int policy);
 int sg_client_set_max_redirects(sg_client *c, int n);
+int sg_client_set_batching(sg_client *c, int on);
 typedef void (*sg_reply_fn)(sg_client *c, sg_reply *reply, int status, const char *errmsg,
                             void *ud);
 int sg_client_send_argv(sg_client *c, int argc, const char *const *argv,
@@ -219,10 +220,15 @@ typedef struct sg_gateway sg_gateway;
 sg_gateway *sg_gateway_new(const sg_config *cfg, struct event_base *base);
 void sg_gateway_free(sg_gateway *g);
 void sg_gateway_set_policy(sg_gateway *g, sg_policy *p);
+int sg_gateway_set_batching(sg_gateway *g, int on);
 sg_client *sg_gateway_client(sg_gateway *g, const char *upstream);
 int sg_gateway_send_argv(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                          const char *const *argv, const size_t *argvlen, sg_reply_fn fn,
                          void *ud);
+typedef void (*sg_raw_reply_fn)(sg_client *c, const char *resp, size_t len, void *ud);
+int sg_gateway_forward(sg_gateway *g, const sg_request_ctx *ctx, int argc,
+                       const char *const *argv, const size_t *argvlen, sg_reply_fn fn,
+                       sg_raw_reply_fn raw_fn, void *ud);
 sg_reply *sg_gateway_call_argv(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                                const char *const *argv, const size_t *argvlen);
 ]]

@@ -306,6 +306,12 @@ SG_API int sg_client_connect(sg_client *c);
 SG_API int sg_client_set_read_policy(sg_client *c, int policy);
 /* MOVED/ASK redirections followed per command; default 3 (as Tyk's driver). */
 SG_API int sg_client_set_max_redirects(sg_client *c, int n);
+/* Batching (asynchronous clients): the commands sent during one turn of the
+ * event loop wait until every callback of that turn has run, then leave in
+ * one write per connection — many clients' commands share a system call.
+ * A proxy turns it on; a program that sends one command and then blocks in
+ * its own loop gains nothing. SG_EINVAL on a blocking client. */
+SG_API int sg_client_set_batching(sg_client *c, int on);
 
 /* Async commands. The callback gets the server's reply (a Redis error reply
  * is a reply of type SG_REPLY_ERROR with status SG_OK) and owns it: free it
@@ -445,6 +451,8 @@ SG_API void sg_gateway_free(sg_gateway *g);
 /* The policies (not owned: p must outlive its use; NULL for none). Replacing
  * them between commands is safe. */
 SG_API void sg_gateway_set_policy(sg_gateway *g, sg_policy *p);
+/* sg_client_set_batching for every upstream's client. */
+SG_API int sg_gateway_set_batching(sg_gateway *g, int on);
 /* The client of an upstream, made on first use (NULL: unknown upstream or
  * out of memory; see sg_errmsg(g)). Owned by the gateway. */
 SG_API sg_client *sg_gateway_client(sg_gateway *g, const char *upstream);
@@ -453,6 +461,16 @@ SG_API sg_client *sg_gateway_client(sg_gateway *g, const char *upstream);
 SG_API int sg_gateway_send_argv(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                                 const char *const *argv, const size_t *argvlen,
                                 sg_reply_fn fn, void *ud);
+/* A reply as the node sent it: len bytes of RESP2, valid only during the
+ * call. */
+typedef void (*sg_raw_reply_fn)(sg_client *c, const char *resp, size_t len, void *ud);
+/* As sg_gateway_send_argv, for proxies: a reply that needs no merging or
+ * rewriting and is not an error comes to raw_fn as the node's bytes (no
+ * reply tree is built); any other outcome comes to fn, as there. Exactly
+ * one of the two runs, once. */
+SG_API int sg_gateway_forward(sg_gateway *g, const sg_request_ctx *ctx, int argc,
+                              const char *const *argv, const size_t *argvlen, sg_reply_fn fn,
+                              sg_raw_reply_fn raw_fn, void *ud);
 SG_API sg_reply *sg_gateway_call_argv(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                                       const char *const *argv, const size_t *argvlen);
 

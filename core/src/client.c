@@ -52,6 +52,15 @@ static void ignore_sigpipe(void) {
         signal(SIGPIPE, SIG_IGN);
 }
 
+/* Batching: the turn of the loop is over; what it queued leaves. */
+static void on_flush(evutil_socket_t fd, short what, void *arg) {
+    sg_client *c = arg;
+    (void)fd;
+    (void)what;
+    c->flush_pending = 0;
+    sg_client_flush(c);
+}
+
 sg_client *sg_client_new(const sg_config *cfg, const char *upstream, struct event_base *base) {
     sg_client *c = sg_calloc(1, sizeof *c);
     const sg_storage *st;
@@ -90,8 +99,20 @@ sg_client *sg_client_new(const sg_config *cfg, const char *upstream, struct even
         return c;
     }
     if (st->use_ssl && (c->ssl = sg_tls_context(st, &c->err)) == NULL) return c;
+    if (!c->own_base && (c->flush_ev = event_new(c->base, -1, 0, on_flush, c)) == NULL) {
+        sg_seterr(&c->err, SG_ENOMEM, "out of memory creating an event");
+        return c;
+    }
     if (sg_cluster_start(c) != SG_OK) return c;
     return c;
+}
+
+int sg_client_set_batching(sg_client *c, int on) {
+    if (c == NULL || c->flush_ev == NULL)
+        return c ? sg_seterr(&c->err, SG_EINVAL, "batching needs an asynchronous client") : SG_EINVAL;
+    if (!on && c->batching) sg_client_flush(c);
+    c->batching = on != 0;
+    return SG_OK;
 }
 
 static void fail_list(sg_req *list, int code, const char *msg) {
@@ -119,6 +140,12 @@ void sg_client_free(sg_client *c) {
         fail_list(retrying, SG_ECLOSED, "client closed");
     }
     sg_cluster_free(c); /* fails what is in flight on connections */
+    while (c->free_reqs) {
+        sg_req *r = c->free_reqs;
+        c->free_reqs = r->next;
+        sg_free(r);
+    }
+    if (c->flush_ev) event_free(c->flush_ev);
     sg_buf_free(&c->refresh_errors);
     if (c->dns) evdns_base_free(c->dns, 0);
     if (c->ssl) SSL_CTX_free(c->ssl);
@@ -493,11 +520,7 @@ int sg_pipeline_exec(sg_pipeline *p) {
     }
     sg_free(argv);
     c->corked = 0;
-    for (i = 0; i < (size_t)c->nnodes; i++) {
-        sg_node *node = c->nodes[i];
-        int k;
-        for (k = 0; k < node->nconns; k++) sg_conn_flush(node->conns[k]);
-    }
+    sg_client_flush(c);
     /* every command completes: by reply, timeout, or failure */
     for (i = 0; i < p->n; i++) run_until(c, &p->cmds[i].done);
     sg_clearerr(&c->err);

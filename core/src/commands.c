@@ -14,6 +14,7 @@
  * flags, or a spec that fails on the request).
  */
 #include <limits.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "commands.h"
@@ -67,9 +68,44 @@ static const sg_command *search(const sg_command *base, size_t n, size_t skip,
     return NULL;
 }
 
+/* Top-level names hashed (lower case) into an open-addressing table, made
+ * once: every request looks its command up, and a binary search with
+ * case-folding compares costs several times more. */
+#define NAME_HASH_SIZE 1024 /* a power of two, well over SG_COMMAND_COUNT */
+static short name_hash[NAME_HASH_SIZE]; /* index + 1 into command_table; 0: empty */
+static pthread_once_t name_hash_once = PTHREAD_ONCE_INIT;
+
+static unsigned hash_name(const char *name, size_t len) {
+    unsigned h = 2166136261u; /* FNV-1a over the lower-cased bytes */
+    size_t i;
+    for (i = 0; i < len; i++) h = (h ^ lower((unsigned char)name[i])) * 16777619u;
+    return h;
+}
+
+static void name_hash_init(void) {
+    size_t i;
+    for (i = 0; i < SG_COMMAND_COUNT; i++) {
+        const sg_command *c = &command_table[i];
+        unsigned h;
+        if (c->parent != NULL) continue;
+        h = hash_name(c->name, strlen(c->name)) & (NAME_HASH_SIZE - 1);
+        while (name_hash[h]) h = (h + 1) & (NAME_HASH_SIZE - 1);
+        name_hash[h] = (short)(i + 1);
+    }
+}
+
 const sg_command *sg_command_lookup(const char *name, size_t len) {
+    unsigned h;
     if (name == NULL) return NULL;
-    return search(command_table, SG_COMMAND_COUNT, 0, name, len);
+    if (memchr(name, '|', len)) /* "config|get": only the sorted table has those */
+        return search(command_table, SG_COMMAND_COUNT, 0, name, len);
+    pthread_once(&name_hash_once, name_hash_init);
+    for (h = hash_name(name, len) & (NAME_HASH_SIZE - 1); name_hash[h];
+         h = (h + 1) & (NAME_HASH_SIZE - 1)) {
+        const sg_command *c = &command_table[name_hash[h] - 1];
+        if (c->namelen == (int)len && name_cmp(name, len, c->name) == 0) return c;
+    }
+    return NULL;
 }
 
 /* As Redis's lookupCommandLogic(): argv[0] is a top-level command; a

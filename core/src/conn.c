@@ -17,13 +17,61 @@
 
 #include "engine.h"
 
+/* ---- where a command's bytes go ------------------------------------------------ */
+
+/* While a pipeline is being queued, or a batching client's loop turn runs,
+ * commands wait in conn->cork: each node's share then leaves in one write
+ * (sg_conn_flush). Returns 1 when conn is corked. */
+static int cork(sg_conn *conn) {
+    sg_client *c = conn->node->client;
+    if (conn->corked) return 1;
+    if (!(c->corked || c->batching) || conn->handshaking) return 0;
+    conn->corked = 1;
+    if (c->batching && !c->flush_pending && c->flush_ev) {
+        /* at the end of the active queue: after every callback of this turn */
+        event_active(c->flush_ev, EV_TIMEOUT, 1);
+        c->flush_pending = 1;
+    }
+    return 1;
+}
+
+/* The buffer a command goes to now: held while the handshake runs (a failed
+ * SELECT must not let commands run on database 0), the cork while corked,
+ * else the connection's output. */
+static struct evbuffer *conn_out(sg_conn *conn) {
+    if (conn->handshaking) return conn->held;
+    if (cork(conn)) return conn->cork;
+    return bufferevent_get_output(conn->bev);
+}
+
+void sg_conn_flush(sg_conn *conn) {
+    struct evbuffer *out;
+    if (!conn->corked) return;
+    conn->corked = 0;
+    if (evbuffer_get_length(conn->cork) == 0 || conn->state == SG_CONN_CLOSED) return;
+    out = bufferevent_get_output(conn->bev);
+    /* straight to the socket when nothing is queued before it: no loop turn
+     * for writability, no poll registration */
+    if (conn->state == SG_CONN_READY && !conn->node->client->ssl && evbuffer_get_length(out) == 0)
+        evbuffer_write(conn->cork, bufferevent_getfd(conn->bev));
+    if (evbuffer_get_length(conn->cork) > 0) bufferevent_write_buffer(conn->bev, conn->cork);
+}
+
+void sg_client_flush(sg_client *c) {
+    int i, k;
+    for (i = 0; i < c->nnodes; i++) {
+        sg_node *node = c->nodes[i];
+        for (k = 0; k < node->nconns; k++) sg_conn_flush(node->conns[k]);
+    }
+}
+
 /* ---- RESP formatting of internal commands ---------------------------------- */
 
 /* Appends a command given as NUL-terminated words to the output. */
 static void write_words(sg_conn *conn, const char *const *words, int n) {
     char head[32];
     int i, len = snprintf(head, sizeof head, "*%d\r\n", n);
-    struct evbuffer *out = conn->handshaking ? conn->held : bufferevent_get_output(conn->bev);
+    struct evbuffer *out = conn_out(conn);
     evbuffer_add(out, head, (size_t)len);
     conn->queued += (size_t)len;
     for (i = 0; i < n; i++) {
@@ -102,6 +150,7 @@ static void conn_destroy(sg_conn *conn) {
     }
     if (conn->bev) bufferevent_free(conn->bev);
     if (conn->held) evbuffer_free(conn->held);
+    if (conn->cork) evbuffer_free(conn->cork);
     if (conn->reader) redisReaderFree(conn->reader);
     sg_free(conn->pend);
     sg_free(conn);
@@ -124,7 +173,7 @@ void sg_conn_fail(sg_conn *conn, int code, const char *fmt, ...) {
     if (conn->state == SG_CONN_CLOSED) return;
     conn->state = SG_CONN_CLOSED;
     sent = conn->queued - evbuffer_get_length(bufferevent_get_output(conn->bev)) -
-           evbuffer_get_length(conn->held);
+           evbuffer_get_length(conn->held) - evbuffer_get_length(conn->cork);
     if (code != SG_ECLOSED || strcmp(msg, "client closed") != 0) sg_log(SG_LOG_WARN, "%s", msg);
     /* Take the pending list first: the requests may be sent again, to other
      * connections, while we go through it. */
@@ -173,65 +222,169 @@ static void on_read(struct bufferevent *bev, void *arg) {
     if (conn->doomed) conn_destroy(conn);
 }
 
-static void read_replies(struct bufferevent *bev, sg_conn *conn) {
-    struct evbuffer *in = bufferevent_get_input(bev);
+/* The length of the whole RESP2 reply at s[0..n): 0 when it does not end
+ * within n bytes, -1 when s is not RESP. Nested arrays need no stack: each
+ * array header adds its elements to those still due. */
+static long long scan_reply(const char *s, size_t n) {
+    size_t pos = 0;
+    long long due = 1;
+    while (due > 0) {
+        const char *cr;
+        size_t eol;
+        long long v = 0;
+        int neg = 0;
+        size_t i;
+        if (pos >= n) return 0;
+        if ((cr = memchr(s + pos, '\r', n - pos)) == NULL) return 0;
+        eol = (size_t)(cr - s);
+        if (eol + 1 >= n) return 0;
+        if (s[eol + 1] != '\n') return -1;
+        switch (s[pos]) {
+        case '+': case '-': case ':':
+            pos = eol + 2;
+            due--;
+            continue;
+        case '$': case '*': break;
+        default: return -1;
+        }
+        i = pos + 1;
+        if (i < eol && s[i] == '-') {
+            neg = 1;
+            i++;
+        }
+        if (i == eol || eol - i > 18) return -1;
+        for (; i < eol; i++) {
+            if (s[i] < '0' || s[i] > '9') return -1;
+            v = v * 10 + (s[i] - '0');
+        }
+        if (neg) v = -v;
+        due--;
+        if (s[pos] == '*') {
+            pos = eol + 2;
+            if (v > 0) due += v;
+            continue;
+        }
+        pos = eol + 2;
+        if (v >= 0) {
+            if ((unsigned long long)v + 2 > n - pos) return 0;
+            pos += (size_t)v + 2;
+        }
+    }
+    return (long long)pos;
+}
+
+/* One reply built as a tree: to its request, the handshake, or the
+ * subscriber. Returns -1 when the connection was closed meanwhile. */
+static int take_reply(sg_conn *conn, sg_reply *r) {
     sg_node *node = conn->node;
+    sg_pending p;
+    if (conn->pcount == 0 && conn->on_push) {
+        conn->on_push(conn, r);
+        return conn->state == SG_CONN_CLOSED ? -1 : 0;
+    }
+    if (conn->pcount == 0) {
+        sg_reply_free(r);
+        sg_conn_fail(conn, SG_EPROTO, "node %s sent a reply nobody asked for", node->addr);
+        return -1;
+    }
+    p = pend_pop(conn);
+    if (p.kind == SG_PEND_HANDSHAKE) {
+        int failed = 0;
+        on_handshake_reply(conn, r, &failed);
+        sg_reply_free(r);
+        if (failed) return -1;
+        if (--conn->handshaking == 0 && evbuffer_get_length(conn->held) > 0)
+            bufferevent_write_buffer(conn->bev, conn->held); /* now the commands */
+    } else if (p.kind == SG_PEND_ASKING || p.kind == SG_PEND_DROP) {
+        sg_reply_free(r); /* a failed ASKING shows in the next reply */
+    } else {
+        if (r->type == SG_REPLY_ERROR) node->st.errors++;
+        sg_req_on_reply(p.req, node, r);
+        if (conn->state == SG_CONN_CLOSED) return -1; /* closed under us */
+    }
+    return 0;
+}
+
+/* Takes every reply hiredis's reader can build from what it holds. */
+static int take_tree_replies(sg_conn *conn) {
+    for (;;) {
+        void *obj = NULL;
+        if (redisReaderGetReply(conn->reader, &obj) != REDIS_OK) {
+            sg_conn_fail(conn, conn->reader->err == REDIS_ERR_OOM ? SG_ENOMEM : SG_EPROTO,
+                         "node %s: cannot parse reply: %s", conn->node->addr,
+                         conn->reader->errstr);
+            return -1;
+        }
+        if (obj == NULL) return 0;
+        if (take_reply(conn, obj) != 0) return -1;
+    }
+}
+
+/* Feeds everything that arrived to hiredis's reader. */
+static int feed_all(sg_conn *conn, struct evbuffer *in) {
     struct evbuffer_iovec vec[8];
     int nvec, i;
-
-    /* Feed everything that arrived to the reader. */
     while (evbuffer_get_length(in) > 0) {
         size_t fed = 0;
         nvec = evbuffer_peek(in, -1, NULL, vec, 8);
         if (nvec > 8) nvec = 8;
         for (i = 0; i < nvec; i++) {
             if (redisReaderFeed(conn->reader, vec[i].iov_base, vec[i].iov_len) != REDIS_OK) {
-                sg_conn_fail(conn, SG_EPROTO, "node %s: cannot read reply: %s", node->addr,
+                sg_conn_fail(conn, SG_EPROTO, "node %s: cannot read reply: %s", conn->node->addr,
                              conn->reader->errstr);
-                return;
+                return -1;
             }
             fed += vec[i].iov_len;
         }
         evbuffer_drain(in, fed);
     }
+    return 0;
+}
+
+/* Whether hiredis's reader holds part of a reply. */
+static int reader_busy(const sg_conn *conn) { return conn->reader->len > conn->reader->pos; }
+
+/* Replies are read two ways. A whole reply in the input's first chunk, for
+ * a request that takes bytes (a proxy's), goes as it is: no tree, no copy
+ * but the caller's. Anything else (errors, which may be redirects; replies
+ * that are merged; replies that run past the chunk, large ones) goes through
+ * hiredis's reader as a tree; while the reader holds part of a reply, what
+ * follows goes that way too, so the order holds. */
+static void read_replies(struct bufferevent *bev, sg_conn *conn) {
+    struct evbuffer *in = bufferevent_get_input(bev);
+    sg_node *node = conn->node;
     for (;;) {
-        void *obj = NULL;
-        sg_reply *r;
-        sg_pending p;
-        if (redisReaderGetReply(conn->reader, &obj) != REDIS_OK) {
-            sg_conn_fail(conn, conn->reader->err == REDIS_ERR_OOM ? SG_ENOMEM : SG_EPROTO,
-                         "node %s: cannot parse reply: %s", node->addr,
-                         conn->reader->errstr);
-            return;
-        }
-        if (obj == NULL) break;
-        r = obj;
-        if (conn->pcount == 0 && conn->on_push) {
-            conn->on_push(conn, r);
-            if (conn->state == SG_CONN_CLOSED) return;
+        struct evbuffer_iovec vec;
+        sg_pending *head;
+        long long len;
+        if (!reader_busy(conn) && evbuffer_peek(in, -1, NULL, &vec, 1) >= 1 &&
+            (len = scan_reply(vec.iov_base, vec.iov_len)) > 0) {
+            const char *data = vec.iov_base;
+            head = conn->pcount ? &conn->pend[conn->phead] : NULL;
+            if (head && head->kind == SG_PEND_USER && data[0] != '-' && SG_REQ_RAW_OK(head->req)) {
+                sg_pending p = pend_pop(conn);
+                sg_req_finish_raw(p.req, data, (size_t)len);
+                evbuffer_drain(in, (size_t)len);
+                if (conn->state == SG_CONN_CLOSED) return; /* closed under us */
+            } else {
+                /* this reply alone, as a tree */
+                void *obj = NULL;
+                if (redisReaderFeed(conn->reader, data, (size_t)len) != REDIS_OK ||
+                    redisReaderGetReply(conn->reader, &obj) != REDIS_OK || obj == NULL) {
+                    sg_conn_fail(conn, conn->reader->err == REDIS_ERR_OOM ? SG_ENOMEM : SG_EPROTO,
+                                 "node %s: cannot parse reply: %s", node->addr,
+                                 conn->reader->errstr[0] ? conn->reader->errstr : "incomplete");
+                    return;
+                }
+                evbuffer_drain(in, (size_t)len);
+                if (take_reply(conn, obj) != 0) return;
+            }
             continue;
         }
-        if (conn->pcount == 0) {
-            sg_reply_free(r);
-            sg_conn_fail(conn, SG_EPROTO, "node %s sent a reply nobody asked for",
-                         node->addr);
-            return;
-        }
-        p = pend_pop(conn);
-        if (p.kind == SG_PEND_HANDSHAKE) {
-            int failed = 0;
-            on_handshake_reply(conn, r, &failed);
-            sg_reply_free(r);
-            if (failed) return;
-            if (--conn->handshaking == 0 && evbuffer_get_length(conn->held) > 0)
-                bufferevent_write_buffer(conn->bev, conn->held); /* now the commands */
-        } else if (p.kind == SG_PEND_ASKING || p.kind == SG_PEND_DROP) {
-            sg_reply_free(r); /* a failed ASKING shows in the next reply */
-        } else {
-            if (r->type == SG_REPLY_ERROR) node->st.errors++;
-            sg_req_on_reply(p.req, node, r);
-            if (conn->state == SG_CONN_CLOSED) return; /* closed under us */
-        }
+        if (evbuffer_get_length(in) == 0 && !reader_busy(conn)) break;
+        /* the reader takes the rest (a reply past the chunk, or not RESP) */
+        if (feed_all(conn, in) != 0 || take_tree_replies(conn) != 0) return;
+        break; /* all input is with the reader, and it built what it could */
     }
     conn->last_used = sg_now_ms();
     if (conn->pcount == 0) {
@@ -406,7 +559,8 @@ sg_conn *sg_conn_open(sg_node *node) {
     conn->read_timeout_ms = -2; /* forces the first set */
     conn->last_used = sg_now_ms();
     if ((conn->reader = redisReaderCreateWithFunctions(&sg_reply_functions)) == NULL ||
-        (conn->held = evbuffer_new()) == NULL || (conn->bev = new_bev(conn)) == NULL) {
+        (conn->held = evbuffer_new()) == NULL || (conn->cork = evbuffer_new()) == NULL ||
+        (conn->bev = new_bev(conn)) == NULL) {
         conn_destroy(conn);
         return NULL;
     }
@@ -439,40 +593,19 @@ int sg_conn_send_words(sg_conn *conn, const char *const *words, int n) {
 static size_t send_now(sg_conn *conn, const char *buf, size_t len) {
     ssize_t n;
     if (conn->state != SG_CONN_READY || conn->node->client->ssl || conn->handshaking ||
-        conn->node->client->corked || evbuffer_get_length(bufferevent_get_output(conn->bev)) > 0)
+        conn->corked || evbuffer_get_length(bufferevent_get_output(conn->bev)) > 0)
         return 0;
     n = send(bufferevent_getfd(conn->bev), buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
     return n > 0 ? (size_t)n : 0; /* errors show on the bufferevent's own write */
 }
 
-/* While a pipeline is being queued, a connection's writes wait for the
- * flush (sg_conn_flush): each node's share then leaves in one write. */
-static void cork(sg_conn *conn) {
-    if (!conn->node->client->corked || conn->corked || conn->state != SG_CONN_READY ||
-        conn->node->client->ssl)
-        return;
-    bufferevent_disable(conn->bev, EV_WRITE);
-    conn->corked = 1;
-}
-
-void sg_conn_flush(sg_conn *conn) {
-    struct evbuffer *out;
-    if (!conn->corked) return;
-    conn->corked = 0;
-    out = bufferevent_get_output(conn->bev);
-    if (evbuffer_get_length(out) > 0) evbuffer_write(out, bufferevent_getfd(conn->bev));
-    bufferevent_enable(conn->bev, EV_WRITE); /* the rest, if any, as usual */
-}
-
 int sg_conn_send(sg_conn *conn, sg_req *req, int asking) {
     static const char asking_cmd[] = "*1\r\n$6\r\nASKING\r\n";
-    /* Until the handshake is through, commands wait in held: a failed
-     * SELECT must not let them run on database 0. */
-    struct evbuffer *out = conn->handshaking ? conn->held : bufferevent_get_output(conn->bev);
+    struct evbuffer *out;
     size_t done = 0;
     /* room in the FIFO first: no byte leaves for a command it cannot track */
     if (pend_reserve(conn, asking ? 2 : 1) != SG_OK) return SG_ENOMEM;
-    cork(conn);
+    out = conn_out(conn);
     if (asking) {
         if (evbuffer_add(out, asking_cmd, sizeof asking_cmd - 1) != 0) return SG_ENOMEM;
         conn->queued += sizeof asking_cmd - 1;

@@ -70,6 +70,7 @@ struct sg_req {
     uint64_t started;   /* ms, when first dispatched */
     /* completion */
     sg_reply_fn fn;
+    sg_raw_reply_fn raw_fn; /* a plain reply as bytes (sg_gateway_forward) */
     void *ud;
     /* split parts: parent and the part's index; the parent's state */
     sg_req *parent;
@@ -86,6 +87,8 @@ struct sg_req {
     int failed_status;  /* first failure among parts */
     char *failed_msg;
     sg_reply *early;    /* an outcome known at submit (CROSSSLOT), delivered from the loop */
+    size_t cmdcap;      /* room for the command made with the request (req_new);
+                           0: cmd is an allocation of its own */
 };
 
 /* Options of a submitted command (the gateway's policies decide them). */
@@ -95,11 +98,17 @@ typedef struct sg_submit_opts {
     const size_t *ttl_lens;
     const long long *ttl_secs;
     int nttls;
+    sg_raw_reply_fn raw_fn;     /* plain replies as bytes: see sg_gateway_forward */
 } sg_submit_opts;
 
 int sg_router_submit(sg_client *c, int argc, const char *const *argv, const size_t *argvlen,
                      sg_reply_fn fn, void *ud, const sg_submit_opts *opts);
 
+/* Whether a request's reply may go to its raw_fn as bytes: a whole request
+ * (not a part), with no follow-up. */
+#define SG_REQ_RAW_OK(req) ((req)->raw_fn != NULL && (req)->parent == NULL && (req)->nttls == 0)
+/* Completes such a request with the reply's bytes. */
+void sg_req_finish_raw(sg_req *req, const char *resp, size_t len);
 /* Completes a request: delivers reply (ownership passes) or the failure. */
 void sg_req_finish(sg_req *req, sg_reply *reply, int status, const char *msg);
 /* Sends a request where it belongs now (map, read policy, ASK, target). */
@@ -137,7 +146,8 @@ struct sg_conn {
     int handshaking; /* handshake replies still due */
     uint64_t last_used; /* ms, for idle expiry */
     long long read_timeout_ms; /* current read timeout, -1: none */
-    int corked;                /* writes held for sg_conn_flush */
+    int corked;                /* writes held in cork for sg_conn_flush */
+    struct evbuffer *cork;     /* commands of a batch, written at its end */
     int timer_short;           /* the read timer was armed for less than the timeout */
     /* a subscriber (Sentinel's +switch-master): replies nobody asked for
      * go here; owns them */
@@ -154,6 +164,8 @@ void sg_conn_fail(sg_conn *conn, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Writes what a corked connection holds (pipelines: one write per node). */
 void sg_conn_flush(sg_conn *conn);
+/* Writes what every corked connection of the client holds. */
+void sg_client_flush(sg_client *c);
 /* Closes an idle connection quietly. */
 void sg_conn_close(sg_conn *conn);
 /* Queues an internal command (NUL-terminated words) whose reply is dropped. */
@@ -238,7 +250,12 @@ struct sg_client {
     int inflight;
     int freeing;
     int corked;               /* a pipeline is queueing: see sg_conn_flush */
+    int batching;             /* sg_client_set_batching: writes wait for the turn's end */
+    struct event *flush_ev;   /* batching: writes the corked connections */
+    int flush_pending;        /* flush_ev is active */
     int submitting;           /* inside a send or connect: completions wait for the loop */
+    sg_req *free_reqs;        /* finished requests kept for reuse */
+    int nfree_reqs;
 };
 
 /* A blocking call's outcome: sg_waiter_reply is the callback that fills it. */

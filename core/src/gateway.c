@@ -85,6 +85,14 @@ void sg_gateway_free(sg_gateway *g) {
 
 void sg_gateway_set_policy(sg_gateway *g, sg_policy *p) { g->policy = p; }
 
+int sg_gateway_set_batching(sg_gateway *g, int on) {
+    int i, rc = SG_OK;
+    for (i = 0; i < g->n; i++)
+        if (g->clients[i] && sg_client_set_batching(g->clients[i], on) != SG_OK)
+            rc = sg_seterr(&g->err, sg_errcode(g->clients[i]), "%s", sg_errmsg(g->clients[i]));
+    return rc;
+}
+
 sg_client *sg_gateway_client(sg_gateway *g, const char *upstream) {
     int i;
     if (upstream == NULL) upstream = "default";
@@ -113,8 +121,14 @@ static void deliver_denial(evutil_socket_t fd, short what, void *arg) {
 int sg_gateway_send_argv(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                          const char *const *argv, const size_t *argvlen, sg_reply_fn fn,
                          void *ud) {
+    return sg_gateway_forward(g, ctx, argc, argv, argvlen, fn, NULL, ud);
+}
+
+int sg_gateway_forward(sg_gateway *g, const sg_request_ctx *ctx, int argc,
+                       const char *const *argv, const size_t *argvlen, sg_reply_fn fn,
+                       sg_raw_reply_fn raw_fn, void *ud) {
     sg_decision d;
-    sg_submit_opts opts = {-1, NULL, NULL, NULL, 0};
+    sg_submit_opts opts = {-1, NULL, NULL, NULL, 0, raw_fn};
     const char **tkeys = NULL;
     size_t *tlens = NULL, *lens = NULL;
     long long *tsecs = NULL;
@@ -128,8 +142,16 @@ int sg_gateway_send_argv(sg_gateway *g, const sg_request_ctx *ctx, int argc,
         for (i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
         argvlen = lens;
     }
+    if ((g->policy == NULL || sg_policy_count(g->policy) == 0) &&
+        (c = sg_gateway_client(g, NULL)) != NULL) {
+        /* no policy: nothing to decide (this runs for every command) */
+        rc = sg_router_submit(c, argc, argv, argvlen, fn, ud, raw_fn ? &opts : NULL);
+        if (rc != SG_OK) sg_seterr(&g->err, rc, "%s", c->err.msg);
+        sg_free(lens);
+        return rc;
+    }
     sg_decision_init(&d);
-    if (g->policy && (rc = sg_policy_apply(g->policy, ctx, argc, argv, argvlen, &d)) != SG_OK) {
+    if ((rc = sg_policy_apply(g->policy, ctx, argc, argv, argvlen, &d)) != SG_OK) {
         sg_seterr(&g->err, rc, "out of memory applying the policies");
         goto done;
     }

@@ -33,7 +33,15 @@ void sg_req_free(sg_req *req) {
     sg_free(req->part_nkeys);
     sg_free(req->failed_msg);
     sg_reply_free(req->early);
-    sg_free(req->cmd);
+    if (req->cmdcap == 0) { /* a command of its own (not made by req_new) */
+        sg_free(req->cmd);
+    } else if (!req->client->freeing && req->client->nfree_reqs < 256 && req->cmdcap <= 1024) {
+        /* kept: the next request reuses it (a malloc and a free less each) */
+        req->next = req->client->free_reqs;
+        req->client->free_reqs = req;
+        req->client->nfree_reqs++;
+        return;
+    }
     sg_free(req);
 }
 
@@ -61,14 +69,18 @@ static size_t header_len(size_t n) {
     return len;
 }
 
-/* RESP of an argv, in one allocation. */
-static char *format_argv(int argc, const char *const *argv, const size_t *argvlen, size_t *outlen) {
+/* The length of an argv in RESP. */
+static size_t argv_resp_len(int argc, const size_t *argvlen) {
     size_t total = header_len((size_t)argc);
-    char *buf, *p;
     int i;
     for (i = 0; i < argc; i++) total += header_len(argvlen[i]) + argvlen[i] + 2;
-    if ((buf = sg_malloc(total)) == NULL) return NULL;
-    p = put_header(buf, '*', (size_t)argc);
+    return total;
+}
+
+/* Writes an argv in RESP at buf (argv_resp_len bytes). */
+static void put_argv(char *buf, int argc, const char *const *argv, const size_t *argvlen) {
+    char *p = put_header(buf, '*', (size_t)argc);
+    int i;
     for (i = 0; i < argc; i++) {
         p = put_header(p, '$', argvlen[i]);
         memcpy(p, argv[i], argvlen[i]);
@@ -76,20 +88,29 @@ static char *format_argv(int argc, const char *const *argv, const size_t *argvle
         *p++ = '\r';
         *p++ = '\n';
     }
-    *outlen = total;
-    return buf;
 }
 
+/* A request and its command in RESP, in one allocation (a kept one when
+ * its room is enough). */
 static sg_req *req_new(sg_client *c, int argc, const char *const *argv, const size_t *argvlen) {
-    sg_req *req = sg_calloc(1, sizeof *req);
-    if (req == NULL) return NULL;
+    size_t total = argv_resp_len(argc, argvlen), cap;
+    sg_req *req = c->free_reqs;
+    if (req && req->cmdcap >= total) {
+        c->free_reqs = req->next;
+        c->nfree_reqs--;
+        cap = req->cmdcap;
+        memset(req, 0, sizeof *req);
+    } else {
+        cap = total < 256 ? 256 : total; /* room to be reused */
+        if ((req = sg_calloc(1, sizeof *req + cap)) == NULL) return NULL;
+    }
+    req->cmdcap = cap;
     req->client = c;
     req->slot = -1;
     req->read_policy = -1;
-    if ((req->cmd = format_argv(argc, argv, argvlen, &req->cmdlen)) == NULL) {
-        sg_free(req);
-        return NULL;
-    }
+    req->cmd = (char *)(req + 1);
+    req->cmdlen = total;
+    put_argv(req->cmd, argc, argv, argvlen);
     return req;
 }
 
@@ -137,6 +158,12 @@ void sg_req_finish(sg_req *req, sg_reply *reply, int status, const char *msg) {
         set_default_ttls(req);
     if (req->fn) req->fn(req->client, reply, status, status == SG_OK ? NULL : msg, req->ud);
     else sg_reply_free(reply);
+    sg_req_free(req);
+}
+
+void sg_req_finish_raw(sg_req *req, const char *resp, size_t len) {
+    /* from a connection's read, never inside a send: no deferral needed */
+    req->raw_fn(req->client, resp, len, req->ud);
     sg_req_free(req);
 }
 
@@ -727,6 +754,7 @@ static int take_opts(sg_req *req, const sg_submit_opts *o) {
     int i;
     if (o == NULL) return SG_OK;
     req->read_policy = o->read_policy;
+    req->raw_fn = o->raw_fn;
     if (o->nttls == 0) return SG_OK;
     if ((req->ttls = sg_calloc((size_t)o->nttls, sizeof *req->ttls)) == NULL) return SG_ENOMEM;
     for (i = 0; i < o->nttls; i++) {
