@@ -24,6 +24,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "conns.h"
 #include "resp.h"
 #include "server.h"
 #include "session.h"
@@ -86,6 +87,8 @@ void session_close(session *s) {
     worker *w = s->w;
     if (s->gone) return;
     s->gone = 1;
+    txn_release(s); /* their connections go now: no reply comes for a gone client */
+    pubsub_release(s);
     if (s->bev) bufferevent_free(s->bev);
     s->bev = NULL;
     if (s->prev) s->prev->next = s->next;
@@ -334,11 +337,8 @@ static void do_info(session *s, sg_buf *b) {
 
 /* Commands a shared upstream connection cannot carry (yet): refused with
  * their name, never forwarded. */
-static const char *const refused[] = {"MULTI",     "EXEC",       "DISCARD",      "WATCH",
-                                      "UNWATCH",   "SUBSCRIBE",  "PSUBSCRIBE",   "SSUBSCRIBE",
-                                      "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE", "MONITOR",
-                                      "SYNC",      "PSYNC",      "READONLY",     "READWRITE",
-                                      "ASKING",    "RESET",      NULL};
+static const char *const refused[] = {"MONITOR", "SYNC",     "PSYNC", "READONLY",
+                                      "READWRITE", "ASKING", NULL};
 
 /* Answers r if the gateway itself does; 1 when answered. */
 static int local_command(session *s, const sg_resp_req *r, sg_buf *b) {
@@ -391,6 +391,11 @@ static void handle(session *s, const sg_resp_req *r) {
         return;
     }
     s->w->commands++;
+    /* connection-bound commands (conns.h): subscribed mode, MULTI and what
+     * it queues, the subscribe family */
+    if (s->authed && (pubsub_refuse(s, r, seq) || txn_command(s, r, seq) ||
+                      pubsub_command(s, r, seq)))
+        return;
     if (local_command(s, r, &sl->out)) {
         sl->done = 1;
         return;
@@ -458,7 +463,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg) {
     if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
         /* idle: no request for client_idle_timeout; one waiting for its
          * replies (a blocking pop, say) is not idle */
-        if (s->count > 0 || s->inflight > 0) {
+        if (s->count > 0 || s->inflight > 0 || pubsub_active(s)) {
             bufferevent_enable(bev, EV_READ);
             return;
         }
