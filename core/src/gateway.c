@@ -229,9 +229,20 @@ static int check_command(const sg_command *info, int argc, const char *const *ar
         if (argc >= 2 && sg_command_lookup(argv[0], argvlen[0]) != NULL)
             snprintf(err, errlen, "ERR unknown subcommand '%.*s'. Try %.*s HELP.",
                      (int)(argvlen[1] > 64 ? 64 : argvlen[1]), argv[1], n0, argv[0]);
-        else
-            snprintf(err, errlen, "ERR unknown command '%.*s', with args beginning with: ", n0,
-                     argv[0]);
+        else {
+            /* as Redis: the arguments quoted, while they take less than 128 bytes */
+            size_t used = 0, at;
+            int i;
+            at = (size_t)snprintf(err, errlen, "ERR unknown command '%.*s', with args beginning with: ",
+                                  n0, argv[0]);
+            for (i = 1; i < argc && used < 128 && at < errlen; i++) {
+                int w = (int)(argvlen[i] < 128 - used ? argvlen[i] : 128 - used);
+                int n = snprintf(err + at, errlen - at, "'%.*s' ", w, argv[i]);
+                if (n < 0) break;
+                at += (size_t)n;
+                used += (size_t)w + 3;
+            }
+        }
         return 0;
     }
     if (!sg_command_check_arity(info, argc)) {
