@@ -9,15 +9,19 @@ each reply read. Steps:
   ["read", NAME, N]           read N replies; each printed as
                               {"c": NAME, "r": REPLY}; on timeout
                               {"c": NAME, "timeout": true} and the rest skipped
-  ["eof", NAME]               read until the server closes: {"c": NAME, "eof": true}
-                              (replies read meanwhile are printed too)
+  ["eof", NAME, SECS]         read until the server closes: {"c": NAME, "eof": true}
+                              (replies read meanwhile are printed too); SECS
+                              (default 10) bounds each wait
   ["close", NAME]
+  ["wait_file", PATH, TEXT]   wait (at most 30 s) until the file holds TEXT:
+                              {"c": "file", "found": true|false}
 Replies as JSON: status "+OK", error "-ERR ...", integer a number, bulk a
 string, nil "(nil)", array a list. Every read waits at most 10 s.
 """
 import json
 import socket
 import sys
+import time
 
 TIMEOUT = 10.0
 
@@ -98,6 +102,8 @@ def main():
                     break
                 print(json.dumps({"c": name, "r": r}), flush=True)
         elif op == "eof":
+            if len(step) > 2:
+                conns[name].s.settimeout(step[2])
             try:
                 while True:
                     print(json.dumps({"c": name, "r": conns[name].reply()}), flush=True)
@@ -105,6 +111,14 @@ def main():
                 print(json.dumps({"c": name, "eof": True}), flush=True)
             except socket.timeout:
                 print(json.dumps({"c": name, "timeout": True}), flush=True)
+        elif op == "wait_file":
+            deadline, found = time.monotonic() + 30, False
+            while not found and time.monotonic() < deadline:
+                with open(name, "rb") as f:
+                    found = step[2].encode() in f.read()
+                if not found:
+                    time.sleep(0.05)
+            print(json.dumps({"c": "file", "found": found}), flush=True)
         elif op == "close":
             conns.pop(name).s.close()
 

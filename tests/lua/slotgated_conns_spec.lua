@@ -230,28 +230,40 @@ describe("slotgated transactions", function()
 
   it("releases the WATCH connection on UNWATCH, DISCARD, EXEC and close", function()
     local before = node_clients("cmd=watch")
-    -- a client that WATCHes, then does tail, then stays connected
+    -- a client that WATCHes, then does tail, then stays connected; returns
+    -- its pid and the file its replies go to
+    local holds = 0
     local function hold(tail)
       local steps = { { "send", "a", "WATCH", "{w4}k" }, { "read", "a", 1 } }
       for _, s in ipairs(tail) do steps[#steps + 1] = s end
-      steps[#steps + 1] = { "eof", "a" }
-      local path = dir .. "/hold" .. #tail .. ".json"
+      steps[#steps + 1] = { "eof", "a", 120 } -- held until killed
+      holds = holds + 1
+      local path = dir .. "/hold" .. holds .. ".json"
       local lines = {}
       for i, st in ipairs(steps) do lines[i] = cjson.encode(st) end
       write(path, table.concat(lines, "\n") .. "\n")
-      return tonumber(sh("python3 " .. q(talker) .. " " .. d.port .. " < " .. q(path) ..
-                         " >/dev/null 2>&1 & echo $!"))
+      local pid = tonumber(sh("python3 " .. q(talker) .. " " .. d.port .. " < " .. q(path) ..
+                              " >" .. q(path .. ".out") .. " 2>&1 & echo $!"))
+      return pid, path .. ".out"
     end
-    local pid = hold({})
+    local function replies_in(path)
+      local n = 0
+      for _ in slurp(path):gmatch('"r":') do n = n + 1 end
+      return n
+    end
+    local pid, out = hold({})
     wait_for("a WATCH connection", function() return node_clients("cmd=watch") == before + 1 end)
+    assert.equal(1, replies_in(out))
     os.execute("kill " .. pid)
     wait_for("its release on close", function() return node_clients("cmd=watch") == before end)
-    for _, tail in ipairs({ { { "send", "a", "UNWATCH" }, { "read", "a", 1 } },
-                            { { "send", "a", "MULTI" }, { "send", "a", "DISCARD" }, { "read", "a", 2 } },
-                            { { "send", "a", "MULTI" }, { "send", "a", "EXEC" }, { "read", "a", 2 } } }) do
-      pid = hold(tail)
+    for _, case in ipairs({ { 1, { "send", "a", "UNWATCH" }, { "read", "a", 1 } },
+                            { 2, { "send", "a", "MULTI" }, { "send", "a", "DISCARD" }, { "read", "a", 2 } },
+                            { 2, { "send", "a", "MULTI" }, { "send", "a", "EXEC" }, { "read", "a", 2 } } }) do
+      pid, out = hold({ case[2], case[3], case[4] })
+      wait_for("the replies to WATCH and " .. case[#case - 1][3],
+               function() return replies_in(out) == 1 + case[1] end)
       -- the client is still connected: its WATCH connection goes all the same
-      wait_for("the release after " .. tail[#tail - 1][3], function()
+      wait_for("the release after " .. case[#case - 1][3], function()
         return node_clients("cmd=watch") == before and node_clients("cmd=exec") == 0
       end)
       os.execute("kill " .. pid)
@@ -382,11 +394,19 @@ describe("slotgated pub/sub", function()
     steps[#steps + 1] = { "send", "p", "PUBLISH", "quiet", "still here" }
     steps[#steps + 1] = { "read", "p", 1 }
     steps[#steps + 1] = { "read", "other", 1 }
+    -- the flood reaches slotgated over the cluster bus, later than the
+    -- publisher's replies: wait for the close to be logged before reading,
+    -- or the reading itself would keep the subscriber under the bound
+    steps[#steps + 1] = { "wait_file", d.log, "over the pubsub_output_limit" }
     steps[#steps + 1] = { "eof", "slow" }
     local events = talk(d.port, steps)
     local last = events[#events]
+    local logged = false
+    for _, e in ipairs(events) do if e.c == "file" then logged = e.found end end
+    assert.is_true(logged, "no close logged: " .. slurp(d.log))
     assert.equal("slow", last.c)
-    assert.is_true(last.eof, "the slow subscriber was not closed")
+    assert.is_true(last.eof, "the slow subscriber was not closed: " .. cjson.encode(last) ..
+                   "\n" .. slurp(d.log))
     local other
     for _, e in ipairs(events) do if e.c == "other" and type(e.r) == "table" and e.r[1] == "message" then other = e.r end end
     assert.same({ "message", "quiet", "still here" }, other)
