@@ -89,6 +89,7 @@ static int serve(const sg_config *cfg, sg_daemon_settings *ds) {
     o.max_request_bytes = ds->max_request_bytes;
     o.idle_timeout = ds->client_idle_timeout;
     o.output_limit = ds->client_output_limit;
+    o.pubsub_output_limit = ds->pubsub_output_limit;
     o.shutdown_timeout = (int)ds->shutdown_timeout;
     o.ready = on_ready;
     o.ready_ud = ds;

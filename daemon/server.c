@@ -31,6 +31,7 @@
 #define EVUTIL_ERR_RW_RETRIABLE(e) ((e) == EINTR || (e) == EAGAIN || (e) == EWOULDBLOCK)
 #endif
 
+#include "conns.h"
 #include "resp.h"
 #include "server.h"
 #include "session.h"
@@ -106,6 +107,8 @@ void session_close(session *s) {
     worker *w = s->w;
     if (s->gone) return;
     s->gone = 1;
+    txn_release(s); /* their connections go now: no reply comes for a gone client */
+    pubsub_release(s);
     if (s->rev) event_free(s->rev);
     if (s->wev) event_free(s->wev);
     sg_buf_free(&s->out);
@@ -470,11 +473,8 @@ static void do_info(session *s, sg_buf *b) {
 
 /* Commands a shared upstream connection cannot carry (yet): refused with
  * their name, never forwarded. */
-static const char *const refused[] = {"MULTI",     "EXEC",       "DISCARD",      "WATCH",
-                                      "UNWATCH",   "SUBSCRIBE",  "PSUBSCRIBE",   "SSUBSCRIBE",
-                                      "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE", "MONITOR",
-                                      "SYNC",      "PSYNC",      "READONLY",     "READWRITE",
-                                      "ASKING",    "RESET",      NULL};
+static const char *const refused[] = {"MONITOR", "SYNC",     "PSYNC", "READONLY",
+                                      "READWRITE", "ASKING", NULL};
 
 /* Answers r if the gateway itself does; 1 when answered. */
 static int local_command(session *s, const sg_resp_req *r, sg_buf *b) {
@@ -528,6 +528,11 @@ static void handle(session *s, const sg_resp_req *r) {
         return;
     }
     s->w->commands++;
+    /* connection-bound commands (conns.h): subscribed mode, MULTI and what
+     * it queues, the subscribe family */
+    if (s->authed && (pubsub_refuse(s, r, seq) || txn_command(s, r, seq) ||
+                      pubsub_command(s, r, seq)))
+        return;
     if (local_command(s, r, &sl->out)) {
         sl->done = 1;
         return;
@@ -563,7 +568,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
     if (what & EV_TIMEOUT) {
         /* idle: no request for client_idle_timeout; one waiting for its
          * replies (a blocking pop, say) is not idle */
-        if (s->count > 0 || s->inflight > 0) return;
+        if (s->count > 0 || s->inflight > 0 || pubsub_active(s)) return;
         sg_log(SG_LOG_INFO, "client %s (id %llu) closed: idle for %lld s", s->addr,
                (unsigned long long)s->id, s->w->srv->o->idle_timeout);
         session_close(s);

@@ -25,6 +25,8 @@ typedef struct sg_serve_opts {
                                   0: never */
     long long output_limit;    /* bytes of replies a client may leave unread
                                   before it is closed; 0: no limit */
+    long long pubsub_output_limit; /* bytes of messages a subscriber may leave
+                                  unread before it is closed; 0: no limit */
     int shutdown_timeout;      /* seconds to finish in-flight commands */
     void (*ready)(void *ud);   /* called once every listener is bound */
     void *ready_ud;

@@ -75,6 +75,8 @@ struct session {
     uint64_t id;
     char *name;
     char addr[80];
+    struct txn *txn;   /* MULTI/WATCH state (txn.c), NULL when none */
+    struct psub *psub; /* subscriptions (pubsub.c), NULL when none */
 };
 
 /* ---- replies (RESP2 into a buffer) ---- */

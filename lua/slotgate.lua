@@ -231,6 +231,27 @@ int sg_gateway_forward(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                        sg_raw_reply_fn raw_fn, void *ud);
 sg_reply *sg_gateway_call_argv(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                                const char *const *argv, const size_t *argvlen);
+typedef struct sg_prepared {
+    sg_client *client;
+    int slot;
+    int flags;
+    int extra;
+    char *resp;
+    size_t resplen;
+    char error[512];
+} sg_prepared;
+int sg_gateway_prepare(sg_gateway *g, const sg_request_ctx *ctx, int argc,
+                       const char *const *argv, const size_t *argvlen, sg_prepared *out);
+void sg_prepared_clear(sg_prepared *p);
+
+typedef struct sg_link sg_link;
+typedef void (*sg_link_fn)(sg_link *l, sg_reply *reply, int status,
+                           const char *errmsg, void *ud);
+sg_link *sg_link_open(sg_client *c, int slot, sg_link_fn fn, void *ud);
+int sg_link_send(sg_link *l, const char *resp, size_t len, int nreplies);
+const char *sg_link_node(const sg_link *l);
+int sg_link_serves(const sg_link *l, int slot);
+void sg_link_free(sg_link *l);
 ]]
 _M._cdef = cdef
 ffi.cdef(cdef)

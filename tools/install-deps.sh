@@ -11,6 +11,7 @@ packages=(
   lua-cjson lua-cjson-dev           # JSON in Lua, static lib for preloading
   lua-busted                        # Lua specs
   redis-server redis-tools openssl  # real servers for the tests
+  python3                           # raw RESP conversations in specs (tests/lua/resp_talk.py)
 )
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }

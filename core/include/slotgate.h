@@ -474,6 +474,85 @@ SG_API int sg_gateway_forward(sg_gateway *g, const sg_request_ctx *ctx, int argc
 SG_API sg_reply *sg_gateway_call_argv(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                                       const char *const *argv, const size_t *argvlen);
 
+/* What the policies and the command table make of a command, without
+ * sending it: for a host that sends it itself (a transaction queued for one
+ * connection). */
+typedef struct sg_prepared {
+    sg_client *client; /* the upstream that would carry it (owned by the gateway) */
+    int slot;          /* its keys' slot; -1: no key; -2: keys in several slots */
+    int flags;         /* SG_PREP_* */
+    int extra;         /* commands the policies put after it in resp (a default
+                          TTL's EXPIRE key seconds NX): their replies follow the
+                          command's and are not the caller's */
+    char *resp;        /* the command as it would be sent (keys rewritten), then
+                          the extra ones, in RESP; owned by the struct */
+    size_t resplen;
+    char error[512];   /* not "": it must not be sent, and this is the error
+                          reply the client gets ("ERR unknown command ...",
+                          "ERR wrong number of arguments ...", a policy's
+                          "NOPERM ..."); resp is then NULL */
+} sg_prepared;
+
+#define SG_PREP_FANOUT 1   /* the gateway sends it to every master (or node) */
+#define SG_PREP_NO_MULTI 2 /* Redis refuses it inside MULTI */
+#define SG_PREP_READONLY 4 /* it only reads */
+#define SG_PREP_LOCAL 8    /* a gateway answers it itself (AUTH, CLIENT, INFO ...) */
+
+/* Fills *out (which need not be initialised) for a command from ctx: the
+ * policies applied, the command checked against the table (known, arity),
+ * its keys' slot found. Returns SG_OK (out->error may still hold a refusal)
+ * or SG_ENOMEM / SG_EINVAL with sg_errmsg(g) saying why (out then holds
+ * nothing to clear). Free out's contents with sg_prepared_clear. */
+SG_API int sg_gateway_prepare(sg_gateway *g, const sg_request_ctx *ctx, int argc,
+                              const char *const *argv, const size_t *argvlen,
+                              sg_prepared *out);
+/* Frees what sg_gateway_prepare put in p and zeroes it; NULL does nothing. */
+SG_API void sg_prepared_clear(sg_prepared *p);
+
+/* ---- Links -----------------------------------------------------------------
+ * A connection of its own to the master serving one slot, for commands tied
+ * to their connection (MULTI/EXEC, WATCH, SUBSCRIBE), on an async client's
+ * event_base. It makes the handshake pooled connections make (AUTH, TLS),
+ * then carries only the bytes its owner writes, and hands every reply it
+ * reads to the owner's callback in order: replies to the owner's commands
+ * and messages nobody asked for (pub/sub) alike. It is not one of the pool's
+ * connections: never lent to another command, not counted in max_active.
+ *
+ * The callback gets each reply (owned by the callback: sg_reply_free it) with
+ * status SG_OK; Redis error replies are replies. When the link fails (the
+ * node cannot be reached, closes the connection, or leaves the replies the
+ * owner said were due unanswered for the client's timeout; no map; no master
+ * for the slot) the callback gets reply NULL, the code and a message naming
+ * the node, once, and never again; the link can then only be freed. The
+ * callback never runs inside an sg_link_* call, and may free the link. A
+ * MOVED or ASK reply on a link makes the client refresh its map; the reply
+ * still goes to the owner. */
+typedef struct sg_link sg_link;
+typedef void (*sg_link_fn)(sg_link *l, sg_reply *reply, int status,
+                           const char *errmsg, void *ud);
+
+/* A link to the master that serves slot now (slot -1: any master; a
+ * single-node or Sentinel upstream: its master), connecting at once, or once
+ * the client knows its map. NULL only when out of memory (or c or fn is
+ * NULL); every other failure comes through fn. Free every link of a client
+ * before the client. */
+SG_API sg_link *sg_link_open(sg_client *c, int slot, sg_link_fn fn, void *ud);
+/* Queues len bytes of RESP (whole commands) for the node; they leave as one
+ * write once the connection is up. nreplies: how many replies they will
+ * bring (0 when unknown, as for SUBSCRIBE's messages); while some are due
+ * and none comes for the client's timeout, the link fails (SG_ETIMEOUT).
+ * SG_OK, or the failure's code (sg_errmsg(l) says why). */
+SG_API int sg_link_send(sg_link *l, const char *resp, size_t len, int nreplies);
+/* "host:port" of the node it connects to, "" while the map is awaited.
+ * Owned by the client; valid while the client lives. */
+SG_API const char *sg_link_node(const sg_link *l);
+/* 1 when the link's node is the master of slot in the client's current
+ * map (and the link has not failed), else 0. */
+SG_API int sg_link_serves(const sg_link *l, int slot);
+/* Closes the connection (a transaction not yet executed is discarded with
+ * it; WATCHes and subscriptions end). NULL does nothing. */
+SG_API void sg_link_free(sg_link *l);
+
 #ifdef __cplusplus
 }
 #endif

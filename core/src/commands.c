@@ -512,6 +512,10 @@ static const struct {
     [SG_CI_CONFIG_RESETSTAT] = {SG_ROUTE_ALL_NODES, SG_RESP_ALL_SUCCEEDED},
     /* Shard channels: their not_key spec names the channel to route by. */
     [SG_CI_SPUBLISH] = {SG_ROUTE_CHANNEL, 0},
+    /* PUBLISH by its channel's slot too (any node would do: the cluster
+     * broadcasts it), so one publisher's messages on a channel all leave
+     * from one node and keep their order on the cluster bus */
+    [SG_CI_PUBLISH] = {SG_ROUTE_CHANNEL, 0},
     [SG_CI_SSUBSCRIBE] = {SG_ROUTE_CHANNEL, 0},
     [SG_CI_SUNSUBSCRIBE] = {SG_ROUTE_CHANNEL, 0},
 };

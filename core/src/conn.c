@@ -175,6 +175,7 @@ void sg_conn_fail(sg_conn *conn, int code, const char *fmt, ...) {
     sent = conn->queued - evbuffer_get_length(bufferevent_get_output(conn->bev)) -
            evbuffer_get_length(conn->held) - evbuffer_get_length(conn->cork);
     if (code != SG_ECLOSED || strcmp(msg, "client closed") != 0) sg_log(SG_LOG_WARN, "%s", msg);
+    if (conn->on_fail) conn->on_fail(conn, code, msg); /* a link's owner learns why */
     /* Take the pending list first: the requests may be sent again, to other
      * connections, while we go through it. */
     n = conn->pcount;

@@ -152,6 +152,10 @@ struct sg_conn {
     /* a subscriber (Sentinel's +switch-master): replies nobody asked for
      * go here; owns them */
     void (*on_push)(sg_conn *conn, sg_reply *r);
+    /* a link's connection (link.c): told of the failure before the
+     * connection goes; owner is the link */
+    void (*on_fail)(sg_conn *conn, int code, const char *msg);
+    void *owner;
     int in_read;     /* on_read is running: a close only marks the conn */
     int doomed;      /* closed meanwhile: on_read frees it when it returns */
 };

@@ -230,3 +230,140 @@ sg_reply *sg_gateway_call_argv(sg_gateway *g, const sg_request_ctx *ctx, int arg
     sg_clearerr(&g->err);
     return w.reply;
 }
+
+/* ---- preparing without sending ------------------------------------------------------- */
+
+static void put_cmd(sg_buf *b, int argc, const char *const *argv, const size_t *argvlen) {
+    int i;
+    sg_buf_printf(b, "*%d\r\n", argc);
+    for (i = 0; i < argc; i++) {
+        sg_buf_printf(b, "$%zu\r\n", argvlen[i]);
+        sg_buf_append(b, argv[i], argvlen[i]);
+        sg_buf_append(b, "\r\n", 2);
+    }
+}
+
+/* Redis's words for a command it does not know, or whose arity is wrong. */
+static int check_command(const sg_command *info, int argc, const char *const *argv,
+                         const size_t *argvlen, char *err, size_t errlen) {
+    int n0 = (int)(argvlen[0] > 64 ? 64 : argvlen[0]);
+    if (info == NULL) {
+        if (argc >= 2 && sg_command_lookup(argv[0], argvlen[0]) != NULL)
+            snprintf(err, errlen, "ERR unknown subcommand '%.*s'. Try %.*s HELP.",
+                     (int)(argvlen[1] > 64 ? 64 : argvlen[1]), argv[1], n0, argv[0]);
+        else {
+            /* as Redis: the arguments quoted, while they take less than 128 bytes */
+            size_t used = 0, at;
+            int i;
+            at = (size_t)snprintf(err, errlen, "ERR unknown command '%.*s', with args beginning with: ",
+                                  n0, argv[0]);
+            for (i = 1; i < argc && used < 128 && at < errlen; i++) {
+                int w = (int)(argvlen[i] < 128 - used ? argvlen[i] : 128 - used);
+                int n = snprintf(err + at, errlen - at, "'%.*s' ", w, argv[i]);
+                if (n < 0) break;
+                at += (size_t)n;
+                used += (size_t)w + 3;
+            }
+        }
+        return 0;
+    }
+    if (!sg_command_check_arity(info, argc)) {
+        snprintf(err, errlen, "ERR wrong number of arguments for '%s' command", info->name);
+        return 0;
+    }
+    return 1;
+}
+
+int sg_gateway_prepare(sg_gateway *g, const sg_request_ctx *ctx, int argc,
+                       const char *const *argv, const size_t *argvlen, sg_prepared *out) {
+    sg_decision d;
+    const sg_command *info;
+    sg_buf b = {0};
+    size_t *lens = NULL;
+    int *keyidx = NULL, nkeys, i, rc = SG_OK, route;
+    memset(out, 0, sizeof *out);
+    if (g->n == 0) return g->err.code ? g->err.code : sg_seterr(&g->err, SG_EINVAL, "no upstreams");
+    if (argc < 1 || argv == NULL)
+        return sg_seterr(&g->err, SG_EINVAL, "a command needs at least its name");
+    if (argvlen == NULL) {
+        if ((lens = sg_malloc((size_t)argc * sizeof *lens)) == NULL)
+            return sg_seterr(&g->err, SG_ENOMEM, "out of memory");
+        for (i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
+        argvlen = lens;
+    }
+    out->slot = -1;
+    out->client = g->clients[0];
+    info = sg_command_resolve(argc, argv, argvlen);
+    if (!check_command(info, argc, argv, argvlen, out->error, sizeof out->error)) goto done;
+    sg_decision_init(&d);
+    if (g->policy && sg_policy_apply(g->policy, ctx, argc, argv, argvlen, &d) != SG_OK) {
+        sg_decision_clear(&d);
+        rc = sg_seterr(&g->err, SG_ENOMEM, "out of memory applying the policies");
+        goto done;
+    }
+    if (d.deny) {
+        snprintf(out->error, sizeof out->error, "%s", d.errmsg);
+        sg_decision_clear(&d);
+        goto done;
+    }
+    if ((out->client = sg_gateway_client(g, d.upstream)) == NULL) {
+        snprintf(out->error, sizeof out->error,
+                 "ERR policy routes to upstream \"%s\", which the settings do not define",
+                 d.upstream);
+        sg_decision_clear(&d);
+        goto done;
+    }
+    if (d.rewritten) {
+        argc = d.argc;
+        argv = (const char *const *)d.argv;
+        argvlen = d.argvlen;
+    }
+    route = sg_command_route(info);
+    if (route == SG_ROUTE_ALL_MASTERS || route == SG_ROUTE_ALL_NODES) out->flags |= SG_PREP_FANOUT;
+    if (route == SG_ROUTE_GATEWAY) out->flags |= SG_PREP_LOCAL;
+    if (info->flags & SG_CMD_NO_MULTI) out->flags |= SG_PREP_NO_MULTI;
+    if (info->flags & SG_CMD_READONLY) out->flags |= SG_PREP_READONLY;
+    if ((keyidx = sg_malloc((size_t)argc * sizeof *keyidx)) == NULL) {
+        sg_decision_clear(&d);
+        rc = sg_seterr(&g->err, SG_ENOMEM, "out of memory");
+        goto done;
+    }
+    /* malformed key arguments (SG_CMD_EKEYS): no slot; the node says what is wrong */
+    nkeys = sg_command_keys_ex(info, argc, argv, argvlen, SG_KEYS_INCLUDE_NOT_KEYS, keyidx, NULL,
+                               argc);
+    for (i = 0; i < nkeys; i++) {
+        int s = (int)sg_keyslot(argv[keyidx[i]], argvlen[keyidx[i]]);
+        if (i == 0) out->slot = s;
+        else if (s != out->slot) out->slot = -2;
+        if (out->slot == -2) break;
+    }
+    if (nkeys > 0) out->flags &= ~SG_PREP_FANOUT; /* KEYS-less fan-outs only */
+    put_cmd(&b, argc, argv, argvlen);
+    for (i = 0; i < d.nttls; i++) { /* as the router does after a write: EXPIRE ... NX */
+        char secs[24];
+        const char *w[4] = {"EXPIRE", argv[d.ttls[i].argi], secs, "NX"};
+        size_t wl[4] = {6, argvlen[d.ttls[i].argi], 0, 2};
+        wl[2] = (size_t)snprintf(secs, sizeof secs, "%lld", d.ttls[i].seconds);
+        put_cmd(&b, 4, w, wl);
+        out->extra++;
+    }
+    sg_decision_clear(&d);
+    if (b.oom) {
+        sg_buf_free(&b);
+        rc = sg_seterr(&g->err, SG_ENOMEM, "out of memory");
+        goto done;
+    }
+    out->resplen = b.len;
+    out->resp = sg_buf_take(&b);
+done:
+    sg_free(keyidx);
+    sg_free(lens);
+    if (rc != SG_OK) memset(out, 0, sizeof *out);
+    return rc;
+}
+
+void sg_prepared_clear(sg_prepared *p) {
+    if (p == NULL) return;
+    sg_free(p->resp);
+    memset(p, 0, sizeof *p);
+}

@@ -869,6 +869,10 @@ static int submit(sg_client *c, int argc, const char *const *argv, const size_t 
         req->split = -1 - sg_command_merge(req->info);
         req->fanout = route == SG_ROUTE_ALL_NODES ? 2 : 1;
         sg_req_dispatch(req);
+    } else if (nkeys == 0 && route == SG_ROUTE_CHANNEL && argc >= 2) {
+        /* PUBLISH: its channel names no key, but routes like one */
+        req->slot = (int)sg_keyslot(argv[1], argvlen[1]);
+        sg_req_dispatch(req);
     } else {
         sg_req_dispatch(req); /* keyless, or malformed: any master answers */
     }

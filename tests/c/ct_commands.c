@@ -268,7 +268,7 @@ static void test_split_route(void) {
     ROUTE("hello", SG_ROUTE_GATEWAY);
     ROUTE("client|setname", SG_ROUTE_GATEWAY);
     ROUTE("spublish", SG_ROUTE_CHANNEL);
-    ROUTE("publish", SG_ROUTE_ANY);
+    ROUTE("publish", SG_ROUTE_CHANNEL); /* for order: see commands.c */
     ROUTE("time", SG_ROUTE_ANY);
     ROUTE("config", SG_ROUTE_ANY);
 #undef ROUTE

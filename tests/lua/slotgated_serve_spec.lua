@@ -115,7 +115,7 @@ describe("slotgated", function()
     assert.matches("ERR", cli(d, "SELECT 1"))
     assert.matches("slotgate_version:", cli(d, "INFO"))
     assert.matches("connected_clients:", cli(d, "INFO"))
-    assert.matches("does not support MULTI", cli(d, "MULTI"))
+    assert.matches("does not support MONITOR", cli(d, "MONITOR"))
   end)
 
   it("closes a client that sends garbage, and serves the others", function()
