@@ -86,6 +86,13 @@ struct sg_req {
     int failed_status;  /* first failure among parts */
     char *failed_msg;
     sg_reply *early;    /* an outcome known at submit (CROSSSLOT), delivered from the loop */
+    /* SCAN over a cluster: the client's cursor names a master (router.c) */
+    struct {
+        int state;       /* 0: not such a SCAN; 1: cursor not yet placed; 2: placed */
+        uint64_t cursor; /* the client's cursor */
+        int ord, last;   /* the master's place in the sorted masters; whether last */
+        unsigned tag, next_tag; /* its id's tag; the next master's */
+    } scan;
 };
 
 /* Options of a submitted command (the gateway's policies decide them). */
@@ -99,6 +106,10 @@ typedef struct sg_submit_opts {
 
 int sg_router_submit(sg_client *c, int argc, const char *const *argv, const size_t *argvlen,
                      sg_reply_fn fn, void *ud, const sg_submit_opts *opts);
+/* The command to that node, whatever the map says; no redirection followed.
+ * argvlen must not be NULL. */
+int sg_router_submit_node(sg_client *c, sg_node *node, int argc, const char *const *argv,
+                          const size_t *argvlen, sg_reply_fn fn, void *ud);
 
 /* Completes a request: delivers reply (ownership passes) or the failure. */
 void sg_req_finish(sg_req *req, sg_reply *reply, int status, const char *msg);
