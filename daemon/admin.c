@@ -50,6 +50,8 @@ static const struct refusal {
                  "connection to one node, and connections to the nodes are shared"},
     {"cluster|*", "slotgated routes by slot itself and shows itself as the only node: "
                   "administer the cluster on its nodes"},
+    {"command|docs", "the replies of some nest deeper than slotgate's reply reader goes (7 "
+                     "levels): ask a node"},
     {"debug", "it would reach one node picked at random"},
     {"failover", "failovers are run on the nodes"},
     {"migrate", "moving keys between servers is done on the nodes"},
