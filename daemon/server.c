@@ -32,6 +32,7 @@
 #endif
 
 #include "conns.h"
+#include "admin.h"
 #include "resp.h"
 #include "server.h"
 #include "session.h"
@@ -430,47 +431,6 @@ static void do_client(session *s, const sg_resp_req *r, sg_buf *b) {
     }
 }
 
-static void do_info(session *s, sg_buf *b) {
-    worker *w = s->w;
-    sg_buf t = {0};
-    sg_client *c = sg_gateway_client(w->gw, "default");
-    int i;
-    sg_buf_printf(&t, "# Server\r\nslotgate_version:%s\r\nprocess_id:%ld\r\nworker_threads:%d\r\n\r\n",
-                  sg_version(), (long)getpid(), w->srv->nw);
-    sg_buf_printf(&t, "# Clients\r\nconnected_clients:%lld\r\n\r\n",
-                  __atomic_load_n(&w->srv->clients, __ATOMIC_RELAXED));
-    sg_buf_printf(&t, "# Stats (this worker)\r\ncommands:%llu\r\nerror_replies:%llu\r\n\r\n",
-                  (unsigned long long)w->commands, (unsigned long long)w->errors);
-    if (c) {
-        sg_buf_puts(&t, "# Upstream default\r\n");
-        for (i = 0; i < sg_client_node_count(c); i++) {
-            sg_node_stats st;
-            if (sg_client_node_stats(c, i, &st) != SG_OK) continue;
-            sg_buf_printf(&t,
-                          "node%d:addr=%s,role=%s,commands=%llu,errors=%llu,moved=%llu,ask=%llu,"
-                          "timeouts=%llu,conns=%d,in_use=%d,idle=%d,pool_waits=%llu\r\n",
-                          i, st.addr, st.is_master ? "master" : "replica",
-                          (unsigned long long)st.commands, (unsigned long long)st.errors,
-                          (unsigned long long)st.moved, (unsigned long long)st.ask,
-                          (unsigned long long)st.timeouts, st.conns, st.in_use, st.idle,
-                          (unsigned long long)st.pool_waits);
-        }
-        sg_buf_printf(&t, "map_refreshes:%llu\r\n", (unsigned long long)sg_client_refresh_count(c));
-    }
-    if (w->policy) {
-        sg_policy_stats ps;
-        sg_policy_stats_get(w->policy, &ps);
-        sg_buf_printf(&t,
-                      "\r\n# Policy (this worker)\r\npolicy_scripts:%d\r\npolicy_denied:%llu\r\n"
-                      "policy_rewritten:%llu\r\npolicy_hook_errors:%llu\r\npolicy_hook_timeouts:%llu\r\n",
-                      sg_policy_count(w->policy), (unsigned long long)ps.denied,
-                      (unsigned long long)ps.rewritten, (unsigned long long)ps.hook_errors,
-                      (unsigned long long)ps.hook_timeouts);
-    }
-    put_bulk(b, t.data ? t.data : "", t.len);
-    sg_buf_free(&t);
-}
-
 /* Commands a shared upstream connection cannot carry (yet): refused with
  * their name, never forwarded. */
 static const char *const refused[] = {"MONITOR", "SYNC",     "PSYNC", "READONLY",
@@ -498,8 +458,6 @@ static int local_command(session *s, const sg_resp_req *r, sg_buf *b) {
         else put_error(b, "ERR SELECT is not allowed in cluster mode");
     } else if (is(r, 0, "CLIENT")) {
         do_client(s, r, b);
-    } else if (is(r, 0, "INFO")) {
-        do_info(s, b);
     } else {
         for (i = 0; refused[i]; i++)
             if (r->argvlen[0] >= 4 && r->argvlen[0] <= 12 && /* the names' lengths */
@@ -533,6 +491,7 @@ static void handle(session *s, const sg_resp_req *r) {
     if (s->authed && (pubsub_refuse(s, r, seq) || txn_command(s, r, seq) ||
                       pubsub_command(s, r, seq)))
         return;
+    if (s->authed && admin_command(s, r, sl, seq)) return; /* admin.c: INFO, refusals */
     if (local_command(s, r, &sl->out)) {
         sl->done = 1;
         return;

@@ -152,6 +152,8 @@ typedef void (*sg_reply_fn)(sg_client *c, sg_reply *reply, int status, const cha
                             void *ud);
 int sg_client_send_argv(sg_client *c, int argc, const char *const *argv,
                         const size_t *argvlen, sg_reply_fn fn, void *ud);
+int sg_client_send_node(sg_client *c, int i, int argc, const char *const *argv,
+                        const size_t *argvlen, sg_reply_fn fn, void *ud);
 int sg_client_send(sg_client *c, sg_reply_fn fn, void *ud, const char *fmt, ...);
 sg_reply *sg_client_call_argv(sg_client *c, int argc, const char *const *argv,
                               const size_t *argvlen);

@@ -324,6 +324,15 @@ typedef void (*sg_reply_fn)(sg_client *c, sg_reply *reply, int status,
                             const char *errmsg, void *ud);
 SG_API int sg_client_send_argv(sg_client *c, int argc, const char *const *argv,
                                const size_t *argvlen, sg_reply_fn fn, void *ud);
+/* The same, sent to node i (as numbered by sg_client_node_stats, 0 ..
+ * sg_client_node_count(c) - 1) whatever the slot map says: no MOVED or ASK
+ * is followed, the node's reply is the reply. For what concerns one node
+ * (INFO, a node's own SCAN cursor, CONFIG on a replica). Before the first
+ * map is known the client may know no node but its seeds: send a command
+ * through sg_client_send_argv first when every master matters. SG_EINVAL
+ * for an i out of range. */
+SG_API int sg_client_send_node(sg_client *c, int i, int argc, const char *const *argv,
+                               const size_t *argvlen, sg_reply_fn fn, void *ud);
 /* The same, the command given as a hiredis-style format ("SET %s %b"). */
 SG_API int sg_client_send(sg_client *c, sg_reply_fn fn, void *ud,
                           const char *fmt, ...);

@@ -354,6 +354,30 @@ int sg_client_send_argv(sg_client *c, int argc, const char *const *argv, const s
     return sg_router_submit(c, argc, argv, argvlen, fn, ud, NULL);
 }
 
+int sg_client_send_node(sg_client *c, int i, int argc, const char *const *argv,
+                        const size_t *argvlen, sg_reply_fn fn, void *ud) {
+    size_t small[16], *lens = small;
+    int rc, k;
+    if (!usable_client(c)) {
+        if (c->err.code == SG_OK) sg_seterr(&c->err, SG_EINVAL, "client not usable");
+        return c->err.code;
+    }
+    if (fn == NULL) return sg_seterr(&c->err, SG_EINVAL, "no callback given");
+    if (i < 0 || i >= c->nnodes)
+        return sg_seterr(&c->err, SG_EINVAL, "no node %d (the client knows %d)", i, c->nnodes);
+    if (argc < 1 || argv == NULL)
+        return sg_seterr(&c->err, SG_EINVAL, "a command needs at least its name");
+    if (argvlen == NULL) {
+        if (argc > 16 && (lens = sg_malloc((size_t)argc * sizeof *lens)) == NULL)
+            return sg_seterr(&c->err, SG_ENOMEM, "out of memory sending a command");
+        for (k = 0; k < argc; k++) lens[k] = strlen(argv[k]);
+        argvlen = lens;
+    }
+    rc = sg_router_submit_node(c, c->nodes[i], argc, argv, argvlen, fn, ud);
+    if (lens != small) sg_free(lens);
+    return rc;
+}
+
 static int send_fn(void *ctx, int argc, const char *const *argv, const size_t *argvlen) {
     call_ctx *cc = ctx;
     return sg_client_send_argv(cc->c, argc, argv, argvlen, cc->fn, cc->ud);

@@ -508,8 +508,10 @@ static const struct {
     /* Fan-outs Redis marks "special" or not at all. SCAN: each master in
      * turn, the cursor naming the node. */
     [SG_CI_SCAN] = {SG_ROUTE_ALL_MASTERS, SG_RESP_SPECIAL},
-    [SG_CI_CONFIG_GET] = {SG_ROUTE_ALL_MASTERS, SG_RESP_ONE_SUCCEEDED},
+    /* CONFIG: read from one node; changes go to every node, replicas too. */
+    [SG_CI_CONFIG_GET] = {SG_ROUTE_ANY, 0},
     [SG_CI_CONFIG_RESETSTAT] = {SG_ROUTE_ALL_NODES, SG_RESP_ALL_SUCCEEDED},
+    [SG_CI_CONFIG_REWRITE] = {SG_ROUTE_ALL_NODES, SG_RESP_ALL_SUCCEEDED},
     /* Shard channels: their not_key spec names the channel to route by. */
     [SG_CI_SPUBLISH] = {SG_ROUTE_CHANNEL, 0},
     /* PUBLISH by its channel's slot too (any node would do: the cluster

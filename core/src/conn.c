@@ -1,8 +1,8 @@
 /*
  * conn.c — one connection to one Redis node: a bufferevent (TLS through
  * bufferevent_openssl when the upstream uses it), the handshake (AUTH,
- * SELECT, READONLY) pipelined ahead of the first command, hiredis's reader
- * for replies, and the FIFO of pending replies. It owns the connection's
+ * SELECT, READONLY) pipelined ahead of the first command, the replies (as
+ * bytes for a proxy, or as trees) and the FIFO of pending replies. It owns the connection's
  * failures: each pending request learns whether its bytes had left.
  */
 #include <arpa/inet.h>
@@ -151,7 +151,6 @@ static void conn_destroy(sg_conn *conn) {
     if (conn->bev) bufferevent_free(conn->bev);
     if (conn->held) evbuffer_free(conn->held);
     if (conn->cork) evbuffer_free(conn->cork);
-    if (conn->reader) redisReaderFree(conn->reader);
     sg_free(conn->pend);
     sg_free(conn);
 }
@@ -223,57 +222,6 @@ static void on_read(struct bufferevent *bev, void *arg) {
     if (conn->doomed) conn_destroy(conn);
 }
 
-/* The length of the whole RESP2 reply at s[0..n): 0 when it does not end
- * within n bytes, -1 when s is not RESP. Nested arrays need no stack: each
- * array header adds its elements to those still due. */
-static long long scan_reply(const char *s, size_t n) {
-    size_t pos = 0;
-    long long due = 1;
-    while (due > 0) {
-        const char *cr;
-        size_t eol;
-        long long v = 0;
-        int neg = 0;
-        size_t i;
-        if (pos >= n) return 0;
-        if ((cr = memchr(s + pos, '\r', n - pos)) == NULL) return 0;
-        eol = (size_t)(cr - s);
-        if (eol + 1 >= n) return 0;
-        if (s[eol + 1] != '\n') return -1;
-        switch (s[pos]) {
-        case '+': case '-': case ':':
-            pos = eol + 2;
-            due--;
-            continue;
-        case '$': case '*': break;
-        default: return -1;
-        }
-        i = pos + 1;
-        if (i < eol && s[i] == '-') {
-            neg = 1;
-            i++;
-        }
-        if (i == eol || eol - i > 18) return -1;
-        for (; i < eol; i++) {
-            if (s[i] < '0' || s[i] > '9') return -1;
-            v = v * 10 + (s[i] - '0');
-        }
-        if (neg) v = -v;
-        due--;
-        if (s[pos] == '*') {
-            pos = eol + 2;
-            if (v > 0) due += v;
-            continue;
-        }
-        pos = eol + 2;
-        if (v >= 0) {
-            if ((unsigned long long)v + 2 > n - pos) return 0;
-            pos += (size_t)v + 2;
-        }
-    }
-    return (long long)pos;
-}
-
 /* One reply built as a tree: to its request, the handshake, or the
  * subscriber. Returns -1 when the connection was closed meanwhile. */
 static int take_reply(sg_conn *conn, sg_reply *r) {
@@ -306,86 +254,108 @@ static int take_reply(sg_conn *conn, sg_reply *r) {
     return 0;
 }
 
-/* Takes every reply hiredis's reader can build from what it holds. */
-static int take_tree_replies(sg_conn *conn) {
-    for (;;) {
-        void *obj = NULL;
-        if (redisReaderGetReply(conn->reader, &obj) != REDIS_OK) {
-            sg_conn_fail(conn, conn->reader->err == REDIS_ERR_OOM ? SG_ENOMEM : SG_EPROTO,
-                         "node %s: cannot parse reply: %s", conn->node->addr,
-                         conn->reader->errstr);
-            return -1;
-        }
-        if (obj == NULL) return 0;
-        if (take_reply(conn, obj) != 0) return -1;
+/* Where the reply at the head of the input ends, when it runs past the
+ * first chunk: the scan goes on over the chunks (evbuffer_search_eol) and
+ * keeps its place between reads, so a large reply is scanned once. The
+ * length when whole, 0 when more must come, -1 when the input is not RESP. */
+static long long scan_chunks(sg_conn *conn, struct evbuffer *in) {
+    size_t total = evbuffer_get_length(in);
+    if (!conn->scanning) {
+        conn->scanning = 1;
+        conn->scan_off = 0;
+        conn->scan_due = 1;
     }
+    while (conn->scan_due > 0 && conn->scan_off < total) {
+        struct evbuffer_ptr p, e;
+        size_t eol_len = 0, linelen;
+        char line[24], type;
+        long long v = 0;
+        int i = 1, neg = 0;
+        evbuffer_ptr_set(in, &p, conn->scan_off, EVBUFFER_PTR_SET);
+        e = evbuffer_search_eol(in, &p, &eol_len, EVBUFFER_EOL_CRLF_STRICT);
+        if (e.pos < 0) /* the line is not whole yet; a header line is short */
+            return total - conn->scan_off > (1 << 20) ? -1 : 0;
+        linelen = (size_t)e.pos - conn->scan_off;
+        evbuffer_copyout_from(in, &p, line, linelen < sizeof line ? linelen : sizeof line);
+        type = line[0];
+        if (type == '+' || type == '-' || type == ':') {
+            conn->scan_off = (size_t)e.pos + 2;
+            conn->scan_due--;
+            continue;
+        }
+        if ((type != '$' && type != '*') || linelen < 2 || linelen > 20) return -1;
+        if (line[1] == '-') {
+            neg = 1;
+            i = 2;
+        }
+        if ((size_t)i == linelen) return -1;
+        for (; (size_t)i < linelen; i++) {
+            if (line[i] < '0' || line[i] > '9') return -1;
+            v = v * 10 + (line[i] - '0');
+        }
+        if (neg) v = -v;
+        conn->scan_due--;
+        conn->scan_off = (size_t)e.pos + 2;
+        if (type == '*' && v > 0) conn->scan_due += v;
+        if (type == '$' && v >= 0) conn->scan_off += (size_t)v + 2; /* may be past the end */
+    }
+    if (conn->scan_due > 0 || conn->scan_off > total) return 0;
+    conn->scanning = 0;
+    return (long long)conn->scan_off;
 }
 
-/* Feeds everything that arrived to hiredis's reader. */
-static int feed_all(sg_conn *conn, struct evbuffer *in) {
-    struct evbuffer_iovec vec[8];
-    int nvec, i;
-    while (evbuffer_get_length(in) > 0) {
-        size_t fed = 0;
-        nvec = evbuffer_peek(in, -1, NULL, vec, 8);
-        if (nvec > 8) nvec = 8;
-        for (i = 0; i < nvec; i++) {
-            if (redisReaderFeed(conn->reader, vec[i].iov_base, vec[i].iov_len) != REDIS_OK) {
-                sg_conn_fail(conn, SG_EPROTO, "node %s: cannot read reply: %s", conn->node->addr,
-                             conn->reader->errstr);
-                return -1;
-            }
-            fed += vec[i].iov_len;
-        }
-        evbuffer_drain(in, fed);
-    }
-    return 0;
-}
-
-/* Whether hiredis's reader holds part of a reply. */
-static int reader_busy(const sg_conn *conn) { return conn->reader->len > conn->reader->pos; }
-
-/* Replies are read two ways. A whole reply in the input's first chunk, for
- * a request that takes bytes (a proxy's), goes as it is: no tree, no copy
- * but the caller's. Anything else (errors, which may be redirects; replies
- * that are merged; replies that run past the chunk, large ones) goes through
- * hiredis's reader as a tree; while the reader holds part of a reply, what
- * follows goes that way too, so the order holds. */
+/* Replies go two ways. One for a request that takes bytes (a proxy's) and
+ * that is not an error (which may be a redirect) goes as the node sent it:
+ * no tree, no copy but the caller's. Any other becomes a tree. Either way
+ * the reply's end is found first: at once when it is whole in the input's
+ * first chunk (the usual case), else by scan_chunks, which keeps its place
+ * between reads. */
 static void read_replies(struct bufferevent *bev, sg_conn *conn) {
     struct evbuffer *in = bufferevent_get_input(bev);
     sg_node *node = conn->node;
     for (;;) {
         struct evbuffer_iovec vec;
         sg_pending *head;
-        long long len;
-        if (!reader_busy(conn) && evbuffer_peek(in, -1, NULL, &vec, 1) >= 1 &&
-            (len = scan_reply(vec.iov_base, vec.iov_len)) > 0) {
-            const char *data = vec.iov_base;
-            head = conn->pcount ? &conn->pend[conn->phead] : NULL;
-            if (head && head->kind == SG_PEND_USER && data[0] != '-' && SG_REQ_RAW_OK(head->req)) {
-                sg_pending p = pend_pop(conn);
-                sg_req_finish_raw(p.req, data, (size_t)len);
-                evbuffer_drain(in, (size_t)len);
-                if (conn->state == SG_CONN_CLOSED) return; /* closed under us */
-            } else {
-                /* this reply alone, as a tree */
-                void *obj = NULL;
-                if (redisReaderFeed(conn->reader, data, (size_t)len) != REDIS_OK ||
-                    redisReaderGetReply(conn->reader, &obj) != REDIS_OK || obj == NULL) {
-                    sg_conn_fail(conn, conn->reader->err == REDIS_ERR_OOM ? SG_ENOMEM : SG_EPROTO,
-                                 "node %s: cannot parse reply: %s", node->addr,
-                                 conn->reader->errstr[0] ? conn->reader->errstr : "incomplete");
-                    return;
-                }
-                evbuffer_drain(in, (size_t)len);
-                if (take_reply(conn, obj) != 0) return;
-            }
-            continue;
+        const char *data;
+        long long len = 0;
+        if (evbuffer_get_length(in) == 0) break;
+        if (!conn->scanning && evbuffer_peek(in, -1, NULL, &vec, 1) >= 1)
+            len = sg_reply_scan(vec.iov_base, vec.iov_len);
+        if (len == 0) len = scan_chunks(conn, in);
+        if (len < 0) {
+            sg_conn_fail(conn, SG_EPROTO, "node %s: cannot parse reply: not RESP", node->addr);
+            return;
         }
-        if (evbuffer_get_length(in) == 0 && !reader_busy(conn)) break;
-        /* the reader takes the rest (a reply past the chunk, or not RESP) */
-        if (feed_all(conn, in) != 0 || take_tree_replies(conn) != 0) return;
-        break; /* all input is with the reader, and it built what it could */
+        if (len == 0) break; /* more must come */
+        if ((data = (const char *)evbuffer_pullup(in, len)) == NULL) {
+            sg_conn_fail(conn, SG_ENOMEM, "node %s: out of memory reading a reply", node->addr);
+            return;
+        }
+        head = conn->pcount ? &conn->pend[conn->phead] : NULL;
+        if (head && head->kind == SG_PEND_USER && data[0] != '-' && SG_REQ_RAW_OK(head->req)) {
+            sg_pending p = pend_pop(conn);
+            sg_req_finish_raw(p.req, data, (size_t)len);
+            evbuffer_drain(in, (size_t)len);
+            if (conn->state == SG_CONN_CLOSED) return; /* closed under us */
+        } else {
+            int status;
+            sg_reply *r = sg_reply_parse(data, (size_t)len, &status);
+            if (r == NULL && status == SG_EINVAL) {
+                /* deeper than we follow: that request's error, not the
+                 * connection's (its bytes are known, the stream is fine) */
+                static const char deep[] = "ERR slotgate: the reply is nested more than 1000 levels deep";
+                r = sg_reply_new_str(SG_REPLY_ERROR, deep, sizeof deep - 1);
+                status = r ? SG_OK : SG_ENOMEM;
+            }
+            if (r == NULL) {
+                sg_conn_fail(conn, status, "node %s: %s", node->addr,
+                             status == SG_ENOMEM ? "out of memory reading a reply"
+                                                 : "malformed reply");
+                return;
+            }
+            evbuffer_drain(in, (size_t)len);
+            if (take_reply(conn, r) != 0) return;
+        }
     }
     conn->last_used = sg_now_ms();
     if (conn->pcount == 0) {
@@ -559,8 +529,7 @@ sg_conn *sg_conn_open(sg_node *node) {
     conn->node = node;
     conn->read_timeout_ms = -2; /* forces the first set */
     conn->last_used = sg_now_ms();
-    if ((conn->reader = redisReaderCreateWithFunctions(&sg_reply_functions)) == NULL ||
-        (conn->held = evbuffer_new()) == NULL || (conn->cork = evbuffer_new()) == NULL ||
+    if ((conn->held = evbuffer_new()) == NULL || (conn->cork = evbuffer_new()) == NULL ||
         (conn->bev = new_bev(conn)) == NULL) {
         conn_destroy(conn);
         return NULL;

@@ -10,7 +10,6 @@
 #include <event2/bufferevent.h>
 #include <event2/dns.h>
 #include <event2/event.h>
-#include <hiredis/read.h>
 #include <openssl/ssl.h>
 #include <stdint.h>
 
@@ -29,12 +28,17 @@ typedef struct sg_req sg_req;
 
 /* ---- replies (reply.c) ---------------------------------------------------- */
 
-/* hiredis reader functions that build sg_reply trees with sg_malloc. */
-extern redisReplyObjectFunctions sg_reply_functions;
 sg_reply *sg_reply_new(int type);
 sg_reply *sg_reply_new_str(int type, const char *s, size_t len);
 sg_reply *sg_reply_new_int(long long v);
 sg_reply *sg_reply_new_array(size_t n);
+/* The length of the whole RESP2 reply at s[0..n): 0 when it does not end
+ * within n bytes, -1 when s is not RESP. */
+long long sg_reply_scan(const char *s, size_t n);
+/* The tree of one whole RESP2 reply s[0..len) (as conn.c's scan found it).
+ * NULL with *status SG_ENOMEM, SG_EPROTO (not RESP), or SG_EINVAL (arrays
+ * nested deeper than 1000 levels). */
+sg_reply *sg_reply_parse(const char *s, size_t len, int *status);
 /* Whether an error reply starts with word ("MOVED", "ASK", ...). */
 int sg_reply_error_is(const sg_reply *r, const char *word);
 
@@ -89,6 +93,13 @@ struct sg_req {
     sg_reply *early;    /* an outcome known at submit (CROSSSLOT), delivered from the loop */
     size_t cmdcap;      /* room for the command made with the request (req_new);
                            0: cmd is an allocation of its own */
+    /* SCAN over a cluster: the client's cursor names a master (router.c) */
+    struct {
+        int state;       /* 0: not such a SCAN; 1: cursor not yet placed; 2: placed */
+        uint64_t cursor; /* the client's cursor */
+        int ord, last;   /* the master's place in the sorted masters; whether last */
+        unsigned tag, next_tag; /* its id's tag; the next master's */
+    } scan;
 };
 
 /* Options of a submitted command (the gateway's policies decide them). */
@@ -103,10 +114,15 @@ typedef struct sg_submit_opts {
 
 int sg_router_submit(sg_client *c, int argc, const char *const *argv, const size_t *argvlen,
                      sg_reply_fn fn, void *ud, const sg_submit_opts *opts);
+/* The command to that node, whatever the map says; no redirection followed.
+ * argvlen must not be NULL. */
+int sg_router_submit_node(sg_client *c, sg_node *node, int argc, const char *const *argv,
+                          const size_t *argvlen, sg_reply_fn fn, void *ud);
 
 /* Whether a request's reply may go to its raw_fn as bytes: a whole request
  * (not a part), with no follow-up. */
-#define SG_REQ_RAW_OK(req) ((req)->raw_fn != NULL && (req)->parent == NULL && (req)->nttls == 0)
+#define SG_REQ_RAW_OK(req)                                                                   \
+    ((req)->raw_fn != NULL && (req)->parent == NULL && (req)->nttls == 0 && (req)->scan.state == 0)
 /* Completes such a request with the reply's bytes. */
 void sg_req_finish_raw(sg_req *req, const char *resp, size_t len);
 /* Completes a request: delivers reply (ownership passes) or the failure. */
@@ -136,7 +152,10 @@ enum { SG_CONN_CONNECTING = 0, SG_CONN_READY, SG_CONN_CLOSED };
 struct sg_conn {
     sg_node *node;
     struct bufferevent *bev;
-    redisReader *reader;
+    /* the scan of a reply that runs past the input's first chunk */
+    int scanning;
+    size_t scan_off;    /* bytes of the input it has passed */
+    long long scan_due; /* elements still due */
     int state;
     int exclusive;   /* held by one request (blocking commands) */
     sg_pending *pend; /* ring buffer of pending replies */

@@ -1,7 +1,8 @@
 /*
- * reply.c — reply trees: the functions hiredis's reader calls to build
- * sg_reply objects (with sg_malloc, so allocation failures are testable), the
- * constructors the router uses to merge replies, and sg_reply_free.
+ * reply.c — reply trees: finding where a reply ends in a node's bytes, the
+ * tree of a whole reply (with sg_malloc, so allocation failures are
+ * testable), the constructors the router uses to merge replies, and
+ * sg_reply_free.
  */
 #include <stdint.h>
 #include <string.h>
@@ -61,39 +62,159 @@ int sg_reply_error_is(const sg_reply *r, const char *word) {
            memcmp(r->str, word, n) == 0 && (r->len == n || r->str[n] == ' ');
 }
 
-/* ---- hiredis reader callbacks: link each new object into its parent ------- */
+/* ---- where a reply ends ----------------------------------------------------------------- */
 
-static void *attach(const redisReadTask *task, sg_reply *r) {
-    if (r == NULL) return NULL;
-    if (task->parent) {
-        sg_reply *parent = task->parent->obj;
-        parent->element[task->idx] = r;
+/* The length of the whole RESP2 reply at s[0..n): 0 when it does not end
+ * within n bytes, -1 when s is not RESP. Nested arrays need no stack: each
+ * array header adds its elements to those still due. */
+long long sg_reply_scan(const char *s, size_t n) {
+    size_t pos = 0;
+    long long due = 1;
+    while (due > 0) {
+        const char *cr;
+        size_t eol;
+        long long v = 0;
+        int neg = 0;
+        size_t i;
+        if (pos >= n) return 0;
+        if ((cr = memchr(s + pos, '\r', n - pos)) == NULL) return 0;
+        eol = (size_t)(cr - s);
+        if (eol + 1 >= n) return 0;
+        if (s[eol + 1] != '\n') return -1;
+        switch (s[pos]) {
+        case '+': case '-': case ':':
+            pos = eol + 2;
+            due--;
+            continue;
+        case '$': case '*': break;
+        default: return -1;
+        }
+        i = pos + 1;
+        if (i < eol && s[i] == '-') {
+            neg = 1;
+            i++;
+        }
+        if (i == eol || eol - i > 18) return -1;
+        for (; i < eol; i++) {
+            if (s[i] < '0' || s[i] > '9') return -1;
+            v = v * 10 + (s[i] - '0');
+        }
+        if (neg) v = -v;
+        due--;
+        if (s[pos] == '*') {
+            pos = eol + 2;
+            if (v > 0) due += v;
+            continue;
+        }
+        pos = eol + 2;
+        if (v >= 0) {
+            if ((unsigned long long)v + 2 > n - pos) return 0;
+            pos += (size_t)v + 2;
+        }
     }
+    return (long long)pos;
+}
+
+/* ---- a tree from a whole reply's bytes ---------------------------------------------------- */
+
+#define SG_REPLY_MAX_DEPTH 1000
+
+/* The number on a header line s[0..n) (after the type byte). */
+static int parse_ll(const char *s, size_t n, long long *out) {
+    long long v = 0;
+    size_t i = 0;
+    int neg = 0;
+    if (n > 0 && s[0] == '-') {
+        neg = 1;
+        i = 1;
+    }
+    if (i == n || n - i > 18) return -1;
+    for (; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = neg ? -v : v;
+    return 0;
+}
+
+static sg_reply *parse_one(const char *s, size_t len, size_t *pos, int depth, int *why) {
+    const char *line = s + *pos + 1, *cr = memchr(s + *pos, '\r', len - *pos);
+    size_t n, i, next;
+    long long v;
+    sg_reply *r;
+    if (cr == NULL || (size_t)(cr - s) + 1 >= len) {
+        *why = SG_EPROTO;
+        return NULL;
+    }
+    n = (size_t)(cr - line);
+    next = (size_t)(cr - s) + 2;
+    switch (s[*pos]) {
+    case '+':
+    case '-':
+        r = sg_reply_new_str(s[*pos] == '+' ? SG_REPLY_STATUS : SG_REPLY_ERROR, line, n);
+        *pos = next;
+        break;
+    case ':':
+        if (parse_ll(line, n, &v) != 0) {
+            *why = SG_EPROTO;
+            return NULL;
+        }
+        r = sg_reply_new_int(v);
+        *pos = next;
+        break;
+    case '$':
+        if (parse_ll(line, n, &v) != 0 || (v >= 0 && (unsigned long long)v + 2 > len - next)) {
+            *why = SG_EPROTO;
+            return NULL;
+        }
+        if (v < 0) {
+            r = sg_reply_new(SG_REPLY_NIL);
+            *pos = next;
+        } else {
+            r = sg_reply_new_str(SG_REPLY_STRING, s + next, (size_t)v);
+            *pos = next + (size_t)v + 2;
+        }
+        break;
+    case '*':
+        /* each element takes at least 3 bytes: a count past that is a lie */
+        if (parse_ll(line, n, &v) != 0 || (v > 0 && (unsigned long long)v > (len - next) / 3)) {
+            *why = SG_EPROTO;
+            return NULL;
+        }
+        *pos = next;
+        if (v < 0) {
+            r = sg_reply_new(SG_REPLY_NIL);
+            break;
+        }
+        if (depth >= SG_REPLY_MAX_DEPTH) {
+            *why = SG_EINVAL; /* deeper than we follow */
+            return NULL;
+        }
+        if ((r = sg_reply_new_array((size_t)v)) == NULL) break;
+        for (i = 0; i < (size_t)v; i++) {
+            if ((r->element[i] = parse_one(s, len, pos, depth + 1, why)) == NULL) {
+                sg_reply_free(r);
+                return NULL;
+            }
+        }
+        return r;
+    default:
+        *why = SG_EPROTO;
+        return NULL;
+    }
+    if (r == NULL) *why = SG_ENOMEM;
     return r;
 }
 
-static void *create_string(const redisReadTask *task, char *str, size_t len) {
-    int type = task->type == REDIS_REPLY_ERROR    ? SG_REPLY_ERROR
-               : task->type == REDIS_REPLY_STATUS ? SG_REPLY_STATUS
-                                                  : SG_REPLY_STRING;
-    return attach(task, sg_reply_new_str(type, str, len));
+sg_reply *sg_reply_parse(const char *s, size_t len, int *status) {
+    size_t pos = 0;
+    sg_reply *r;
+    *status = SG_OK;
+    r = parse_one(s, len, &pos, 0, status);
+    if (r && pos != len) {
+        sg_reply_free(r);
+        *status = SG_EPROTO;
+        return NULL;
+    }
+    return r;
 }
-
-static void *create_array(const redisReadTask *task, int elements) {
-    /* hiredis 0.14 gives an int; a negative count is a null array */
-    return attach(task, elements < 0 ? sg_reply_new(SG_REPLY_NIL)
-                                     : sg_reply_new_array((size_t)elements));
-}
-
-static void *create_integer(const redisReadTask *task, long long value) {
-    return attach(task, sg_reply_new_int(value));
-}
-
-static void *create_nil(const redisReadTask *task) {
-    return attach(task, sg_reply_new(SG_REPLY_NIL));
-}
-
-static void free_object(void *obj) { sg_reply_free(obj); }
-
-redisReplyObjectFunctions sg_reply_functions = {
-    create_string, create_array, create_integer, create_nil, free_object};

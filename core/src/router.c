@@ -237,6 +237,15 @@ static sg_reply *take_part(sg_req *p, int i) {
     return r;
 }
 
+/* A part whose reply is not nil, picked at random (RANDOMKEY: a master that
+ * has keys), or 0 when every one is nil. */
+static int any_not_nil(const sg_req *p) {
+    int i, n = 0, pick = 0;
+    for (i = 0; i < p->nparts; i++)
+        if (p->parts[i]->type != SG_REPLY_NIL && random() % ++n == 0) pick = i;
+    return pick;
+}
+
 /* All parts are in: builds the parent's reply. */
 static void merge_and_finish(sg_req *p) {
     sg_reply *out = NULL;
@@ -299,7 +308,8 @@ static void merge_and_finish(sg_req *p) {
             bad_shape = !all_int; /* merge_int_arrays also checks the shapes */
             break;
         default:
-            out = all_array ? concat_arrays(p->parts, p->nparts) : take_part(p, 0);
+            if (all_array) out = concat_arrays(p->parts, p->nparts);
+            else out = take_part(p, any_not_nil(p));
             break;
         }
     }
@@ -364,6 +374,153 @@ static int schedule_retry(sg_req *req) {
     return 1;
 }
 
+/* ---- SCAN over a cluster ------------------------------------------------------------------
+ * The cursor a client sees names the master and that master's own cursor:
+ * the low SCAN_ORD_BITS bits are the master's place among the current masters
+ * sorted by node id (address when the id is unknown), the next SCAN_TAG_BITS
+ * a hash of its id, the rest the node's cursor. 0 starts at the first master;
+ * when a node's cursor comes back 0 the next one names the next master, and 0
+ * after the last master ends the scan. The tag makes a cursor from before a
+ * change of masters (failover, a node added or removed) an error instead of
+ * a scan of the wrong node. Redis's cursors index a hash table, so they stay
+ * below its size: 46 bits are plenty. */
+#define SCAN_ORD_BITS 10 /* SG_MAX_NODES */
+#define SCAN_TAG_BITS 8
+#define SCAN_NODE_SHIFT (SCAN_ORD_BITS + SCAN_TAG_BITS)
+
+/* Redis's cursor syntax: decimal digits, within 64 bits. 1 when valid. */
+static int parse_cursor(const char *s, size_t len, uint64_t *out) {
+    uint64_t v = 0;
+    size_t i;
+    if (len == 0 || len > 20) return 0;
+    for (i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') return 0;
+        if (v > (UINT64_MAX - (uint64_t)(s[i] - '0')) / 10) return 0;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    *out = v;
+    return 1;
+}
+
+static const char *node_key(const sg_node *n) { return n->id[0] ? n->id : n->addr; }
+
+static int by_node_key(const void *a, const void *b) {
+    return strcmp(node_key(*(sg_node *const *)a), node_key(*(sg_node *const *)b));
+}
+
+static unsigned node_tag(const sg_node *n) {
+    const unsigned char *p = (const unsigned char *)node_key(n);
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *p; p++) h = (h ^ *p) * 16777619u;
+    return (unsigned)(h & ((1u << SCAN_TAG_BITS) - 1));
+}
+
+/* Replaces argument 1 of the request's RESP command with s. SG_OK or SG_ENOMEM. */
+static int replace_arg1(sg_req *req, const char *s, size_t n) {
+    char *p = req->cmd, *end = req->cmd + req->cmdlen, *arg1, *after, *buf, *q;
+    size_t len0, len1;
+    p = memchr(p, '\n', (size_t)(end - p)) + 1;     /* *N\r\n */
+    len0 = (size_t)strtoul(p + 1, NULL, 10);        /* $len\r\n arg0 \r\n */
+    p = memchr(p, '\n', (size_t)(end - p)) + 1 + len0 + 2;
+    arg1 = p;
+    len1 = (size_t)strtoul(p + 1, NULL, 10);
+    after = memchr(p, '\n', (size_t)(end - p)) + 1 + len1 + 2;
+    if ((buf = sg_malloc((size_t)(arg1 - req->cmd) + header_len(n) + n + 2 +
+                         (size_t)(end - after))) == NULL)
+        return SG_ENOMEM;
+    memcpy(buf, req->cmd, (size_t)(arg1 - req->cmd));
+    q = put_header(buf + (arg1 - req->cmd), '$', n);
+    memcpy(q, s, n);
+    q += n;
+    *q++ = '\r';
+    *q++ = '\n';
+    memcpy(q, after, (size_t)(end - after));
+    q += end - after;
+    if (req->cmdcap == 0) sg_free(req->cmd); /* else it lives in req's block */
+    req->cmdcap = 0;                         /* cmd is now an allocation of its own */
+    req->cmd = buf;
+    req->cmdlen = (size_t)(q - buf);
+    return SG_OK;
+}
+
+static void finish_with_error(sg_req *req, const char *err) {
+    sg_reply *r = sg_reply_new_str(SG_REPLY_ERROR, err, strlen(err));
+    if (r) sg_req_finish(req, r, SG_OK, NULL);
+    else sg_req_finish(req, NULL, SG_ENOMEM, "out of memory");
+}
+
+/* The map is known: sends the SCAN to the master its cursor names, with that
+ * master's cursor. 0 when the request was finished instead. */
+static int scan_place(sg_req *req) {
+    sg_client *c = req->client;
+    sg_node **m = NULL;
+    uint64_t cur = req->scan.cursor;
+    int n = sg_masters(c, &m), ord = (int)(cur & ((1u << SCAN_ORD_BITS) - 1));
+    unsigned tag = (unsigned)(cur >> SCAN_ORD_BITS) & ((1u << SCAN_TAG_BITS) - 1);
+    char digits[24];
+    if (n < 0) {
+        sg_req_finish(req, NULL, SG_ENOMEM, "out of memory listing the masters");
+        return 0;
+    }
+    if (n == 0) {
+        sg_free(m);
+        sg_req_finish(req, NULL, SG_ECLUSTERDOWN, "no master is known to send the command to");
+        return 0;
+    }
+    qsort(m, (size_t)n, sizeof *m, by_node_key);
+    if (cur != 0 && (ord >= n || tag != node_tag(m[ord]))) {
+        sg_free(m);
+        /* malformed, or a master that is no longer one: as Redis says it */
+        finish_with_error(req, "ERR invalid cursor");
+        return 0;
+    }
+    req->target = m[ord];
+    req->scan.ord = ord;
+    req->scan.last = ord == n - 1;
+    req->scan.tag = node_tag(m[ord]);
+    req->scan.next_tag = ord + 1 < n ? node_tag(m[ord + 1]) : 0;
+    req->scan.state = 2;
+    sg_free(m);
+    snprintf(digits, sizeof digits, "%llu", (unsigned long long)(cur >> SCAN_NODE_SHIFT));
+    if (replace_arg1(req, digits, strlen(digits)) != SG_OK) {
+        sg_req_finish(req, NULL, SG_ENOMEM, "out of memory sending a command");
+        return 0;
+    }
+    return 1;
+}
+
+/* The node's [cursor, keys] reply, its cursor turned into one that names the
+ * node (or the next one). Anything else (an error reply) passes unchanged. */
+static sg_reply *scan_reply(sg_req *req, sg_reply *r) {
+    uint64_t node_cur, out;
+    sg_reply *s;
+    char digits[24];
+    if (r->type != SG_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != SG_REPLY_STRING)
+        return r;
+    if (!parse_cursor(r->element[0]->str, r->element[0]->len, &node_cur) ||
+        node_cur >> (64 - SCAN_NODE_SHIFT) != 0) {
+        static const char err[] = "ERR slotgate: a node's SCAN cursor does not fit in a "
+                                  "cluster cursor";
+        sg_reply_free(r);
+        return sg_reply_new_str(SG_REPLY_ERROR, err, sizeof err - 1);
+    }
+    if (node_cur != 0)
+        out = node_cur << SCAN_NODE_SHIFT | (uint64_t)req->scan.tag << SCAN_ORD_BITS |
+              (uint64_t)req->scan.ord;
+    else if (!req->scan.last)
+        out = (uint64_t)req->scan.next_tag << SCAN_ORD_BITS | (uint64_t)(req->scan.ord + 1);
+    else
+        out = 0; /* the last master is done */
+    snprintf(digits, sizeof digits, "%llu", (unsigned long long)out);
+    if ((s = sg_reply_new_str(SG_REPLY_STRING, digits, strlen(digits))) == NULL) {
+        sg_reply_free(r);
+        return NULL;
+    }
+    sg_reply_free(r->element[0]);
+    r->element[0] = s;
+    return r;
+}
+
 /* ---- dispatch ---------------------------------------------------------------------------- */
 
 static void fan_out_dispatch(sg_req *req);
@@ -386,6 +543,7 @@ void sg_req_dispatch(sg_req *req) {
         fan_out_dispatch(req); /* the map is known: one part per node */
         return;
     }
+    if (req->scan.state == 1 && !scan_place(req)) return;
     if (req->asking) node = req->asking;
     else if (req->target) node = req->target;
     else if (c->mode != SG_MODE_CLUSTER) node = c->single;
@@ -470,6 +628,10 @@ void sg_req_on_reply(sg_req *req, sg_node *node, sg_reply *r) {
             sg_reply_free(r);
             return;
         }
+    }
+    if (req->scan.state == 2 && (r = scan_reply(req, r)) == NULL) {
+        sg_req_finish(req, NULL, SG_ENOMEM, "out of memory reading a SCAN reply");
+        return;
     }
     sg_req_finish(req, r, SG_OK, NULL);
 }
@@ -769,6 +931,34 @@ static int take_opts(sg_req *req, const sg_submit_opts *o) {
 static int submit(sg_client *c, int argc, const char *const *argv, const size_t *argvlen,
                   sg_reply_fn fn, void *ud, const sg_submit_opts *opts);
 
+int sg_router_submit_node(sg_client *c, sg_node *node, int argc, const char *const *argv,
+                          const size_t *argvlen, sg_reply_fn fn, void *ud) {
+    sg_req *req;
+    if ((req = req_new(c, argc, argv, argvlen)) == NULL)
+        return sg_seterr(&c->err, SG_ENOMEM, "out of memory sending a command");
+    req->fn = fn;
+    req->ud = ud;
+    req->target = node;
+    req->info = sg_command_resolve(argc, argv, argvlen);
+    if (req->info != NULL) {
+        if (is_stateful(req->info)) {
+            sg_req_free(req);
+            return sg_seterr(&c->err, SG_ECOMMAND,
+                             "%.*s is tied to its connection (its state, or its writes), and the "
+                             "client shares connections between callers: not available through "
+                             "this API",
+                             (int)(argvlen[0] > 64 ? 64 : argvlen[0]), argv[0]);
+        }
+        req->readonly = (req->info->flags & SG_CMD_READONLY) != 0;
+        req->block_ms = block_ms(req->info, argc, argv, argvlen);
+        req->exclusive = req->block_ms != -2;
+    }
+    c->submitting++; /* completions meanwhile are deferred to the loop */
+    sg_req_dispatch(req);
+    c->submitting--;
+    return SG_OK;
+}
+
 #define SMALL_ARGC 16
 
 /* Frees what sg_router_submit allocated for large requests. */
@@ -858,12 +1048,14 @@ static int submit(sg_client *c, int argc, const char *const *argv, const size_t 
         } else {
             rc = split_by_slot(req, argc, argv, argvlen, keyidx, keyslot, nkeys);
         }
-    } else if (strcmp(req->info->name, "scan") == 0) {
-        sg_req_free(req);
-        rc = sg_seterr(&c->err, SG_ECOMMAND,
-                       "SCAN over a cluster needs a cursor per master; the client API does "
-                       "not offer it (send SCAN to each master, or use KEYS)");
-        req = NULL;
+    } else if (nkeys == 0 && strcmp(req->info->name, "scan") == 0) {
+        /* the master is picked when the map is known: at dispatch */
+        if (!parse_cursor(argv[1], argvlen[1], &req->scan.cursor)) {
+            rc = finish_later(req, "ERR invalid cursor", SG_OK, NULL);
+        } else {
+            req->scan.state = 1;
+            sg_req_dispatch(req);
+        }
     } else if (nkeys == 0 && (route == SG_ROUTE_ALL_MASTERS || route == SG_ROUTE_ALL_NODES)) {
         /* parts are made when the map is known: at dispatch */
         req->split = -1 - sg_command_merge(req->info);

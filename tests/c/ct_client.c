@@ -562,9 +562,6 @@ static void test_refusals(void) {
     CHECK(r == NULL);
     CHECK_INT(sg_errcode(c), SG_ECOMMAND);
     CHECK_CONTAINS(sg_errmsg(c), "MULTI");
-    r = sg_client_call(c, "SCAN 0");
-    CHECK(r == NULL);
-    CHECK_CONTAINS(sg_errmsg(c), "SCAN");
     r = sg_client_call(c, "NOSUCHCOMMAND a b");
     CHECK(r && r->type == SG_REPLY_ERROR);
     sg_reply_free(r);
@@ -588,6 +585,163 @@ static void test_refusals(void) {
     }
 }
 
+/* SCAN over the cluster: the cursor names each master in turn; every key
+ * comes back, MATCH and COUNT reach the nodes, a cursor the client made up
+ * is refused. */
+static void test_scan(void) {
+    sg_client *c = cluster_client();
+    sg_reply *r;
+    char cursor[32] = "0", seen[200];
+    int i, calls = 0, found = 0, bad = 0, masters_seen = 0, other = 0;
+    unsigned long long prev_low = 0;
+    memset(seen, 0, sizeof seen);
+    for (i = 0; i < 200; i++) {
+        r = sg_client_call(c, "SET ctscan:{%d} %d", i, i);
+        sg_reply_free(r);
+    }
+    /* other keys that MATCH leaves out */
+    r = sg_client_call(c, "SET noctscan:x 1");
+    sg_reply_free(r);
+    do {
+        unsigned long long low;
+        size_t j;
+        r = sg_client_call(c, "SCAN %s MATCH ctscan:* COUNT 15", cursor);
+        CHECK(r && r->type == SG_REPLY_ARRAY && r->elements == 2);
+        if (!r || r->type != SG_REPLY_ARRAY || r->elements != 2) break;
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        low = strtoull(cursor, NULL, 10) & 1023; /* the master's place */
+        if (low != prev_low) masters_seen++;
+        prev_low = low;
+        for (j = 0; j < r->element[1]->elements; j++) {
+            int k = -1;
+            if (sscanf(r->element[1]->element[j]->str, "ctscan:{%d}", &k) == 1 && k >= 0 && k < 200) {
+                if (!seen[k]) found++;
+                seen[k] = 1;
+            } else {
+                other++;
+            }
+        }
+        sg_reply_free(r);
+        calls++;
+    } while (strcmp(cursor, "0") != 0 && calls < 1000);
+    CHECK_INT(found, 200);
+    CHECK_INT(other, 0);
+    CHECK(calls > 3);           /* COUNT was passed through */
+    CHECK_INT(masters_seen, 3); /* 0 → 1 → 2 → 0 (the end) */
+    /* made-up cursors */
+    r = sg_client_call(c, "SCAN 1023");
+    CHECK(r && r->type == SG_REPLY_ERROR);
+    if (r) CHECK_STR(r->str, "ERR invalid cursor");
+    sg_reply_free(r);
+    r = sg_client_call(c, "SCAN x1");
+    CHECK(r && r->type == SG_REPLY_ERROR);
+    if (r) CHECK_STR(r->str, "ERR invalid cursor");
+    sg_reply_free(r);
+    /* the right master, the wrong tag: 1 + a tag no master has alongside */
+    for (i = 0; i < 256 && !bad; i++) {
+        char cur[32];
+        snprintf(cur, sizeof cur, "%llu", (1ull << 18) | ((unsigned long long)i << 10) | 1ull);
+        r = sg_client_call(c, "SCAN %s", cur);
+        if (r && r->type == SG_REPLY_ERROR) bad = 1;
+        sg_reply_free(r);
+    }
+    CHECK(bad);
+    for (i = 0; i < 200; i++) {
+        r = sg_client_call(c, "DEL ctscan:{%d}", i);
+        sg_reply_free(r);
+    }
+    r = sg_client_call(c, "DEL noctscan:x");
+    sg_reply_free(r);
+    sg_client_free(c);
+}
+
+/* RANDOMKEY finds the master that has keys; CONFIG GET asks one node, CONFIG
+ * SET every node; sg_client_send_node reaches the node named. */
+static void test_admin_fan_outs(void) {
+    sg_client *c = cluster_client();
+    struct event_base *base = event_base_new();
+    sg_reply *r;
+    int i, masters = 0, replicas = 0, tries;
+    r = sg_client_call(c, "FLUSHALL");
+    CHECK(r && r->type == SG_REPLY_STATUS);
+    sg_reply_free(r);
+    r = sg_client_call(c, "SET rk:only 1");
+    sg_reply_free(r);
+    /* one key on one of three masters: without the pick, 2 of 3 tries are nil */
+    for (tries = 0; tries < 10; tries++) {
+        r = sg_client_call(c, "RANDOMKEY");
+        CHECK(r && r->type == SG_REPLY_STRING);
+        if (r && r->type == SG_REPLY_STRING) CHECK_STR(r->str, "rk:only");
+        sg_reply_free(r);
+    }
+    r = sg_client_call(c, "DEL rk:only");
+    sg_reply_free(r);
+    r = sg_client_call(c, "RANDOMKEY");
+    CHECK(r && r->type == SG_REPLY_NIL);
+    sg_reply_free(r);
+    /* CONFIG SET reaches replicas too */
+    r = sg_client_call(c, "CONFIG SET slowlog-max-len 129");
+    CHECK(r && r->type == SG_REPLY_STATUS);
+    sg_reply_free(r);
+    r = sg_client_call(c, "CONFIG GET slowlog-max-len");
+    CHECK(r && r->type == SG_REPLY_ARRAY && r->elements == 2);
+    if (r && r->elements == 2) CHECK_STR(r->element[1]->str, "129");
+    sg_reply_free(r);
+    for (i = 0; i < sg_client_node_count(c); i++) {
+        sg_node_stats st;
+        sg_client_node_stats(c, i, &st);
+        redisContext *rc = direct(st.addr);
+        redisReply *dr = redisCommand(rc, "CONFIG GET slowlog-max-len");
+        CHECK(dr && dr->elements == 2 && strcmp(dr->element[1]->str, "129") == 0);
+        freeReplyObject(dr);
+        dr = redisCommand(rc, "CONFIG SET slowlog-max-len 128");
+        freeReplyObject(dr);
+        redisFree(rc);
+        if (st.is_master) masters++;
+        else replicas++;
+    }
+    CHECK_INT(masters, 3);
+    CHECK(replicas >= 1);
+    sg_client_free(c);
+    /* one node by its index: a replica, which no slot routes to */
+    {
+        const char *env[] = {env_addrs, "TYK_GW_STORAGE_ENABLECLUSTER=true", NULL};
+        counter m = {0};
+        uint64_t before[64];
+        int n, replica = -1;
+        c = client_for(env, base);
+        CHECK_INT(sg_client_send_argv(c, 1, (const char *const[]){"DBSIZE"}, NULL, count_reply, &m),
+                  SG_OK); /* the map */
+        while (m.done < 1) event_base_loop(base, EVLOOP_ONCE);
+        n = sg_client_node_count(c);
+        for (i = 0; i < n && i < 64; i++) {
+            sg_node_stats st;
+            sg_client_node_stats(c, i, &st);
+            before[i] = st.commands;
+            if (!st.is_master && replica < 0) replica = i;
+        }
+        CHECK(replica >= 0);
+        if (replica >= 0) {
+            CHECK_INT(sg_client_send_node(c, replica, 2, (const char *const[]){"INFO", "replication"},
+                                          NULL, count_reply, &m),
+                      SG_OK);
+            while (m.done < 2) event_base_loop(base, EVLOOP_ONCE);
+            CHECK_INT(m.ok, 2);
+            for (i = 0; i < n && i < 64; i++) {
+                sg_node_stats st;
+                sg_client_node_stats(c, i, &st);
+                CHECK_INT(st.commands - before[i], i == replica ? 1 : 0);
+            }
+        }
+        CHECK_INT(sg_client_send_node(c, 99, 1, (const char *const[]){"PING"}, NULL, count_reply,
+                                      &m),
+                  SG_EINVAL);
+        CHECK_CONTAINS(sg_errmsg(c), "99");
+        sg_client_free(c);
+    }
+    event_base_free(base);
+}
+
 int main(void) {
     RUN(test_keys_land_on_their_slot);
     RUN(test_multi_key);
@@ -598,5 +752,7 @@ int main(void) {
     RUN(test_tls);
     RUN(test_pool_bounds);
     RUN(test_refusals);
+    RUN(test_scan);
+    RUN(test_admin_fan_outs);
     return test_report();
 }

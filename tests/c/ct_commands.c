@@ -259,7 +259,8 @@ static void test_split_route(void) {
     ROUTE("function|flush", SG_ROUTE_ALL_MASTERS);
     ROUTE("function|restore", SG_ROUTE_ALL_MASTERS);
     ROUTE("config|set", SG_ROUTE_ALL_NODES);
-    ROUTE("config|get", SG_ROUTE_ALL_MASTERS);
+    ROUTE("config|get", SG_ROUTE_ANY);
+    ROUTE("config|rewrite", SG_ROUTE_ALL_NODES);
     ROUTE("config|resetstat", SG_ROUTE_ALL_NODES);
     ROUTE("echo", SG_ROUTE_GATEWAY);
     ROUTE("quit", SG_ROUTE_GATEWAY);
