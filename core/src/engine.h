@@ -111,6 +111,11 @@ void sg_req_on_reply(sg_req *req, sg_node *node, sg_reply *reply);
 void sg_req_on_conn_failure(sg_req *req, sg_node *node, int sent, int code,
                             const char *msg);
 void sg_req_free(sg_req *req);
+/* The node and slot of a -MOVED or -ASK error reply ("MOVED 3999
+ * 127.0.0.1:6381"): the node (added to the client's when new), *slot as
+ * given (may be out of range); NULL when r names no node. Internal; the
+ * router's, exposed for tests and the fuzzers. */
+sg_node *sg_redirect_target(sg_client *c, const sg_reply *r, int *slot);
 
 /* ---- connections (conn.c) -------------------------------------------------- */
 
@@ -270,6 +275,15 @@ int sg_masters(sg_client *c, sg_node ***out);
 void sg_cluster_refresh(sg_client *c, int urgent);
 /* A MOVED: the slot is now served by node. */
 void sg_cluster_moved(sg_client *c, int slot, sg_node *node);
+/* A CLUSTER SLOTS reply r from node asked: parsed into slots[SG_SLOTS]
+ * (nodes it names are added to c), returning the slots covered, or -1 with
+ * why it is malformed (c->map_oom set when memory ran out); then applied to
+ * c (roles, replicas, the map): SG_OK or SG_ENOMEM. Apply only a reply that
+ * parsed. Internal to the refresh, exposed for tests and the fuzzers. */
+int sg_cluster_parse_slots(sg_client *c, const sg_reply *r, const sg_node *asked,
+                           sg_node **slots, char *why, size_t whylen);
+int sg_cluster_apply_slots(sg_client *c, const sg_reply *r, const sg_node *asked,
+                           sg_node **slots);
 /* Called when the map becomes known, or discovery failed. */
 void sg_client_map_ready(sg_client *c);
 void sg_client_map_failed(sg_client *c, int code, const char *msg);
