@@ -11,6 +11,7 @@ packages=(
   lua-cjson lua-cjson-dev           # JSON in Lua, static lib for preloading
   lua-busted                        # Lua specs
   redis-server redis-tools openssl  # real servers for the tests
+  clang libclang-rt-14-dev llvm     # libFuzzer, its sanitizer runtimes, the symbolizer (tests/fuzz/run.sh)
 )
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
