@@ -61,14 +61,35 @@ int sg_reply_error_is(const sg_reply *r, const char *word) {
            memcmp(r->str, word, n) == 0 && (r->len == n || r->str[n] == ' ');
 }
 
-/* ---- hiredis reader callbacks: link each new object into its parent ------- */
+/* ---- hiredis reader callbacks: link each new object into its parent -------
+ * An array from the reader grows as its elements arrive: the count a node
+ * announces is not allocated up front (a "*2000000000" and nothing more would
+ * take 16 GB, and the protocol error that follows a loop over two billion
+ * slots to free them). While it is read, elements counts the elements
+ * attached so far, in a block of the next power of two (4 at least); once
+ * complete it is the announced count. */
 
 static void *attach(const redisReadTask *task, sg_reply *r) {
+    sg_reply *parent;
+    size_t i;
     if (r == NULL) return NULL;
-    if (task->parent) {
-        sg_reply *parent = task->parent->obj;
-        parent->element[task->idx] = r;
+    if (task->parent == NULL) return r;
+    parent = task->parent->obj;
+    i = (size_t)task->idx;
+    if (i != parent->elements) { /* the reader fills arrays in order */
+        sg_reply_free(r);
+        return NULL;
     }
+    if (i == 0 || (i >= 4 && (i & (i - 1)) == 0)) { /* the block is full */
+        sg_reply **grown = sg_realloc(parent->element, (i ? i * 2 : 4) * sizeof *grown);
+        if (grown == NULL) {
+            sg_reply_free(r);
+            return NULL;
+        }
+        parent->element = grown;
+    }
+    parent->element[i] = r;
+    parent->elements = i + 1;
     return r;
 }
 
@@ -80,9 +101,9 @@ static void *create_string(const redisReadTask *task, char *str, size_t len) {
 }
 
 static void *create_array(const redisReadTask *task, int elements) {
-    /* hiredis 0.14 gives an int; a negative count is a null array */
-    return attach(task, elements < 0 ? sg_reply_new(SG_REPLY_NIL)
-                                     : sg_reply_new_array((size_t)elements));
+    /* hiredis 0.14 gives an int; a negative count is a null array. The
+     * elements come later (attach). */
+    return attach(task, sg_reply_new(elements < 0 ? SG_REPLY_NIL : SG_REPLY_ARRAY));
 }
 
 static void *create_integer(const redisReadTask *task, long long value) {

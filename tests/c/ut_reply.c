@@ -1,0 +1,112 @@
+/*
+ * ut_reply.c — reply trees as the engine reads them (core/src/reply.c's
+ * callbacks under hiredis's reader): arrays of every size around the growth
+ * steps, nesting, an announced count far above what arrives, and allocation
+ * failures at every step of a read.
+ */
+#include <hiredis/read.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "engine.h"
+#include "test.h"
+
+/* Reads one reply from text; NULL (and *err set) when there is none. */
+static sg_reply *read_one(const char *text, size_t len, int *err) {
+    redisReader *rd = redisReaderCreateWithFunctions(&sg_reply_functions);
+    void *obj = NULL;
+    *err = 0;
+    if (rd == NULL) return NULL;
+    if (redisReaderFeed(rd, text, len) != REDIS_OK || redisReaderGetReply(rd, &obj) != REDIS_OK)
+        *err = rd->err ? rd->err : -1;
+    redisReaderFree(rd);
+    return obj;
+}
+
+/* "*n" of integers 0..n-1: every size across the block's doublings. */
+static void test_array_sizes(void) {
+    static const size_t sizes[] = {0, 1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 100, 1000};
+    size_t k, i;
+    for (k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        size_t n = sizes[k], at = 0, cap = 16 + n * 16;
+        char *text = malloc(cap);
+        sg_reply *r;
+        int err, ok = 1;
+        at += (size_t)snprintf(text + at, cap - at, "*%zu\r\n", n);
+        for (i = 0; i < n; i++) at += (size_t)snprintf(text + at, cap - at, ":%zu\r\n", i);
+        r = read_one(text, at, &err);
+        CHECK_INT(err, 0);
+        if (r == NULL) {
+            free(text);
+            continue;
+        }
+        CHECK_INT(r->type, SG_REPLY_ARRAY);
+        CHECK_INT(r->elements, n);
+        for (i = 0; i < r->elements && i < n; i++)
+            ok &= r->element[i]->type == SG_REPLY_INTEGER && r->element[i]->integer == (long long)i;
+        CHECK(ok);
+        sg_reply_free(r);
+        free(text);
+    }
+}
+
+static void test_nested(void) {
+    static const char text[] = "*3\r\n*2\r\n$1\r\na\r\n*0\r\n$-1\r\n*5\r\n:1\r\n:2\r\n:3\r\n:4\r\n*-1\r\n";
+    int err;
+    sg_reply *r = read_one(text, sizeof text - 1, &err);
+    CHECK_INT(err, 0);
+    if (r == NULL) return;
+    CHECK_INT(r->elements, 3);
+    CHECK_INT(r->element[0]->elements, 2);
+    CHECK_STR(r->element[0]->element[0]->str, "a");
+    CHECK_INT(r->element[0]->element[1]->type, SG_REPLY_ARRAY);
+    CHECK_INT(r->element[0]->element[1]->elements, 0);
+    CHECK_INT(r->element[1]->type, SG_REPLY_NIL);
+    CHECK_INT(r->element[2]->elements, 5);
+    CHECK_INT(r->element[2]->element[4]->type, SG_REPLY_NIL);
+    sg_reply_free(r);
+}
+
+/* A node announces two billion elements, sends one, then garbage: the read
+ * fails at the garbage having allocated what arrived, not 16 GB (fuzz_reply
+ * found the old up-front allocation, and the free loop over it, as a timeout). */
+static void test_announced_count(void) {
+    static const char text[] = "*2000000000\r\n:1\r\n!x\r\n";
+    unsigned long allocs;
+    int err;
+    sg_alloc_fail_at(0);
+    CHECK(read_one(text, sizeof text - 1, &err) == NULL);
+    CHECK_INT(err, REDIS_ERR_PROTOCOL);
+    allocs = sg_alloc_fail_at(0);
+    CHECK(allocs <= 3); /* the array, its first block, the integer */
+}
+
+/* The Nth allocation fails, for every N of a nested read: an OOM error and
+ * nothing leaked (the sanitizer build checks), never a half tree. */
+static void test_out_of_memory(void) {
+    static const char text[] = "*2\r\n*6\r\n:1\r\n:2\r\n:3\r\n:4\r\n:5\r\n$3\r\nxyz\r\n+OK\r\n";
+    unsigned long n;
+    int err, failed = 0;
+    for (n = 1; n < 64; n++) {
+        sg_reply *r;
+        sg_alloc_fail_at(n);
+        r = read_one(text, sizeof text - 1, &err);
+        sg_alloc_fail_at(0);
+        if (r) {
+            CHECK_INT(r->elements, 2);
+            sg_reply_free(r);
+            break;
+        }
+        failed++;
+        CHECK_INT(err, REDIS_ERR_OOM);
+    }
+    CHECK(failed >= 10); /* every allocation of the tree was tried */
+}
+
+int main(void) {
+    RUN(test_array_sizes);
+    RUN(test_nested);
+    RUN(test_announced_count);
+    RUN(test_out_of_memory);
+    return test_report();
+}
