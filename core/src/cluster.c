@@ -454,13 +454,20 @@ int sg_cluster_apply_slots(sg_client *c, const sg_reply *r, const sg_node *asked
         c->nodes[n]->in_map = 0;
         c->nodes[n]->nreplicas = 0;
     }
+    /* masters first: a node that serves slots is a master, even where a
+     * stale entry also lists it as a replica (else fan-outs to every master
+     * would skip it, and it would get READONLY) */
+    for (i = 0; i < r->elements; i++) {
+        sg_node *master = entry_node(c, r->element[i]->element[2], asked);
+        master->in_map = 1;
+        master->role = SG_ROLE_MASTER;
+    }
     for (i = 0; i < r->elements; i++) {
         const sg_reply *e = r->element[i];
         sg_node *master = entry_node(c, e->element[2], asked);
-        master->in_map = 1;
-        master->role = SG_ROLE_MASTER;
         for (j = 3; j < e->elements; j++) {
             sg_node *rep = entry_node(c, e->element[j], asked);
+            if (rep->in_map && rep->role == SG_ROLE_MASTER) continue; /* a master here */
             if (rep->role != SG_ROLE_REPLICA) {
                 /* a node that changed role: its connections lack READONLY
                  * (or have it); start afresh */

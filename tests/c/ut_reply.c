@@ -2,7 +2,7 @@
  * ut_reply.c — reply trees as the engine reads them (core/src/reply.c's
  * callbacks under hiredis's reader): arrays of every size around the growth
  * steps, nesting, an announced count far above what arrives, and allocation
- * failures at every step of a read.
+ * failures at every step of a read; and a CLUSTER SLOTS map applied.
  */
 #include <hiredis/read.h>
 #include <stdio.h>
@@ -103,10 +103,44 @@ static void test_out_of_memory(void) {
     CHECK(failed >= 10); /* every allocation of the tree was tried */
 }
 
+/* A CLUSTER SLOTS map that lists a master also as another master's replica
+ * (a stale view during a failover): the node stays a master, so fan-outs to
+ * every master reach it; found by fuzz_reply. */
+static void test_map_master_listed_as_replica(void) {
+    static const char text[] = "*2\r\n"
+                               "*4\r\n:0\r\n:8191\r\n*2\r\n$1\r\na\r\n:1\r\n*2\r\n$1\r\nb\r\n:2\r\n"
+                               "*4\r\n:8192\r\n:16383\r\n*2\r\n$1\r\nb\r\n:2\r\n*2\r\n$1\r\na\r\n:1\r\n";
+    static sg_client c; /* bare: no base, a refresh marked in flight */
+    static sg_node *slots[SG_SLOTS];
+    sg_node *asked, *a, *b, **masters = NULL;
+    char why[SG_ERRMSG_MAX];
+    int err;
+    sg_reply *r = read_one(text, sizeof text - 1, &err);
+    CHECK(r != NULL);
+    if (r == NULL) return;
+    c.mode = SG_MODE_CLUSTER;
+    c.refreshing = 1;
+    asked = sg_node_get(&c, "a", 1);
+    CHECK_INT(sg_cluster_parse_slots(&c, r, asked, slots, why, sizeof why), SG_SLOTS);
+    CHECK_INT(sg_cluster_apply_slots(&c, r, asked, slots), SG_OK);
+    a = sg_node_by_addr(&c, "a:1");
+    b = sg_node_by_addr(&c, "b:2");
+    CHECK_INT(a->role, SG_ROLE_MASTER);
+    CHECK_INT(b->role, SG_ROLE_MASTER);
+    CHECK_INT(a->nreplicas, 0);
+    CHECK_INT(b->nreplicas, 0);
+    CHECK_INT(sg_masters(&c, &masters), 2);
+    sg_free(masters);
+    CHECK(c.slots[0] == a && c.slots[16383] == b);
+    sg_reply_free(r);
+    sg_cluster_free(&c);
+}
+
 int main(void) {
     RUN(test_array_sizes);
     RUN(test_nested);
     RUN(test_announced_count);
     RUN(test_out_of_memory);
+    RUN(test_map_master_listed_as_replica);
     return test_report();
 }
