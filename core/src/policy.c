@@ -366,7 +366,9 @@ static void push_sandbox(lua_State *L) {
 }
 
 static lua_State *new_state(sg_policy *p) {
+    /* LuaJIT without GC64 takes no allocator of ours: no memory cap there */
     lua_State *L = lua_newstate(lua_alloc, p);
+    if (L == NULL) L = luaL_newstate();
     if (L == NULL) return NULL;
     luaL_openlibs(L);
     /* The interpreter only: compiled loops would never reach the count hook.
