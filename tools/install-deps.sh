@@ -12,6 +12,7 @@ packages=(
   lua-busted                        # Lua specs
   redis-server redis-tools openssl  # real servers for the tests
   python3                           # raw RESP conversations in specs (tests/lua/resp_talk.py)
+  clang libclang-rt-14-dev llvm     # libFuzzer, its sanitizer runtimes, the symbolizer (tests/fuzz/run.sh)
 )
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }

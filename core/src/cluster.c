@@ -404,8 +404,8 @@ static sg_node *entry_node(sg_client *c, const sg_reply *e, const sg_node *asked
 
 /* Parses CLUSTER SLOTS into slots[]; roles and replicas are set on the
  * nodes only when the map is applied. Returns covered slots, or -1 with why. */
-static int parse_slots(sg_client *c, const sg_reply *r, const sg_node *asked,
-                       sg_node **slots, char *why, size_t whylen) {
+int sg_cluster_parse_slots(sg_client *c, const sg_reply *r, const sg_node *asked,
+                           sg_node **slots, char *why, size_t whylen) {
     size_t i, j;
     int covered = 0;
     if (r->type != SG_REPLY_ARRAY) {
@@ -446,20 +446,28 @@ static int parse_slots(sg_client *c, const sg_reply *r, const sg_node *asked,
 }
 
 /* Applies a parsed map: roles, replicas, who is in the map. */
-static int apply_slots(sg_client *c, const sg_reply *r, const sg_node *asked, sg_node **slots) {
+int sg_cluster_apply_slots(sg_client *c, const sg_reply *r, const sg_node *asked,
+                           sg_node **slots) {
     size_t i, j;
     int n, s;
     for (n = 0; n < c->nnodes; n++) {
         c->nodes[n]->in_map = 0;
         c->nodes[n]->nreplicas = 0;
     }
+    /* masters first: a node that serves slots is a master, even where a
+     * stale entry also lists it as a replica (else fan-outs to every master
+     * would skip it, and it would get READONLY) */
+    for (i = 0; i < r->elements; i++) {
+        sg_node *master = entry_node(c, r->element[i]->element[2], asked);
+        master->in_map = 1;
+        master->role = SG_ROLE_MASTER;
+    }
     for (i = 0; i < r->elements; i++) {
         const sg_reply *e = r->element[i];
         sg_node *master = entry_node(c, e->element[2], asked);
-        master->in_map = 1;
-        master->role = SG_ROLE_MASTER;
         for (j = 3; j < e->elements; j++) {
             sg_node *rep = entry_node(c, e->element[j], asked);
+            if (rep->in_map && rep->role == SG_ROLE_MASTER) continue; /* a master here */
             if (rep->role != SG_ROLE_REPLICA) {
                 /* a node that changed role: its connections lack READONLY
                  * (or have it); start afresh */
@@ -594,7 +602,7 @@ static void on_refresh_reply(sg_client *c, sg_reply *reply, int status, const ch
         return;
     }
     c->map_oom = 0;
-    covered = parse_slots(c, reply, asked, slots, why, sizeof why);
+    covered = sg_cluster_parse_slots(c, reply, asked, slots, why, sizeof why);
     if (covered == 0) snprintf(why, sizeof why, "its map covers no slot");
     if (covered <= 0) {
         int code = c->map_oom ? SG_ENOMEM : SG_EPROTO;
@@ -616,7 +624,7 @@ static void on_refresh_reply(sg_client *c, sg_reply *reply, int status, const ch
         return;
     }
     c->suspect = 0;
-    if (apply_slots(c, reply, asked, slots) == SG_OK) retry_now(c);
+    if (sg_cluster_apply_slots(c, reply, asked, slots) == SG_OK) retry_now(c);
     else {
         sg_free(slots);
         sg_reply_free(reply);

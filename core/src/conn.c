@@ -254,62 +254,12 @@ static int take_reply(sg_conn *conn, sg_reply *r) {
     return 0;
 }
 
-/* Where the reply at the head of the input ends, when it runs past the
- * first chunk: the scan goes on over the chunks (evbuffer_search_eol) and
- * keeps its place between reads, so a large reply is scanned once. The
- * length when whole, 0 when more must come, -1 when the input is not RESP. */
-static long long scan_chunks(sg_conn *conn, struct evbuffer *in) {
-    size_t total = evbuffer_get_length(in);
-    if (!conn->scanning) {
-        conn->scanning = 1;
-        conn->scan_off = 0;
-        conn->scan_due = 1;
-    }
-    while (conn->scan_due > 0 && conn->scan_off < total) {
-        struct evbuffer_ptr p, e;
-        size_t eol_len = 0, linelen;
-        char line[24], type;
-        long long v = 0;
-        int i = 1, neg = 0;
-        evbuffer_ptr_set(in, &p, conn->scan_off, EVBUFFER_PTR_SET);
-        e = evbuffer_search_eol(in, &p, &eol_len, EVBUFFER_EOL_CRLF_STRICT);
-        if (e.pos < 0) /* the line is not whole yet; a header line is short */
-            return total - conn->scan_off > (1 << 20) ? -1 : 0;
-        linelen = (size_t)e.pos - conn->scan_off;
-        evbuffer_copyout_from(in, &p, line, linelen < sizeof line ? linelen : sizeof line);
-        type = line[0];
-        if (type == '+' || type == '-' || type == ':') {
-            conn->scan_off = (size_t)e.pos + 2;
-            conn->scan_due--;
-            continue;
-        }
-        if ((type != '$' && type != '*') || linelen < 2 || linelen > 20) return -1;
-        if (line[1] == '-') {
-            neg = 1;
-            i = 2;
-        }
-        if ((size_t)i == linelen) return -1;
-        for (; (size_t)i < linelen; i++) {
-            if (line[i] < '0' || line[i] > '9') return -1;
-            v = v * 10 + (line[i] - '0');
-        }
-        if (neg) v = -v;
-        conn->scan_due--;
-        conn->scan_off = (size_t)e.pos + 2;
-        if (type == '*' && v > 0) conn->scan_due += v;
-        if (type == '$' && v >= 0) conn->scan_off += (size_t)v + 2; /* may be past the end */
-    }
-    if (conn->scan_due > 0 || conn->scan_off > total) return 0;
-    conn->scanning = 0;
-    return (long long)conn->scan_off;
-}
-
 /* Replies go two ways. One for a request that takes bytes (a proxy's) and
  * that is not an error (which may be a redirect) goes as the node sent it:
  * no tree, no copy but the caller's. Any other becomes a tree. Either way
  * the reply's end is found first: at once when it is whole in the input's
- * first chunk (the usual case), else by scan_chunks, which keeps its place
- * between reads. */
+ * first chunk (the usual case), else by sg_reply_scan_buffer, which keeps
+ * its place between reads. */
 static void read_replies(struct bufferevent *bev, sg_conn *conn) {
     struct evbuffer *in = bufferevent_get_input(bev);
     sg_node *node = conn->node;
@@ -319,9 +269,9 @@ static void read_replies(struct bufferevent *bev, sg_conn *conn) {
         const char *data;
         long long len = 0;
         if (evbuffer_get_length(in) == 0) break;
-        if (!conn->scanning && evbuffer_peek(in, -1, NULL, &vec, 1) >= 1)
+        if (!conn->scan.active && evbuffer_peek(in, -1, NULL, &vec, 1) >= 1)
             len = sg_reply_scan(vec.iov_base, vec.iov_len);
-        if (len == 0) len = scan_chunks(conn, in);
+        if (len == 0) len = sg_reply_scan_buffer(&conn->scan, in);
         if (len < 0) {
             sg_conn_fail(conn, SG_EPROTO, "node %s: cannot parse reply: not RESP", node->addr);
             return;

@@ -26,6 +26,15 @@ typedef struct sg_ttl_req {
 typedef struct sg_conn sg_conn;
 typedef struct sg_req sg_req;
 
+/* The scan of a reply across an evbuffer's chunks, kept between reads. */
+typedef struct sg_scan {
+    int active;
+    size_t off;    /* bytes of the input passed */
+    long long due; /* elements still due */
+} sg_scan;
+/* More elements than any reply holds: a count past it is not RESP we take. */
+#define SG_SCAN_MAX_ELEMENTS (1LL << 40)
+
 /* ---- replies (reply.c) ---------------------------------------------------- */
 
 sg_reply *sg_reply_new(int type);
@@ -35,6 +44,10 @@ sg_reply *sg_reply_new_array(size_t n);
 /* The length of the whole RESP2 reply at s[0..n): 0 when it does not end
  * within n bytes, -1 when s is not RESP. */
 long long sg_reply_scan(const char *s, size_t n);
+/* As sg_reply_scan, for the reply at the head of in however it is cut in
+ * chunks; st (zeroed at first) keeps the place between calls, so each byte
+ * is scanned once. */
+long long sg_reply_scan_buffer(sg_scan *st, struct evbuffer *in);
 /* The tree of one whole RESP2 reply s[0..len) (as conn.c's scan found it).
  * NULL with *status SG_ENOMEM, SG_EPROTO (not RESP), or SG_EINVAL (arrays
  * nested deeper than 1000 levels). */
@@ -136,6 +149,11 @@ void sg_req_on_reply(sg_req *req, sg_node *node, sg_reply *reply);
 void sg_req_on_conn_failure(sg_req *req, sg_node *node, int sent, int code,
                             const char *msg);
 void sg_req_free(sg_req *req);
+/* The node and slot of a -MOVED or -ASK error reply ("MOVED 3999
+ * 127.0.0.1:6381"): the node (added to the client's when new), *slot as
+ * given (may be out of range); NULL when r names no node. Internal; the
+ * router's, exposed for tests and the fuzzers. */
+sg_node *sg_redirect_target(sg_client *c, const sg_reply *r, int *slot);
 
 /* ---- connections (conn.c) -------------------------------------------------- */
 
@@ -152,10 +170,7 @@ enum { SG_CONN_CONNECTING = 0, SG_CONN_READY, SG_CONN_CLOSED };
 struct sg_conn {
     sg_node *node;
     struct bufferevent *bev;
-    /* the scan of a reply that runs past the input's first chunk */
-    int scanning;
-    size_t scan_off;    /* bytes of the input it has passed */
-    long long scan_due; /* elements still due */
+    sg_scan scan;   /* where a reply that runs past the first chunk ends */
     int state;
     int exclusive;   /* held by one request (blocking commands) */
     sg_pending *pend; /* ring buffer of pending replies */
@@ -310,6 +325,15 @@ int sg_masters(sg_client *c, sg_node ***out);
 void sg_cluster_refresh(sg_client *c, int urgent);
 /* A MOVED: the slot is now served by node. */
 void sg_cluster_moved(sg_client *c, int slot, sg_node *node);
+/* A CLUSTER SLOTS reply r from node asked: parsed into slots[SG_SLOTS]
+ * (nodes it names are added to c), returning the slots covered, or -1 with
+ * why it is malformed (c->map_oom set when memory ran out); then applied to
+ * c (roles, replicas, the map): SG_OK or SG_ENOMEM. Apply only a reply that
+ * parsed. Internal to the refresh, exposed for tests and the fuzzers. */
+int sg_cluster_parse_slots(sg_client *c, const sg_reply *r, const sg_node *asked,
+                           sg_node **slots, char *why, size_t whylen);
+int sg_cluster_apply_slots(sg_client *c, const sg_reply *r, const sg_node *asked,
+                           sg_node **slots);
 /* Called when the map becomes known, or discovery failed. */
 void sg_client_map_ready(sg_client *c);
 void sg_client_map_failed(sg_client *c, int code, const char *msg);

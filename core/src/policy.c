@@ -27,6 +27,7 @@
 #include <luajit.h>
 #include <lualib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -38,6 +39,8 @@
 #define DEFAULT_TIME_LIMIT_MS 50     /* per hook call */
 #define HOOK_EVERY 1000              /* instructions between checks */
 #define HASH_HEX_MAX 65              /* sha256 in hex, and its NUL */
+#define MEMORY_LIMIT (32u << 20)     /* bytes of Lua memory while scripts run */
+#define BIG_ALLOC (64u << 10)        /* allocations that also check the time */
 
 typedef struct pat_str {
     char *pattern;
@@ -80,6 +83,7 @@ struct sg_policy {
     long instr_used;
     uint64_t deadline_ms;
     int timed_out;
+    size_t mem_used;     /* bytes the lua_State holds */
     const char *running; /* "policy NAME: HOOK" */
     const void *cur;     /* the command hooks are deciding on (ctx_src) */
     unsigned gen;        /* ctx tables' generation */
@@ -213,6 +217,34 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
     }
 }
 
+/* The lua_State's allocator. While script code runs (limited_pcall) the
+ * state may not grow past MEMORY_LIMIT, and a big allocation past the
+ * deadline fails: one string.rep or `s .. s` is a single instruction the count
+ * hook cannot stop, yet could take gigabytes and seconds. The script gets
+ * Lua's "not enough memory" error, inside the pcall. The host's own pushes
+ * (running unset) are never refused: LuaJIT would panic. Plain realloc, as
+ * LuaJIT's own allocator before it: not sg_malloc, whose test failures would
+ * land outside any pcall. */
+static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+    sg_policy *p = ud;
+    void *np;
+    if (nsize == 0) {
+        free(ptr);
+        p->mem_used -= osize;
+        return NULL;
+    }
+    if (p->running && nsize > osize) {
+        if (p->mem_used - osize + nsize > MEMORY_LIMIT) return NULL;
+        if (nsize - osize >= BIG_ALLOC && now_ms() > p->deadline_ms) {
+            p->timed_out = 1;
+            return NULL;
+        }
+    }
+    if ((np = realloc(ptr, nsize)) == NULL) return NULL;
+    p->mem_used = p->mem_used - osize + nsize;
+    return np;
+}
+
 /* Calls the function below nargs arguments with the limits on. */
 static int limited_pcall(sg_policy *p, const char *what, int nargs, int nresults) {
     lua_State *L = p->L;
@@ -334,7 +366,9 @@ static void push_sandbox(lua_State *L) {
 }
 
 static lua_State *new_state(sg_policy *p) {
-    lua_State *L = luaL_newstate();
+    /* LuaJIT without GC64 takes no allocator of ours: no memory cap there */
+    lua_State *L = lua_newstate(lua_alloc, p);
+    if (L == NULL) L = luaL_newstate();
     if (L == NULL) return NULL;
     luaL_openlibs(L);
     /* The interpreter only: compiled loops would never reach the count hook.

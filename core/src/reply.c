@@ -4,6 +4,7 @@
  * testable), the constructors the router uses to merge replies, and
  * sg_reply_free.
  */
+#include <event2/buffer.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -64,6 +65,19 @@ int sg_reply_error_is(const sg_reply *r, const char *word) {
 
 /* ---- where a reply ends ----------------------------------------------------------------- */
 
+/* Where the first CRLF at or after s[from] is in s[0..n): a line ends there
+ * (a lone CR inside it is part of it, as for hiredis and redis). NULL when
+ * none has arrived. */
+static const char *find_crlf(const char *s, size_t from, size_t n) {
+    const char *p = s + from, *end = s + n;
+    while (p < end && (p = memchr(p, '\r', (size_t)(end - p))) != NULL) {
+        if (p + 1 >= end) return NULL;
+        if (p[1] == '\n') return p;
+        p++;
+    }
+    return NULL;
+}
+
 /* The length of the whole RESP2 reply at s[0..n): 0 when it does not end
  * within n bytes, -1 when s is not RESP. Nested arrays need no stack: each
  * array header adds its elements to those still due. */
@@ -77,10 +91,8 @@ long long sg_reply_scan(const char *s, size_t n) {
         int neg = 0;
         size_t i;
         if (pos >= n) return 0;
-        if ((cr = memchr(s + pos, '\r', n - pos)) == NULL) return 0;
+        if ((cr = find_crlf(s, pos, n)) == NULL) return n - pos > (1 << 20) ? -1 : 0;
         eol = (size_t)(cr - s);
-        if (eol + 1 >= n) return 0;
-        if (s[eol + 1] != '\n') return -1;
         switch (s[pos]) {
         case '+': case '-': case ':':
             pos = eol + 2;
@@ -103,7 +115,10 @@ long long sg_reply_scan(const char *s, size_t n) {
         due--;
         if (s[pos] == '*') {
             pos = eol + 2;
-            if (v > 0) due += v;
+            if (v > 0) {
+                if (v > SG_SCAN_MAX_ELEMENTS || due > SG_SCAN_MAX_ELEMENTS) return -1;
+                due += v;
+            }
             continue;
         }
         pos = eol + 2;
@@ -113,6 +128,59 @@ long long sg_reply_scan(const char *s, size_t n) {
         }
     }
     return (long long)pos;
+}
+
+/* Where the reply at the head of the input ends, when it runs past the
+ * first chunk: the scan goes on over the chunks (evbuffer_search_eol) and
+ * keeps its place between reads, so a large reply is scanned once. The
+ * length when whole, 0 when more must come, -1 when the input is not RESP. */
+long long sg_reply_scan_buffer(sg_scan *st, struct evbuffer *in) {
+    size_t total = evbuffer_get_length(in);
+    if (!st->active) {
+        st->active = 1;
+        st->off = 0;
+        st->due = 1;
+    }
+    while (st->due > 0 && st->off < total) {
+        struct evbuffer_ptr p, e;
+        size_t eol_len = 0, linelen;
+        char line[24], type;
+        long long v = 0;
+        int i = 1, neg = 0;
+        evbuffer_ptr_set(in, &p, st->off, EVBUFFER_PTR_SET);
+        e = evbuffer_search_eol(in, &p, &eol_len, EVBUFFER_EOL_CRLF_STRICT);
+        if (e.pos < 0) /* the line is not whole yet; a header line is short */
+            return total - st->off > (1 << 20) ? -1 : 0;
+        linelen = (size_t)e.pos - st->off;
+        evbuffer_copyout_from(in, &p, line, linelen < sizeof line ? linelen : sizeof line);
+        type = line[0];
+        if (type == '+' || type == '-' || type == ':') {
+            st->off = (size_t)e.pos + 2;
+            st->due--;
+            continue;
+        }
+        if ((type != '$' && type != '*') || linelen < 2 || linelen > 20) return -1;
+        if (line[1] == '-') {
+            neg = 1;
+            i = 2;
+        }
+        if ((size_t)i == linelen) return -1;
+        for (; (size_t)i < linelen; i++) {
+            if (line[i] < '0' || line[i] > '9') return -1;
+            v = v * 10 + (line[i] - '0');
+        }
+        if (neg) v = -v;
+        st->due--;
+        st->off = (size_t)e.pos + 2;
+        if (type == '*' && v > 0) {
+            if (v > SG_SCAN_MAX_ELEMENTS || st->due > SG_SCAN_MAX_ELEMENTS) return -1;
+            st->due += v;
+        }
+        if (type == '$' && v >= 0) st->off += (size_t)v + 2; /* may be past the end */
+    }
+    if (st->due > 0 || st->off > total) return 0;
+    st->active = 0;
+    return (long long)st->off;
 }
 
 /* ---- a tree from a whole reply's bytes ---------------------------------------------------- */
@@ -138,11 +206,11 @@ static int parse_ll(const char *s, size_t n, long long *out) {
 }
 
 static sg_reply *parse_one(const char *s, size_t len, size_t *pos, int depth, int *why) {
-    const char *line = s + *pos + 1, *cr = memchr(s + *pos, '\r', len - *pos);
+    const char *line = s + *pos + 1, *cr = find_crlf(s, *pos, len);
     size_t n, i, next;
     long long v;
     sg_reply *r;
-    if (cr == NULL || (size_t)(cr - s) + 1 >= len) {
+    if (cr == NULL) {
         *why = SG_EPROTO;
         return NULL;
     }

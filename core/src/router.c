@@ -564,7 +564,7 @@ void sg_req_dispatch(sg_req *req) {
 }
 
 /* "MOVED 3999 127.0.0.1:6381" → slot and node. */
-static sg_node *redirect_target(sg_client *c, const sg_reply *r, int *slot) {
+sg_node *sg_redirect_target(sg_client *c, const sg_reply *r, int *slot) {
     const char *p = strchr(r->str, ' '), *q;
     if (p == NULL) return NULL;
     *slot = atoi(p + 1);
@@ -588,7 +588,7 @@ void sg_req_on_reply(sg_req *req, sg_node *node, sg_reply *r) {
     if (r->type == SG_REPLY_ERROR && c->mode == SG_MODE_CLUSTER && req->target == NULL) {
         if (sg_reply_error_is(r, "MOVED")) {
             node->st.moved++;
-            if ((to = redirect_target(c, r, &slot)) != NULL) {
+            if ((to = sg_redirect_target(c, r, &slot)) != NULL) {
                 if (too_many_redirects(req, r, node)) {
                     sg_reply_free(r);
                     return;
@@ -600,7 +600,7 @@ void sg_req_on_reply(sg_req *req, sg_node *node, sg_reply *r) {
             }
         } else if (sg_reply_error_is(r, "ASK")) {
             node->st.ask++;
-            if ((to = redirect_target(c, r, &slot)) != NULL) {
+            if ((to = sg_redirect_target(c, r, &slot)) != NULL) {
                 if (too_many_redirects(req, r, node)) {
                     sg_reply_free(r);
                     return;

@@ -243,6 +243,35 @@ static void test_endless_hook(void) {
     sg_policy_free(p);
 }
 
+/* One instruction can ask for gigabytes (string.rep, s .. s): memory is
+ * capped while scripts run, so such a hook (or load) fails at once, within
+ * the limits, and the next command works. Found probing fuzz_policy (a timeout there). */
+static void test_memory_bomb(void) {
+    sg_policy *p = sg_policy_new();
+    struct timespec a, b;
+    double ms;
+    CHECK_INT(sg_policy_load_string(p, "big.lua", "local s = string.rep('x', 2^30)\nreturn {}"),
+              SG_ESCRIPT);
+    CHECK(strstr(sg_errmsg(p), "not enough memory") != NULL);
+    CHECK_INT(sg_policy_load_string(p, "bomb.lua",
+                                    "return {on_command = function(ctx)\n"
+                                    "  if ctx.command == 'GET' then local s = string.rep('x', 2^30) end\n"
+                                    "  if ctx.command == 'DEL' then\n"
+                                    "    local s = 'x' for i = 1, 40 do s = s .. s end\n"
+                                    "  end\n"
+                                    "end}"),
+              SG_OK);
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    expect_explain(p, NULL, "GET a", "deny: ERR policy bomb: on_command failed|not enough memory",
+                   "string.rep");
+    expect_explain(p, NULL, "DEL a", "not enough memory", "doubling");
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    ms = (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6;
+    CHECK(ms < 1000);
+    expect_explain(p, NULL, "SET a b", "command: SET a b", "after the bombs");
+    sg_policy_free(p);
+}
+
 /* Scripts apply in order: each sees what the one before left. */
 static void test_chain(void) {
     char dir[] = "/tmp/sg-ut-policy-XXXXXX", a[300], b[300], cmd[400];
@@ -290,6 +319,7 @@ int main(void) {
     RUN(test_cases);
     RUN(test_load_errors);
     RUN(test_endless_hook);
+    RUN(test_memory_bomb);
     RUN(test_chain);
     RUN(test_stale_ctx);
     RUN(test_glob);

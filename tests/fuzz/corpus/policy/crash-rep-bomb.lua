@@ -1,0 +1,3 @@
+local s = string.rep("x", 2^30)
+local u = s .. s
+return {}

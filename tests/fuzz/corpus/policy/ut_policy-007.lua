@@ -1,0 +1,1 @@
+return {name = 'safe', deny_commands = {'FLUSHALL', 'keys'}}

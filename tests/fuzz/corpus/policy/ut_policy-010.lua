@@ -1,0 +1,1 @@
+return {deny_commands = {'config set'}}

@@ -1,0 +1,1 @@
+return {deny_commands = {'DEBUG'}, deny_message = 'no debugging here'}

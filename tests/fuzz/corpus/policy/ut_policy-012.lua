@@ -1,0 +1,1 @@
+return {name = 'p', deny_keys = {'secret:*'}}

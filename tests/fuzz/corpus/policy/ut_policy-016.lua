@@ -1,0 +1,1 @@
+return {default_ttl = {['cache-*'] = 3600}}

@@ -1,0 +1,1 @@
+return {default_ttl = {['c*'] = 60}}

@@ -1,0 +1,1 @@
+return {prefix = 'p:', default_ttl = {['cache-*'] = 5}}

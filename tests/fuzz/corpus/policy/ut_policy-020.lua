@@ -1,0 +1,1 @@
+return {route = {['analytics-*'] = 'analytics'}}

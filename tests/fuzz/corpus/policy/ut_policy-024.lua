@@ -1,0 +1,1 @@
+return {rewrite_key = function(k, ctx) return ctx.user .. '|' .. ctx.command .. '|' .. k end}

@@ -1,0 +1,1 @@
+return {prefix = 'a:', rewrite_key = function(k) return k .. ':z' end}

@@ -1,0 +1,1 @@
+return {on_command = function(ctx) if ctx.command == 'DEL' then return {deny = true} end end}

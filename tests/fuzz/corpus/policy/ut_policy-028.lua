@@ -1,0 +1,1 @@
+return {on_command = function(ctx) return {upstream = 'cache', read = 'replica'} end}

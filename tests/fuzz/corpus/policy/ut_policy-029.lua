@@ -1,0 +1,1 @@
+return {on_command = function(ctx) return {deny = ctx.keys[1] .. ',' .. ctx.args[2]} end}

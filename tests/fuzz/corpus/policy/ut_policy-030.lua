@@ -1,0 +1,1 @@
+return {rewrite_key = function(k) return 'apikey-' .. slotgate.hash('murmur32', 'hello') end}

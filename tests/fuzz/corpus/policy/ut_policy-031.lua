@@ -1,0 +1,1 @@
+return {rewrite_key = function(k) return cjson.encode({k}) end}

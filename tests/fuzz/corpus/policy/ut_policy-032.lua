@@ -1,0 +1,1 @@
+return {dry_run = true, prefix = 'x:', deny_commands = {'GET'}}

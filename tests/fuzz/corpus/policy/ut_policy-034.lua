@@ -1,0 +1,1 @@
+return {name = 'boom', on_command = function() error('kaput') end}

@@ -1,0 +1,1 @@
+return {on_command = function() os.exit(1) end}

@@ -1,0 +1,1 @@
+return {on_command = function() load('return 1') end}

@@ -1,0 +1,1 @@
+return {on_command = function() loadstring('return 1') end}

@@ -1,0 +1,1 @@
+return {on_command = function() setfenv(1, {}) end}

@@ -1,0 +1,1 @@
+return {on_command = function() debug.getinfo(1) end}

@@ -1,0 +1,1 @@
+return {on_command = function() string.dump(print) end}

@@ -1,0 +1,1 @@
+return {on_command = function() return {deny = type(getmetatable(''))} end}

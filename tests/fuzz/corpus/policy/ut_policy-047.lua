@@ -1,0 +1,1 @@
+return {on_command = function() package.loadlib('x', 'y') end}

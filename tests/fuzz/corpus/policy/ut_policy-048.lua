@@ -1,0 +1,1 @@
+return {on_command = function() jit.off() end}

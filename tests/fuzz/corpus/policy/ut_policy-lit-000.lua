@@ -1,0 +1,4 @@
+return {
+  prefix = 't:',
+  deny_commands = {'A'
+}

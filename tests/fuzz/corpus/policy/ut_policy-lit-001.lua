@@ -1,0 +1,4 @@
+local x = 
+
+  error('at load')
+return {}

@@ -1,0 +1,1 @@
+return {default_ttl = {['a*'] = 1.5}}

@@ -1,0 +1,1 @@
+return {route = {['a*'] = 1}}
