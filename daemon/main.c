@@ -14,6 +14,7 @@
 #include "settings.h"
 #include "server.h"
 #include "slotgate.h"
+#include "tls_server.h"
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -56,6 +57,16 @@ static void on_ready(void *ud) {
     sg_log(SG_LOG_INFO, "running as user %s", ds->user);
 }
 
+/* The TLS context when some listen address is "tls:"; NULL with err filled
+ * when it cannot be made, NULL with err empty when there is none to make. */
+static struct ssl_ctx_st *tls_context(const sg_daemon_settings *ds, char *err, size_t errlen) {
+    size_t i;
+    err[0] = '\0';
+    for (i = 0; i < ds->nlisten; i++)
+        if (ds->listen[i].tls) return sg_tls_server_new(ds, err, errlen);
+    return NULL;
+}
+
 /* Serves with the settings read; the exit status. */
 static int serve(const sg_config *cfg, sg_daemon_settings *ds) {
     sg_serve_opts o;
@@ -72,12 +83,17 @@ static int serve(const sg_config *cfg, sg_daemon_settings *ds) {
         return 1;
     }
     sg_set_log(log_stderr, ds->log_level, NULL);
+    memset(&o, 0, sizeof o);
+    if ((o.tls_ctx = tls_context(ds, err, sizeof err)) == NULL && err[0]) {
+        fprintf(stderr, "slotgated: %s\n", err);
+        return 1;
+    }
     if ((listen = calloc(ds->nlisten, sizeof *listen)) == NULL) {
         fprintf(stderr, "slotgated: out of memory\n");
+        sg_tls_server_free(o.tls_ctx);
         return 1;
     }
     for (i = 0; i < ds->nlisten; i++) listen[i] = ds->listen[i].text;
-    memset(&o, 0, sizeof o);
     o.listen = listen;
     o.nlisten = (int)ds->nlisten;
     o.unix_mode = ds->unix_mode;
@@ -95,6 +111,7 @@ static int serve(const sg_config *cfg, sg_daemon_settings *ds) {
     rc = sg_serve(cfg, &o, err, sizeof err);
     if (rc != 0) fprintf(stderr, "slotgated: %s\n", err);
     free(listen);
+    sg_tls_server_free(o.tls_ctx);
     return rc == 0 ? 0 : 1;
 }
 
@@ -160,6 +177,16 @@ int main(int argc, char **argv) {
         sg_config_free(cfg);
         sg_daemon_settings_free(ds);
         return rc;
+    }
+    if (rc == SG_OK && dsrc == SG_OK) {
+        /* the certificate and key are loaded as serving would */
+        char err[SG_ERRMSG_MAX];
+        struct ssl_ctx_st *tls = tls_context(ds, err, sizeof err);
+        sg_tls_server_free(tls);
+        if (tls == NULL && err[0]) {
+            fprintf(stderr, "slotgated: %s\n", err);
+            dsrc = SG_ETLS;
+        }
     }
     if (rc == SG_OK && dsrc == SG_OK) {
         const char *dump = sg_config_dump(cfg), *dsdump = NULL;

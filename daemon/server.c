@@ -28,6 +28,7 @@
 #include "server.h"
 #include "session.h"
 #include "sg_internal.h"
+#include "tls_server.h"
 
 /* ---- replies ----------------------------------------------------------------------- */
 
@@ -467,16 +468,19 @@ static void on_event(struct bufferevent *bev, short what, void *arg) {
         session_close(s);
         return;
     }
+    if (what & BEV_EVENT_ERROR) {
+        char why[256];
+        if (sg_tls_server_error(bev, why, sizeof why))
+            sg_log(SG_LOG_INFO, "client %s (id %llu) closed: TLS: %s", s->addr,
+                   (unsigned long long)s->id, why);
+    }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) session_close(s);
 }
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
-                      void *arg) {
-    worker *w = arg;
+/* A client on a plain listener, or (tls) on a "tls:" one. */
+static void accept_client(worker *w, evutil_socket_t fd, struct sockaddr *sa, int tls) {
     server *srv = w->srv;
     session *s;
-    (void)l;
-    (void)salen;
     if (__atomic_add_fetch(&srv->clients, 1, __ATOMIC_RELAXED) > srv->o->max_clients) {
         static const char full[] = "-ERR max number of clients reached\r\n";
         __atomic_sub_fetch(&srv->clients, 1, __ATOMIC_RELAXED);
@@ -492,7 +496,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         if (lim.max_bulk > lim.max_request) lim.max_bulk = lim.max_request;
     }
     if ((s = sg_calloc(1, sizeof *s)) == NULL || (s->rp = sg_resp_new(&lim)) == NULL ||
-        (s->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+        (s->bev = tls ? sg_tls_server_bev(srv->o->tls_ctx, w->base, fd)
+                      : bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
         if (s) {
             sg_resp_free(s->rp);
             sg_free(s);
@@ -529,11 +534,30 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg) {
+    (void)l;
+    (void)salen;
+    accept_client(arg, fd, sa, 0);
+}
+
+static void on_accept_tls(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                          int salen, void *arg) {
+    (void)l;
+    (void)salen;
+    accept_client(arg, fd, sa, 1);
+}
+
 /* ---- listeners ---------------------------------------------------------------------------- */
 
 static struct evconnlistener *listen_on(worker *w, const char *spec, char *err, size_t errlen) {
     const sg_serve_opts *o = w->srv->o;
     struct evconnlistener *l;
+    int tls = strncmp(spec, "tls:", 4) == 0;
+    if (tls && o->tls_ctx == NULL) {
+        snprintf(err, errlen, "listen %s: no TLS certificate (tls_cert_file, tls_key_file)", spec);
+        return NULL;
+    }
     if (strncmp(spec, "unix:", 5) == 0) {
         struct sockaddr_un un;
         const char *path = spec + 5;
@@ -555,11 +579,11 @@ static struct evconnlistener *listen_on(worker *w, const char *spec, char *err, 
     } else {
         struct sockaddr_storage ss;
         int sslen = sizeof ss;
-        if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ss, &sslen) != 0) {
+        if (evutil_parse_sockaddr_port(spec + (tls ? 4 : 0), (struct sockaddr *)&ss, &sslen) != 0) {
             snprintf(err, errlen, "listen %s: not host:port", spec);
             return NULL;
         }
-        l = evconnlistener_new_bind(w->base, on_accept, w,
+        l = evconnlistener_new_bind(w->base, tls ? on_accept_tls : on_accept, w,
                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
                                         LEV_OPT_REUSEABLE_PORT,
                                     511, (struct sockaddr *)&ss, sslen);
