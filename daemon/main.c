@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,20 +42,39 @@ static void usage(FILE *out) {
             "(SLOTGATE_LISTEN=127.0.0.1:6380,unix:/run/slotgate.sock). See the README.\n");
 }
 
+/* One line per message: what clients sent (keys, names, script errors
+ * quoting them) may hold newlines, which must not forge lines of their own;
+ * control bytes are written \xNN. */
 static void log_stderr(int level, const char *msg, void *ud) {
+    char line[4096];
+    size_t n = 0;
     (void)ud;
-    fprintf(stderr, "slotgated: %s: %s\n", sg_log_level_name(level), msg);
+    for (; *msg && n < sizeof line - 5; msg++) {
+        unsigned char c = (unsigned char)*msg;
+        if (c < 0x20 || c == 0x7f) n += (size_t)snprintf(line + n, 5, "\\x%02x", c);
+        else line[n++] = (char)c;
+    }
+    line[n] = '\0';
+    fprintf(stderr, "slotgated: %s: %s%s\n", sg_log_level_name(level), line, *msg ? "..." : "");
 }
 
-/* Drops to the configured user once every socket is bound. */
+/* Drops to the configured user once every socket is bound, before any
+ * client is served: its groups (root's supplementary groups would stay
+ * otherwise), then its gid, then its uid; and checks that root cannot come
+ * back. */
 static void on_ready(void *ud) {
     const sg_daemon_settings *ds = ud;
     if (ds->user[0] == '\0') return;
-    if (setgid(ds->gid) != 0 || setuid(ds->uid) != 0) {
+    if (initgroups(ds->user, ds->gid) != 0 || setgid(ds->gid) != 0 || setuid(ds->uid) != 0) {
         fprintf(stderr, "slotgated: cannot become user %s: %s\n", ds->user, strerror(errno));
         exit(1);
     }
-    sg_log(SG_LOG_INFO, "running as user %s", ds->user);
+    if (ds->uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) {
+        fprintf(stderr, "slotgated: user %s could become root again\n", ds->user);
+        exit(1);
+    }
+    sg_log(SG_LOG_INFO, "running as user %s (uid %ld, gid %ld)", ds->user, (long)ds->uid,
+           (long)ds->gid);
 }
 
 /* The TLS context when some listen address is "tls:"; NULL with err filled

@@ -225,8 +225,25 @@ static void do_auth(session *s, const sg_resp_req *r, sg_buf *b) {
     }
 }
 
+/* A client name as redis takes it: printable, no blanks (it goes into
+ * CLIENT INFO's lines, policies' {client} and logs). */
+static int valid_client_name(const char *name, size_t len) {
+    size_t i;
+    for (i = 0; i < len; i++)
+        if (name[i] < '!' || name[i] > '~') return 0;
+    return 1;
+}
+
+#define BAD_CLIENT_NAME "ERR Client names cannot contain spaces, newlines or special characters."
+
+/* Names s (an empty name removes it, as in redis). */
+static void set_client_name(session *s, const char *name, size_t len) {
+    sg_free(s->name);
+    s->name = len ? sg_strndup(name, len) : NULL;
+}
+
 static void do_hello(session *s, const sg_resp_req *r, sg_buf *b) {
-    int i = 2;
+    int i = 2, setname = -1;
     if (r->argc >= 2) {
         if (!is(r, 1, "2")) {
             if (is(r, 1, "3")) put_error(b, "NOPROTO sorry, this protocol version is not supported.");
@@ -252,9 +269,11 @@ static void do_hello(session *s, const sg_resp_req *r, sg_buf *b) {
             sg_buf_free(&tmp);
             i += 2;
         } else if (is(r, i, "SETNAME") && i + 1 < r->argc) {
-            sg_free(s->name);
-            s->name = sg_strndup(r->argv[i + 1], r->argvlen[i + 1]);
-            i++;
+            if (!valid_client_name(r->argv[i + 1], r->argvlen[i + 1])) {
+                put_error(b, BAD_CLIENT_NAME);
+                return;
+            }
+            setname = ++i; /* named only once authenticated */
         } else {
             put_error(b, "ERR Syntax error in HELLO option");
             return;
@@ -266,6 +285,7 @@ static void do_hello(session *s, const sg_resp_req *r, sg_buf *b) {
                      "select the RESP protocol version at the same time");
         return;
     }
+    if (setname > 0) set_client_name(s, r->argv[setname], r->argvlen[setname]);
     sg_buf_puts(b, "*14\r\n$6\r\nserver\r\n$8\r\nslotgate\r\n$7\r\nversion\r\n");
     put_bulk(b, sg_version(), strlen(sg_version()));
     sg_buf_printf(b, "$5\r\nproto\r\n:2\r\n$2\r\nid\r\n:%llu\r\n", (unsigned long long)s->id);
@@ -274,8 +294,11 @@ static void do_hello(session *s, const sg_resp_req *r, sg_buf *b) {
 
 static void do_client(session *s, const sg_resp_req *r, sg_buf *b) {
     if (is(r, 1, "SETNAME") && r->argc == 3) {
-        sg_free(s->name);
-        s->name = sg_strndup(r->argv[2], r->argvlen[2]);
+        if (!valid_client_name(r->argv[2], r->argvlen[2])) {
+            put_error(b, BAD_CLIENT_NAME);
+            return;
+        }
+        set_client_name(s, r->argv[2], r->argvlen[2]);
         sg_buf_puts(b, "+OK\r\n");
     } else if (is(r, 1, "GETNAME") && r->argc == 2) {
         if (s->name) put_bulk(b, s->name, strlen(s->name));
@@ -560,7 +583,9 @@ static struct evconnlistener *listen_on(worker *w, const char *spec, char *err, 
     }
     if (strncmp(spec, "unix:", 5) == 0) {
         struct sockaddr_un un;
+        struct stat st;
         const char *path = spec + 5;
+        mode_t old;
         memset(&un, 0, sizeof un);
         un.sun_family = AF_UNIX;
         if (strlen(path) >= sizeof un.sun_path) {
@@ -568,9 +593,16 @@ static struct evconnlistener *listen_on(worker *w, const char *spec, char *err, 
             return NULL;
         }
         memcpy(un.sun_path, path, strlen(path));
-        unlink(path); /* a socket left by an earlier run */
+        /* a socket left by an earlier run; anything else there stays (and
+         * bind says so): a mistyped path must not delete a file */
+        if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path);
+        /* bind creates the socket with the mode asked, never wider, not even
+         * until the chmod below (no other thread runs yet: umask is the
+         * process's) */
+        old = umask((mode_t)(~o->unix_mode & 0777));
         l = evconnlistener_new_bind(w->base, on_accept, w, LEV_OPT_CLOSE_ON_FREE, 511,
                                     (struct sockaddr *)&un, sizeof un);
+        umask(old);
         if (l && chmod(path, (mode_t)o->unix_mode) != 0) {
             snprintf(err, errlen, "listen %s: chmod %o: %s", spec, o->unix_mode, strerror(errno));
             evconnlistener_free(l);
@@ -768,6 +800,8 @@ int sg_serve(const sg_config *cfg, const sg_serve_opts *o, char *err, size_t err
             goto done;
         }
     }
+    /* every socket is bound: privileges go before any client is served */
+    if (o->ready) o->ready(o->ready_ud);
     for (i = 0; i < srv.nw; i++) {
         if (pthread_create(&srv.w[i].tid, NULL, worker_main, &srv.w[i]) != 0) {
             snprintf(err, errlen, "cannot start worker %d", i);
@@ -777,7 +811,6 @@ int sg_serve(const sg_config *cfg, const sg_serve_opts *o, char *err, size_t err
     }
     if (started == srv.nw) {
         sg_log(SG_LOG_INFO, "serving with %d worker(s)", srv.nw);
-        if (o->ready) o->ready(o->ready_ud);
         /* the main loop only waits for signals; it ends when the workers do */
         while (!srv.stop) event_base_loop(main_base, EVLOOP_ONCE);
         rc = 0;

@@ -31,7 +31,8 @@ typedef struct sg_serve_opts {
     int shutdown_timeout;      /* seconds to finish in-flight commands */
     struct ssl_ctx_st *tls_ctx; /* for "tls:" addresses (tls_server.h); NULL:
                                   none may be given */
-    void (*ready)(void *ud);   /* called once every listener is bound */
+    void (*ready)(void *ud);   /* called once every listener is bound, before
+                                  the workers start (the privilege drop) */
     void *ready_ud;
 } sg_serve_opts;
 
