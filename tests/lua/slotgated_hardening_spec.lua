@@ -231,7 +231,9 @@ describe("slotgated's Unix socket", function()
   it("is made with unix_mode, never wider, and a file in its way is kept", function()
     local sock = dir .. "/mode.sock"
     local trace = dir .. "/strace.out"
-    local have_strace = os.execute("command -v strace >/dev/null") == 0
+    -- (not under the sanitizer run: strace with libasan preloaded hangs)
+    local have_strace = os.execute("command -v strace >/dev/null") == 0 and
+                        (os.getenv("LD_PRELOAD") or "") == ""
     local prefix = "umask 0;" ..
       (have_strace and (" exec strace -f -qq -e trace=umask,bind,chmod -o " .. q(trace) .. " --") or " exec")
     local d = start({ SLOTGATE_LISTEN = "127.0.0.1:" .. (next_port + 1) .. ",unix:" .. sock,
