@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "settings.h"
 #include "server.h"
 #include "slotgate.h"
+#include "tls_server.h"
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -40,20 +42,49 @@ static void usage(FILE *out) {
             "(SLOTGATE_LISTEN=127.0.0.1:6380,unix:/run/slotgate.sock). See the README.\n");
 }
 
+/* One line per message: what clients sent (keys, names, script errors
+ * quoting them) may hold newlines, which must not forge lines of their own;
+ * control bytes are written \xNN. */
 static void log_stderr(int level, const char *msg, void *ud) {
+    char line[4096];
+    size_t n = 0;
     (void)ud;
-    fprintf(stderr, "slotgated: %s: %s\n", sg_log_level_name(level), msg);
+    for (; *msg && n < sizeof line - 5; msg++) {
+        unsigned char c = (unsigned char)*msg;
+        if (c < 0x20 || c == 0x7f) n += (size_t)snprintf(line + n, 5, "\\x%02x", c);
+        else line[n++] = (char)c;
+    }
+    line[n] = '\0';
+    fprintf(stderr, "slotgated: %s: %s%s\n", sg_log_level_name(level), line, *msg ? "..." : "");
 }
 
-/* Drops to the configured user once every socket is bound. */
+/* Drops to the configured user once every socket is bound, before any
+ * client is served: its groups (root's supplementary groups would stay
+ * otherwise), then its gid, then its uid; and checks that root cannot come
+ * back. */
 static void on_ready(void *ud) {
     const sg_daemon_settings *ds = ud;
     if (ds->user[0] == '\0') return;
-    if (setgid(ds->gid) != 0 || setuid(ds->uid) != 0) {
+    if (initgroups(ds->user, ds->gid) != 0 || setgid(ds->gid) != 0 || setuid(ds->uid) != 0) {
         fprintf(stderr, "slotgated: cannot become user %s: %s\n", ds->user, strerror(errno));
         exit(1);
     }
-    sg_log(SG_LOG_INFO, "running as user %s", ds->user);
+    if (ds->uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) {
+        fprintf(stderr, "slotgated: user %s could become root again\n", ds->user);
+        exit(1);
+    }
+    sg_log(SG_LOG_INFO, "running as user %s (uid %ld, gid %ld)", ds->user, (long)ds->uid,
+           (long)ds->gid);
+}
+
+/* The TLS context when some listen address is "tls:"; NULL with err filled
+ * when it cannot be made, NULL with err empty when there is none to make. */
+static struct ssl_ctx_st *tls_context(const sg_daemon_settings *ds, char *err, size_t errlen) {
+    size_t i;
+    err[0] = '\0';
+    for (i = 0; i < ds->nlisten; i++)
+        if (ds->listen[i].tls) return sg_tls_server_new(ds, err, errlen);
+    return NULL;
 }
 
 /* Serves with the settings read; the exit status. */
@@ -72,12 +103,17 @@ static int serve(const sg_config *cfg, sg_daemon_settings *ds) {
         return 1;
     }
     sg_set_log(log_stderr, ds->log_level, NULL);
+    memset(&o, 0, sizeof o);
+    if ((o.tls_ctx = tls_context(ds, err, sizeof err)) == NULL && err[0]) {
+        fprintf(stderr, "slotgated: %s\n", err);
+        return 1;
+    }
     if ((listen = calloc(ds->nlisten, sizeof *listen)) == NULL) {
         fprintf(stderr, "slotgated: out of memory\n");
+        sg_tls_server_free(o.tls_ctx);
         return 1;
     }
     for (i = 0; i < ds->nlisten; i++) listen[i] = ds->listen[i].text;
-    memset(&o, 0, sizeof o);
     o.listen = listen;
     o.nlisten = (int)ds->nlisten;
     o.unix_mode = ds->unix_mode;
@@ -96,6 +132,7 @@ static int serve(const sg_config *cfg, sg_daemon_settings *ds) {
     rc = sg_serve(cfg, &o, err, sizeof err);
     if (rc != 0) fprintf(stderr, "slotgated: %s\n", err);
     free(listen);
+    sg_tls_server_free(o.tls_ctx);
     return rc == 0 ? 0 : 1;
 }
 
@@ -161,6 +198,16 @@ int main(int argc, char **argv) {
         sg_config_free(cfg);
         sg_daemon_settings_free(ds);
         return rc;
+    }
+    if (rc == SG_OK && dsrc == SG_OK) {
+        /* the certificate and key are loaded as serving would */
+        char err[SG_ERRMSG_MAX];
+        struct ssl_ctx_st *tls = tls_context(ds, err, sizeof err);
+        sg_tls_server_free(tls);
+        if (tls == NULL && err[0]) {
+            fprintf(stderr, "slotgated: %s\n", err);
+            dsrc = SG_ETLS;
+        }
     }
     if (rc == SG_OK && dsrc == SG_OK) {
         const char *dump = sg_config_dump(cfg), *dsdump = NULL;

@@ -37,6 +37,7 @@
 #include "server.h"
 #include "session.h"
 #include "sg_internal.h"
+#include "tls_server.h"
 
 /* ---- replies ----------------------------------------------------------------------- */
 
@@ -115,7 +116,9 @@ void session_close(session *s) {
     sg_buf_free(&s->out);
     s->outoff = 0;
     s->rev = s->wev = NULL;
-    if (s->fd >= 0) evutil_closesocket(s->fd);
+    if (s->bev) bufferevent_free(s->bev); /* closes fd */
+    else if (s->fd >= 0) evutil_closesocket(s->fd);
+    s->bev = NULL;
     s->fd = -1;
     if (s->dirty) { /* out of the dirty list */
         session **pp = &w->dirty;
@@ -159,6 +162,21 @@ static int write_out(session *s) {
                (unsigned long long)s->id);
         session_close(s);
         return -1;
+    }
+    if (s->bev) { /* TLS: the bufferevent encrypts and writes */
+        left = s->out.len - s->outoff;
+        if (left > 0 && bufferevent_write(s->bev, s->out.data + s->outoff, left) != 0) {
+            session_close(s);
+            return -1;
+        }
+        s->out.len = s->outoff = 0;
+        if (s->out.cap > 65536) sg_buf_free(&s->out);
+        if (s->closing && s->count == 0 &&
+            evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
+            session_close(s);
+            return -1;
+        }
+        return 0;
     }
     while ((left = s->out.len - s->outoff) > 0) {
         ssize_t n = send(s->fd, s->out.data + s->outoff, left, MSG_NOSIGNAL);
@@ -227,7 +245,7 @@ void session_flush(session *s) {
         s->count--;
         s->head_seq++;
     }
-    len = s->out.len - s->outoff;
+    len = s->out.len - s->outoff + (s->bev ? evbuffer_get_length(bufferevent_get_output(s->bev)) : 0);
     if (s->w->srv->o->output_limit > 0 && len > (size_t)s->w->srv->o->output_limit) {
         /* it does not read its replies: it alone pays, as redis's
          * client-output-buffer-limit */
@@ -364,8 +382,25 @@ static void do_auth(session *s, const sg_resp_req *r, sg_buf *b) {
     }
 }
 
+/* A client name as redis takes it: printable, no blanks (it goes into
+ * CLIENT INFO's lines, policies' {client} and logs). */
+static int valid_client_name(const char *name, size_t len) {
+    size_t i;
+    for (i = 0; i < len; i++)
+        if (name[i] < '!' || name[i] > '~') return 0;
+    return 1;
+}
+
+#define BAD_CLIENT_NAME "ERR Client names cannot contain spaces, newlines or special characters."
+
+/* Names s (an empty name removes it, as in redis). */
+static void set_client_name(session *s, const char *name, size_t len) {
+    sg_free(s->name);
+    s->name = len ? sg_strndup(name, len) : NULL;
+}
+
 static void do_hello(session *s, const sg_resp_req *r, sg_buf *b) {
-    int i = 2;
+    int i = 2, setname = -1;
     if (r->argc >= 2) {
         if (!is(r, 1, "2")) {
             if (is(r, 1, "3")) put_error(b, "NOPROTO sorry, this protocol version is not supported.");
@@ -391,9 +426,11 @@ static void do_hello(session *s, const sg_resp_req *r, sg_buf *b) {
             sg_buf_free(&tmp);
             i += 2;
         } else if (is(r, i, "SETNAME") && i + 1 < r->argc) {
-            sg_free(s->name);
-            s->name = sg_strndup(r->argv[i + 1], r->argvlen[i + 1]);
-            i++;
+            if (!valid_client_name(r->argv[i + 1], r->argvlen[i + 1])) {
+                put_error(b, BAD_CLIENT_NAME);
+                return;
+            }
+            setname = ++i; /* named only once authenticated */
         } else {
             put_error(b, "ERR Syntax error in HELLO option");
             return;
@@ -405,6 +442,7 @@ static void do_hello(session *s, const sg_resp_req *r, sg_buf *b) {
                      "select the RESP protocol version at the same time");
         return;
     }
+    if (setname > 0) set_client_name(s, r->argv[setname], r->argvlen[setname]);
     sg_buf_puts(b, "*14\r\n$6\r\nserver\r\n$8\r\nslotgate\r\n$7\r\nversion\r\n");
     put_bulk(b, sg_version(), strlen(sg_version()));
     sg_buf_printf(b, "$5\r\nproto\r\n:2\r\n$2\r\nid\r\n:%llu\r\n", (unsigned long long)s->id);
@@ -413,8 +451,11 @@ static void do_hello(session *s, const sg_resp_req *r, sg_buf *b) {
 
 static void do_client(session *s, const sg_resp_req *r, sg_buf *b) {
     if (is(r, 1, "SETNAME") && r->argc == 3) {
-        sg_free(s->name);
-        s->name = sg_strndup(r->argv[2], r->argvlen[2]);
+        if (!valid_client_name(r->argv[2], r->argvlen[2])) {
+            put_error(b, BAD_CLIENT_NAME);
+            return;
+        }
+        set_client_name(s, r->argv[2], r->argvlen[2]);
         sg_buf_puts(b, "+OK\r\n");
     } else if (is(r, 1, "GETNAME") && r->argc == 2) {
         if (s->name) put_bulk(b, s->name, strlen(s->name));
@@ -520,17 +561,22 @@ static void handle(session *s, const sg_resp_req *r) {
 
 /* Reads what the client sent straight into the request parser's buffer and
  * handles every complete request. */
+static void process(session *s, int eof);
+
+/* Idle: no request for client_idle_timeout; one waiting for its replies (a
+ * blocking pop, say) or subscribed is not idle. */
+static void on_idle(session *s) {
+    if (s->count > 0 || s->inflight > 0 || pubsub_active(s)) return;
+    sg_log(SG_LOG_INFO, "client %s (id %llu) closed: idle for %lld s", s->addr,
+           (unsigned long long)s->id, s->w->srv->o->idle_timeout);
+    session_close(s);
+}
+
 static void on_readable(evutil_socket_t fd, short what, void *arg) {
     session *s = arg;
-    sg_resp_req r;
-    int rc, eof = 0, reads = 0;
+    int eof = 0, reads = 0;
     if (what & EV_TIMEOUT) {
-        /* idle: no request for client_idle_timeout; one waiting for its
-         * replies (a blocking pop, say) is not idle */
-        if (s->count > 0 || s->inflight > 0 || pubsub_active(s)) return;
-        sg_log(SG_LOG_INFO, "client %s (id %llu) closed: idle for %lld s", s->addr,
-               (unsigned long long)s->id, s->w->srv->o->idle_timeout);
-        session_close(s);
+        on_idle(s);
         return;
     }
     for (;;) {
@@ -553,6 +599,13 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
         eof = 1; /* closed, or reset: answer nothing more */
         break;
     }
+    process(s, eof);
+}
+
+/* Handles every complete request read; then the session's replies go out. */
+static void process(session *s, int eof) {
+    sg_resp_req r;
+    int rc = 0;
     while (!s->closing && (rc = sg_resp_next(s->rp, &r)) == 1) handle(s, &r);
     if (s->gone) return;
     if (!s->closing && rc < 0 && rc != SG_ENOMEM) {
@@ -568,8 +621,53 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
         session_close(s);
         return;
     }
-    if (s->closing) event_del(s->rev);
+    if (s->closing) {
+        if (s->bev) bufferevent_disable(s->bev, EV_READ);
+        else event_del(s->rev);
+    }
     session_flush(s);
+}
+
+/* ---- TLS sessions: the same, through bufferevent_openssl ---------------------------------- */
+
+static void on_tls_read(struct bufferevent *bev, void *arg) {
+    session *s = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    while (evbuffer_get_length(in) > 0) {
+        size_t want = evbuffer_get_length(in), avail = 0;
+        char *dst = sg_resp_space(s->rp, want, &avail);
+        int n;
+        if (dst == NULL) {
+            s->closing = 1;
+            break;
+        }
+        n = evbuffer_remove(in, dst, want < avail ? want : avail);
+        if (n <= 0) break;
+        sg_resp_commit(s->rp, (size_t)n);
+    }
+    process(s, 0);
+}
+
+static void on_tls_write(struct bufferevent *bev, void *arg) {
+    session *s = arg;
+    (void)bev;
+    if (s->closing && s->count == 0 && s->out.len == s->outoff) session_close(s);
+}
+
+static void on_tls_event(struct bufferevent *bev, short what, void *arg) {
+    session *s = arg;
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
+        bufferevent_enable(bev, EV_READ);
+        on_idle(s);
+        return;
+    }
+    if (what & BEV_EVENT_ERROR) {
+        char why[256];
+        if (sg_tls_server_error(bev, why, sizeof why))
+            sg_log(SG_LOG_INFO, "client %s (id %llu) closed: TLS: %s", s->addr,
+                   (unsigned long long)s->id, why);
+    }
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) session_close(s);
 }
 
 static void on_writable(evutil_socket_t fd, short what, void *arg) {
@@ -578,13 +676,10 @@ static void on_writable(evutil_socket_t fd, short what, void *arg) {
     write_out(arg);
 }
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
-                      void *arg) {
-    worker *w = arg;
+/* A client on a plain listener, or (tls) on a "tls:" one. */
+static void accept_client(worker *w, evutil_socket_t fd, struct sockaddr *sa, int tls) {
     server *srv = w->srv;
     session *s;
-    (void)l;
-    (void)salen;
     if (__atomic_add_fetch(&srv->clients, 1, __ATOMIC_RELAXED) > srv->o->max_clients) {
         static const char full[] = "-ERR max number of clients reached\r\n";
         __atomic_sub_fetch(&srv->clients, 1, __ATOMIC_RELAXED);
@@ -600,8 +695,9 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         if (lim.max_bulk > lim.max_request) lim.max_bulk = lim.max_request;
     }
     if ((s = sg_calloc(1, sizeof *s)) == NULL || (s->rp = sg_resp_new(&lim)) == NULL ||
-        (s->rev = event_new(w->base, fd, EV_READ | EV_PERSIST, on_readable, s)) == NULL ||
-        (s->wev = event_new(w->base, fd, EV_WRITE | EV_PERSIST, on_writable, s)) == NULL) {
+        (tls ? (s->bev = sg_tls_server_bev(srv->o->tls_ctx, w->base, fd)) == NULL
+             : ((s->rev = event_new(w->base, fd, EV_READ | EV_PERSIST, on_readable, s)) == NULL ||
+                (s->wev = event_new(w->base, fd, EV_WRITE | EV_PERSIST, on_writable, s)) == NULL))) {
         if (s) {
             sg_resp_free(s->rp);
             if (s->rev) event_free(s->rev);
@@ -637,7 +733,14 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         int one = 1; /* replies leave now, not after Nagle's wait */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    if (srv->o->idle_timeout > 0) {
+    if (s->bev) {
+        bufferevent_setcb(s->bev, on_tls_read, on_tls_write, on_tls_event, s);
+        if (srv->o->idle_timeout > 0) {
+            struct timeval idle = {(time_t)srv->o->idle_timeout, 0};
+            bufferevent_set_timeouts(s->bev, &idle, NULL);
+        }
+        bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    } else if (srv->o->idle_timeout > 0) {
         struct timeval idle = {(time_t)srv->o->idle_timeout, 0};
         event_add(s->rev, &idle); /* persistent: rearmed by every read */
     } else {
@@ -645,14 +748,35 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
 }
 
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg) {
+    (void)l;
+    (void)salen;
+    accept_client(arg, fd, sa, 0);
+}
+
+static void on_accept_tls(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                          int salen, void *arg) {
+    (void)l;
+    (void)salen;
+    accept_client(arg, fd, sa, 1);
+}
+
 /* ---- listeners ---------------------------------------------------------------------------- */
 
 static struct evconnlistener *listen_on(worker *w, const char *spec, char *err, size_t errlen) {
     const sg_serve_opts *o = w->srv->o;
     struct evconnlistener *l;
+    int tls = strncmp(spec, "tls:", 4) == 0;
+    if (tls && o->tls_ctx == NULL) {
+        snprintf(err, errlen, "listen %s: no TLS certificate (tls_cert_file, tls_key_file)", spec);
+        return NULL;
+    }
     if (strncmp(spec, "unix:", 5) == 0) {
         struct sockaddr_un un;
+        struct stat st;
         const char *path = spec + 5;
+        mode_t old;
         memset(&un, 0, sizeof un);
         un.sun_family = AF_UNIX;
         if (strlen(path) >= sizeof un.sun_path) {
@@ -660,9 +784,16 @@ static struct evconnlistener *listen_on(worker *w, const char *spec, char *err, 
             return NULL;
         }
         memcpy(un.sun_path, path, strlen(path));
-        unlink(path); /* a socket left by an earlier run */
+        /* a socket left by an earlier run; anything else there stays (and
+         * bind says so): a mistyped path must not delete a file */
+        if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path);
+        /* bind creates the socket with the mode asked, never wider, not even
+         * until the chmod below (no other thread runs yet: umask is the
+         * process's) */
+        old = umask((mode_t)(~o->unix_mode & 0777));
         l = evconnlistener_new_bind(w->base, on_accept, w, LEV_OPT_CLOSE_ON_FREE, 511,
                                     (struct sockaddr *)&un, sizeof un);
+        umask(old);
         if (l && chmod(path, (mode_t)o->unix_mode) != 0) {
             snprintf(err, errlen, "listen %s: chmod %o: %s", spec, o->unix_mode, strerror(errno));
             evconnlistener_free(l);
@@ -671,11 +802,11 @@ static struct evconnlistener *listen_on(worker *w, const char *spec, char *err, 
     } else {
         struct sockaddr_storage ss;
         int sslen = sizeof ss;
-        if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ss, &sslen) != 0) {
+        if (evutil_parse_sockaddr_port(spec + (tls ? 4 : 0), (struct sockaddr *)&ss, &sslen) != 0) {
             snprintf(err, errlen, "listen %s: not host:port", spec);
             return NULL;
         }
-        l = evconnlistener_new_bind(w->base, on_accept, w,
+        l = evconnlistener_new_bind(w->base, tls ? on_accept_tls : on_accept, w,
                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
                                         LEV_OPT_REUSEABLE_PORT,
                                     511, (struct sockaddr *)&ss, sslen);
@@ -707,7 +838,8 @@ static void on_drain_poll(evutil_socket_t fd, short what, void *arg) {
     (void)what;
     for (s = w->sessions; s; s = s->next)
         if (s->inflight > 0 || s->count > 0 ||
-            s->out.len > s->outoff)
+            s->out.len > s->outoff ||
+            (s->bev && evbuffer_get_length(bufferevent_get_output(s->bev)) > 0))
             return;
     event_base_loopexit(w->base, NULL);
 }
@@ -735,7 +867,8 @@ static void on_stop(evutil_socket_t fd, short what, void *arg) {
     {
         session *s;
         for (s = w->sessions; s; s = s->next)
-            if (s->rev) event_del(s->rev);
+            if (s->bev) bufferevent_disable(s->bev, EV_READ);
+            else if (s->rev) event_del(s->rev);
     }
     w->stop_timer = event_new(w->base, -1, EV_PERSIST, on_drain_poll, w);
     if (w->stop_timer) evtimer_add(w->stop_timer, &poll);
@@ -869,6 +1002,8 @@ int sg_serve(const sg_config *cfg, const sg_serve_opts *o, char *err, size_t err
             goto done;
         }
     }
+    /* every socket is bound: privileges go before any client is served */
+    if (o->ready) o->ready(o->ready_ud);
     for (i = 0; i < srv.nw; i++) {
         if (pthread_create(&srv.w[i].tid, NULL, worker_main, &srv.w[i]) != 0) {
             snprintf(err, errlen, "cannot start worker %d", i);
@@ -878,7 +1013,6 @@ int sg_serve(const sg_config *cfg, const sg_serve_opts *o, char *err, size_t err
     }
     if (started == srv.nw) {
         sg_log(SG_LOG_INFO, "serving with %d worker(s)", srv.nw);
-        if (o->ready) o->ready(o->ready_ud);
         /* the main loop only waits for signals; it ends when the workers do */
         while (!srv.stop) event_base_loop(main_base, EVLOOP_ONCE);
         rc = 0;

@@ -10,8 +10,11 @@
 #include "slotgate.h"
 
 /* What the server needs from the settings. */
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
+
 typedef struct sg_serve_opts {
-    const char *const *listen; /* "host:port", "[v6]:port", "unix:/path" */
+    const char *const *listen; /* "host:port", "[v6]:port", "unix:/path",
+                                  "tls:host:port" (TLS with tls_ctx) */
     int nlisten;
     int unix_mode;             /* permissions of Unix sockets */
     int threads;               /* worker threads (>= 1) */
@@ -28,7 +31,10 @@ typedef struct sg_serve_opts {
     long long pubsub_output_limit; /* bytes of messages a subscriber may leave
                                   unread before it is closed; 0: no limit */
     int shutdown_timeout;      /* seconds to finish in-flight commands */
-    void (*ready)(void *ud);   /* called once every listener is bound */
+    struct ssl_ctx_st *tls_ctx; /* for "tls:" addresses (tls_server.h); NULL:
+                                  none may be given */
+    void (*ready)(void *ud);   /* called once every listener is bound, before
+                                  the workers start (the privilege drop) */
     void *ready_ud;
 } sg_serve_opts;
 

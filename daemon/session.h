@@ -58,6 +58,8 @@ struct session {
     worker *w;
     session *prev, *next;
     evutil_socket_t fd;
+    struct bufferevent *bev; /* TLS sessions only (they read and write through
+                                it; plain ones use fd and the events) */
     struct event *rev;   /* readable (and the idle timeout) */
     struct event *wev;   /* writable: added only while replies wait for room */
     sg_buf out;          /* replies ready to write, in order, from outoff */

@@ -44,6 +44,10 @@ typedef enum kind {
     K_LEVEL,
     K_BOOL,
     K_USER,
+    K_PATH,
+    K_STRING,
+    K_VERIFY,
+    K_PROTOCOLS,
     K_COUNT
 } kind;
 
@@ -60,6 +64,10 @@ typedef enum kind {
 #define NOFF_LEVEL(k) 0
 #define NOFF_BOOL(k) 0
 #define NOFF_USER(k) 0
+#define NOFF_PATH(k) 0
+#define NOFF_STRING(k) 0
+#define NOFF_VERIFY(k) 0
+#define NOFF_PROTOCOLS(k) 0
 
 typedef struct setting_def {
     const char *key;
@@ -218,6 +226,57 @@ static int parse_level(const char *s) {
     return -1;
 }
 
+static const char *const verify_names[] = {"no", "yes", "optional"};
+
+/* tls_verify_clients: yes, no or optional (or a boolean); "" is the default
+ * (-1, resolved from tls_ca_file). -2 when it is none of these. */
+static int parse_verify(const char *s) {
+    int v;
+    if (s[0] == '\0') return -1;
+    for (v = 0; v < 3; v++)
+        if (strcasecmp(s, verify_names[v]) == 0) return v;
+    if (sg_go_parse_bool(s, &v) == 0) return v ? SG_DS_VERIFY_YES : SG_DS_VERIFY_NO;
+    return -2;
+}
+
+static const struct {
+    const char *name;
+    int bit;
+} protocol_names[] = {{"TLSv1", SG_DS_TLS1},
+                      {"TLSv1.1", SG_DS_TLS1_1},
+                      {"TLSv1.2", SG_DS_TLS1_2},
+                      {"TLSv1.3", SG_DS_TLS1_3}};
+
+/* tls_protocols: names (as redis's tls-protocols) separated by blanks or
+ * commas, at least one. The bits, or -1 with why filled. */
+static int parse_protocols(const char *s, char *why, size_t whylen) {
+    int bits = 0;
+    size_t i;
+    while (*s) {
+        size_t len = strcspn(s, " \t,");
+        if (len == 0) {
+            s++;
+            continue;
+        }
+        for (i = 0; i < sizeof protocol_names / sizeof *protocol_names; i++)
+            if (strlen(protocol_names[i].name) == len &&
+                strncasecmp(s, protocol_names[i].name, len) == 0)
+                break;
+        if (i == sizeof protocol_names / sizeof *protocol_names) {
+            snprintf(why, whylen, "\"%.*s\" is not TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3",
+                     (int)(len > 40 ? 40 : len), s);
+            return -1;
+        }
+        bits |= protocol_names[i].bit;
+        s += len;
+    }
+    if (bits == 0) {
+        snprintf(why, whylen, "no protocol named");
+        return -1;
+    }
+    return bits;
+}
+
 /* A host for TCP: an IPv4 address, a name, or (bracketed by the caller) an
  * IPv6 address. Fills why on failure. */
 static int check_host(const char *host, int v6, char *why, size_t whylen) {
@@ -259,6 +318,20 @@ static int parse_addr(sg_listen_addr *a, int unix_ok, char *why, size_t whylen) 
     size_t hlen;
     long port;
     int v6;
+    if (strncmp(t, "tls:", 4) == 0) {
+        if (!unix_ok) { /* metrics: plain HTTP */
+            snprintf(why, whylen, "\"%s\": expected HOST:PORT (plain HTTP, not TLS)", t);
+            return 1;
+        }
+        if (strncmp(t + 4, "unix:", 5) == 0) {
+            snprintf(why, whylen,
+                     "\"%s\": TLS is for TCP addresses (a Unix socket is guarded by unix_mode)",
+                     t);
+            return 1;
+        }
+        a->tls = 1;
+        t += 4;
+    }
     if (strncmp(t, "unix:", 5) == 0) {
         const char *p = t + 5;
         if (!unix_ok) {
@@ -280,19 +353,19 @@ static int parse_addr(sg_listen_addr *a, int unix_ok, char *why, size_t whylen) 
         return 0;
     }
     if ((colon = strrchr(t, ':')) == NULL) {
-        snprintf(why, whylen, "\"%s\" has no port (expected HOST:PORT%s)", t,
-                 unix_ok ? ", [IPV6]:PORT or unix:/PATH" : "");
+        snprintf(why, whylen, "\"%s\" has no port (expected HOST:PORT%s)", a->text,
+                 unix_ok ? ", [IPV6]:PORT, unix:/PATH or tls:HOST:PORT" : "");
         return 1;
     }
     v6 = t[0] == '[';
     if (v6 ? colon == t || colon[-1] != ']' : memchr(t, ':', (size_t)(colon - t)) != NULL) {
         snprintf(why, whylen,
-                 "\"%s\" is not HOST:PORT (an IPv6 host goes in brackets: [::1]:6380)", t);
+                 "\"%s\" is not HOST:PORT (an IPv6 host goes in brackets: [::1]:6380)", a->text);
         return 1;
     }
     hlen = (size_t)(colon - t) - (v6 ? 2 : 0);
     if (hlen >= sizeof host) {
-        snprintf(why, whylen, "\"%.60s...\": the host is too long", t);
+        snprintf(why, whylen, "\"%.60s...\": the host is too long", a->text);
         return 1;
     }
     memcpy(host, t + (v6 ? 1 : 0), hlen);
@@ -301,7 +374,7 @@ static int parse_addr(sg_listen_addr *a, int unix_ok, char *why, size_t whylen) 
     ps = colon + 1;
     if (ps[0] == '\0' || strspn(ps, "0123456789") != strlen(ps) || strlen(ps) > 5 ||
         (port = strtol(ps, NULL, 10)) < 1 || port > 65535) {
-        snprintf(why, whylen, "\"%s\": the port must be a number from 1 to 65535", t);
+        snprintf(why, whylen, "\"%s\": the port must be a number from 1 to 65535", a->text);
         return 1;
     }
     if ((a->host = sg_strdup(host)) == NULL) return SG_ENOMEM;
@@ -646,6 +719,43 @@ static int parse_bool(loader *ld, int id, const char *text) {
     return SG_OK;
 }
 
+/* VERIFY: yes, no or optional (a JSON boolean too). */
+#define VERIFY_EXPECTED "yes, no or optional"
+
+static int parse_verify_text(loader *ld, int id, const char *text) {
+    int v = parse_verify(text);
+    if (v == -2) return read_error(ld, id, NULL, VERIFY_EXPECTED);
+    *AT(ld->s, id, int) = v;
+    return SG_OK;
+}
+
+static int json_verify(loader *ld, int id, const sg_json *v) {
+    if (v->type == SG_JSON_BOOL) {
+        *AT(ld->s, id, int) = v->boolean ? SG_DS_VERIFY_YES : SG_DS_VERIFY_NO;
+        return SG_OK;
+    }
+    if (v->type != SG_JSON_STRING || parse_verify(v->str) == -2)
+        return read_error(ld, id, v, VERIFY_EXPECTED);
+    return parse_verify_text(ld, id, v->str);
+}
+
+/* PROTOCOLS: "TLSv1.2 TLSv1.3" (blanks or commas between). */
+static int parse_protocols_text(loader *ld, int id, const char *text) {
+    char why[200];
+    int bits = parse_protocols(text, why, sizeof why);
+    if (bits < 0)
+        return read_error(ld, id, NULL, "TLS versions such as \"TLSv1.2 TLSv1.3\" (%s)", why);
+    *AT(ld->s, id, int) = bits;
+    return SG_OK;
+}
+
+static int json_protocols(loader *ld, int id, const sg_json *v) {
+    char why[200];
+    if (v->type != SG_JSON_STRING || parse_protocols(v->str, why, sizeof why) < 0)
+        return read_error(ld, id, v, "TLS versions such as \"TLSv1.2 TLSv1.3\"");
+    return parse_protocols_text(ld, id, v->str);
+}
+
 /* USERS from the file: {"name": {"password": "...", "policy": "..."}}. */
 static int json_users(loader *ld, int id, const sg_json *v) {
     sg_daemon_user **u = AT(ld->s, id, sg_daemon_user *);
@@ -826,6 +936,15 @@ static int check_user(loader *ld, int id) {
     return SG_OK;
 }
 
+/* PATH: a file that must be readable when given. */
+static int check_path(loader *ld, int id) {
+    const char *path = *AT(ld->s, id, char *);
+    char why[400];
+    if (path[0] == '\0') return SG_OK;
+    if (check_readable(path, why, sizeof why)) return check_error(ld, id, -1, "%s", why);
+    return SG_OK;
+}
+
 static int check_nothing(loader *ld, int id) {
     (void)ld, (void)id;
     return SG_OK;
@@ -883,6 +1002,21 @@ static void text_level(sg_buf *b, const sg_daemon_settings *s, int id, int maske
     sg_buf_puts(b, level >= SG_LOG_DEBUG && level <= SG_LOG_ERROR ? level_names[level] : "?");
 }
 
+static void text_verify(sg_buf *b, const sg_daemon_settings *s, int id, int masked) {
+    int v = *AT(s, id, int);
+    (void)masked;
+    if (v >= 0 && v <= 2) sg_buf_puts(b, verify_names[v]);
+}
+
+static void text_protocols(sg_buf *b, const sg_daemon_settings *s, int id, int masked) {
+    int bits = *AT(s, id, int), n = 0;
+    size_t i;
+    (void)masked;
+    for (i = 0; i < sizeof protocol_names / sizeof *protocol_names; i++)
+        if (bits & protocol_names[i].bit)
+            sg_buf_printf(b, "%s%s", n++ ? " " : "", protocol_names[i].name);
+}
+
 static void text_bool(sg_buf *b, const sg_daemon_settings *s, int id, int masked) {
     (void)masked;
     sg_buf_puts(b, *AT(s, id, int) ? "true" : "false");
@@ -911,6 +1045,11 @@ static const kind_ops kinds[K_COUNT] = {
     [K_LEVEL] = {json_level, parse_level_text, check_nothing, text_level, clear_scalar},
     [K_BOOL] = {json_bool, parse_bool, check_nothing, text_bool, clear_scalar},
     [K_USER] = {json_string, parse_string, check_user, text_string, clear_string},
+    [K_PATH] = {json_string, parse_string, check_path, text_string, clear_string},
+    [K_STRING] = {json_string, parse_string, check_nothing, text_string, clear_string},
+    [K_VERIFY] = {json_verify, parse_verify_text, check_nothing, text_verify, clear_scalar},
+    [K_PROTOCOLS] = {json_protocols, parse_protocols_text, check_nothing, text_protocols,
+                     clear_scalar},
 };
 
 /* ---- origins ---------------------------------------------------------------------------- */
@@ -1057,11 +1196,58 @@ static int apply_env(loader *ld) {
     return SG_OK;
 }
 
+/* The TLS rules: a tls: address needs a certificate and its key; client
+ * verification needs the CA that signs the clients' certificates, and is on
+ * by default when that CA is given; TLS settings without a tls: address do
+ * nothing. */
+static int resolve_tls(loader *ld) {
+    static const int ids[] = {SG_DS_TLS_CERT_FILE,      SG_DS_TLS_KEY_FILE, SG_DS_TLS_KEY_FILE_PASS,
+                              SG_DS_TLS_CA_FILE,        SG_DS_TLS_VERIFY_CLIENTS,
+                              SG_DS_TLS_PROTOCOLS,      SG_DS_TLS_CIPHERS,
+                              SG_DS_TLS_CIPHERSUITES};
+    sg_daemon_settings *s = ld->s;
+    int first_tls = -1, rc;
+    size_t i;
+    for (i = 0; i < s->nlisten; i++)
+        if (s->listen[i].tls) {
+            first_tls = (int)i;
+            break;
+        }
+    if (s->tls_cert_file[0] && s->tls_key_file[0] == '\0')
+        return check_error(ld, SG_DS_TLS_CERT_FILE, -1,
+                           "a certificate without its key (set tls_key_file too)");
+    if (s->tls_key_file[0] && s->tls_cert_file[0] == '\0')
+        return check_error(ld, SG_DS_TLS_KEY_FILE, -1,
+                           "a key without its certificate (set tls_cert_file too)");
+    if (first_tls >= 0 && s->tls_cert_file[0] == '\0')
+        return check_error(ld, SG_DS_LISTEN, first_tls,
+                           "item %d: \"%s\" needs tls_cert_file and tls_key_file", first_tls + 1,
+                           s->listen[first_tls].text);
+    if (s->tls_verify_clients > 0 && s->tls_ca_file[0] == '\0')
+        return check_error(ld, SG_DS_TLS_VERIFY_CLIENTS, -1,
+                           "%s needs tls_ca_file (the CA that signs the clients' certificates)",
+                           verify_names[s->tls_verify_clients]);
+    if (s->tls_verify_clients < 0) {
+        s->tls_verify_clients = s->tls_ca_file[0] ? SG_DS_VERIFY_YES : SG_DS_VERIFY_NO;
+        if ((rc = set_source(ld, SG_DS_TLS_VERIFY_CLIENTS, "default (%s)",
+                             s->tls_ca_file[0] ? "yes: tls_ca_file is set" : "no tls_ca_file")))
+            return rc;
+    }
+    if (first_tls >= 0) return SG_OK;
+    for (i = 0; i < sizeof ids / sizeof *ids; i++)
+        if (s->origin[ids[i]].set &&
+            (rc = warn(ld, "slotgate.%s has no effect: no tls: address in listen",
+                       defs[ids[i]].key)))
+            return rc;
+    return SG_OK;
+}
+
 /* The rules between settings. */
 static int resolve_between(loader *ld) {
     sg_daemon_settings *s = ld->s;
     size_t i;
     int rc, unix_listener = 0, open_tcp = -1;
+    if ((rc = resolve_tls(ld))) return rc;
     for (i = 0; i < s->nusers; i++)
         if (strcmp(s->users[i].name, "default") == 0 && s->requirepass[0])
             return check_error(ld, SG_DS_USERS, (int)i,
@@ -1069,7 +1255,9 @@ static int resolve_between(loader *ld) {
                                "the default user: keep one");
     for (i = 0; i < s->nlisten; i++) {
         if (s->listen[i].path) unix_listener = 1;
-        else if (open_tcp < 0 && !is_loopback(&s->listen[i])) open_tcp = (int)i;
+        else if (open_tcp < 0 && !is_loopback(&s->listen[i]) &&
+                 !(s->listen[i].tls && s->tls_verify_clients == SG_DS_VERIFY_YES))
+            open_tcp = (int)i; /* a client certificate is a credential */
         if (s->metrics && same_addr(s->metrics, &s->listen[i]))
             return check_error(ld, SG_DS_METRICS, -1, "\"%s\" is also a listen address",
                                s->metrics->text);

@@ -38,6 +38,15 @@
 #define SG_DAEMON_SETTINGS(XX)                                                               \
     XX(LISTEN, listen, LISTEN, "SLOTGATE_LISTEN", "127.0.0.1:6380", 0, 0)                    \
     XX(UNIX_MODE, unix_mode, MODE, "SLOTGATE_UNIXMODE", "0660", 0, 0777)                     \
+    XX(TLS_CERT_FILE, tls_cert_file, PATH, "SLOTGATE_TLSCERTFILE", "", 0, 0)                 \
+    XX(TLS_KEY_FILE, tls_key_file, PATH, "SLOTGATE_TLSKEYFILE", "", 0, 0)                    \
+    XX(TLS_KEY_FILE_PASS, tls_key_file_pass, SECRET, "SLOTGATE_TLSKEYFILEPASS", "", 0, 0)    \
+    XX(TLS_CA_FILE, tls_ca_file, PATH, "SLOTGATE_TLSCAFILE", "", 0, 0)                       \
+    XX(TLS_VERIFY_CLIENTS, tls_verify_clients, VERIFY, "SLOTGATE_TLSVERIFYCLIENTS", "", 0, 0) \
+    XX(TLS_PROTOCOLS, tls_protocols, PROTOCOLS, "SLOTGATE_TLSPROTOCOLS", "TLSv1.2 TLSv1.3",  \
+       0, 0)                                                                                 \
+    XX(TLS_CIPHERS, tls_ciphers, STRING, "SLOTGATE_TLSCIPHERS", "", 0, 0)                    \
+    XX(TLS_CIPHERSUITES, tls_ciphersuites, STRING, "SLOTGATE_TLSCIPHERSUITES", "", 0, 0)     \
     XX(THREADS, threads, INT, "SLOTGATE_THREADS", NULL, 1, 256)                              \
     XX(POLICY, policy, FILES, "SLOTGATE_POLICY", "", 0, 0)                                   \
     XX(REQUIREPASS, requirepass, SECRET, "SLOTGATE_REQUIREPASS", "", 0, 0)                   \
@@ -64,9 +73,13 @@ typedef enum sg_ds_id {
     SG_DS_COUNT
 } sg_ds_id;
 
-/* One address to listen on (listen) or serve metrics on (metrics). */
+/* One address to listen on (listen) or serve metrics on (metrics). A listen
+ * address written "tls:HOST:PORT" is served with TLS (tls_cert_file and
+ * tls_key_file); the others are plain. */
 typedef struct sg_listen_addr {
-    char *text; /* as given: "127.0.0.1:6380", "[::1]:6380", "unix:/run/x.sock" */
+    char *text; /* as given: "127.0.0.1:6380", "[::1]:6380", "unix:/run/x.sock",
+                   "tls:0.0.0.0:6443" */
+    int tls;    /* written with "tls:" (TCP only) */
     char *host; /* TCP: the host, IPv6 without its brackets; NULL: Unix */
     int port;   /* TCP: 1..65535 */
     char *path; /* Unix socket: an absolute path that fits sun_path; NULL: TCP */
@@ -104,6 +117,17 @@ typedef struct sg_ds_origin {
 #define SG_DS_MEMBER_LEVEL(k) int k;           /* SG_LOG_DEBUG..SG_LOG_ERROR */
 #define SG_DS_MEMBER_BOOL(k) int k;            /* 0 or 1 */
 #define SG_DS_MEMBER_USER(k) char *k;          /* "" when not set */
+#define SG_DS_MEMBER_PATH(k) char *k;          /* a readable file; "" when not set */
+#define SG_DS_MEMBER_STRING(k) char *k;        /* "" when not set */
+#define SG_DS_MEMBER_VERIFY(k) int k;          /* SG_DS_VERIFY_* */
+#define SG_DS_MEMBER_PROTOCOLS(k) int k;       /* SG_DS_TLS* bits, at least one */
+
+/* tls_verify_clients: whether TLS clients must show a certificate signed by
+ * tls_ca_file. Its default follows tls_ca_file: yes when set, no otherwise. */
+enum { SG_DS_VERIFY_NO = 0, SG_DS_VERIFY_YES = 1, SG_DS_VERIFY_OPTIONAL = 2 };
+
+/* tls_protocols: the TLS versions offered to clients. */
+enum { SG_DS_TLS1 = 1, SG_DS_TLS1_1 = 2, SG_DS_TLS1_2 = 4, SG_DS_TLS1_3 = 8 };
 
 /* After a successful load every member holds the effective value; they stay
  * valid until the next load or free. */

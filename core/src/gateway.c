@@ -165,6 +165,11 @@ int sg_gateway_forward(sg_gateway *g, const sg_request_ctx *ctx, int argc,
     if (d.deny) {
         denial *dn = sg_calloc(1, sizeof *dn);
         struct timeval zero = {0, 0};
+        char *nl;
+        /* an error reply is one line: a deny or a script's error may quote
+         * a key, and a key may hold CR or LF (else the client reads a reply
+         * of the client's own making) */
+        while ((nl = strpbrk(d.errmsg, "\r\n")) != NULL) *nl = ' ';
         if (dn == NULL || (dn->reply = sg_reply_new_str(SG_REPLY_ERROR, d.errmsg, strlen(d.errmsg))) == NULL) {
             sg_free(dn);
             rc = sg_seterr(&g->err, SG_ENOMEM, "out of memory");

@@ -38,8 +38,11 @@
 #define DEFAULT_INSTR_LIMIT 1000000L /* per hook call */
 #define DEFAULT_TIME_LIMIT_MS 50     /* per hook call */
 #define HOOK_EVERY 1000              /* instructions between checks */
+/* Lua memory of one policy state while scripts run (loading, hooks): one
+ * line such as `s = s .. s` in a loop would otherwise take gigabytes before
+ * the instruction count is next checked. */
+#define MEM_LIMIT ((size_t)64 << 20)
 #define HASH_HEX_MAX 65              /* sha256 in hex, and its NUL */
-#define MEMORY_LIMIT (32u << 20)     /* bytes of Lua memory while scripts run */
 #define BIG_ALLOC (64u << 10)        /* allocations that also check the time */
 
 typedef struct pat_str {
@@ -83,8 +86,9 @@ struct sg_policy {
     long instr_used;
     uint64_t deadline_ms;
     int timed_out;
-    size_t mem_used;     /* bytes the lua_State holds */
     const char *running; /* "policy NAME: HOOK" */
+    size_t mem;          /* bytes the state holds (its allocator counts) */
+    int mem_refused;     /* an allocation over MEM_LIMIT failed */
     const void *cur;     /* the command hooks are deciding on (ctx_src) */
     unsigned gen;        /* ctx tables' generation */
     sg_policy_stats st;
@@ -201,6 +205,36 @@ static sg_policy *policy_of(lua_State *L) {
     return p;
 }
 
+/* The state's allocator: it counts, and while a script runs refuses to grow
+ * past MEM_LIMIT, and a big allocation past the deadline: one string.rep or
+ * `s .. s` is a single instruction the count hook cannot stop, yet could
+ * take gigabytes and seconds. The script gets a memory error inside its
+ * pcall; C code outside scripts is never refused, so LuaJIT never panics on
+ * it. Plain realloc, as LuaJIT's own allocator: not sg_malloc, whose test
+ * failures would land outside any pcall. */
+static void *policy_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+    sg_policy *p = ud;
+    void *n;
+    if (nsize == 0) {
+        free(ptr);
+        p->mem -= osize;
+        return NULL;
+    }
+    if (p->running && nsize > osize) {
+        if (p->mem - osize + nsize > MEM_LIMIT) {
+            p->mem_refused = 1;
+            return NULL;
+        }
+        if (nsize - osize >= BIG_ALLOC && now_ms() > p->deadline_ms) {
+            p->timed_out = 1;
+            return NULL;
+        }
+    }
+    if ((n = realloc(ptr, nsize)) == NULL) return NULL;
+    p->mem = p->mem - osize + nsize;
+    return n;
+}
+
 static void count_hook(lua_State *L, lua_Debug *ar) {
     sg_policy *p = policy_of(L);
     char limits[64];
@@ -217,34 +251,6 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
     }
 }
 
-/* The lua_State's allocator. While script code runs (limited_pcall) the
- * state may not grow past MEMORY_LIMIT, and a big allocation past the
- * deadline fails: one string.rep or `s .. s` is a single instruction the count
- * hook cannot stop, yet could take gigabytes and seconds. The script gets
- * Lua's "not enough memory" error, inside the pcall. The host's own pushes
- * (running unset) are never refused: LuaJIT would panic. Plain realloc, as
- * LuaJIT's own allocator before it: not sg_malloc, whose test failures would
- * land outside any pcall. */
-static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-    sg_policy *p = ud;
-    void *np;
-    if (nsize == 0) {
-        free(ptr);
-        p->mem_used -= osize;
-        return NULL;
-    }
-    if (p->running && nsize > osize) {
-        if (p->mem_used - osize + nsize > MEMORY_LIMIT) return NULL;
-        if (nsize - osize >= BIG_ALLOC && now_ms() > p->deadline_ms) {
-            p->timed_out = 1;
-            return NULL;
-        }
-    }
-    if ((np = realloc(ptr, nsize)) == NULL) return NULL;
-    p->mem_used = p->mem_used - osize + nsize;
-    return np;
-}
-
 /* Calls the function below nargs arguments with the limits on. */
 static int limited_pcall(sg_policy *p, const char *what, int nargs, int nresults) {
     lua_State *L = p->L;
@@ -253,8 +259,14 @@ static int limited_pcall(sg_policy *p, const char *what, int nargs, int nresults
     p->timed_out = 0;
     p->deadline_ms = now_ms() + (uint64_t)p->time_limit_ms;
     p->running = what;
+    p->mem_refused = 0;
     rc = lua_pcall(L, nargs, nresults, 0); /* the count hook is always on */
     p->running = NULL;
+    if (rc == LUA_ERRMEM && p->mem_refused) {
+        lua_pop(L, 1);
+        lua_pushfstring(L, "%s used more than %d MB of memory", what, (int)(MEM_LIMIT >> 20));
+    }
+    if (rc != 0 && p->mem > MEM_LIMIT / 2) lua_gc(L, LUA_GCCOLLECT, 0); /* its garbage, now */
     return rc;
 }
 
@@ -335,7 +347,10 @@ static void push_sandbox(lua_State *L) {
     static const char *const safe[] = {"assert", "error",    "ipairs", "next",   "pairs",
                                        "rawequal", "rawget", "rawset", "select", "setmetatable",
                                        "tonumber", "tostring", "type",   "unpack", NULL};
-    static const char *const libs[] = {"string", "table", "math", "bit", "cjson", NULL};
+    static const char *const libs[] = {"string", "table", "math", "bit", NULL};
+    /* cjson's settings (encode_max_depth, decode_max_depth, ...) belong to
+     * the one cjson every script shares: a script gets its functions only */
+    static const char *const cjson_safe[] = {"encode", "decode", "null", "_NAME", "_VERSION", NULL};
     int i;
     lua_newtable(L);
     for (i = 0; safe[i]; i++) {
@@ -349,6 +364,15 @@ static void push_sandbox(lua_State *L) {
         copy_table(L, NULL);
         lua_setfield(L, -2, libs[i]);
     }
+    lua_newtable(L);
+    lua_getfield(L, LUA_REGISTRYINDEX, "sg.lib");
+    lua_getfield(L, -1, "cjson");
+    for (i = 0; cjson_safe[i]; i++) {
+        lua_getfield(L, -1, cjson_safe[i]);
+        lua_setfield(L, -4, cjson_safe[i]);
+    }
+    lua_pop(L, 2);
+    lua_setfield(L, -2, "cjson");
     lua_pushcfunction(L, sandbox_pcall);
     lua_setfield(L, -2, "pcall");
     lua_pushcfunction(L, sandbox_getmetatable);
@@ -365,11 +389,19 @@ static void push_sandbox(lua_State *L) {
     lua_setfield(L, -2, "_G");
 }
 
+/* An error outside any pcall (a bug): say so before LuaJIT aborts. */
+static int panic(lua_State *L) {
+    sg_log(SG_LOG_ERROR, "policy: Lua error outside a protected call: %s",
+           lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+    return 0;
+}
+
 static lua_State *new_state(sg_policy *p) {
-    /* LuaJIT without GC64 takes no allocator of ours: no memory cap there */
-    lua_State *L = lua_newstate(lua_alloc, p);
+    /* LuaJIT without GC64 takes no allocator on x86-64: no memory bound there */
+    lua_State *L = lua_newstate(policy_alloc, p);
     if (L == NULL) L = luaL_newstate();
     if (L == NULL) return NULL;
+    lua_atpanic(L, panic);
     luaL_openlibs(L);
     /* The interpreter only: compiled loops would never reach the count hook.
      * After openlibs: opening the jit library turns the compiler on. */
@@ -702,9 +734,11 @@ static int load_set(sg_policy *p, int n, const char *const *names, const char *c
         int lrc;
         if (codes) {
             snprintf(chunkname, sizeof chunkname, "=%s", names[i]);
-            lrc = luaL_loadbuffer(p->L, codes[i], strlen(codes[i]), chunkname);
+            lrc = luaL_loadbufferx(p->L, codes[i], strlen(codes[i]), chunkname, "t");
         } else {
-            lrc = luaL_loadfile(p->L, names[i]);
+            /* source only: bytecode is not checked by LuaJIT, and crafted
+             * bytecode reads and writes memory outside any sandbox */
+            lrc = luaL_loadfilex(p->L, names[i], "t");
         }
         if (lrc != 0) {
             rc = sg_seterr(&p->err, SG_ESCRIPT, "%s", lua_tostring(p->L, -1));

@@ -14,6 +14,7 @@
  *   #KEY=N             the list KEY (listen, policy, users) has N items
  *   L:I=HOST PORT      listen[I] is TCP on HOST (no brackets) and PORT
  *   L:I=unix PATH      listen[I] is the Unix socket PATH
+ *   T:I=0|1            listen[I] is plain (0) or TLS (1)
  *   M=HOST PORT        the metrics address; M=off: none
  *   P:I=NAME POLICY    users[I] is NAME with the policy POLICY ("-": none)
  *   UID=N              the uid of user
@@ -51,7 +52,9 @@ static const ds_case cases[] = {
      "threads@cores online;policy=@default;#policy=0;requirepass=;users=;#users=0;"
      "max_clients=10000;max_request_bytes=536870912;client_idle_timeout=0;"
      "client_output_limit=67108864;pubsub_output_limit=33554432;metrics=;M=off;"
-     "log_level=info;syslog=false;user=;shutdown_timeout=10@default;W0"},
+     "log_level=info;syslog=false;user=;shutdown_timeout=10@default;tls_cert_file=;"
+     "tls_key_file=;tls_key_file_pass=;tls_ca_file=;tls_verify_clients=no@no tls_ca_file;"
+     "tls_protocols=TLSv1.2 TLSv1.3@default;tls_ciphers=;tls_ciphersuites=;T:0=0;W0"},
     {"file without a slotgate object", "{'storage': {'port': 1}}", NULL, SG_OK,
      "listen=127.0.0.1:6380@default;W0"},
     {"slotgate null", "{'slotgate': null}", NULL, SG_OK, "threads@default;W0"},
@@ -86,6 +89,52 @@ static const ds_case cases[] = {
      "L:0=unix " LONG_PATH},
     {"port with leading zeros", NULL, "SLOTGATE_LISTEN=127.0.0.1:06380", SG_OK,
      "L:0=127.0.0.1 6380"},
+    /* ---- TLS -------------------------------------------------------------------------- */
+    {"a tls: address beside a plain one",
+     SG("'listen': ['127.0.0.1:1', 'tls:127.0.0.1:2'], 'tls_cert_file': '%POL1', "
+        "'tls_key_file': '%POL2'"),
+     NULL, SG_OK,
+     "listen=127.0.0.1:1,tls:127.0.0.1:2;L:1=127.0.0.1 2;T:0=0;T:1=1;tls_cert_file=%POL1@file;"
+     "tls_key_file=%POL2;tls_verify_clients=no@default;W0"},
+    {"tls: from the environment, IPv6, CA: clients verified by default", NULL,
+     "SLOTGATE_LISTEN=tls:[::1]:6443\nSLOTGATE_TLSCERTFILE=%POL1\nSLOTGATE_TLSKEYFILE=%POL2\n"
+     "SLOTGATE_TLSCAFILE=%POL1",
+     SG_OK,
+     "L:0=::1 6443;T:0=1;tls_ca_file=%POL1@env SLOTGATE_TLSCAFILE;"
+     "tls_verify_clients=yes@default (yes: tls_ca_file is set);W0"},
+    {"tls_verify_clients optional, protocols, ciphers, key passphrase masked",
+     SG("'listen': ['tls:127.0.0.1:2'], 'tls_cert_file': '%POL1', 'tls_key_file': '%POL2', "
+        "'tls_ca_file': '%POL1', 'tls_verify_clients': 'optional', 'tls_protocols': 'TLSv1.3', "
+        "'tls_ciphers': 'HIGH:!aNULL', 'tls_ciphersuites': 'TLS_AES_256_GCM_SHA384', "
+        "'tls_key_file_pass': 'opensesame'"),
+     NULL, SG_OK,
+     "tls_verify_clients=optional@file;tls_protocols=TLSv1.3@file;tls_ciphers=HIGH:!aNULL;"
+     "tls_ciphersuites=TLS_AES_256_GCM_SHA384;tls_key_file_pass=********@file;"
+     "U:tls_key_file_pass=opensesame;W0"},
+    {"tls_verify_clients false in the file, no over a CA",
+     SG("'listen': ['tls:127.0.0.1:2'], 'tls_cert_file': '%POL1', 'tls_key_file': '%POL2', "
+        "'tls_ca_file': '%POL1', 'tls_verify_clients': false"),
+     NULL, SG_OK, "tls_verify_clients=no@file"},
+    {"SLOTGATE_TLSVERIFYCLIENTS words and case", SG("'tls_ca_file': '%POL1'"),
+     "SLOTGATE_LISTEN=tls:127.0.0.1:2\nSLOTGATE_TLSCERTFILE=%POL1\nSLOTGATE_TLSKEYFILE=%POL2\n"
+     "SLOTGATE_TLSVERIFYCLIENTS=Optional\nSLOTGATE_TLSPROTOCOLS=tlsv1.2, TLSv1.3",
+     SG_OK,
+     "tls_verify_clients=optional@env SLOTGATE_TLSVERIFYCLIENTS;"
+     "tls_protocols=TLSv1.2 TLSv1.3@env"},
+    {"SLOTGATE_TLSVERIFYCLIENTS empty is the default", SG("'tls_ca_file': '%POL1'"),
+     "SLOTGATE_LISTEN=tls:127.0.0.1:2\nSLOTGATE_TLSCERTFILE=%POL1\nSLOTGATE_TLSKEYFILE=%POL2\n"
+     "SLOTGATE_TLSVERIFYCLIENTS=",
+     SG_OK, "tls_verify_clients=yes"},
+    {"TLS settings without a tls: address warn",
+     SG("'tls_cert_file': '%POL1', 'tls_key_file': '%POL2'"), NULL, SG_OK,
+     "W:slotgate.tls_cert_file has no effect: no tls: address in listen"},
+    {"an open tls: address without client certificates warns",
+     SG("'listen': ['tls:0.0.0.0:6443'], 'tls_cert_file': '%POL1', 'tls_key_file': '%POL2'"),
+     NULL, SG_OK, "W:clients reaching tls:0.0.0.0:6443 need no password"},
+    {"an open tls: address with client certificates does not",
+     SG("'listen': ['tls:0.0.0.0:6443'], 'tls_cert_file': '%POL1', 'tls_key_file': '%POL2', "
+        "'tls_ca_file': '%POL1'"),
+     NULL, SG_OK, "W0"},
     /* ---- unix_mode ---------------------------------------------------------------- */
     {"unix_mode from the file",
      SG("'listen': ['unix:/run/x.sock'], 'unix_mode': '0600'"), NULL, SG_OK,
@@ -220,6 +269,41 @@ static const ds_case cases[] = {
     {"listen env trailing comma", NULL, "SLOTGATE_LISTEN=127.0.0.1:1,", SG_EENV, "(item 2)"},
     {"listen env blank", SG("'listen': ['127.0.0.1:1']"), "SLOTGATE_LISTEN=", SG_ECONFIG,
      "SLOTGATE_LISTEN=\"\": slotgate.listen: no address to listen on"},
+    /* ---- bad: TLS ------------------------------------------------------------------------ */
+    {"tls: without a certificate", SG("'listen': ['127.0.0.1:1', 'tls:127.0.0.1:2']"), NULL,
+     SG_ECONFIG,
+     ":1:68: slotgate.listen: item 2: \"tls:127.0.0.1:2\" needs tls_cert_file and tls_key_file"},
+    {"a certificate without its key", NULL,
+     "SLOTGATE_LISTEN=tls:127.0.0.1:2\nSLOTGATE_TLSCERTFILE=%POL1", SG_ECONFIG,
+     "SLOTGATE_TLSCERTFILE=\"%POL1\": slotgate.tls_cert_file: a certificate without its key"},
+    {"a key without its certificate", SG("'tls_key_file': '%POL2'"), NULL, SG_ECONFIG,
+     "slotgate.tls_key_file: a key without its certificate"},
+    {"a certificate that is not there", SG("'tls_cert_file': '%NONE'"), NULL, SG_ECONFIG,
+     "slotgate.tls_cert_file: cannot read \"%NONE\": No such file or directory"},
+    {"a CA that is a directory", NULL, "SLOTGATE_TLSCAFILE=%DIR", SG_ECONFIG,
+     "SLOTGATE_TLSCAFILE=\"%DIR\": slotgate.tls_ca_file: \"%DIR\" is a directory"},
+    {"verify clients without a CA", NULL,
+     "SLOTGATE_LISTEN=tls:127.0.0.1:2\nSLOTGATE_TLSCERTFILE=%POL1\nSLOTGATE_TLSKEYFILE=%POL2\n"
+     "SLOTGATE_TLSVERIFYCLIENTS=yes",
+     SG_ECONFIG,
+     "SLOTGATE_TLSVERIFYCLIENTS=\"yes\": slotgate.tls_verify_clients: yes needs tls_ca_file"},
+    {"verify clients a word", NULL, "SLOTGATE_TLSVERIFYCLIENTS=maybe", SG_EENV,
+     "SLOTGATE_TLSVERIFYCLIENTS=\"maybe\": expected yes, no or optional"},
+    {"verify clients a number", SG("'tls_verify_clients': 1"), NULL, SG_ECONFIG,
+     "slotgate.tls_verify_clients: expected yes, no or optional, found number 1"},
+    {"protocols SSLv3", NULL, "SLOTGATE_TLSPROTOCOLS=TLSv1.2 SSLv3", SG_EENV,
+     "SLOTGATE_TLSPROTOCOLS=\"TLSv1.2 SSLv3\": expected TLS versions|\"SSLv3\" is not TLSv1"},
+    {"protocols none", NULL, "SLOTGATE_TLSPROTOCOLS= , ", SG_EENV, "no protocol named"},
+    {"protocols a list in the file", SG("'tls_protocols': ['TLSv1.3']"), NULL, SG_ECONFIG,
+     "slotgate.tls_protocols: expected TLS versions such as"},
+    {"tls: on a Unix socket", NULL, "SLOTGATE_LISTEN=tls:unix:/run/x.sock", SG_ECONFIG,
+     "item 1: \"tls:unix:/run/x.sock\": TLS is for TCP addresses"},
+    {"tls: without a port", NULL, "SLOTGATE_LISTEN=tls:localhost", SG_ECONFIG,
+     "\"tls:localhost\" has no port"},
+    {"tls: and plain on one port", NULL, "SLOTGATE_LISTEN=127.0.0.1:1,tls:127.0.0.1:1", SG_ECONFIG,
+     "item 2: \"tls:127.0.0.1:1\" is also item 1"},
+    {"metrics over tls:", NULL, "SLOTGATE_METRICS=tls:127.0.0.1:9121", SG_ECONFIG,
+     "expected HOST:PORT (plain HTTP, not TLS)"},
     /* ---- bad: unix_mode, threads ------------------------------------------------------- */
     {"unix_mode as a number", SG("'unix_mode': 432"), NULL, SG_ECONFIG,
      ":1:55: slotgate.unix_mode: expected an octal mode such as \"0660\"|as a string, found "
@@ -412,6 +496,11 @@ static void check_expectation(const ds_case *c, sg_daemon_settings *s, char *tok
         if (i >= s->nlisten) TEST_FAIL_("%s: no listen[%zu]", c->name, i);
         else check_addr_is(c, &s->listen[i], want);
         free(want);
+    } else if (strncmp(tok, "T:", 2) == 0) {
+        size_t i = (size_t)atoi(tok + 2);
+        test_checks++;
+        if (i >= s->nlisten) TEST_FAIL_("%s: no listen[%zu]", c->name, i);
+        else CHECK_INT(s->listen[i].tls, atoi(strchr(tok, '=') + 1));
     } else if (strncmp(tok, "M=", 2) == 0) {
         if (strcmp(tok + 2, "off") == 0) CHECK(s->metrics == NULL);
         else if (s->metrics == NULL) TEST_FAIL_("%s: metrics is off", c->name);
@@ -511,7 +600,8 @@ static void run_case(const ds_case *c) {
 /* The dump names every setting with its source and masks every secret. */
 static void test_dump(void) {
     sg_daemon_settings *s = sg_daemon_settings_new();
-    const char *env[] = {"SLOTGATE_REQUIREPASS=hunter2", "SLOTGATE_THREADS=3", NULL};
+    const char *env[] = {"SLOTGATE_REQUIREPASS=hunter2", "SLOTGATE_THREADS=3",
+                         "SLOTGATE_TLSKEYFILEPASS=opensesame", NULL};
     const char *dump, *v = NULL, *src = NULL;
     char path[300];
     FILE *f;
@@ -536,6 +626,8 @@ static void test_dump(void) {
     CHECK_CONTAINS(dump, "unknown key \"extra\" ignored");
     CHECK(strstr(dump, "hunter2") == NULL);
     CHECK(strstr(dump, "wonderland") == NULL);
+    CHECK(strstr(dump, "opensesame") == NULL);
+    CHECK_CONTAINS(dump, "\ntls_key_file_pass = ********    # env SLOTGATE_TLSKEYFILEPASS\n");
     CHECK(sg_daemon_settings_dump(s) == dump); /* kept */
     /* every setting of the table is in the dump, once */
 #define DUMPED_(id, key, kind, envname, def, min, max)                                        \
@@ -655,10 +747,13 @@ static void test_out_of_memory(void) {
     snprintf(path, sizeof path, "%s/oom.conf", tmpdir);
     f = fopen(path, "w");
     fprintf(f,
-            "{\"slotgate\": {\"listen\": [\"127.0.0.1:1\", \"[::1]:2\", \"unix:/x\"], "
+            "{\"slotgate\": {\"listen\": [\"127.0.0.1:1\", \"[::1]:2\", \"unix:/x\", "
+            "\"tls:127.0.0.1:3\"], "
             "\"users\": {\"c\": {\"password\": \"p\", \"policy\": \"%s\", \"x\": 1}}, "
-            "\"requirepass\": \"r\", \"unknown\": 1, \"unix_mode\": \"0600\"}}",
-            pol1);
+            "\"requirepass\": \"r\", \"unknown\": 1, \"unix_mode\": \"0600\", "
+            "\"tls_cert_file\": \"%s\", \"tls_key_file\": \"%s\", \"tls_ca_file\": \"%s\", "
+            "\"tls_protocols\": \"TLSv1.3\", \"tls_key_file_pass\": \"k\"}}",
+            pol1, pol1, pol2, pol1);
     fclose(f);
     sg_alloc_fail_at(0);
     s = sg_daemon_settings_new();

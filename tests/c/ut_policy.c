@@ -3,7 +3,10 @@
  * for a command (sg_policy_explain), load errors with file and line, hooks
  * that raise or never end, the sandbox, reloads that keep the old set.
  */
+#include <lauxlib.h>
+#include <lua.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "slotgate.h"
 #include "test.h"
@@ -98,6 +101,33 @@ static const pcase cases[] = {
      "deny: ERR|package"},
     {"no jit", "return {on_command = function() jit.off() end}", NULL, "GET a", "deny: ERR|jit"},
     {"libraries are copies", "string.upper = nil; return {}", NULL, "GET a", "command: GET a"},
+    {"no getfenv", "return {on_command = function() getfenv(0).x = 1 end}", NULL, "GET a",
+     "deny: ERR|getfenv"},
+    {"no ffi", "return {on_command = function() ffi.cdef('int x;') end}", NULL, "GET a",
+     "deny: ERR|ffi"},
+    {"no collectgarbage", "return {on_command = function() collectgarbage('stop') end}", NULL,
+     "GET a", "deny: ERR|collectgarbage"},
+    {"no coroutine", "return {on_command = function() coroutine.wrap(print)() end}", NULL, "GET a",
+     "deny: ERR|coroutine"},
+    {"no xpcall, dofile, loadfile, print, newproxy, module, gcinfo",
+     "return {on_command = function() return {deny = tostring(xpcall or dofile or loadfile or "
+     "print or newproxy or module or gcinfo or _G.os or _G.package)} end}",
+     NULL, "GET a", "deny: NOPERM nil"},
+    {"ctx metatable hidden", "return {on_command = function(ctx) return {deny = tostring(getmetatable(ctx))} end}",
+     NULL, "GET a", "deny: NOPERM false"},
+    {"ctx metatable locked", "return {on_command = function(ctx) setmetatable(ctx, {}) end}", NULL,
+     "GET a", "deny: ERR|protected metatable"},
+    {"cjson's shared settings out of reach",
+     "return {on_command = function() return {deny = tostring(cjson.decode_max_depth or "
+     "cjson.encode_keep_buffer or cjson.encode_number_precision or cjson.new)} end}",
+     NULL, "GET a", "deny: NOPERM nil"},
+    {"string methods are the real ones", "string.upper = function() return 'evil' end; "
+     "return {rewrite_key = function(k) return k:upper() end}", NULL, "GET a", "command: GET A"},
+    {"memory bomb stopped",
+     "return {on_command = function() local s = string.rep('x', 2^20) while true do s = s .. s end end}",
+     NULL, "GET a", "deny: ERR policy|used more than 64 MB of memory"},
+    {"string.rep bomb stopped", "return {on_command = function() return {deny = string.rep('x', 2^30)} end}",
+     NULL, "GET a", "deny: ERR policy|used more than 64 MB of memory"},
 };
 
 static const char *const NAME = "case.lua";
@@ -252,7 +282,7 @@ static void test_memory_bomb(void) {
     double ms;
     CHECK_INT(sg_policy_load_string(p, "big.lua", "local s = string.rep('x', 2^30)\nreturn {}"),
               SG_ESCRIPT);
-    CHECK(strstr(sg_errmsg(p), "not enough memory") != NULL);
+    CHECK(strstr(sg_errmsg(p), "more than 64 MB of memory") != NULL);
     CHECK_INT(sg_policy_load_string(p, "bomb.lua",
                                     "return {on_command = function(ctx)\n"
                                     "  if ctx.command == 'GET' then local s = string.rep('x', 2^30) end\n"
@@ -262,9 +292,9 @@ static void test_memory_bomb(void) {
                                     "end}"),
               SG_OK);
     clock_gettime(CLOCK_MONOTONIC, &a);
-    expect_explain(p, NULL, "GET a", "deny: ERR policy bomb: on_command failed|not enough memory",
+    expect_explain(p, NULL, "GET a", "deny: ERR policy bomb: on_command failed|more than 64 MB of memory",
                    "string.rep");
-    expect_explain(p, NULL, "DEL a", "not enough memory", "doubling");
+    expect_explain(p, NULL, "DEL a", "more than 64 MB of memory", "doubling");
     clock_gettime(CLOCK_MONOTONIC, &b);
     ms = (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6;
     CHECK(ms < 1000);
@@ -313,6 +343,77 @@ static void test_stale_ctx(void) {
     sg_policy_free(p);
 }
 
+/* One script's globals, libraries and changes to what it was given are its
+ * own: the next script and the next command see none of them. */
+static void test_isolation(void) {
+    static const char *const names[] = {"a.lua", "b.lua"};
+    static const char *const codes[] = {
+        "shared = 'from a'\n"
+        "rawset(_G, 'raw', 'from a')\n"
+        "string.upper = nil; math.floor = nil; cjson.encode = nil; table.concat = nil\n"
+        "slotgate.hash = nil\n"
+        "return {name = 'a', on_command = function(ctx)\n"
+        "  later = 'set by a at run time'\n"
+        "  pcall(rawset, ctx, 'command', 'FORGED')\n"
+        "end}",
+        "return {name = 'b', on_command = function(ctx)\n"
+        "  return {deny = table.concat({type(shared), type(raw), type(later), type(string.upper),\n"
+        "    type(math.floor), type(cjson.encode), type(slotgate.hash), ctx.command}, ',')}\n"
+        "end}"};
+    sg_policy *p = sg_policy_new();
+    char dir[] = "/tmp/sg-ut-policy-XXXXXX", path[300], cmd[400];
+    const char *paths[2];
+    int i;
+    if (mkdtemp(dir) == NULL) return;
+    for (i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        write_file(path, codes[i]);
+    }
+    snprintf(path, sizeof path, "%s/a.lua", dir);
+    paths[0] = strdup(path);
+    snprintf(path, sizeof path, "%s/b.lua", dir);
+    paths[1] = strdup(path);
+    CHECK_INT(sg_policy_load(p, paths, 2), SG_OK);
+    expect_explain(p, NULL, "GET k",
+                   "deny: NOPERM nil,nil,nil,function,function,function,function,GET", "isolation");
+    /* and the next command too */
+    expect_explain(p, NULL, "DEL k", "deny: NOPERM nil,nil,nil,function,function,function,function,DEL",
+                   "isolation, next command");
+    sg_policy_free(p);
+    free((void *)paths[0]);
+    free((void *)paths[1]);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
+/* Bytecode is refused: LuaJIT does not check it, and crafted bytecode
+ * escapes any sandbox. */
+static int dump_writer(lua_State *L, const void *b, size_t n, void *ud) {
+    (void)L;
+    fwrite(b, 1, n, ud);
+    return 0;
+}
+
+static void test_bytecode_refused(void) {
+    char path[] = "/tmp/sg-ut-policy-bc-XXXXXX";
+    const char *paths[1] = {path};
+    sg_policy *p = sg_policy_new();
+    lua_State *L = luaL_newstate();
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "wb");
+    CHECK_INT(luaL_loadstring(L, "return {name = 'compiled', prefix = 'bc:'}"), 0);
+    lua_dump(L, dump_writer, f);
+    fclose(f);
+    lua_close(L);
+    CHECK_INT(sg_policy_load(p, paths, 1), SG_ESCRIPT);
+    CHECK_CONTAINS(sg_errmsg(p), "mode");
+    CHECK_INT(sg_policy_count(p), 0);
+    CHECK_INT(sg_policy_load_string(p, "inline.lua", "\033LJ\002junk"), SG_ESCRIPT);
+    CHECK_CONTAINS(sg_errmsg(p), "mode");
+    sg_policy_free(p);
+    unlink(path);
+}
+
 static void test_glob(void);
 
 int main(void) {
@@ -322,6 +423,8 @@ int main(void) {
     RUN(test_memory_bomb);
     RUN(test_chain);
     RUN(test_stale_ctx);
+    RUN(test_isolation);
+    RUN(test_bytecode_refused);
     RUN(test_glob);
     return test_report();
 }
