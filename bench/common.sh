@@ -63,9 +63,14 @@ parse_options() {
 # build_bench NAME [PKG...]: BIN=$BUILD/bench/NAME, built from bench/NAME.c
 # with $CC against libslotgate (and the pkg-config packages PKG) when it is
 # missing or older than its sources or the library; the library itself is
-# configured and built first when the build directory has none.
+# configured and built first when the build directory has none. A program
+# that needs more (the tests' cluster helpers, say) lists its extra sources
+# and headers in BENCH_SOURCES and its extra compiler words in BENCH_FLAGS.
+BENCH_SOURCES=()
+BENCH_FLAGS=()
 build_bench() {
-    local name=$1 flags=
+    local name=$1 flags= f stale=0
+    local -a srcs=()
     shift
     if [[ ! -e $BUILD/libslotgate.so ]]; then
         say "no $BUILD/libslotgate.so: building it (RelWithDebInfo)"
@@ -73,12 +78,17 @@ build_bench() {
         cmake --build "$BUILD" -j2 --target slotgate >/dev/null
     fi
     BIN=$BUILD/bench/$name
-    if [[ ! -x $BIN || $HERE/$name.c -nt $BIN || $HERE/bench.h -nt $BIN ||
-        $ROOT/core/include/slotgate.h -nt $BIN || $BUILD/libslotgate.so -nt $BIN ]]; then
+    for f in "$HERE/$name.c" "$HERE/bench.h" "$ROOT/core/include/slotgate.h" \
+        "$BUILD/libslotgate.so" "${BENCH_SOURCES[@]}"; do
+        [[ $f -nt $BIN ]] && stale=1
+        [[ $f != "$HERE/$name.c" && $f == *.c ]] && srcs+=("$f")
+    done
+    if [[ ! -x $BIN ]] || ((stale)); then
         mkdir -p "$BUILD/bench"
         if (($#)); then flags=$(pkg-config --cflags --libs "$@") || die "pkg-config: no $*"; fi
         # shellcheck disable=SC2086 # pkg-config's words are meant to split
-        "$CC" -O2 -g -Wall -Wextra -I"$ROOT/core/include" "$HERE/$name.c" -o "$BIN" \
+        "$CC" -O2 -g -Wall -Wextra -I"$ROOT/core/include" "${BENCH_FLAGS[@]}" "$HERE/$name.c" \
+            "${srcs[@]}" -o "$BIN" \
             -L"$BUILD" -lslotgate -Wl,-rpath,"$BUILD" $flags || die "cannot build $BIN"
     fi
 }
