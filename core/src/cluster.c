@@ -144,16 +144,24 @@ static void send_on(sg_conn *conn, sg_req *req) {
 
 static void wait_expired(evutil_socket_t fd, short what, void *arg);
 
-/* Tries to give req a connection now; 0 when it must wait. */
+/* Tries to give req a connection now; 0 when it must wait.
+ *
+ * Every shared command to a node goes on the first connection that can
+ * carry it, never the least busy: Redis runs one connection's commands in
+ * the order they came, so a caller's commands to one node keep theirs (a
+ * pipelined SET k v; GET k reads v, SET k 1; SET k 2 leaves 2). Spread over
+ * two connections, the node may run the second first. Further connections
+ * serve what needs one of its own (blocking commands) and, once those end,
+ * wait idle until they are trimmed. */
 static int try_submit(sg_node *node, sg_req *req) {
     sg_client *c = node->client;
     sg_conn *best = NULL, *conn;
     int i;
-    for (i = 0; i < node->nconns; i++) {
+    for (i = 0; i < node->nconns && best == NULL; i++) {
         sg_conn *k = node->conns[i];
         if (k->exclusive || k->state == SG_CONN_CLOSED) continue;
         if (req->exclusive && k->pcount > 0) continue;
-        if (best == NULL || k->pcount < best->pcount) best = k;
+        best = k;
     }
     if (best) {
         send_on(best, req);
