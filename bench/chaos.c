@@ -4,7 +4,7 @@
  * acknowledged write is gone.
  *
  *   chaos --gateway H:P [--cluster H:P,...] [--duration S] [--conns N]
- *         [--sg-pid PID] [--seed N]
+ *         [--pipeline N] [--sg-pid PID] [--seed N]
  *
  * --cluster defaults to SG_TEST_CLUSTER (the harness's servers.env through
  * SG_TEST_STATE, which also lets a restarted server be recorded for
@@ -13,7 +13,11 @@
  * Load: --conns threads (default 4), each with its own blocking connection to
  * the gateway, write without pause SET chaos:<run>:<thread>:<n> <value>, a new
  * key each time, so every acknowledged write has exactly one value to find at
- * the end. Each write's send time, ack time and outcome are kept.
+ * the end. Each write's send time, ack time and outcome are kept. With
+ * --pipeline N (default 1), each connection sends N writes at a time, each
+ * SET followed by GET and ECHO of its key in the same pipeline: a reply that
+ * cannot be the answer to its command (another key's value, a SET answered
+ * with a string) is counted as wrong, and fails the run.
  *
  * Durability: Redis replicates asynchronously, so a write a master
  * acknowledged and died with may be lost; what Redis promises is that a write
@@ -50,7 +54,8 @@
  * directly from its master; prints writes acknowledged, lost (replicated and
  * not), errors by kind, the longest time without service, and the gateway's
  * RSS and open files before and after (--sg-pid). Exit status 1 when a
- * replicated write is lost or the check could not be done, 0 otherwise.
+ * replicated write is lost, a reply was wrong or the check could not be
+ * done, 0 otherwise.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -102,7 +107,7 @@ static const char *wall(char *buf, size_t n) {
 static char gw_host[64];
 static int gw_port;
 static const char *cluster_addrs;
-static int duration_s = 180, nconns = 4;
+static int duration_s = 180, nconns = 4, pipeline = 1;
 static long sg_pid;
 static unsigned seed;
 static char run_id[16];
@@ -124,6 +129,7 @@ typedef struct writer {
     uint32_t max_gap;     /* longest time between two acks on this connection */
     uint32_t max_call;    /* longest single write */
     uint64_t acks, fails, unknown, reconnects;
+    uint64_t wrong; /* replies that cannot be the answer to their command */
 } writer;
 
 static writer W[MAX_CONNS];
@@ -201,49 +207,114 @@ static redisContext *connect_gw(writer *w) {
     }
 }
 
+/* The outcome of write r from its SET's reply (NULL: the connection failed). */
+static void judge(writer *w, rec *r, redisReply *rep, redisContext *c, uint32_t *last_ack) {
+    r->done = rel_ms();
+    if (r->done - r->sent > w->max_call) w->max_call = r->done - r->sent;
+    if (rep && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "OK") == 0) {
+        r->outcome = W_ACK;
+        w->acks++;
+        if (r->done - *last_ack > w->max_gap) w->max_gap = r->done - *last_ack;
+        *last_ack = r->done;
+    } else if (rep && rep->type == REDIS_REPLY_ERROR) {
+        /* the gateway's own errors (a timeout, a closed connection) leave
+         * the outcome unknown; Redis's (CLUSTERDOWN, TRYAGAIN) do not */
+        int gw_err = strncmp(rep->str, "ERR slotgate", 12) == 0;
+        r->outcome = gw_err ? W_UNKNOWN : W_FAIL;
+        if (gw_err) w->unknown++;
+        else w->fails++;
+        count_error("reply", rep->str);
+    } else if (rep) {
+        r->outcome = W_UNKNOWN;
+        w->unknown++;
+        w->wrong++;
+        count_error("WRONG REPLY to SET", rep->type == REDIS_REPLY_STRING ? rep->str : "not a status");
+    } else {
+        r->outcome = W_UNKNOWN;
+        w->unknown++;
+        count_error("connection", c->errstr);
+    }
+}
+
+/* One write at a time (--pipeline 1), or batches of --pipeline writes, each
+ * SET k v followed by GET k and ECHO k in the same pipeline: the replies must
+ * come in order (GET answers v or, when the SET failed, an error or nil;
+ * ECHO, answered by the gateway itself, answers k). */
 static void *writer_main(void *arg) {
     writer *w = arg;
     redisContext *c = connect_gw(w);
     uint32_t last_ack = rel_ms();
     char key[96], val[128];
-    while (c && !atomic_load(&stop_load) && w->n < w->cap) {
-        rec *r = &w->r[w->n];
-        redisReply *rep;
-        key_of(w->id, w->n, key, sizeof key);
-        value_of(w->id, w->n, val, sizeof val);
-        r->sent = rel_ms();
-        rep = redisCommand(c, "SET %s %s", key, val);
-        r->done = rel_ms();
-        if (r->done - r->sent > w->max_call) w->max_call = r->done - r->sent;
-        if (rep && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "OK") == 0) {
-            r->outcome = W_ACK;
-            w->acks++;
-            if (r->done - last_ack > w->max_gap) w->max_gap = r->done - last_ack;
-            last_ack = r->done;
-        } else if (rep && rep->type == REDIS_REPLY_ERROR) {
-            /* the gateway's own errors (a timeout, a closed connection) leave
-             * the outcome unknown; Redis's (CLUSTERDOWN, TRYAGAIN) do not */
-            int gw_err = strncmp(rep->str, "ERR slotgate", 12) == 0;
-            r->outcome = gw_err ? W_UNKNOWN : W_FAIL;
-            if (gw_err) w->unknown++;
-            else w->fails++;
-            count_error("reply", rep->str);
-        } else if (rep) {
-            r->outcome = W_FAIL;
-            w->fails++;
-            count_error("reply", "unexpected reply type");
+    while (c && !atomic_load(&stop_load) && w->n + (size_t)pipeline <= w->cap) {
+        size_t first = w->n, i;
+        int broken = 0;
+        if (pipeline == 1) {
+            rec *r = &w->r[w->n];
+            redisReply *rep;
+            key_of(w->id, w->n, key, sizeof key);
+            value_of(w->id, w->n, val, sizeof val);
+            r->sent = rel_ms();
+            rep = redisCommand(c, "SET %s %s", key, val);
+            judge(w, r, rep, c, &last_ack);
+            broken = rep == NULL;
+            if (rep) freeReplyObject(rep);
+            w->n++;
         } else {
-            r->outcome = W_UNKNOWN;
-            w->unknown++;
-            count_error("connection", c->errstr);
+            for (i = 0; i < (size_t)pipeline; i++) {
+                key_of(w->id, first + i, key, sizeof key);
+                value_of(w->id, first + i, val, sizeof val);
+                w->r[first + i].sent = rel_ms();
+                redisAppendCommand(c, "SET %s %s", key, val);
+                redisAppendCommand(c, "GET %s", key);
+                redisAppendCommand(c, "ECHO %s", key);
+            }
+            for (i = 0; i < (size_t)pipeline; i++) {
+                rec *r = &w->r[first + i];
+                redisReply *rep = NULL, *get = NULL, *echo = NULL;
+                if (!broken && redisGetReply(c, (void **)&rep) != REDIS_OK) rep = NULL;
+                judge(w, r, broken ? NULL : rep, c, &last_ack);
+                if (rep == NULL) broken = 1;
+                if (!broken && redisGetReply(c, (void **)&get) != REDIS_OK) broken = 1;
+                if (!broken && redisGetReply(c, (void **)&echo) != REDIS_OK) broken = 1;
+                if (!broken) {
+                    key_of(w->id, first + i, key, sizeof key);
+                    value_of(w->id, first + i, val, sizeof val);
+                    if (get->type == REDIS_REPLY_STRING && strcmp(get->str, val) != 0) {
+                        w->wrong++;
+                        count_error("WRONG REPLY to GET", get->str);
+                    } else if (get->type == REDIS_REPLY_STATUS ||
+                               get->type == REDIS_REPLY_INTEGER ||
+                               get->type == REDIS_REPLY_ARRAY) {
+                        w->wrong++;
+                        count_error("WRONG REPLY to GET", get->str ? get->str : "not a string");
+                    } else if (get->type == REDIS_REPLY_NIL && r->outcome == W_ACK) {
+                        static atomic_int shown;
+                        count_error("GET", "nil right after an acknowledged SET");
+                        if (atomic_fetch_add(&shown, 1) < 40)
+                            say("  GET %s: nil right after its SET was acknowledged (slot %u)",
+                                key, sg_keyslot(key, strlen(key)));
+                    } else if (get->type == REDIS_REPLY_ERROR) {
+                        count_error("GET reply", get->str);
+                    }
+                    if (echo->type != REDIS_REPLY_STRING || strcmp(echo->str, key) != 0) {
+                        w->wrong++;
+                        count_error("WRONG REPLY to ECHO", echo->str ? echo->str : "not a string");
+                    }
+                }
+                if (rep) freeReplyObject(rep);
+                if (get) freeReplyObject(get);
+                if (echo) freeReplyObject(echo);
+            }
+            w->n = first + (size_t)pipeline;
+        }
+        if (broken) {
             redisFree(c);
             c = connect_gw(w);
             w->reconnects++;
         }
-        if (rep) freeReplyObject(rep);
-        w->n++;
     }
-    if (w->n >= w->cap) say("writer %d: record table full (%zu writes): it stops", w->id, w->n);
+    if (w->n + (size_t)pipeline > w->cap)
+        say("writer %d: record table full (%zu writes): it stops", w->id, w->n);
     if (c) redisFree(c);
     return NULL;
 }
@@ -989,7 +1060,8 @@ static int check_all(int direct, tally *all, tally *repl) {
 
 static void usage(void) {
     fprintf(stderr, "usage: chaos --gateway HOST:PORT [--cluster H:P,...] [--duration S] "
-                    "[--conns N] [--sg-pid PID] [--seed N]\n(see the top of bench/chaos.c)\n");
+                    "[--conns N] [--pipeline N] [--sg-pid PID] [--seed N]\n(see the top of "
+                    "bench/chaos.c)\n");
     exit(2);
 }
 
@@ -1010,10 +1082,13 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--conns") == 0) nconns = atoi(v);
         else if (strcmp(a, "--sg-pid") == 0) sg_pid = atol(v);
         else if (strcmp(a, "--seed") == 0) seed = (unsigned)atol(v);
+        else if (strcmp(a, "--pipeline") == 0) pipeline = atoi(v);
         else usage();
         i++;
     }
-    if (gw == NULL || duration_s < 1 || nconns < 1 || nconns > MAX_CONNS) usage();
+    if (gw == NULL || duration_s < 1 || nconns < 1 || nconns > MAX_CONNS || pipeline < 1 ||
+        pipeline > 1000)
+        usage();
     test_split_addr(gw, gw_host, sizeof gw_host, &gw_port);
     if (cluster_addrs == NULL) cluster_addrs = test_server_var("SG_TEST_CLUSTER");
     if (seed == 0) seed = (unsigned)time(NULL);
@@ -1074,7 +1149,7 @@ int main(int argc, char **argv) {
 
     /* ---- figures ---- */
     {
-        uint64_t writes = 0, acks = 0, fails = 0, unknown = 0, reconnects = 0, repl = 0;
+        uint64_t writes = 0, acks = 0, fails = 0, unknown = 0, reconnects = 0, repl = 0, wrong = 0;
         uint32_t max_gap = 0, max_call = 0, end_ms = rel_ms(), run_gap = 0, g0 = 2000;
         unsigned char *served = calloc(end_ms + 1, 1);
         uint32_t ms;
@@ -1087,6 +1162,7 @@ int main(int argc, char **argv) {
             fails += W[t].fails;
             unknown += W[t].unknown;
             reconnects += W[t].reconnects;
+            wrong += W[t].wrong;
             if (W[t].max_gap > max_gap) max_gap = W[t].max_gap;
             if (W[t].max_call > max_call) max_call = W[t].max_call;
             for (n = 0; n < W[t].n; n++)
@@ -1125,6 +1201,8 @@ int main(int argc, char **argv) {
                (unsigned long long)writes, (unsigned long long)acks, (unsigned long long)repl,
                (unsigned long long)fails, (unsigned long long)unknown,
                (unsigned long long)reconnects);
+        printf("replies that cannot answer their command (out of order, another key's): %llu\n",
+               (unsigned long long)wrong);
         printf("replication rounds: %llu succeeded, %llu did not (a master without a replica "
                "or unreachable); %d confirmed interval(s)\n",
                (unsigned long long)rounds_ok, (unsigned long long)rounds_bad, nivals);
@@ -1158,14 +1236,15 @@ int main(int argc, char **argv) {
                    "%d after\n",
                    sg_pid, rss0, rss1, fds0, fds1);
         printf("RESULT chaos writes=%llu acked=%llu replicated=%llu lost_replicated=%llu "
-               "lost_acked=%llu gw_missing=%llu max_gap_ms=%u conn_gap_ms=%u rss0_kb=%ld "
+               "lost_acked=%llu gw_missing=%llu wrong_replies=%llu max_gap_ms=%u conn_gap_ms=%u rss0_kb=%ld "
                "rss1_kb=%ld fds0=%d fds1=%d check=%s\n",
                (unsigned long long)writes, (unsigned long long)acks, (unsigned long long)repl,
                (unsigned long long)(dr.missing + dr.wrong + dr.errors),
                (unsigned long long)(da.missing + da.wrong + da.errors),
-               (unsigned long long)(ga.missing + ga.wrong + ga.errors), run_gap, max_gap, rss0,
+               (unsigned long long)(ga.missing + ga.wrong + ga.errors), (unsigned long long)wrong,
+               run_gap, max_gap, rss0,
                rss1, fds0, fds1, gw_ok && d_ok ? "done" : "failed");
-        if (!d_ok || !gw_ok || dr.missing + dr.wrong + dr.errors > 0) rc = 1;
+        if (!d_ok || !gw_ok || dr.missing + dr.wrong + dr.errors > 0 || wrong > 0) rc = 1;
     }
     for (t = 0; t < nconns; t++) free(W[t].r);
     ops_cluster_close(&cl);

@@ -7,16 +7,20 @@
 # write back and prints the figures. Stops everything it started on the way
 # out, however it comes.
 #
-#   bench/chaos.sh [--duration SECONDS] [--conns N] [--seed N] [--port PORT]
+#   bench/chaos.sh [--duration SECONDS] [--conns N] [--pipeline N] [--seed N]
+#                  [--port PORT]
 #
 #   --duration S   how long the load and the faults last (default 180); the
 #                  check at the end comes on top (seconds to a minute)
 #   --conns N      writer connections to slotgated (default 4)
+#   --pipeline N   writes in flight per connection (default 1); with N > 1
+#                  each SET goes with a GET and an ECHO of its key, whose
+#                  replies must match (the order of replies under faults)
 #   --seed N       the faults' random choices (default: the time)
 #   --port PORT    slotgated's port (default 18500)
 #
-# Exit status: 0 when no write confirmed replicated was lost and slotgated is
-# alive (and answers) at the end; 1 otherwise; 2 for a usage error. Writes
+# Exit status: 0 when no write confirmed replicated was lost, no reply was
+# wrong and slotgated is alive (and answers) at the end; 1 otherwise; 2 for a usage error. Writes
 # acknowledged but not confirmed replicated may be lost by Redis's own rules
 # (asynchronous replication): they are counted, not failed on.
 #
@@ -31,6 +35,7 @@ set -euo pipefail
 
 DURATION=180
 CONNS=4
+PIPELINE=1
 SEED=0
 PORT=18500
 
@@ -38,6 +43,7 @@ script_option() {
     case $1 in
     --duration) posint_option "$@"; DURATION=$2; TOOK=2 ;;
     --conns) posint_option "$@"; CONNS=$2; TOOK=2 ;;
+    --pipeline) posint_option "$@"; PIPELINE=$2; TOOK=2 ;;
     --seed) posint_option "$@"; SEED=$2; TOOK=2 ;;
     --port) posint_option "$@"; PORT=$2; TOOK=2 ;;
     *) return 1 ;;
@@ -60,7 +66,7 @@ start_slotgated "$PORT"
 
 rc=0
 "$BIN" --gateway "127.0.0.1:$PORT" --cluster "$CLUSTER" --duration "$DURATION" \
-    --conns "$CONNS" --sg-pid "$SG_PID" --seed "$SEED" "${EXTRA[@]}" || rc=$?
+    --conns "$CONNS" --pipeline "$PIPELINE" --sg-pid "$SG_PID" --seed "$SEED" "${EXTRA[@]}" || rc=$?
 
 echo
 say "slotgated's upstream connections now, by node: $(ss -Htnp state established 2>/dev/null |
@@ -70,7 +76,7 @@ status=0
 slotgated_verdict || status=1
 case $rc in
 0) say "no write confirmed replicated was lost" ;;
-1) say "A WRITE CONFIRMED REPLICATED WAS LOST, or the check failed (above)"; status=1 ;;
+1) say "A WRITE CONFIRMED REPLICATED WAS LOST, A REPLY WAS WRONG, or the check failed (above)"; status=1 ;;
 *) say "bench/chaos failed (status $rc)"; status=1 ;;
 esac
 finish "$status"
