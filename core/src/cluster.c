@@ -498,12 +498,29 @@ static int apply_slots(sg_client *c, const sg_reply *r, const sg_node *asked, sg
 
 /* ---- refreshes ---------------------------------------------------------------------------- */
 
+/* Reverses the client's retry list in place. */
+static void reverse_retrying(sg_client *c) {
+    sg_req *r = c->retrying, *prev = NULL;
+    while (r) {
+        sg_req *next = r->next;
+        r->next = prev;
+        prev = r;
+        r = next;
+    }
+    c->retrying = prev;
+}
+
 /* A new map is in: commands waiting out a retry backoff (their node failed,
- * or said CLUSTERDOWN) go now, to where the map sends them. */
+ * or said CLUSTERDOWN) go now, to where the map sends them, in the order
+ * they went into the backoff (the loop runs active events in the order
+ * activated). The list has the newest first: walked as it is, a pipelined
+ * GET k went before its SET k, and read nil. */
 static void retry_now(sg_client *c) {
     sg_req *r;
+    reverse_retrying(c);
     for (r = c->retrying; r; r = r->next)
         if (r->timer && evtimer_pending(r->timer, NULL)) event_active(r->timer, EV_TIMEOUT, 1);
+    reverse_retrying(c);
 }
 
 static void start_refresh(sg_client *c);
