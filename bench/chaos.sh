@@ -69,9 +69,6 @@ rc=0
     --conns "$CONNS" --pipeline "$PIPELINE" --sg-pid "$SG_PID" --seed "$SEED" "${EXTRA[@]}" || rc=$?
 
 echo
-say "slotgated's upstream connections now, by node: $(ss -Htnp state established 2>/dev/null |
-    awk -v p="pid=$SG_PID," -v me="127.0.0.1:$PORT" 'index($0, p) && $3 != me { n[$4]++ }
-        END { for (a in n) printf "%s=%d ", a, n[a] }')"
 status=0
 slotgated_verdict || status=1
 case $rc in

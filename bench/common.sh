@@ -136,7 +136,14 @@ SG_LOG=
 SG_PORT=
 
 # Alive and not a zombie.
-alive() { [[ -r /proc/$1/stat ]] && ! awk '{ exit !($3 == "Z" || $3 == "X") }' "/proc/$1/stat"; }
+alive() { [[ -r /proc/$1/stat ]] && ! awk '{ exit !($3 == "Z" || $3 == "X") }' "/proc/$1/stat" 2>/dev/null; }
+
+# slotgated's upstream connections by node ("addr=count ..."), from ss.
+upstream_by_node() {
+    ss -Htnp state established 2>/dev/null |
+        awk -v p="pid=$SG_PID," -v me="127.0.0.1:$SG_PORT" 'index($0, p) && $3 != me { n[$4]++ }
+            END { for (a in n) printf "%s=%d ", a, n[a] }'
+}
 
 # stop_slotgated: SIGTERM, up to 10 s, then SIGKILL; SG_RC is its exit status.
 SG_RC=
@@ -204,6 +211,7 @@ slotgated_verdict() {
     local bad=0
     if alive "$SG_PID" && [[ $(timeout 5 redis-cli -p "$SG_PORT" PING 2>/dev/null) == PONG ]]; then
         say "slotgated alive and answering at the end (pid $SG_PID)"
+        say "its upstream connections, by node: $(upstream_by_node)"
         stop_slotgated
         if ((SG_RC != 0)); then
             say "SLOTGATED EXITED WITH STATUS $SG_RC ON SIGTERM"
