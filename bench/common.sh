@@ -63,9 +63,14 @@ parse_options() {
 # build_bench NAME [PKG...]: BIN=$BUILD/bench/NAME, built from bench/NAME.c
 # with $CC against libslotgate (and the pkg-config packages PKG) when it is
 # missing or older than its sources or the library; the library itself is
-# configured and built first when the build directory has none.
+# configured and built first when the build directory has none. A program
+# that needs more (the tests' cluster helpers, say) lists its extra sources
+# and headers in BENCH_SOURCES and its extra compiler words in BENCH_FLAGS.
+BENCH_SOURCES=()
+BENCH_FLAGS=()
 build_bench() {
-    local name=$1 flags=
+    local name=$1 flags='' f stale=0
+    local -a srcs=()
     shift
     if [[ ! -e $BUILD/libslotgate.so ]]; then
         say "no $BUILD/libslotgate.so: building it (RelWithDebInfo)"
@@ -73,19 +78,25 @@ build_bench() {
         cmake --build "$BUILD" -j2 --target slotgate >/dev/null
     fi
     BIN=$BUILD/bench/$name
-    if [[ ! -x $BIN || $HERE/$name.c -nt $BIN || $HERE/bench.h -nt $BIN ||
-        $ROOT/core/include/slotgate.h -nt $BIN || $BUILD/libslotgate.so -nt $BIN ]]; then
+    for f in "$HERE/$name.c" "$HERE/bench.h" "$ROOT/core/include/slotgate.h" \
+        "$BUILD/libslotgate.so" "${BENCH_SOURCES[@]}"; do
+        [[ $f -nt $BIN ]] && stale=1
+        [[ $f != "$HERE/$name.c" && $f == *.c ]] && srcs+=("$f")
+    done
+    if [[ ! -x $BIN ]] || ((stale)); then
         mkdir -p "$BUILD/bench"
         if (($#)); then flags=$(pkg-config --cflags --libs "$@") || die "pkg-config: no $*"; fi
         # shellcheck disable=SC2086 # pkg-config's words are meant to split
-        "$CC" -O2 -g -Wall -Wextra -I"$ROOT/core/include" "$HERE/$name.c" -o "$BIN" \
+        "$CC" -O2 -g -Wall -Wextra -I"$ROOT/core/include" "${BENCH_FLAGS[@]}" "$HERE/$name.c" \
+            "${srcs[@]}" -o "$BIN" \
             -L"$BUILD" -lslotgate -Wl,-rpath,"$BUILD" $flags || die "cannot build $BIN"
     fi
 }
 
+# cleanup [STATUS]: the EXIT trap (STATUS: the one to exit with, default $?).
 # shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
-    local rc=$?
+    local rc=${1:-$?}
     [[ -z $OUT ]] || rm -f "$OUT"
     if [[ -n $STATE ]]; then
         if "$HARNESS" stop "$STATE" >>"$STATE/harness.log" 2>&1; then
@@ -116,6 +127,104 @@ start_servers() {
     fi
     CLUSTER=$(sed -n 's/^SG_TEST_CLUSTER=//p' "$STATE/servers.env")
     say "servers ready in $((SECONDS - T0)) s: $CLUSTER"
+}
+
+# ---- slotgated in front of the servers' cluster (chaos.sh, churn.sh) ------------
+
+SG_PID=
+SG_LOG=
+SG_PORT=
+
+# Alive and not a zombie.
+alive() { [[ -r /proc/$1/stat ]] && ! awk '{ exit !($3 == "Z" || $3 == "X") }' "/proc/$1/stat" 2>/dev/null; }
+
+# slotgated's upstream connections by node ("addr=count ..."), from ss.
+upstream_by_node() {
+    ss -Htnp state established 2>/dev/null |
+        awk -v p="pid=$SG_PID," -v me="127.0.0.1:$SG_PORT" 'index($0, p) && $3 != me { n[$4]++ }
+            END { for (a in n) printf "%s=%d ", a, n[a] }'
+}
+
+# stop_slotgated: SIGTERM, up to 10 s, then SIGKILL; SG_RC is its exit status.
+SG_RC=
+stop_slotgated() {
+    local i
+    SG_RC=
+    [[ -n $SG_PID ]] || return 0
+    kill -TERM "$SG_PID" 2>/dev/null || true
+    for ((i = 0; i < 200; i++)); do
+        alive "$SG_PID" || break
+        sleep 0.05
+    done
+    if alive "$SG_PID"; then
+        say "slotgated (pid $SG_PID) still running 10 s after SIGTERM: SIGKILL"
+        kill -KILL "$SG_PID" 2>/dev/null || true
+    fi
+    SG_RC=0
+    wait "$SG_PID" 2>/dev/null || SG_RC=$?
+    SG_PID=
+}
+
+# shellcheck disable=SC2317 # run by the EXIT trap
+slotgated_cleanup() {
+    local rc=$? p
+    stop_slotgated
+    # a server left stopped (SIGSTOP) would not hear the harness's SIGTERM
+    if [[ -n $STATE && -f $STATE/pids ]]; then
+        while read -r _ p; do kill -CONT "$p" 2>/dev/null || true; done <"$STATE/pids"
+    fi
+    cleanup "$rc"
+}
+
+# start_slotgated PORT: after start_servers, slotgated (built when missing) on
+# 127.0.0.1:PORT in front of the servers' cluster, with no TYK_* or SLOTGATE_*
+# variable of the caller's; returns once it answers PING. Sets SG_PID, SG_PORT
+# and SG_LOG (/tmp/STEM-slotgated.XXXXXX, kept); the EXIT trap stops it.
+start_slotgated() {
+    local masters i v
+    local -a unset_vars=()
+    SG_PORT=$1
+    if [[ ! -x $BUILD/slotgated ]]; then
+        say "no $BUILD/slotgated: building it"
+        cmake --build "$BUILD" -j2 --target slotgated >/dev/null
+    fi
+    masters=$(sed -n 's/^SG_TEST_CLUSTER_MASTERS=//p' "$STATE/servers.env")
+    trap slotgated_cleanup EXIT
+    SG_LOG=$(mktemp "/tmp/${PROG%.sh}-slotgated.XXXXXX")
+    while IFS= read -r v; do unset_vars+=(-u "$v"); done < <(env |
+        sed -n 's/^\(\(TYK\|SLOTGATE\)_[A-Za-z0-9_]*\)=.*/\1/p')
+    env "${unset_vars[@]}" TYK_GW_STORAGE_ADDRS="$masters" TYK_GW_STORAGE_ENABLECLUSTER=true \
+        SLOTGATE_LISTEN="127.0.0.1:$SG_PORT" "$BUILD/slotgated" >"$SG_LOG" 2>&1 &
+    SG_PID=$!
+    for ((i = 0; ; i++)); do
+        alive "$SG_PID" || { cat "$SG_LOG" >&2; die "slotgated exited at the start (its log above)"; }
+        [[ $(timeout 2 redis-cli -p "$SG_PORT" PING 2>/dev/null) == PONG ]] && break
+        ((i < 200)) || die "slotgated (pid $SG_PID) does not answer PING on port $SG_PORT after 10 s"
+        sleep 0.05
+    done
+    say "slotgated pid $SG_PID on 127.0.0.1:$SG_PORT (log $SG_LOG), in front of $masters"
+}
+
+# slotgated_verdict: whether slotgated is alive and answers PING, then stops
+# it; says so and returns 1 when it died, hung or exited badly on SIGTERM.
+slotgated_verdict() {
+    local bad=0
+    if alive "$SG_PID" && [[ $(timeout 5 redis-cli -p "$SG_PORT" PING 2>/dev/null) == PONG ]]; then
+        say "slotgated alive and answering at the end (pid $SG_PID)"
+        say "its upstream connections, by node: $(upstream_by_node)"
+        stop_slotgated
+        if ((SG_RC != 0)); then
+            say "SLOTGATED EXITED WITH STATUS $SG_RC ON SIGTERM"
+            bad=1
+        fi
+    else
+        stop_slotgated
+        say "SLOTGATED IS DEAD OR NOT ANSWERING (exit status $SG_RC); the end of its log:"
+        tail -n 30 "$SG_LOG" | sed 's/^/    /'
+        bad=1
+    fi
+    say "slotgated's log: $(grep -c ': warn: ' "$SG_LOG" || true) warnings, $(grep -c ': error: ' "$SG_LOG" || true) errors ($SG_LOG)"
+    return "$bad"
 }
 
 # Shows a run's output as it comes: all of it, or with SHOW_ROUNDS=0 all but

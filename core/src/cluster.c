@@ -144,16 +144,24 @@ static void send_on(sg_conn *conn, sg_req *req) {
 
 static void wait_expired(evutil_socket_t fd, short what, void *arg);
 
-/* Tries to give req a connection now; 0 when it must wait. */
+/* Tries to give req a connection now; 0 when it must wait.
+ *
+ * Every shared command to a node goes on the first connection that can
+ * carry it, never the least busy: Redis runs one connection's commands in
+ * the order they came, so a caller's commands to one node keep theirs (a
+ * pipelined SET k v; GET k reads v, SET k 1; SET k 2 leaves 2). Spread over
+ * two connections, the node may run the second first. Further connections
+ * serve what needs one of its own (blocking commands) and, once those end,
+ * wait idle until they are trimmed. */
 static int try_submit(sg_node *node, sg_req *req) {
     sg_client *c = node->client;
     sg_conn *best = NULL, *conn;
     int i;
-    for (i = 0; i < node->nconns; i++) {
+    for (i = 0; i < node->nconns && best == NULL; i++) {
         sg_conn *k = node->conns[i];
         if (k->exclusive || k->state == SG_CONN_CLOSED) continue;
         if (req->exclusive && k->pcount > 0) continue;
-        if (best == NULL || k->pcount < best->pcount) best = k;
+        best = k;
     }
     if (best) {
         send_on(best, req);
@@ -498,12 +506,29 @@ int sg_cluster_apply_slots(sg_client *c, const sg_reply *r, const sg_node *asked
 
 /* ---- refreshes ---------------------------------------------------------------------------- */
 
+/* Reverses the client's retry list in place. */
+static void reverse_retrying(sg_client *c) {
+    sg_req *r = c->retrying, *prev = NULL;
+    while (r) {
+        sg_req *next = r->next;
+        r->next = prev;
+        prev = r;
+        r = next;
+    }
+    c->retrying = prev;
+}
+
 /* A new map is in: commands waiting out a retry backoff (their node failed,
- * or said CLUSTERDOWN) go now, to where the map sends them. */
+ * or said CLUSTERDOWN) go now, to where the map sends them, in the order
+ * they went into the backoff (the loop runs active events in the order
+ * activated). The list has the newest first: walked as it is, a pipelined
+ * GET k went before its SET k, and read nil. */
 static void retry_now(sg_client *c) {
     sg_req *r;
+    reverse_retrying(c);
     for (r = c->retrying; r; r = r->next)
         if (r->timer && evtimer_pending(r->timer, NULL)) event_active(r->timer, EV_TIMEOUT, 1);
+    reverse_retrying(c);
 }
 
 static void start_refresh(sg_client *c);

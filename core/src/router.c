@@ -356,6 +356,7 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg) {
 static int schedule_retry(sg_req *req) {
     sg_client *c = req->client;
     struct timeval tv;
+    const struct timeval *ctv;
     int delay;
     if (req->retries >= c->max_retries || c->freeing) return 0;
     delay = 50 << (req->retries > 5 ? 5 : req->retries);
@@ -367,7 +368,11 @@ static int schedule_retry(sg_req *req) {
     evtimer_assign(req->timer, c->base, retry_cb, req);
     tv.tv_sec = delay / 1000;
     tv.tv_usec = (delay % 1000) * 1000;
-    evtimer_add(req->timer, &tv);
+    /* a common timeout: backoffs of one length fire in the order they began
+     * (plain timers that end at the same time fire in any order, and a
+     * pipelined GET k retried with its SET k could run first) */
+    ctv = event_base_init_common_timeout(c->base, &tv);
+    evtimer_add(req->timer, ctv ? ctv : &tv);
     req->in_retry = 1;
     req->next = c->retrying;
     c->retrying = req;

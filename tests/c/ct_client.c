@@ -2,8 +2,9 @@
  * ct_client.c — the client API against the harness's real servers: keys land
  * on the node CLUSTER KEYSLOT names, multi-key commands split and merge,
  * fan-outs, read policies, single-node mode with SELECT, TLS, ACL users and
- * wrong passwords, pool bounds counted with CLIENT LIST, and the errors a
- * caller sees for what the API refuses.
+ * wrong passwords, pool bounds counted with CLIENT LIST, commands kept in
+ * order when the pool holds several connections, and the errors a caller
+ * sees for what the API refuses.
  */
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
@@ -553,6 +554,90 @@ static void test_pool_bounds(void) {
     event_base_free(base);
 }
 
+/* ---- order, with several connections in the pool ------------------------------ */
+
+typedef struct order_check {
+    int done, wrong;
+} order_check;
+
+typedef struct order_get {
+    order_check *oc;
+    int i;
+} order_get;
+
+#define ORDER_PAIRS 400
+#define ORDER_PAD 10000 /* a few SETs fill more than a node reads at once (16 kB) */
+
+static order_get order_gets[ORDER_PAIRS];
+static char order_value[ORDER_PAD + 32];
+
+/* The value SET i writes: "v<i>:" and padding. */
+static const char *order_value_of(int i) {
+    int n = snprintf(order_value, sizeof order_value, "v%d:", i);
+    memset(order_value + n, 'x', ORDER_PAD);
+    order_value[n + ORDER_PAD] = '\0';
+    return order_value;
+}
+
+static void order_reply(sg_client *c, sg_reply *reply, int status, const char *errmsg, void *ud) {
+    order_get *g = ud;
+    (void)c;
+    (void)errmsg;
+    g->oc->done++;
+    if (g->i >= 0) { /* a GET: must read what the SET just before it wrote */
+        const char *want = order_value_of(g->i);
+        if (status != SG_OK || reply == NULL || reply->type != SG_REPLY_STRING ||
+            reply->len != strlen(want) || memcmp(reply->str, want, reply->len) != 0) {
+            if (g->oc->wrong++ < 3)
+                fprintf(stderr, "  GET order:<run>:%d right after its SET: %s\n", g->i,
+                        reply == NULL ? "no reply" : reply->type == SG_REPLY_NIL ? "nil" : "another value");
+        }
+    }
+    sg_reply_free(reply);
+}
+
+/* Once blocking commands have made the pool hold several connections to a
+ * node, commands sent one after the other still run in that order: a GET
+ * sent right after a SET of its key reads the SET's value. (The pool used to
+ * give each command the least busy connection: with SETs of 10 kB queued on
+ * one and the GETs on another, the node read a GET before its SET was read
+ * whole, and answered nil.) */
+static void test_pool_keeps_order(void) {
+    char addr[300];
+    const char *env[] = {addr, NULL};
+    struct event_base *base = event_base_new();
+    sg_client *c;
+    counter n = {0};
+    order_check oc = {0};
+    order_get set_ud = {&oc, -1};
+    sg_node_stats st;
+    int i, sent = 0, run = (int)getpid();
+    snprintf(addr, sizeof addr, "TYK_GW_STORAGE_ADDRS=%s", test_server_var("SG_TEST_STANDALONE"));
+    c = client_for(env, base);
+    /* 4 blocking pops, each on a connection of its own, then idle in the pool */
+    for (i = 0; i < 4; i++)
+        CHECK_INT(sg_client_send(c, count_reply, &n, "BLPOP order:empty:%d 0.2", i), SG_OK);
+    while (n.done < 4) event_base_loop(base, EVLOOP_ONCE);
+    sg_client_node_stats(c, 0, &st);
+    CHECK(st.conns >= 2);
+    for (i = 0; i < ORDER_PAIRS; i++) {
+        order_gets[i].oc = &oc;
+        order_gets[i].i = i;
+        if (sg_client_send(c, order_reply, &set_ud, "SET order:%d:%d %s", run, i,
+                           order_value_of(i)) == SG_OK)
+            sent++;
+        if (sg_client_send(c, order_reply, &order_gets[i], "GET order:%d:%d", run, i) == SG_OK)
+            sent++;
+        if (i % 10 == 9) /* a little in flight at a time, as a pipelining client */
+            while (oc.done < sent - 10) event_base_loop(base, EVLOOP_ONCE);
+    }
+    while (oc.done < sent) event_base_loop(base, EVLOOP_ONCE);
+    CHECK_INT(sent, 2 * ORDER_PAIRS);
+    CHECK_INT(oc.wrong, 0);
+    sg_client_free(c);
+    event_base_free(base);
+}
+
 /* What the API refuses, and how it says so. */
 static void test_refusals(void) {
     sg_client *c = cluster_client();
@@ -751,6 +836,7 @@ int main(void) {
     RUN(test_acl);
     RUN(test_tls);
     RUN(test_pool_bounds);
+    RUN(test_pool_keeps_order);
     RUN(test_refusals);
     RUN(test_scan);
     RUN(test_admin_fan_outs);

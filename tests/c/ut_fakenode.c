@@ -529,6 +529,47 @@ static void test_transient_then_ok(void) {
     fn_free(a);
 }
 
+/* A pipeline answered CLUSTERDOWN (a failover under way), then served: the
+ * retried commands reach the node in the order they were sent, so each GET
+ * reads the SET just before it. (Backoff timers that end together used to
+ * fire in any order, and a new map sent the retries newest first.) */
+static void test_transient_keeps_order(void) {
+    enum { N = 40 };
+    struct event_base *base = event_base_new();
+    fn_node *a = fn_start();
+    sg_client *c;
+    outcome o[2 * N];
+    char key[N][32], val[N][32];
+    int i, bad = 0;
+    memset(o, 0, sizeof o);
+    map_all_to(a, &a, 1);
+    c = fn_client(a, 1, base, NULL);
+    CHECK_INT(sg_client_connect(c), SG_OK);
+    for (i = 0; i < N; i++) {
+        snprintf(key[i], sizeof key[i], "ord%d", i);
+        snprintf(val[i], sizeof val[i], "v%d", i);
+        fn_rule_add(a, (fn_spec){.cmd = "SET", .key = key[i], .times = 1, .reply = transient[1]});
+        fn_rule_add(a, (fn_spec){.cmd = "GET", .key = key[i], .times = 1, .reply = transient[1]});
+    }
+    for (i = 0; i < N; i++) {
+        CHECK_INT(send_async(c, &o[2 * i], "SET %s %s", key[i], val[i]), SG_OK);
+        CHECK_INT(send_async(c, &o[2 * i + 1], "GET %s", key[i], NULL), SG_OK);
+    }
+    CHECK(run_until_called(base, o, 2 * N, 10000));
+    for (i = 0; i < N; i++) {
+        CHECK_REPLY(o[2 * i].reply, SG_REPLY_STATUS, "OK");
+        if (!reply_is_str(o[2 * i + 1].reply, SG_REPLY_STRING, val[i]) && bad++ < 3)
+            fprintf(stderr, "  GET %s right after its SET: %s\n", key[i],
+                    o[2 * i + 1].reply == NULL ? o[2 * i + 1].msg
+                    : o[2 * i + 1].reply->type == SG_REPLY_NIL ? "nil" : "another reply");
+    }
+    CHECK_INT(bad, 0);
+    outcomes_free(o, 2 * N);
+    sg_client_free(c);
+    event_base_free(base);
+    fn_free(a);
+}
+
 /* Answered forever: each caller gets the error reply after a bounded number
  * of tries, in bounded time (the three run at once on an async client). */
 static void test_transient_forever(void) {
@@ -1142,6 +1183,7 @@ int main(void) {
     RUN_T(test_ask);
     RUN_T(test_too_many_redirects);
     RUN_T(test_transient_then_ok);
+    RUN_T(test_transient_keeps_order);
     RUN_T(test_transient_forever);
     RUN_T(test_stall);
     RUN_T(test_stall_blocking);

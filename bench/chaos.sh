@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# chaos.sh — slotgated under load while its cluster is hurt: starts the test
+# harness's servers and slotgated in front of their cluster, runs bench/chaos
+# (writers through slotgated; meanwhile, in turns, a master SIGKILLed and
+# restarted, slots migrated, slotgated's upstream connections killed with
+# CLIENT KILL, a node stalled with SIGSTOP), then reads every acknowledged
+# write back and prints the figures. Stops everything it started on the way
+# out, however it comes.
+#
+#   bench/chaos.sh [--duration SECONDS] [--conns N] [--pipeline N] [--seed N]
+#                  [--port PORT]
+#
+#   --duration S   how long the load and the faults last (default 180); the
+#                  check at the end comes on top (seconds to a minute)
+#   --conns N      writer connections to slotgated (default 4)
+#   --pipeline N   writes in flight per connection (default 1); with N > 1
+#                  each SET goes with a GET and an ECHO of its key, whose
+#                  replies must match (the order of replies under faults)
+#   --seed N       the faults' random choices (default: the time)
+#   --port PORT    slotgated's port (default 18500)
+#
+# Exit status: 0 when no write confirmed replicated was lost, no reply was
+# wrong and slotgated is alive (and answers) at the end; 1 otherwise; 2 for a usage error. Writes
+# acknowledged but not confirmed replicated may be lost by Redis's own rules
+# (asynchronous replication): they are counted, not failed on.
+#
+# Environment: SG_BUILD_DIR (default build/; slotgated and libslotgate are
+# built there when missing), SG_BENCH_PORT_BASE (default 18000), the
+# harness's SG_TEST_PORT_BASE (its ports are listed at the top of
+# tests/harness/servers.sh); CC. See bench/README.md.
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR source=common.sh
+. "$(dirname "$0")/common.sh"
+
+DURATION=180
+CONNS=4
+PIPELINE=1
+SEED=0
+PORT=18500
+
+script_option() {
+    case $1 in
+    --duration) posint_option "$@"; DURATION=$2; TOOK=2 ;;
+    --conns) posint_option "$@"; CONNS=$2; TOOK=2 ;;
+    --pipeline) posint_option "$@"; PIPELINE=$2; TOOK=2 ;;
+    --seed) posint_option "$@"; SEED=$2; TOOK=2 ;;
+    --port) posint_option "$@"; PORT=$2; TOOK=2 ;;
+    *) return 1 ;;
+    esac
+}
+parse_options "$@"
+[[ -z $CLUSTER ]] || die "--cluster: chaos kills and restarts servers, so it runs only on servers it starts"
+
+# ---- build, servers, slotgated ------------------------------------------------------
+
+BENCH_SOURCES=("$ROOT/tests/c/test.c" "$ROOT/tests/c/test.h" "$ROOT/tests/c/cluster_ops.h")
+# -Wno-restrict: gcc's false alarm on cluster_ops.h's snprintf into n->err once inlined
+BENCH_FLAGS=(-I"$ROOT/tests/c" -pthread -Wno-restrict)
+build_bench chaos hiredis
+start_servers 18000 slotgate-chaos
+export SG_TEST_STATE=$STATE # the run records the servers it restarts there
+start_slotgated "$PORT"
+
+# ---- the run -------------------------------------------------------------------------
+
+rc=0
+"$BIN" --gateway "127.0.0.1:$PORT" --cluster "$CLUSTER" --duration "$DURATION" \
+    --conns "$CONNS" --pipeline "$PIPELINE" --sg-pid "$SG_PID" --seed "$SEED" "${EXTRA[@]}" || rc=$?
+
+echo
+status=0
+slotgated_verdict || status=1
+case $rc in
+0) say "no write confirmed replicated was lost" ;;
+1) say "A WRITE CONFIRMED REPLICATED WAS LOST, A REPLY WAS WRONG, or the check failed (above)"; status=1 ;;
+*) say "bench/chaos failed (status $rc)"; status=1 ;;
+esac
+finish "$status"
