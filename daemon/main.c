@@ -59,16 +59,15 @@ static void on_ready(void *ud) {
 /* Serves with the settings read; the exit status. */
 static int serve(const sg_config *cfg, sg_daemon_settings *ds) {
     sg_serve_opts o;
+    sg_serve_user *users = NULL;
     const char **listen;
     char err[SG_ERRMSG_MAX];
     size_t i;
     int rc;
     /* what this build does not do yet is refused, not ignored */
-    if (ds->nusers > 0 || ds->metrics != NULL || ds->syslog) {
+    if (ds->metrics != NULL || ds->syslog) {
         fprintf(stderr, "slotgated: %s is not supported by this build yet\n",
-                ds->nusers ? "\"users\" (SLOTGATE_USERS)"
-                : ds->metrics ? "\"metrics\" (SLOTGATE_METRICS)"
-                              : "\"syslog\" (SLOTGATE_SYSLOG)");
+                ds->metrics ? "\"metrics\" (SLOTGATE_METRICS)" : "\"syslog\" (SLOTGATE_SYSLOG)");
         return 1;
     }
     sg_set_log(log_stderr, ds->log_level, NULL);
@@ -77,6 +76,16 @@ static int serve(const sg_config *cfg, sg_daemon_settings *ds) {
         return 1;
     }
     for (i = 0; i < ds->nlisten; i++) listen[i] = ds->listen[i].text;
+    if (ds->nusers > 0 && (users = calloc(ds->nusers, sizeof *users)) == NULL) {
+        fprintf(stderr, "slotgated: out of memory\n");
+        free(listen);
+        return 1;
+    }
+    for (i = 0; i < ds->nusers; i++) {
+        users[i].name = ds->users[i].name;
+        users[i].password = ds->users[i].password;
+        users[i].policy = ds->users[i].policy;
+    }
     memset(&o, 0, sizeof o);
     o.listen = listen;
     o.nlisten = (int)ds->nlisten;
@@ -85,6 +94,8 @@ static int serve(const sg_config *cfg, sg_daemon_settings *ds) {
     o.policies = (const char *const *)ds->policy;
     o.npolicies = (int)ds->npolicy;
     o.requirepass = ds->requirepass;
+    o.users = users;
+    o.nusers = (int)ds->nusers;
     o.max_clients = ds->max_clients;
     o.max_request_bytes = ds->max_request_bytes;
     o.idle_timeout = ds->client_idle_timeout;
@@ -95,6 +106,7 @@ static int serve(const sg_config *cfg, sg_daemon_settings *ds) {
     rc = sg_serve(cfg, &o, err, sizeof err);
     if (rc != 0) fprintf(stderr, "slotgated: %s\n", err);
     free(listen);
+    free(users);
     return rc == 0 ? 0 : 1;
 }
 

@@ -192,38 +192,6 @@ int is(const sg_resp_req *r, int i, const char *word) {
     return i < r->argc && r->argvlen[i] == n && strncasecmp(r->argv[i], word, n) == 0;
 }
 
-static int equal_ct(const char *a, size_t alen, const char *b) {
-    /* constant time in the secret's length: no early exit on a mismatch */
-    size_t blen = strlen(b), i;
-    unsigned char diff = (unsigned char)(alen != blen);
-    for (i = 0; i < blen; i++) diff |= (unsigned char)((i < alen ? a[i] : 0) ^ b[i]);
-    return diff == 0;
-}
-
-static void do_auth(session *s, const sg_resp_req *r, sg_buf *b) {
-    const char *pass = s->w->srv->o->requirepass;
-    if (pass == NULL || pass[0] == '\0') {
-        put_error(b, "ERR AUTH <password> called without any password configured for the default user. "
-                     "Are you sure your configuration is correct?");
-        return;
-    }
-    if (r->argc == 3 && !(r->argvlen[1] == 7 && strncmp(r->argv[1], "default", 7) == 0)) {
-        put_error(b, "WRONGPASS invalid username-password pair or user is disabled.");
-        return;
-    }
-    if (r->argc < 2 || r->argc > 3) {
-        put_error(b, "ERR wrong number of arguments for 'auth' command");
-        return;
-    }
-    if (equal_ct(r->argv[r->argc - 1], r->argvlen[r->argc - 1], pass)) {
-        s->authed = 1;
-        sg_resp_set_auth_required(s->rp, 0);
-        sg_buf_puts(b, "+OK\r\n");
-    } else {
-        put_error(b, "WRONGPASS invalid username-password pair or user is disabled.");
-    }
-}
-
 static void do_hello(session *s, const sg_resp_req *r, sg_buf *b) {
     int i = 2;
     if (r->argc >= 2) {
@@ -242,7 +210,7 @@ static void do_hello(session *s, const sg_resp_req *r, sg_buf *b) {
             a.argc = 3;
             a.argv = argv;
             a.argvlen = lens;
-            do_auth(s, &a, &tmp);
+            users_auth(s, &a, &tmp);
             if (tmp.data && tmp.data[0] == '-') {
                 sg_buf_append(b, tmp.data, tmp.len);
                 sg_buf_free(&tmp);
@@ -318,13 +286,13 @@ static void do_info(session *s, sg_buf *b) {
         }
         sg_buf_printf(&t, "map_refreshes:%llu\r\n", (unsigned long long)sg_client_refresh_count(c));
     }
-    if (w->policy) {
+    if (w->policy || w->user_policy) {
         sg_policy_stats ps;
-        sg_policy_stats_get(w->policy, &ps);
+        policies_stats(w, &ps);
         sg_buf_printf(&t,
                       "\r\n# Policy (this worker)\r\npolicy_scripts:%d\r\npolicy_denied:%llu\r\n"
                       "policy_rewritten:%llu\r\npolicy_hook_errors:%llu\r\npolicy_hook_timeouts:%llu\r\n",
-                      sg_policy_count(w->policy), (unsigned long long)ps.denied,
+                      w->policy ? sg_policy_count(w->policy) : 0, (unsigned long long)ps.denied,
                       (unsigned long long)ps.rewritten, (unsigned long long)ps.hook_errors,
                       (unsigned long long)ps.hook_timeouts);
     }
@@ -343,7 +311,7 @@ static const char *const refused[] = {"MULTI",     "EXEC",       "DISCARD",     
 /* Answers r if the gateway itself does; 1 when answered. */
 static int local_command(session *s, const sg_resp_req *r, sg_buf *b) {
     int i;
-    if (is(r, 0, "AUTH")) do_auth(s, r, b);
+    if (is(r, 0, "AUTH")) users_auth(s, r, b);
     else if (is(r, 0, "HELLO")) do_hello(s, r, b);
     else if (is(r, 0, "QUIT")) {
         sg_buf_puts(b, "+OK\r\n");
@@ -402,7 +370,8 @@ static void handle(session *s, const sg_resp_req *r) {
     }
     o->s = s;
     o->seq = seq;
-    ctx.user = s->w->srv->o->requirepass && s->w->srv->o->requirepass[0] ? "default" : NULL;
+    ctx.user = session_user(s);
+    sg_gateway_set_policy(s->w->gw, session_policy(s)); /* the user's own, if any */
     ctx.client = s->name;
     ctx.addr = s->addr;
     s->inflight++;
@@ -503,7 +472,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
     s->w = w;
     s->id = __atomic_add_fetch(&srv->next_id, 1, __ATOMIC_RELAXED);
-    s->authed = srv->o->requirepass == NULL || srv->o->requirepass[0] == '\0';
+    s->authed = !users_required(srv->o);
+    s->user = -1;
     if (!s->authed) sg_resp_set_auth_required(s->rp, 1);
     if (sa->sa_family == AF_INET) {
         struct sockaddr_in *in = (struct sockaddr_in *)sa;
@@ -571,16 +541,9 @@ static struct evconnlistener *listen_on(worker *w, const char *spec, char *err, 
 /* ---- workers -------------------------------------------------------------------------------- */
 
 static void on_reload(evutil_socket_t fd, short what, void *arg) {
-    worker *w = arg;
     (void)fd;
     (void)what;
-    if (w->policy == NULL) return;
-    if (sg_policy_load(w->policy, w->srv->o->policies, w->srv->o->npolicies) == SG_OK)
-        sg_log(SG_LOG_INFO, "worker %d: %d policy script(s) reloaded", w->id,
-               sg_policy_count(w->policy));
-    else
-        sg_log(SG_LOG_ERROR, "worker %d: reload failed, the previous policies stay: %s", w->id,
-               sg_errmsg(w->policy));
+    policies_reload(arg);
 }
 
 /* Stopping: exits the loop once every reply owed is written out. */
@@ -644,7 +607,7 @@ static void worker_free(worker *w) {
     /* the gateway answers what is still in flight (SG_ECLOSED) */
     while ((s = w->sessions) != NULL) session_close(s);
     sg_gateway_free(w->gw);
-    sg_policy_free(w->policy);
+    policies_free(w);
     if (w->reload_ev) event_free(w->reload_ev);
     if (w->stop_ev) event_free(w->stop_ev);
     if (w->stop_timer) event_free(w->stop_timer);
@@ -665,17 +628,7 @@ static int worker_init(worker *w, server *srv, int id, char *err, size_t errlen)
         snprintf(err, errlen, "%s", w->gw ? sg_errmsg(w->gw) : "out of memory");
         return -1;
     }
-    if (o->npolicies > 0) {
-        if ((w->policy = sg_policy_new()) == NULL) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
-        if (sg_policy_load(w->policy, o->policies, o->npolicies) != SG_OK) {
-            snprintf(err, errlen, "%s", sg_errmsg(w->policy));
-            return -1;
-        }
-        sg_gateway_set_policy(w->gw, w->policy);
-    }
+    if (policies_load(w, err, errlen) != 0) return -1;
     if ((w->ls = sg_calloc((size_t)(o->nlisten ? o->nlisten : 1), sizeof *w->ls)) == NULL) {
         snprintf(err, errlen, "out of memory");
         return -1;

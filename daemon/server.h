@@ -9,6 +9,14 @@
 
 #include "slotgate.h"
 
+/* One client user: AUTH name password. */
+typedef struct sg_serve_user {
+    const char *name;
+    const char *password; /* never empty */
+    const char *policy;   /* a script run after the common ones for this user's
+                             commands; NULL: the common ones alone */
+} sg_serve_user;
+
 /* What the server needs from the settings. */
 typedef struct sg_serve_opts {
     const char *const *listen; /* "host:port", "[v6]:port", "unix:/path" */
@@ -17,7 +25,12 @@ typedef struct sg_serve_opts {
     int threads;               /* worker threads (>= 1) */
     const char *const *policies; /* script paths, in order */
     int npolicies;
-    const char *requirepass;   /* NULL or "": no client authentication */
+    const char *requirepass;   /* NULL or "": the default user needs none */
+    const sg_serve_user *users; /* more users (users.c); clients must
+                                   authenticate when there are any */
+    int nusers;
+    const char *metrics;       /* "host:port" of the HTTP endpoint (metrics.c);
+                                  NULL or "": none */
     long long max_clients;     /* per process */
     long long max_request_bytes; /* one request, all its arguments */
     long long idle_timeout;    /* seconds without a request before a client is

@@ -1,0 +1,198 @@
+-- Operating slotgated: users and their own policies, the metrics and health
+-- endpoint, logging, the start-up checks (a port another slotgated holds),
+-- the command line, the signals, and the packaged example settings.
+local helper = require "helper"
+
+local q = helper.shell_quote
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function write(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+local function sh(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1"))
+  local out = p:read("*a")
+  p:close()
+  return out
+end
+
+local function alive(pid) return os.execute("kill -0 " .. pid .. " 2>/dev/null") == 0 end
+
+-- Polls f() every 50 ms until it returns a true value (at most 10 s).
+local function wait_for(f)
+  for _ = 1, 200 do
+    local v = f()
+    if v then return v end
+    os.execute("sleep 0.05")
+  end
+  return f()
+end
+
+local dir = os.tmpname()
+os.remove(dir)
+os.execute("mkdir -p " .. q(dir))
+
+local next_port = helper.port(900)
+local function new_port()
+  next_port = next_port + 1
+  return next_port
+end
+
+-- Starts slotgated (args: extra command-line words, env: variables added);
+-- returns {port, pid, log} once it answers on its port.
+local function start(env, args)
+  local d = { port = new_port() }
+  d.log, d.pidfile = dir .. "/sg" .. d.port .. ".log", dir .. "/sg" .. d.port .. ".pid"
+  local vars = {
+    TYK_GW_STORAGE_ADDRS = helper.server_var("SG_TEST_CLUSTER_MASTERS"),
+    TYK_GW_STORAGE_ENABLECLUSTER = "true",
+    SLOTGATE_LISTEN = "127.0.0.1:" .. d.port,
+    SLOTGATE_THREADS = "2",
+  }
+  for k, v in pairs(env or {}) do vars[k] = v end
+  local parts = { "env" }
+  for k, v in pairs(vars) do parts[#parts + 1] = q(k .. "=" .. v) end
+  parts[#parts + 1] = q(helper.slotgated)
+  for _, a in ipairs(args or {}) do parts[#parts + 1] = q(a) end
+  os.execute(table.concat(parts, " ") .. " >" .. q(d.log) .. " 2>&1 & echo $! >" .. q(d.pidfile))
+  d.pid = tonumber(slurp(d.pidfile))
+  local up = wait_for(function()
+    local out = sh("redis-cli -p " .. d.port .. " PING")
+    return out:match("PONG") or out:match("NOAUTH") or not alive(d.pid)
+  end)
+  if not up or not alive(d.pid) then error("slotgated did not start: " .. slurp(d.log)) end
+  return d
+end
+
+-- Stops it with sig (default TERM); true when it exited within 15 s.
+local function stop(d, sig)
+  if not alive(d.pid) then return true end
+  os.execute("kill -" .. (sig or "TERM") .. " " .. d.pid)
+  if wait_for(function() return not alive(d.pid) end) then return true end
+  os.execute("kill -KILL " .. d.pid)
+  return false
+end
+
+-- redis-cli on d's port; the commands of script (one a line) go through one
+-- connection when given.
+local function cli(d, args, script)
+  if script then
+    write(dir .. "/cmds", script)
+    return sh("redis-cli --no-auth-warning -p " .. d.port .. " " .. (args or "") .. " < " ..
+              q(dir .. "/cmds"))
+  end
+  return sh("redis-cli --no-auth-warning -p " .. d.port .. " " .. args)
+end
+
+-- A settings file with the test cluster and a slotgate object (JSON text).
+local function conf(name, slotgate)
+  local path = dir .. "/" .. name
+  write(path, '{"storage": {"enable_cluster": true, "addrs": ["' ..
+        helper.server_var("SG_TEST_CLUSTER_MASTERS"):gsub(",", '", "') .. '"]},\n' ..
+        ' "slotgate": ' .. slotgate .. '}\n')
+  return path
+end
+
+describe("slotgated users", function()
+  local d, common, alice_pol
+
+  setup(function()
+    common = dir .. "/common.lua"
+    alice_pol = dir .. "/alice.lua"
+    write(common, "return {name = 'common', prefix = 'u:{user}:', deny_commands = {'FLUSHALL'}}")
+    write(alice_pol, "return {name = 'alice_only', deny_commands = {'KEYS'}}")
+    local path = conf("users.json", string.format(
+      '{"policy": [%q], "users": {"alice": {"password": "a-pass", "policy": %q},' ..
+      ' "bob": {"password": "b-pass"}}}', common, alice_pol))
+    d = start({}, { "-c", path })
+  end)
+  teardown(function() if d then stop(d) end end)
+
+  it("lets nothing but AUTH, HELLO and QUIT through before authentication", function()
+    assert.matches("NOAUTH", cli(d, "GET x"))
+    assert.matches("NOAUTH", cli(d, "PING"))
+    assert.matches("NOAUTH", cli(d, "INFO"))
+    assert.equal("OK\n", cli(d, "QUIT"))
+  end)
+
+  it("refuses a wrong password, an unknown user and a bare password", function()
+    assert.matches("WRONGPASS", cli(d, "--user alice --pass b-pass PING"))
+    assert.matches("WRONGPASS", cli(d, "--user nobody --pass a-pass PING"))
+    assert.matches("WRONGPASS", cli(d, "--user alice --pass a-pas PING"))
+    assert.matches("WRONGPASS", cli(d, "--user alice --pass a-passx PING"))
+    -- no requirepass: the default user has no password to match
+    assert.matches("WRONGPASS", cli(d, "-a a-pass PING"))
+    -- a failed AUTH leaves the connection unauthenticated
+    assert.matches("WRONGPASS.*NOAUTH", cli(d, "", "AUTH alice nope\nGET x\n"))
+  end)
+
+  it("authenticates each user with AUTH and with HELLO 2 AUTH", function()
+    assert.equal("PONG\n", cli(d, "--user alice --pass a-pass PING"))
+    assert.equal("PONG\n", cli(d, "--user bob --pass b-pass PING"))
+    local out = cli(d, "", "HELLO 2 AUTH bob b-pass\nPING\n")
+    assert.matches("slotgate", out)
+    assert.matches("PONG", out)
+    assert.matches("NOPROTO", cli(d, "", "HELLO 3 AUTH bob b-pass\n"))
+    assert.matches("WRONGPASS", cli(d, "", "HELLO 2 AUTH bob a-pass\n"))
+  end)
+
+  it("gives the policies the session's user", function()
+    assert.equal("OK\n", cli(d, "--user bob --pass b-pass SET ukey from-bob"))
+    assert.equal("OK\n", cli(d, "--user alice --pass a-pass SET ukey from-alice"))
+    -- each user's keys live under its own prefix ({user} in the common policy)
+    assert.equal("from-bob\n", cli(d, "--user bob --pass b-pass GET ukey"))
+    assert.equal("from-alice\n", cli(d, "--user alice --pass a-pass GET ukey"))
+    local direct = "redis-cli -c -p " .. helper.server_var("SG_TEST_CLUSTER_MASTERS"):match(":(%d+)")
+    assert.equal("from-alice\n", sh(direct .. " GET u:alice:ukey"))
+    assert.equal("from-bob\n", sh(direct .. " GET u:bob:ukey"))
+  end)
+
+  it("runs a user's own policy after the common ones, for that user only", function()
+    assert.matches("policy common refuses FLUSHALL", cli(d, "--user alice --pass a-pass FLUSHALL"))
+    assert.matches("policy common refuses FLUSHALL", cli(d, "--user bob --pass b-pass FLUSHALL"))
+    assert.matches("policy alice_only refuses KEYS", cli(d, "--user alice --pass a-pass KEYS nothing*"))
+    assert.equal("\n", cli(d, "--user bob --pass b-pass KEYS nothing*")) -- an empty array
+  end)
+
+  it("reloads every set on SIGHUP, or none when one fails", function()
+    write(alice_pol, "return {name = 'alice_v2', deny_commands = {'DBSIZE'}}")
+    os.execute("kill -HUP " .. d.pid)
+    assert.is_truthy(wait_for(function()
+      return cli(d, "--user alice --pass a-pass DBSIZE"):match("alice_v2 refuses DBSIZE")
+    end))
+    assert.matches("^%d+\n$", cli(d, "--user bob --pass b-pass DBSIZE"))
+    -- a broken user script: the common set is not replaced either
+    write(common, "return {name = 'common_v2', deny_commands = {'FLUSHDB'}}")
+    write(alice_pol, "return {")
+    os.execute("kill -HUP " .. d.pid)
+    assert.is_truthy(wait_for(function()
+      return slurp(d.log):match('reload failed, the previous policies stay: user "alice"')
+    end))
+    assert.matches("alice_v2 refuses DBSIZE", cli(d, "--user alice --pass a-pass DBSIZE"))
+    assert.matches("policy common refuses FLUSHALL", cli(d, "--user bob --pass b-pass FLUSHALL"))
+    write(alice_pol, "return {name = 'alice_only', deny_commands = {'KEYS'}}")
+    write(common, "return {name = 'common', prefix = 'u:{user}:', deny_commands = {'FLUSHALL'}}")
+  end)
+
+  it("takes users from SLOTGATE_USERS, beside requirepass for the default user", function()
+    local e = start({ SLOTGATE_USERS = "carol:c-pass,dave:d:pass", SLOTGATE_REQUIREPASS = "dflt" })
+    finally(function() stop(e) end)
+    assert.matches("NOAUTH", cli(e, "PING"))
+    assert.equal("PONG\n", cli(e, "--user carol --pass c-pass PING"))
+    assert.equal("PONG\n", cli(e, "--user dave --pass d:pass PING"))
+    assert.equal("PONG\n", cli(e, "-a dflt PING"))
+    assert.equal("PONG\n", cli(e, "--user default --pass dflt PING"))
+    assert.matches("WRONGPASS", cli(e, "--user carol --pass dflt PING"))
+    assert.is_true(stop(e))
+  end)
+end)
