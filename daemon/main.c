@@ -65,9 +65,8 @@ static int serve(const sg_config *cfg, sg_daemon_settings *ds) {
     size_t i;
     int rc;
     /* what this build does not do yet is refused, not ignored */
-    if (ds->metrics != NULL || ds->syslog) {
-        fprintf(stderr, "slotgated: %s is not supported by this build yet\n",
-                ds->metrics ? "\"metrics\" (SLOTGATE_METRICS)" : "\"syslog\" (SLOTGATE_SYSLOG)");
+    if (ds->syslog) {
+        fprintf(stderr, "slotgated: \"syslog\" (SLOTGATE_SYSLOG) is not supported by this build yet\n");
         return 1;
     }
     sg_set_log(log_stderr, ds->log_level, NULL);
@@ -100,6 +99,7 @@ static int serve(const sg_config *cfg, sg_daemon_settings *ds) {
     o.max_request_bytes = ds->max_request_bytes;
     o.idle_timeout = ds->client_idle_timeout;
     o.output_limit = ds->client_output_limit;
+    o.metrics = ds->metrics ? ds->metrics->text : NULL;
     o.shutdown_timeout = (int)ds->shutdown_timeout;
     o.ready = on_ready;
     o.ready_ud = ds;

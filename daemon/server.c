@@ -24,6 +24,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "metrics.h"
 #include "resp.h"
 #include "server.h"
 #include "session.h"
@@ -669,6 +670,7 @@ int sg_serve(const sg_config *cfg, const sg_serve_opts *o, char *err, size_t err
     server srv;
     struct event_base *main_base = NULL;
     struct event *sigs[3] = {NULL, NULL, NULL};
+    metrics *metrics_srv = NULL;
     static const int signos[3] = {SIGTERM, SIGINT, SIGHUP};
     int i, started = 0, rc = -1;
     memset(&srv, 0, sizeof srv);
@@ -704,13 +706,18 @@ int sg_serve(const sg_config *cfg, const sg_serve_opts *o, char *err, size_t err
         }
         started++;
     }
+    if (started == srv.nw && o->metrics && o->metrics[0] &&
+        (metrics_srv = metrics_start(&srv, err, errlen)) == NULL)
+        started = -started; /* cannot serve the endpoint asked for: stop */
     if (started == srv.nw) {
         sg_log(SG_LOG_INFO, "serving with %d worker(s)", srv.nw);
         if (o->ready) o->ready(o->ready_ud);
         /* the main loop only waits for signals; it ends when the workers do */
         while (!srv.stop) event_base_loop(main_base, EVLOOP_ONCE);
+        metrics_stop(metrics_srv);
         rc = 0;
     } else {
+        if (started < 0) started = -started;
         for (i = 0; i < started; i++) event_active(srv.w[i].stop_ev, EV_TIMEOUT, 1);
     }
     for (i = 0; i < started; i++) pthread_join(srv.w[i].tid, NULL);
@@ -719,6 +726,7 @@ done:
         if (sigs[i]) event_free(sigs[i]);
     if (main_base) event_base_free(main_base);
     for (i = 0; i < srv.nw; i++) worker_free(&srv.w[i]);
+    metrics_free(metrics_srv); /* after the workers' loops, which may hold its events */
     sg_free(srv.w);
     return rc;
 }

@@ -175,7 +175,8 @@ void policies_reload(worker *w) {
         if (n == 0) return; /* no scripts at all */
     }
     if (sets_load(o, &t, err, sizeof err) != 0) {
-        sg_log(SG_LOG_ERROR, "worker %d: reload failed, the previous policies stay: %s", w->id, err);
+        sg_log(SG_LOG_ERROR, "worker %d: reload failed, the previous policies stay: %s", w->id,
+               err);
         return;
     }
     /* the sets are used only while a command is handed to the gateway: none
@@ -186,8 +187,7 @@ void policies_reload(worker *w) {
     sg_gateway_set_policy(w->gw, w->policy);
     sets_free(&old, o->nusers);
     sg_log(SG_LOG_INFO, "worker %d: %d policy script(s) reloaded%s", w->id,
-           w->policy ? sg_policy_count(w->policy) : 0,
-           o->nusers ? ", and the users' own" : "");
+           w->policy ? sg_policy_count(w->policy) : 0, o->nusers ? ", and the users' own" : "");
 }
 
 void policies_free(worker *w) {

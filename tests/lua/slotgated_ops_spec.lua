@@ -28,11 +28,12 @@ end
 
 local function alive(pid) return os.execute("kill -0 " .. pid .. " 2>/dev/null") == 0 end
 
--- Polls f() every 50 ms until it returns a true value (at most 10 s).
+-- Polls f() every 50 ms until it returns a true value (at most 10 s);
+-- returns what f returned last.
 local function wait_for(f)
   for _ = 1, 200 do
-    local v = f()
-    if v then return v end
+    local r = { f() }
+    if r[1] then return unpack(r) end
     os.execute("sleep 0.05")
   end
   return f()
@@ -194,5 +195,112 @@ describe("slotgated users", function()
     assert.equal("PONG\n", cli(e, "--user default --pass dflt PING"))
     assert.matches("WRONGPASS", cli(e, "--user carol --pass dflt PING"))
     assert.is_true(stop(e))
+  end)
+end)
+
+-- HTTP GET of d's metrics endpoint: status code and body.
+local function http(port, path, method)
+  local out = sh("curl -s -m 10 -o " .. q(dir .. "/body") .. " -w '%{http_code}' " ..
+                 (method and ("-X " .. method .. " ") or "") .. "http://127.0.0.1:" .. port .. path)
+  return tonumber(out) or 0, slurp(dir .. "/body")
+end
+
+-- The value of one sample (name and labels as written) in a scrape.
+local function sample(text, series)
+  local v = text:match("\n" .. series:gsub("[%[%]%.%-%+%*%?%(%)%%]", "%%%0") .. " (%d+)\n")
+  return v and tonumber(v)
+end
+
+describe("slotgated metrics and health", function()
+  it("says healthy once every worker has the full slot map, and counts what it serves", function()
+    local mport = new_port()
+    local d = start({ SLOTGATE_METRICS = "127.0.0.1:" .. mport, SLOTGATE_THREADS = "3" })
+    finally(function() stop(d) end)
+    -- no command yet: asking is what starts the slot map discovery
+    local code, body = wait_for(function()
+      local c, b = http(mport, "/health")
+      if c == 200 then return c, b end
+    end)
+    assert.equal(200, code)
+    assert.equal("ok\n", body)
+    local _, before = http(mport, "/metrics")
+    assert.equal(3, sample(before, "slotgate_workers_answered"))
+    assert.equal(16384, sample(before, 'slotgate_upstream_slots_covered{upstream="default"}'))
+    local c0 = sample(before, "slotgate_commands_total")
+    local e0 = sample(before, "slotgate_error_replies_total")
+    assert.equal("OK\n", cli(d, "MSET m:{a} 1 m:{b} 2 m:{c} 3"))
+    for _ = 1, 20 do cli(d, "GET m:{a}") end
+    assert.matches("ERR", cli(d, "INCR m:{a} extra"))
+    local _, after = http(mport, "/metrics")
+    assert.equal(c0 + 22, sample(after, "slotgate_commands_total"))
+    assert.is_true(sample(after, "slotgate_error_replies_total") >= e0 + 1)
+    -- every master is listed, with commands summed over the workers
+    local sent = 0
+    for addr in helper.server_var("SG_TEST_CLUSTER_MASTERS"):gmatch("[^,]+") do
+      assert.equal(1, sample(after, 'slotgate_node_master{upstream="default",node="' .. addr .. '"}'))
+      sent = sent + sample(after, 'slotgate_node_commands_total{upstream="default",node="' .. addr .. '"}')
+    end
+    assert.is_true(sent >= 23)
+    assert.matches("# TYPE slotgate_node_connections gauge", after, 1, true)
+    assert.is_truthy(sample(after, 'slotgate_upstream_map_refreshes_total{upstream="default"}') >= 3)
+    -- only GET on the two paths
+    assert.equal(404, (http(mport, "/nothing")))
+    assert.equal(405, (http(mport, "/metrics", "POST")))
+    assert.is_true(stop(d))
+  end)
+
+  it("counts the clients connected and the policies' decisions", function()
+    local mport = new_port()
+    local pol = dir .. "/deny.lua"
+    write(pol, "return {name = 'deny', deny_commands = {'FLUSHALL'}}")
+    local d = start({ SLOTGATE_METRICS = "127.0.0.1:" .. mport, SLOTGATE_POLICY = pol })
+    finally(function() stop(d) end)
+    os.execute("redis-cli -p " .. d.port .. " BLPOP ops:none 3 >/dev/null 2>&1 &")
+    local _, text = wait_for(function()
+      local c, b = http(mport, "/metrics")
+      if sample(b, "slotgate_clients_connected") == 1 then return c, b end
+    end)
+    assert.equal(1, sample(text, "slotgate_clients_connected"))
+    assert.matches("refuses FLUSHALL", cli(d, "FLUSHALL"))
+    local _, after = http(mport, "/metrics")
+    assert.equal(1, sample(after, "slotgate_policy_denied_total"))
+    assert.equal(1, sample(after, "slotgate_policy_scripts"))
+  end)
+
+  it("says unhealthy, and why, when an upstream cannot be reached", function()
+    local mport, dead = new_port(), new_port()
+    local d = start({ SLOTGATE_METRICS = "127.0.0.1:" .. mport,
+                      TYK_GW_STORAGE_ADDRS = "127.0.0.1:" .. dead })
+    finally(function() stop(d) end)
+    local code, body = wait_for(function()
+      local c, b = http(mport, "/health")
+      if c == 503 and b:match("127%.0%.0%.1:" .. dead) then return c, b end
+    end)
+    assert.equal(503, code)
+    assert.matches("upstream default: worker 0: 0 of 16384 slots served: .*127%.0%.0%.1:" .. dead, body)
+    local _, text = http(mport, "/metrics")
+    assert.equal(0, sample(text, 'slotgate_upstream_slots_covered{upstream="default"}'))
+  end)
+
+  it("serves a standalone upstream: healthy once connected", function()
+    local mport = new_port()
+    local d = start({ SLOTGATE_METRICS = "127.0.0.1:" .. mport, SLOTGATE_THREADS = "1",
+                      TYK_GW_STORAGE_ADDRS = helper.server_var("SG_TEST_STANDALONE"),
+                      TYK_GW_STORAGE_ENABLECLUSTER = "false" })
+    finally(function() stop(d) end)
+    assert.is_truthy(wait_for(function() return http(mport, "/health") == 200 end))
+  end)
+
+  it("refuses to start when the metrics address is taken, naming it", function()
+    local mport = new_port()
+    local d = start({ SLOTGATE_METRICS = "127.0.0.1:" .. mport })
+    finally(function() stop(d) end)
+    local code, _, err = helper.run({ helper.slotgated }, {
+      TYK_GW_STORAGE_ADDRS = helper.server_var("SG_TEST_CLUSTER_MASTERS"),
+      TYK_GW_STORAGE_ENABLECLUSTER = "true",
+      SLOTGATE_LISTEN = "127.0.0.1:" .. new_port(),
+      SLOTGATE_METRICS = "127.0.0.1:" .. mport })
+    assert.equal(1, code)
+    assert.matches("metrics 127%.0%.0%.1:" .. mport .. ": Address already in use", err)
   end)
 end)
