@@ -226,9 +226,7 @@ static void gather(metrics *m) {
     for (i = 0; i < m->srv->nw; i++) m->ws[i].want = 0; /* late answers are dropped */
 }
 
-/* ---- /metrics
- * ------------------------------------------------------------------------------
- */
+/* ---- /metrics --------------------------------------------------------------------------- */
 
 /* A label value: backslash, quote and newline escaped. */
 static void put_label(sg_buf *b, const char *s) {
@@ -385,9 +383,7 @@ static void render_metrics(metrics *m, sg_buf *b) {
     }
 }
 
-/* ---- /health
- * -------------------------------------------------------------------------------
- */
+/* ---- /health ---------------------------------------------------------------------------- */
 
 /* 1 when every worker answered and serves every slot of every upstream;
  * otherwise 0 and b says why, a line each. */
@@ -418,9 +414,7 @@ static int render_health(metrics *m, sg_buf *b) {
     return ok;
 }
 
-/* ---- HTTP
- * ----------------------------------------------------------------------------------
- */
+/* ---- HTTP ------------------------------------------------------------------------------- */
 
 static void reply(struct evhttp_request *req, int code, const char *why, const char *type,
                   const sg_buf *body) {
@@ -464,9 +458,7 @@ static void on_request(struct evhttp_request *req, void *arg) {
     sg_buf_free(&b);
 }
 
-/* ---- the thread
- * ------------------------------------------------------------------------------
- */
+/* ---- the thread ------------------------------------------------------------------------- */
 
 static void on_stop(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
