@@ -2,15 +2,18 @@
  * main.c — slotgated's command line: reads the storage settings (the core's)
  * and the daemon's own (settings.c); with --check prints the effective
  * settings of both (secrets masked, each with its source) or the errors and
- * exits; otherwise serves (server.c) until SIGTERM.
+ * exits; otherwise serves (server.c) until SIGTERM or SIGINT, logging
+ * (log.c) to stderr or syslog.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "settings.h"
 #include "server.h"
 #include "slotgate.h"
@@ -22,7 +25,9 @@ static void usage(FILE *out) {
             "\n"
             "Serves Redis clients in front of the storage the settings name, until\n"
             "SIGTERM or SIGINT (in-flight commands finish first); SIGHUP reloads the\n"
-            "policy scripts.\n"
+            "policy scripts (users' own too; all of them or none). With the metrics\n"
+            "setting, http://ADDR/metrics (Prometheus) and /health (200 once every\n"
+            "upstream's slot map is full) are served.\n"
             "\n"
             "  -c, --config FILE  a Tyk settings file: tyk.conf, tyk_analytics.conf\n"
             "                     or pump.conf (without it: the environment alone)\n"
@@ -40,17 +45,13 @@ static void usage(FILE *out) {
             "(SLOTGATE_LISTEN=127.0.0.1:6380,unix:/run/slotgate.sock). See the README.\n");
 }
 
-static void log_stderr(int level, const char *msg, void *ud) {
-    (void)ud;
-    fprintf(stderr, "slotgated: %s: %s\n", sg_log_level_name(level), msg);
-}
-
 /* Drops to the configured user once every socket is bound. */
 static void on_ready(void *ud) {
     const sg_daemon_settings *ds = ud;
     if (ds->user[0] == '\0') return;
-    if (setgid(ds->gid) != 0 || setuid(ds->uid) != 0) {
-        fprintf(stderr, "slotgated: cannot become user %s: %s\n", ds->user, strerror(errno));
+    /* the groups first: root's supplementary groups must not stay */
+    if (initgroups(ds->user, ds->gid) != 0 || setgid(ds->gid) != 0 || setuid(ds->uid) != 0) {
+        log_fatal("cannot become user %s: %s", ds->user, strerror(errno));
         exit(1);
     }
     sg_log(SG_LOG_INFO, "running as user %s", ds->user);
@@ -64,12 +65,7 @@ static int serve(const sg_config *cfg, sg_daemon_settings *ds) {
     char err[SG_ERRMSG_MAX];
     size_t i;
     int rc;
-    /* what this build does not do yet is refused, not ignored */
-    if (ds->syslog) {
-        fprintf(stderr, "slotgated: \"syslog\" (SLOTGATE_SYSLOG) is not supported by this build yet\n");
-        return 1;
-    }
-    sg_set_log(log_stderr, ds->log_level, NULL);
+    log_setup(ds->log_level, ds->syslog);
     if ((listen = calloc(ds->nlisten, sizeof *listen)) == NULL) {
         fprintf(stderr, "slotgated: out of memory\n");
         return 1;
@@ -104,7 +100,7 @@ static int serve(const sg_config *cfg, sg_daemon_settings *ds) {
     o.ready = on_ready;
     o.ready_ud = ds;
     rc = sg_serve(cfg, &o, err, sizeof err);
-    if (rc != 0) fprintf(stderr, "slotgated: %s\n", err);
+    if (rc != 0) log_fatal("%s", err);
     free(listen);
     free(users);
     return rc == 0 ? 0 : 1;
@@ -150,7 +146,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     /* Warnings are part of the dumps: with --check, log only errors. */
-    sg_set_log(log_stderr, SG_LOG_ERROR, NULL);
+    log_setup(SG_LOG_ERROR, 0);
     cfg = sg_config_new();
     ds = sg_daemon_settings_new();
     if (cfg == NULL || ds == NULL) {

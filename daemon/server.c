@@ -682,6 +682,7 @@ int sg_serve(const sg_config *cfg, const sg_serve_opts *o, char *err, size_t err
         return -1;
     }
     signal(SIGPIPE, SIG_IGN);
+    if (sg_listen_check(o, err, errlen) != 0) return -1;
     if ((srv.w = sg_calloc((size_t)srv.nw, sizeof *srv.w)) == NULL) {
         snprintf(err, errlen, "out of memory");
         return -1;

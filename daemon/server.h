@@ -43,6 +43,12 @@ typedef struct sg_serve_opts {
     void *ready_ud;
 } sg_serve_opts;
 
+/* Whether every address of o->listen is free: no one listens on a TCP one
+ * (slotgated's own SO_REUSEPORT would let a second daemon share it) and no
+ * one serves a Unix one. 0, or -1 with the address named in err
+ * (portcheck.c). sg_serve checks first. */
+int sg_listen_check(const sg_serve_opts *o, char *err, size_t errlen);
+
 /* Serves until SIGTERM or SIGINT (then stops accepting, finishes what is in
  * flight within shutdown_timeout, and returns 0). SIGHUP reloads the policy
  * scripts in every worker; a set that fails to load leaves the old one and is

@@ -51,13 +51,14 @@ end
 
 -- Starts slotgated (args: extra command-line words, env: variables added);
 -- returns {port, pid, log} once it answers on its port.
-local function start(env, args)
-  local d = { port = new_port() }
+local function start(env, args, port)
+  local d = { port = port or new_port() }
+  d.sock = dir .. "/sg" .. d.port .. ".sock"
   d.log, d.pidfile = dir .. "/sg" .. d.port .. ".log", dir .. "/sg" .. d.port .. ".pid"
   local vars = {
     TYK_GW_STORAGE_ADDRS = helper.server_var("SG_TEST_CLUSTER_MASTERS"),
     TYK_GW_STORAGE_ENABLECLUSTER = "true",
-    SLOTGATE_LISTEN = "127.0.0.1:" .. d.port,
+    SLOTGATE_LISTEN = "127.0.0.1:" .. d.port .. ",unix:" .. d.sock,
     SLOTGATE_THREADS = "2",
   }
   for k, v in pairs(env or {}) do vars[k] = v end
@@ -65,8 +66,15 @@ local function start(env, args)
   for k, v in pairs(vars) do parts[#parts + 1] = q(k .. "=" .. v) end
   parts[#parts + 1] = q(helper.slotgated)
   for _, a in ipairs(args or {}) do parts[#parts + 1] = q(a) end
-  os.execute(table.concat(parts, " ") .. " >" .. q(d.log) .. " 2>&1 & echo $! >" .. q(d.pidfile))
-  d.pid = tonumber(slurp(d.pidfile))
+  d.rcfile = dir .. "/sg" .. d.port .. ".rc"
+  os.remove(d.pidfile)
+  os.remove(d.rcfile)
+  -- its exit status lands in rcfile; the waiting shell holds none of
+  -- busted's descriptors
+  os.execute("( " .. table.concat(parts, " ") .. " >" .. q(d.log) .. " 2>&1 & echo $! >" ..
+             q(d.pidfile) .. "; wait $!; echo $? >" .. q(d.rcfile) .. " ) >/dev/null 2>&1 &")
+  d.pid = wait_for(function() return tonumber(slurp(d.pidfile)) end)
+  assert(d.pid, "slotgated did not start: " .. slurp(d.log))
   local up = wait_for(function()
     local out = sh("redis-cli -p " .. d.port .. " PING")
     return out:match("PONG") or out:match("NOAUTH") or not alive(d.pid)
@@ -302,5 +310,93 @@ describe("slotgated metrics and health", function()
       SLOTGATE_METRICS = "127.0.0.1:" .. mport })
     assert.equal(1, code)
     assert.matches("metrics 127%.0%.0%.1:" .. mport .. ": Address already in use", err)
+  end)
+end)
+
+-- The exit status of a stopped daemon (nil while it runs).
+local function exit_status(d)
+  return wait_for(function() return tonumber(slurp(d.rcfile)) end)
+end
+
+describe("slotgated start-up and signals", function()
+  local storage = function()
+    return { TYK_GW_STORAGE_ADDRS = helper.server_var("SG_TEST_CLUSTER_MASTERS"),
+             TYK_GW_STORAGE_ENABLECLUSTER = "true" }
+  end
+
+  it("refuses a TCP port another slotgated listens on, naming the address", function()
+    local d = start()
+    finally(function() stop(d) end)
+    local env = storage()
+    env.SLOTGATE_LISTEN = "127.0.0.1:" .. new_port() .. ",127.0.0.1:" .. d.port
+    local code, _, err = helper.run({ helper.slotgated }, env)
+    assert.equal(1, code)
+    assert.matches("listen 127.0.0.1:" .. d.port .. ": the address is in use", err, 1, true)
+    -- the wildcard address covers it too
+    env.SLOTGATE_LISTEN = "0.0.0.0:" .. d.port
+    code, _, err = helper.run({ helper.slotgated }, env)
+    assert.equal(1, code)
+    assert.matches("listen 0.0.0.0:" .. d.port .. ": the address is in use", err, 1, true)
+    -- the first one still serves every client
+    for _ = 1, 10 do assert.equal("PONG\n", cli(d, "PING")) end
+  end)
+
+  it("refuses a Unix socket another slotgated serves, but takes over a stale one", function()
+    local d = start()
+    finally(function() stop(d) end)
+    local env = storage()
+    env.SLOTGATE_LISTEN = "unix:" .. d.sock
+    local code, _, err = helper.run({ helper.slotgated }, env)
+    assert.equal(1, code)
+    assert.matches("listen unix:" .. d.sock .. ": a process serves this socket already", err, 1, true)
+    assert.equal("PONG\n", sh("redis-cli -s " .. q(d.sock) .. " PING"))
+    -- killed without a chance to clean up: its socket file stays, serving no one
+    os.execute("kill -KILL " .. d.pid)
+    assert.equal(137, exit_status(d))
+    local e = start(nil, nil, d.port)
+    finally(function() stop(e) end)
+    assert.equal("PONG\n", sh("redis-cli -s " .. q(e.sock) .. " PING"))
+  end)
+
+  it("stops on SIGINT as on SIGTERM: finishes what is in flight, exits 0", function()
+    local d = start()
+    os.execute("redis-cli -p " .. d.port .. " BLPOP ops:sigint 1 >" .. q(dir .. "/blpop") .. " 2>&1 &")
+    assert.is_truthy(wait_for(function()
+      return cli(d, "INFO"):match("connected_clients:2")
+    end))
+    assert.is_true(stop(d, "INT"))
+    assert.equal(0, exit_status(d))
+    assert.matches("SIGINT: finishing in%-flight commands", slurp(d.log))
+    assert.equal("\n", slurp(dir .. "/blpop")) -- the pop timed out normally: a nil
+    d = start()
+    assert.is_true(stop(d, "TERM"))
+    assert.equal(0, exit_status(d))
+  end)
+
+  it("answers -v, -h and a wrong option", function()
+    local code, out = helper.run({ helper.slotgated, "-v" })
+    assert.equal(0, code)
+    assert.matches("^slotgated %d+%.%d+%.%d+\n$", out)
+    code, out = helper.run({ helper.slotgated, "-h" })
+    assert.equal(0, code)
+    assert.matches("^usage: slotgated", out)
+    local err
+    code, _, err = helper.run({ helper.slotgated, "--bogus" })
+    assert.equal(2, code)
+    assert.matches("usage: slotgated", err, 1, true)
+  end)
+
+  it("logs at the level asked, and to syslog instead of stderr when asked", function()
+    local d = start({ SLOTGATE_LOGLEVEL = "debug" })
+    assert.is_true(stop(d))
+    assert.matches("info: serving with 2 worker", slurp(d.log))
+    d = start({ SLOTGATE_LOGLEVEL = "warn" })
+    assert.is_true(stop(d))
+    assert.equal(0, exit_status(d))
+    assert.is_nil(slurp(d.log):match("info:"))
+    d = start({ SLOTGATE_SYSLOG = "true" })
+    assert.is_true(stop(d))
+    assert.equal(0, exit_status(d))
+    assert.equal("", slurp(d.log))
   end)
 end)
