@@ -400,3 +400,39 @@ describe("slotgated start-up and signals", function()
     assert.equal("", slurp(d.log))
   end)
 end)
+
+describe("slotgated's packaging", function()
+  local src = helper.source_dir
+
+  it("ships an example settings file that --check accepts, every setting explained", function()
+    local path = src .. "/packaging/slotgate.example.json"
+    local code, out, err = helper.run({ helper.slotgated, "--check", "-c", path })
+    assert.equal(0, code, err)
+    assert.is_nil(out:match("# warnings"), out)
+    local cjson = require "cjson"
+    local example = cjson.decode(slurp(path))
+    local comments = example._slotgate_comments
+    -- the settings --check lists: each one is in the example, with its comment
+    local listed = 0
+    for key in out:match("%[slotgated%]\n(.*)$"):gmatch("([%w_]+) = ") do
+      listed = listed + 1
+      assert.is_not_nil(example.slotgate[key], "the example lacks " .. key)
+      assert.is_string(comments[key], "no comment on " .. key)
+    end
+    assert.is_true(listed >= 16)
+    for key in pairs(comments) do assert.is_not_nil(example.slotgate[key], key) end
+  end)
+
+  it("ships a systemd unit that reloads on SIGHUP, restarts on failure and is hardened", function()
+    local unit = slurp(src .. "/packaging/slotgated.service.in")
+    for _, line in ipairs({ "Type=simple", "ExecReload=/bin/kill -HUP $MAINPID",
+                            "Restart=on-failure", "NoNewPrivileges=yes", "ProtectSystem=strict",
+                            "ReadWritePaths=/run/slotgate", "User=slotgate",
+                            "ExecStart=@CMAKE_INSTALL_FULL_BINDIR@/slotgated -c " }) do
+      assert.matches("\n" .. line, unit, 1, true)
+    end
+    -- the build fills in the binary's path
+    local built = slurp(helper.server_var("SG_BUILD_DIR") .. "/slotgated.service")
+    assert.matches("\nExecStart=/[^@\n]*/slotgated %-c /etc/slotgate/slotgate.json\n", built)
+  end)
+end)
