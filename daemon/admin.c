@@ -200,15 +200,15 @@ static void info_text(session *s, const info_want *w, sg_buf *t) {
             sg_client *c = sg_gateway_client(wk->gw, name);
             if (c) upstream_section(t, c, name);
         }
-    if (wk->policy && want(w, "policy")) {
+    if ((wk->policy || wk->user_policy) && want(w, "policy")) {
         sg_policy_stats ps;
-        sg_policy_stats_get(wk->policy, &ps);
+        policies_stats(wk, &ps); /* the shared set's and the users' own */
         sg_buf_printf(t,
                       "# Policy (this worker)\r\npolicy_scripts:%d\r\npolicy_commands:%llu\r\n"
                       "policy_denied:%llu\r\npolicy_rewritten:%llu\r\npolicy_ttls:%llu\r\n"
                       "policy_routed:%llu\r\npolicy_hook_errors:%llu\r\n"
                       "policy_hook_timeouts:%llu\r\n\r\n",
-                      sg_policy_count(wk->policy), (unsigned long long)ps.commands,
+                      wk->policy ? sg_policy_count(wk->policy) : 0, (unsigned long long)ps.commands,
                       (unsigned long long)ps.denied, (unsigned long long)ps.rewritten,
                       (unsigned long long)ps.ttls, (unsigned long long)ps.routed,
                       (unsigned long long)ps.hook_errors, (unsigned long long)ps.hook_timeouts);

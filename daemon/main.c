@@ -2,7 +2,8 @@
  * main.c — slotgated's command line: reads the storage settings (the core's)
  * and the daemon's own (settings.c); with --check prints the effective
  * settings of both (secrets masked, each with its source) or the errors and
- * exits; otherwise serves (server.c) until SIGTERM.
+ * exits; otherwise serves (server.c) until SIGTERM or SIGINT, logging
+ * (log.c) to stderr or syslog.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "settings.h"
 #include "server.h"
 #include "slotgate.h"
@@ -24,7 +26,9 @@ static void usage(FILE *out) {
             "\n"
             "Serves Redis clients in front of the storage the settings name, until\n"
             "SIGTERM or SIGINT (in-flight commands finish first); SIGHUP reloads the\n"
-            "policy scripts.\n"
+            "policy scripts (users' own too; all of them or none). With the metrics\n"
+            "setting, http://ADDR/metrics (Prometheus) and /health (200 once every\n"
+            "upstream's slot map is full) are served.\n"
             "\n"
             "  -c, --config FILE  a Tyk settings file: tyk.conf, tyk_analytics.conf\n"
             "                     or pump.conf (without it: the environment alone)\n"
@@ -42,31 +46,13 @@ static void usage(FILE *out) {
             "(SLOTGATE_LISTEN=127.0.0.1:6380,unix:/run/slotgate.sock). See the README.\n");
 }
 
-/* One line per message: what clients sent (keys, names, script errors
- * quoting them) may hold newlines, which must not forge lines of their own;
- * control bytes are written \xNN. */
-static void log_stderr(int level, const char *msg, void *ud) {
-    char line[4096];
-    size_t n = 0;
-    (void)ud;
-    for (; *msg && n < sizeof line - 5; msg++) {
-        unsigned char c = (unsigned char)*msg;
-        if (c < 0x20 || c == 0x7f) n += (size_t)snprintf(line + n, 5, "\\x%02x", c);
-        else line[n++] = (char)c;
-    }
-    line[n] = '\0';
-    fprintf(stderr, "slotgated: %s: %s%s\n", sg_log_level_name(level), line, *msg ? "..." : "");
-}
-
-/* Drops to the configured user once every socket is bound, before any
- * client is served: its groups (root's supplementary groups would stay
- * otherwise), then its gid, then its uid; and checks that root cannot come
- * back. */
+/* Drops to the configured user once every socket is bound. */
 static void on_ready(void *ud) {
     const sg_daemon_settings *ds = ud;
     if (ds->user[0] == '\0') return;
+    /* the groups first: root's supplementary groups must not stay */
     if (initgroups(ds->user, ds->gid) != 0 || setgid(ds->gid) != 0 || setuid(ds->uid) != 0) {
-        fprintf(stderr, "slotgated: cannot become user %s: %s\n", ds->user, strerror(errno));
+        log_fatal("cannot become user %s: %s", ds->user, strerror(errno));
         exit(1);
     }
     if (ds->uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) {
@@ -90,19 +76,12 @@ static struct ssl_ctx_st *tls_context(const sg_daemon_settings *ds, char *err, s
 /* Serves with the settings read; the exit status. */
 static int serve(const sg_config *cfg, sg_daemon_settings *ds) {
     sg_serve_opts o;
+    sg_serve_user *users = NULL;
     const char **listen;
     char err[SG_ERRMSG_MAX];
     size_t i;
     int rc;
-    /* what this build does not do yet is refused, not ignored */
-    if (ds->nusers > 0 || ds->metrics != NULL || ds->syslog) {
-        fprintf(stderr, "slotgated: %s is not supported by this build yet\n",
-                ds->nusers ? "\"users\" (SLOTGATE_USERS)"
-                : ds->metrics ? "\"metrics\" (SLOTGATE_METRICS)"
-                              : "\"syslog\" (SLOTGATE_SYSLOG)");
-        return 1;
-    }
-    sg_set_log(log_stderr, ds->log_level, NULL);
+    log_setup(ds->log_level, ds->syslog);
     memset(&o, 0, sizeof o);
     if ((o.tls_ctx = tls_context(ds, err, sizeof err)) == NULL && err[0]) {
         fprintf(stderr, "slotgated: %s\n", err);
@@ -114,6 +93,16 @@ static int serve(const sg_config *cfg, sg_daemon_settings *ds) {
         return 1;
     }
     for (i = 0; i < ds->nlisten; i++) listen[i] = ds->listen[i].text;
+    if (ds->nusers > 0 && (users = calloc(ds->nusers, sizeof *users)) == NULL) {
+        fprintf(stderr, "slotgated: out of memory\n");
+        free(listen);
+        return 1;
+    }
+    for (i = 0; i < ds->nusers; i++) {
+        users[i].name = ds->users[i].name;
+        users[i].password = ds->users[i].password;
+        users[i].policy = ds->users[i].policy;
+    }
     o.listen = listen;
     o.nlisten = (int)ds->nlisten;
     o.unix_mode = ds->unix_mode;
@@ -121,18 +110,22 @@ static int serve(const sg_config *cfg, sg_daemon_settings *ds) {
     o.policies = (const char *const *)ds->policy;
     o.npolicies = (int)ds->npolicy;
     o.requirepass = ds->requirepass;
+    o.users = users;
+    o.nusers = (int)ds->nusers;
     o.max_clients = ds->max_clients;
     o.max_request_bytes = ds->max_request_bytes;
     o.idle_timeout = ds->client_idle_timeout;
     o.output_limit = ds->client_output_limit;
     o.pubsub_output_limit = ds->pubsub_output_limit;
+    o.metrics = ds->metrics ? ds->metrics->text : NULL;
     o.shutdown_timeout = (int)ds->shutdown_timeout;
     o.ready = on_ready;
     o.ready_ud = ds;
     rc = sg_serve(cfg, &o, err, sizeof err);
-    if (rc != 0) fprintf(stderr, "slotgated: %s\n", err);
+    if (rc != 0) log_fatal("%s", err);
     free(listen);
     sg_tls_server_free(o.tls_ctx);
+    free(users);
     return rc == 0 ? 0 : 1;
 }
 
@@ -176,7 +169,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     /* Warnings are part of the dumps: with --check, log only errors. */
-    sg_set_log(log_stderr, SG_LOG_ERROR, NULL);
+    log_setup(SG_LOG_ERROR, 0);
     cfg = sg_config_new();
     ds = sg_daemon_settings_new();
     if (cfg == NULL || ds == NULL) {

@@ -33,6 +33,7 @@
 
 #include "conns.h"
 #include "admin.h"
+#include "metrics.h"
 #include "resp.h"
 #include "server.h"
 #include "session.h"
@@ -350,38 +351,6 @@ static void on_raw_reply(sg_client *c, const char *resp, size_t len, void *ud) {
 
 /* ---- commands the gateway answers itself ------------------------------------------------ */
 
-static int equal_ct(const char *a, size_t alen, const char *b) {
-    /* constant time in the secret's length: no early exit on a mismatch */
-    size_t blen = strlen(b), i;
-    unsigned char diff = (unsigned char)(alen != blen);
-    for (i = 0; i < blen; i++) diff |= (unsigned char)((i < alen ? a[i] : 0) ^ b[i]);
-    return diff == 0;
-}
-
-static void do_auth(session *s, const sg_resp_req *r, sg_buf *b) {
-    const char *pass = s->w->srv->o->requirepass;
-    if (pass == NULL || pass[0] == '\0') {
-        put_error(b, "ERR AUTH <password> called without any password configured for the default user. "
-                     "Are you sure your configuration is correct?");
-        return;
-    }
-    if (r->argc == 3 && !(r->argvlen[1] == 7 && strncmp(r->argv[1], "default", 7) == 0)) {
-        put_error(b, "WRONGPASS invalid username-password pair or user is disabled.");
-        return;
-    }
-    if (r->argc < 2 || r->argc > 3) {
-        put_error(b, "ERR wrong number of arguments for 'auth' command");
-        return;
-    }
-    if (equal_ct(r->argv[r->argc - 1], r->argvlen[r->argc - 1], pass)) {
-        s->authed = 1;
-        sg_resp_set_auth_required(s->rp, 0);
-        sg_buf_puts(b, "+OK\r\n");
-    } else {
-        put_error(b, "WRONGPASS invalid username-password pair or user is disabled.");
-    }
-}
-
 /* A client name as redis takes it: printable, no blanks (it goes into
  * CLIENT INFO's lines, policies' {client} and logs). */
 static int valid_client_name(const char *name, size_t len) {
@@ -417,7 +386,7 @@ static void do_hello(session *s, const sg_resp_req *r, sg_buf *b) {
             a.argc = 3;
             a.argv = argv;
             a.argvlen = lens;
-            do_auth(s, &a, &tmp);
+            users_auth(s, &a, &tmp);
             if (tmp.data && tmp.data[0] == '-') {
                 sg_buf_append(b, tmp.data, tmp.len);
                 sg_buf_free(&tmp);
@@ -480,7 +449,7 @@ static const char *const refused[] = {"MONITOR", "SYNC",     "PSYNC", "READONLY"
 /* Answers r if the gateway itself does; 1 when answered. */
 static int local_command(session *s, const sg_resp_req *r, sg_buf *b) {
     int i;
-    if (is(r, 0, "AUTH")) do_auth(s, r, b);
+    if (is(r, 0, "AUTH")) users_auth(s, r, b);
     else if (is(r, 0, "HELLO")) do_hello(s, r, b);
     else if (is(r, 0, "QUIT")) {
         sg_buf_puts(b, "+OK\r\n");
@@ -544,7 +513,8 @@ static void handle(session *s, const sg_resp_req *r) {
     }
     o->s = s;
     o->seq = seq;
-    ctx.user = s->w->srv->o->requirepass && s->w->srv->o->requirepass[0] ? "default" : NULL;
+    ctx.user = session_user(s);
+    sg_gateway_set_policy(s->w->gw, session_policy(s)); /* the user's own, if any */
     ctx.client = s->name;
     ctx.addr = s->addr;
     s->inflight++;
@@ -709,7 +679,8 @@ static void accept_client(worker *w, evutil_socket_t fd, struct sockaddr *sa, in
     }
     s->w = w;
     s->id = __atomic_add_fetch(&srv->next_id, 1, __ATOMIC_RELAXED);
-    s->authed = srv->o->requirepass == NULL || srv->o->requirepass[0] == '\0';
+    s->authed = !users_required(srv->o);
+    s->user = -1;
     if (!s->authed) sg_resp_set_auth_required(s->rp, 1);
     if (sa->sa_family == AF_INET) {
         struct sockaddr_in *in = (struct sockaddr_in *)sa;
@@ -818,16 +789,9 @@ static struct evconnlistener *listen_on(worker *w, const char *spec, char *err, 
 /* ---- workers -------------------------------------------------------------------------------- */
 
 static void on_reload(evutil_socket_t fd, short what, void *arg) {
-    worker *w = arg;
     (void)fd;
     (void)what;
-    if (w->policy == NULL) return;
-    if (sg_policy_load(w->policy, w->srv->o->policies, w->srv->o->npolicies) == SG_OK)
-        sg_log(SG_LOG_INFO, "worker %d: %d policy script(s) reloaded", w->id,
-               sg_policy_count(w->policy));
-    else
-        sg_log(SG_LOG_ERROR, "worker %d: reload failed, the previous policies stay: %s", w->id,
-               sg_errmsg(w->policy));
+    policies_reload(arg);
 }
 
 /* Stopping: exits the loop once every reply owed is written out. */
@@ -893,7 +857,7 @@ static void worker_free(worker *w) {
     /* the gateway answers what is still in flight (SG_ECLOSED) */
     while ((s = w->sessions) != NULL) session_close(s);
     sg_gateway_free(w->gw);
-    sg_policy_free(w->policy);
+    policies_free(w);
     if (w->reload_ev) event_free(w->reload_ev);
     if (w->write_ev) event_free(w->write_ev);
     while (w->free_owed) {
@@ -920,17 +884,7 @@ static int worker_init(worker *w, server *srv, int id, char *err, size_t errlen)
         snprintf(err, errlen, "%s", w->gw ? sg_errmsg(w->gw) : "out of memory");
         return -1;
     }
-    if (o->npolicies > 0) {
-        if ((w->policy = sg_policy_new()) == NULL) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
-        if (sg_policy_load(w->policy, o->policies, o->npolicies) != SG_OK) {
-            snprintf(err, errlen, "%s", sg_errmsg(w->policy));
-            return -1;
-        }
-        sg_gateway_set_policy(w->gw, w->policy);
-    }
+    if (policies_load(w, err, errlen) != 0) return -1;
     /* the commands of every client read in one loop turn share a write per node */
     sg_gateway_set_batching(w->gw, 1);
     if ((w->ls = sg_calloc((size_t)(o->nlisten ? o->nlisten : 1), sizeof *w->ls)) == NULL) {
@@ -974,6 +928,7 @@ int sg_serve(const sg_config *cfg, const sg_serve_opts *o, char *err, size_t err
     server srv;
     struct event_base *main_base = NULL;
     struct event *sigs[3] = {NULL, NULL, NULL};
+    metrics *metrics_srv = NULL;
     static const int signos[3] = {SIGTERM, SIGINT, SIGHUP};
     int i, started = 0, rc = -1;
     memset(&srv, 0, sizeof srv);
@@ -985,6 +940,7 @@ int sg_serve(const sg_config *cfg, const sg_serve_opts *o, char *err, size_t err
         return -1;
     }
     signal(SIGPIPE, SIG_IGN);
+    if (sg_listen_check(o, err, errlen) != 0) return -1;
     if ((srv.w = sg_calloc((size_t)srv.nw, sizeof *srv.w)) == NULL) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -1011,12 +967,17 @@ int sg_serve(const sg_config *cfg, const sg_serve_opts *o, char *err, size_t err
         }
         started++;
     }
+    if (started == srv.nw && o->metrics && o->metrics[0] &&
+        (metrics_srv = metrics_start(&srv, err, errlen)) == NULL)
+        started = -started; /* cannot serve the endpoint asked for: stop */
     if (started == srv.nw) {
         sg_log(SG_LOG_INFO, "serving with %d worker(s)", srv.nw);
         /* the main loop only waits for signals; it ends when the workers do */
         while (!srv.stop) event_base_loop(main_base, EVLOOP_ONCE);
+        metrics_stop(metrics_srv);
         rc = 0;
     } else {
+        if (started < 0) started = -started;
         for (i = 0; i < started; i++) event_active(srv.w[i].stop_ev, EV_TIMEOUT, 1);
     }
     for (i = 0; i < started; i++) pthread_join(srv.w[i].tid, NULL);
@@ -1025,6 +986,7 @@ done:
         if (sigs[i]) event_free(sigs[i]);
     if (main_base) event_base_free(main_base);
     for (i = 0; i < srv.nw; i++) worker_free(&srv.w[i]);
+    metrics_free(metrics_srv); /* after the workers' loops, which may hold its events */
     sg_free(srv.w);
     return rc;
 }

@@ -9,6 +9,14 @@
 
 #include "slotgate.h"
 
+/* One client user: AUTH name password. */
+typedef struct sg_serve_user {
+    const char *name;
+    const char *password; /* never empty */
+    const char *policy;   /* a script run after the common ones for this user's
+                             commands; NULL: the common ones alone */
+} sg_serve_user;
+
 /* What the server needs from the settings. */
 struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 
@@ -20,7 +28,12 @@ typedef struct sg_serve_opts {
     int threads;               /* worker threads (>= 1) */
     const char *const *policies; /* script paths, in order */
     int npolicies;
-    const char *requirepass;   /* NULL or "": no client authentication */
+    const char *requirepass;   /* NULL or "": the default user needs none */
+    const sg_serve_user *users; /* more users (users.c); clients must
+                                   authenticate when there are any */
+    int nusers;
+    const char *metrics;       /* "host:port" of the HTTP endpoint (metrics.c);
+                                  NULL or "": none */
     long long max_clients;     /* per process */
     long long max_request_bytes; /* one request, all its arguments */
     long long idle_timeout;    /* seconds without a request before a client is
@@ -37,6 +50,12 @@ typedef struct sg_serve_opts {
                                   the workers start (the privilege drop) */
     void *ready_ud;
 } sg_serve_opts;
+
+/* Whether every address of o->listen is free: no one listens on a TCP one
+ * (slotgated's own SO_REUSEPORT would let a second daemon share it) and no
+ * one serves a Unix one. 0, or -1 with the address named in err
+ * (portcheck.c). sg_serve checks first. */
+int sg_listen_check(const sg_serve_opts *o, char *err, size_t errlen);
 
 /* Serves until SIGTERM or SIGINT (then stops accepting, finishes what is in
  * flight within shutdown_timeout, and returns 0). SIGHUP reloads the policy

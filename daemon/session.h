@@ -25,7 +25,9 @@ typedef struct worker {
     pthread_t tid;
     struct event_base *base;
     sg_gateway *gw;
-    sg_policy *policy;
+    sg_policy *policy;       /* the common scripts; NULL: none */
+    sg_policy **user_policy; /* users.c: per o->users[i]; NULL: policy */
+    sg_policy_stats policy_retired; /* what sets replaced by reloads counted */
     struct evconnlistener **ls;
     int nls;
     struct event *reload_ev, *stop_ev, *stop_timer;
@@ -74,6 +76,7 @@ struct session {
     int gone;          /* the connection is closed: wait for inflight */
     int closing;       /* close once every reply is written */
     int authed;
+    int user; /* index in o->users; -1: the default user */
     uint64_t id;
     char *name;
     char addr[80];
@@ -93,6 +96,24 @@ static inline int is(const sg_resp_req *r, int i, const char *word) {
     size_t n = __builtin_strlen(word);
     return i < r->argc && r->argvlen[i] == n && strncasecmp(r->argv[i], word, n) == 0;
 }
+
+/* ---- users and their policies (users.c) ---- */
+/* Whether clients must authenticate (requirepass or users set). */
+int users_required(const sg_serve_opts *o);
+/* AUTH [user] password: authenticates s or writes the error to b. */
+void users_auth(session *s, const sg_resp_req *r, sg_buf *b);
+/* The user s authenticated as, for the policies (NULL: no authentication). */
+const char *session_user(const session *s);
+/* The policy set for s's commands (NULL: none). */
+sg_policy *session_policy(const session *s);
+/* Loads the common set and each user's set of w; 0, or -1 with why in err. */
+int policies_load(worker *w, char *err, size_t errlen);
+/* SIGHUP: loads every set anew; all replace the old ones, or none does. */
+void policies_reload(worker *w);
+/* The figures of every set of w, those replaced by reloads included. */
+void policies_stats(const worker *w, sg_policy_stats *out);
+/* Frees every set of w. */
+void policies_free(worker *w);
 
 /* ---- sessions ---- */
 /* A new slot at the tail of s's replies, for the next request's reply; its

@@ -188,6 +188,7 @@ typedef struct sg_node_stats {
 int sg_client_node_count(sg_client *c);
 int sg_client_node_stats(sg_client *c, int i, sg_node_stats *out);
 uint64_t sg_client_refresh_count(sg_client *c);
+int sg_client_coverage(sg_client *c, const char **why);
 
 typedef struct sg_policy sg_policy;
 typedef struct sg_request_ctx {
@@ -678,14 +679,16 @@ end
 local STAT_COUNTERS = { "commands", "errors", "moved", "ask", "timeouts", "connects",
                         "pool_waits", "pool_timeouts" }
 
--- client:stats() → { refreshes = N, { addr = "host:port", id = ..., is_master =
+-- client:stats() → { refreshes = N, coverage = N (slots the client can serve
+-- now: 16384 when its map is full), { addr = "host:port", id = ..., is_master =
 -- bool, commands = N, errors = N, moved = N, ask = N, timeouts = N,
 -- connects = N, conns = N, in_use = N, idle = N, pool_waits = N,
 -- pool_timeouts = N }, ... }: one table per node the client knows.
 function client_methods.stats(self)
   local c = self.c
   if c == nil then return nil, CLOSED, "ECLOSED" end
-  local out = { refreshes = tonumber(C.sg_client_refresh_count(c)) }
+  local out = { refreshes = tonumber(C.sg_client_refresh_count(c)),
+                coverage = C.sg_client_coverage(c, nil) }
   local st = stats_out[0]
   for i = 0, C.sg_client_node_count(c) - 1 do
     if C.sg_client_node_stats(c, i, stats_out) == SG_OK then

@@ -392,6 +392,16 @@ SG_API int sg_client_node_count(sg_client *c);
 SG_API int sg_client_node_stats(sg_client *c, int i, sg_node_stats *out);
 /* Slot map refreshes done (Cluster), or master look-ups (Sentinel). */
 SG_API uint64_t sg_client_refresh_count(sg_client *c);
+/* How much of its upstream the client can serve now, for health checks. A
+ * Cluster client: the slots its map gives a master (SG_SLOTS when the map is
+ * full; 0 before the first map). One node or Sentinel: SG_SLOTS once the node
+ * (Sentinel: the master it names) is known and the last connection attempt
+ * to it succeeded, else 0. Starts nothing: a command starts discovery and
+ * connections. When the answer is not SG_SLOTS and why is not NULL, *why says
+ * what is missing (the last discovery or connect error, or that none was
+ * tried yet); the string is owned by the client and valid until the next
+ * call into it. */
+SG_API int sg_client_coverage(sg_client *c, const char **why);
 
 
 /* ---- Policies --------------------------------------------------------------

@@ -68,16 +68,21 @@ void sg_clearerr(sg_error *e) {
 
 static unsigned long alloc_count; /* allocations since the last hook call */
 static unsigned long alloc_fail_nth; /* 0: never fail */
+static int alloc_hooked;             /* the hook was called: count (tests only) */
 
 unsigned long sg_alloc_fail_at(unsigned long nth) {
     unsigned long made = alloc_count;
     alloc_count = 0;
     alloc_fail_nth = nth;
+    __atomic_store_n(&alloc_hooked, 1, __ATOMIC_RELAXED);
     return made;
 }
 
-/* Counts an allocation; says whether this one must fail. */
+/* Counts an allocation; says whether this one must fail. Until a test calls
+ * the hook nothing is counted: the daemon's threads would race on the
+ * counter (and share its cache line). */
 static int alloc_should_fail(void) {
+    if (!__atomic_load_n(&alloc_hooked, __ATOMIC_RELAXED)) return 0;
     alloc_count++;
     return alloc_fail_nth != 0 && alloc_count == alloc_fail_nth;
 }

@@ -587,3 +587,33 @@ int sg_client_node_stats(sg_client *c, int i, sg_node_stats *out) {
 }
 
 uint64_t sg_client_refresh_count(sg_client *c) { return c->refreshes; }
+
+int sg_client_coverage(sg_client *c, const char **why) {
+    const sg_node *n = c->single;
+    const char *w = NULL;
+    int slots = 0;
+    if (c->mode == SG_MODE_CLUSTER) {
+        slots = c->ready ? c->covered : 0;
+        if (slots == SG_SLOTS) w = NULL;
+        else if (c->discovery_failed) w = c->discovery_err;
+        else if (!c->ready) w = c->refreshing ? "discovering the slot map" : "no slot map yet";
+        else w = "the slot map leaves slots without a master";
+    } else if (c->mode == SG_MODE_SENTINEL && !c->ready) {
+        w = c->discovery_failed ? c->discovery_err
+            : c->refreshing     ? "asking the Sentinels for the master"
+                                : "no master from the Sentinels yet";
+    } else if (n == NULL) {
+        w = "no node";
+    } else if (n->connect_errors > 0) {
+        snprintf(c->coverage_why, sizeof c->coverage_why, "%s: %s", n->addr,
+                 n->last_error[0] ? n->last_error : "cannot connect");
+        w = c->coverage_why;
+    } else if (n->nconns == 0 && n->st.connects == 0) {
+        snprintf(c->coverage_why, sizeof c->coverage_why, "%s: not connected yet", n->addr);
+        w = c->coverage_why;
+    } else {
+        slots = SG_SLOTS;
+    }
+    if (why) *why = w;
+    return slots;
+}

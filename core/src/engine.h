@@ -283,6 +283,7 @@ struct sg_client {
     sg_node *switched_to;     /* the master the last +switch-master named */
     uint64_t switched_at;     /* ms, when */
     char discovery_err[SG_ERRMSG_MAX];
+    char coverage_why[SG_ERRMSG_MAX]; /* sg_client_coverage's answer */
     int discovery_failed;
     /* blocking calls in flight (blocking clients) */
     int inflight;

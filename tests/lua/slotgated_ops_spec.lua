@@ -1,0 +1,438 @@
+-- Operating slotgated: users and their own policies, the metrics and health
+-- endpoint, logging, the start-up checks (a port another slotgated holds),
+-- the command line, the signals, and the packaged example settings.
+local helper = require "helper"
+
+local q = helper.shell_quote
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function write(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+local function sh(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1"))
+  local out = p:read("*a")
+  p:close()
+  return out
+end
+
+local function alive(pid) return os.execute("kill -0 " .. pid .. " 2>/dev/null") == 0 end
+
+-- Polls f() every 50 ms until it returns a true value (at most 10 s);
+-- returns what f returned last.
+local function wait_for(f)
+  for _ = 1, 200 do
+    local r = { f() }
+    if r[1] then return unpack(r) end
+    os.execute("sleep 0.05")
+  end
+  return f()
+end
+
+local dir = os.tmpname()
+os.remove(dir)
+os.execute("mkdir -p " .. q(dir))
+
+local next_port = helper.port(900)
+local function new_port()
+  next_port = next_port + 1
+  return next_port
+end
+
+-- Starts slotgated (args: extra command-line words, env: variables added);
+-- returns {port, pid, log} once it answers on its port.
+local function start(env, args, port)
+  local d = { port = port or new_port() }
+  d.sock = dir .. "/sg" .. d.port .. ".sock"
+  d.log, d.pidfile = dir .. "/sg" .. d.port .. ".log", dir .. "/sg" .. d.port .. ".pid"
+  local vars = {
+    TYK_GW_STORAGE_ADDRS = helper.server_var("SG_TEST_CLUSTER_MASTERS"),
+    TYK_GW_STORAGE_ENABLECLUSTER = "true",
+    SLOTGATE_LISTEN = "127.0.0.1:" .. d.port .. ",unix:" .. d.sock,
+    SLOTGATE_THREADS = "2",
+  }
+  for k, v in pairs(env or {}) do vars[k] = v end
+  local parts = { "env" }
+  for k, v in pairs(vars) do parts[#parts + 1] = q(k .. "=" .. v) end
+  parts[#parts + 1] = q(helper.slotgated)
+  for _, a in ipairs(args or {}) do parts[#parts + 1] = q(a) end
+  d.rcfile = dir .. "/sg" .. d.port .. ".rc"
+  os.remove(d.pidfile)
+  os.remove(d.rcfile)
+  -- its exit status lands in rcfile; the waiting shell holds none of
+  -- busted's descriptors
+  os.execute("( " .. table.concat(parts, " ") .. " >" .. q(d.log) .. " 2>&1 & echo $! >" ..
+             q(d.pidfile) .. "; wait $!; echo $? >" .. q(d.rcfile) .. " ) >/dev/null 2>&1 &")
+  d.pid = wait_for(function() return tonumber(slurp(d.pidfile)) end)
+  assert(d.pid, "slotgated did not start: " .. slurp(d.log))
+  local up = wait_for(function()
+    local out = sh("redis-cli -p " .. d.port .. " PING")
+    return out:match("PONG") or out:match("NOAUTH") or not alive(d.pid)
+  end)
+  if not up or not alive(d.pid) then error("slotgated did not start: " .. slurp(d.log)) end
+  return d
+end
+
+-- Stops it with sig (default TERM); true when it exited within 15 s.
+local function stop(d, sig)
+  if not alive(d.pid) then return true end
+  os.execute("kill -" .. (sig or "TERM") .. " " .. d.pid)
+  if wait_for(function() return not alive(d.pid) end) then return true end
+  os.execute("kill -KILL " .. d.pid)
+  return false
+end
+
+-- redis-cli on d's port; the commands of script (one a line) go through one
+-- connection when given.
+local function cli(d, args, script)
+  if script then
+    write(dir .. "/cmds", script)
+    return sh("redis-cli --no-auth-warning -p " .. d.port .. " " .. (args or "") .. " < " ..
+              q(dir .. "/cmds"))
+  end
+  return sh("redis-cli --no-auth-warning -p " .. d.port .. " " .. args)
+end
+
+-- A settings file with the test cluster and a slotgate object (JSON text).
+local function conf(name, slotgate)
+  local path = dir .. "/" .. name
+  write(path, '{"storage": {"enable_cluster": true, "addrs": ["' ..
+        helper.server_var("SG_TEST_CLUSTER_MASTERS"):gsub(",", '", "') .. '"]},\n' ..
+        ' "slotgate": ' .. slotgate .. '}\n')
+  return path
+end
+
+describe("slotgated users", function()
+  local d, common, alice_pol
+
+  setup(function()
+    common = dir .. "/common.lua"
+    alice_pol = dir .. "/alice.lua"
+    write(common, "return {name = 'common', prefix = 'u:{user}:', deny_commands = {'FLUSHALL'}}")
+    write(alice_pol, "return {name = 'alice_only', deny_commands = {'KEYS'}}")
+    local path = conf("users.json", string.format(
+      '{"policy": [%q], "users": {"alice": {"password": "a-pass", "policy": %q},' ..
+      ' "bob": {"password": "b-pass"}}}', common, alice_pol))
+    d = start({}, { "-c", path })
+  end)
+  teardown(function() if d then stop(d) end end)
+
+  it("lets nothing but AUTH, HELLO and QUIT through before authentication", function()
+    assert.matches("NOAUTH", cli(d, "GET x"))
+    assert.matches("NOAUTH", cli(d, "PING"))
+    assert.matches("NOAUTH", cli(d, "INFO"))
+    assert.equal("OK\n", cli(d, "QUIT"))
+  end)
+
+  it("refuses a wrong password, an unknown user and a bare password", function()
+    assert.matches("WRONGPASS", cli(d, "--user alice --pass b-pass PING"))
+    assert.matches("WRONGPASS", cli(d, "--user nobody --pass a-pass PING"))
+    assert.matches("WRONGPASS", cli(d, "--user alice --pass a-pas PING"))
+    assert.matches("WRONGPASS", cli(d, "--user alice --pass a-passx PING"))
+    -- no requirepass: the default user has no password to match
+    assert.matches("WRONGPASS", cli(d, "-a a-pass PING"))
+    -- a failed AUTH leaves the connection unauthenticated
+    assert.matches("WRONGPASS.*NOAUTH", cli(d, "", "AUTH alice nope\nGET x\n"))
+  end)
+
+  it("authenticates each user with AUTH and with HELLO 2 AUTH", function()
+    assert.equal("PONG\n", cli(d, "--user alice --pass a-pass PING"))
+    assert.equal("PONG\n", cli(d, "--user bob --pass b-pass PING"))
+    local out = cli(d, "", "HELLO 2 AUTH bob b-pass\nPING\n")
+    assert.matches("slotgate", out)
+    assert.matches("PONG", out)
+    assert.matches("NOPROTO", cli(d, "", "HELLO 3 AUTH bob b-pass\n"))
+    assert.matches("WRONGPASS", cli(d, "", "HELLO 2 AUTH bob a-pass\n"))
+  end)
+
+  it("gives the policies the session's user", function()
+    assert.equal("OK\n", cli(d, "--user bob --pass b-pass SET ukey from-bob"))
+    assert.equal("OK\n", cli(d, "--user alice --pass a-pass SET ukey from-alice"))
+    -- each user's keys live under its own prefix ({user} in the common policy)
+    assert.equal("from-bob\n", cli(d, "--user bob --pass b-pass GET ukey"))
+    assert.equal("from-alice\n", cli(d, "--user alice --pass a-pass GET ukey"))
+    local direct = "redis-cli -c -p " .. helper.server_var("SG_TEST_CLUSTER_MASTERS"):match(":(%d+)")
+    assert.equal("from-alice\n", sh(direct .. " GET u:alice:ukey"))
+    assert.equal("from-bob\n", sh(direct .. " GET u:bob:ukey"))
+  end)
+
+  it("runs a user's own policy after the common ones, for that user only", function()
+    assert.matches("policy common refuses FLUSHALL", cli(d, "--user alice --pass a-pass FLUSHALL"))
+    assert.matches("policy common refuses FLUSHALL", cli(d, "--user bob --pass b-pass FLUSHALL"))
+    assert.matches("policy alice_only refuses KEYS", cli(d, "--user alice --pass a-pass KEYS nothing*"))
+    assert.equal("\n", cli(d, "--user bob --pass b-pass KEYS nothing*")) -- an empty array
+  end)
+
+  it("reloads every set on SIGHUP, or none when one fails", function()
+    write(alice_pol, "return {name = 'alice_v2', deny_commands = {'DBSIZE'}}")
+    os.execute("kill -HUP " .. d.pid)
+    assert.is_truthy(wait_for(function()
+      return cli(d, "--user alice --pass a-pass DBSIZE"):match("alice_v2 refuses DBSIZE")
+    end))
+    assert.matches("^%d+\n$", cli(d, "--user bob --pass b-pass DBSIZE"))
+    -- a broken user script: the common set is not replaced either
+    write(common, "return {name = 'common_v2', deny_commands = {'FLUSHDB'}}")
+    write(alice_pol, "return {")
+    os.execute("kill -HUP " .. d.pid)
+    assert.is_truthy(wait_for(function()
+      return slurp(d.log):match('reload failed, the previous policies stay: user "alice"')
+    end))
+    assert.matches("alice_v2 refuses DBSIZE", cli(d, "--user alice --pass a-pass DBSIZE"))
+    assert.matches("policy common refuses FLUSHALL", cli(d, "--user bob --pass b-pass FLUSHALL"))
+    write(alice_pol, "return {name = 'alice_only', deny_commands = {'KEYS'}}")
+    write(common, "return {name = 'common', prefix = 'u:{user}:', deny_commands = {'FLUSHALL'}}")
+  end)
+
+  it("takes users from SLOTGATE_USERS, beside requirepass for the default user", function()
+    local e = start({ SLOTGATE_USERS = "carol:c-pass,dave:d:pass", SLOTGATE_REQUIREPASS = "dflt" })
+    finally(function() stop(e) end)
+    assert.matches("NOAUTH", cli(e, "PING"))
+    assert.equal("PONG\n", cli(e, "--user carol --pass c-pass PING"))
+    assert.equal("PONG\n", cli(e, "--user dave --pass d:pass PING"))
+    assert.equal("PONG\n", cli(e, "-a dflt PING"))
+    assert.equal("PONG\n", cli(e, "--user default --pass dflt PING"))
+    assert.matches("WRONGPASS", cli(e, "--user carol --pass dflt PING"))
+    assert.is_true(stop(e))
+  end)
+end)
+
+-- HTTP GET of d's metrics endpoint: status code and body.
+local function http(port, path, method)
+  local out = sh("curl -s -m 10 -o " .. q(dir .. "/body") .. " -w '%{http_code}' " ..
+                 (method and ("-X " .. method .. " ") or "") .. "http://127.0.0.1:" .. port .. path)
+  return tonumber(out) or 0, slurp(dir .. "/body")
+end
+
+-- The value of one sample (name and labels as written) in a scrape.
+local function sample(text, series)
+  local v = text:match("\n" .. series:gsub("[%[%]%.%-%+%*%?%(%)%%]", "%%%0") .. " (%d+)\n")
+  return v and tonumber(v)
+end
+
+describe("slotgated metrics and health", function()
+  it("says healthy once every worker has the full slot map, and counts what it serves", function()
+    local mport = new_port()
+    local d = start({ SLOTGATE_METRICS = "127.0.0.1:" .. mport, SLOTGATE_THREADS = "3" })
+    finally(function() stop(d) end)
+    -- no command yet: asking is what starts the slot map discovery
+    local code, body = wait_for(function()
+      local c, b = http(mport, "/health")
+      if c == 200 then return c, b end
+    end)
+    assert.equal(200, code)
+    assert.equal("ok\n", body)
+    local _, before = http(mport, "/metrics")
+    assert.equal(3, sample(before, "slotgate_workers_answered"))
+    assert.equal(16384, sample(before, 'slotgate_upstream_slots_covered{upstream="default"}'))
+    local c0 = sample(before, "slotgate_commands_total")
+    local e0 = sample(before, "slotgate_error_replies_total")
+    assert.equal("OK\n", cli(d, "MSET m:{a} 1 m:{b} 2 m:{c} 3"))
+    for _ = 1, 20 do cli(d, "GET m:{a}") end
+    assert.matches("ERR", cli(d, "INCR m:{a} extra"))
+    local _, after = http(mport, "/metrics")
+    assert.equal(c0 + 22, sample(after, "slotgate_commands_total"))
+    assert.is_true(sample(after, "slotgate_error_replies_total") >= e0 + 1)
+    -- every master is listed, with commands summed over the workers
+    local sent = 0
+    for addr in helper.server_var("SG_TEST_CLUSTER_MASTERS"):gmatch("[^,]+") do
+      assert.equal(1, sample(after, 'slotgate_node_master{upstream="default",node="' .. addr .. '"}'))
+      sent = sent + sample(after, 'slotgate_node_commands_total{upstream="default",node="' .. addr .. '"}')
+    end
+    assert.is_true(sent >= 23)
+    assert.matches("# TYPE slotgate_node_connections gauge", after, 1, true)
+    assert.is_truthy(sample(after, 'slotgate_upstream_map_refreshes_total{upstream="default"}') >= 3)
+    -- only GET on the two paths
+    assert.equal(404, (http(mport, "/nothing")))
+    assert.equal(405, (http(mport, "/metrics", "POST")))
+    assert.is_true(stop(d))
+  end)
+
+  it("counts the clients connected and the policies' decisions", function()
+    local mport = new_port()
+    local pol = dir .. "/deny.lua"
+    write(pol, "return {name = 'deny', deny_commands = {'FLUSHALL'}}")
+    local d = start({ SLOTGATE_METRICS = "127.0.0.1:" .. mport, SLOTGATE_POLICY = pol })
+    finally(function() stop(d) end)
+    os.execute("redis-cli -p " .. d.port .. " BLPOP ops:none 3 >/dev/null 2>&1 &")
+    local _, text = wait_for(function()
+      local c, b = http(mport, "/metrics")
+      if sample(b, "slotgate_clients_connected") == 1 then return c, b end
+    end)
+    assert.equal(1, sample(text, "slotgate_clients_connected"))
+    assert.matches("refuses FLUSHALL", cli(d, "FLUSHALL"))
+    local _, after = http(mport, "/metrics")
+    assert.equal(1, sample(after, "slotgate_policy_denied_total"))
+    assert.equal(1, sample(after, "slotgate_policy_scripts"))
+  end)
+
+  it("says unhealthy, and why, when an upstream cannot be reached", function()
+    local mport, dead = new_port(), new_port()
+    local d = start({ SLOTGATE_METRICS = "127.0.0.1:" .. mport,
+                      TYK_GW_STORAGE_ADDRS = "127.0.0.1:" .. dead })
+    finally(function() stop(d) end)
+    local code, body = wait_for(function()
+      local c, b = http(mport, "/health")
+      if c == 503 and b:match("127%.0%.0%.1:" .. dead) then return c, b end
+    end)
+    assert.equal(503, code)
+    assert.matches("upstream default: worker 0: 0 of 16384 slots served: .*127%.0%.0%.1:" .. dead, body)
+    local _, text = http(mport, "/metrics")
+    assert.equal(0, sample(text, 'slotgate_upstream_slots_covered{upstream="default"}'))
+  end)
+
+  it("serves a standalone upstream: healthy once connected", function()
+    local mport = new_port()
+    local d = start({ SLOTGATE_METRICS = "127.0.0.1:" .. mport, SLOTGATE_THREADS = "1",
+                      TYK_GW_STORAGE_ADDRS = helper.server_var("SG_TEST_STANDALONE"),
+                      TYK_GW_STORAGE_ENABLECLUSTER = "false" })
+    finally(function() stop(d) end)
+    assert.is_truthy(wait_for(function() return http(mport, "/health") == 200 end))
+  end)
+
+  it("refuses to start when the metrics address is taken, naming it", function()
+    local mport = new_port()
+    local d = start({ SLOTGATE_METRICS = "127.0.0.1:" .. mport })
+    finally(function() stop(d) end)
+    local code, _, err = helper.run({ helper.slotgated }, {
+      TYK_GW_STORAGE_ADDRS = helper.server_var("SG_TEST_CLUSTER_MASTERS"),
+      TYK_GW_STORAGE_ENABLECLUSTER = "true",
+      SLOTGATE_LISTEN = "127.0.0.1:" .. new_port(),
+      SLOTGATE_METRICS = "127.0.0.1:" .. mport })
+    assert.equal(1, code)
+    assert.matches("metrics 127%.0%.0%.1:" .. mport .. ": Address already in use", err)
+  end)
+end)
+
+-- The exit status of a stopped daemon (nil while it runs).
+local function exit_status(d)
+  return wait_for(function() return tonumber(slurp(d.rcfile)) end)
+end
+
+describe("slotgated start-up and signals", function()
+  local storage = function()
+    return { TYK_GW_STORAGE_ADDRS = helper.server_var("SG_TEST_CLUSTER_MASTERS"),
+             TYK_GW_STORAGE_ENABLECLUSTER = "true" }
+  end
+
+  it("refuses a TCP port another slotgated listens on, naming the address", function()
+    local d = start()
+    finally(function() stop(d) end)
+    local env = storage()
+    env.SLOTGATE_LISTEN = "127.0.0.1:" .. new_port() .. ",127.0.0.1:" .. d.port
+    local code, _, err = helper.run({ helper.slotgated }, env)
+    assert.equal(1, code)
+    assert.matches("listen 127.0.0.1:" .. d.port .. ": the address is in use", err, 1, true)
+    -- the wildcard address covers it too
+    env.SLOTGATE_LISTEN = "0.0.0.0:" .. d.port
+    code, _, err = helper.run({ helper.slotgated }, env)
+    assert.equal(1, code)
+    assert.matches("listen 0.0.0.0:" .. d.port .. ": the address is in use", err, 1, true)
+    -- the first one still serves every client
+    for _ = 1, 10 do assert.equal("PONG\n", cli(d, "PING")) end
+  end)
+
+  it("refuses a Unix socket another slotgated serves, but takes over a stale one", function()
+    local d = start()
+    finally(function() stop(d) end)
+    local env = storage()
+    env.SLOTGATE_LISTEN = "unix:" .. d.sock
+    local code, _, err = helper.run({ helper.slotgated }, env)
+    assert.equal(1, code)
+    assert.matches("listen unix:" .. d.sock .. ": a process serves this socket already", err, 1, true)
+    assert.equal("PONG\n", sh("redis-cli -s " .. q(d.sock) .. " PING"))
+    -- killed without a chance to clean up: its socket file stays, serving no one
+    os.execute("kill -KILL " .. d.pid)
+    assert.equal(137, exit_status(d))
+    local e = start(nil, nil, d.port)
+    finally(function() stop(e) end)
+    assert.equal("PONG\n", sh("redis-cli -s " .. q(e.sock) .. " PING"))
+  end)
+
+  it("stops on SIGINT as on SIGTERM: finishes what is in flight, exits 0", function()
+    local d = start()
+    os.execute("redis-cli -p " .. d.port .. " BLPOP ops:sigint 1 >" .. q(dir .. "/blpop") .. " 2>&1 &")
+    assert.is_truthy(wait_for(function()
+      return cli(d, "INFO"):match("connected_clients:2")
+    end))
+    assert.is_true(stop(d, "INT"))
+    assert.equal(0, exit_status(d))
+    assert.matches("SIGINT: finishing in%-flight commands", slurp(d.log))
+    assert.equal("\n", slurp(dir .. "/blpop")) -- the pop timed out normally: a nil
+    d = start()
+    assert.is_true(stop(d, "TERM"))
+    assert.equal(0, exit_status(d))
+  end)
+
+  it("answers -v, -h and a wrong option", function()
+    local code, out = helper.run({ helper.slotgated, "-v" })
+    assert.equal(0, code)
+    assert.matches("^slotgated %d+%.%d+%.%d+\n$", out)
+    code, out = helper.run({ helper.slotgated, "-h" })
+    assert.equal(0, code)
+    assert.matches("^usage: slotgated", out)
+    local err
+    code, _, err = helper.run({ helper.slotgated, "--bogus" })
+    assert.equal(2, code)
+    assert.matches("usage: slotgated", err, 1, true)
+  end)
+
+  it("logs at the level asked, and to syslog instead of stderr when asked", function()
+    local d = start({ SLOTGATE_LOGLEVEL = "debug" })
+    assert.is_true(stop(d))
+    assert.matches("info: serving with 2 worker", slurp(d.log))
+    d = start({ SLOTGATE_LOGLEVEL = "warn" })
+    assert.is_true(stop(d))
+    assert.equal(0, exit_status(d))
+    assert.is_nil(slurp(d.log):match("info:"))
+    d = start({ SLOTGATE_SYSLOG = "true" })
+    assert.is_true(stop(d))
+    assert.equal(0, exit_status(d))
+    assert.equal("", slurp(d.log))
+  end)
+end)
+
+describe("slotgated's packaging", function()
+  local src = helper.source_dir
+
+  it("ships an example settings file that --check accepts, every setting explained", function()
+    local path = src .. "/packaging/slotgate.example.json"
+    local code, out, err = helper.run({ helper.slotgated, "--check", "-c", path })
+    assert.equal(0, code, err)
+    assert.is_nil(out:match("# warnings"), out)
+    local cjson = require "cjson"
+    local example = cjson.decode(slurp(path))
+    local comments = example._slotgate_comments
+    -- the settings --check lists: each one is in the example, with its comment
+    local listed = 0
+    for key in out:match("%[slotgated%]\n(.*)$"):gmatch("([%w_]+) = ") do
+      listed = listed + 1
+      assert.is_not_nil(example.slotgate[key], "the example lacks " .. key)
+      assert.is_string(comments[key], "no comment on " .. key)
+    end
+    assert.is_true(listed >= 16)
+    for key in pairs(comments) do assert.is_not_nil(example.slotgate[key], key) end
+  end)
+
+  it("ships a systemd unit that reloads on SIGHUP, restarts on failure and is hardened", function()
+    local unit = slurp(src .. "/packaging/slotgated.service.in")
+    for _, line in ipairs({ "Type=simple", "ExecReload=/bin/kill -HUP $MAINPID",
+                            "Restart=on-failure", "NoNewPrivileges=yes", "ProtectSystem=strict",
+                            "ReadWritePaths=/run/slotgate", "User=slotgate",
+                            "ExecStart=@CMAKE_INSTALL_FULL_BINDIR@/slotgated -c " }) do
+      assert.matches("\n" .. line, unit, 1, true)
+    end
+    -- the build fills in the binary's path
+    local built = slurp(helper.server_var("SG_BUILD_DIR") .. "/slotgated.service")
+    assert.matches("\nExecStart=/[^@\n]*/slotgated %-c /etc/slotgate/slotgate.json\n", built)
+  end)
+end)
