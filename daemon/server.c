@@ -851,6 +851,7 @@ static void *worker_main(void *arg) {
 static void worker_free(worker *w) {
     int i;
     session *s;
+    if (w->srv == NULL) return; /* never set up: start-up failed before it */
     for (i = 0; i < w->nls; i++)
         if (w->ls[i]) evconnlistener_free(w->ls[i]);
     sg_free(w->ls);

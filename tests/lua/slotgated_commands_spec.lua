@@ -36,7 +36,7 @@ end
 -- SUBSCRIBE and MONITOR that wait forever, whatever the reply) ----------------
 
 pcall(ffi.cdef, [[
-struct sg_spec_sockaddr_in { uint16_t sin_family; uint16_t sin_port; uint32_t sin_addr; uint8_t zero[8]; };
+struct sg_cmds_sockaddr_in { uint16_t sin_family; uint16_t sin_port; uint32_t sin_addr; uint8_t zero[8]; };
 struct sg_spec_pollfd { int fd; short events; short revents; };
 int socket(int domain, int type, int protocol);
 int connect(int fd, const void *addr, uint32_t len);
@@ -89,7 +89,7 @@ end
 local function call(port, args, timeout)
   local fd = C.socket(2, 1, 0) -- AF_INET, SOCK_STREAM
   assert(fd >= 0, "socket")
-  local sa = ffi.new("struct sg_spec_sockaddr_in")
+  local sa = ffi.new("struct sg_cmds_sockaddr_in")
   sa.sin_family = 2
   sa.sin_port = bit.rshift(port, 8) + bit.lshift(bit.band(port, 0xff), 8)
   sa.sin_addr = 0x0100007f -- 127.0.0.1, network order on little-endian
