@@ -265,6 +265,10 @@ static int limited_pcall(sg_policy *p, const char *what, int nargs, int nresults
     if (rc == LUA_ERRMEM && p->mem_refused) {
         lua_pop(L, 1);
         lua_pushfstring(L, "%s used more than %d MB of memory", what, (int)(MEM_LIMIT >> 20));
+    } else if (rc == LUA_ERRMEM && p->timed_out) { /* a big allocation past the deadline */
+        lua_pop(L, 1);
+        lua_pushfstring(L, "%s ran too long (limits: %d instructions, %d ms): still allocating", what,
+                        (int)p->instr_limit, p->time_limit_ms);
     }
     if (rc != 0 && p->mem > MEM_LIMIT / 2) lua_gc(L, LUA_GCCOLLECT, 0); /* its garbage, now */
     return rc;
