@@ -50,8 +50,6 @@ static const struct refusal {
                  "connection to one node, and connections to the nodes are shared"},
     {"cluster|*", "slotgated routes by slot itself and shows itself as the only node: "
                   "administer the cluster on its nodes"},
-    {"command|docs", "the replies of some nest deeper than slotgate's reply reader goes (7 "
-                     "levels): ask a node"},
     {"debug", "it would reach one node picked at random"},
     {"failover", "failovers are run on the nodes"},
     {"migrate", "moving keys between servers is done on the nodes"},
@@ -82,7 +80,7 @@ static int in_list(const char *const *list, const char *name) {
 }
 
 /* Why cmd is refused, or NULL. */
-static const char *refused_why(const sg_command *cmd) {
+static const char *find_refusal(const sg_command *cmd) {
     const sg_command *family = cmd->parent ? cmd->parent : cmd;
     char wild[64];
     int i;
@@ -98,6 +96,26 @@ static const char *refused_why(const sg_command *cmd) {
             return refusals[i].why;
         }
     return NULL;
+}
+
+/* find_refusal() of every table entry, worked out once: it runs for every
+ * request. */
+static const sg_command *table;
+static size_t table_n;
+static const char **refusal_of;
+static pthread_once_t refusals_once = PTHREAD_ONCE_INIT;
+
+static void make_refusals(void) {
+    size_t i;
+    table = sg_command_table(&table_n);
+    refusal_of = calloc(table_n, sizeof *refusal_of);
+    if (refusal_of == NULL) abort(); /* at start, a few kB */
+    for (i = 0; i < table_n; i++) refusal_of[i] = find_refusal(&table[i]);
+}
+
+const char *admin_refusal(const sg_command *cmd) {
+    pthread_once(&refusals_once, make_refusals);
+    return refusal_of[cmd - table];
 }
 
 /* "ERR slotgate does not support 'CLUSTER ADDSLOTS' (why)" */
@@ -453,15 +471,19 @@ static void do_cluster(session *s, const sg_command *cmd, const sg_resp_req *r, 
 
 /* ---- the entry point --------------------------------------------------------------------------- */
 
-int admin_command(session *s, const sg_resp_req *r, slot *sl, uint64_t seq) {
-    const sg_command *cmd = sg_command_resolve(r->argc, r->argv, r->argvlen);
+int admin_takes(const sg_command *cmd) {
+    return admin_refusal(cmd) != NULL || strcmp(cmd->name, "info") == 0 ||
+           strcmp(cmd->name, "role") == 0 || (cmd->parent && strcmp(cmd->parent->name, "cluster") == 0);
+}
+
+int admin_command(session *s, const sg_command *cmd, const sg_resp_req *r, slot *sl, uint64_t seq) {
     const char *why;
     if (cmd == NULL) return 0; /* unknown: the node says so */
     if (strcmp(cmd->name, "info") == 0) {
         do_info(s, r, sl, seq);
         return 1;
     }
-    if ((why = refused_why(cmd)) != NULL) {
+    if ((why = admin_refusal(cmd)) != NULL) {
         put_refusal(&sl->out, cmd, why);
         s->w->errors++;
         sl->done = 1;

@@ -85,7 +85,7 @@ enum { LINE_BAD = -1, LINE_MORE = 0, LINE_OK = 1 };
  * looks at no more than 22 bytes. */
 static int read_int_line(const char *s, size_t n, long long *value, size_t *used) {
     unsigned long long mag = 0, max = LLONG_MAX;
-    size_t i = 0, first;
+    size_t i = 0, first, end;
     int neg = 0;
 
     if (n > 0 && s[0] == '-') {
@@ -94,14 +94,13 @@ static int read_int_line(const char *s, size_t n, long long *value, size_t *used
         i = 1;
     }
     first = i;
-    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
-        unsigned d = (unsigned)(s[i] - '0');
-        /* "0" must stand alone, and "-0" is not a number */
-        if (i > first && s[first] == '0') return LINE_BAD;
-        if (neg && i == first && d == 0) return LINE_BAD;
-        if (mag > (max - d) / 10) return LINE_BAD; /* out of range */
-        mag = mag * 10 + d;
-    }
+    /* 19 digits cannot overflow an unsigned long long: the range is checked
+     * once, after them (this runs for every argument of every request) */
+    end = n - first > 19 ? first + 19 : n;
+    for (; i < end && (unsigned)(s[i] - '0') <= 9; i++) mag = mag * 10 + (unsigned)(s[i] - '0');
+    /* "0" must stand alone, and "-0" is not a number */
+    if (i > first && s[first] == '0' && (neg || i > first + 1)) return LINE_BAD;
+    if (mag > max || (i == end && i < n && (unsigned)(s[i] - '0') <= 9)) return LINE_BAD; /* out of range */
     if (i == n) return LINE_MORE;
     if (s[i] != '\r' || i == first) return LINE_BAD; /* not a digit, or none */
     if (i + 1 == n) return LINE_MORE;

@@ -134,6 +134,32 @@ void session_close(session *s) {
     if (s->inflight == 0) session_free(s);
 }
 
+/* A slot's reply buffer: a reply that comes before those owed ahead of it
+ * waits in it. Buffers of the first size are kept by the worker for the next
+ * slots (one malloc and free less per reply that comes out of order). */
+#define SLOT_BUF 256
+#define KEEP_BUFS 1024
+
+static void slot_buf_take(worker *w, sg_buf *b) {
+    void *p = w->free_bufs;
+    if (p == NULL) return; /* sg_buf_append allocates when needed */
+    memcpy(&w->free_bufs, p, sizeof(void *));
+    w->nfree_bufs--;
+    b->data = p;
+    b->cap = SLOT_BUF;
+}
+
+static void slot_buf_give(worker *w, sg_buf *b) {
+    if (b->data && b->cap == SLOT_BUF && w->nfree_bufs < KEEP_BUFS) {
+        memcpy(b->data, &w->free_bufs, sizeof(void *));
+        w->free_bufs = b->data;
+        w->nfree_bufs++;
+        memset(b, 0, sizeof *b);
+        return;
+    }
+    sg_buf_free(b);
+}
+
 /* A new slot at the tail, for the next request's reply. */
 slot *slot_new(session *s, uint64_t *seq) {
     slot *sl;
@@ -149,6 +175,7 @@ slot *slot_new(session *s, uint64_t *seq) {
     }
     sl = &s->slots[(s->head + s->count) % s->cap];
     memset(sl, 0, sizeof *sl);
+    slot_buf_take(s->w, &sl->out);
     *seq = s->head_seq + s->count;
     s->count++;
     return sl;
@@ -241,7 +268,7 @@ void session_flush(session *s) {
         slot *sl = &s->slots[s->head];
         if (sl->out.oom) sg_buf_append(&s->out, "-ERR slotgate: out of memory\r\n", 30);
         else if (sl->out.len) sg_buf_append(&s->out, sl->out.data, sl->out.len);
-        sg_buf_free(&sl->out);
+        slot_buf_give(s->w, &sl->out);
         s->head = (s->head + 1) % s->cap;
         s->count--;
         s->head_seq++;
@@ -486,9 +513,47 @@ static int local_command(session *s, const sg_resp_req *r, sg_buf *b) {
 
 /* ---- reading requests -------------------------------------------------------------------- */
 
+/* Commands (or containers: CLIENT) the session itself, txn.c or pubsub.c
+ * take, by name as the command table spells them. A name the daemon answers
+ * must be here or in admin_takes(): the rest goes straight to the cluster. */
+static const char *const taken_here[] = {
+    "auth",      "hello",      "quit",         "ping",         "echo",     "select",
+    "client",    "reset",      "multi",        "exec",         "discard",  "watch",
+    "unwatch",   "subscribe",  "psubscribe",   "ssubscribe",   "unsubscribe",
+    "punsubscribe", "sunsubscribe", "monitor", "sync",         "psync",    "readonly",
+    "readwrite", "asking",     NULL};
+
+static const sg_command *table;
+static size_t table_n;
+static unsigned char *taken; /* per table entry: 1 when the daemon takes it */
+static pthread_once_t taken_once = PTHREAD_ONCE_INIT;
+
+static void make_taken(void) {
+    size_t i;
+    int k;
+    table = sg_command_table(&table_n);
+    if ((taken = calloc(table_n, 1)) == NULL) abort(); /* at start, under 1 kB */
+    for (i = 0; i < table_n; i++) {
+        const sg_command *c = &table[i], *family = c->parent ? c->parent : c;
+        taken[i] = (unsigned char)admin_takes(c);
+        for (k = 0; taken_here[k]; k++)
+            if (strcmp(family->name, taken_here[k]) == 0) taken[i] = 1;
+    }
+}
+
+/* Whether r can go straight to the gateway: a known command the daemon
+ * does not take, from an authenticated session outside MULTI and pub/sub
+ * (a session that never used them: its state is NULL). The one table
+ * look-up a plain command costs. */
+static int plain_command(const session *s, const sg_command *cmd) {
+    pthread_once(&taken_once, make_taken);
+    return cmd != NULL && s->authed && s->txn == NULL && s->psub == NULL && !taken[cmd - table];
+}
+
 static void handle(session *s, const sg_resp_req *r) {
     uint64_t seq;
     slot *sl = slot_new(s, &seq);
+    const sg_command *cmd;
     owed *o;
     sg_request_ctx ctx;
     if (sl == NULL) {
@@ -496,16 +561,19 @@ static void handle(session *s, const sg_resp_req *r) {
         return;
     }
     s->w->commands++;
+    cmd = sg_command_resolve(r->argc, r->argv, r->argvlen);
+    if (plain_command(s, cmd)) goto forward;
     /* connection-bound commands (conns.h): subscribed mode, MULTI and what
      * it queues, the subscribe family */
     if (s->authed && (pubsub_refuse(s, r, seq) || txn_command(s, r, seq) ||
                       pubsub_command(s, r, seq)))
         return;
-    if (s->authed && admin_command(s, r, sl, seq)) return; /* admin.c: INFO, refusals */
+    if (s->authed && cmd && admin_command(s, cmd, r, sl, seq)) return; /* admin.c: INFO, refusals */
     if (local_command(s, r, &sl->out)) {
         sl->done = 1;
         return;
     }
+forward:
     if ((o = owed_new(s->w)) == NULL) {
         put_error(&sl->out, "ERR slotgate: out of memory");
         sl->done = 1;
@@ -865,6 +933,11 @@ static void worker_free(worker *w) {
         owed *o = w->free_owed;
         w->free_owed = o->next;
         sg_free(o);
+    }
+    while (w->free_bufs) {
+        void *p = w->free_bufs;
+        memcpy(&w->free_bufs, p, sizeof(void *));
+        sg_free(p);
     }
     if (w->stop_ev) event_free(w->stop_ev);
     if (w->stop_timer) event_free(w->stop_timer);

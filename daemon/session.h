@@ -37,6 +37,8 @@ typedef struct worker {
     struct event *write_ev; /* writes them: active at the end of the turn */
     struct owed *free_owed; /* owed records for reuse (server.c) */
     int nfree_owed;
+    void *free_bufs; /* slots' reply buffers for reuse (server.c) */
+    int nfree_bufs;
     uint64_t commands, errors;
 } worker;
 
