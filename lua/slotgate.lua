@@ -230,8 +230,8 @@ int sg_gateway_send_argv(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                          void *ud);
 typedef void (*sg_raw_reply_fn)(sg_client *c, const char *resp, size_t len, void *ud);
 int sg_gateway_forward(sg_gateway *g, const sg_request_ctx *ctx, int argc,
-                       const char *const *argv, const size_t *argvlen, sg_reply_fn fn,
-                       sg_raw_reply_fn raw_fn, void *ud);
+                       const char *const *argv, const size_t *argvlen, const char *resp,
+                       size_t resplen, sg_reply_fn fn, sg_raw_reply_fn raw_fn, void *ud);
 sg_reply *sg_gateway_call_argv(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                                const char *const *argv, const size_t *argvlen);
 typedef struct sg_prepared {

@@ -489,10 +489,13 @@ typedef void (*sg_raw_reply_fn)(sg_client *c, const char *resp, size_t len, void
 /* As sg_gateway_send_argv, for proxies: a reply that needs no merging or
  * rewriting and is not an error comes to raw_fn as the node's bytes (no
  * reply tree is built); any other outcome comes to fn, as there. Exactly
- * one of the two runs, once. */
+ * one of the two runs, once. resp, when not NULL, is the same command as
+ * resplen bytes of RESP (the client's request as it came): sent as it is
+ * unless a policy rewrites the command, instead of being made again from
+ * argv. */
 SG_API int sg_gateway_forward(sg_gateway *g, const sg_request_ctx *ctx, int argc,
-                              const char *const *argv, const size_t *argvlen, sg_reply_fn fn,
-                              sg_raw_reply_fn raw_fn, void *ud);
+                              const char *const *argv, const size_t *argvlen, const char *resp,
+                              size_t resplen, sg_reply_fn fn, sg_raw_reply_fn raw_fn, void *ud);
 SG_API sg_reply *sg_gateway_call_argv(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                                       const char *const *argv, const size_t *argvlen);
 

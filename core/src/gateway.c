@@ -121,14 +121,14 @@ static void deliver_denial(evutil_socket_t fd, short what, void *arg) {
 int sg_gateway_send_argv(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                          const char *const *argv, const size_t *argvlen, sg_reply_fn fn,
                          void *ud) {
-    return sg_gateway_forward(g, ctx, argc, argv, argvlen, fn, NULL, ud);
+    return sg_gateway_forward(g, ctx, argc, argv, argvlen, NULL, 0, fn, NULL, ud);
 }
 
 int sg_gateway_forward(sg_gateway *g, const sg_request_ctx *ctx, int argc,
-                       const char *const *argv, const size_t *argvlen, sg_reply_fn fn,
-                       sg_raw_reply_fn raw_fn, void *ud) {
+                       const char *const *argv, const size_t *argvlen, const char *resp,
+                       size_t resplen, sg_reply_fn fn, sg_raw_reply_fn raw_fn, void *ud) {
     sg_decision d;
-    sg_submit_opts opts = {-1, NULL, NULL, NULL, 0, raw_fn};
+    sg_submit_opts opts = {-1, NULL, NULL, NULL, 0, raw_fn, resp, resplen};
     const char **tkeys = NULL;
     size_t *tlens = NULL, *lens = NULL;
     long long *tsecs = NULL;
@@ -145,7 +145,7 @@ int sg_gateway_forward(sg_gateway *g, const sg_request_ctx *ctx, int argc,
     if ((g->policy == NULL || sg_policy_count(g->policy) == 0) &&
         (c = sg_gateway_client(g, NULL)) != NULL) {
         /* no policy: nothing to decide (this runs for every command) */
-        rc = sg_router_submit(c, argc, argv, argvlen, fn, ud, raw_fn ? &opts : NULL);
+        rc = sg_router_submit(c, argc, argv, argvlen, fn, ud, raw_fn || resp ? &opts : NULL);
         if (rc != SG_OK) sg_seterr(&g->err, rc, "%s", c->err.msg);
         sg_free(lens);
         return rc;
@@ -205,9 +205,12 @@ int sg_gateway_forward(sg_gateway *g, const sg_request_ctx *ctx, int argc,
         opts.ttl_secs = tsecs;
         opts.nttls = d.nttls;
     }
-    if (d.rewritten)
+    if (d.rewritten) {
+        opts.resp = NULL; /* not what is sent any more */
         rc = sg_router_submit(c, d.argc, (const char *const *)d.argv, d.argvlen, fn, ud, &opts);
-    else rc = sg_router_submit(c, argc, argv, argvlen, fn, ud, &opts);
+    } else {
+        rc = sg_router_submit(c, argc, argv, argvlen, fn, ud, &opts);
+    }
     if (rc != SG_OK) sg_seterr(&g->err, rc, "%s", c->err.msg);
 done:
     sg_free(tkeys);

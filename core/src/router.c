@@ -95,9 +95,10 @@ static void put_argv(char *buf, int argc, const char *const *argv, const size_t 
 }
 
 /* A request and its command in RESP, in one allocation (a kept one when
- * its room is enough). */
-static sg_req *req_new(sg_client *c, int argc, const char *const *argv, const size_t *argvlen) {
-    size_t total = argv_resp_len(argc, argvlen), cap;
+ * its room is enough): resp as it is, else made from argv. */
+static sg_req *req_new(sg_client *c, int argc, const char *const *argv, const size_t *argvlen,
+                       const char *resp, size_t resplen) {
+    size_t total = resp ? resplen : argv_resp_len(argc, argvlen), cap;
     sg_req *req = c->free_reqs;
     if (req && req->cmdcap >= total) {
         c->free_reqs = req->next;
@@ -114,7 +115,8 @@ static sg_req *req_new(sg_client *c, int argc, const char *const *argv, const si
     req->read_policy = -1;
     req->cmd = (char *)(req + 1);
     req->cmdlen = total;
-    put_argv(req->cmd, argc, argv, argvlen);
+    if (resp) memcpy(req->cmd, resp, resplen);
+    else put_argv(req->cmd, argc, argv, argvlen);
     return req;
 }
 
@@ -794,7 +796,7 @@ static int finish_later(sg_req *req, const char *error_reply, int status, const 
 /* A part of a split or fan-out request. */
 static sg_req *new_part(sg_req *parent, int idx, int argc, const char *const *argv,
                         const size_t *argvlen) {
-    sg_req *part = req_new(parent->client, argc, argv, argvlen);
+    sg_req *part = req_new(parent->client, argc, argv, argvlen, NULL, 0);
     if (part == NULL) return NULL;
     part->parent = parent;
     part->part = idx;
@@ -948,7 +950,7 @@ static int submit(sg_client *c, int argc, const char *const *argv, const size_t 
 int sg_router_submit_node(sg_client *c, sg_node *node, int argc, const char *const *argv,
                           const size_t *argvlen, sg_reply_fn fn, void *ud) {
     sg_req *req;
-    if ((req = req_new(c, argc, argv, argvlen)) == NULL)
+    if ((req = req_new(c, argc, argv, argvlen, NULL, 0)) == NULL)
         return sg_seterr(&c->err, SG_ENOMEM, "out of memory sending a command");
     req->fn = fn;
     req->ud = ud;
@@ -1003,7 +1005,9 @@ static int submit(sg_client *c, int argc, const char *const *argv, const size_t 
         for (i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
         argvlen = lens;
     }
-    if ((req = req_new(c, argc, argv, argvlen)) == NULL) goto oom;
+    if ((req = req_new(c, argc, argv, argvlen, opts ? opts->resp : NULL, opts ? opts->resplen : 0)) ==
+        NULL)
+        goto oom;
     req->fn = fn;
     req->ud = ud;
     if (take_opts(req, opts) != SG_OK) {
