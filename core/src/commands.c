@@ -75,35 +75,50 @@ static const sg_command *search(const sg_command *base, size_t n, size_t skip,
 static short name_hash[NAME_HASH_SIZE]; /* index + 1 into command_table; 0: empty */
 static pthread_once_t name_hash_once = PTHREAD_ONCE_INIT;
 
-static unsigned hash_name(const char *name, size_t len) {
-    unsigned h = 2166136261u; /* FNV-1a over the lower-cased bytes */
+/* FNV-1a over the lower-cased bytes into *h; 0 when name holds a '|' (a
+ * subcommand's full name, which only the sorted table has). */
+static int hash_name(const char *name, size_t len, unsigned *h) {
+    unsigned v = 2166136261u;
     size_t i;
-    for (i = 0; i < len; i++) h = (h ^ lower((unsigned char)name[i])) * 16777619u;
-    return h;
+    for (i = 0; i < len; i++) {
+        unsigned char c = lower((unsigned char)name[i]);
+        if (c == '|') return 0;
+        v = (v ^ c) * 16777619u;
+    }
+    *h = v;
+    return 1;
 }
 
 static void name_hash_init(void) {
     size_t i;
     for (i = 0; i < SG_COMMAND_COUNT; i++) {
         const sg_command *c = &command_table[i];
-        unsigned h;
+        unsigned h = 0;
         if (c->parent != NULL) continue;
-        h = hash_name(c->name, strlen(c->name)) & (NAME_HASH_SIZE - 1);
+        hash_name(c->name, strlen(c->name), &h);
+        h &= NAME_HASH_SIZE - 1;
         while (name_hash[h]) h = (h + 1) & (NAME_HASH_SIZE - 1);
         name_hash[h] = (short)(i + 1);
     }
 }
 
+/* Whether name[0..len) in any case is the lower-case table name t of
+ * length len. */
+static int same_name(const char *name, const char *t, size_t len) {
+    size_t i;
+    for (i = 0; i < len; i++)
+        if (lower((unsigned char)name[i]) != (unsigned char)t[i]) return 0;
+    return 1;
+}
+
 const sg_command *sg_command_lookup(const char *name, size_t len) {
     unsigned h;
     if (name == NULL) return NULL;
-    if (memchr(name, '|', len)) /* "config|get": only the sorted table has those */
-        return search(command_table, SG_COMMAND_COUNT, 0, name, len);
+    if (!hash_name(name, len, &h)) return search(command_table, SG_COMMAND_COUNT, 0, name, len);
     pthread_once(&name_hash_once, name_hash_init);
-    for (h = hash_name(name, len) & (NAME_HASH_SIZE - 1); name_hash[h];
-         h = (h + 1) & (NAME_HASH_SIZE - 1)) {
+    for (h &= NAME_HASH_SIZE - 1; name_hash[h]; h = (h + 1) & (NAME_HASH_SIZE - 1)) {
         const sg_command *c = &command_table[name_hash[h] - 1];
-        if (c->namelen == (int)len && name_cmp(name, len, c->name) == 0) return c;
+        if (c->namelen == len && same_name(name, c->name, len)) return c;
     }
     return NULL;
 }
