@@ -48,10 +48,11 @@ void ops_node_close(ops_node *n) {
     n->ctx = NULL;
 }
 
-static redisReply *ops_vcmd(ops_node *n, const char *fmt, va_list ap) {
+redisReply *ops_vcmd(ops_node *n, const char *fmt, va_list ap) {
     redisReply *r;
     if (n->ctx == NULL) {
-        struct timeval tv = {1, 0};
+        int ms = n->timeout_ms > 0 ? n->timeout_ms : 1000;
+        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
         n->ctx = redisConnectWithTimeout(n->host, n->port, tv);
         if (n->ctx == NULL || n->ctx->err) {
             snprintf(n->err, sizeof n->err, "connect to %s: %s", n->addr,
@@ -60,6 +61,17 @@ static redisReply *ops_vcmd(ops_node *n, const char *fmt, va_list ap) {
             return NULL;
         }
         redisSetTimeout(n->ctx, tv);
+        if (n->pass) {
+            r = redisCommand(n->ctx, "AUTH %s", n->pass);
+            if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+                snprintf(n->err, sizeof n->err, "%s: AUTH: %.150s", n->addr,
+                         r ? r->str : n->ctx->errstr);
+                if (r) freeReplyObject(r);
+                ops_node_close(n);
+                return NULL;
+            }
+            freeReplyObject(r);
+        }
     }
     r = redisvCommand(n->ctx, fmt, ap);
     if (r == NULL) {

@@ -21,6 +21,7 @@
 #define SG_CLUSTER_OPS_H
 
 #include <hiredis/hiredis.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,8 @@ typedef struct ops_node {
     char host[64];
     int port;
     char id[48]; /* CLUSTER MYID, once known */
+    const char *pass; /* AUTH with it on connecting, when not NULL */
+    int timeout_ms;   /* bound on connect and on each reply; 0: 1000 */
     redisContext *ctx;
     char err[256]; /* why the last call on the node failed */
 } ops_node;
@@ -62,10 +65,11 @@ typedef struct ops_node {
 void ops_node_init(ops_node *n, const char *addr);
 void ops_node_close(ops_node *n);
 
-/* Runs a command on the node, (re)connecting first when needed; 1 s bounds
- * on connect and on each reply. Returns the reply (caller frees it with
- * freeReplyObject), or NULL with n->err saying why; the connection is dropped
- * then, and the next call connects again. */
+/* Runs a command on the node, (re)connecting (and authenticating) first when
+ * needed. Returns the reply (caller frees it with freeReplyObject), or NULL
+ * with n->err saying why; the connection is dropped then, and the next call
+ * connects again. */
+redisReply *ops_vcmd(ops_node *n, const char *fmt, va_list ap);
 redisReply *ops_cmd(ops_node *n, const char *fmt, ...);
 /* The same with an argv (binary-safe); NULL with n->err on failure. */
 redisReply *ops_cmd_argv(ops_node *n, int argc, const char **argv, const size_t *argvlen);
