@@ -57,16 +57,15 @@
  * replicated write is lost, a reply was wrong or the check could not be
  * done, 0 otherwise.
  */
-#include <errno.h>
-#include <fcntl.h>
+#include <dirent.h>
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/types.h>
-#include <sys/wait.h>
-#include <dirent.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cluster_ops.h"
@@ -83,21 +82,10 @@ static uint64_t T0; /* ops_now_ms() at the start; records keep ms since then */
 
 static uint32_t rel_ms(void) { return (uint32_t)(ops_now_ms() - T0); }
 
-/* Wall-clock time "HH:MM:SS.mmm", to match the servers' logs. */
-static const char *wall(char *buf, size_t n) {
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    localtime_r(&ts.tv_sec, &tm);
-    snprintf(buf, n, "%02d:%02d:%02d.%03ld", tm.tm_hour, tm.tm_min, tm.tm_sec,
-             ts.tv_nsec / 1000000);
-    return buf;
-}
-
 #define say(...)                                                                           \
     do {                                                                                   \
         char wb_[32];                                                                      \
-        printf("[%s +%6.1fs] ", wall(wb_, sizeof wb_), rel_ms() / 1000.0);                 \
+        printf("[%s +%6.1fs] ", ops_wall(wb_, sizeof wb_), rel_ms() / 1000.0);                 \
         printf(__VA_ARGS__);                                                               \
         putchar('\n');                                                                     \
     } while (0)
@@ -381,15 +369,6 @@ static int masters(int *mi, char *setkey, size_t setlen, int *from) {
     return -1;
 }
 
-/* Fills owner[] from a live node's CLUSTER SLOTS; 0 or -1. */
-static int read_owners(void) {
-    static char sig[OPS_SIG_MAX];
-    int i;
-    for (i = 0; i < cl.n; i++)
-        if (ops_signature(&cl, &cl.node[i], sig, sizeof sig, owner) == 0) return 0;
-    return -1;
-}
-
 static int settle(const char *what, int timeout_ms) {
     char problem[4096];
     uint64_t t = ops_now_ms();
@@ -425,7 +404,7 @@ static void round_(void) {
     int unsafe = fault_since_round;
     fault_since_round = 0;
     n = masters(mi, set, sizeof set, NULL);
-    if (n <= 0 || read_owners() != 0) ok = 0;
+    if (n <= 0 || ops_slot_owners(&cl, owner) != 0) ok = 0;
     for (i = 0; ok && i < n; i++) {
         ops_node *m = &cl.node[mi[i]];
         char probe[48];
@@ -500,119 +479,9 @@ static void note_fault(uint32_t at, const char *fmt, ...) {
     nfaults++;
 }
 
-static long read_pidfile(const char *path) {
-    FILE *f = fopen(path, "r");
-    long pid = 0;
-    if (f == NULL) return 0;
-    if (fscanf(f, "%ld", &pid) != 1) pid = 0;
-    fclose(f);
-    return pid;
-}
-
-/* Alive and not a zombie. */
-static int pid_alive(long pid) {
-    char path[64], buf[512], *p;
-    FILE *f;
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    if ((f = fopen(path, "r")) == NULL) return kill((pid_t)pid, 0) == 0;
-    p = fgets(buf, sizeof buf, f);
-    fclose(f);
-    if (p == NULL || (p = strrchr(buf, ')')) == NULL) return 0;
-    return p[2] != 'Z' && p[2] != 'X';
-}
-
-/* The pid, config file and pidfile of node n; 0 or -1. */
-static int node_process(ops_node *n, long *pid, char *conf, size_t conflen, char *pidfile,
-                        size_t pflen) {
-    char buf[64];
-    redisReply *r;
-    if (ops_info(n, "server", "process_id", buf, sizeof buf) != 0 ||
-        ops_info(n, "server", "config_file", conf, conflen) != 0 || !conf[0])
-        return -1;
-    *pid = atol(buf);
-    r = ops_cmd(n, "CONFIG GET pidfile");
-    pidfile[0] = '\0';
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2)
-        snprintf(pidfile, pflen, "%s", r->element[1]->str);
-    if (r) freeReplyObject(r);
-    return *pid > 0 && pidfile[0] ? 0 : -1;
-}
-
-/* Replaces the pid the harness recorded for a server, so that `servers.sh
- * stop` stops the restarted one (as ct_failover.c does). */
-static void update_harness_pid(long old, long new_pid) {
-    const char *state = getenv("SG_TEST_STATE");
-    char path[4096], tmp[4200], line[512];
-    FILE *in, *out;
-    if (state == NULL || !*state) {
-        say("SG_TEST_STATE unset: the restarted server (pid %ld) is not recorded", new_pid);
-        return;
-    }
-    snprintf(path, sizeof path, "%s/pids", state);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    if ((in = fopen(path, "r")) == NULL) return;
-    if ((out = fopen(tmp, "w")) == NULL) {
-        fclose(in);
-        return;
-    }
-    while (fgets(line, sizeof line, in)) {
-        char name[256];
-        long pid;
-        if (sscanf(line, "%255s %ld", name, &pid) == 2 && pid == old)
-            fprintf(out, "%s %ld\n", name, new_pid);
-        else
-            fputs(line, out);
-    }
-    fclose(in);
-    fclose(out);
-    if (rename(tmp, path) != 0) unlink(tmp);
-}
-
-/* Starts redis-server with its config file (it daemonizes); its new pid from
- * its pidfile, or 0. */
-static long start_server(const char *conf, const char *pidfile, long old_pid) {
-    const char *prog = getenv("REDIS_SERVER") ? getenv("REDIS_SERVER") : "redis-server";
-    char dir[1024];
-    uint64_t deadline;
-    int status;
-    pid_t child;
-    snprintf(dir, sizeof dir, "%s", conf);
-    if (strrchr(dir, '/')) *strrchr(dir, '/') = '\0';
-    if ((child = fork()) < 0) return 0;
-    if (child == 0) {
-        char log[1100];
-        int fd = open("/dev/null", O_RDONLY);
-        if (fd >= 0) dup2(fd, 0);
-        snprintf(log, sizeof log, "%s/stdout.log", dir);
-        fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        execlp(prog, prog, conf, (char *)NULL);
-        _exit(127);
-    }
-    if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        say("%s %s did not start (see %s/stdout.log)", prog, conf, dir);
-        return 0;
-    }
-    deadline = ops_now_ms() + 10000;
-    while (ops_now_ms() < deadline) {
-        long pid = read_pidfile(pidfile);
-        if (pid > 0 && pid != old_pid && pid_alive(pid)) return pid;
-        ops_sleep_ms(10);
-    }
-    say("no new pid in %s", pidfile);
-    return 0;
-}
-
 /* The replica of master m (its index in cl), or -1. */
 static int replica_of(int m) {
-    char raddr[64];
-    ops_node *r;
-    if (cl.node[m].id[0] == '\0' && ops_node_id(&cl.node[m]) != 0) return -1;
-    ops_replica_of(&cl.node[m], cl.node[m].id, raddr, sizeof raddr);
-    r = raddr[0] ? ops_by_addr(&cl, raddr) : NULL;
+    ops_node *r = ops_replica(&cl, &cl.node[m]);
     return r ? (int)(r - cl.node) : -1;
 }
 
@@ -664,13 +533,13 @@ static int wait_promoted(int r, int timeout_ms) {
 static void fault_kill(void) {
     int r, m = pick_master(&r);
     long pid, new_pid;
-    char conf[1024], pidfile[1024];
+    char conf[1024], pidfile[1024], err[1200];
     uint32_t t0;
     if (m < 0) {
         say("kill: no master whose replica can take over now; skipped");
         return;
     }
-    if (node_process(&cl.node[m], &pid, conf, sizeof conf, pidfile, sizeof pidfile) != 0) {
+    if (ops_server_process(&cl.node[m], &pid, conf, sizeof conf, pidfile, sizeof pidfile) != 0) {
         say("kill: cannot tell %s's process: %s", cl.node[m].addr, cl.node[m].err);
         return;
     }
@@ -680,7 +549,7 @@ static void fault_kill(void) {
         pid, cl.node[r].addr);
     fault_since_round = 1;
     kill((pid_t)pid, SIGKILL);
-    while (pid_alive(pid) && rel_ms() - t0 < 5000) ops_sleep_ms(1);
+    while (ops_pid_alive(pid) && rel_ms() - t0 < 5000) ops_sleep_ms(1);
     ops_node_close(&cl.node[m]);
     if (wait_promoted(r, 30000) != 0) {
         say("kill: %s not master with cluster_state:ok 30 s after the kill", cl.node[r].addr);
@@ -688,9 +557,12 @@ static void fault_kill(void) {
         promoted_at[r] = ops_now_ms();
         say("kill: %s took over %u ms after the kill", cl.node[r].addr, rel_ms() - t0);
     }
-    new_pid = start_server(conf, pidfile, pid);
-    if (new_pid > 0) {
-        update_harness_pid(pid, new_pid);
+    new_pid = ops_start_server(conf, pidfile, pid, err, sizeof err);
+    if (new_pid <= 0) {
+        say("kill: %s", err);
+    } else {
+        if (ops_update_harness_pid(pid, new_pid) < 0)
+            say("SG_TEST_STATE unset: the restarted server (pid %ld) is not recorded", new_pid);
         say("kill: restarted %s (pid %ld)", cl.node[m].addr, new_pid);
     }
     fault_since_round = 1;
@@ -699,50 +571,7 @@ static void fault_kill(void) {
     fault_counts[0]++;
 }
 
-#define BATCH 20
-
-/* MIGRATEs every key of slot from f to t, BATCH at a time; 0 or -1. */
-static int migrate_keys(int slot, ops_node *f, ops_node *t, int *moved) {
-    for (;;) {
-        const char *argv[8 + BATCH];
-        size_t len[8 + BATCH];
-        char port[16];
-        redisReply *keys = ops_cmd(f, "CLUSTER GETKEYSINSLOT %d %d", slot, BATCH), *r;
-        int argc = 0, i;
-        size_t k;
-        if (keys == NULL || keys->type != REDIS_REPLY_ARRAY) {
-            say("migrate: slot %d: GETKEYSINSLOT on %s: %s", slot, f->addr,
-                keys ? (keys->str ? keys->str : "?") : f->err);
-            if (keys) freeReplyObject(keys);
-            return -1;
-        }
-        if (keys->elements == 0) {
-            freeReplyObject(keys);
-            return 0;
-        }
-        snprintf(port, sizeof port, "%d", t->port);
-        argv[argc++] = "MIGRATE";
-        argv[argc++] = t->host;
-        argv[argc++] = port;
-        argv[argc++] = "";
-        argv[argc++] = "0";
-        argv[argc++] = "5000";
-        argv[argc++] = "KEYS";
-        for (k = 0; k < keys->elements; k++) argv[argc++] = keys->element[k]->str;
-        for (i = 0; i < argc; i++) len[i] = strlen(argv[i]);
-        r = ops_cmd_argv(f, argc, argv, len);
-        if (r == NULL || r->type != REDIS_REPLY_STATUS || strcmp(r->str, "OK") != 0) {
-            say("migrate: slot %d: MIGRATE on %s: %s", slot, f->addr,
-                r ? (r->str ? r->str : "unexpected reply") : f->err);
-            if (r) freeReplyObject(r);
-            freeReplyObject(keys);
-            return -1;
-        }
-        *moved += (int)keys->elements;
-        freeReplyObject(r);
-        freeReplyObject(keys);
-    }
-}
+#define BATCH 20 /* keys per MIGRATE */
 
 static int migrate_slot(int slot, int from, int to, const int *mi, int n, int *moved) {
     ops_node *f = &cl.node[from], *t = &cl.node[to];
@@ -753,7 +582,10 @@ static int migrate_slot(int slot, int from, int to, const int *mi, int n, int *m
         return -1;
     }
     ops_sleep_ms(100); /* let some writes meet the slot half-moved (ASK) */
-    if (migrate_keys(slot, f, t, moved) != 0) return -1;
+    if (ops_migrate_keys(f, t, slot, BATCH, 0, NULL, NULL, moved) != 0) {
+        say("migrate: slot %d: %s", slot, f->err);
+        return -1;
+    }
     /* the target first, then the source, then the other masters */
     if (ops_cmd_expect(t, "OK", "CLUSTER SETSLOT %d NODE %s", slot, t->id) != 0 ||
         ops_cmd_expect(f, "OK", "CLUSTER SETSLOT %d NODE %s", slot, t->id) != 0) {
@@ -771,7 +603,7 @@ static void fault_migrate(void) {
     int mi[OPS_MAX_NODES], n, from, to, i, s, moved = 0, done = 0, tries;
     char set[128];
     uint32_t t0 = rel_ms();
-    if ((n = masters(mi, set, sizeof set, NULL)) < 2 || read_owners() != 0) {
+    if ((n = masters(mi, set, sizeof set, NULL)) < 2 || ops_slot_owners(&cl, owner) != 0) {
         say("migrate: cannot read the masters or the slots; skipped");
         return;
     }
@@ -873,7 +705,7 @@ static void fault_stall(void) {
         say("stall: no node fit for a %d ms stall now; skipped", ms);
         return;
     }
-    if (node_process(&cl.node[target], &pid, conf, sizeof conf, pidfile, sizeof pidfile) != 0) {
+    if (ops_server_process(&cl.node[target], &pid, conf, sizeof conf, pidfile, sizeof pidfile) != 0) {
         say("stall: cannot tell %s's process", cl.node[target].addr);
         return;
     }
@@ -1004,7 +836,7 @@ static int check_all(int direct, tally *all, tally *repl) {
     const char *where = direct ? "direct" : "gateway";
     memset(all, 0, sizeof *all);
     memset(repl, 0, sizeof *repl);
-    if (direct && read_owners() != 0) return -1;
+    if (direct && ops_slot_owners(&cl, owner) != 0) return -1;
     if (!direct) {
         struct timeval tv = {10, 0};
         gw = redisConnectWithTimeout(gw_host, gw_port, tv);
@@ -1105,10 +937,9 @@ int main(int argc, char **argv) {
         return 1;
     }
     {
-        redisReply *r = ops_cmd(&cl.node[0], "CONFIG GET cluster-node-timeout");
-        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2)
-            node_timeout_ms = atoll(r->element[1]->str);
-        if (r) freeReplyObject(r);
+        char v[32];
+        if (ops_config_get(&cl.node[0], "cluster-node-timeout", v, sizeof v) == 0)
+            node_timeout_ms = atoll(v);
     }
     if (sg_pid > 0) {
         rss0 = proc_rss_kb(sg_pid);

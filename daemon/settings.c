@@ -125,14 +125,6 @@ static int warn(loader *ld, const char *fmt, ...) {
     return SG_OK;
 }
 
-/* A short rendering of a JSON value for "found ..." in messages. */
-static void json_brief(const sg_json *v, char *out, size_t outlen) {
-    if (v->type == SG_JSON_STRING) snprintf(out, outlen, "string \"%.60s\"", v->str);
-    else if (v->type == SG_JSON_NUMBER) snprintf(out, outlen, "number %.60s", v->str);
-    else if (v->type == SG_JSON_BOOL) snprintf(out, outlen, "%s", v->boolean ? "true" : "false");
-    else snprintf(out, outlen, "%s", sg_json_type_name(v->type));
-}
-
 /* A value that cannot be read as its kind: in the file, "F:L:C: slotgate.KEY:
  * expected X, found Y" (at v, or at the value being read); from a variable,
  * NAME="value": expected X, as the storage settings say it. Secrets are not
@@ -148,7 +140,7 @@ static int read_error(loader *ld, int id, const sg_json *v, const char *fmt, ...
     if (v == NULL) v = ld->json;
     if (v != NULL) {
         if (secret(id) && v->type == SG_JSON_STRING) snprintf(found, sizeof found, "a string");
-        else json_brief(v, found, sizeof found);
+        else sg_json_brief(v, found, sizeof found);
         return sg_seterr(&ld->s->err, SG_ECONFIG, "%s:%d:%d: slotgate.%s: expected %s, found %s",
                          ld->path, v->line, v->col, defs[id].key, what, found);
     }
@@ -189,19 +181,6 @@ static int check_error(loader *ld, int id, int item, const char *fmt, ...) {
 }
 
 /* ---- small pure helpers ------------------------------------------------------------ */
-
-
-
-
-/* Go's json decoding into an int: an integer literal that fits. */
-static int json_int(const sg_json *v, long long *out) {
-    char *end;
-    if (strpbrk(v->str, ".eE")) return -1;
-    errno = 0;
-    *out = strtoll(v->str, &end, 10);
-    if (errno == ERANGE) return -2;
-    return *end ? -1 : 0;
-}
 
 /* A Unix permission mode written in octal ("0660", "660", "0o660"), at most
  * 0777: 0 with *out set, -1 otherwise. */
@@ -657,7 +636,7 @@ static int json_integer(loader *ld, int id, const sg_json *v) {
     long long n;
     int rc;
     if (v->type != SG_JSON_NUMBER) return read_error(ld, id, v, "%s", int_expected(id));
-    if ((rc = json_int(v, &n)) == -1)
+    if ((rc = sg_json_int(v, &n)) == -1)
         return read_error(ld, id, v, "%s (no fraction or exponent)", int_expected(id));
     if (rc == -2) return read_error(ld, id, v, "%s that fits in 64 bits", int_expected(id));
     *AT(ld->s, id, long long) = n;
@@ -1305,7 +1284,7 @@ static int read_file_object(loader *ld, const char *path, sg_json **root, const 
     if (*obj && (*obj)->type == SG_JSON_NULL) *obj = NULL;
     if (*obj && (*obj)->type != SG_JSON_OBJECT) {
         char found[100];
-        json_brief(*obj, found, sizeof found);
+        sg_json_brief(*obj, found, sizeof found);
         return sg_seterr(&ld->s->err, SG_ECONFIG,
                          "%s:%d:%d: slotgate: expected an object of slotgated's settings, "
                          "found %s",

@@ -587,35 +587,28 @@ int sg_command_split(const sg_command *cmd) {
 
 /* ---- names ----------------------------------------------------------------------- */
 
-const char *sg_command_flag_name(uint32_t bit) {
-#define SG_NAME_(sym, name, b)                                                 \
-    if (bit == SG_CMD_##sym) return name;
-    SG_CMD_FLAG_MAP(SG_NAME_)
-#undef SG_NAME_
+/* The name of a value from its X-macro list (commands.h): the lists give a
+ * bit for the flags, the value itself for the policies. */
+#define SG_NAME_OF_BIT_(sym, name, bit) if (v == 1u << (bit)) return name;
+#define SG_NAME_OF_VALUE_(sym, name, value) if (v == (value)) return name;
+
+const char *sg_command_flag_name(uint32_t v) {
+    SG_CMD_FLAG_MAP(SG_NAME_OF_BIT_)
     return NULL;
 }
 
-const char *sg_keyspec_flag_name(uint32_t bit) {
-#define SG_NAME_(sym, name, b)                                                 \
-    if (bit == SG_KS_##sym) return name;
-    SG_KS_FLAG_MAP(SG_NAME_)
-#undef SG_NAME_
+const char *sg_keyspec_flag_name(uint32_t v) {
+    SG_KS_FLAG_MAP(SG_NAME_OF_BIT_)
     return NULL;
 }
 
-const char *sg_request_policy_name(int policy) {
-#define SG_NAME_(sym, name, v)                                                 \
-    if (policy == SG_REQ_##sym) return name;
-    SG_REQ_POLICY_MAP(SG_NAME_)
-#undef SG_NAME_
+const char *sg_request_policy_name(int v) {
+    SG_REQ_POLICY_MAP(SG_NAME_OF_VALUE_)
     return NULL;
 }
 
-const char *sg_response_policy_name(int policy) {
-#define SG_NAME_(sym, name, v)                                                 \
-    if (policy == SG_RESP_##sym) return name;
-    SG_RESP_POLICY_MAP(SG_NAME_)
-#undef SG_NAME_
+const char *sg_response_policy_name(int v) {
+    SG_RESP_POLICY_MAP(SG_NAME_OF_VALUE_)
     return NULL;
 }
 

@@ -324,31 +324,13 @@ static const char *kind_expected(sg_field_kind k) {
     return "?";
 }
 
-/* A short rendering of a JSON value for "found ..." in messages. */
-static void json_brief(const sg_json *v, char *out, size_t outlen) {
-    if (v->type == SG_JSON_STRING) snprintf(out, outlen, "string \"%.60s\"", v->str);
-    else if (v->type == SG_JSON_NUMBER) snprintf(out, outlen, "number %.60s", v->str);
-    else if (v->type == SG_JSON_BOOL) snprintf(out, outlen, "%s", v->boolean ? "true" : "false");
-    else snprintf(out, outlen, "%s", sg_json_type_name(v->type));
-}
-
 static int type_error(loader *ld, sg_storage *st, int fid, const sg_json *v,
                       const char *expected) {
     char found[100], name[128];
-    json_brief(v, found, sizeof found);
+    sg_json_brief(v, found, sizeof found);
     qualified(st, st->key_shape, fid, name, sizeof name);
     return sg_seterr(&ld->cfg->err, SG_ECONFIG, "%s:%d:%d: %s: expected %s, found %s",
                      ld->path, v->line, v->col, name, expected, found);
-}
-
-/* Go's json decoding into an int: an integer literal that fits. */
-static int json_int(const sg_json *v, long long *out) {
-    char *end;
-    if (strpbrk(v->str, ".eE")) return -1;
-    errno = 0;
-    *out = strtoll(v->str, &end, 10);
-    if (errno == ERANGE) return -2;
-    return *end ? -1 : 0;
 }
 
 /* Stores a string item; keeps file positions parallel to items. */
@@ -393,7 +375,7 @@ static int apply_json(loader *ld, sg_storage *st, int fid, const sg_json *v) {
     case SG_KIND_INT: {
         long long n;
         if (v->type != SG_JSON_NUMBER) return type_error(ld, st, fid, v, "an integer");
-        rc = json_int(v, &n);
+        rc = sg_json_int(v, &n);
         if (rc == -1) return type_error(ld, st, fid, v, "an integer (no fraction or exponent)");
         if (rc == -2) return type_error(ld, st, fid, v, "an integer that fits in 64 bits");
         f->i = n;
@@ -918,7 +900,7 @@ static int read_switch(loader *ld, sg_field *f, const sg_json *root,
     if (v && v->type != SG_JSON_NULL) {
         if (v->type != SG_JSON_BOOL) {
             char found[100];
-            json_brief(v, found, sizeof found);
+            sg_json_brief(v, found, sizeof found);
             return sg_seterr(&ld->cfg->err, SG_ECONFIG,
                              "%s:%d:%d: %s: expected true or false, found %s",
                              ld->path, v->line, v->col, key, found);
@@ -957,7 +939,7 @@ static int add_upstream_from(loader *ld, const upstream_def *ud, const sg_json *
     if (section && section->type != SG_JSON_NULL) {
         if (section->type != SG_JSON_OBJECT) {
             char found[100];
-            json_brief(section, found, sizeof found);
+            sg_json_brief(section, found, sizeof found);
             return sg_seterr(&cfg->err, SG_ECONFIG,
                              "%s:%d:%d: %s: expected an object, found %s", ld->path,
                              section->line, section->col, ud->section, found);

@@ -5,7 +5,9 @@
  * with a hint for the mistakes operators make most (a missing quote, a
  * trailing comma, a comment).
  */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -40,6 +42,22 @@ const char *sg_json_type_name(sg_json_type t) {
     static const char *const names[] = {"null",   "boolean", "number",
                                         "string", "array",   "object"};
     return names[t];
+}
+
+void sg_json_brief(const sg_json *v, char *out, size_t outlen) {
+    if (v->type == SG_JSON_STRING) snprintf(out, outlen, "string \"%.60s\"", v->str);
+    else if (v->type == SG_JSON_NUMBER) snprintf(out, outlen, "number %.60s", v->str);
+    else if (v->type == SG_JSON_BOOL) snprintf(out, outlen, "%s", v->boolean ? "true" : "false");
+    else snprintf(out, outlen, "%s", sg_json_type_name(v->type));
+}
+
+int sg_json_int(const sg_json *v, long long *out) {
+    char *end;
+    if (strpbrk(v->str, ".eE")) return -1;
+    errno = 0;
+    *out = strtoll(v->str, &end, 10);
+    if (errno == ERANGE) return -2;
+    return *end ? -1 : 0;
 }
 
 /* Moves one byte on, keeping line and column (columns count characters:

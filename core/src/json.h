@@ -1,7 +1,8 @@
 /*
  * json.h — a small strict JSON reader (RFC 8259) that remembers where each
  * value and key starts, so settings errors can name FILE:LINE:COL. Numbers are
- * kept as their literal text: the settings reader decides what fits an int.
+ * kept as their literal text; sg_json_int reads one as both settings readers
+ * (the library's and slotgated's) must: as Go would.
  */
 #ifndef SG_JSON_H
 #define SG_JSON_H
@@ -50,5 +51,14 @@ const sg_json *sg_json_get(const sg_json *obj, const char *key);
 
 /* "null", "boolean", "number", "string", "array", "object". */
 const char *sg_json_type_name(sg_json_type t);
+
+/* A short rendering of v for "found ..." in the settings readers' messages
+ * ("string \"x\"", "number 1.5", "true", "array"), into out. */
+void sg_json_brief(const sg_json *v, char *out, size_t outlen);
+
+/* A NUMBER read as Go's encoding/json reads it into an int: 0 with *out set
+ * for an integer literal that fits in 64 bits; -1 for a fraction or an
+ * exponent, -2 when it does not fit. */
+int sg_json_int(const sg_json *v, long long *out);
 
 #endif

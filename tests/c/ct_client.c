@@ -31,7 +31,7 @@ static sg_client *client_for(const char *const *env, struct event_base *base) {
     return c;
 }
 
-static char env_addrs[2048], env_tls_ca[1024], env_user[256], env_pass[256];
+static char env_addrs[2048];
 
 static sg_client *cluster_client(void) {
     const char *env[] = {env_addrs, "TYK_GW_STORAGE_ENABLECLUSTER=true", NULL};
@@ -371,6 +371,18 @@ static void test_single_node_select(void) {
     sg_client_free(c);
 }
 
+/* A client for env connects, and ACL WHOAMI names user. */
+static void check_whoami(const char *const *env, const char *user) {
+    sg_client *c = client_for(env, NULL);
+    sg_reply *r;
+    CHECK_INT(sg_client_connect(c), SG_OK);
+    r = sg_client_call(c, "ACL WHOAMI");
+    CHECK(r && r->type == SG_REPLY_STRING);
+    if (r) CHECK_STR(r->str, user);
+    sg_reply_free(r);
+    sg_client_free(c);
+}
+
 /* ACL users: the right password works, a wrong one says so and where. */
 static void test_acl(void) {
     char addr[300], user[300], pass[300];
@@ -380,13 +392,7 @@ static void test_acl(void) {
     snprintf(addr, sizeof addr, "TYK_GW_STORAGE_ADDRS=%s", test_server_var("SG_TEST_ACL"));
     snprintf(user, sizeof user, "TYK_GW_STORAGE_USERNAME=%s", test_server_var("SG_TEST_ACL_USER"));
     snprintf(pass, sizeof pass, "TYK_GW_STORAGE_PASSWORD=%s", test_server_var("SG_TEST_ACL_PASS"));
-    c = client_for(env, NULL);
-    CHECK_INT(sg_client_connect(c), SG_OK);
-    r = sg_client_call(c, "ACL WHOAMI");
-    CHECK(r && r->type == SG_REPLY_STRING);
-    if (r) CHECK_STR(r->str, test_server_var("SG_TEST_ACL_USER"));
-    sg_reply_free(r);
-    sg_client_free(c);
+    check_whoami(env, test_server_var("SG_TEST_ACL_USER"));
 
     snprintf(pass, sizeof pass, "TYK_GW_STORAGE_PASSWORD=not-the-password");
     c = client_for(env, NULL);
@@ -402,12 +408,7 @@ static void test_acl(void) {
     env[1] = NULL;
     snprintf(pass, sizeof pass, "TYK_GW_STORAGE_PASSWORD=%s", test_server_var("SG_TEST_ACL_DEFAULT_PASS"));
     env[1] = pass;
-    c = client_for(env, NULL);
-    CHECK_INT(sg_client_connect(c), SG_OK);
-    r = sg_client_call(c, "ACL WHOAMI");
-    CHECK(r && r->type == SG_REPLY_STRING && strcmp(r->str, "default") == 0);
-    sg_reply_free(r);
-    sg_client_free(c);
+    check_whoami(env, "default");
 
     /* no password at all */
     env[1] = NULL;
@@ -415,8 +416,6 @@ static void test_acl(void) {
     CHECK_INT(sg_client_connect(c), SG_EAUTH);
     CHECK_CONTAINS(sg_errmsg(c), "NOAUTH");
     sg_client_free(c);
-    (void)env_user;
-    (void)env_pass;
 }
 
 /* TLS: the cluster and the single node (which also wants a user). */
@@ -461,15 +460,8 @@ static void test_tls(void) {
     snprintf(pass, sizeof pass, "TYK_GW_STORAGE_PASSWORD=%s", test_server_var("SG_TEST_ACL_PASS"));
     {
         const char *env2[] = {addrs, "TYK_GW_STORAGE_USESSL=true", ca, user, pass, NULL};
-        c = client_for(env2, NULL);
-        CHECK_INT(sg_client_connect(c), SG_OK);
-        r = sg_client_call(c, "ACL WHOAMI");
-        CHECK(r && r->type == SG_REPLY_STRING);
-        if (r) CHECK_STR(r->str, test_server_var("SG_TEST_ACL_USER"));
-        sg_reply_free(r);
-        sg_client_free(c);
+        check_whoami(env2, test_server_var("SG_TEST_ACL_USER"));
     }
-    (void)env_tls_ca;
 }
 
 /* ---- pool bounds, with an async client ---------------------------------------- */

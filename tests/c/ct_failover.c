@@ -52,15 +52,12 @@
  * error (CLUSTERDOWN, TRYAGAIN, MASTERDOWN, LOADING). Every wait polls a
  * condition against a deadline, the load running meanwhile.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/types.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cluster_ops.h"
@@ -75,14 +72,8 @@ enum { W_NONE = 0, W_ACK, W_UNKNOWN, W_FAIL };
 
 /* Wall-clock time "HH:MM:SS.mmm", to match the servers' logs. */
 static const char *wall(void) {
-    static char buf[32];
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    localtime_r(&ts.tv_sec, &tm);
-    snprintf(buf, sizeof buf, "%02d:%02d:%02d.%03ld", tm.tm_hour, tm.tm_min, tm.tm_sec,
-             ts.tv_nsec / 1000000);
-    return buf;
+    static char buf[16];
+    return ops_wall(buf, sizeof buf);
 }
 
 /* ---- the load ------------------------------------------------------------------ */
@@ -259,11 +250,8 @@ static void reset_phase(load *ld) { memset(&ld->ph, 0, sizeof ld->ph); }
  * serves it, and judges it against the outcomes and floors. */
 static void verify(load *ld, ops_cluster *cl, const char *when) {
     static int owner[16384];
-    char sig[OPS_SIG_MAX];
     int k, lost = 0, unknown_applied = 0, wrong = 0;
-    for (k = 0; k < cl->n; k++)
-        if (ops_signature(cl, &cl->node[k], sig, sizeof sig, owner) == 0) break;
-    if (k == cl->n) {
+    if (ops_slot_owners(cl, owner) != 0) {
         TEST_FAIL_("%s: no node gives the slot map: %s", when, cl->node[cl->n - 1].err);
         return;
     }
@@ -399,22 +387,6 @@ static int seen(void *arg) { return atomic_load(&((watch *)arg)->seen) != 0; }
 
 static int victim_ok_after(void *arg) { return L.last_ok_victim > *(uint64_t *)arg; }
 
-static sg_client *new_client(void) {
-    static char addrs[2048];
-    const char *env[] = {addrs, "TYK_GW_STORAGE_ENABLECLUSTER=true", NULL};
-    sg_config *cfg = sg_config_new();
-    sg_client *c;
-    snprintf(addrs, sizeof addrs, "TYK_GW_STORAGE_ADDRS=%s", test_server_var("SG_TEST_CLUSTER"));
-    CHECK_INT(sg_config_load(cfg, NULL, SG_SHAPE_GATEWAY, env), SG_OK);
-    c = sg_client_new(cfg, NULL, NULL);
-    sg_config_free(cfg);
-    if (c == NULL || sg_errcode(c) != SG_OK || sg_client_connect(c) != SG_OK) {
-        TEST_FAIL_("client: %s", c ? sg_errmsg(c) : "out of memory");
-        exit(test_report());
-    }
-    return c;
-}
-
 /* ---- the cluster ------------------------------------------------------------------- */
 
 static ops_cluster cl;
@@ -481,101 +453,11 @@ static int settled(const char *want, int timeout_ms, const char *what) {
     return 0;
 }
 
-/* Replaces the pid the harness recorded for the server (pid old) with pid
- * new, so that `servers.sh stop` stops the restarted server. */
-static void update_harness_pid(long old, long new_pid) {
-    const char *state = getenv("SG_TEST_STATE");
-    char path[4096], tmp[4200], line[512];
-    FILE *in, *out;
-    int replaced = 0;
-    if (state == NULL || !*state) {
-        printf("  SG_TEST_STATE unset: the restarted server (pid %ld) is not recorded\n", new_pid);
-        return;
-    }
-    snprintf(path, sizeof path, "%s/pids", state);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    if ((in = fopen(path, "r")) == NULL) return;
-    if ((out = fopen(tmp, "w")) == NULL) {
-        fclose(in);
-        return;
-    }
-    while (fgets(line, sizeof line, in)) {
-        char name[256];
-        long pid;
-        if (sscanf(line, "%255s %ld", name, &pid) == 2 && pid == old) {
-            fprintf(out, "%s %ld\n", name, new_pid);
-            replaced = 1;
-        } else {
-            fputs(line, out);
-        }
-    }
-    fclose(in);
-    fclose(out);
-    if (rename(tmp, path) != 0) unlink(tmp);
-    CHECK(replaced);
-}
-
-static long read_pidfile(const char *path) {
-    FILE *f = fopen(path, "r");
-    long pid = 0;
-    if (f == NULL) return 0;
-    if (fscanf(f, "%ld", &pid) != 1) pid = 0;
-    fclose(f);
-    return pid;
-}
-
-/* Alive and not a zombie. */
-static int pid_alive(long pid) {
-    char path[64], buf[512], *p;
-    FILE *f;
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    if ((f = fopen(path, "r")) == NULL) return kill((pid_t)pid, 0) == 0;
-    p = fgets(buf, sizeof buf, f);
-    fclose(f);
-    if (p == NULL || (p = strrchr(buf, ')')) == NULL) return 0;
-    return p[2] != 'Z' && p[2] != 'X';
-}
-
-/* Starts redis-server with its config file (it daemonizes); its new pid from
- * its pidfile, or 0. */
-static long start_server(const char *conf, const char *pidfile, long old_pid, const char *dir) {
-    const char *prog = getenv("REDIS_SERVER") ? getenv("REDIS_SERVER") : "redis-server";
-    uint64_t deadline;
-    int status;
-    pid_t child = fork();
-    if (child < 0) return 0;
-    if (child == 0) {
-        char log[4200];
-        int fd = open("/dev/null", O_RDONLY);
-        if (fd >= 0) dup2(fd, 0);
-        snprintf(log, sizeof log, "%s/stdout.log", dir);
-        fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        execlp(prog, prog, conf, (char *)NULL);
-        _exit(127);
-    }
-    if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        TEST_FAIL_("%s %s did not start (see %s/stdout.log)", prog, conf, dir);
-        return 0;
-    }
-    deadline = ops_now_ms() + 10000;
-    while (ops_now_ms() < deadline) {
-        long pid = read_pidfile(pidfile);
-        if (pid > 0 && pid != old_pid && pid_alive(pid)) return pid;
-        ops_sleep_ms(10);
-    }
-    TEST_FAIL_("no new pid in %s", pidfile);
-    return 0;
-}
-
 /* ---- the tests ------------------------------------------------------------------ */
 
 static void setup(void) {
     static int owner[16384];
-    char problem[4096], raddr[64];
+    char problem[4096], buf[32];
     int k;
     ops_cluster_init(&cl, test_server_var("SG_TEST_CLUSTER"));
     if (ops_wait_settled(&cl, NULL, 20000, NULL, NULL, problem, sizeof problem) != 0) {
@@ -590,20 +472,10 @@ static void setup(void) {
         exit(test_report());
     }
     victim = &cl.node[owner[0]];
-    {
-        redisReply *r = ops_cmd(victim, "CONFIG GET cluster-node-timeout");
-        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2)
-            node_timeout_ms = atoll(r->element[1]->str);
-        if (r) freeReplyObject(r);
-    }
-    if (ops_node_id(victim) != 0) {
-        TEST_FAIL_("CLUSTER MYID on %s: %s", victim->addr, victim->err);
-        exit(test_report());
-    }
-    ops_replica_of(victim, victim->id, raddr, sizeof raddr);
-    replica = ops_by_addr(&cl, raddr);
-    if (replica == NULL) {
-        TEST_FAIL_("master %s has no replica in SG_TEST_CLUSTER (\"%s\")", victim->addr, raddr);
+    if (ops_config_get(victim, "cluster-node-timeout", buf, sizeof buf) == 0)
+        node_timeout_ms = atoll(buf);
+    if ((replica = ops_replica(&cl, victim)) == NULL) {
+        TEST_FAIL_("master %s has no replica in SG_TEST_CLUSTER: %s", victim->addr, victim->err);
         exit(test_report());
     }
     snprintf(observer_addr, sizeof observer_addr, "%s", cl.node[owner[16383]].addr);
@@ -613,7 +485,7 @@ static void setup(void) {
 
     memset(&L, 0, sizeof L);
     L.outcome = calloc(MAXW, 1);
-    L.c = new_client();
+    L.c = ops_client();
     for (k = 0; k < NK; k++) {
         char key[32];
         key_of(k, key, sizeof key);
@@ -662,18 +534,15 @@ static void test_graceful_failover(void) {
 }
 
 static void test_hard_failover(void) {
-    char conf[1024], pidfile[1024], dir[1024], buf[64];
+    char conf[1024], pidfile[1024], err[1200];
     long pid, new_pid = 0;
     watch w;
     uint64_t t_kill, t_dead, t_promoted, t_served;
-    redisReply *r;
 
-    if (ops_info(victim, "server", "process_id", buf, sizeof buf) != 0 ||
-        ops_info(victim, "server", "config_file", conf, sizeof conf) != 0 || !conf[0]) {
-        TEST_FAIL_("INFO server on %s: %s", victim->addr, victim->err);
+    if (ops_server_process(victim, &pid, conf, sizeof conf, pidfile, sizeof pidfile) != 0) {
+        TEST_FAIL_("cannot tell %s's process: %s", victim->addr, victim->err);
         return;
     }
-    pid = atol(buf);
     {
         char role[32], sig[OPS_SIG_MAX];
         ops_role(victim, role, sizeof role);
@@ -684,15 +553,6 @@ static void test_hard_failover(void) {
             return;
         }
     }
-    r = ops_cmd(victim, "CONFIG GET pidfile");
-    pidfile[0] = '\0';
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2)
-        snprintf(pidfile, sizeof pidfile, "%s", r->element[1]->str);
-    if (r) freeReplyObject(r);
-    snprintf(dir, sizeof dir, "%s", conf);
-    if (strrchr(dir, '/')) *strrchr(dir, '/') = '\0';
-    CHECK(pidfile[0] != '\0');
-    CHECK(pid > 0);
 
     /* load, with the victim's writes confirmed replicated every 100 ms */
     wait_electable(replica);
@@ -710,9 +570,9 @@ static void test_hard_failover(void) {
     watch_start(&w, replica->addr);
     t_kill = ops_now_ms();
     CHECK_INT(kill((pid_t)pid, SIGKILL), 0);
-    while (pid_alive(pid) && ops_now_ms() - t_kill < 5000) ops_sleep_ms(1);
+    while (ops_pid_alive(pid) && ops_now_ms() - t_kill < 5000) ops_sleep_ms(1);
     t_dead = ops_now_ms();
-    CHECK(!pid_alive(pid));
+    CHECK(!ops_pid_alive(pid));
     ops_node_close(victim);
     /* from now on, a write to the victim's keys that succeeds was done by
      * the promoted replica */
@@ -743,9 +603,15 @@ static void test_hard_failover(void) {
     verify(&L, &cl, "after the kill");
 
     /* the killed server again, as a replica, then master again */
-    new_pid = start_server(conf, pidfile, pid, dir);
+    new_pid = ops_start_server(conf, pidfile, pid, err, sizeof err);
+    if (new_pid <= 0) TEST_FAIL_("%s", err);
     if (new_pid > 0) {
-        update_harness_pid(pid, new_pid);
+        int recorded = ops_update_harness_pid(pid, new_pid);
+        if (recorded < 0)
+            printf("  SG_TEST_STATE unset: the restarted server (pid %ld) is not recorded\n",
+                   new_pid);
+        else
+            CHECK_INT(recorded, 1);
         printf("  restarted %s from %s: pid %ld\n", victim->addr, conf, new_pid);
         if (settled(NULL, 30000, "the restarted server rejoins") == 0) {
             char role[32];

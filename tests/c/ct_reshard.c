@@ -73,24 +73,6 @@ static void group_key(int g, int j, char *out, size_t n) {
 static void cnt_key(int g, char *out, size_t n) { snprintf(out, n, "{%.40s}:cnt", group_tag[g]); }
 static void value_of(unsigned long long v, char *out, size_t n) { snprintf(out, n, "v%llu", v); }
 
-static sg_client *new_client(void) {
-    static char addrs[2048];
-    const char *env[] = {addrs, "TYK_GW_STORAGE_ENABLECLUSTER=true", NULL};
-    sg_config *cfg = sg_config_new();
-    sg_client *c;
-    snprintf(addrs, sizeof addrs, "TYK_GW_STORAGE_ADDRS=%s", test_server_var("SG_TEST_CLUSTER"));
-    CHECK_INT(sg_config_load(cfg, NULL, SG_SHAPE_GATEWAY, env), SG_OK);
-    c = sg_client_new(cfg, NULL, NULL);
-    sg_config_free(cfg);
-    CHECK(c != NULL);
-    CHECK_INT(sg_errcode(c), SG_OK);
-    if (sg_client_connect(c) != SG_OK) {
-        TEST_FAIL_("connect: %s", sg_errmsg(c));
-        exit(test_report());
-    }
-    return c;
-}
-
 /* ---- checking replies --------------------------------------------------------- */
 
 static const char *reply_text(const sg_reply *r) {
@@ -361,55 +343,21 @@ static void pace(migrator *m) {
         ops_sleep_ms(1);
 }
 
+/* After each MIGRATE batch: counted, and a client round. */
+static void batch_done(void *ud) {
+    migrator *m = ud;
+    m->batches++;
+    pace(m);
+}
+
 /* MIGRATEs every key of slot from node f to node t, BATCH at a time, a
  * client round after each batch. asking: f does not own the slot but imports
  * it (orphan keys, in a restore), so each MIGRATE goes after an ASKING. */
 static int migrate_keys(migrator *m, int slot, ops_node *f, ops_node *t, int asking) {
-    for (;;) {
-        const char *argv[9 + BATCH];
-        size_t len[9 + BATCH];
-        char port[16];
-        redisReply *keys = ops_cmd(f, "CLUSTER GETKEYSINSLOT %d %d", slot, BATCH), *r;
-        int argc = 0, i;
-        size_t k;
-        if (keys == NULL || keys->type != REDIS_REPLY_ARRAY) {
-            if (keys) freeReplyObject(keys);
-            return mig_fail(m, f, "GETKEYSINSLOT", slot);
-        }
-        if (keys->elements == 0) {
-            freeReplyObject(keys);
-            return 0;
-        }
-        snprintf(port, sizeof port, "%d", t->port);
-        argv[argc++] = "MIGRATE";
-        argv[argc++] = t->host;
-        argv[argc++] = port;
-        argv[argc++] = "";
-        argv[argc++] = "0";
-        argv[argc++] = "5000";
-        if (m->replace) argv[argc++] = "REPLACE";
-        argv[argc++] = "KEYS";
-        for (k = 0; k < keys->elements; k++) argv[argc++] = keys->element[k]->str;
-        for (i = 0; i < argc; i++) len[i] = strlen(argv[i]);
-        if (asking && ops_cmd_expect(f, "OK", "ASKING") != 0) {
-            freeReplyObject(keys);
-            return mig_fail(m, f, "ASKING", slot);
-        }
-        r = ops_cmd_argv(f, argc, argv, len);
-        if (r == NULL || r->type != REDIS_REPLY_STATUS || strcmp(r->str, "OK") != 0) {
-            if (r && !m->err[0])
-                snprintf(m->err, sizeof m->err, "slot %d: MIGRATE on %s: %s", slot, f->addr,
-                         r->str ? r->str : "unexpected reply");
-            if (r) freeReplyObject(r);
-            freeReplyObject(keys);
-            return mig_fail(m, f, "MIGRATE", slot);
-        }
-        m->keys_moved += (int)keys->elements;
-        m->batches++;
-        freeReplyObject(r);
-        freeReplyObject(keys);
-        pace(m);
-    }
+    int flags = (m->replace ? OPS_MIGRATE_REPLACE : 0) | (asking ? OPS_MIGRATE_ASKING : 0);
+    if (ops_migrate_keys(f, t, slot, BATCH, flags, batch_done, m, &m->keys_moved) != 0)
+        return mig_fail(m, f, "moving its keys", slot);
+    return 0;
 }
 
 /* Moves the keys of slot from node `from` to node `to` (both masters), then
@@ -586,7 +534,7 @@ static void test_reshard_under_load(void) {
         mig.replace = 0;
     }
 
-    c = new_client();
+    c = ops_client();
 
     /* every key exists before the first move */
     {

@@ -66,6 +66,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "cluster_ops.h"
 #include "slotgate.h"
 #include "test.h"
 
@@ -73,17 +74,6 @@
 #define MAX_SHOWN 40
 
 static const char *sentinels, *master_name, *sentinel_pass, *data_pass;
-
-static uint64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 /* ---- the engine's log ---------------------------------------------------------- */
 
@@ -102,94 +92,33 @@ static void on_log(int level, const char *msg, void *ud) {
 
 /* ---- direct connections (hiredis) ------------------------------------------------ */
 
-typedef struct direct {
-    char addr[300];
-    const char *pass;
-    redisContext *ctx;
-    char err[700];
-} direct;
-
-static void direct_init(direct *d, const char *addr, const char *pass) {
-    memset(d, 0, sizeof *d);
-    snprintf(d->addr, sizeof d->addr, "%s", addr);
+/* A direct connection to a data node (password data_pass) or a Sentinel
+ * (sentinel_pass), with 2 s bounds. */
+static void direct_init(ops_node *d, const char *addr, const char *pass) {
+    ops_node_init(d, addr);
     d->pass = pass;
-}
-
-static void direct_close(direct *d) {
-    if (d->ctx) redisFree(d->ctx);
-    d->ctx = NULL;
-}
-
-/* Connects and authenticates d; 0, or -1 with d->err. */
-static int direct_connect(direct *d) {
-    char host[300];
-    int port;
-    struct timeval tv = {2, 0};
-    redisReply *r;
-    test_split_addr(d->addr, host, sizeof host, &port);
-    d->ctx = redisConnectWithTimeout(host, port, tv);
-    if (d->ctx == NULL || d->ctx->err) {
-        snprintf(d->err, sizeof d->err, "%s: cannot connect: %s", d->addr,
-                 d->ctx ? d->ctx->errstr : "out of memory");
-        direct_close(d);
-        return -1;
-    }
-    redisSetTimeout(d->ctx, tv);
-    if (d->pass) {
-        r = redisCommand(d->ctx, "AUTH %s", d->pass);
-        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-            snprintf(d->err, sizeof d->err, "%s: AUTH: %s", d->addr, r ? r->str : d->ctx->errstr);
-            if (r) freeReplyObject(r);
-            direct_close(d);
-            return -1;
-        }
-        freeReplyObject(r);
-    }
-    return 0;
+    d->timeout_ms = 2000;
 }
 
 /* A command on a direct connection, connected and authenticated on first
  * use. A connection that had worked and fails (a Sentinel closes the clients
  * of a server it reconfigures) is made again, once. NULL with d->err on I/O
  * failure; an error reply is a reply. */
-static redisReply *dcmd(direct *d, const char *fmt, ...) {
+static redisReply *dcmd(ops_node *d, const char *fmt, ...) {
     redisReply *r = NULL;
     int attempt, was_up = d->ctx != NULL;
     va_list ap;
     for (attempt = 0; attempt < 2 && r == NULL; attempt++) {
-        if (d->ctx == NULL && direct_connect(d) != 0) return NULL;
         va_start(ap, fmt);
-        r = redisvCommand(d->ctx, fmt, ap);
+        r = ops_vcmd(d, fmt, ap);
         va_end(ap);
-        if (r == NULL) {
-            snprintf(d->err, sizeof d->err, "%s: %s", d->addr, d->ctx->errstr);
-            direct_close(d);
-            if (!was_up) break;
-        }
+        if (r == NULL && !was_up) break;
     }
     return r;
 }
 
-/* A field of INFO's text ("role", "master_link_status"), into out; "" if none. */
-static void info_field(const char *info, const char *field, char *out, size_t n) {
-    size_t fl = strlen(field);
-    const char *p = info;
-    out[0] = '\0';
-    while (p && *p) {
-        if (strncmp(p, field, fl) == 0 && p[fl] == ':') {
-            size_t l = strcspn(p + fl + 1, "\r\n");
-            if (l >= n) l = n - 1;
-            memcpy(out, p + fl + 1, l);
-            out[l] = '\0';
-            return;
-        }
-        p = strchr(p, '\n');
-        if (p) p++;
-    }
-}
-
 /* The first element of ROLE: "master", "slave", or "" when unreadable. */
-static void role_of(direct *d, char *out, size_t n) {
+static void role_of(ops_node *d, char *out, size_t n) {
     redisReply *r = dcmd(d, "ROLE");
     out[0] = '\0';
     if (r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
@@ -201,7 +130,7 @@ static void role_of(direct *d, char *out, size_t n) {
 /* ---- the Sentinel group ------------------------------------------------------------ */
 
 #define NSENT 3
-static direct sent[NSENT];
+static ops_node sent[NSENT];
 static int nsent;
 
 static void sentinels_init(void) {
@@ -220,7 +149,7 @@ static void sentinels_init(void) {
 }
 
 /* The master Sentinel s names, "host:port" into out; -1 (why in out) if none. */
-static int sentinel_master(direct *s, char *out, size_t n) {
+static int sentinel_master(ops_node *s, char *out, size_t n) {
     redisReply *r = dcmd(s, "SENTINEL get-master-addr-by-name %s", master_name);
     int rc = -1;
     if (r == NULL)
@@ -252,7 +181,7 @@ static const char *field_of(const redisReply *r, const char *name) {
  * up. (What a Sentinel says of the replica's link comes from an INFO it
  * sends every 10 s: rep's own INFO is the fresh word.) */
 static void group_problem(const char *m, const char *rep, char *why, size_t n) {
-    direct dr;
+    ops_node dr;
     redisReply *r;
     char got[300], f[64];
     int i;
@@ -293,21 +222,21 @@ static void group_problem(const char *m, const char *rep, char *why, size_t n) {
         snprintf(why, n, "%.60s: INFO: %.200s", rep, r ? r->str : dr.err);
     } else {
         char host[64], port[16];
-        info_field(r->str, "role", f, sizeof f);
-        info_field(r->str, "master_host", host, sizeof host);
-        info_field(r->str, "master_port", port, sizeof port);
+        ops_info_field(r->str, "role", f, sizeof f);
+        ops_info_field(r->str, "master_host", host, sizeof host);
+        ops_info_field(r->str, "master_port", port, sizeof port);
         snprintf(got, sizeof got, "%s:%s", host, port);
         if (strcmp(f, "slave") != 0)
             snprintf(why, n, "%s is still a %s, not a replica of %s", rep, f, m);
         else if (strcmp(got, m) != 0)
             snprintf(why, n, "%s is a replica of %s, not of %s", rep, got, m);
         else {
-            info_field(r->str, "master_link_status", f, sizeof f);
+            ops_info_field(r->str, "master_link_status", f, sizeof f);
             if (strcmp(f, "up") != 0) snprintf(why, n, "%s: master_link_status:%s", rep, f);
         }
     }
     if (r) freeReplyObject(r);
-    direct_close(&dr);
+    ops_node_close(&dr);
 }
 
 /* Who is master and who is replica now, from the Sentinels (they must
@@ -316,7 +245,7 @@ static void current_roles(char *m, char *rep, size_t n) {
     const char *data = test_server_var("SG_TEST_SENTINEL_DATA");
     char why[400];
     const char *comma = strchr(data, ',');
-    uint64_t deadline = now_ms() + 30000;
+    uint64_t deadline = ops_now_ms() + 30000;
     if (comma == NULL || sentinel_master(&sent[0], m, n) != 0) {
         TEST_FAIL_("no master from Sentinel %s (%s) or bad SG_TEST_SENTINEL_DATA=%s", sent[0].addr,
                    m, data);
@@ -330,11 +259,11 @@ static void current_roles(char *m, char *rep, size_t n) {
     for (;;) {
         group_problem(m, rep, why, sizeof why);
         if (why[0] == '\0') return;
-        if (now_ms() > deadline) {
+        if (ops_now_ms() > deadline) {
             TEST_FAIL_("the Sentinel group is not consistent: %s", why);
             exit(test_report());
         }
-        sleep_ms(50);
+        ops_sleep_ms(50);
     }
 }
 
@@ -395,7 +324,7 @@ static void test_connect_and_data(void) {
     sg_client *c = new_client(NULL);
     sg_reply *r;
     redisReply *d;
-    direct dm;
+    ops_node dm;
     sg_node_stats st;
     int rc = sg_client_connect(c);
     CHECK_INT(rc, SG_OK);
@@ -408,7 +337,7 @@ static void test_connect_and_data(void) {
     printf("  master %s, replica %s; the client asked the Sentinels %llu time(s)\n", m, rep,
            (unsigned long long)sg_client_refresh_count(c));
     CHECK(sg_client_refresh_count(c) >= 1);
-    snprintf(val, sizeof val, "v-%llu", (unsigned long long)now_ms());
+    snprintf(val, sizeof val, "v-%llu", (unsigned long long)ops_now_ms());
     r = sg_client_call(c, "SET s:hello %s", val);
     CHECK(is_ok(r));
     sg_reply_free(r);
@@ -429,7 +358,7 @@ static void test_connect_and_data(void) {
     if (d) freeReplyObject(d);
     d = dcmd(&dm, "DEL s:hello");
     if (d) freeReplyObject(d);
-    direct_close(&dm);
+    ops_node_close(&dm);
     /* and the client sent its commands there, not to the replica */
     CHECK_INT(node_stats(c, m, &st), 0);
     CHECK(st.commands >= 2);
@@ -444,7 +373,7 @@ static void test_database(void) {
     sg_client *c = new_client(extra);
     sg_reply *r;
     redisReply *d;
-    direct dm;
+    ops_node dm;
     CHECK_INT(sg_client_connect(c), SG_OK);
     current_roles(m, rep, sizeof m);
     direct_init(&dm, m, data_pass);
@@ -469,7 +398,7 @@ static void test_database(void) {
     if (d) freeReplyObject(d);
     d = dcmd(&dm, "DEL s:db");
     if (d) freeReplyObject(d);
-    direct_close(&dm);
+    ops_node_close(&dm);
     sg_client_free(c);
 }
 
@@ -508,11 +437,11 @@ static void test_first_sentinel_unreachable(void) {
 static void expect_refusal(const char *what, const char *const *extra, int code1, int code2,
                            const char *const *must) {
     sg_client *c = new_client(extra);
-    uint64_t t0 = now_ms();
+    uint64_t t0 = ops_now_ms();
     int rc = sg_client_connect(c), i;
     const char *msg = sg_errmsg(c);
     printf("  %s: SG_%s after %llu ms: %s\n", what, sg_errname(rc),
-           (unsigned long long)(now_ms() - t0), msg);
+           (unsigned long long)(ops_now_ms() - t0), msg);
     if (rc != code1 && rc != code2)
         TEST_FAIL_("%s: sg_client_connect gave SG_%s, expected SG_%s or SG_%s", what,
                    sg_errname(rc), sg_errname(code1), sg_errname(code2));
@@ -624,9 +553,9 @@ static void write_one(void) {
     if (L.n >= MAXW) return;
     snprintf(key, sizeof key, "sf:%llu", L.n);
     snprintf(val, sizeof val, "%llu", L.n);
-    t0 = now_ms();
+    t0 = ops_now_ms();
     r = sg_client_call(L.c, "SET %s %s", key, val);
-    t1 = now_ms();
+    t1 = ops_now_ms();
     if (t1 - t0 > L.max_call_ms) L.max_call_ms = t1 - t0;
     if (is_ok(r)) {
         L.acks++;
@@ -678,9 +607,9 @@ static void write_one(void) {
 }
 
 static void run_load(int ms) {
-    uint64_t until = now_ms() + (uint64_t)ms;
+    uint64_t until = ops_now_ms() + (uint64_t)ms;
     do write_one();
-    while (now_ms() < until);
+    while (ops_now_ms() < until);
 }
 
 /* Two helper threads, so that the client's loop never waits for them:
@@ -699,24 +628,24 @@ typedef struct helper {
 
 static void *watch_main(void *arg) {
     helper *w = arg;
-    direct d;
+    ops_node d;
     char role[32];
     direct_init(&d, w->addr, data_pass);
     while (!atomic_load(&w->stop)) {
         role_of(&d, role, sizeof role);
         if (strcmp(role, "master") == 0) {
-            atomic_store(&w->seen, now_ms());
+            atomic_store(&w->seen, ops_now_ms());
             break;
         }
-        sleep_ms(5);
+        ops_sleep_ms(5);
     }
-    direct_close(&d);
+    ops_node_close(&d);
     return NULL;
 }
 
 static void *probe_main(void *arg) {
     helper *p = arg;
-    direct d;
+    ops_node d;
     direct_init(&d, p->addr, data_pass);
     while (!atomic_load(&p->stop)) {
         unsigned long long snap = atomic_load(&L.done);
@@ -734,9 +663,9 @@ static void *probe_main(void *arg) {
         } else {
             atomic_fetch_add(&p->probes_failed, 1);
         }
-        sleep_ms(5);
+        ops_sleep_ms(5);
     }
-    direct_close(&d);
+    ops_node_close(&d);
     return NULL;
 }
 
@@ -757,26 +686,19 @@ static void helper_stop(helper *h) {
 #define BATCH 500
 
 /* One command over the keys sf:<from> .. sf:<to - 1> on d ("MGET", "DEL"). */
-static redisReply *keys_cmd(direct *d, const char *cmd, unsigned long long from,
+static redisReply *keys_cmd(ops_node *d, const char *cmd, unsigned long long from,
                             unsigned long long to) {
     static char names[BATCH][32];
     const char *argv[BATCH + 1];
     unsigned long long i;
     int argc = 0;
-    redisReply *r;
     argv[argc++] = cmd;
     for (i = from; i < to && argc <= BATCH; i++) {
         snprintf(names[argc - 1], sizeof names[0], "sf:%llu", i);
         argv[argc] = names[argc - 1];
         argc++;
     }
-    if (d->ctx == NULL && direct_connect(d) != 0) return NULL;
-    r = redisCommandArgv(d->ctx, argc, argv, NULL);
-    if (r == NULL) {
-        snprintf(d->err, sizeof d->err, "%s: %s", d->addr, d->ctx->errstr);
-        direct_close(d);
-    }
-    return r;
+    return ops_cmd_argv(d, argc, argv, NULL);
 }
 
 /* Reads every write's key back from node addr (directly) and judges it: a
@@ -785,7 +707,7 @@ static redisReply *keys_cmd(direct *d, const char *cmd, unsigned long long from,
  * write the old master acknowledged after its last confirmed replication may
  * be lost (see the top): those are counted, and shown. */
 static void verify(const char *addr, const char *when) {
-    direct d;
+    ops_node d;
     unsigned long long from, i, floor_ = atomic_load(&L.floor_);
     unsigned long long lost_unconfirmed = 0, lost = 0, failed_there = 0, unknown_there = 0, bad = 0;
     long long lost_first = -1, lost_last = -1;
@@ -797,7 +719,7 @@ static void verify(const char *addr, const char *when) {
             TEST_FAIL_("%s: MGET on %s: %s", when, addr,
                        r ? (r->str ? r->str : "bad reply") : d.err);
             if (r) freeReplyObject(r);
-            direct_close(&d);
+            ops_node_close(&d);
             return;
         }
         for (i = from; i < to; i++) {
@@ -827,7 +749,7 @@ static void verify(const char *addr, const char *when) {
         }
         freeReplyObject(r);
     }
-    direct_close(&d);
+    ops_node_close(&d);
     printf("  %s: %llu writes read back from %s: %llu acknowledged ones lost, %llu failed ones "
            "present, %llu with an unknown outcome present, %llu wrong\n",
            when, L.n, addr, lost, failed_there, unknown_there, bad);
@@ -843,7 +765,7 @@ static void verify(const char *addr, const char *when) {
 }
 
 /* Deletes what a run that stopped half-way left (keys sf:*) on master d. */
-static void delete_stale(direct *d) {
+static void delete_stale(ops_node *d) {
     char cursor[32] = "0";
     size_t i;
     do {
@@ -864,7 +786,7 @@ static void delete_stale(direct *d) {
 
 /* Deletes every write's key (through node addr, a master). */
 static void delete_keys(const char *addr) {
-    direct d;
+    ops_node d;
     unsigned long long from;
     redisReply *r;
     direct_init(&d, addr, data_pass);
@@ -879,10 +801,10 @@ static void delete_keys(const char *addr) {
     }
     r = dcmd(&d, "DEL sf:probe sf:sync");
     if (r) freeReplyObject(r);
-    direct_close(&d);
+    ops_node_close(&d);
 }
 
-static int config_set(direct *d, const char *name, const char *value) {
+static int config_set(ops_node *d, const char *name, const char *value) {
     redisReply *r = dcmd(d, "CONFIG SET %s %s", name, value);
     int ok = r != NULL && r->type == REDIS_REPLY_STATUS;
     if (!ok)
@@ -894,7 +816,7 @@ static int config_set(direct *d, const char *name, const char *value) {
 
 static void test_failover(void) {
     char m[300], rep[300], got[300], why[400];
-    direct dm, dr;
+    ops_node dm, dr;
     redisReply *r;
     helper watch, probe;
     uint64_t t_failover = 0, promoted, deadline, refreshes0;
@@ -920,7 +842,7 @@ static void test_failover(void) {
     config_set(&dr, "min-replicas-to-write", "0");
     delete_stale(&dm);
 
-    L.start = now_ms();
+    L.start = ops_now_ms();
     helper_start(&probe, m, probe_main);
     run_load(300); /* steady state */
     CHECK(L.acks > 0);
@@ -941,25 +863,25 @@ static void test_failover(void) {
     atomic_store(&saw_switch_message, 0);
     atomic_store(&saw_lookup_change, 0);
     atomic_store(&log_verbose, 1);
-    deadline = now_ms() + 30000;
-    while (t_failover == 0 && now_ms() < deadline) {
+    deadline = ops_now_ms() + 30000;
+    while (t_failover == 0 && ops_now_ms() < deadline) {
         r = dcmd(&sent[target], "SENTINEL FAILOVER %s", master_name);
         printf("  SENTINEL FAILOVER %s on %s: %s\n", master_name, sent[target].addr,
                r ? r->str : sent[target].err);
         if (r != NULL && r->type == REDIS_REPLY_STATUS)
-            t_failover = now_ms();
+            t_failover = ops_now_ms();
         else
             run_load(200);
         if (r) freeReplyObject(r);
     }
     if (t_failover == 0) {
         TEST_FAIL_("no Sentinel failover began within 30 s");
-        t_failover = now_ms();
+        t_failover = ops_now_ms();
     }
 
     /* write until the client writes to the new master, and a while more */
     deadline = t_failover + 20000;
-    while (L.first_ack_new == 0 && now_ms() < deadline) run_load(10);
+    while (L.first_ack_new == 0 && ops_now_ms() < deadline) run_load(10);
     if (L.first_ack_new) run_load(500);
     helper_stop(&watch);
     helper_stop(&probe);
@@ -1015,7 +937,7 @@ static void test_failover(void) {
     verify(rep, "after the failover, on the new master");
 
     /* the group settles: the old master becomes a replica of the new one */
-    deadline = now_ms() + 40000;
+    deadline = ops_now_ms() + 40000;
     why[0] = '\0';
     for (;;) {
         char last[400];
@@ -1023,16 +945,16 @@ static void test_failover(void) {
         group_problem(rep, m, why, sizeof why);
         if (why[0] == '\0') break;
         if (strcmp(why, last) != 0)
-            printf("    %llu ms: %s\n", (unsigned long long)(now_ms() - t_failover), why);
-        if (now_ms() > deadline) {
+            printf("    %llu ms: %s\n", (unsigned long long)(ops_now_ms() - t_failover), why);
+        if (ops_now_ms() > deadline) {
             TEST_FAIL_("the group did not settle within 40 s of the failover: %s", why);
             break;
         }
-        sleep_ms(50);
+        ops_sleep_ms(50);
     }
     if (why[0] == '\0')
         printf("  group consistent again %llu ms after the failover: master %s, replica %s\n",
-               (unsigned long long)(now_ms() - t_failover), rep, m);
+               (unsigned long long)(ops_now_ms() - t_failover), rep, m);
     config_set(&dm, "min-replicas-to-write", "0");
     /* the old master holds what the new one holds, once it has caught up */
     r = dcmd(&dr, "SET sf:sync done");
@@ -1051,8 +973,8 @@ static void test_failover(void) {
     CHECK_INT(sentinel_master(&sent[0], got, sizeof got), 0);
     CHECK_STR(got, rep);
     delete_keys(rep);
-    direct_close(&dm);
-    direct_close(&dr);
+    ops_node_close(&dm);
+    ops_node_close(&dr);
     sg_client_free(L.c);
     free(L.outcome);
     free(L.done_ms);
@@ -1074,6 +996,6 @@ int main(void) {
     RUN(test_unknown_master);
     RUN(test_wrong_data_password);
     RUN(test_failover);
-    for (int i = 0; i < nsent; i++) direct_close(&sent[i]);
+    for (int i = 0; i < nsent; i++) ops_node_close(&sent[i]);
     return test_report();
 }

@@ -49,6 +49,19 @@ static void map_slot_to(fn_node *master, int slot, fn_node *other, fn_node *cons
     fn_cluster(nodes, n, r, k);
 }
 
+/* The redirection tests' start: A serves every slot and B none, as both
+ * say, and a cluster client has read that map from A. both gets {a, b}, for
+ * the maps a test sets later. */
+static sg_client *client_a_serves_all(fn_node *a, fn_node *b, fn_node *both[2]) {
+    sg_client *c;
+    both[0] = a;
+    both[1] = b;
+    map_all_to(a, both, 2);
+    c = fn_client(a, 1, NULL, NULL);
+    CHECK_INT(sg_client_connect(c), SG_OK);
+    return c;
+}
+
 static int reply_is_str(const sg_reply *r, int type, const char *s) {
     return r && r->type == type && r->len == strlen(s) && memcmp(r->str, s, r->len) == 0;
 }
@@ -186,11 +199,7 @@ static void test_moved_mid_pipeline(void) {
     char moved[64], key[64], val[64];
     int slot = slot_of("{moved}"), i, a_before, b_before;
     sg_node_stats st;
-    both[0] = a;
-    both[1] = b;
-    map_all_to(a, both, 2);
-    c = fn_client(a, 1, NULL, NULL);
-    CHECK_INT(sg_client_connect(c), SG_OK);
+    c = client_a_serves_all(a, b, both);
     /* the slot moves to B; A now answers MOVED for it */
     map_slot_to(a, slot, b, both, 2);
     snprintf(moved, sizeof moved, "-MOVED %d %s\r\n", slot, b->addr);
@@ -268,11 +277,7 @@ static void test_moved_updates_map(void) {
     sg_reply *r;
     char moved[64];
     int slot = slot_of("x"), mget_a, mget_b;
-    both[0] = a;
-    both[1] = b;
-    map_all_to(a, both, 2);
-    c = fn_client(a, 1, NULL, NULL);
-    CHECK_INT(sg_client_connect(c), SG_OK);
+    c = client_a_serves_all(a, b, both);
     fn_rule_add(a, (fn_spec){.cmd = "CLUSTER", .reply = "-ERR no map for you\r\n"});
     fn_rule_add(b, (fn_spec){.cmd = "CLUSTER", .reply = "-ERR no map for you\r\n"});
     snprintf(moved, sizeof moved, "-MOVED %d %s\r\n", slot, b->addr);
@@ -326,11 +331,7 @@ static void test_moved_stale_map(void) {
     sg_reply *r;
     char moved[64];
     int slot = slot_of("x");
-    both[0] = a;
-    both[1] = b;
-    map_all_to(a, both, 2);
-    c = fn_client(a, 1, NULL, NULL);
-    CHECK_INT(sg_client_connect(c), SG_OK);
+    c = client_a_serves_all(a, b, both);
     snprintf(moved, sizeof moved, "-MOVED %d %s\r\n", slot, b->addr);
     fn_rule_add(a, (fn_spec){.cmd = "GET", .key = "x", .reply = moved});
     fn_set(b, "x", "on-B");
@@ -358,11 +359,7 @@ static void test_ask(void) {
     sg_reply *r;
     char ask[64], line[128];
     int slot = slot_of("k"), ia, ig, refreshes;
-    both[0] = a;
-    both[1] = b;
-    map_all_to(a, both, 2);
-    c = fn_client(a, 1, NULL, NULL);
-    CHECK_INT(sg_client_connect(c), SG_OK);
+    c = client_a_serves_all(a, b, both);
     snprintf(ask, sizeof ask, "-ASK %d %s\r\n", slot, b->addr);
     fn_rule_add(a, (fn_spec){.cmd = "GET", .key = "k", .times = 1, .reply = ask});
     fn_set(a, "k", "from-A");
@@ -422,11 +419,7 @@ static void test_too_many_redirects(void) {
     sg_client *c;
     char to_a[64], to_b[64];
     int slot = slot_of("loop"), aslot = slot_of("askloop");
-    both[0] = a;
-    both[1] = b;
-    map_all_to(a, both, 2);
-    c = fn_client(a, 1, NULL, NULL);
-    CHECK_INT(sg_client_connect(c), SG_OK);
+    c = client_a_serves_all(a, b, both);
     snprintf(to_b, sizeof to_b, "-MOVED %d %s\r\n", slot, b->addr);
     snprintf(to_a, sizeof to_a, "-MOVED %d %s\r\n", slot, a->addr);
     fn_rule_add(a, (fn_spec){.cmd = "GET", .key = "loop", .reply = to_b});
