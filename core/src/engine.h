@@ -92,12 +92,19 @@ struct sg_req {
     /* split parts: parent and the part's index; the parent's state */
     sg_req *parent;
     int part;
+    int part_first;     /* SPLIT_ARRAY: where its keys start in the parent's part_keys */
     int split;          /* SG_SPLIT_* or, for fan-outs, -1 - merge policy */
     int fanout;         /* 1: every master, 2: every node (parts made at dispatch) */
     int nparts, remaining;
     int *part_keys;     /* SPLIT_ARRAY: the reply slots each part fills */
     int *part_nkeys;
-    sg_reply **parts;   /* each part's reply */
+    sg_reply **parts;   /* each part's reply (NULL: it came as bytes, below) */
+    /* SPLIT_ARRAY and SPLIT_PAIRS for a raw_fn (SG_REQ_RAW_MERGE): the parts'
+     * replies as bytes, merged without trees (MGET's elements, MSET's +OK) */
+    sg_buf raw;         /* the elements as they came, in no order */
+    size_t *raw_at;     /* SPLIT_ARRAY: per key, its element's offset and length */
+    int raw_parts;      /* parts that came as bytes */
+    int raw_bad;        /* one of them had not the expected shape */
     int read_policy;    /* SG_READ_*, or -1: the client's */
     sg_ttl_req *ttls;   /* default TTLs to set after a successful write */
     int nttls;
@@ -135,9 +142,15 @@ int sg_router_submit_node(sg_client *c, sg_node *node, int argc, const char *con
                           const size_t *argvlen, sg_reply_fn fn, void *ud);
 
 /* Whether a request's reply may go to its raw_fn as bytes: a whole request
- * (not a part), with no follow-up. */
+ * with no follow-up, or a part of one whose parts merge as bytes. */
 #define SG_REQ_RAW_OK(req)                                                                   \
-    ((req)->raw_fn != NULL && (req)->parent == NULL && (req)->nttls == 0 && (req)->scan.state == 0)
+    ((req)->parent ? SG_REQ_RAW_MERGE((req)->parent)                                         \
+                   : (req)->raw_fn != NULL && (req)->nttls == 0 && (req)->scan.state == 0)
+/* Whether the parts of a split request may come as bytes: its reply is
+ * theirs put together (MGET's elements in key order, MSET's one +OK). */
+#define SG_REQ_RAW_MERGE(p)                                                                  \
+    ((p)->raw_fn != NULL && (p)->nttls == 0 &&                                               \
+     ((p)->split == SG_SPLIT_ARRAY || (p)->split == SG_SPLIT_PAIRS))
 /* Completes such a request with the reply's bytes. */
 void sg_req_finish_raw(sg_req *req, const char *resp, size_t len);
 /* Completes a request: delivers reply (ownership passes) or the failure. */

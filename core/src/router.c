@@ -6,6 +6,7 @@
  * multi-key commands split by slot and fan-out commands sent to every master,
  * their replies merged in order; and the one place a request completes.
  */
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -18,6 +19,9 @@
 /* Finished requests a client keeps for reuse: enough for 50 clients
  * pipelining 16 deep (800 in flight), at most ~0.5 MB. */
 #define KEEP_REQS 1024
+
+/* Arguments counted on the stack rather than allocated. */
+#define SMALL_ARGC 16
 
 #define SG_RETRY_MAX_DELAY_MS 1000
 
@@ -35,6 +39,8 @@ void sg_req_free(sg_req *req) {
     }
     sg_free(req->part_keys);
     sg_free(req->part_nkeys);
+    sg_buf_free(&req->raw);
+    sg_free(req->raw_at);
     sg_free(req->failed_msg);
     sg_reply_free(req->early);
     if (req->cmdcap == 0) { /* a command of its own (not made by req_new) */
@@ -167,10 +173,81 @@ void sg_req_finish(sg_req *req, sg_reply *reply, int status, const char *msg) {
     sg_req_free(req);
 }
 
+static void finish_parent_part_raw(sg_req *part, const char *resp, size_t len);
+static void merge_and_finish(sg_req *p);
+
 void sg_req_finish_raw(sg_req *req, const char *resp, size_t len) {
     /* from a connection's read, never inside a send: no deferral needed */
+    if (req->parent) {
+        finish_parent_part_raw(req, resp, len);
+        return;
+    }
     req->raw_fn(req->client, resp, len, req->ud);
     sg_req_free(req);
+}
+
+/* A split request's reply from its parts' bytes (SG_REQ_RAW_MERGE): MGET's
+ * elements in key order under one header, or MSET's +OK. */
+static void finish_raw_merge(sg_req *p) {
+    sg_buf out = {0};
+    const sg_buf *b = &p->raw;
+    int total = 0, i;
+    if (p->raw_bad) {
+        sg_req_finish(p, NULL, SG_EPROTO, "the nodes' replies could not be merged");
+        return;
+    }
+    if (p->split == SG_SPLIT_ARRAY) {
+        char head[32];
+        for (i = 0; i < p->nparts; i++) total += p->part_nkeys[i];
+        sg_buf_append(&out, head, (size_t)snprintf(head, sizeof head, "*%d\r\n", total));
+        for (i = 0; i < total && p->raw_at; i++)
+            sg_buf_append(&out, p->raw.data + p->raw_at[2 * i], p->raw_at[2 * i + 1]);
+        b = &out;
+    }
+    if (b->oom || p->raw.oom || (p->split == SG_SPLIT_ARRAY && p->raw_at == NULL)) {
+        sg_buf_free(&out);
+        sg_req_finish(p, NULL, SG_ENOMEM, "out of memory merging the nodes' replies");
+        return;
+    }
+    p->raw_fn(p->client, b->data, b->len, p->ud);
+    sg_buf_free(&out);
+    sg_req_free(p);
+}
+
+/* A part's reply as bytes: kept in the parent until every part is in. An
+ * MGET part's is an array of its keys' elements: each is cut out (its end
+ * found as the reader finds a reply's) and placed at its key. */
+static void add_raw_elements(sg_req *p, const sg_req *part, const char *resp, size_t len) {
+    size_t pos = 1;
+    long long n = 0;
+    int idx = part->part, k;
+    if (p->raw_at == NULL) return; /* out of memory at the split: reported at the merge */
+    if (len < 4 || resp[0] != '*') goto bad;
+    while (pos < len && resp[pos] >= '0' && resp[pos] <= '9' && n <= INT_MAX)
+        n = n * 10 + (resp[pos++] - '0');
+    if (n != p->part_nkeys[idx] || pos + 2 > len || resp[pos] != '\r') goto bad;
+    pos += 2;
+    for (k = 0; k < n; k++) {
+        long long l = sg_reply_scan(resp + pos, len - pos);
+        int key = p->part_keys[part->part_first + k];
+        if (l <= 0) goto bad;
+        p->raw_at[2 * key] = p->raw.len;
+        p->raw_at[2 * key + 1] = (size_t)l;
+        sg_buf_append(&p->raw, resp + pos, (size_t)l);
+        pos += (size_t)l;
+    }
+    if (pos == len) return;
+bad:
+    p->raw_bad = 1;
+}
+
+static void finish_parent_part_raw(sg_req *part, const char *resp, size_t len) {
+    sg_req *p = part->parent;
+    if (p->split == SG_SPLIT_ARRAY) add_raw_elements(p, part, resp, len);
+    else if (p->raw_parts == 0) sg_buf_append(&p->raw, resp, len); /* every part said +OK */
+    p->raw_parts++;
+    sg_req_free(part);
+    if (--p->remaining == 0) merge_and_finish(p);
 }
 
 /* ---- merging the parts of a split or fan-out ------------------------------------------ */
@@ -263,12 +340,18 @@ static void merge_and_finish(sg_req *p) {
     /* one error reply among the parts is the reply, except where one success is enough */
     for (i = 0; i < p->nparts; i++) {
         sg_reply *r = p->parts[i];
+        if (r == NULL) continue; /* it came as bytes */
         if (r->type == SG_REPLY_ERROR && p->split != -1 - SG_RESP_ONE_SUCCEEDED) {
             sg_req_finish(p, take_part(p, i), SG_OK, NULL);
             return;
         }
         if (r->type != SG_REPLY_INTEGER) all_int = 0;
         if (r->type != SG_REPLY_ARRAY) all_array = 0;
+        if (p->raw_parts > 0) p->raw_bad = 1; /* only errors come as trees then */
+    }
+    if (p->raw_parts > 0) {
+        finish_raw_merge(p);
+        return;
     }
     if (p->split == SG_SPLIT_ARRAY) {
         int total = 0, k;
@@ -810,10 +893,15 @@ static sg_req *new_part(sg_req *parent, int idx, int argc, const char *const *ar
 static int split_by_slot(sg_req *p, int argc, const char *const *argv, const size_t *argvlen,
                          const int *keyidx, const int *keyslot, int nkeys) {
     int pairs = p->split == SG_SPLIT_PAIRS, i, j, nparts = 0, rc = SG_OK;
-    int *slot_of_part = sg_malloc((size_t)nkeys * sizeof(int));
-    int *part_of_key = sg_malloc((size_t)nkeys * sizeof(int));
-    const char **pargv = sg_malloc((size_t)(argc + 1) * sizeof(char *));
-    size_t *plen = sg_malloc((size_t)(argc + 1) * sizeof(size_t));
+    /* on the stack for the usual few keys */
+    int small_slot[SMALL_ARGC], small_part[SMALL_ARGC];
+    const char *small_argv[SMALL_ARGC + 1];
+    size_t small_len[SMALL_ARGC + 1];
+    int small = argc <= SMALL_ARGC; /* nkeys < argc */
+    int *slot_of_part = small ? small_slot : sg_malloc((size_t)nkeys * sizeof(int));
+    int *part_of_key = small ? small_part : sg_malloc((size_t)nkeys * sizeof(int));
+    const char **pargv = small ? small_argv : sg_malloc((size_t)(argc + 1) * sizeof(char *));
+    size_t *plen = small ? small_len : sg_malloc((size_t)(argc + 1) * sizeof(size_t));
     sg_req **parts = NULL;
     if (!slot_of_part || !part_of_key || !pargv || !plen) {
         rc = SG_ENOMEM;
@@ -834,10 +922,12 @@ static int split_by_slot(sg_req *p, int argc, const char *const *argv, const siz
         rc = SG_ENOMEM;
         goto done;
     }
+    if (SG_REQ_RAW_MERGE(p) && p->split == SG_SPLIT_ARRAY)
+        p->raw_at = sg_calloc((size_t)nkeys * 2, sizeof *p->raw_at); /* NULL: the merge says so */
     {
         int k = 0;
         for (j = 0; j < nparts; j++) {
-            int pargc = 0;
+            int pargc = 0, first = k;
             pargv[pargc] = argv[0];
             plen[pargc++] = argvlen[0];
             for (i = 0; i < nkeys; i++) {
@@ -856,6 +946,7 @@ static int split_by_slot(sg_req *p, int argc, const char *const *argv, const siz
                 goto done;
             }
             parts[j]->slot = slot_of_part[j];
+            parts[j]->part_first = first;
         }
     }
     for (j = 0; j < nparts; j++) sg_req_dispatch(parts[j]);
@@ -863,10 +954,12 @@ done:
     if (rc != SG_OK && parts)
         for (j = 0; j < nparts; j++) sg_req_free(parts[j]);
     sg_free(parts);
-    sg_free(slot_of_part);
-    sg_free(part_of_key);
-    sg_free(pargv);
-    sg_free(plen);
+    if (!small) {
+        sg_free(slot_of_part);
+        sg_free(part_of_key);
+        sg_free(pargv);
+        sg_free(plen);
+    }
     return rc;
 }
 
@@ -975,7 +1068,6 @@ int sg_router_submit_node(sg_client *c, sg_node *node, int argc, const char *con
     return SG_OK;
 }
 
-#define SMALL_ARGC 16
 
 /* Frees what sg_router_submit allocated for large requests. */
 static void free_big(void *p, const void *small) {
