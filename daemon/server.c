@@ -530,10 +530,7 @@ static void handle(session *s, const sg_resp_req *r) {
     }
     o->s = s;
     o->seq = seq;
-    ctx.user = session_user(s);
-    sg_gateway_set_policy(s->w->gw, session_policy(s)); /* the user's own, if any */
-    ctx.client = s->name;
-    ctx.addr = s->addr;
+    session_ctx(s, &ctx);
     s->inflight++;
     if (sg_gateway_forward(s->w->gw, &ctx, r->argc, r->argv, r->argvlen, on_reply, on_raw_reply,
                            o) != SG_OK) {
