@@ -10,7 +10,9 @@
 
 #include "session.h"
 
-/* The context policies see for the session's commands. */
+/* The context policies see for the session's commands (its user, name and
+ * address), and the session's policy set put in force on the worker's
+ * gateway: call it before every sg_gateway_prepare or _forward. */
 void session_ctx(const session *s, sg_request_ctx *ctx);
 
 /* MULTI, EXEC, DISCARD, WATCH, UNWATCH, and every command while a MULTI is

@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef EVUTIL_ERR_RW_RETRIABLE
@@ -459,10 +460,26 @@ static void do_client(session *s, const sg_resp_req *r, sg_buf *b) {
     } else if (is(r, 1, "ID") && r->argc == 2) {
         sg_buf_printf(b, ":%llu\r\n", (unsigned long long)s->id);
     } else if (is(r, 1, "INFO") && r->argc == 2) {
-        char line[400];
-        int n = snprintf(line, sizeof line, "id=%llu addr=%s name=%s\n", (unsigned long long)s->id,
-                         s->addr, s->name ? s->name : "");
-        put_bulk(b, line, (size_t)n);
+        /* Every field of Redis 7.0's line, as clients parse them all (redis-py's
+         * client_info() reads id, age, idle, db, sub, psub, multi, qbuf,
+         * qbuf-free, obl, argv-mem, oll, omem and tot-mem as integers). A
+         * subscribed or queuing client cannot ask, so sub, psub, ssub are 0 and
+         * multi -1; memory slotgated does not count per client is 0; omem is
+         * the replies not yet written. The name has no length bound: no fixed
+         * buffer. */
+        sg_buf line = {0};
+        const char *user = session_user(s);
+        sg_buf_printf(&line,
+                      "id=%llu addr=%s fd=%d name=%s age=%lld idle=0 flags=N db=0 sub=0 psub=0 "
+                      "ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 "
+                      "obl=0 oll=0 omem=%zu tot-mem=0 events=r cmd=client|info user=%s redir=-1 "
+                      "resp=2\n",
+                      (unsigned long long)s->id, s->addr, (int)s->fd, s->name ? s->name : "",
+                      (long long)(time(NULL) - s->created), s->out.len - s->outoff,
+                      user ? user : "default");
+        if (line.oom) put_error(b, "ERR slotgate: out of memory");
+        else put_bulk(b, line.data, line.len);
+        sg_buf_free(&line);
     } else {
         put_error(b, "ERR slotgate answers CLIENT SETNAME, GETNAME, ID and INFO only");
     }
@@ -581,10 +598,7 @@ forward:
     }
     o->s = s;
     o->seq = seq;
-    ctx.user = session_user(s);
-    sg_gateway_set_policy(s->w->gw, session_policy(s)); /* the user's own, if any */
-    ctx.client = s->name;
-    ctx.addr = s->addr;
+    session_ctx(s, &ctx);
     s->inflight++;
     if (sg_gateway_forward(s->w->gw, &ctx, r->argc, r->argv, r->argvlen,
                            r->is_inline ? NULL : r->raw, r->rawlen, on_reply, on_raw_reply, o) != SG_OK) {
@@ -747,6 +761,7 @@ static void accept_client(worker *w, evutil_socket_t fd, struct sockaddr *sa, in
     }
     s->w = w;
     s->id = __atomic_add_fetch(&srv->next_id, 1, __ATOMIC_RELAXED);
+    s->created = time(NULL);
     s->authed = !users_required(srv->o);
     s->user = -1;
     if (!s->authed) sg_resp_set_auth_required(s->rp, 1);

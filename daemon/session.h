@@ -10,6 +10,7 @@
 #include <event2/bufferevent.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <time.h>
 #include <strings.h>
 
 #include "resp.h"
@@ -80,6 +81,7 @@ struct session {
     int authed;
     int user; /* index in o->users; -1: the default user */
     uint64_t id;
+    time_t created; /* for CLIENT INFO's age */
     char *name;
     char addr[80];
     struct txn *txn;   /* MULTI/WATCH state (txn.c), NULL when none */

@@ -64,10 +64,10 @@ static const char *const unqueueable[] = {"subscribe", "psubscribe", "ssubscribe
                                           "psync", NULL};
 
 void session_ctx(const session *s, sg_request_ctx *ctx) {
-    const char *pass = s->w->srv->o->requirepass;
-    ctx->user = pass && pass[0] ? "default" : NULL;
+    ctx->user = session_user(s);
     ctx->client = s->name;
     ctx->addr = s->addr;
+    sg_gateway_set_policy(s->w->gw, session_policy(s)); /* the user's own, if any */
 }
 
 /* An immediate answer into the reply slot seq. */

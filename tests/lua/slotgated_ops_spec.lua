@@ -119,7 +119,7 @@ describe("slotgated users", function()
     common = dir .. "/common.lua"
     alice_pol = dir .. "/alice.lua"
     write(common, "return {name = 'common', prefix = 'u:{user}:', deny_commands = {'FLUSHALL'}}")
-    write(alice_pol, "return {name = 'alice_only', deny_commands = {'KEYS'}}")
+    write(alice_pol, "return {name = 'alice_only', deny_commands = {'KEYS', 'GETDEL'}}")
     local path = conf("users.json", string.format(
       '{"policy": [%q], "users": {"alice": {"password": "a-pass", "policy": %q},' ..
       ' "bob": {"password": "b-pass"}}}', common, alice_pol))
@@ -166,6 +166,26 @@ describe("slotgated users", function()
     assert.equal("from-bob\n", sh(direct .. " GET u:bob:ukey"))
   end)
 
+  it("gives the policies the session's user and set in MULTI and under WATCH", function()
+    local direct = "redis-cli -c -p " .. helper.server_var("SG_TEST_CLUSTER_MASTERS"):match(":(%d+)")
+    -- alice's last plain command puts her set in force on her worker; bob's
+    -- transaction after it must still be bob's
+    local out = cli(d, "", "AUTH alice a-pass\nGET ukey\nMULTI\nSET {t}tx alice-tx\nGETDEL {t}x\n")
+    assert.matches("policy alice_only refuses GETDEL", out)
+    out = cli(d, "", "AUTH bob b-pass\nMULTI\nSET {t}tx bob-tx\nGETDEL {t}x\nEXEC\n" ..
+                     "WATCH {t}tx\nGET {t}tx\nUNWATCH\n")
+    assert.not_matches("refuses", out)
+    assert.matches("\nbob%-tx\nOK\n$", out) -- GET under WATCH, then UNWATCH
+    assert.equal("bob-tx\n", sh(direct .. " GET u:bob:{t}tx"))
+    assert.equal("\n", sh(direct .. " GET u:default:{t}tx"))
+    assert.equal("\n", sh(direct .. " GET {t}tx"))
+    out = cli(d, "", "AUTH alice a-pass\nMULTI\nSET {t}tx alice-tx\nEXEC\nWATCH {t}tx\nGET {t}tx\n")
+    assert.matches("alice%-tx\n$", out)
+    assert.equal("alice-tx\n", sh(direct .. " GET u:alice:{t}tx"))
+    sh(direct .. " DEL u:alice:{t}tx")
+    sh(direct .. " DEL u:bob:{t}tx")
+  end)
+
   it("runs a user's own policy after the common ones, for that user only", function()
     assert.matches("policy common refuses FLUSHALL", cli(d, "--user alice --pass a-pass FLUSHALL"))
     assert.matches("policy common refuses FLUSHALL", cli(d, "--user bob --pass b-pass FLUSHALL"))
@@ -189,7 +209,7 @@ describe("slotgated users", function()
     end))
     assert.matches("alice_v2 refuses DBSIZE", cli(d, "--user alice --pass a-pass DBSIZE"))
     assert.matches("policy common refuses FLUSHALL", cli(d, "--user bob --pass b-pass FLUSHALL"))
-    write(alice_pol, "return {name = 'alice_only', deny_commands = {'KEYS'}}")
+    write(alice_pol, "return {name = 'alice_only', deny_commands = {'KEYS', 'GETDEL'}}")
     write(common, "return {name = 'common', prefix = 'u:{user}:', deny_commands = {'FLUSHALL'}}")
   end)
 

@@ -116,6 +116,15 @@ describe("slotgated", function()
     assert.matches("slotgate_version:", cli(d, "INFO"))
     assert.matches("connected_clients:", cli(d, "INFO"))
     assert.matches("does not support MONITOR", cli(d, "MONITOR"))
+    -- every field of Redis 7.0's CLIENT INFO (clients parse them all), and a
+    -- name longer than any fixed line
+    local name = string.rep("n", 1000)
+    local info = sh("printf 'CLIENT SETNAME " .. name .. "\\nCLIENT INFO\\n' | redis-cli -p " .. d.port)
+    for _, f in ipairs({ "id", "age", "idle", "db", "sub", "psub", "multi", "qbuf", "qbuf-free",
+                         "obl", "argv-mem", "oll", "omem", "tot-mem" }) do
+      assert.matches("%s" .. f:gsub("%-", "%%-") .. "=%-?%d+%s", info)
+    end
+    assert.matches(" name=" .. name .. " ", info, 1, true)
   end)
 
   it("closes a client that sends garbage, and serves the others", function()
