@@ -19,7 +19,8 @@ local ffi = require "ffi"
 local bit = require "bit"
 local helper = require "helper"
 
-local q, slurp, sh, wait_for, now = helper.shell_quote, helper.slurp, helper.sh, helper.wait_for, helper.now
+local q, slurp, sh = helper.shell_quote, helper.slurp, helper.sh
+local wait_for, now = helper.wait_for, helper.now
 local concat, tonumber, tostring, type = table.concat, tonumber, tostring, type
 
 local daemon = { _VERSION = "1" }
@@ -335,7 +336,9 @@ function daemon.start(opts)
   os.execute("( (" .. concat(words, " ") .. ") >" .. q(d.log) .. " 2>&1 & echo $! >" .. q(d.pidfile) ..
              "; wait $!; echo $? >" .. q(d.rcfile) .. " ) >/dev/null 2>&1 &")
   local pid = wait_for(function() return tonumber(slurp(d.pidfile)) end)
-  if not pid then error("slotgated did not start (no pid in " .. d.pidfile .. "): " .. slurp(d.log), 2) end
+  if not pid then
+    error("slotgated did not start (no pid in " .. d.pidfile .. "): " .. slurp(d.log), 2)
+  end
   d.pid = pid
   started[#started + 1] = d
   local why = came_up(d)
@@ -372,7 +375,8 @@ function daemon.stop(d, sig)
     end
   end
   if d.tracer then
-    assert(wait_for(function() return exit_code(d) end, STOP_SECS), "tracer pid " .. d.tracer .. " still runs")
+    assert(wait_for(function() return exit_code(d) end, STOP_SECS),
+           "tracer pid " .. d.tracer .. " still runs")
   end
   return ok
 end
@@ -411,7 +415,9 @@ function daemon.cli(d, args, opts)
   local words = { "redis-cli --no-auth-warning" }
   if opts.tls then
     words[#words + 1] = "--tls --cacert " .. q(opts.tls.ca)
-    if opts.tls.cert then words[#words + 1] = "--cert " .. q(opts.tls.cert) .. " --key " .. q(opts.tls.key) end
+    if opts.tls.cert then
+      words[#words + 1] = "--cert " .. q(opts.tls.cert) .. " --key " .. q(opts.tls.key)
+    end
     words[#words + 1] = "-p " .. d.tls_port
   elseif opts.unix then
     words[#words + 1] = "-s " .. q(d.sock)

@@ -70,7 +70,8 @@ function Talk:run(steps)
       c:close()
       self.conns[name] = nil
     elseif op == "wait_file" then
-      event({ c = "file", found = wait_for(function() return slurp(name):find(step[3], 1, true) ~= nil end, 30) })
+      local found = wait_for(function() return slurp(name):find(step[3], 1, true) ~= nil end, 30)
+      event({ c = "file", found = found })
     else
       error("no such step: " .. tostring(op))
     end
@@ -115,7 +116,9 @@ end
 
 local standalone = tonumber(helper.server_var("SG_TEST_STANDALONE"):match(":(%d+)$"))
 local masters = {}
-for addr in helper.server_var("SG_TEST_CLUSTER_MASTERS"):gmatch("[^,]+") do masters[#masters + 1] = addr end
+for addr in helper.server_var("SG_TEST_CLUSTER_MASTERS"):gmatch("[^,]+") do
+  masters[#masters + 1] = addr
+end
 
 -- Server-side connections of the cluster's masters whose CLIENT LIST line
 -- matches pattern.
@@ -363,8 +366,9 @@ describe("slotgated pub/sub", function()
     table.sort(counts)
     assert.same({ 0, 1, 2 }, counts)
     assert.equal("(nil)", r[12]) -- out of subscribed mode
-    assert.is_true(wait_for(function() return node_clients("cmd=sunsubscribe") == 0
-      and node_clients("sub=0 psub=0 ssub=1") == 0 end), "timed out waiting for the shard connections to go")
+    assert.is_true(wait_for(function()
+      return node_clients("cmd=sunsubscribe") == 0 and node_clients("sub=0 psub=0 ssub=1") == 0
+    end), "timed out waiting for the shard connections to go")
   end)
 
   it("closes a subscriber that does not read, and only it", function()

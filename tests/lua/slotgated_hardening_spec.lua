@@ -6,7 +6,8 @@
 local helper = require "helper"
 local daemon = require "daemon"
 
-local q, slurp, write, sh, wait_for = helper.shell_quote, helper.slurp, helper.write, helper.sh, helper.wait_for
+local q, slurp, write, sh = helper.shell_quote, helper.slurp, helper.write, helper.sh
+local wait_for = helper.wait_for
 local start, stop, cli = daemon.start, daemon.stop, daemon.cli
 local dir = daemon.dir -- mode 755: the dropped user reads its policy here
 
@@ -61,9 +62,9 @@ describe("slotgated with requirepass", function()
       got[#got + 1] = r and (r.t .. " " .. tostring(r.v)) or why
       if not r then break end
       n = n + 1
-      if r.t == "error" and (r.v:match("^NOAUTH") or r.v:match("^WRONGPASS") or r.v:match("^NOPROTO")) then
-        errors = errors + 1
-      end
+      local refused = r.t == "error" and (r.v:match("^NOAUTH") or r.v:match("^WRONGPASS") or
+                                          r.v:match("^NOPROTO"))
+      if refused then errors = errors + 1 end
     end
     c:close()
     local out = table.concat(got, "\n")
@@ -217,13 +218,15 @@ describe("slotgated and what clients send", function()
     local d = start{ env = { SLOTGATE_REQUIREPASS = "pw" } }
     local a = "--no-auth-warning -a pw "
     assert.matches("Client names cannot contain spaces", cli(d, a .. "CLIENT SETNAME 'a b'"))
-    assert.matches("Client names cannot contain spaces", cli(d, a .. "CLIENT SETNAME \"$(printf 'a\\nb')\""))
+    assert.matches("Client names cannot contain spaces",
+                   cli(d, a .. "CLIENT SETNAME \"$(printf 'a\\nb')\""))
     assert.matches("Client names cannot contain spaces", cli(d, a .. "HELLO 2 SETNAME 'x y'"))
-    assert.equal("OK\nok-name\n", cli(d, "", { input = "AUTH pw\r\nCLIENT SETNAME ok-name\r\nCLIENT GETNAME\r\n" })
-                                   :gsub("^OK\n", ""))
+    local named = cli(d, "", { input = "AUTH pw\r\nCLIENT SETNAME ok-name\r\nCLIENT GETNAME\r\n" })
+    assert.equal("OK\nok-name\n", named:gsub("^OK\n", ""))
     -- HELLO's SETNAME without AUTH names nothing
-    local out = cli(d, "--pipe", { input = "*4\r\n$5\r\nHELLO\r\n$1\r\n2\r\n$7\r\nSETNAME\r\n$6\r\nsneaky\r\n" ..
-                                           "*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n*2\r\n$6\r\nCLIENT\r\n$7\r\nGETNAME\r\n" })
+    local out = cli(d, "--pipe", {
+      input = "*4\r\n$5\r\nHELLO\r\n$1\r\n2\r\n$7\r\nSETNAME\r\n$6\r\nsneaky\r\n" ..
+              "*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n*2\r\n$6\r\nCLIENT\r\n$7\r\nGETNAME\r\n" })
     assert.matches("errors: 1, replies: 3", out, 1, true)
     assert.is_nil(out:match("sneaky"))
   end)

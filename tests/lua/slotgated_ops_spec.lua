@@ -4,7 +4,8 @@
 local helper = require "helper"
 local daemon = require "daemon"
 
-local q, slurp, write, sh, wait_for = helper.shell_quote, helper.slurp, helper.write, helper.sh, helper.wait_for
+local q, slurp, write, sh = helper.shell_quote, helper.slurp, helper.write, helper.sh
+local wait_for = helper.wait_for
 local start, stop, cli, new_port = daemon.start, daemon.stop, daemon.cli, daemon.port
 local dir = daemon.dir
 
@@ -90,8 +91,8 @@ describe("slotgated users", function()
     write(common, "return {name = 'common_v2', deny_commands = {'FLUSHDB'}}")
     write(alice_pol, "return {")
     daemon.signal(d, "HUP")
-    assert.matches('reload failed, the previous policies stay: user "alice"',
-                   daemon.wait_log(d, 'reload failed, the previous policies stay: user "alice"'), 1, true)
+    local failed = 'reload failed, the previous policies stay: user "alice"'
+    assert.matches(failed, daemon.wait_log(d, failed), 1, true)
     assert.matches("alice_v2 refuses DBSIZE", cli(d, "--user alice --pass a-pass DBSIZE"))
     assert.matches("policy common refuses FLUSHALL", cli(d, "--user bob --pass b-pass FLUSHALL"))
     write(alice_pol, "return {name = 'alice_only', deny_commands = {'KEYS'}}")
@@ -99,7 +100,8 @@ describe("slotgated users", function()
   end)
 
   it("takes users from SLOTGATE_USERS, beside requirepass for the default user", function()
-    local e = start{ env = { SLOTGATE_USERS = "carol:c-pass,dave:d:pass", SLOTGATE_REQUIREPASS = "dflt" } }
+    local e = start{ env = { SLOTGATE_USERS = "carol:c-pass,dave:d:pass",
+                             SLOTGATE_REQUIREPASS = "dflt" } }
     finally(function() stop(e) end)
     assert.matches("NOAUTH", cli(e, "PING"))
     assert.equal("PONG\n", cli(e, "--user carol --pass c-pass PING"))
@@ -284,7 +286,7 @@ describe("slotgated start-up and signals", function()
     code, out = helper.run({ helper.slotgated, "-h" })
     assert.equal(0, code)
     assert.matches("^usage: slotgated", out)
-    local err
+    local _, err
     code, _, err = helper.run({ helper.slotgated, "--bogus" })
     assert.equal(2, code)
     assert.matches("usage: slotgated", err, 1, true)

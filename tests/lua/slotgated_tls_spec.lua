@@ -54,7 +54,8 @@ end
 -- ("client", "rogue-client") or nil; opts as daemon.cli takes them.
 local function tls_cli(d, args, cert, opts)
   opts = opts or {}
-  opts.tls = { ca = file("ca.crt"), cert = cert and file(cert .. ".crt"), key = cert and file(cert .. ".key") }
+  opts.tls = { ca = file("ca.crt") }
+  if cert then opts.tls.cert, opts.tls.key = file(cert .. ".crt"), file(cert .. ".key") end
   return cli(d, args, opts)
 end
 
