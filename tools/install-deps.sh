@@ -11,7 +11,7 @@ packages=(
   lua-cjson lua-cjson-dev           # JSON in Lua, static lib for preloading
   lua-busted                        # Lua specs
   redis-server redis-tools openssl  # real servers for the tests
-  python3 curl                      # raw RESP conversations in specs (tests/lua/resp_talk.py); /metrics and /health in the ops spec
+  python3 curl                      # tools/gen_commands.py and tools/hash_vectors.py; /metrics and /health in the ops spec
   python3-redis                     # redis-py, a client library not ours, drives slotgated (slotgated_client_spec.lua)
   clang libclang-rt-14-dev llvm     # libFuzzer, its sanitizer runtimes, the symbolizer (tests/fuzz/run.sh)
 )

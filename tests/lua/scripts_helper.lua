@@ -2,7 +2,6 @@
 -- tests/lua/scripts_*_spec.lua) share: a gateway in front of the harness's
 -- real servers, plain clients to single nodes to see where data landed, a
 -- clock, and waiting with a deadline.
-local ffi = require "ffi"
 local helper = require "helper"
 local slotgate = require "slotgate"
 
@@ -54,30 +53,14 @@ function sh.node(addr, db)
                                           TYK_GW_STORAGE_DATABASE = tostring(db or 0) } })
 end
 
--- Seconds on a monotonic clock (busted loads spec files into one Lua state:
--- declare the C bits once).
-if not pcall(ffi.typeof, "struct sg_spec_timespec") then
-  ffi.cdef [[
-    struct sg_spec_timespec { long tv_sec; long tv_nsec; };
-    int clock_gettime(int clk, struct sg_spec_timespec *ts);
-  ]]
-end
-local ts = ffi.new("struct sg_spec_timespec[1]")
-local CLOCK_MONOTONIC = 1
-function sh.now()
-  ffi.C.clock_gettime(CLOCK_MONOTONIC, ts)
-  return tonumber(ts[0].tv_sec) + tonumber(ts[0].tv_nsec) / 1e9
-end
+-- Seconds on a monotonic clock (helper.lua declares clock_gettime for
+-- every spec: one declaration in the shared Lua state).
+sh.now = helper.now
 
 -- Calls fn until it returns a true value or `seconds` pass; returns its last
 -- results.
 function sh.eventually(seconds, fn)
-  local deadline = sh.now() + seconds
-  while true do
-    local r = { fn() }
-    if r[1] or sh.now() > deadline then return unpack(r) end
-    os.execute("sleep 0.05")
-  end
+  return helper.wait_for(fn, seconds)
 end
 
 -- Whether every node's CLUSTER SLOTS lists a replica for every range: Redis
@@ -99,11 +82,7 @@ end
 function sh.write_temp(text, suffix)
   local base = os.tmpname() -- made empty: the name is ours
   os.remove(base)
-  local path = base .. (suffix or ".lua")
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-  return path
+  return helper.write(base .. (suffix or ".lua"), text)
 end
 
 return sh

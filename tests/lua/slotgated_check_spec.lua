@@ -52,10 +52,8 @@ describe("slotgated --check", function()
   end)
 
   it("reads the other shapes", function()
-    local dir = os.tmpname()
-    local f = assert(io.open(dir, "w"))
-    f:write('{"redis_addrs": ["d1:1", "d2:2"], "enable_cluster": true, "redis_password": "x"}')
-    f:close()
+    local dir = helper.write(os.tmpname(),
+      '{"redis_addrs": ["d1:1", "d2:2"], "enable_cluster": true, "redis_password": "x"}')
     local code, out, err = helper.run({ helper.slotgated, "--check", "-c", dir })
     assert.equal(0, code, err)
     assert.matches("dashboard shape", out, 1, true)
@@ -83,13 +81,7 @@ describe("slotgated --check", function()
 
   -- slotgated's own settings: the "slotgate" object and SLOTGATE_* variables
 
-  local function write_conf(text)
-    local path = os.tmpname()
-    local f = assert(io.open(path, "w"))
-    f:write(text)
-    f:close()
-    return path
-  end
+  local function write_conf(text) return helper.write(os.tmpname(), text) end
 
   it("shows slotgated's own settings with their sources after the storage settings", function()
     local code, out, err = helper.run({ helper.slotgated, "--check" })

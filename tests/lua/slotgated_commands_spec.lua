@@ -6,167 +6,16 @@
 -- cluster; per-key introspection and scripts go to their keys' node; INFO
 -- reports the upstreams and the cluster's keyspace; CLUSTER shows slotgated as
 -- the only node.
-local ffi = require "ffi"
 local helper = require "helper"
+local daemon = require "daemon"
 
-local q = helper.shell_quote
+local slurp = helper.slurp
+local start, stop, cli, call, node_cli = daemon.start, daemon.stop, daemon.cli, daemon.call, daemon.node_cli
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+-- Commands go raw through daemon.call, not redis-cli: it has modes of its
+-- own for SUBSCRIBE and MONITOR that wait forever, whatever the reply.
 
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
--- ---- a raw RESP client over LuaJIT's FFI (redis-cli has modes of its own for
--- SUBSCRIBE and MONITOR that wait forever, whatever the reply) ----------------
-
-pcall(ffi.cdef, [[
-struct sg_cmds_sockaddr_in { uint16_t sin_family; uint16_t sin_port; uint32_t sin_addr; uint8_t zero[8]; };
-struct sg_spec_pollfd { int fd; short events; short revents; };
-int socket(int domain, int type, int protocol);
-int connect(int fd, const void *addr, uint32_t len);
-long send(int fd, const void *buf, size_t n, int flags);
-long recv(int fd, void *buf, size_t n, int flags);
-int poll(struct sg_spec_pollfd *fds, unsigned long n, int timeout);
-int close(int fd);
-]])
-local C = ffi.C
-
-local function resp_encode(args)
-  local out = { "*" .. #args .. "\r\n" }
-  for _, a in ipairs(args) do out[#out + 1] = "$" .. #a .. "\r\n" .. a .. "\r\n" end
-  return table.concat(out)
-end
-
--- Parses one reply from buf at pos: value, next pos; nil when incomplete.
--- Values: {t = "status"|"error"|"int"|"bulk"|"nil"|"array", v = ...}.
-local function resp_parse(buf, pos)
-  local eol = buf:find("\r\n", pos, true)
-  if not eol then return nil end
-  local kind, line = buf:sub(pos, pos), buf:sub(pos + 1, eol - 1)
-  local after = eol + 2
-  if kind == "+" then return { t = "status", v = line }, after end
-  if kind == "-" then return { t = "error", v = line }, after end
-  if kind == ":" then return { t = "int", v = tonumber(line) }, after end
-  if kind == "$" then
-    local n = tonumber(line)
-    if n < 0 then return { t = "nil" }, after end
-    if #buf < after + n + 1 then return nil end
-    return { t = "bulk", v = buf:sub(after, after + n - 1) }, after + n + 2
-  end
-  if kind == "*" then
-    local n = tonumber(line)
-    if n < 0 then return { t = "nil" }, after end
-    local arr = {}
-    for i = 1, n do
-      local v
-      v, after = resp_parse(buf, after)
-      if not v then return nil end
-      arr[i] = v
-    end
-    return { t = "array", v = arr }, after
-  end
-  error("not RESP: " .. buf:sub(pos, pos + 40))
-end
-
--- Sends args on a new connection to 127.0.0.1:port and reads one reply within
--- timeout seconds: the reply, or nil and "timeout"/"closed"/why.
-local function call(port, args, timeout)
-  local fd = C.socket(2, 1, 0) -- AF_INET, SOCK_STREAM
-  assert(fd >= 0, "socket")
-  local sa = ffi.new("struct sg_cmds_sockaddr_in")
-  sa.sin_family = 2
-  sa.sin_port = bit.rshift(port, 8) + bit.lshift(bit.band(port, 0xff), 8)
-  sa.sin_addr = 0x0100007f -- 127.0.0.1, network order on little-endian
-  if C.connect(fd, sa, ffi.sizeof(sa)) ~= 0 then
-    C.close(fd)
-    return nil, "connect failed"
-  end
-  local req = resp_encode(args)
-  assert(C.send(fd, req, #req, 0) == #req)
-  local buf, chunk = "", ffi.new("char[65536]")
-  local pfd = ffi.new("struct sg_spec_pollfd[1]")
-  local deadline = os.time() + (timeout or 10)
-  while true do
-    local reply = resp_parse(buf, 1)
-    if reply then
-      C.close(fd)
-      return reply
-    end
-    pfd[0].fd, pfd[0].events = fd, 1 -- POLLIN
-    local left = deadline - os.time()
-    if left <= 0 or C.poll(pfd, 1, left * 1000) <= 0 then
-      C.close(fd)
-      return nil, "timeout"
-    end
-    local n = C.recv(fd, chunk, 65536, 0)
-    if n <= 0 then
-      C.close(fd)
-      return nil, "closed"
-    end
-    buf = buf .. ffi.string(chunk, n)
-  end
-end
-
--- ---- slotgated ---------------------------------------------------------------
-
-local dir = os.tmpname()
-os.remove(dir)
-os.execute("mkdir -p " .. q(dir))
-
-local next_port = helper.port(700)
-
-local function start(env)
-  next_port = next_port + 1
-  local d = { port = next_port, log = dir .. "/sg" .. next_port .. ".log",
-              pidfile = dir .. "/sg" .. next_port .. ".pid", sock = dir .. "/sg" .. next_port .. ".sock" }
-  local vars = {
-    TYK_GW_STORAGE_ADDRS = helper.server_var("SG_TEST_CLUSTER_MASTERS"),
-    TYK_GW_STORAGE_ENABLECLUSTER = "true",
-    SLOTGATE_LISTEN = "127.0.0.1:" .. d.port .. ",unix:" .. d.sock,
-    SLOTGATE_THREADS = "1",
-  }
-  for k, v in pairs(env or {}) do vars[k] = v end
-  local parts = { "env" }
-  for k, v in pairs(vars) do parts[#parts + 1] = q(k .. "=" .. v) end
-  parts[#parts + 1] = q(helper.slotgated)
-  os.execute(table.concat(parts, " ") .. " >" .. q(d.log) .. " 2>&1 & echo $! >" .. q(d.pidfile))
-  d.pid = tonumber(slurp(d.pidfile))
-  for _ = 1, 200 do
-    local r = call(d.port, { "PING" }, 2)
-    if r and r.v == "PONG" then return d end
-    if os.execute("kill -0 " .. d.pid .. " 2>/dev/null") ~= 0 then break end
-    os.execute("sleep 0.05")
-  end
-  error("slotgated did not start: " .. slurp(d.log))
-end
-
-local function alive(d) return os.execute("kill -0 " .. d.pid .. " 2>/dev/null") == 0 end
-
-local function stop(d)
-  os.execute("kill -TERM " .. d.pid)
-  for _ = 1, 300 do
-    if not alive(d) then return true end
-    os.execute("sleep 0.05")
-  end
-  os.execute("kill -KILL " .. d.pid)
-  return false
-end
+daemon.ports_from(701)
 
 -- A command through slotgated: the reply's value; errors as false, message.
 local function cmd(d, ...)
@@ -180,12 +29,6 @@ local function values(r)
   local out = {}
   for i, e in ipairs(r.v) do out[i] = e.v end
   return out
-end
-
--- Straight to a node, with redis-cli.
-local function node_cli(addr, args)
-  local host, port = addr:match("^(.*):(%d+)$")
-  return sh("redis-cli -h " .. host .. " -p " .. port .. " " .. args)
 end
 
 local function split(s, sep)
@@ -224,8 +67,8 @@ local NODE_ANSWERS = {
 
 describe("slotgated command coverage", function()
   local d
-  setup(function() d = start() end)
-  teardown(function() if d then stop(d) end end)
+  setup(function() d = start{ env = { SLOTGATE_THREADS = "1" } } end)
+  teardown(daemon.stop_all)
 
   it("answers or refuses by name every command of the table, subcommands too", function()
     local entries = table_entries()
@@ -253,7 +96,7 @@ describe("slotgated command coverage", function()
       else
         answered = answered + 1
       end
-      if not alive(d) then
+      if not daemon.alive(d) then
         problems[#problems + 1] = full .. ": slotgated died"
         break
       end
@@ -288,8 +131,8 @@ end)
 
 describe("slotgated fan-outs", function()
   local d
-  setup(function() d = start() end)
-  teardown(function() if d then stop(d) end end)
+  setup(function() d = start{ env = { SLOTGATE_THREADS = "1" } } end)
+  teardown(daemon.stop_all)
 
   it("walks every master with SCAN, passing MATCH, COUNT and TYPE", function()
     assert.equal("OK", cmd(d, "FLUSHALL").v)
@@ -324,7 +167,7 @@ describe("slotgated fan-outs", function()
     until c2 == "0"
     assert.equal(20, hashes)
     -- redis-cli's own --scan agrees
-    local out = sh("redis-cli -p " .. d.port .. " --scan --pattern 'sc:*'")
+    local out = cli(d, "--scan --pattern 'sc:*'")
     local listed = 0
     for _ in out:gmatch("sc:%d+\n") do listed = listed + 1 end
     assert.equal(300, listed)
@@ -480,10 +323,10 @@ describe("slotgated fan-outs", function()
     assert.matches("myself,master", cmd(d, "CLUSTER", "NODES").v, 1, true)
     assert.equal("master", cmd(d, "ROLE").v[1].v)
     -- redis-cli in cluster mode follows no redirection: slotgated has every slot
-    assert.equal("OK\n", sh("redis-cli -c -p " .. d.port .. " SET cl:x 1"))
-    assert.equal("1\n", sh("redis-cli -c -p " .. d.port .. " GET cl:x"))
+    assert.equal("OK\n", cli(d, "-c SET cl:x 1"))
+    assert.equal("1\n", cli(d, "-c GET cl:x"))
     -- over the Unix socket there is no address to name
-    local out = sh("redis-cli -s " .. q(d.sock) .. " CLUSTER SLOTS")
+    local out = cli(d, "CLUSTER SLOTS", { unix = true })
     assert.matches("does not support 'CLUSTER SLOTS'", out, 1, true)
     cmd(d, "DEL", "cl:x")
   end)
@@ -491,7 +334,8 @@ end)
 
 describe("slotgated admin commands under a policy", function()
   it("lets a policy deny CONFIG and FLUSHALL", function()
-    local d = start({ SLOTGATE_POLICY = helper.source_dir .. "/scripts/deny_dangerous.lua" })
+    local d = start{ env = { SLOTGATE_POLICY = helper.source_dir .. "/scripts/deny_dangerous.lua",
+                             SLOTGATE_THREADS = "1" } }
     finally(function() stop(d) end)
     local ok, err = cmd(d, "CONFIG", "SET", "slowlog-max-len", "7")
     assert.is_false(ok)

@@ -1,92 +1,95 @@
 -- slotgated's connection-bound commands in front of the real cluster:
 -- MULTI/EXEC/WATCH on one slot, blocking pops beside other clients, and
 -- SUBSCRIBE/PSUBSCRIBE/SSUBSCRIBE with the bound on a slow subscriber. Raw
--- RESP conversations go through resp_talk.py; where Redis itself defines the
--- answer, the same conversation is held with the harness's standalone Redis
--- and the replies compared.
+-- RESP conversations on several connections go through daemon.lua's client;
+-- where Redis itself defines the answer, the same conversation is held with
+-- the harness's standalone Redis and the replies compared.
 local helper = require "helper"
+local daemon = require "daemon"
 local cjson = require "cjson"
 
-local q = helper.shell_quote
+local slurp, write, wait_for = helper.slurp, helper.write, helper.wait_for
+local start, cli, node_cli, cluster_cli = daemon.start, daemon.cli, daemon.node_cli, daemon.cluster_cli
+local dir = daemon.dir
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("*a")
-  f:close()
-  return s
+daemon.ports_from(801)
+
+-- A conversation with port on named connections ("a" is opened at once),
+-- held step by step; the connections stay open until :close(). Steps:
+--   {"open", NAME}             connect
+--   {"open", NAME, RCVBUF}     ... with a small receive buffer (a slow reader)
+--   {"send", NAME, ARG, ...}   send one command
+--   {"read", NAME, N}          read N replies: each an event {c = NAME, r =
+--                              REPLY}; on a timeout (10 s) or a close
+--                              {c = NAME, timeout = true} and the rest skipped
+--   {"eof", NAME, SECS}        read until the server closes: {c = NAME, eof =
+--                              true} (replies read meanwhile are events too);
+--                              SECS (default 10) bounds each wait
+--   {"close", NAME}
+--   {"wait_file", PATH, TEXT}  wait (at most 30 s) until the file holds TEXT:
+--                              {c = "file", found = true|false}
+-- Replies as daemon.plain gives them: "+OK", "-ERR ...", a number, a string,
+-- "(nil)", a list.
+local Talk = {}
+Talk.__index = Talk
+
+local function talker(port)
+  return setmetatable({ port = port, conns = { a = assert(daemon.connect(port)) } }, Talk)
 end
 
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-local dir = os.tmpname()
-os.remove(dir)
-os.execute("mkdir -p " .. q(dir))
-local talker = helper.source_dir .. "/tests/lua/resp_talk.py"
-
-local next_port = helper.port(800)
-
-local function start(env)
-  next_port = next_port + 1
-  local d = { port = next_port, log = dir .. "/sg" .. next_port .. ".log",
-              pidfile = dir .. "/sg" .. next_port .. ".pid" }
-  local vars = {
-    TYK_GW_STORAGE_ADDRS = helper.server_var("SG_TEST_CLUSTER_MASTERS"),
-    TYK_GW_STORAGE_ENABLECLUSTER = "true",
-    SLOTGATE_LISTEN = "127.0.0.1:" .. d.port,
-    SLOTGATE_THREADS = "2",
-  }
-  for k, v in pairs(env or {}) do vars[k] = v end
-  local parts = { "env" }
-  for k, v in pairs(vars) do parts[#parts + 1] = q(k .. "=" .. v) end
-  parts[#parts + 1] = q(helper.slotgated)
-  os.execute(table.concat(parts, " ") .. " >" .. q(d.log) .. " 2>&1 & echo $! >" .. q(d.pidfile))
-  d.pid = tonumber(slurp(d.pidfile))
-  for _ = 1, 200 do
-    if sh("redis-cli -p " .. d.port .. " PING"):match("PONG") then return d end
-    if os.execute("kill -0 " .. d.pid .. " 2>/dev/null") ~= 0 then break end
-    os.execute("sleep 0.05")
-  end
-  error("slotgated did not start: " .. slurp(d.log))
-end
-
-local function stop(d)
-  os.execute("kill -TERM " .. d.pid)
-  for _ = 1, 300 do
-    if os.execute("kill -0 " .. d.pid .. " 2>/dev/null") ~= 0 then return true end
-    os.execute("sleep 0.05")
-  end
-  os.execute("kill -KILL " .. d.pid)
-  return false
-end
-
--- Holds a conversation (steps as resp_talk.py reads them) with port; returns
--- the events, each {c = conn, r = reply} or {timeout = true} or {eof = true}.
-local talks = 0
-local function talk(port, steps)
-  talks = talks + 1
-  local path = dir .. "/talk" .. talks .. ".json"
-  local lines = {}
-  for i, s in ipairs(steps) do lines[i] = cjson.encode(s) end
-  write(path, table.concat(lines, "\n") .. "\n")
-  local out = sh("python3 " .. q(talker) .. " " .. port .. " < " .. q(path))
+-- Runs steps; returns their events.
+function Talk:run(steps)
   local events = {}
-  for line in out:gmatch("[^\n]+") do
-    local ok, e = pcall(cjson.decode, line)
-    assert(ok, "resp_talk.py: " .. out)
-    events[#events + 1] = e
+  local function event(e) events[#events + 1] = e end
+  for _, step in ipairs(steps) do
+    local op, name = step[1], step[2]
+    local c = self.conns[name]
+    if op == "open" then
+      self.conns[name] = assert(daemon.connect(self.port, { rcvbuf = step[3] }))
+    elseif op == "send" then
+      c:send({ unpack(step, 3) })
+    elseif op == "read" then
+      for _ = 1, step[3] do
+        local r, why = c:read(10)
+        if not r then
+          event({ c = name, timeout = true, why = why })
+          break
+        end
+        event({ c = name, r = daemon.plain(r) })
+      end
+    elseif op == "eof" then
+      while true do
+        local r, why = c:read(step[3] or 10)
+        if not r then
+          event(why == "closed" and { c = name, eof = true } or { c = name, timeout = true })
+          break
+        end
+        event({ c = name, r = daemon.plain(r) })
+      end
+    elseif op == "close" then
+      c:close()
+      self.conns[name] = nil
+    elseif op == "wait_file" then
+      local found = wait_for(function() return slurp(name):find(step[3], 1, true) ~= nil end, 30)
+      event({ c = "file", found = found })
+    else
+      error("no such step: " .. tostring(op))
+    end
   end
+  return events
+end
+
+function Talk:close()
+  for _, c in pairs(self.conns) do c:close() end
+end
+
+-- Holds a whole conversation with port (steps as Talk:run takes them);
+-- returns its events.
+local function talk(port, steps)
+  local t = talker(port)
+  local ok, events = pcall(t.run, t, steps)
+  t:close()
+  if not ok then error(events, 0) end
   return events
 end
 
@@ -113,30 +116,20 @@ end
 
 local standalone = tonumber(helper.server_var("SG_TEST_STANDALONE"):match(":(%d+)$"))
 local masters = {}
-for p in helper.server_var("SG_TEST_CLUSTER_MASTERS"):gmatch(":(%d+)") do masters[#masters + 1] = p end
+for addr in helper.server_var("SG_TEST_CLUSTER_MASTERS"):gmatch("[^,]+") do
+  masters[#masters + 1] = addr
+end
 
 -- Server-side connections of the cluster's masters whose CLIENT LIST line
 -- matches pattern.
 local function node_clients(pattern)
   local n = 0
-  for _, p in ipairs(masters) do
-    for line in sh("redis-cli -p " .. p .. " CLIENT LIST"):gmatch("[^\n]+") do
+  for _, addr in ipairs(masters) do
+    for line in node_cli(addr, "CLIENT LIST"):gmatch("[^\n]+") do
       if line:match(pattern) then n = n + 1 end
     end
   end
   return n
-end
-
-local function wait_for(what, cond)
-  for _ = 1, 200 do
-    if cond() then return true end
-    os.execute("sleep 0.05")
-  end
-  error("timed out waiting for " .. what)
-end
-
-local function cluster_cli(args)
-  return sh("redis-cli -c -p " .. masters[1] .. " " .. args)
 end
 
 describe("slotgated transactions", function()
@@ -144,9 +137,9 @@ describe("slotgated transactions", function()
   setup(function()
     local policy = dir .. "/tx_policy.lua"
     write(policy, "return {name = 'tx', prefix = 'tx:', default_ttl = {['*ttl*'] = 100}}")
-    d = start({ SLOTGATE_POLICY = policy })
+    d = start{ env = { SLOTGATE_POLICY = policy } }
   end)
-  teardown(function() if d then stop(d) end end)
+  teardown(daemon.stop_all)
 
   it("runs MULTI ... EXEC on the keys' slot, keys rewritten by the policies", function()
     local r = replies(talk(d.port, script {
@@ -231,50 +224,46 @@ describe("slotgated transactions", function()
   it("releases the WATCH connection on UNWATCH, DISCARD, EXEC and close", function()
     local before = node_clients("cmd=watch")
     -- a client that WATCHes, then does tail, then stays connected; returns
-    -- its pid and the file its replies go to
-    local holds = 0
+    -- its conversation (open until closed) and the events so far
+    local held = {}
+    finally(function() for _, t in ipairs(held) do t:close() end end)
     local function hold(tail)
       local steps = { { "send", "a", "WATCH", "{w4}k" }, { "read", "a", 1 } }
       for _, s in ipairs(tail) do steps[#steps + 1] = s end
-      steps[#steps + 1] = { "eof", "a", 120 } -- held until killed
-      holds = holds + 1
-      local path = dir .. "/hold" .. holds .. ".json"
-      local lines = {}
-      for i, st in ipairs(steps) do lines[i] = cjson.encode(st) end
-      write(path, table.concat(lines, "\n") .. "\n")
-      local pid = tonumber(sh("python3 " .. q(talker) .. " " .. d.port .. " < " .. q(path) ..
-                              " >" .. q(path .. ".out") .. " 2>&1 & echo $!"))
-      return pid, path .. ".out"
+      local t = talker(d.port)
+      held[#held + 1] = t
+      return t, t:run(steps)
     end
-    local function replies_in(path)
+    local function replies_in(events)
       local n = 0
-      for _ in slurp(path):gmatch('"r":') do n = n + 1 end
+      for _, e in ipairs(events) do if e.r ~= nil then n = n + 1 end end
       return n
     end
-    local pid, out = hold({})
-    wait_for("a WATCH connection", function() return node_clients("cmd=watch") == before + 1 end)
-    assert.equal(1, replies_in(out))
-    os.execute("kill " .. pid)
-    wait_for("its release on close", function() return node_clients("cmd=watch") == before end)
+    local t, events = hold({})
+    assert.is_true(wait_for(function() return node_clients("cmd=watch") == before + 1 end),
+                   "timed out waiting for a WATCH connection")
+    assert.equal(1, replies_in(events))
+    t:close()
+    assert.is_true(wait_for(function() return node_clients("cmd=watch") == before end),
+                   "timed out waiting for its release on close")
     for _, case in ipairs({ { 1, { "send", "a", "UNWATCH" }, { "read", "a", 1 } },
                             { 2, { "send", "a", "MULTI" }, { "send", "a", "DISCARD" }, { "read", "a", 2 } },
                             { 2, { "send", "a", "MULTI" }, { "send", "a", "EXEC" }, { "read", "a", 2 } } }) do
-      pid, out = hold({ case[2], case[3], case[4] })
-      wait_for("the replies to WATCH and " .. case[#case - 1][3],
-               function() return replies_in(out) == 1 + case[1] end)
+      t, events = hold({ case[2], case[3], case[4] })
+      assert.equal(1 + case[1], replies_in(events), "the replies to WATCH and " .. case[#case - 1][3])
       -- the client is still connected: its WATCH connection goes all the same
-      wait_for("the release after " .. case[#case - 1][3], function()
+      assert.is_true(wait_for(function()
         return node_clients("cmd=watch") == before and node_clients("cmd=exec") == 0
-      end)
-      os.execute("kill " .. pid)
+      end), "timed out waiting for the release after " .. case[#case - 1][3])
+      t:close()
     end
   end)
 end)
 
 describe("slotgated blocking commands", function()
   local d
-  setup(function() d = start({ SLOTGATE_THREADS = "1" }) end) -- every client on one worker
-  teardown(function() if d then stop(d) end end)
+  setup(function() d = start{ env = { SLOTGATE_THREADS = "1" } } end) -- every client on one worker
+  teardown(daemon.stop_all)
 
   it("serves the worker's other clients while one blocks, and wakes it on a push", function()
     local events = talk(d.port, {
@@ -300,8 +289,8 @@ end)
 
 describe("slotgated pub/sub", function()
   local d
-  setup(function() d = start({ SLOTGATE_PUBSUBOUTPUTLIMIT = "262144" }) end)
-  teardown(function() if d then stop(d) end end)
+  setup(function() d = start{ env = { SLOTGATE_PUBSUBOUTPUTLIMIT = "262144" } } end)
+  teardown(daemon.stop_all)
 
   it("forwards channel and pattern messages in order", function()
     local steps = {
@@ -377,8 +366,9 @@ describe("slotgated pub/sub", function()
     table.sort(counts)
     assert.same({ 0, 1, 2 }, counts)
     assert.equal("(nil)", r[12]) -- out of subscribed mode
-    wait_for("the shard connections to go", function() return node_clients("cmd=sunsubscribe") == 0
-      and node_clients("sub=0 psub=0 ssub=1") == 0 end)
+    assert.is_true(wait_for(function()
+      return node_clients("cmd=sunsubscribe") == 0 and node_clients("sub=0 psub=0 ssub=1") == 0
+    end), "timed out waiting for the shard connections to go")
   end)
 
   it("closes a subscriber that does not read, and only it", function()
@@ -411,6 +401,6 @@ describe("slotgated pub/sub", function()
     for _, e in ipairs(events) do if e.c == "other" and type(e.r) == "table" and e.r[1] == "message" then other = e.r end end
     assert.same({ "message", "quiet", "still here" }, other)
     assert.matches("over the pubsub_output_limit of 262144", slurp(d.log))
-    assert.equal("PONG\n", sh("redis-cli -p " .. d.port .. " PING"))
+    assert.equal("PONG\n", cli(d, "PING"))
   end)
 end)

@@ -4,106 +4,19 @@
 -- it is made; the user setting drops every privilege before clients are
 -- served; client names and what clients send cannot forge log lines.
 local helper = require "helper"
+local daemon = require "daemon"
 
-local q = helper.shell_quote
+local q, slurp, write, sh = helper.shell_quote, helper.slurp, helper.write, helper.sh
+local wait_for = helper.wait_for
+local start, stop, cli = daemon.start, daemon.stop, daemon.cli
+local dir = daemon.dir -- mode 755: the dropped user reads its policy here
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-local function alive(pid) return os.execute("kill -0 " .. pid .. " 2>/dev/null") == 0 end
-
--- Waits (bounded) until f() is true; its last value.
-local function wait_for(f)
-  local v
-  for _ = 1, 200 do
-    v = f()
-    if v then return v end
-    os.execute("sleep 0.05")
-  end
-  return v
-end
-
-local dir = os.tmpname()
-os.remove(dir)
-os.execute("mkdir -p " .. q(dir) .. " && chmod 755 " .. q(dir))
-
-local next_port = helper.port(420)
-local running = {} -- every daemon started, stopped after each test
-
--- Starts slotgated with env over the cluster's defaults; prefix: words put
--- before it (umask, strace). Ready when its TCP address answers.
-local function start(env, prefix)
-  next_port = next_port + 1
-  local d = { port = next_port, log = dir .. "/sg" .. next_port .. ".log",
-              pidfile = dir .. "/sg" .. next_port .. ".pid" }
-  local vars = {
-    TYK_GW_STORAGE_ADDRS = helper.server_var("SG_TEST_CLUSTER_MASTERS"),
-    TYK_GW_STORAGE_ENABLECLUSTER = "true",
-    SLOTGATE_LISTEN = "127.0.0.1:" .. d.port,
-    SLOTGATE_THREADS = "2",
-  }
-  for k, v in pairs(env or {}) do vars[k] = v end
-  local parts = { "env" }
-  for k, v in pairs(vars) do parts[#parts + 1] = q(k .. "=" .. v) end
-  parts[#parts + 1] = q(helper.slotgated)
-  os.execute("(" .. (prefix or "exec") .. " " .. table.concat(parts, " ") .. ") >" .. q(d.log) ..
-             " 2>&1 & echo $! >" .. q(d.pidfile))
-  d.pid = tonumber(slurp(d.pidfile))
-  running[#running + 1] = d
-  if prefix and prefix:match("strace") then
-    -- the pid is strace's; slotgated is its child
-    d.tracer = d.pid
-    d.pid = tonumber(wait_for(function()
-      return sh("pgrep -P " .. d.tracer .. " slotgated"):match("%d+")
-    end)) or d.pid
-  end
-  local ok = wait_for(function()
-    local out = sh("redis-cli -p " .. d.port .. " PING")
-    return out:match("PONG") or out:match("NOAUTH") or not alive(d.pid)
-  end)
-  if not ok or not alive(d.pid) then error("slotgated did not start: " .. slurp(d.log)) end
-  return d
-end
-
-local function stop(d)
-  if d.stopped then return true end
-  d.stopped = true
-  os.execute("kill -TERM " .. d.pid .. " 2>/dev/null")
-  local ok = wait_for(function() return not alive(d.pid) end)
-  if not ok then os.execute("kill -KILL " .. d.pid .. " 2>/dev/null") end
-  if d.tracer then wait_for(function() return not alive(d.tracer) end) end
-  return ok
-end
-
-local function stop_all()
-  for _, d in ipairs(running) do stop(d) end
-  running = {}
-end
-
-local function cli(d, args) return sh("redis-cli -p " .. d.port .. " " .. args) end
+daemon.ports_from(421)
 
 describe("slotgated with requirepass", function()
-  after_each(stop_all)
+  after_each(daemon.stop_all)
   it("forwards nothing to a node before AUTH", function()
-    local d = start({ SLOTGATE_REQUIREPASS = "gate-pw" })
+    local d = start{ env = { SLOTGATE_REQUIREPASS = "gate-pw" } }
     -- every master's MONITOR, attached before anything is sent
     local monitors = {}
     for addr in helper.server_var("SG_TEST_CLUSTER_MASTERS"):gmatch("[^,]+") do
@@ -123,11 +36,7 @@ describe("slotgated with requirepass", function()
     end
     -- all of it on one unauthenticated connection: keyed, keyless, scripts,
     -- fan-outs, HELLO without AUTH, a wrong AUTH, and commands after it
-    local function cmd(...)
-      local t = { "*" .. select("#", ...) .. "\r\n" }
-      for _, a in ipairs({ ... }) do t[#t + 1] = "$" .. #a .. "\r\n" .. a .. "\r\n" end
-      return table.concat(t)
-    end
+    local function cmd(...) return daemon.resp({ ... }) end
     local probe = table.concat({
       cmd("GET", "noauth:probe:1"),
       cmd("SET", "noauth:probe:2", "x"),
@@ -144,17 +53,21 @@ describe("slotgated with requirepass", function()
       cmd("GET", "noauth:probe:9"),
       "GET noauth:probe:10\r\n", -- inline
     })
-    write(dir .. "/probe.resp", probe)
     -- (not redis-cli --pipe: it ends with an ECHO of its own, refused too)
-    local out = sh("bash -c " .. q("exec 3<>/dev/tcp/127.0.0.1/" .. d.port .. "; cat " ..
-                   q(dir .. "/probe.resp") .. " >&3; timeout 10 head -n 14 <&3"))
-    local n, errors = 0, 0
-    for line in out:gmatch("[^\n]+") do
+    local c = assert(daemon.connect(d.port))
+    c:send_raw(probe)
+    local got, n, errors = {}, 0, 0
+    for _ = 1, 14 do
+      local r, why = c:read(10)
+      got[#got + 1] = r and (r.t .. " " .. tostring(r.v)) or why
+      if not r then break end
       n = n + 1
-      if line:match("^%-NOAUTH") or line:match("^%-WRONGPASS") or line:match("^%-NOPROTO") then
-        errors = errors + 1
-      end
+      local refused = r.t == "error" and (r.v:match("^NOAUTH") or r.v:match("^WRONGPASS") or
+                                          r.v:match("^NOPROTO"))
+      if refused then errors = errors + 1 end
     end
+    c:close()
+    local out = table.concat(got, "\n")
     assert.equal(14, n, out)
     assert.equal(14, errors, out)
     -- the authenticated command goes through: MONITOR does see what is sent
@@ -174,7 +87,7 @@ describe("slotgated with requirepass", function()
 end)
 
 describe("slotgated's secrets", function()
-  after_each(stop_all)
+  after_each(daemon.stop_all)
   it("never reach the log at debug, INFO or --check", function()
     local secrets = { "gate-pw-7431", "sgsentinelpass", "sgdatapass" }
     local env = {
@@ -188,7 +101,7 @@ describe("slotgated's secrets", function()
     }
     assert.equal("sgsentinelpass", env.TYK_GW_STORAGE_SENTINELPASSWORD)
     assert.equal("sgdatapass", env.TYK_GW_STORAGE_PASSWORD)
-    local d = start(env)
+    local d = start{ env = env }
     local a = "--no-auth-warning -a gate-pw-7431 "
     assert.matches("WRONGPASS", cli(d, "--no-auth-warning -a gate-pw-wrong PING"))
     assert.matches("WRONGPASS", cli(d, "HELLO 2 AUTH default gate-pw-7431x"))
@@ -197,12 +110,12 @@ describe("slotgated's secrets", function()
     local info = cli(d, a .. "INFO")
     assert.matches("slotgate_version", info)
     assert.matches("id=%d+", cli(d, a .. "CLIENT INFO"))
-    os.execute("kill -HUP " .. d.pid)
+    daemon.signal(d, "HUP")
     stop(d)
     -- and one whose upstream password is wrong: its failures are logged
     env.TYK_GW_STORAGE_PASSWORD = "wrong-upstream-pw-913"
     secrets[#secrets + 1] = "wrong-upstream-pw-913"
-    local d2 = start(env)
+    local d2 = start{ env = env }
     local got = cli(d2, a .. "GET secrets:k")
     assert.matches("WRONGPASS", got)
     assert.truthy(wait_for(function() return slurp(d2.log):match("warn") end))
@@ -227,7 +140,7 @@ describe("slotgated's secrets", function()
 end)
 
 describe("slotgated's Unix socket", function()
-  after_each(stop_all)
+  after_each(daemon.stop_all)
   it("is made with unix_mode, never wider, and a file in its way is kept", function()
     local sock = dir .. "/mode.sock"
     local trace = dir .. "/strace.out"
@@ -236,10 +149,9 @@ describe("slotgated's Unix socket", function()
                         (os.getenv("LD_PRELOAD") or "") == ""
     local prefix = "umask 0;" ..
       (have_strace and (" exec strace -f -qq -e trace=umask,bind,chmod -o " .. q(trace) .. " --") or " exec")
-    local d = start({ SLOTGATE_LISTEN = "127.0.0.1:" .. (next_port + 1) .. ",unix:" .. sock,
-                      SLOTGATE_UNIXMODE = "0600" }, prefix)
+    local d = start{ unix = sock, env = { SLOTGATE_UNIXMODE = "0600" }, prefix = prefix }
     assert.equal("600\n", sh("stat -c %a " .. q(sock)))
-    assert.equal("PONG\n", sh("redis-cli -s " .. q(sock) .. " PING"))
+    assert.equal("PONG\n", cli(d, "PING", { unix = true }))
     if have_strace then
       -- the socket is bound under a umask that leaves only 0600
       local t = slurp(trace)
@@ -264,7 +176,7 @@ describe("slotgated's Unix socket", function()
 end)
 
 describe("slotgated's user setting", function()
-  after_each(stop_all)
+  after_each(daemon.stop_all)
   local root = sh("id -u") == "0\n"
   local run = root and it or pending
   run("drops every privilege once bound, before serving, and still serves", function()
@@ -274,7 +186,7 @@ describe("slotgated's user setting", function()
     local policy = dir .. "/drop.lua"
     write(policy, "return {name = 'p1'}")
     os.execute("chmod 644 " .. q(policy))
-    local d = start({ SLOTGATE_USER = "nobody", SLOTGATE_POLICY = policy })
+    local d = start{ env = { SLOTGATE_USER = "nobody", SLOTGATE_POLICY = policy } }
     local status = slurp("/proc/" .. d.pid .. "/status")
     assert.matches("\nUid:%s+" .. uid .. "%s+" .. uid .. "%s+" .. uid .. "%s+" .. uid .. "\n", status)
     assert.matches("\nGid:%s+" .. gid .. "%s+" .. gid .. "%s+" .. gid .. "%s+" .. gid .. "\n", status)
@@ -293,31 +205,28 @@ describe("slotgated's user setting", function()
     assert.equal("v\n", cli(d, "GET drop:k"))
     -- a file only root may read is out of its reach now
     os.execute("chmod 600 " .. q(policy))
-    os.execute("kill -HUP " .. d.pid)
-    local log = wait_for(function()
-      local l = slurp(d.log)
-      return l:match("reload failed") and l
-    end)
+    daemon.signal(d, "HUP")
+    local log = daemon.wait_log(d, "reload failed")
     assert.matches("reload failed.*Permission denied", log)
     assert.equal("1\n", cli(d, "DEL drop:k"))
   end)
 end)
 
 describe("slotgated and what clients send", function()
-  after_each(stop_all)
+  after_each(daemon.stop_all)
   it("refuses client names with blanks or control bytes, and names only after AUTH", function()
-    local d = start({ SLOTGATE_REQUIREPASS = "pw" })
+    local d = start{ env = { SLOTGATE_REQUIREPASS = "pw" } }
     local a = "--no-auth-warning -a pw "
     assert.matches("Client names cannot contain spaces", cli(d, a .. "CLIENT SETNAME 'a b'"))
     assert.matches("Client names cannot contain spaces",
-                   sh("redis-cli -p " .. d.port .. " " .. a .. "CLIENT SETNAME \"$(printf 'a\\nb')\""))
+                   cli(d, a .. "CLIENT SETNAME \"$(printf 'a\\nb')\""))
     assert.matches("Client names cannot contain spaces", cli(d, a .. "HELLO 2 SETNAME 'x y'"))
-    assert.equal("OK\nok-name\n", sh("printf 'AUTH pw\\r\\nCLIENT SETNAME ok-name\\r\\nCLIENT GETNAME\\r\\n'" ..
-                                     " | redis-cli -p " .. d.port):gsub("^OK\n", ""))
+    local named = cli(d, "", { input = "AUTH pw\r\nCLIENT SETNAME ok-name\r\nCLIENT GETNAME\r\n" })
+    assert.equal("OK\nok-name\n", named:gsub("^OK\n", ""))
     -- HELLO's SETNAME without AUTH names nothing
-    write(dir .. "/hello.resp", "*4\r\n$5\r\nHELLO\r\n$1\r\n2\r\n$7\r\nSETNAME\r\n$6\r\nsneaky\r\n" ..
-          "*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n*2\r\n$6\r\nCLIENT\r\n$7\r\nGETNAME\r\n")
-    local out = sh("redis-cli -p " .. d.port .. " --pipe < " .. q(dir .. "/hello.resp"))
+    local out = cli(d, "--pipe", {
+      input = "*4\r\n$5\r\nHELLO\r\n$1\r\n2\r\n$7\r\nSETNAME\r\n$6\r\nsneaky\r\n" ..
+              "*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n*2\r\n$6\r\nCLIENT\r\n$7\r\nGETNAME\r\n" })
     assert.matches("errors: 1, replies: 3", out, 1, true)
     assert.is_nil(out:match("sneaky"))
   end)
@@ -327,15 +236,11 @@ describe("slotgated and what clients send", function()
     write(policy, "return {name = 'raise', on_command = function(ctx)\n" ..
                   "  if ctx.command == 'GET' then error('refused key ' .. ctx.keys[1], 0) end\n" ..
                   "end}")
-    local d = start({ SLOTGATE_POLICY = policy })
-    local out = sh("redis-cli -p " .. d.port ..
-                   " GET \"$(printf 'k1\\nslotgated: error: FORGED LINE')\"")
+    local d = start{ env = { SLOTGATE_POLICY = policy } }
+    local out = cli(d, "GET \"$(printf 'k1\\nslotgated: error: FORGED LINE')\"")
     assert.matches("ERR policy raise", out)
     assert.matches("refused key k1 slotgated: error: FORGED LINE", out, 1, true) -- one line
-    local log = wait_for(function()
-      local l = slurp(d.log)
-      return l:match("refused key") and l
-    end)
+    local log = daemon.wait_log(d, "refused key")
     assert.matches("refused key k1\\x0aslotgated: error: FORGED LINE", log, 1, true)
     for line in log:gmatch("[^\n]+") do
       assert.is_nil(line:match("^slotgated: error: FORGED"), line)

@@ -2,106 +2,14 @@
 -- endpoint, logging, the start-up checks (a port another slotgated holds),
 -- the command line, the signals, and the packaged example settings.
 local helper = require "helper"
+local daemon = require "daemon"
 
-local q = helper.shell_quote
+local q, slurp, write, sh = helper.shell_quote, helper.slurp, helper.write, helper.sh
+local wait_for = helper.wait_for
+local start, stop, cli, new_port = daemon.start, daemon.stop, daemon.cli, daemon.port
+local dir = daemon.dir
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-local function alive(pid) return os.execute("kill -0 " .. pid .. " 2>/dev/null") == 0 end
-
--- Polls f() every 50 ms until it returns a true value (at most 10 s);
--- returns what f returned last.
-local function wait_for(f)
-  for _ = 1, 200 do
-    local r = { f() }
-    if r[1] then return unpack(r) end
-    os.execute("sleep 0.05")
-  end
-  return f()
-end
-
-local dir = os.tmpname()
-os.remove(dir)
-os.execute("mkdir -p " .. q(dir))
-
-local next_port = helper.port(900)
-local function new_port()
-  next_port = next_port + 1
-  return next_port
-end
-
--- Starts slotgated (args: extra command-line words, env: variables added);
--- returns {port, pid, log} once it answers on its port.
-local function start(env, args, port)
-  local d = { port = port or new_port() }
-  d.sock = dir .. "/sg" .. d.port .. ".sock"
-  d.log, d.pidfile = dir .. "/sg" .. d.port .. ".log", dir .. "/sg" .. d.port .. ".pid"
-  local vars = {
-    TYK_GW_STORAGE_ADDRS = helper.server_var("SG_TEST_CLUSTER_MASTERS"),
-    TYK_GW_STORAGE_ENABLECLUSTER = "true",
-    SLOTGATE_LISTEN = "127.0.0.1:" .. d.port .. ",unix:" .. d.sock,
-    SLOTGATE_THREADS = "2",
-  }
-  for k, v in pairs(env or {}) do vars[k] = v end
-  local parts = { "env" }
-  for k, v in pairs(vars) do parts[#parts + 1] = q(k .. "=" .. v) end
-  parts[#parts + 1] = q(helper.slotgated)
-  for _, a in ipairs(args or {}) do parts[#parts + 1] = q(a) end
-  d.rcfile = dir .. "/sg" .. d.port .. ".rc"
-  os.remove(d.pidfile)
-  os.remove(d.rcfile)
-  -- its exit status lands in rcfile; the waiting shell holds none of
-  -- busted's descriptors
-  os.execute("( " .. table.concat(parts, " ") .. " >" .. q(d.log) .. " 2>&1 & echo $! >" ..
-             q(d.pidfile) .. "; wait $!; echo $? >" .. q(d.rcfile) .. " ) >/dev/null 2>&1 &")
-  d.pid = wait_for(function() return tonumber(slurp(d.pidfile)) end)
-  assert(d.pid, "slotgated did not start: " .. slurp(d.log))
-  local up = wait_for(function()
-    local out = sh("redis-cli -p " .. d.port .. " PING")
-    return out:match("PONG") or out:match("NOAUTH") or not alive(d.pid)
-  end)
-  if not up or not alive(d.pid) then error("slotgated did not start: " .. slurp(d.log)) end
-  return d
-end
-
--- Stops it with sig (default TERM); true when it exited within 15 s.
-local function stop(d, sig)
-  if not alive(d.pid) then return true end
-  os.execute("kill -" .. (sig or "TERM") .. " " .. d.pid)
-  if wait_for(function() return not alive(d.pid) end) then return true end
-  os.execute("kill -KILL " .. d.pid)
-  return false
-end
-
--- redis-cli on d's port; the commands of script (one a line) go through one
--- connection when given.
-local function cli(d, args, script)
-  if script then
-    write(dir .. "/cmds", script)
-    return sh("redis-cli --no-auth-warning -p " .. d.port .. " " .. (args or "") .. " < " ..
-              q(dir .. "/cmds"))
-  end
-  return sh("redis-cli --no-auth-warning -p " .. d.port .. " " .. args)
-end
+daemon.ports_from(901)
 
 -- A settings file with the test cluster and a slotgate object (JSON text).
 local function conf(name, slotgate)
@@ -123,9 +31,9 @@ describe("slotgated users", function()
     local path = conf("users.json", string.format(
       '{"policy": [%q], "users": {"alice": {"password": "a-pass", "policy": %q},' ..
       ' "bob": {"password": "b-pass"}}}', common, alice_pol))
-    d = start({}, { "-c", path })
+    d = start{ args = { "-c", path } }
   end)
-  teardown(function() if d then stop(d) end end)
+  teardown(daemon.stop_all)
 
   it("lets nothing but AUTH, HELLO and QUIT through before authentication", function()
     assert.matches("NOAUTH", cli(d, "GET x"))
@@ -142,17 +50,17 @@ describe("slotgated users", function()
     -- no requirepass: the default user has no password to match
     assert.matches("WRONGPASS", cli(d, "-a a-pass PING"))
     -- a failed AUTH leaves the connection unauthenticated
-    assert.matches("WRONGPASS.*NOAUTH", cli(d, "", "AUTH alice nope\nGET x\n"))
+    assert.matches("WRONGPASS.*NOAUTH", cli(d, "", { input = "AUTH alice nope\nGET x\n" }))
   end)
 
   it("authenticates each user with AUTH and with HELLO 2 AUTH", function()
     assert.equal("PONG\n", cli(d, "--user alice --pass a-pass PING"))
     assert.equal("PONG\n", cli(d, "--user bob --pass b-pass PING"))
-    local out = cli(d, "", "HELLO 2 AUTH bob b-pass\nPING\n")
+    local out = cli(d, "", { input = "HELLO 2 AUTH bob b-pass\nPING\n" })
     assert.matches("slotgate", out)
     assert.matches("PONG", out)
-    assert.matches("NOPROTO", cli(d, "", "HELLO 3 AUTH bob b-pass\n"))
-    assert.matches("WRONGPASS", cli(d, "", "HELLO 2 AUTH bob a-pass\n"))
+    assert.matches("NOPROTO", cli(d, "", { input = "HELLO 3 AUTH bob b-pass\n" }))
+    assert.matches("WRONGPASS", cli(d, "", { input = "HELLO 2 AUTH bob a-pass\n" }))
   end)
 
   it("gives the policies the session's user", function()
@@ -161,9 +69,8 @@ describe("slotgated users", function()
     -- each user's keys live under its own prefix ({user} in the common policy)
     assert.equal("from-bob\n", cli(d, "--user bob --pass b-pass GET ukey"))
     assert.equal("from-alice\n", cli(d, "--user alice --pass a-pass GET ukey"))
-    local direct = "redis-cli -c -p " .. helper.server_var("SG_TEST_CLUSTER_MASTERS"):match(":(%d+)")
-    assert.equal("from-alice\n", sh(direct .. " GET u:alice:ukey"))
-    assert.equal("from-bob\n", sh(direct .. " GET u:bob:ukey"))
+    assert.equal("from-alice\n", daemon.cluster_cli("GET u:alice:ukey"))
+    assert.equal("from-bob\n", daemon.cluster_cli("GET u:bob:ukey"))
   end)
 
   it("gives the policies the session's user and set in MULTI and under WATCH", function()
@@ -195,7 +102,7 @@ describe("slotgated users", function()
 
   it("reloads every set on SIGHUP, or none when one fails", function()
     write(alice_pol, "return {name = 'alice_v2', deny_commands = {'DBSIZE'}}")
-    os.execute("kill -HUP " .. d.pid)
+    daemon.signal(d, "HUP")
     assert.is_truthy(wait_for(function()
       return cli(d, "--user alice --pass a-pass DBSIZE"):match("alice_v2 refuses DBSIZE")
     end))
@@ -203,10 +110,9 @@ describe("slotgated users", function()
     -- a broken user script: the common set is not replaced either
     write(common, "return {name = 'common_v2', deny_commands = {'FLUSHDB'}}")
     write(alice_pol, "return {")
-    os.execute("kill -HUP " .. d.pid)
-    assert.is_truthy(wait_for(function()
-      return slurp(d.log):match('reload failed, the previous policies stay: user "alice"')
-    end))
+    daemon.signal(d, "HUP")
+    local failed = 'reload failed, the previous policies stay: user "alice"'
+    assert.matches(failed, daemon.wait_log(d, failed), 1, true)
     assert.matches("alice_v2 refuses DBSIZE", cli(d, "--user alice --pass a-pass DBSIZE"))
     assert.matches("policy common refuses FLUSHALL", cli(d, "--user bob --pass b-pass FLUSHALL"))
     write(alice_pol, "return {name = 'alice_only', deny_commands = {'KEYS', 'GETDEL'}}")
@@ -214,7 +120,8 @@ describe("slotgated users", function()
   end)
 
   it("takes users from SLOTGATE_USERS, beside requirepass for the default user", function()
-    local e = start({ SLOTGATE_USERS = "carol:c-pass,dave:d:pass", SLOTGATE_REQUIREPASS = "dflt" })
+    local e = start{ env = { SLOTGATE_USERS = "carol:c-pass,dave:d:pass",
+                             SLOTGATE_REQUIREPASS = "dflt" } }
     finally(function() stop(e) end)
     assert.matches("NOAUTH", cli(e, "PING"))
     assert.equal("PONG\n", cli(e, "--user carol --pass c-pass PING"))
@@ -240,9 +147,11 @@ local function sample(text, series)
 end
 
 describe("slotgated metrics and health", function()
+  teardown(daemon.stop_all)
+
   it("says healthy once every worker has the full slot map, and counts what it serves", function()
     local mport = new_port()
-    local d = start({ SLOTGATE_METRICS = "127.0.0.1:" .. mport, SLOTGATE_THREADS = "3" })
+    local d = start{ env = { SLOTGATE_METRICS = "127.0.0.1:" .. mport, SLOTGATE_THREADS = "3" } }
     finally(function() stop(d) end)
     -- no command yet: asking is what starts the slot map discovery
     local code, body = wait_for(function()
@@ -281,7 +190,7 @@ describe("slotgated metrics and health", function()
     local mport = new_port()
     local pol = dir .. "/deny.lua"
     write(pol, "return {name = 'deny', deny_commands = {'FLUSHALL'}}")
-    local d = start({ SLOTGATE_METRICS = "127.0.0.1:" .. mport, SLOTGATE_POLICY = pol })
+    local d = start{ env = { SLOTGATE_METRICS = "127.0.0.1:" .. mport, SLOTGATE_POLICY = pol } }
     finally(function() stop(d) end)
     os.execute("redis-cli -p " .. d.port .. " BLPOP ops:none 3 >/dev/null 2>&1 &")
     local _, text = wait_for(function()
@@ -297,8 +206,8 @@ describe("slotgated metrics and health", function()
 
   it("says unhealthy, and why, when an upstream cannot be reached", function()
     local mport, dead = new_port(), new_port()
-    local d = start({ SLOTGATE_METRICS = "127.0.0.1:" .. mport,
-                      TYK_GW_STORAGE_ADDRS = "127.0.0.1:" .. dead })
+    local d = start{ env = { SLOTGATE_METRICS = "127.0.0.1:" .. mport,
+                             TYK_GW_STORAGE_ADDRS = "127.0.0.1:" .. dead } }
     finally(function() stop(d) end)
     local code, body = wait_for(function()
       local c, b = http(mport, "/health")
@@ -312,16 +221,16 @@ describe("slotgated metrics and health", function()
 
   it("serves a standalone upstream: healthy once connected", function()
     local mport = new_port()
-    local d = start({ SLOTGATE_METRICS = "127.0.0.1:" .. mport, SLOTGATE_THREADS = "1",
-                      TYK_GW_STORAGE_ADDRS = helper.server_var("SG_TEST_STANDALONE"),
-                      TYK_GW_STORAGE_ENABLECLUSTER = "false" })
+    local d = start{ env = { SLOTGATE_METRICS = "127.0.0.1:" .. mport, SLOTGATE_THREADS = "1",
+                             TYK_GW_STORAGE_ADDRS = helper.server_var("SG_TEST_STANDALONE"),
+                             TYK_GW_STORAGE_ENABLECLUSTER = "false" } }
     finally(function() stop(d) end)
     assert.is_truthy(wait_for(function() return http(mport, "/health") == 200 end))
   end)
 
   it("refuses to start when the metrics address is taken, naming it", function()
     local mport = new_port()
-    local d = start({ SLOTGATE_METRICS = "127.0.0.1:" .. mport })
+    local d = start{ env = { SLOTGATE_METRICS = "127.0.0.1:" .. mport } }
     finally(function() stop(d) end)
     local code, _, err = helper.run({ helper.slotgated }, {
       TYK_GW_STORAGE_ADDRS = helper.server_var("SG_TEST_CLUSTER_MASTERS"),
@@ -333,12 +242,9 @@ describe("slotgated metrics and health", function()
   end)
 end)
 
--- The exit status of a stopped daemon (nil while it runs).
-local function exit_status(d)
-  return wait_for(function() return tonumber(slurp(d.rcfile)) end)
-end
-
 describe("slotgated start-up and signals", function()
+  teardown(daemon.stop_all)
+
   local storage = function()
     return { TYK_GW_STORAGE_ADDRS = helper.server_var("SG_TEST_CLUSTER_MASTERS"),
              TYK_GW_STORAGE_ENABLECLUSTER = "true" }
@@ -369,13 +275,13 @@ describe("slotgated start-up and signals", function()
     local code, _, err = helper.run({ helper.slotgated }, env)
     assert.equal(1, code)
     assert.matches("listen unix:" .. d.sock .. ": a process serves this socket already", err, 1, true)
-    assert.equal("PONG\n", sh("redis-cli -s " .. q(d.sock) .. " PING"))
+    assert.equal("PONG\n", cli(d, "PING", { unix = true }))
     -- killed without a chance to clean up: its socket file stays, serving no one
-    os.execute("kill -KILL " .. d.pid)
-    assert.equal(137, exit_status(d))
-    local e = start(nil, nil, d.port)
+    daemon.signal(d, "KILL")
+    assert.equal(137, daemon.exit_status(d))
+    local e = start{ port = d.port }
     finally(function() stop(e) end)
-    assert.equal("PONG\n", sh("redis-cli -s " .. q(e.sock) .. " PING"))
+    assert.equal("PONG\n", cli(e, "PING", { unix = true }))
   end)
 
   it("stops on SIGINT as on SIGTERM: finishes what is in flight, exits 0", function()
@@ -385,12 +291,12 @@ describe("slotgated start-up and signals", function()
       return cli(d, "INFO"):match("connected_clients:2")
     end))
     assert.is_true(stop(d, "INT"))
-    assert.equal(0, exit_status(d))
+    assert.equal(0, daemon.exit_status(d))
     assert.matches("SIGINT: finishing in%-flight commands", slurp(d.log))
     assert.equal("\n", slurp(dir .. "/blpop")) -- the pop timed out normally: a nil
     d = start()
     assert.is_true(stop(d, "TERM"))
-    assert.equal(0, exit_status(d))
+    assert.equal(0, daemon.exit_status(d))
   end)
 
   it("answers -v, -h and a wrong option", function()
@@ -400,23 +306,23 @@ describe("slotgated start-up and signals", function()
     code, out = helper.run({ helper.slotgated, "-h" })
     assert.equal(0, code)
     assert.matches("^usage: slotgated", out)
-    local err
+    local _, err
     code, _, err = helper.run({ helper.slotgated, "--bogus" })
     assert.equal(2, code)
     assert.matches("usage: slotgated", err, 1, true)
   end)
 
   it("logs at the level asked, and to syslog instead of stderr when asked", function()
-    local d = start({ SLOTGATE_LOGLEVEL = "debug" })
+    local d = start{ env = { SLOTGATE_LOGLEVEL = "debug" } }
     assert.is_true(stop(d))
     assert.matches("info: serving with 2 worker", slurp(d.log))
-    d = start({ SLOTGATE_LOGLEVEL = "warn" })
+    d = start{ env = { SLOTGATE_LOGLEVEL = "warn" } }
     assert.is_true(stop(d))
-    assert.equal(0, exit_status(d))
+    assert.equal(0, daemon.exit_status(d))
     assert.is_nil(slurp(d.log):match("info:"))
-    d = start({ SLOTGATE_SYSLOG = "true" })
+    d = start{ env = { SLOTGATE_SYSLOG = "true" } }
     assert.is_true(stop(d))
-    assert.equal(0, exit_status(d))
+    assert.equal(0, daemon.exit_status(d))
     assert.equal("", slurp(d.log))
   end)
 end)

@@ -5,27 +5,13 @@
 -- CA, a server certificate, a client certificate, and a client certificate
 -- from another CA that must be refused.
 local helper = require "helper"
+local daemon = require "daemon"
 
-local q = helper.shell_quote
+local q, slurp, sh = helper.shell_quote, helper.slurp, helper.sh
+local stop, cli = daemon.stop, daemon.cli
+local dir = daemon.dir
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-local dir = os.tmpname()
-os.remove(dir)
-os.execute("mkdir -p " .. q(dir))
+daemon.ports_from(401)
 
 local function make_certs()
   local script = [[
@@ -51,87 +37,39 @@ openssl x509 -req -in rogue-client.csr -CA rogue.crt -CAkey rogue.key -set_seria
 openssl pkey -in server.key -aes256 -passout pass:opensesame-k3y -out server-enc.key
 echo 'not a certificate' >garbage.pem
 ]]
-  local f = assert(io.open(dir .. "/certs.sh", "w"))
-  f:write(script)
-  f:close()
-  local out = sh("bash " .. q(dir .. "/certs.sh") .. " " .. q(dir))
+  local out = sh("bash " .. q(helper.write(dir .. "/certs.sh", script)) .. " " .. q(dir))
   assert(slurp(dir .. "/server-enc.key"):match("ENCRYPTED"), "openssl failed: " .. out)
 end
 make_certs()
 
 local function file(name) return dir .. "/" .. name end
 
-local next_port = helper.port(400)
-
 -- Starts slotgated with a plain and a TLS address (the server certificate
--- above) and env added; ready when the plain address answers.
+-- above) and env added.
 local function start(env)
-  next_port = next_port + 2
-  local d = { port = next_port, tls_port = next_port + 1,
-              log = dir .. "/sg" .. next_port .. ".log", pidfile = dir .. "/sg" .. next_port .. ".pid" }
-  local vars = {
-    TYK_GW_STORAGE_ADDRS = helper.server_var("SG_TEST_CLUSTER_MASTERS"),
-    TYK_GW_STORAGE_ENABLECLUSTER = "true",
-    SLOTGATE_LISTEN = "127.0.0.1:" .. d.port .. ",tls:127.0.0.1:" .. d.tls_port,
-    SLOTGATE_TLSCERTFILE = file("server.crt"),
-    SLOTGATE_TLSKEYFILE = file("server.key"),
-    SLOTGATE_THREADS = "2",
-  }
-  for k, v in pairs(env or {}) do vars[k] = v end
-  local parts = { "env" }
-  for k, v in pairs(vars) do parts[#parts + 1] = q(k .. "=" .. v) end
-  parts[#parts + 1] = q(helper.slotgated)
-  os.execute(table.concat(parts, " ") .. " >" .. q(d.log) .. " 2>&1 & echo $! >" .. q(d.pidfile))
-  d.pid = tonumber(slurp(d.pidfile))
-  for _ = 1, 200 do
-    local out = sh("redis-cli -p " .. d.port .. " PING")
-    if out:match("PONG") or out:match("NOAUTH") then return d end
-    if os.execute("kill -0 " .. d.pid .. " 2>/dev/null") ~= 0 then break end
-    os.execute("sleep 0.05")
-  end
-  error("slotgated did not start: " .. slurp(d.log))
-end
-
-local function stop(d)
-  os.execute("kill -TERM " .. d.pid)
-  for _ = 1, 300 do
-    if os.execute("kill -0 " .. d.pid .. " 2>/dev/null") ~= 0 then return true end
-    os.execute("sleep 0.05")
-  end
-  os.execute("kill -KILL " .. d.pid)
-  return false
+  return daemon.start{ env = env, tls = { cert = file("server.crt"), key = file("server.key") } }
 end
 
 -- redis-cli over TLS to d's TLS address; cert: a client certificate's name
--- ("client", "rogue-client") or nil.
-local function tls_cli(d, args, cert)
-  local opts = "--tls --cacert " .. q(file("ca.crt"))
-  if cert then
-    opts = opts .. " --cert " .. q(file(cert .. ".crt")) .. " --key " .. q(file(cert .. ".key"))
-  end
-  return sh("redis-cli " .. opts .. " -p " .. d.tls_port .. " " .. args)
-end
-
--- Waits until d's log matches pattern; the log.
-local function log_matches(d, pattern)
-  for _ = 1, 100 do
-    if slurp(d.log):match(pattern) then break end
-    os.execute("sleep 0.05")
-  end
-  return slurp(d.log)
+-- ("client", "rogue-client") or nil; opts as daemon.cli takes them.
+local function tls_cli(d, args, cert, opts)
+  opts = opts or {}
+  opts.tls = { ca = file("ca.crt") }
+  if cert then opts.tls.cert, opts.tls.key = file(cert .. ".crt"), file(cert .. ".key") end
+  return cli(d, args, opts)
 end
 
 describe("slotgated over TLS", function()
   local d
 
   setup(function() d = start() end)
-  teardown(function() if d then stop(d) end end)
+  teardown(daemon.stop_all)
 
   it("serves the cluster on a tls: address beside the plain one", function()
     assert.equal("OK\n", tls_cli(d, "SET tls:{k} over-tls"))
     assert.equal("over-tls\n", tls_cli(d, "GET tls:{k}"))
     -- the same data through the plain address: one gateway
-    assert.equal("over-tls\n", sh("redis-cli -p " .. d.port .. " GET tls:{k}"))
+    assert.equal("over-tls\n", cli(d, "GET tls:{k}"))
     assert.equal("OK\n", tls_cli(d, "MSET tls:{a} 1 tls:{b} 2"))
     assert.equal("1\n2\n", tls_cli(d, "MGET tls:{a} tls:{b}"))
     assert.equal("3\n", tls_cli(d, "DEL tls:{k} tls:{a} tls:{b}"))
@@ -144,21 +82,16 @@ describe("slotgated over TLS", function()
       local k = "tlspipe:" .. i
       buf[#buf + 1] = string.format("*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%d\r\n", #k, k, #tostring(i), i)
     end
-    local f = assert(io.open(dir .. "/pipe.resp", "wb"))
-    f:write(table.concat(buf))
-    f:close()
-    local out = sh("redis-cli --tls --cacert " .. q(file("ca.crt")) .. " -p " .. d.tls_port ..
-                   " --pipe < " .. q(dir .. "/pipe.resp"))
+    local out = tls_cli(d, "--pipe", nil, { input = table.concat(buf) })
     assert.matches("errors: 0, replies: 2000", out, 1, true)
     assert.equal("1234\n", tls_cli(d, "GET tlspipe:1234"))
   end)
 
   it("refuses a plain client on the TLS address and says why", function()
     assert.is_nil(sh("redis-cli -p " .. d.tls_port .. " PING"):match("PONG"))
-    assert.matches("TLS: .*wrong version number", log_matches(d, "wrong version number"))
+    assert.matches("TLS: .*wrong version number", daemon.wait_log(d, "wrong version number"))
     -- and TLS is not spoken on the plain address
-    assert.is_nil(sh("redis-cli --tls --cacert " .. q(file("ca.crt")) .. " -p " .. d.port ..
-                     " PING"):match("PONG"))
+    assert.is_nil(cli(d, "--tls --cacert " .. q(file("ca.crt")) .. " PING"):match("PONG"))
     assert.equal("PONG\n", tls_cli(d, "PING"))
   end)
 end)
@@ -184,11 +117,11 @@ describe("slotgated verifying client certificates", function()
     local out = tls_cli(d, "PING")
     assert.is_nil(out:match("PONG"))
     assert.matches("peer did not return a certificate",
-                   log_matches(d, "peer did not return a certificate"))
+                   daemon.wait_log(d, "peer did not return a certificate"))
     assert.is_nil(tls_cli(d, "PING", "rogue-client"):match("PONG"))
-    assert.matches("certificate verify failed", log_matches(d, "certificate verify failed"))
+    assert.matches("certificate verify failed", daemon.wait_log(d, "certificate verify failed"))
     -- a plain address is not affected
-    assert.equal("PONG\n", sh("redis-cli -p " .. d.port .. " PING"))
+    assert.equal("PONG\n", cli(d, "PING"))
   end)
 
   it("takes clients without one when optional, but never a bad one", function()
