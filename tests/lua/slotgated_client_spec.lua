@@ -12,20 +12,8 @@ local PYTHON = "/usr/bin/python3" -- Debian's, as CI has: a pyenv python3 lacks 
 local CHECKS = helper.source_dir .. "/tests/lua/redis_py_checks.py"
 local INSTALL = "run tools/install-deps.sh (it installs python3-redis)"
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
+local daemon = require "daemon"
+local sh = helper.sh
 
 -- Runs the checks script with args; returns its output and exit status.
 local function checks(args)
@@ -48,48 +36,7 @@ local function check_names(args)
   return names
 end
 
--- ---- slotgated, started and stopped by pid (as slotgated_serve_spec.lua does) ----
-
-local dir = os.tmpname()
-os.remove(dir)
-os.execute("mkdir -p " .. q(dir))
-
-local next_port = helper.port(740) -- 741..749 are this spec's
-
-local function start(env)
-  next_port = next_port + 1
-  local d = { port = next_port, sock = dir .. "/sg" .. next_port .. ".sock",
-              log = dir .. "/sg" .. next_port .. ".log", pidfile = dir .. "/sg" .. next_port .. ".pid" }
-  local vars = {
-    TYK_GW_STORAGE_ADDRS = helper.server_var("SG_TEST_CLUSTER_MASTERS"),
-    TYK_GW_STORAGE_ENABLECLUSTER = "true",
-    SLOTGATE_LISTEN = "127.0.0.1:" .. d.port .. ",unix:" .. d.sock,
-    SLOTGATE_THREADS = "2",
-  }
-  for k, v in pairs(env or {}) do vars[k] = v end
-  local parts = { "env" }
-  for k, v in pairs(vars) do parts[#parts + 1] = q(k .. "=" .. v) end
-  parts[#parts + 1] = q(helper.slotgated)
-  os.execute(table.concat(parts, " ") .. " >" .. q(d.log) .. " 2>&1 & echo $! >" .. q(d.pidfile))
-  d.pid = tonumber(slurp(d.pidfile))
-  for _ = 1, 200 do -- ready when it answers (PONG, or NOAUTH with users)
-    local out = sh("redis-cli -p " .. d.port .. " PING")
-    if out:match("PONG") or out:match("NOAUTH") then return d end
-    if os.execute("kill -0 " .. d.pid .. " 2>/dev/null") ~= 0 then break end
-    os.execute("sleep 0.05")
-  end
-  error("slotgated did not start: " .. slurp(d.log))
-end
-
-local function stop(d)
-  os.execute("kill -TERM " .. d.pid)
-  for _ = 1, 300 do
-    if os.execute("kill -0 " .. d.pid .. " 2>/dev/null") ~= 0 then return true end
-    os.execute("sleep 0.05")
-  end
-  os.execute("kill -KILL " .. d.pid)
-  return false
-end
+daemon.ports_from(741) -- 741..749 are this spec's
 
 -- redis-cli -c on the first master: what the cluster really holds.
 local function on_cluster(args)
@@ -126,7 +73,7 @@ local function run(title, env, address, args, after)
     local results = {}
 
     setup(function()
-      d = start(env)
+      d = daemon.start({ env = env })
       local t0 = os.time()
       out, code = checks(q(address(d)) .. " " .. args)
       secs = os.time() - t0
@@ -138,7 +85,7 @@ local function run(title, env, address, args, after)
       end
     end)
     teardown(function()
-      if d then assert.is_true(stop(d), "slotgated did not stop on SIGTERM") end
+      if d then assert.is_true(daemon.stop(d), "slotgated did not stop on SIGTERM") end
     end)
 
     for _, name in ipairs(names) do

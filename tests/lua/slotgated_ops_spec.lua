@@ -77,16 +77,16 @@ describe("slotgated users", function()
     local direct = "redis-cli -c -p " .. helper.server_var("SG_TEST_CLUSTER_MASTERS"):match(":(%d+)")
     -- alice's last plain command puts her set in force on her worker; bob's
     -- transaction after it must still be bob's
-    local out = cli(d, "", "AUTH alice a-pass\nGET ukey\nMULTI\nSET {t}tx alice-tx\nGETDEL {t}x\n")
+    local out = cli(d, "", { input = "AUTH alice a-pass\nGET ukey\nMULTI\nSET {t}tx alice-tx\nGETDEL {t}x\n" })
     assert.matches("policy alice_only refuses GETDEL", out)
-    out = cli(d, "", "AUTH bob b-pass\nMULTI\nSET {t}tx bob-tx\nGETDEL {t}x\nEXEC\n" ..
-                     "WATCH {t}tx\nGET {t}tx\nUNWATCH\n")
+    out = cli(d, "", { input = "AUTH bob b-pass\nMULTI\nSET {t}tx bob-tx\nGETDEL {t}x\nEXEC\n" ..
+                     "WATCH {t}tx\nGET {t}tx\nUNWATCH\n" })
     assert.not_matches("refuses", out)
     assert.matches("\nbob%-tx\nOK\n$", out) -- GET under WATCH, then UNWATCH
     assert.equal("bob-tx\n", sh(direct .. " GET u:bob:{t}tx"))
     assert.equal("\n", sh(direct .. " GET u:default:{t}tx"))
     assert.equal("\n", sh(direct .. " GET {t}tx"))
-    out = cli(d, "", "AUTH alice a-pass\nMULTI\nSET {t}tx alice-tx\nEXEC\nWATCH {t}tx\nGET {t}tx\n")
+    out = cli(d, "", { input = "AUTH alice a-pass\nMULTI\nSET {t}tx alice-tx\nEXEC\nWATCH {t}tx\nGET {t}tx\n" })
     assert.matches("alice%-tx\n$", out)
     assert.equal("alice-tx\n", sh(direct .. " GET u:alice:{t}tx"))
     sh(direct .. " DEL u:alice:{t}tx")

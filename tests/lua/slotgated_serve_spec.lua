@@ -50,7 +50,7 @@ describe("slotgated", function()
     -- every field of Redis 7.0's CLIENT INFO (clients parse them all), and a
     -- name longer than any fixed line
     local name = string.rep("n", 1000)
-    local info = sh("printf 'CLIENT SETNAME " .. name .. "\\nCLIENT INFO\\n' | redis-cli -p " .. d.port)
+    local info = helper.sh("printf 'CLIENT SETNAME " .. name .. "\\nCLIENT INFO\\n' | redis-cli -p " .. d.port)
     for _, f in ipairs({ "id", "age", "idle", "db", "sub", "psub", "multi", "qbuf", "qbuf-free",
                          "obl", "argv-mem", "oll", "omem", "tot-mem" }) do
       assert.matches("%s" .. f:gsub("%-", "%%-") .. "=%-?%d+%s", info)
