@@ -12,6 +12,7 @@ packages=(
   lua-busted                        # Lua specs
   redis-server redis-tools openssl  # real servers for the tests
   python3 curl                      # tools/gen_commands.py and tools/hash_vectors.py; /metrics and /health in the ops spec
+  strace                            # the hardening spec watches how the Unix socket is made
   python3-redis                     # redis-py, a client library not ours, drives slotgated (slotgated_client_spec.lua)
   clang libclang-rt-14-dev llvm     # libFuzzer, its sanitizer runtimes, the symbolizer (tests/fuzz/run.sh)
 )

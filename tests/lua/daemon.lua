@@ -262,10 +262,15 @@ local function came_up(d)
   local found = wait_for(function()
     if exit_code(d) then return "exited" end
     if pid_alive(launched, comm) then return "self" end
-    local child = sh("pgrep -P " .. launched .. " -x " .. q(comm)):match("%d+")
-    if child then
-      d.tracer, d.pid = launched, tonumber(child)
-      return "child"
+    -- its children from /proc, not pgrep: under the sanitizer build every
+    -- program the specs run gets LD_PRELOAD=libasan, and pgrep then hung
+    -- for good now and then (a futex at start)
+    local kids = slurp("/proc/" .. launched .. "/task/" .. launched .. "/children")
+    for child in kids:gmatch("%d+") do
+      if pid_alive(child, comm) then
+        d.tracer, d.pid = launched, tonumber(child)
+        return "child"
+      end
     end
   end, START_SECS)
   if not found then

@@ -15,7 +15,7 @@ local CYCLES, IDLE = 5000, 300
 -- would be 5 MB. Not checked under AddressSanitizer (its quarantine holds
 -- freed memory on purpose).
 local RSS_SLACK_KB = 3072
-local asan = (os.getenv("LD_PRELOAD") or ""):match("asan") ~= nil
+local asan = os.getenv("SG_SANITIZED") == "1"
 
 daemon.ports_from(500)
 

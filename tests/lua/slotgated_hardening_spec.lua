@@ -144,23 +144,18 @@ describe("slotgated's Unix socket", function()
   it("is made with unix_mode, never wider, and a file in its way is kept", function()
     local sock = dir .. "/mode.sock"
     local trace = dir .. "/strace.out"
-    -- (not under the sanitizer run: strace with libasan preloaded hangs)
-    local have_strace = os.execute("command -v strace >/dev/null") == 0 and
-                        (os.getenv("LD_PRELOAD") or "") == ""
-    local prefix = "umask 0;" ..
-      (have_strace and (" exec strace -f -qq -e trace=umask,bind,chmod -o " .. q(trace) .. " --") or " exec")
+    assert(os.execute("command -v strace >/dev/null") == 0, "strace is missing: run tools/install-deps.sh")
+    local prefix = "umask 0; exec strace -f -qq -e trace=umask,bind,chmod -o " .. q(trace) .. " --"
     local d = start{ unix = sock, env = { SLOTGATE_UNIXMODE = "0600" }, prefix = prefix }
     assert.equal("600\n", sh("stat -c %a " .. q(sock)))
     assert.equal("PONG\n", cli(d, "PING", { unix = true }))
-    if have_strace then
-      -- the socket is bound under a umask that leaves only 0600
-      local t = slurp(trace)
-      local umask_at = t:find("umask%(0177%)")
-      local bind_at = t:find("bind%([^\n]*" .. sock:gsub("%p", "%%%0"))
-      assert.truthy(umask_at, t)
-      assert.truthy(bind_at, t)
-      assert.is_true(umask_at < bind_at)
-    end
+    -- the socket is bound under a umask that leaves only 0600
+    local t = slurp(trace)
+    local umask_at = t:find("umask%(0177%)")
+    local bind_at = t:find("bind%([^\n]*" .. sock:gsub("%p", "%%%0"))
+    assert.truthy(umask_at, t)
+    assert.truthy(bind_at, t)
+    assert.is_true(umask_at < bind_at)
     -- a regular file where the socket would go is not deleted
     local file = dir .. "/not-a-socket"
     write(file, "precious")
