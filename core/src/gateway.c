@@ -341,8 +341,7 @@ int sg_gateway_forward(sg_gateway *g, const sg_request_ctx *ctx, int argc,
     }
     if (d.rewritten) {
         sg_keymap *m;
-        if ((rc = keymap_new(sg_command_resolve(argc, argv, argvlen), argc, argv, argvlen, &d,
-                             &m)) != SG_OK) {
+        if ((rc = keymap_new(d.info, argc, argv, argvlen, &d, &m)) != SG_OK) {
             sg_seterr(&g->err, rc, "out of memory");
             goto done;
         }
