@@ -8,7 +8,9 @@
  * else that command gets CROSSSLOT and EXEC gets EXECABORT, as Redis treats
  * errors at queue time. EXEC sends MULTI, the commands and EXEC in one write
  * on a connection of its own to the slot's master (any master when no
- * command has a key) and answers with EXEC's reply. WATCH opens that
+ * command has a key) and answers with EXEC's reply, each command's reply
+ * naming its keys as the client did (a policy may have rewritten them:
+ * sg_prepared's keymap). WATCH opens that
  * connection at once, on the watched keys' slot, and the transaction then
  * runs there. A connection lost, a MOVED at queue time, or a WATCH
  * connection gone before EXEC: a clear error, never a part of the
@@ -30,6 +32,7 @@ typedef struct wait {
     uint64_t seq;         /* the client's reply */
     int got, n;           /* EXEC: replies read, and due: MULTI, the queued, EXEC */
     unsigned char *extra; /* EXEC: per queued command, 1 for one a policy added */
+    sg_keymap **maps;     /* EXEC: per queued command, its keymap or NULL */
     int nq;
     char *moved;          /* EXEC: the first MOVED/ASK a queued command got */
 } wait;
@@ -55,6 +58,7 @@ typedef struct txn {
     char watch_lost[SG_ERRMSG_MAX]; /* why the WATCHes were lost, "" if not */
     sg_buf q;           /* the queued commands, RESP */
     unsigned char *extra;
+    sg_keymap **maps;   /* per queued command: NULL, or what names its reply's keys back */
     int nq, capq;
 } txn;
 
@@ -86,7 +90,15 @@ static void answer_error(session *s, uint64_t seq, const char *msg) {
 
 /* ---- connections ------------------------------------------------------------------------- */
 
+/* The queue's keymaps, each NULL or its command's. */
+static void free_maps(sg_keymap **maps, int n) {
+    int i;
+    for (i = 0; maps && i < n; i++) sg_keymap_free(maps[i]);
+    sg_free(maps);
+}
+
 static void wait_free(wait *w) {
+    free_maps(w->maps, w->nq);
     sg_free(w->extra);
     sg_free(w->moved);
     sg_free(w);
@@ -144,8 +156,9 @@ static wait *wait_pop(tlink *tl) {
     return w;
 }
 
-/* EXEC's reply, without the replies of the commands the policies added. */
-static void put_exec_reply(sg_buf *b, const wait *w, const sg_reply *r) {
+/* EXEC's reply, without the replies of the commands the policies added,
+ * and with the keys the replies name as the client named them. */
+static void put_exec_reply(sg_buf *b, const wait *w, sg_reply *r) {
     size_t i, n = 0;
     if (r->type != SG_REPLY_ARRAY || r->elements != (size_t)w->nq) {
         put_reply(b, r); /* nil (a WATCHed key changed), EXECABORT, ... */
@@ -153,8 +166,13 @@ static void put_exec_reply(sg_buf *b, const wait *w, const sg_reply *r) {
     }
     for (i = 0; i < r->elements; i++) n += !w->extra[i];
     sg_buf_printf(b, "*%zu\r\n", n);
-    for (i = 0; i < r->elements; i++)
-        if (!w->extra[i]) put_reply(b, r->element[i]);
+    for (i = 0; i < r->elements; i++) {
+        if (w->extra[i]) continue;
+        if (w->maps && sg_keymap_apply(w->maps[i], r->element[i]) != SG_OK)
+            put_error(b, "ERR slotgate: out of memory naming the reply's keys as the client sent "
+                         "them (the command ran)");
+        else put_reply(b, r->element[i]);
+    }
 }
 
 /* A reply of the connection: it belongs to the oldest wait. */
@@ -253,6 +271,8 @@ static void clear_queue(txn *t) {
     sg_buf_free(&t->q);
     sg_free(t->extra);
     t->extra = NULL;
+    free_maps(t->maps, t->nq);
+    t->maps = NULL;
     t->nq = t->capq = 0;
     t->multi = t->aborted = 0;
 }
@@ -355,7 +375,9 @@ static void do_exec(session *s, txn *t, uint64_t seq) {
     w->n = t->nq + 2;
     w->nq = t->nq;
     w->extra = t->extra;
+    w->maps = t->maps;
     t->extra = NULL;
+    t->maps = NULL;
     if (sg_link_send(tl->l, b.data, b.len, w->n) != SG_OK) {
         /* not a byte of it left */
         snprintf(err, sizeof err, "ERR slotgate: %s; the transaction was not applied",
@@ -408,12 +430,18 @@ static void queue(session *s, txn *t, const sg_resp_req *r, uint64_t seq) {
     if (t->nq + 1 + p.extra > t->capq) {
         int ncap = t->capq ? t->capq * 2 : 8;
         unsigned char *ne;
+        sg_keymap **nm;
         while (ncap < t->nq + 1 + p.extra) ncap *= 2;
         if ((ne = sg_realloc(t->extra, (size_t)ncap)) == NULL) {
             answer_error(s, seq, "ERR slotgate: out of memory");
             goto abort;
         }
         t->extra = ne;
+        if ((nm = sg_realloc(t->maps, (size_t)ncap * sizeof *nm)) == NULL) {
+            answer_error(s, seq, "ERR slotgate: out of memory");
+            goto abort;
+        }
+        t->maps = nm;
         t->capq = ncap;
     }
     sg_buf_append(&t->q, p.resp, p.resplen);
@@ -421,8 +449,13 @@ static void queue(session *s, txn *t, const sg_resp_req *r, uint64_t seq) {
         answer_error(s, seq, "ERR slotgate: out of memory");
         goto abort;
     }
+    t->maps[t->nq] = p.keymap; /* the queue's now */
+    p.keymap = NULL;
     t->extra[t->nq++] = 0;
-    for (i = 0; i < p.extra; i++) t->extra[t->nq++] = 1;
+    for (i = 0; i < p.extra; i++) {
+        t->maps[t->nq] = NULL;
+        t->extra[t->nq++] = 1;
+    }
     answer(s, seq, "+QUEUED\r\n");
     sg_prepared_clear(&p);
     return;

@@ -234,6 +234,9 @@ int sg_gateway_forward(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                        size_t resplen, sg_reply_fn fn, sg_raw_reply_fn raw_fn, void *ud);
 sg_reply *sg_gateway_call_argv(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                                const char *const *argv, const size_t *argvlen);
+typedef struct sg_keymap sg_keymap;
+int sg_keymap_apply(const sg_keymap *m, sg_reply *reply);
+void sg_keymap_free(sg_keymap *m);
 typedef struct sg_prepared {
     sg_client *client;
     int slot;
@@ -241,6 +244,7 @@ typedef struct sg_prepared {
     int extra;
     char *resp;
     size_t resplen;
+    sg_keymap *keymap;
     char error[512];
 } sg_prepared;
 int sg_gateway_prepare(sg_gateway *g, const sg_request_ctx *ctx, int argc,

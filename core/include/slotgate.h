@@ -499,6 +499,28 @@ SG_API int sg_gateway_forward(sg_gateway *g, const sg_request_ctx *ctx, int argc
 SG_API sg_reply *sg_gateway_call_argv(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                                       const char *const *argv, const size_t *argvlen);
 
+/* Key names back as the client sent them. When the policies rewrite a
+ * command's keys (a prefix, a rewrite_key hook) and its reply names keys
+ * (BLPOP's [key, element], BZPOPMIN, LMPOP and the other *MPOPs, XREAD's and
+ * XREADGROUP's [stream, entries]), the node names them as stored. A gateway
+ * maps those replies back before its callback sees them (and such a reply
+ * then never comes to sg_gateway_forward's raw_fn); a host that sends a
+ * prepared command itself gets a keymap for its reply (sg_prepared.keymap).
+ * Only the names the request's own keys were rewritten to are replaced, each
+ * by the name the client gave; any other string stays. Replies that name
+ * keys no request named (KEYS, SCAN, RANDOMKEY) cannot be mapped: they keep
+ * the stored names. */
+typedef struct sg_keymap sg_keymap;
+
+/* Names reply's keys back, in place, as the keymap's command's reply names
+ * them (reply is that command's reply: for an EXEC, pass each queued
+ * command's own element). Any other reply (an error, a nil, another shape)
+ * is left as it is. SG_OK, or SG_ENOMEM when a name longer than the stored
+ * one could not be allocated (reply is then valid, partly mapped). */
+SG_API int sg_keymap_apply(const sg_keymap *m, sg_reply *reply);
+/* Frees a keymap the host took from an sg_prepared; NULL does nothing. */
+SG_API void sg_keymap_free(sg_keymap *m);
+
 /* What the policies and the command table make of a command, without
  * sending it: for a host that sends it itself (a transaction queued for one
  * connection). */
@@ -512,6 +534,11 @@ typedef struct sg_prepared {
     char *resp;        /* the command as it would be sent (keys rewritten), then
                           the extra ones, in RESP; owned by the struct */
     size_t resplen;
+    sg_keymap *keymap; /* NULL, or the policies rewrote keys its reply names:
+                          sg_keymap_apply it to the reply. Owned by the
+                          struct; a host that keeps it past sg_prepared_clear
+                          takes it (sets the field NULL) and frees it with
+                          sg_keymap_free */
     char error[512];   /* not "": it must not be sent, and this is the error
                           reply the client gets ("ERR unknown command ...",
                           "ERR wrong number of arguments ...", a policy's

@@ -491,9 +491,10 @@ int sg_command_keys(const sg_command *cmd, int argc, const char *const *argv,
 /* What Redis's tips don't say, by table index (the SG_CI_ symbols are
  * generated, so a command missing from a regenerated table stops the build
  * here). route 0: derive it (sg_command_route); merge 0: the tips'
- * response_policy. */
+ * response_policy; reply_keys: where the reply names keys (SG_REPLY_KEYS_*,
+ * which COMMAND does not report at all). */
 static const struct {
-    uint8_t route, merge;
+    uint8_t route, merge, reply_keys;
 } hints[SG_COMMAND_COUNT] = {
     /* Connection state and introspection the gateway answers itself. */
     [SG_CI_AUTH] = {SG_ROUTE_GATEWAY, 0},
@@ -535,6 +536,19 @@ static const struct {
     [SG_CI_PUBLISH] = {SG_ROUTE_CHANNEL, 0},
     [SG_CI_SSUBSCRIBE] = {SG_ROUTE_CHANNEL, 0},
     [SG_CI_SUNSUBSCRIBE] = {SG_ROUTE_CHANNEL, 0},
+    /* Replies that say which of the request's keys they come from. (KEYS,
+     * SCAN, RANDOMKEY and CLUSTER GETKEYSINSLOT name keys too, but keys no
+     * request named: a rewrite cannot be undone for them; see README.) */
+    [SG_CI_BLPOP] = {0, 0, SG_REPLY_KEYS_FIRST},
+    [SG_CI_BRPOP] = {0, 0, SG_REPLY_KEYS_FIRST},
+    [SG_CI_BZPOPMIN] = {0, 0, SG_REPLY_KEYS_FIRST},
+    [SG_CI_BZPOPMAX] = {0, 0, SG_REPLY_KEYS_FIRST},
+    [SG_CI_LMPOP] = {0, 0, SG_REPLY_KEYS_FIRST},
+    [SG_CI_BLMPOP] = {0, 0, SG_REPLY_KEYS_FIRST},
+    [SG_CI_ZMPOP] = {0, 0, SG_REPLY_KEYS_FIRST},
+    [SG_CI_BZMPOP] = {0, 0, SG_REPLY_KEYS_FIRST},
+    [SG_CI_XREAD] = {0, 0, SG_REPLY_KEYS_STREAMS},
+    [SG_CI_XREADGROUP] = {0, 0, SG_REPLY_KEYS_STREAMS},
 };
 
 static int has_key_specs(const sg_command *cmd) {
@@ -559,6 +573,8 @@ int sg_command_merge(const sg_command *cmd) {
     int hint = hints[cmd - command_table].merge;
     return hint ? hint : cmd->response_policy;
 }
+
+int sg_command_reply_keys(const sg_command *cmd) { return hints[cmd - command_table].reply_keys; }
 
 /* A multi_shard command (its keys may be sent to their shards separately)
  * whose one key spec runs to the end of the arguments splits by its

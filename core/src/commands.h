@@ -267,6 +267,20 @@ int sg_command_route(const sg_command *cmd);
  * command's response_policy unless a hint in commands.c sets one. */
 int sg_command_merge(const sg_command *cmd);
 
+/* Where a command's reply names keys, so that a gateway that rewrote the
+ * keys can name them back as the client sent them. Redis's COMMAND has no
+ * flag for it: a hand-kept hint in commands.c. Replies as RESP2 gives them. */
+enum {
+    SG_REPLY_KEYS_NONE = 0, /* names no key (or only stored names that no
+                               request named: KEYS, SCAN, RANDOMKEY) */
+    SG_REPLY_KEYS_FIRST,    /* an array whose first element is a key: BLPOP
+                               BRPOP BZPOPMIN BZPOPMAX LMPOP BLMPOP ZMPOP
+                               BZMPOP */
+    SG_REPLY_KEYS_STREAMS   /* an array of [key, entries] arrays: XREAD
+                               XREADGROUP */
+};
+int sg_command_reply_keys(const sg_command *cmd);
+
 /* Names, static storage: "write" for SG_CMD_WRITE (a single bit), "RO" for
  * SG_KS_RO, "all_shards", "agg_sum", "array", "all-masters" ... NULL for
  * values not in the maps. */

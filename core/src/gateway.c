@@ -1,7 +1,8 @@
 /*
  * gateway.c — every upstream of a settings handle behind one policy set: the
  * policies decide (deny, rewrite, TTL, upstream, read policy) and the
- * upstream's client carries the command. Clients are made on first use.
+ * upstream's client carries the command; a reply that names rewritten keys
+ * gets the client's names back (keymaps). Clients are made on first use.
  */
 #include <stdio.h>
 #include <string.h>
@@ -118,6 +119,139 @@ static void deliver_denial(evutil_socket_t fd, short what, void *arg) {
     sg_free(d);
 }
 
+/* ---- key names back ------------------------------------------------------------------ */
+
+/* A key of the request a policy rewrote: what the node calls it, and what
+ * the client called it. */
+typedef struct keypair {
+    const char *stored, *sent;
+    size_t storedlen, sentlen;
+} keypair;
+
+struct sg_keymap {
+    int shape;      /* SG_REPLY_KEYS_* of the command */
+    int n;          /* pairs */
+    sg_reply_fn fn; /* sg_gateway_forward's: the caller's callback and data */
+    void *ud;
+    keypair pair[]; /* then the names' bytes, in the same block */
+};
+
+/* The keymap of a request whose keys the decision rewrote, when its reply
+ * names keys; *out stays NULL when there is nothing to name back (no such
+ * reply, or no key changed). argv is the request as the client sent it; the
+ * decision holds the same arguments with the keys replaced. Only commands
+ * whose keys were rewritten get here, so plain commands pay nothing.
+ * SG_OK or SG_ENOMEM. */
+static int keymap_new(const sg_command *info, int argc, const char *const *argv,
+                      const size_t *argvlen, const sg_decision *d, sg_keymap **out) {
+    int small[16], *keyidx = small, nkeys, i, n = 0, shape;
+    size_t bytes = 0;
+    sg_keymap *m;
+    char *at;
+    *out = NULL;
+    if (!d->rewritten || info == NULL ||
+        (shape = sg_command_reply_keys(info)) == SG_REPLY_KEYS_NONE)
+        return SG_OK;
+    if (argc > 16 && (keyidx = sg_malloc((size_t)argc * sizeof *keyidx)) == NULL) return SG_ENOMEM;
+    nkeys = sg_command_keys(info, argc, argv, argvlen, keyidx, argc);
+    for (i = 0; i < nkeys; i++) {
+        int ai = keyidx[i];
+        if (ai >= d->argc ||
+            (d->argvlen[ai] == argvlen[ai] && memcmp(d->argv[ai], argv[ai], argvlen[ai]) == 0)) {
+            keyidx[i] = -1; /* as sent: nothing to name back */
+            continue;
+        }
+        n++;
+        bytes += argvlen[ai] + d->argvlen[ai];
+    }
+    if (n == 0) goto done;
+    if ((m = sg_malloc(sizeof *m + (size_t)n * sizeof(keypair) + bytes)) == NULL) {
+        if (keyidx != small) sg_free(keyidx);
+        return SG_ENOMEM;
+    }
+    m->shape = shape;
+    m->n = 0;
+    m->fn = NULL;
+    m->ud = NULL;
+    at = (char *)(m->pair + n);
+    for (i = 0; i < nkeys; i++) {
+        int ai = keyidx[i];
+        keypair *k = &m->pair[m->n];
+        if (ai < 0) continue;
+        k->stored = at;
+        k->storedlen = d->argvlen[ai];
+        memcpy(at, d->argv[ai], k->storedlen);
+        at += k->storedlen;
+        k->sent = at;
+        k->sentlen = argvlen[ai];
+        memcpy(at, argv[ai], k->sentlen);
+        at += k->sentlen;
+        m->n++;
+    }
+    *out = m;
+done:
+    if (keyidx != small) sg_free(keyidx);
+    return SG_OK;
+}
+
+/* A string that is exactly a stored name becomes the name the client sent. */
+static int name_back(const sg_keymap *m, sg_reply *r) {
+    int i;
+    if (r == NULL || r->type != SG_REPLY_STRING) return SG_OK;
+    for (i = 0; i < m->n; i++) {
+        const keypair *k = &m->pair[i];
+        if (r->len != k->storedlen || memcmp(r->str, k->stored, r->len) != 0) continue;
+        if (k->sentlen > r->len) { /* str holds len + 1 bytes: too few */
+            char *s = sg_malloc(k->sentlen + 1);
+            if (s == NULL) return SG_ENOMEM;
+            if (r->str != (char *)(r + 1)) sg_free(r->str); /* else in r's own block */
+            r->str = s;
+        }
+        memcpy(r->str, k->sent, k->sentlen);
+        r->str[k->sentlen] = '\0';
+        r->len = k->sentlen;
+        break;
+    }
+    return SG_OK;
+}
+
+int sg_keymap_apply(const sg_keymap *m, sg_reply *reply) {
+    size_t i;
+    int rc = SG_OK;
+    if (m == NULL || reply == NULL || reply->type != SG_REPLY_ARRAY || reply->elements == 0)
+        return SG_OK; /* nil (a timeout), an error, ... */
+    switch (m->shape) {
+    case SG_REPLY_KEYS_FIRST: /* [key, element] and the like */
+        return name_back(m, reply->element[0]);
+    case SG_REPLY_KEYS_STREAMS: /* [[key, entries], ...] */
+        for (i = 0; i < reply->elements && rc == SG_OK; i++) {
+            sg_reply *e = reply->element[i];
+            if (e && e->type == SG_REPLY_ARRAY && e->elements > 0) rc = name_back(m, e->element[0]);
+        }
+        return rc;
+    default:
+        return SG_OK;
+    }
+}
+
+void sg_keymap_free(sg_keymap *m) { sg_free(m); }
+
+/* sg_gateway_forward's callback for a command whose reply names rewritten
+ * keys: the caller's callback gets the client's names. */
+static void reply_named_back(sg_client *c, sg_reply *reply, int status, const char *errmsg,
+                             void *ud) {
+    sg_keymap *m = ud;
+    if (reply && sg_keymap_apply(m, reply) != SG_OK) {
+        sg_reply_free(reply);
+        m->fn(c, NULL, SG_ENOMEM,
+              "out of memory naming the reply's keys as the client sent them (the command ran)",
+              m->ud);
+    } else {
+        m->fn(c, reply, status, errmsg, m->ud);
+    }
+    sg_free(m);
+}
+
 int sg_gateway_send_argv(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                          const char *const *argv, const size_t *argvlen, sg_reply_fn fn,
                          void *ud) {
@@ -206,8 +340,21 @@ int sg_gateway_forward(sg_gateway *g, const sg_request_ctx *ctx, int argc,
         opts.nttls = d.nttls;
     }
     if (d.rewritten) {
+        sg_keymap *m;
+        if ((rc = keymap_new(d.info, argc, argv, argvlen, &d, &m)) != SG_OK) {
+            sg_seterr(&g->err, rc, "out of memory");
+            goto done;
+        }
+        if (m) { /* its reply names keys: as a tree, to be named back */
+            m->fn = fn;
+            m->ud = ud;
+            fn = reply_named_back;
+            ud = m;
+            opts.raw_fn = NULL;
+        }
         opts.resp = NULL; /* not what is sent any more */
         rc = sg_router_submit(c, d.argc, (const char *const *)d.argv, d.argvlen, fn, ud, &opts);
+        if (rc != SG_OK) sg_free(m); /* the callback never runs */
     } else {
         rc = sg_router_submit(c, argc, argv, argvlen, fn, ud, &opts);
     }
@@ -321,6 +468,11 @@ int sg_gateway_prepare(sg_gateway *g, const sg_request_ctx *ctx, int argc,
         sg_decision_clear(&d);
         goto done;
     }
+    if (keymap_new(info, argc, argv, argvlen, &d, &out->keymap) != SG_OK) {
+        sg_decision_clear(&d);
+        rc = sg_seterr(&g->err, SG_ENOMEM, "out of memory");
+        goto done;
+    }
     if (d.rewritten) {
         argc = d.argc;
         argv = (const char *const *)d.argv;
@@ -366,12 +518,16 @@ int sg_gateway_prepare(sg_gateway *g, const sg_request_ctx *ctx, int argc,
 done:
     sg_free(keyidx);
     sg_free(lens);
-    if (rc != SG_OK) memset(out, 0, sizeof *out);
+    if (rc != SG_OK) {
+        sg_keymap_free(out->keymap);
+        memset(out, 0, sizeof *out);
+    }
     return rc;
 }
 
 void sg_prepared_clear(sg_prepared *p) {
     if (p == NULL) return;
+    sg_keymap_free(p->keymap);
     sg_free(p->resp);
     memset(p, 0, sizeof *p);
 }

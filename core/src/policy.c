@@ -953,6 +953,7 @@ static int apply_script(sg_policy *p, script *s, const sg_request_ctx *ctx, cmdv
     char cmd[64];
     ctx_src src;
     const char *top = NULL;
+    d->info = info; /* the keys are rewritten, never the command's name */
     if (info && v->argc > 16 && (keyidx = sg_malloc((size_t)v->argc * sizeof *keyidx)) == NULL)
         return SG_ENOMEM;
     if (info) {

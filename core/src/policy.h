@@ -28,6 +28,8 @@ typedef struct sg_decision {
     size_t *argvlen;
     sg_ttl_key *ttls;     /* default TTLs to apply after the write */
     int nttls;
+    const struct sg_command *info; /* the command's entry (NULL: unknown), as the
+                                      policies looked it up */
 } sg_decision;
 
 void sg_decision_init(sg_decision *d);

@@ -3,8 +3,8 @@
  * on the node CLUSTER KEYSLOT names, multi-key commands split and merge,
  * fan-outs, read policies, single-node mode with SELECT, TLS, ACL users and
  * wrong passwords, pool bounds counted with CLIENT LIST, commands kept in
- * order when the pool holds several connections, and the errors a caller
- * sees for what the API refuses.
+ * order when the pool holds several connections, the errors a caller sees
+ * for what the API refuses, and a gateway naming rewritten keys back.
  */
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
@@ -819,6 +819,135 @@ static void test_admin_fan_outs(void) {
     event_base_free(base);
 }
 
+/* ---- a gateway whose policy rewrites keys ---------------------------------------------- */
+
+/* What one forwarded command got: a tree (fn) or the node's bytes (raw_fn). */
+typedef struct fwd {
+    int done, raw, status;
+    sg_reply *reply;
+    char bytes[256];
+} fwd;
+
+static void fwd_reply(sg_client *c, sg_reply *reply, int status, const char *errmsg, void *ud) {
+    fwd *f = ud;
+    (void)c;
+    (void)errmsg;
+    f->done = 1;
+    f->status = status;
+    f->reply = reply;
+}
+
+static void fwd_raw(sg_client *c, const char *resp, size_t len, void *ud) {
+    fwd *f = ud;
+    (void)c;
+    f->done = f->raw = 1;
+    snprintf(f->bytes, sizeof f->bytes, "%.*s", (int)len, resp);
+}
+
+/* Forwards a space-separated command as a proxy does (raw_fn given) and
+ * runs the loop until it is answered. */
+static void forward(sg_gateway *g, struct event_base *base, const char *command, fwd *f) {
+    const char *argv[16];
+    char buf[512], *save = NULL, *t;
+    int argc = 0;
+    sg_request_ctx ctx = {"alice", NULL, NULL};
+    memset(f, 0, sizeof *f);
+    snprintf(buf, sizeof buf, "%s", command);
+    for (t = strtok_r(buf, " ", &save); t && argc < 16; t = strtok_r(NULL, " ", &save))
+        argv[argc++] = t;
+    CHECK_INT(sg_gateway_forward(g, &ctx, argc, argv, NULL, NULL, 0, fwd_reply, fwd_raw, f), SG_OK);
+    while (!f->done) event_base_loop(base, EVLOOP_ONCE);
+    CHECK_INT(f->status, SG_OK);
+}
+
+/* BLPOP, BZPOPMIN, LMPOP and XREAD under a prefix policy name their keys as
+ * the client did; replies that name no key still come as bytes. */
+static void test_gateway_names_keys_back(void) {
+    struct event_base *base = event_base_new();
+    const char *env[] = {env_addrs, "TYK_GW_STORAGE_ENABLECLUSTER=true", NULL};
+    sg_config *cfg = sg_config_new();
+    sg_policy *p = sg_policy_new();
+    sg_gateway *g;
+    sg_client *direct_c;
+    char prefix[64], cmd[256], stored[128];
+    sg_reply *r;
+    fwd f;
+    snprintf(env_addrs, sizeof env_addrs, "TYK_GW_STORAGE_ADDRS=%s",
+             test_server_var("SG_TEST_CLUSTER_MASTERS"));
+    CHECK_INT(sg_config_load(cfg, NULL, SG_SHAPE_GATEWAY, env), SG_OK);
+    g = sg_gateway_new(cfg, base);
+    sg_config_free(cfg);
+    snprintf(prefix, sizeof prefix, "ctkn%d:{user}:", (int)getpid());
+    snprintf(cmd, sizeof cmd, "return {prefix = '%s'}", prefix);
+    CHECK_INT(sg_policy_load_string(p, "kn.lua", cmd), SG_OK);
+    sg_gateway_set_policy(g, p);
+    snprintf(prefix, sizeof prefix, "ctkn%d:alice:", (int)getpid());
+
+    forward(g, base, "DEL {t}l z s", &f);
+    sg_reply_free(f.reply);
+    forward(g, base, "RPUSH {t}l a b c", &f);
+    sg_reply_free(f.reply);
+    forward(g, base, "BLPOP {t}n {t}l 1", &f); /* two keys, one slot */
+    CHECK(!f.raw); /* a tree, named back */
+    CHECK(f.reply && f.reply->type == SG_REPLY_ARRAY && f.reply->elements == 2);
+    if (f.reply && f.reply->elements == 2) {
+        CHECK_STR(f.reply->element[0]->str, "{t}l");
+        CHECK_STR(f.reply->element[1]->str, "a");
+    } else if (f.reply && f.reply->type == SG_REPLY_ERROR) {
+        CHECK_STR(f.reply->str, "(no error)");
+    }
+    sg_reply_free(f.reply);
+    forward(g, base, "LMPOP 1 {t}l RIGHT", &f);
+    CHECK(!f.raw);
+    CHECK(f.reply && f.reply->type == SG_REPLY_ARRAY && f.reply->elements == 2);
+    if (f.reply && f.reply->elements == 2) CHECK_STR(f.reply->element[0]->str, "{t}l");
+    sg_reply_free(f.reply);
+    forward(g, base, "LPOP {t}l", &f); /* names no key: the fast path stays */
+    CHECK(f.raw);
+    CHECK_STR(f.bytes, "$1\r\nb\r\n");
+    forward(g, base, "ZADD z 1 m", &f);
+    sg_reply_free(f.reply);
+    forward(g, base, "BZPOPMIN z 1", &f);
+    CHECK(!f.raw);
+    CHECK(f.reply && f.reply->type == SG_REPLY_ARRAY && f.reply->elements == 3);
+    if (f.reply && f.reply->elements == 3) CHECK_STR(f.reply->element[0]->str, "z");
+    sg_reply_free(f.reply);
+    forward(g, base, "XADD s 1-1 f v", &f);
+    sg_reply_free(f.reply);
+    forward(g, base, "XREAD COUNT 5 STREAMS s 0", &f);
+    CHECK(!f.raw);
+    CHECK(f.reply && f.reply->type == SG_REPLY_ARRAY && f.reply->elements == 1);
+    if (f.reply && f.reply->elements == 1) CHECK_STR(f.reply->element[0]->element[0]->str, "s");
+    sg_reply_free(f.reply);
+    forward(g, base, "BLPOP {t}l 0.1", &f); /* a timeout's nil: as it is */
+    CHECK(!f.raw && f.reply && f.reply->type == SG_REPLY_NIL);
+    sg_reply_free(f.reply);
+
+    /* without a policy nothing is rewritten, nor named back: the node's bytes */
+    sg_gateway_set_policy(g, NULL);
+    snprintf(stored, sizeof stored, "RPUSH %sl x", prefix);
+    forward(g, base, stored, &f);
+    if (!f.raw) sg_reply_free(f.reply);
+    snprintf(stored, sizeof stored, "BLPOP %sl 1", prefix);
+    forward(g, base, stored, &f);
+    CHECK(f.raw);
+    CHECK_CONTAINS(f.bytes, prefix);
+
+    /* the cluster holds the stored names */
+    direct_c = cluster_client();
+    snprintf(stored, sizeof stored, "%ss", prefix);
+    r = sg_client_call(direct_c, "XLEN %s", stored);
+    CHECK(r && r->type == SG_REPLY_INTEGER && r->integer == 1);
+    sg_reply_free(r);
+    r = sg_client_call(direct_c, "DEL %s", stored);
+    sg_reply_free(r);
+    sg_client_free(direct_c);
+
+    sg_gateway_free(g);
+    sg_policy_free(p);
+    event_base_free(base);
+}
+
 int main(void) {
     RUN(test_keys_land_on_their_slot);
     RUN(test_multi_key);
@@ -832,5 +961,6 @@ int main(void) {
     RUN(test_refusals);
     RUN(test_scan);
     RUN(test_admin_fan_outs);
+    RUN(test_gateway_names_keys_back);
     return test_report();
 }

@@ -5,6 +5,7 @@
  */
 #include <lauxlib.h>
 #include <lua.h>
+#include <stdarg.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -433,6 +434,172 @@ static void test_bytecode_refused(void) {
 
 static void test_glob(void);
 
+/* ---- key names back (sg_gateway_prepare's keymap) ------------------------------------ */
+
+/* Internal constructors, to build the replies a node would send. */
+sg_reply *sg_reply_new_str(int type, const char *s, size_t len);
+sg_reply *sg_reply_new_array(size_t n);
+unsigned long sg_alloc_fail_at(unsigned long nth);
+
+static sg_reply *str(const char *s) { return sg_reply_new_str(SG_REPLY_STRING, s, strlen(s)); }
+
+/* An array of n replies (the arguments, in order). */
+static sg_reply *arr(int n, ...) {
+    sg_reply *r = sg_reply_new_array((size_t)n);
+    va_list ap;
+    int i;
+    va_start(ap, n);
+    for (i = 0; i < n; i++) r->element[i] = va_arg(ap, sg_reply *);
+    va_end(ap);
+    return r;
+}
+
+/* A gateway that never connects (nothing is sent: prepare only). */
+static sg_gateway *offline_gateway(void) {
+    const char *env[] = {"TYK_GW_STORAGE_ADDRS=127.0.0.1:1", "TYK_GW_STORAGE_ENABLECLUSTER=true", NULL};
+    sg_config *cfg = sg_config_new();
+    sg_gateway *g;
+    CHECK_INT(sg_config_load(cfg, NULL, SG_SHAPE_GATEWAY, env), SG_OK);
+    g = sg_gateway_new(cfg, NULL);
+    sg_config_free(cfg);
+    CHECK_INT(sg_errcode(g), SG_OK);
+    return g;
+}
+
+/* The keymap of command under g's policies (NULL when it gets none). */
+static sg_keymap *keymap_of(sg_gateway *g, const char *command) {
+    sg_request_ctx ctx = {"alice", NULL, NULL};
+    const char *argv[16];
+    char buf[512];
+    sg_prepared p;
+    sg_keymap *m;
+    int argc = split(command, argv, buf, sizeof buf);
+    CHECK_INT(sg_gateway_prepare(g, &ctx, argc, argv, NULL, &p), SG_OK);
+    CHECK_STR(p.error, "");
+    m = p.keymap;
+    p.keymap = NULL; /* taken */
+    sg_prepared_clear(&p);
+    return m;
+}
+
+static void test_keymap(void) {
+    sg_gateway *g = offline_gateway();
+    sg_policy *p = sg_policy_new(), *shrink = sg_policy_new(), *same = sg_policy_new();
+    sg_keymap *m;
+    sg_reply *r;
+    CHECK_INT(sg_policy_load_string(p, "p.lua", "return {prefix = 'u:'}"), SG_OK);
+    CHECK_INT(sg_policy_load_string(shrink, "s.lua",
+                                    "return {rewrite_key = function(k) return k == 'longname' and "
+                                    "'x' or k end}"),
+              SG_OK);
+    CHECK_INT(sg_policy_load_string(same, "same.lua", "return {rewrite_key = function(k) return k end}"),
+              SG_OK);
+
+    /* no policy, or a command whose reply names no key: no keymap */
+    CHECK(keymap_of(g, "BLPOP k 0") == NULL);
+    sg_gateway_set_policy(g, p);
+    CHECK(keymap_of(g, "GET k") == NULL);
+    CHECK(keymap_of(g, "LPOP k") == NULL);
+    CHECK(keymap_of(g, "KEYS *") == NULL);
+
+    /* BLPOP: the first element, exact matches only */
+    m = keymap_of(g, "BLPOP a u:a 0");
+    CHECK(m != NULL);
+    r = arr(2, str("u:a"), str("item"));
+    CHECK_INT(sg_keymap_apply(m, r), SG_OK);
+    CHECK_STR(r->element[0]->str, "a");
+    CHECK_INT(r->element[0]->len, 1);
+    CHECK_STR(r->element[1]->str, "item");
+    sg_reply_free(r);
+    r = arr(2, str("u:u:a"), str("u:a")); /* the second key; a value is no key */
+    CHECK_INT(sg_keymap_apply(m, r), SG_OK);
+    CHECK_STR(r->element[0]->str, "u:a");
+    CHECK_STR(r->element[1]->str, "u:a");
+    sg_reply_free(r);
+    r = arr(2, str("u:ab"), str("item")); /* not a key of the request */
+    CHECK_INT(sg_keymap_apply(m, r), SG_OK);
+    CHECK_STR(r->element[0]->str, "u:ab");
+    sg_reply_free(r);
+    r = sg_reply_new_str(SG_REPLY_ERROR, "ERR u:a", 7); /* errors, nil: as they are */
+    CHECK_INT(sg_keymap_apply(m, r), SG_OK);
+    CHECK_STR(r->str, "ERR u:a");
+    sg_reply_free(r);
+    CHECK_INT(sg_keymap_apply(m, NULL), SG_OK);
+    sg_keymap_free(m);
+
+    /* the other pops, and their blocking forms */
+    m = keymap_of(g, "LMPOP 2 l1 l2 LEFT");
+    r = arr(2, str("u:l2"), arr(1, str("v")));
+    CHECK_INT(sg_keymap_apply(m, r), SG_OK);
+    CHECK_STR(r->element[0]->str, "l2");
+    sg_reply_free(r);
+    sg_keymap_free(m);
+    m = keymap_of(g, "BZPOPMIN z 0");
+    r = arr(3, str("u:z"), str("m"), str("1"));
+    CHECK_INT(sg_keymap_apply(m, r), SG_OK);
+    CHECK_STR(r->element[0]->str, "z");
+    sg_reply_free(r);
+    sg_keymap_free(m);
+
+    /* XREAD: each stream's first element; the ids are no keys */
+    m = keymap_of(g, "XREAD COUNT 1 STREAMS s1 s2 0 0");
+    CHECK(m != NULL);
+    r = arr(3, arr(2, str("u:s1"), arr(0)), arr(2, str("u:s2"), arr(0)), arr(1, str("u:s3")));
+    CHECK_INT(sg_keymap_apply(m, r), SG_OK);
+    CHECK_STR(r->element[0]->element[0]->str, "s1");
+    CHECK_STR(r->element[1]->element[0]->str, "s2");
+    CHECK_STR(r->element[2]->element[0]->str, "u:s3");
+    sg_reply_free(r);
+    sg_keymap_free(m);
+
+    /* a key not changed by its rewrite: nothing to name back */
+    sg_gateway_set_policy(g, same);
+    CHECK(keymap_of(g, "BLPOP k 0") == NULL);
+
+    /* a stored name shorter than the client's: the name gets room of its own,
+     * or, when that allocation fails, the reply stays whole and says so */
+    sg_gateway_set_policy(g, shrink);
+    m = keymap_of(g, "BRPOP longname 0");
+    CHECK(m != NULL);
+    r = arr(2, str("x"), str("item"));
+    sg_alloc_fail_at(1);
+    CHECK_INT(sg_keymap_apply(m, r), SG_ENOMEM);
+    sg_alloc_fail_at(0);
+    CHECK_STR(r->element[0]->str, "x");
+    CHECK_INT(sg_keymap_apply(m, r), SG_OK);
+    CHECK_STR(r->element[0]->str, "longname");
+    CHECK_INT(r->element[0]->len, 8);
+    sg_reply_free(r);
+    sg_keymap_free(m);
+
+    /* a failed prepare leaves nothing to free, keymap included */
+    {
+        sg_request_ctx ctx = {"alice", NULL, NULL};
+        const char *argv[] = {"BRPOP", "longname", "0"};
+        sg_prepared pr;
+        unsigned long n, made;
+        int rc;
+        sg_alloc_fail_at(0);
+        CHECK_INT(sg_gateway_prepare(g, &ctx, 3, argv, NULL, &pr), SG_OK);
+        made = sg_alloc_fail_at(0);
+        sg_prepared_clear(&pr);
+        for (n = 1; n <= made; n++) {
+            sg_alloc_fail_at(n);
+            rc = sg_gateway_prepare(g, &ctx, 3, argv, NULL, &pr);
+            sg_alloc_fail_at(0);
+            if (rc == SG_OK && pr.error[0] == '\0') CHECK(pr.keymap != NULL);
+            else if (rc != SG_OK) CHECK(pr.keymap == NULL && pr.resp == NULL);
+            sg_prepared_clear(&pr);
+        }
+    }
+
+    sg_gateway_set_policy(g, NULL);
+    sg_gateway_free(g);
+    sg_policy_free(p);
+    sg_policy_free(shrink);
+    sg_policy_free(same);
+}
+
 int main(void) {
     RUN(test_cases);
     RUN(test_load_errors);
@@ -443,6 +610,7 @@ int main(void) {
     RUN(test_isolation);
     RUN(test_bytecode_refused);
     RUN(test_glob);
+    RUN(test_keymap);
     return test_report();
 }
 

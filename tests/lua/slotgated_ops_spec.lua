@@ -93,6 +93,39 @@ describe("slotgated users", function()
     sh(direct .. " DEL u:bob:{t}tx")
   end)
 
+  it("names the keys a reply names as the client sent them, not as the policy stores them", function()
+    local c = assert(daemon.connect(d.port))
+    finally(function() c:close() end)
+    local function call(...)
+      c:send({ ... })
+      return daemon.plain(assert(c:read()))
+    end
+    -- every key in the slot of {kn}: alice's are stored as u:alice:{kn}...
+    assert.equal("+OK", call("AUTH", "alice", "a-pass"))
+    call("DEL", "{kn}l", "{kn}z", "{kn}s")
+    assert.equal(4, call("RPUSH", "{kn}l", "a", "b", "c", "u:alice:{kn}l"))
+    assert.same({ "{kn}l", "a" }, call("BLPOP", "{kn}none", "{kn}l", "1"))
+    assert.same({ "{kn}l", { "u:alice:{kn}l" } }, call("LMPOP", "1", "{kn}l", "RIGHT"))
+    assert.equal(1, call("ZADD", "{kn}z", "1", "m"))
+    assert.same({ "{kn}z", "m", "1" }, call("BZPOPMIN", "{kn}z", "1"))
+    assert.equal("1-1", call("XADD", "{kn}s", "1-1", "f", "v"))
+    assert.same({ { "{kn}s", { { "1-1", { "f", "v" } } } } }, call("XREAD", "STREAMS", "{kn}s", "0"))
+    assert.equal("(nil)", call("BLPOP", "{kn}none", "0.1"))
+    -- the same in a transaction: each queued command's reply in EXEC's
+    assert.equal("+OK", call("MULTI"))
+    for _, cmd in ipairs{ { "BLPOP", "{kn}l", "0" }, { "LMPOP", "1", "{kn}l", "LEFT" },
+                          { "XREAD", "STREAMS", "{kn}s", "0" }, { "LPOP", "{kn}l" } } do
+      assert.equal("+QUEUED", call(unpack(cmd)))
+    end
+    assert.same({ { "{kn}l", "b" }, { "{kn}l", { "c" } }, { { "{kn}s", { { "1-1", { "f", "v" } } } } },
+                  "(nil)" },
+                call("EXEC"))
+    -- the cluster holds alice's names, prefixed
+    assert.equal("1\n", daemon.cluster_cli("XLEN u:alice:{kn}s"))
+    assert.equal("0\n", daemon.cluster_cli("EXISTS {kn}s"))
+    daemon.cluster_cli("DEL u:alice:{kn}s")
+  end)
+
   it("runs a user's own policy after the common ones, for that user only", function()
     assert.matches("policy common refuses FLUSHALL", cli(d, "--user alice --pass a-pass FLUSHALL"))
     assert.matches("policy common refuses FLUSHALL", cli(d, "--user bob --pass b-pass FLUSHALL"))
