@@ -127,6 +127,22 @@ describe("slotgated command coverage", function()
       assert.equal("PONG\n", node_cli(addr, "PING"))
     end
   end)
+
+  it("serves COMMAND DOCS, whose replies nest deeper than most", function()
+    local r = cmd(d, "COMMAND", "DOCS", "SET")
+    assert.truthy(r, "COMMAND DOCS refused")
+    assert.equal("set", r.v[1].v)
+    -- SET's doc map holds its arguments, whose own maps hold more arguments
+    local doc, args = r.v[2].v, nil
+    for i = 1, #doc, 2 do
+      if doc[i].v == "arguments" then args = doc[i + 1].v end
+    end
+    assert.truthy(args, "no arguments in SET's docs")
+    assert.is_true(#args >= 3)
+    local whole = node_cli(split(helper.server_var("SG_TEST_CLUSTER_MASTERS"), ",")[1], "COMMAND DOCS")
+    assert.matches("summary", whole)
+    assert.is_true(#cmd(d, "COMMAND", "DOCS").v > 300) -- every command's, as a node gives them
+  end)
 end)
 
 describe("slotgated fan-outs", function()
