@@ -65,6 +65,20 @@ enum {
     SG_PEND_DROP       /* an internal command whose reply is dropped */
 };
 
+/* A split or fanned-out request's state (its parts point at the request). */
+typedef struct sg_split {
+    int nparts, remaining;
+    int *part_keys;     /* SPLIT_ARRAY: the reply slots each part fills */
+    int *part_nkeys;
+    sg_reply **parts;   /* each part's reply (NULL: it came as bytes, below) */
+    /* SPLIT_ARRAY and SPLIT_PAIRS for a raw_fn (SG_REQ_RAW_MERGE): the parts'
+     * replies as bytes, merged without trees (MGET's elements, MSET's +OK) */
+    sg_buf raw;         /* the elements as they came, in no order */
+    size_t *raw_at;     /* SPLIT_ARRAY: per key, its element's offset and length */
+    int raw_parts;      /* parts that came as bytes */
+    int raw_bad;        /* one of them had not the expected shape */
+} sg_split;
+
 struct sg_req {
     sg_client *client;
     sg_req *next;       /* in a wait list (client's, node's or retry's) */
@@ -95,16 +109,7 @@ struct sg_req {
     int part_first;     /* SPLIT_ARRAY: where its keys start in the parent's part_keys */
     int split;          /* SG_SPLIT_* or, for fan-outs, -1 - merge policy */
     int fanout;         /* 1: every master, 2: every node (parts made at dispatch) */
-    int nparts, remaining;
-    int *part_keys;     /* SPLIT_ARRAY: the reply slots each part fills */
-    int *part_nkeys;
-    sg_reply **parts;   /* each part's reply (NULL: it came as bytes, below) */
-    /* SPLIT_ARRAY and SPLIT_PAIRS for a raw_fn (SG_REQ_RAW_MERGE): the parts'
-     * replies as bytes, merged without trees (MGET's elements, MSET's +OK) */
-    sg_buf raw;         /* the elements as they came, in no order */
-    size_t *raw_at;     /* SPLIT_ARRAY: per key, its element's offset and length */
-    int raw_parts;      /* parts that came as bytes */
-    int raw_bad;        /* one of them had not the expected shape */
+    sg_split *sp;       /* a split or fanned-out request's parts (NULL: none) */
     int read_policy;    /* SG_READ_*, or -1: the client's */
     sg_ttl_req *ttls;   /* default TTLs to set after a successful write */
     int nttls;

@@ -38,14 +38,12 @@ void sg_req_free(sg_req *req) {
     for (i = 0; i < req->nttls; i++) sg_free(req->ttls[i].key);
     sg_free(req->ttls);
     if (req->timer) event_free(req->timer);
-    if (req->parts) {
-        for (i = 0; i < req->nparts; i++) sg_reply_free(req->parts[i]);
-        sg_free(req->parts);
+    if (req->sp) { /* its arrays are in the same allocation */
+        for (i = 0; i < req->sp->nparts; i++) sg_reply_free(req->sp->parts[i]);
+        sg_buf_free(&req->sp->raw);
+        sg_free(req->sp->raw_at);
+        sg_free(req->sp);
     }
-    sg_free(req->part_keys);
-    sg_free(req->part_nkeys);
-    sg_buf_free(&req->raw);
-    sg_free(req->raw_at);
     sg_free(req->failed_msg);
     sg_reply_free(req->early);
     if (req->cmdcap == 0) { /* a command of its own (not made by req_new) */
@@ -195,21 +193,21 @@ void sg_req_finish_raw(sg_req *req, const char *resp, size_t len) {
  * elements in key order under one header, or MSET's +OK. */
 static void finish_raw_merge(sg_req *p) {
     sg_buf out = {0};
-    const sg_buf *b = &p->raw;
+    const sg_buf *b = &p->sp->raw;
     int total = 0, i;
-    if (p->raw_bad) {
+    if (p->sp->raw_bad) {
         sg_req_finish(p, NULL, SG_EPROTO, "the nodes' replies could not be merged");
         return;
     }
     if (p->split == SG_SPLIT_ARRAY) {
         char head[32];
-        for (i = 0; i < p->nparts; i++) total += p->part_nkeys[i];
+        for (i = 0; i < p->sp->nparts; i++) total += p->sp->part_nkeys[i];
         sg_buf_append(&out, head, (size_t)snprintf(head, sizeof head, "*%d\r\n", total));
-        for (i = 0; i < total && p->raw_at; i++)
-            sg_buf_append(&out, p->raw.data + p->raw_at[2 * i], p->raw_at[2 * i + 1]);
+        for (i = 0; i < total && p->sp->raw_at; i++)
+            sg_buf_append(&out, p->sp->raw.data + p->sp->raw_at[2 * i], p->sp->raw_at[2 * i + 1]);
         b = &out;
     }
-    if (b->oom || p->raw.oom || (p->split == SG_SPLIT_ARRAY && p->raw_at == NULL)) {
+    if (b->oom || p->sp->raw.oom || (p->split == SG_SPLIT_ARRAY && p->sp->raw_at == NULL)) {
         sg_buf_free(&out);
         sg_req_finish(p, NULL, SG_ENOMEM, "out of memory merging the nodes' replies");
         return;
@@ -226,33 +224,33 @@ static void add_raw_elements(sg_req *p, const sg_req *part, const char *resp, si
     size_t pos = 1;
     long long n = 0;
     int idx = part->part, k;
-    if (p->raw_at == NULL) return; /* out of memory at the split: reported at the merge */
+    if (p->sp->raw_at == NULL) return; /* out of memory at the split: reported at the merge */
     if (len < 4 || resp[0] != '*') goto bad;
     while (pos < len && resp[pos] >= '0' && resp[pos] <= '9' && n <= INT_MAX)
         n = n * 10 + (resp[pos++] - '0');
-    if (n != p->part_nkeys[idx] || pos + 2 > len || resp[pos] != '\r') goto bad;
+    if (n != p->sp->part_nkeys[idx] || pos + 2 > len || resp[pos] != '\r') goto bad;
     pos += 2;
     for (k = 0; k < n; k++) {
         long long l = sg_reply_scan(resp + pos, len - pos);
-        int key = p->part_keys[part->part_first + k];
+        int key = p->sp->part_keys[part->part_first + k];
         if (l <= 0) goto bad;
-        p->raw_at[2 * key] = p->raw.len;
-        p->raw_at[2 * key + 1] = (size_t)l;
-        sg_buf_append(&p->raw, resp + pos, (size_t)l);
+        p->sp->raw_at[2 * key] = p->sp->raw.len;
+        p->sp->raw_at[2 * key + 1] = (size_t)l;
+        sg_buf_append(&p->sp->raw, resp + pos, (size_t)l);
         pos += (size_t)l;
     }
     if (pos == len) return;
 bad:
-    p->raw_bad = 1;
+    p->sp->raw_bad = 1;
 }
 
 static void finish_parent_part_raw(sg_req *part, const char *resp, size_t len) {
     sg_req *p = part->parent;
     if (p->split == SG_SPLIT_ARRAY) add_raw_elements(p, part, resp, len);
-    else if (p->raw_parts == 0) sg_buf_append(&p->raw, resp, len); /* every part said +OK */
-    p->raw_parts++;
+    else if (p->sp->raw_parts == 0) sg_buf_append(&p->sp->raw, resp, len); /* every part said +OK */
+    p->sp->raw_parts++;
     sg_req_free(part);
-    if (--p->remaining == 0) merge_and_finish(p);
+    if (--p->sp->remaining == 0) merge_and_finish(p);
 }
 
 /* ---- merging the parts of a split or fan-out ------------------------------------------ */
@@ -320,8 +318,8 @@ static sg_reply *merge_int_arrays(sg_reply **parts, int n, int policy) {
 }
 
 static sg_reply *take_part(sg_req *p, int i) {
-    sg_reply *r = p->parts[i];
-    p->parts[i] = NULL;
+    sg_reply *r = p->sp->parts[i];
+    p->sp->parts[i] = NULL;
     return r;
 }
 
@@ -329,8 +327,8 @@ static sg_reply *take_part(sg_req *p, int i) {
  * has keys), or 0 when every one is nil. */
 static int any_not_nil(const sg_req *p) {
     int i, n = 0, pick = 0;
-    for (i = 0; i < p->nparts; i++)
-        if (p->parts[i]->type != SG_REPLY_NIL && random() % ++n == 0) pick = i;
+    for (i = 0; i < p->sp->nparts; i++)
+        if (p->sp->parts[i]->type != SG_REPLY_NIL && random() % ++n == 0) pick = i;
     return pick;
 }
 
@@ -343,8 +341,8 @@ static void merge_and_finish(sg_req *p) {
         return;
     }
     /* one error reply among the parts is the reply, except where one success is enough */
-    for (i = 0; i < p->nparts; i++) {
-        sg_reply *r = p->parts[i];
+    for (i = 0; i < p->sp->nparts; i++) {
+        sg_reply *r = p->sp->parts[i];
         if (r == NULL) continue; /* it came as bytes */
         if (r->type == SG_REPLY_ERROR && p->split != -1 - SG_RESP_ONE_SUCCEEDED) {
             sg_req_finish(p, take_part(p, i), SG_OK, NULL);
@@ -352,43 +350,43 @@ static void merge_and_finish(sg_req *p) {
         }
         if (r->type != SG_REPLY_INTEGER) all_int = 0;
         if (r->type != SG_REPLY_ARRAY) all_array = 0;
-        if (p->raw_parts > 0) p->raw_bad = 1; /* only errors come as trees then */
+        if (p->sp->raw_parts > 0) p->sp->raw_bad = 1; /* only errors come as trees then */
     }
-    if (p->raw_parts > 0) {
+    if (p->sp->raw_parts > 0) {
         finish_raw_merge(p);
         return;
     }
     if (p->split == SG_SPLIT_ARRAY) {
         int total = 0, k;
-        for (i = 0; i < p->nparts; i++) total += p->part_nkeys[i];
+        for (i = 0; i < p->sp->nparts; i++) total += p->sp->part_nkeys[i];
         if ((out = sg_reply_new_array((size_t)total)) != NULL) {
-            int *pos = p->part_keys;
-            for (i = 0; i < p->nparts; i++) {
-                sg_reply *r = p->parts[i];
-                if (r->type != SG_REPLY_ARRAY || (int)r->elements != p->part_nkeys[i]) {
+            int *pos = p->sp->part_keys;
+            for (i = 0; i < p->sp->nparts; i++) {
+                sg_reply *r = p->sp->parts[i];
+                if (r->type != SG_REPLY_ARRAY || (int)r->elements != p->sp->part_nkeys[i]) {
                     sg_reply_free(out);
                     out = NULL;
                     bad_shape = 1;
                     break;
                 }
-                for (k = 0; k < p->part_nkeys[i]; k++) {
+                for (k = 0; k < p->sp->part_nkeys[i]; k++) {
                     out->element[pos[k]] = r->element[k];
                     r->element[k] = NULL;
                 }
-                pos += p->part_nkeys[i];
+                pos += p->sp->part_nkeys[i];
             }
         }
     } else if (p->split == SG_SPLIT_PAIRS) {
         out = take_part(p, 0); /* every part said OK */
     } else if (p->split == SG_SPLIT_SUM) {
-        if (all_int) out = merge_ints(p->parts, p->nparts, SG_RESP_AGG_SUM);
+        if (all_int) out = merge_ints(p->sp->parts, p->sp->nparts, SG_RESP_AGG_SUM);
         else bad_shape = 1;
     } else {
         int policy = -1 - p->split;
         switch (policy) {
         case SG_RESP_ONE_SUCCEEDED:
-            for (i = 0; i < p->nparts && out == NULL; i++)
-                if (p->parts[i]->type != SG_REPLY_ERROR) out = take_part(p, i);
+            for (i = 0; i < p->sp->nparts && out == NULL; i++)
+                if (p->sp->parts[i]->type != SG_REPLY_ERROR) out = take_part(p, i);
             if (out == NULL) out = take_part(p, 0);
             break;
         case SG_RESP_ALL_SUCCEEDED: out = take_part(p, 0); break;
@@ -397,12 +395,12 @@ static void merge_and_finish(sg_req *p) {
         case SG_RESP_AGG_MAX:
         case SG_RESP_AGG_LOGICAL_AND:
         case SG_RESP_AGG_LOGICAL_OR:
-            if (all_int) out = merge_ints(p->parts, p->nparts, policy);
-            else if (all_array) out = merge_int_arrays(p->parts, p->nparts, policy);
+            if (all_int) out = merge_ints(p->sp->parts, p->sp->nparts, policy);
+            else if (all_array) out = merge_int_arrays(p->sp->parts, p->sp->nparts, policy);
             bad_shape = !all_int; /* merge_int_arrays also checks the shapes */
             break;
         default:
-            if (all_array) out = concat_arrays(p->parts, p->nparts);
+            if (all_array) out = concat_arrays(p->sp->parts, p->sp->nparts);
             else out = take_part(p, any_not_nil(p));
             break;
         }
@@ -421,9 +419,9 @@ static void finish_parent_part(sg_req *part, sg_reply *reply, int status, const 
         p->failed_status = status;
         p->failed_msg = sg_strdup(msg ? msg : sg_strerror(status));
     }
-    p->parts[part->part] = reply;
+    p->sp->parts[part->part] = reply;
     sg_req_free(part);
-    if (--p->remaining == 0) merge_and_finish(p);
+    if (--p->sp->remaining == 0) merge_and_finish(p);
 }
 
 /* ---- retries ------------------------------------------------------------------------- */
@@ -638,7 +636,7 @@ void sg_req_dispatch(sg_req *req) {
         sg_cluster_discover(c);
         return;
     }
-    if (req->fanout && req->parts == NULL) {
+    if (req->fanout && req->sp == NULL) {
         fan_out_dispatch(req); /* the map is known: one part per node */
         return;
     }
@@ -894,6 +892,21 @@ static sg_req *new_part(sg_req *parent, int idx, int argc, const char *const *ar
     return part;
 }
 
+/* The split state of p, its arrays in one allocation: nparts replies, and
+ * for a split by key the keys of each part (nkeys in all). */
+static int split_new(sg_req *p, int nparts, int nkeys) {
+    sg_split *sp;
+    size_t size = sizeof *sp + (size_t)nparts * sizeof *sp->parts +
+                  (size_t)(nparts + nkeys) * sizeof(int);
+    if ((sp = sg_calloc(1, size)) == NULL) return SG_ENOMEM;
+    sp->parts = (sg_reply **)(sp + 1);
+    sp->part_nkeys = (int *)(sp->parts + nparts);
+    sp->part_keys = sp->part_nkeys + nparts;
+    sp->nparts = sp->remaining = nparts;
+    p->sp = sp;
+    return SG_OK;
+}
+
 /* Splits a multi-key request by slot. keyidx/keyslot: the keys. */
 static int split_by_slot(sg_req *p, int argc, const char *const *argv, const size_t *argvlen,
                          const int *keyidx, const int *keyslot, int nkeys) {
@@ -918,17 +931,13 @@ static int split_by_slot(sg_req *p, int argc, const char *const *argv, const siz
         if (j == nparts) slot_of_part[nparts++] = keyslot[i];
         part_of_key[i] = j;
     }
-    p->nparts = p->remaining = nparts;
-    p->parts = sg_calloc((size_t)nparts, sizeof *p->parts);
-    p->part_nkeys = sg_calloc((size_t)nparts, sizeof(int));
-    p->part_keys = sg_malloc((size_t)nkeys * sizeof(int));
     parts = sg_calloc((size_t)nparts, sizeof *parts);
-    if (!p->parts || !p->part_nkeys || !p->part_keys || !parts) {
+    if (split_new(p, nparts, nkeys) != SG_OK || !parts) {
         rc = SG_ENOMEM;
         goto done;
     }
     if (SG_REQ_RAW_MERGE(p) && p->split == SG_SPLIT_ARRAY)
-        p->raw_at = sg_calloc((size_t)nkeys * 2, sizeof *p->raw_at); /* NULL: the merge says so */
+        p->sp->raw_at = sg_calloc((size_t)nkeys * 2, sizeof *p->sp->raw_at); /* NULL: the merge says so */
     {
         int k = 0;
         for (j = 0; j < nparts; j++) {
@@ -937,8 +946,8 @@ static int split_by_slot(sg_req *p, int argc, const char *const *argv, const siz
             plen[pargc++] = argvlen[0];
             for (i = 0; i < nkeys; i++) {
                 if (part_of_key[i] != j) continue;
-                p->part_keys[k++] = i; /* reply position of this key */
-                p->part_nkeys[j]++;
+                p->sp->part_keys[k++] = i; /* reply position of this key */
+                p->sp->part_nkeys[j]++;
                 pargv[pargc] = argv[keyidx[i]];
                 plen[pargc++] = argvlen[keyidx[i]];
                 if (pairs && keyidx[i] + 1 < argc) {
@@ -987,10 +996,8 @@ static int fan_out(sg_req *p, int all_nodes) {
         sg_req_finish(p, NULL, SG_ECLUSTERDOWN, "no master is known to send the command to");
         return SG_OK;
     }
-    p->nparts = p->remaining = n;
-    p->parts = sg_calloc((size_t)n, sizeof *p->parts);
     parts = sg_calloc((size_t)n, sizeof *parts);
-    if (!p->parts || !parts) rc = SG_ENOMEM;
+    if (split_new(p, n, 0) != SG_OK || !parts) rc = SG_ENOMEM;
     for (i = 0; i < n && rc == SG_OK; i++) {
         if ((parts[i] = sg_calloc(1, sizeof *parts[i])) == NULL ||
             (parts[i]->cmd = sg_malloc(p->cmdlen)) == NULL) {
@@ -1018,9 +1025,8 @@ static int fan_out(sg_req *p, int all_nodes) {
 
 static void fan_out_dispatch(sg_req *req) {
     if (fan_out(req, req->fanout == 2) != SG_OK) {
-        sg_free(req->parts);
-        req->parts = NULL;
-        req->nparts = 0;
+        sg_free(req->sp);
+        req->sp = NULL;
         sg_req_finish(req, NULL, SG_ENOMEM, "out of memory sending a command to every master");
     }
 }
