@@ -139,7 +139,7 @@ void session_close(session *s) {
  * waits in it. Buffers of the first size are kept by the worker for the next
  * slots (one malloc and free less per reply that comes out of order). */
 #define SLOT_BUF 256
-#define KEEP_BUFS 1024
+#define KEEP_BUFS 256
 
 static void slot_buf_take(worker *w, sg_buf *b) {
     void *p = w->free_bufs;
@@ -308,7 +308,7 @@ static owed *owed_new(worker *w) {
 }
 
 static void owed_free(worker *w, owed *o) {
-    if (w->nfree_owed >= 4096) {
+    if (w->nfree_owed >= 1024) {
         sg_free(o);
         return;
     }

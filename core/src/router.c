@@ -16,9 +16,9 @@
 
 #include "engine.h"
 
-/* Finished requests a client keeps for reuse: enough for 50 clients
- * pipelining 16 deep (800 in flight), at most ~0.5 MB. */
-#define KEEP_REQS 1024
+/* Finished requests a client (one per worker) keeps for reuse: what two
+ * workers have in flight for 50 clients pipelining 16 deep; ~190 kB at most. */
+#define KEEP_REQS 512
 /* The least room for a request's command: a GET or SET of a short key and
  * value, or a split MGET's part, fits; so one kept request serves the next.
  * (Room is memory per request in flight: an MGET of 10 slots at pipeline
