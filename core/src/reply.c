@@ -152,6 +152,7 @@ long long sg_reply_scan_buffer(sg_scan *st, struct evbuffer *in) {
         if (e.pos < 0) /* the line is not whole yet; a header line is short */
             return total - st->off > (1 << 20) ? -1 : 0;
         linelen = (size_t)e.pos - st->off;
+        if (linelen == 0) return -1; /* a line with no type byte */
         evbuffer_copyout_from(in, &p, line, linelen < sizeof line ? linelen : sizeof line);
         type = line[0];
         if (type == '+' || type == '-' || type == ':') {
@@ -164,7 +165,8 @@ long long sg_reply_scan_buffer(sg_scan *st, struct evbuffer *in) {
             neg = 1;
             i = 2;
         }
-        if ((size_t)i == linelen) return -1;
+        /* as sg_reply_scan: 1 to 18 digits */
+        if ((size_t)i == linelen || linelen - (size_t)i > 18) return -1;
         for (; (size_t)i < linelen; i++) {
             if (line[i] < '0' || line[i] > '9') return -1;
             v = v * 10 + (line[i] - '0');

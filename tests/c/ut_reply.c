@@ -161,6 +161,35 @@ static void test_scan_across_chunks(void) {
     }
 }
 
+/* The two scanners judge a line alike (found by fuzz_reply: a reply read
+ * whole and read in pieces came out differently): a header of 19 digits is
+ * not RESP for either, nor is a line with no type byte. */
+static void test_scanners_agree(void) {
+    static const char *const texts[] = {"*1234567890123456789\r\n", "$1234567890123456789\r\n",
+                                        "*123456789012345678\r\n", "\r\n+OK\r\n",
+                                        "$-123456789012345678\r\n", ":00\r*0\n\r\n"};
+    size_t i;
+    for (i = 0; i < sizeof texts / sizeof *texts; i++) {
+        struct evbuffer *in = evbuffer_new();
+        sg_scan st = {0};
+        long long whole = sg_reply_scan(texts[i], strlen(texts[i]));
+        long long buffered;
+        /* the first byte in a chunk of its own: the buffer scanner is used */
+        evbuffer_add(in, texts[i], 1);
+        {
+            struct evbuffer *rest = evbuffer_new();
+            evbuffer_add(rest, texts[i] + 1, strlen(texts[i]) - 1);
+            evbuffer_add_buffer(in, rest);
+            evbuffer_free(rest);
+        }
+        buffered = sg_reply_scan_buffer(&st, in);
+        CHECK_INT(buffered, whole);
+        evbuffer_free(in);
+    }
+    CHECK_INT(sg_reply_scan("*1234567890123456789\r\n", 22), -1);
+    CHECK_INT(sg_reply_scan("\r\n+OK\r\n", 7), -1);
+}
+
 /* The Nth allocation fails, for every N of a nested read: an OOM error and
  * nothing leaked (the sanitizer build checks), never a half tree. */
 static void test_out_of_memory(void) {
@@ -222,6 +251,7 @@ int main(void) {
     RUN(test_announced_count);
     RUN(test_deep_nesting);
     RUN(test_scan_across_chunks);
+    RUN(test_scanners_agree);
     RUN(test_out_of_memory);
     RUN(test_map_master_listed_as_replica);
     return test_report();
