@@ -100,22 +100,20 @@ static const char *find_refusal(const sg_command *cmd) {
 
 /* find_refusal() of every table entry, worked out once: it runs for every
  * request. */
-static const sg_command *table;
-static size_t table_n;
 static const char **refusal_of;
 static pthread_once_t refusals_once = PTHREAD_ONCE_INIT;
 
 static void make_refusals(void) {
-    size_t i;
-    table = sg_command_table(&table_n);
-    refusal_of = calloc(table_n, sizeof *refusal_of);
+    size_t n, i;
+    const sg_command *table = sg_command_table(&n);
+    refusal_of = calloc(n, sizeof *refusal_of);
     if (refusal_of == NULL) abort(); /* at start, a few kB */
-    for (i = 0; i < table_n; i++) refusal_of[i] = find_refusal(&table[i]);
+    for (i = 0; i < n; i++) refusal_of[i] = find_refusal(&table[i]);
 }
 
 const char *admin_refusal(const sg_command *cmd) {
     pthread_once(&refusals_once, make_refusals);
-    return refusal_of[cmd - table];
+    return refusal_of[sg_command_index(cmd)];
 }
 
 /* "ERR slotgate does not support 'CLUSTER ADDSLOTS' (why)" */

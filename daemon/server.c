@@ -540,22 +540,14 @@ static const char *const taken_here[] = {
     "punsubscribe", "sunsubscribe", "monitor", "sync",         "psync",    "readonly",
     "readwrite", "asking",     NULL};
 
-static const sg_command *table;
-static size_t table_n;
 static unsigned char *taken; /* per table entry: 1 when the daemon takes it */
 static pthread_once_t taken_once = PTHREAD_ONCE_INIT;
 
 static void make_taken(void) {
-    size_t i;
-    int k;
-    table = sg_command_table(&table_n);
-    if ((taken = calloc(table_n, 1)) == NULL) abort(); /* at start, under 1 kB */
-    for (i = 0; i < table_n; i++) {
-        const sg_command *c = &table[i], *family = c->parent ? c->parent : c;
-        taken[i] = (unsigned char)admin_takes(c);
-        for (k = 0; taken_here[k]; k++)
-            if (strcmp(family->name, taken_here[k]) == 0) taken[i] = 1;
-    }
+    size_t n, i;
+    const sg_command *table = sg_command_table(&n);
+    if ((taken = sg_command_marks(taken_here, 1)) == NULL) abort(); /* at start, under 1 kB */
+    for (i = 0; i < n; i++) taken[i] |= (unsigned char)admin_takes(&table[i]);
 }
 
 /* Whether r can go straight to the gateway: a known command the daemon
@@ -564,7 +556,7 @@ static void make_taken(void) {
  * look-up a plain command costs. */
 static int plain_command(const session *s, const sg_command *cmd) {
     pthread_once(&taken_once, make_taken);
-    return cmd != NULL && s->authed && s->txn == NULL && s->psub == NULL && !taken[cmd - table];
+    return cmd != NULL && s->authed && s->txn == NULL && s->psub == NULL && !taken[sg_command_index(cmd)];
 }
 
 static void handle(session *s, const sg_resp_req *r) {

@@ -15,6 +15,7 @@
  */
 #include <limits.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
@@ -30,6 +31,27 @@ const sg_command *sg_command_table(size_t *count) {
     if (count) *count = SG_COMMAND_COUNT;
     return command_table;
 }
+
+static int named(const char *const *names, const char *name) {
+    int i;
+    for (i = 0; names[i]; i++)
+        if (strcmp(names[i], name) == 0) return 1;
+    return 0;
+}
+
+unsigned char *sg_command_marks(const char *const *names, int families) {
+    unsigned char *marks = calloc(SG_COMMAND_COUNT, 1);
+    size_t i;
+    if (marks == NULL) return NULL;
+    for (i = 0; i < SG_COMMAND_COUNT; i++) {
+        const sg_command *c = &command_table[i];
+        marks[i] = (unsigned char)(named(names, c->name) ||
+                                   (families && c->parent && named(names, c->parent->name)));
+    }
+    return marks;
+}
+
+size_t sg_command_index(const sg_command *cmd) { return (size_t)(cmd - command_table); }
 
 /* ---- lookup ---------------------------------------------------------------- */
 

@@ -9,7 +9,7 @@
  * The data is generated (commands_table.h, by tools/gen_commands.py from a
  * live server's COMMAND output); the routing hints Redis does not give are
  * hand-maintained in commands.c. Everything here is static, const and
- * thread-safe; nothing allocates.
+ * thread-safe; nothing allocates but sg_command_marks().
  */
 #ifndef SG_COMMANDS_H
 #define SG_COMMANDS_H
@@ -183,6 +183,15 @@ const char *sg_commands_redis_version(void);
  * "config|get"): *count receives how many. For tests and the daemon's
  * COMMAND reply. */
 const sg_command *sg_command_table(size_t *count);
+
+/* A set of commands decided once and asked per request with one load:
+ * marks[sg_command_index(cmd)] is 1 for an entry whose name is in names
+ * (NULL-terminated, as the table spells them: "wait", "client|setname"),
+ * or, with families, whose container's name is. Allocated; NULL when out
+ * of memory. */
+unsigned char *sg_command_marks(const char *const *names, int families);
+/* cmd's place in the table (cmd an entry of it). */
+size_t sg_command_index(const sg_command *cmd);
 
 /* An entry by its full name, case-insensitive and binary-safe: "GET",
  * "config|get" (as COMMAND INFO names subcommands). NULL when unknown.

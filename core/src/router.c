@@ -779,25 +779,17 @@ static const char *const stateful[] = {
      * connections it would answer for somebody else's writes */
     "wait", NULL};
 
-static const sg_command *table;
-static unsigned char *stateful_of; /* per table entry: 1 when stateful */
+static unsigned char *stateful_of; /* sg_command_marks(stateful) */
 static pthread_once_t stateful_once = PTHREAD_ONCE_INIT;
 
 static void find_stateful(void) {
-    size_t n;
-    int i;
-    table = sg_command_table(&n);
-    if ((stateful_of = calloc(n, 1)) == NULL) abort(); /* once, under 1 kB */
-    for (i = 0; stateful[i]; i++) {
-        const sg_command *c = sg_command_lookup(stateful[i], strlen(stateful[i]));
-        if (c) stateful_of[c - table] = 1;
-    }
+    if ((stateful_of = sg_command_marks(stateful, 0)) == NULL) abort(); /* once, under 1 kB */
 }
 
 /* Asked for every request: one load. */
 static int is_stateful(const sg_command *info) {
     pthread_once(&stateful_once, find_stateful);
-    return stateful_of[info - table];
+    return stateful_of[sg_command_index(info)];
 }
 
 /* How long a blocking command may block: ms, -1 forever, -2 not blocking. */
