@@ -68,9 +68,11 @@ end
 function helper.slurp(path)
   local f = io.open(path, "rb")
   if not f then return "" end
+  -- nil when the read fails: /proc/PID/stat of a process that exits
+  -- between the open and the read (seen once in CI)
   local s = f:read("*a")
   f:close()
-  return s
+  return s or ""
 end
 
 -- Writes text to path (replacing it); returns path.
