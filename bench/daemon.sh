@@ -6,18 +6,27 @@
 # plus slotgated's RSS idle and under load. Stops everything on the way out.
 #
 #   bench/daemon.sh [-k PASSES] [--requests N] [--clients C] [--threads T]
+#                   [--bench-threads B]
 #                   [--only WORKLOAD] [--cluster ADDRS] [--budget SECONDS]
 #
 #   -k PASSES        interleaved passes over every workload (default 6)
-#   --requests N     requests per redis-benchmark run (default 100000; MGET
-#                    and MSET use N/4)
+#   --requests N     the scale of each run (default 100000): SET/GET at
+#                    pipeline 1 send 2.5 N requests, at pipeline 16 20 N,
+#                    MGET 5 N, MSET 2 N — a few seconds each on this
+#                    machine. They must be that long: a threaded
+#                    redis-benchmark (--cluster always is) notices the end
+#                    of its run on a 250 ms timer, so a run of 0.25 s
+#                    reads anywhere up to half its true rate
 #   --clients C      redis-benchmark connections (default 50)
+#   --bench-threads B  redis-benchmark threads, the same for both sides
+#                    (default: the number of masters, which is what
+#                    redis-benchmark --cluster picks for itself)
 #   --threads T      slotgated worker threads (default: slotgated's own, the
 #                    number of cores)
 #   --only W         one workload: set1 get1 set16 get16 mget16 mset16
 #   --cluster ADDRS  use a running cluster (host:port,...) instead of starting one
 #   --budget S       start no pass that would likely end after S seconds
-#                    (default 600; at least one pass)
+#                    (default 900; at least one pass)
 #
 # Workloads (50 clients, random keys over 100 000):
 #   set1/get1    SET/GET at pipeline 1;  set16/get16  at pipeline 16
@@ -35,16 +44,18 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
 RUNS=6
-BUDGET=600
+BUDGET=900
 REQUESTS=100000
 CLIENTS=50
 THREADS=
+BTHREADS=
 ONLY=
 script_option() {
     case $1 in
     --requests) posint_option "$@"; REQUESTS=$2; TOOK=2 ;;
     --clients) posint_option "$@"; CLIENTS=$2; TOOK=2 ;;
     --threads) posint_option "$@"; THREADS=$2; TOOK=2 ;;
+    --bench-threads) posint_option "$@"; BTHREADS=$2; TOOK=2 ;;
     --only) (($# >= 2)) || usage; ONLY=$2; TOOK=2 ;;
     *) return 1 ;;
     esac
@@ -90,7 +101,15 @@ redis-cli -p "$SGPORT" GET bench:warm | grep -q 1 || die "slotgated does not ser
 rss() { awk '/^VmRSS/ { print $2 }' "/proc/$SGPID/status"; }
 RSS_IDLE=$(rss)
 RSS_PEAK=$RSS_IDLE
-say "$(nproc) CPUs; load average $(loadavg); slotgated pid $SGPID on $SGPORT, RSS idle ${RSS_IDLE} kB"
+# The load generator is the same on both sides: redis-benchmark --cluster
+# runs one thread per master unless told otherwise, so the run through
+# slotgated gets as many (a single-threaded generator against the gateway
+# measured the generator, not the gateway).
+if [[ -z $BTHREADS ]]; then
+    BTHREADS=$(redis-cli -h "$fhost" -p "$fport" CLUSTER NODES | awk '$3 ~ /master/ && $3 !~ /fail/ { n++ } END { print n + 0 }')
+    ((BTHREADS > 0)) || die "no master found in CLUSTER NODES of $first"
+fi
+say "$(nproc) CPUs; load average $(loadavg); slotgated pid $SGPID on $SGPORT, RSS idle ${RSS_IDLE} kB; redis-benchmark threads: $BTHREADS on both sides"
 
 mkeys() { # mkeys TAG: MGET's 10 keys (TAG empty: different slots)
     local i
@@ -101,15 +120,15 @@ args_for() {
     local w=$1 via=$2 TAG=
     if [[ $via == direct ]]; then TAG='{tag}'; fi
     case $w in
-    set1) echo "-t set -P 1 -n $REQUESTS" ;;
-    get1) echo "-t get -P 1 -n $REQUESTS" ;;
-    set16) echo "-t set -P 16 -n $REQUESTS" ;;
-    get16) echo "-t get -P 16 -n $REQUESTS" ;;
-    mget16) echo "-P 16 -n $((REQUESTS / 4)) MGET $(mkeys)" ;;
+    set1) echo "-t set -P 1 -n $((REQUESTS * 5 / 2))" ;;
+    get1) echo "-t get -P 1 -n $((REQUESTS * 5 / 2))" ;;
+    set16) echo "-t set -P 16 -n $((REQUESTS * 20))" ;;
+    get16) echo "-t get -P 16 -n $((REQUESTS * 20))" ;;
+    mget16) echo "-P 16 -n $((REQUESTS * 5)) MGET $(mkeys)" ;;
     mset16)
         local i s=
         for i in 0 1 2 3 4 5 6 7 8 9; do s+="k$TAG:$i:__rand_int__ v "; done
-        echo "-P 16 -n $((REQUESTS / 4)) MSET $s" ;;
+        echo "-P 16 -n $((REQUESTS * 2)) MSET $s" ;;
     esac
 }
 
@@ -118,10 +137,10 @@ run_one() {
     local w=$1 via=$2 out rps
     # shellcheck disable=SC2046 # the workload's words are meant to split
     if [[ $via == direct ]]; then
-        out=$(redis-benchmark --cluster -h "$fhost" -p "$fport" -c "$CLIENTS" -r 100000 --csv \
+        out=$(redis-benchmark --cluster --threads "$BTHREADS" -h "$fhost" -p "$fport" -c "$CLIENTS" -r 100000 --csv \
             $(args_for "$w" direct) 2>&1) || die "redis-benchmark direct $w: $out"
     else
-        out=$(redis-benchmark -h 127.0.0.1 -p "$SGPORT" -c "$CLIENTS" -r 100000 --csv \
+        out=$(redis-benchmark --threads "$BTHREADS" -h 127.0.0.1 -p "$SGPORT" -c "$CLIENTS" -r 100000 --csv \
             $(args_for "$w" slotgate) 2>&1) || die "redis-benchmark slotgated $w: $out"
     fi
     rps=$(printf '%s\n' "$out" | awk -F'"' '/^"[A-Z]/ && $4 + 0 > 0 { print $4; exit }')
