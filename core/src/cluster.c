@@ -58,6 +58,7 @@ sg_node *sg_node_get(sg_client *c, const char *host, int port) {
     memcpy(node->addr, addr, sizeof addr);
     node->st.addr = node->addr;
     node->st.id = node->id;
+    node->index = c->nnodes;
     c->nodes[c->nnodes++] = node;
     return node;
 }
@@ -309,7 +310,7 @@ static int usable(const sg_node *n) {
 }
 
 sg_node *sg_route_slot(sg_client *c, int slot, int readonly, int policy) {
-    sg_node *master = c->slots[slot], *pick = NULL;
+    sg_node *master = sg_slot_master(c, slot), *pick = NULL;
     int i, n;
     if (policy < 0) policy = c->read_policy;
     if (master == NULL || !readonly || policy == SG_READ_MASTER || master->nreplicas == 0)
@@ -339,7 +340,7 @@ sg_node *sg_any_master(sg_client *c) {
         }
     }
     for (i = 0; i < SG_SLOTS; i++)
-        if (c->slots[i]) return c->slots[i];
+        if (c->slot_master[i]) return sg_slot_master(c, i);
     return NULL;
 }
 
@@ -490,7 +491,7 @@ int sg_cluster_apply_slots(sg_client *c, const sg_reply *r, const sg_node *asked
     }
     c->covered = 0;
     for (s = 0; s < SG_SLOTS; s++) {
-        c->slots[s] = slots[s];
+        sg_slot_set(c, s, slots[s]);
         if (slots[s]) c->covered++;
     }
     /* nodes that left: close what is idle */
@@ -860,8 +861,8 @@ void sg_cluster_refresh(sg_client *c, int urgent) {
 
 void sg_cluster_moved(sg_client *c, int slot, sg_node *node) {
     if (slot < 0 || slot >= SG_SLOTS) return;
-    if (c->slots[slot] == NULL) c->covered++;
-    c->slots[slot] = node;
+    if (c->slot_master[slot] == 0) c->covered++;
+    sg_slot_set(c, slot, node);
     node->in_map = 1;
     node->role = SG_ROLE_MASTER;
     sg_cluster_refresh(c, 0);
@@ -908,6 +909,8 @@ void sg_cluster_free(sg_client *c) {
     sg_free(c->nodes);
     c->nodes = NULL;
     c->nnodes = 0;
+    memset(c->slot_master, 0, sizeof c->slot_master);
+    c->covered = 0;
 }
 
 /* Starts discovery for a client that has no map yet. */

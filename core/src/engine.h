@@ -245,6 +245,7 @@ struct sg_node {
     int nreplicas, cap_replicas;
     int rr;          /* round-robin cursor over replicas */
     int in_map;      /* listed by the current slot map (or a seed/master) */
+    int index;       /* in client->nodes: slot_master[] holds index + 1 */
     sg_conn **conns;
     int nconns, cap_conns;
     sg_req *waiters, *waiters_tail; /* waiting for a connection */
@@ -256,7 +257,7 @@ struct sg_node {
     sg_node_stats st;
 };
 
-#define SG_MAX_NODES 1024
+#define SG_MAX_NODES 1024 /* fits slot_master's uint16_t */
 
 struct sg_client {
     sg_error err; /* first: sg_errcode()/sg_errmsg() read it */
@@ -280,7 +281,9 @@ struct sg_client {
     /* nodes and the map */
     sg_node **nodes;
     int nnodes;
-    sg_node *slots[SG_SLOTS]; /* master of each slot, NULL: uncovered */
+    /* the master of each slot, as its index in nodes + 1 (0: uncovered):
+     * 32 KB, where pointers took 128 KB of each worker's cache */
+    uint16_t slot_master[SG_SLOTS];
     int covered;              /* slots with a master */
     sg_node *single;          /* single/sentinel: the node */
     int ready;                /* a map (or the node) is known */
@@ -316,6 +319,16 @@ struct sg_client {
     sg_req *free_reqs;        /* finished requests kept for reuse */
     int nfree_reqs;
 };
+
+/* The master serving slot, or NULL. */
+static inline sg_node *sg_slot_master(const sg_client *c, int slot) {
+    unsigned k = c->slot_master[slot];
+    return k ? c->nodes[k - 1] : NULL;
+}
+
+static inline void sg_slot_set(sg_client *c, int slot, const sg_node *node) {
+    c->slot_master[slot] = node ? (uint16_t)(node->index + 1) : 0;
+}
 
 /* A blocking call's outcome: sg_waiter_reply is the callback that fills it. */
 typedef struct sg_waiter {

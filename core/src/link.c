@@ -135,7 +135,7 @@ static void link_connect(sg_link *l) {
     sg_conn *conn;
     struct evbuffer *out;
     if (c->mode != SG_MODE_CLUSTER) l->node = c->single;
-    else if (l->slot >= 0) l->node = c->slots[l->slot];
+    else if (l->slot >= 0) l->node = sg_slot_master(c, l->slot);
     else l->node = sg_any_master(c);
     if (l->node == NULL) {
         sg_cluster_refresh(c, 1);
@@ -244,7 +244,7 @@ int sg_link_serves(const sg_link *l, int slot) {
     const sg_client *c = l->c;
     if (l->node == NULL || l->failed) return 0;
     if (c->mode != SG_MODE_CLUSTER) return l->node == c->single;
-    return slot >= 0 && slot < SG_SLOTS && c->slots[slot] == l->node;
+    return slot >= 0 && slot < SG_SLOTS && sg_slot_master(c, slot) == l->node;
 }
 
 void sg_link_free(sg_link *l) {

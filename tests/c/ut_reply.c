@@ -240,7 +240,7 @@ static void test_map_master_listed_as_replica(void) {
     CHECK_INT(b->nreplicas, 0);
     CHECK_INT(sg_masters(&c, &masters), 2);
     sg_free(masters);
-    CHECK(c.slots[0] == a && c.slots[16383] == b);
+    CHECK(sg_slot_master(&c, 0) == a && sg_slot_master(&c, 16383) == b);
     sg_reply_free(r);
     sg_cluster_free(&c);
 }

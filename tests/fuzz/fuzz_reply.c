@@ -114,10 +114,10 @@ static void take(sg_client *c, sg_node *asked, const sg_reply *r, sg_node **slot
     if (covered > 0 && sg_cluster_apply_slots(c, r, asked, slots) == SG_OK) {
         const sg_node *seen = NULL; /* slots come in runs: check each run once */
         for (s = 0, n = 0; s < SG_SLOTS; s++) {
-            if (c->slots[s] == NULL) continue;
+            if (sg_slot_master(c, s) == NULL) continue;
             n++;
-            if (c->slots[s] == seen) continue;
-            seen = c->slots[s];
+            if (sg_slot_master(c, s) == seen) continue;
+            seen = sg_slot_master(c, s);
             if (!is_node(c, seen) || seen->role != SG_ROLE_MASTER || !seen->in_map) abort();
         }
         if (n != covered || c->covered != covered) abort();
