@@ -134,7 +134,7 @@ void sg_client_free(sg_client *c) {
         for (i = 0; i < c->nnodes; i++) sg_node_fail_waiters(c->nodes[i], SG_ECLOSED, "client closed");
         fail_list(pending, SG_ECLOSED, "client closed");
         for (r = retrying; r; r = r->next) {
-            evtimer_del(r->timer);
+            if (r->timer) evtimer_del(r->timer); /* a held request has none */
             r->in_retry = 0;
         }
         fail_list(retrying, SG_ECLOSED, "client closed");
@@ -146,6 +146,8 @@ void sg_client_free(sg_client *c) {
         sg_free(r);
     }
     if (c->flush_ev) event_free(c->flush_ev);
+    if (c->release_ev) event_free(c->release_ev);
+    sg_free(c->retried);
     sg_buf_free(&c->refresh_errors);
     if (c->dns) evdns_base_free(c->dns, 0);
     if (c->ssl) SSL_CTX_free(c->ssl);

@@ -97,8 +97,11 @@ struct sg_req {
     struct event *timer; /* retry backoff / pool wait deadline */
     int waiting;        /* in a node's wait list */
     uint64_t wait_deadline; /* ms: when waiting for a connection ends */
-    int in_retry;       /* in the client's retry list (retries, and deferred outcomes) */
+    int in_retry;       /* in the client's retry list: an SG_RETRY_* */
     uint64_t started;   /* ms, when first dispatched */
+    uint64_t seq;       /* the client's count of requests when first dispatched:
+                         * a slot's requests go out in this order */
+    int live_retry;     /* a retried request in flight: in client->retried */
     /* completion */
     sg_reply_fn fn;
     sg_raw_reply_fn raw_fn; /* a plain reply as bytes (sg_gateway_forward) */
@@ -257,6 +260,15 @@ struct sg_node {
     sg_node_stats st;
 };
 
+/* Why a request is on its client's retry list (sg_req.in_retry). */
+enum {
+    SG_RETRY_NONE = 0,
+    SG_RETRY_DEFERRED, /* its outcome, for the next loop turn */
+    SG_RETRY_BACKOFF,  /* waiting out a backoff before it goes again */
+    SG_RETRY_HELD      /* ready, behind an older request of its slot that
+                        * is being retried (router.c: older_retried) */
+};
+
 #define SG_MAX_NODES 1024 /* fits slot_master's uint16_t */
 
 struct sg_client {
@@ -290,6 +302,10 @@ struct sg_client {
     int connecting;           /* the first discovery is running */
     sg_req *pending, *pending_tail; /* commands waiting for the map */
     sg_req *retrying;         /* commands waiting to be tried again */
+    uint64_t next_seq;        /* sg_req.seq of the next request dispatched */
+    sg_req **retried;         /* retried requests in flight (live_retry) */
+    int nretried, cap_retried;
+    struct event *release_ev; /* sends what they held back, once they end */
     /* refresh */
     int refreshing;
     uint64_t last_refresh;

@@ -32,9 +32,12 @@
 
 /* ---- requests --------------------------------------------------------------------- */
 
+static void live_retry_drop(sg_req *req, int ended);
+
 void sg_req_free(sg_req *req) {
     int i;
     if (req == NULL) return;
+    if (req->live_retry) live_retry_drop(req, 1);
     for (i = 0; i < req->nttls; i++) sg_free(req->ttls[i].key);
     sg_free(req->ttls);
     if (req->timer) event_free(req->timer);
@@ -433,7 +436,94 @@ static void retry_unlink(sg_req *req) {
     }
     if (*pp) *pp = req->next;
     req->next = NULL;
-    req->in_retry = 0;
+    req->in_retry = SG_RETRY_NONE;
+}
+
+/* ---- a slot's order through retries ---------------------------------------------------
+ * A request being retried (waiting out a backoff, or sent again and not yet
+ * answered) holds back the later requests of its slot: they wait on the retry
+ * list (SG_RETRY_HELD) until it has ended, then go in the order they were
+ * first dispatched. Otherwise a pipelined SET k 1 refused twice (TRYAGAIN,
+ * CLUSTERDOWN: its next try after 100 ms) is overtaken by SET k 2 refused
+ * once (50 ms), or by any later command, and k ends as 1. Requests already
+ * sent when the first refusal comes cannot be held back. Retries are rare:
+ * nothing here runs while the retry list and client->retried are empty. */
+
+/* Whether an older request of req's slot is being retried, or held. */
+static int older_retried(const sg_req *req) {
+    const sg_client *c = req->client;
+    const sg_req *r;
+    int i;
+    for (r = c->retrying; r; r = r->next)
+        if (r != req && r->slot == req->slot && r->seq < req->seq && !r->exclusive &&
+            (r->in_retry == SG_RETRY_BACKOFF || r->in_retry == SG_RETRY_HELD))
+            return 1;
+    for (i = 0; i < c->nretried; i++)
+        if (c->retried[i] != req && c->retried[i]->slot == req->slot && c->retried[i]->seq < req->seq)
+            return 1;
+    return 0;
+}
+
+/* req is retried and sent: it holds its slot until it ends (no memory for
+ * the list: it holds nothing, as before there was one). A blocking command
+ * holds nothing: it has a connection of its own, and may block for good. */
+static void live_retry_add(sg_req *req) {
+    sg_client *c = req->client;
+    if (req->live_retry || req->slot < 0 || req->exclusive) return;
+    if (c->nretried == c->cap_retried) {
+        int ncap = c->cap_retried ? c->cap_retried * 2 : 8;
+        sg_req **n = sg_realloc(c->retried, (size_t)ncap * sizeof *n);
+        if (n == NULL) return;
+        c->retried = n;
+        c->cap_retried = ncap;
+    }
+    c->retried[c->nretried++] = req;
+    req->live_retry = 1;
+}
+
+static void release_cb(evutil_socket_t fd, short what, void *arg);
+
+/* req is no longer in flight: waiting again, or ended. When it ended, what it
+ * held back goes from the loop (never inside a callback or a send). */
+static void live_retry_drop(sg_req *req, int ended) {
+    sg_client *c = req->client;
+    int i;
+    for (i = 0; i < c->nretried; i++)
+        if (c->retried[i] == req) {
+            c->retried[i] = c->retried[--c->nretried];
+            break;
+        }
+    req->live_retry = 0;
+    if (!ended || c->freeing) return;
+    if (c->release_ev == NULL && (c->release_ev = event_new(c->base, -1, 0, release_cb, c)) == NULL)
+        return; /* then the next retry's end releases them */
+    event_active(c->release_ev, EV_TIMEOUT, 1);
+}
+
+static void hold(sg_req *req) {
+    sg_client *c = req->client;
+    if (req->live_retry) live_retry_drop(req, 0);
+    req->in_retry = SG_RETRY_HELD;
+    req->next = c->retrying;
+    c->retrying = req;
+}
+
+/* Sends the held requests nothing older holds back any more, oldest first. */
+static void release_cb(evutil_socket_t fd, short what, void *arg) {
+    sg_client *c = arg;
+    (void)fd;
+    (void)what;
+    for (;;) {
+        sg_req *r, *first = NULL;
+        for (r = c->retrying; r; r = r->next)
+            if (r->in_retry == SG_RETRY_HELD && (first == NULL || r->seq < first->seq) &&
+                !older_retried(r))
+                first = r;
+        if (first == NULL) return;
+        retry_unlink(first);
+        if (first->retries > 0) live_retry_add(first);
+        sg_req_dispatch(first);
+    }
 }
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg) {
@@ -441,6 +531,7 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
     retry_unlink(req);
+    live_retry_add(req);
     sg_req_dispatch(req);
 }
 
@@ -465,7 +556,8 @@ static int schedule_retry(sg_req *req) {
      * pipelined GET k retried with its SET k could run first) */
     ctv = event_base_init_common_timeout(c->base, &tv);
     evtimer_add(req->timer, ctv ? ctv : &tv);
-    req->in_retry = 1;
+    if (req->live_retry) live_retry_drop(req, 0);
+    req->in_retry = SG_RETRY_BACKOFF;
     req->next = c->retrying;
     c->retrying = req;
     return 1;
@@ -626,7 +718,10 @@ void sg_req_dispatch(sg_req *req) {
     sg_client *c = req->client;
     sg_node *node;
     char msg[SG_ERRMSG_MAX];
-    if (req->started == 0) req->started = sg_now_ms();
+    if (req->started == 0) {
+        req->started = sg_now_ms();
+        req->seq = ++c->next_seq;
+    }
     if (!c->ready) {
         /* wait for the map; start (or restart) discovery */
         req->next = NULL;
@@ -641,6 +736,11 @@ void sg_req_dispatch(sg_req *req) {
         return;
     }
     if (req->scan.state == 1 && !scan_place(req)) return;
+    if ((c->retrying || c->nretried) && req->slot >= 0 && req->asking == NULL &&
+        req->target == NULL && older_retried(req)) {
+        hold(req); /* release_cb sends it when the older ones have ended */
+        return;
+    }
     if (req->asking) node = req->asking;
     else if (req->target) node = req->target;
     else if (c->mode != SG_MODE_CLUSTER) node = c->single;
@@ -849,7 +949,7 @@ static int finish_deferred(sg_req *req, sg_reply *reply, int status, const char 
     req->failed_status = status;
     req->early = reply;
     evtimer_add(req->timer, &zero);
-    req->in_retry = 1;
+    req->in_retry = SG_RETRY_DEFERRED;
     req->next = c->retrying;
     c->retrying = req;
     return 1;
@@ -865,7 +965,7 @@ static int finish_later(sg_req *req, const char *error_reply, int status, const 
     req->failed_status = status;
     if ((req->timer = evtimer_new(c->base, deferred_cb, req)) == NULL) return SG_ENOMEM;
     evtimer_add(req->timer, &zero);
-    req->in_retry = 1;
+    req->in_retry = SG_RETRY_DEFERRED;
     req->next = c->retrying;
     c->retrying = req;
     return SG_OK;
@@ -1086,6 +1186,19 @@ int sg_router_submit(sg_client *c, int argc, const char *const *argv, const size
     return rc;
 }
 
+/* A slot number as CLUSTER COUNTKEYSINSLOT takes it: 0 to 16383 in decimal,
+ * else -1 (any master then answers with Redis's own error). */
+static int slot_arg(const char *s, size_t len) {
+    int v = 0;
+    size_t i;
+    if (len == 0 || len > 5) return -1;
+    for (i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v < SG_SLOTS ? v : -1;
+}
+
 static int submit(sg_client *c, int argc, const char *const *argv, const size_t *argvlen,
                   sg_reply_fn fn, void *ud, const sg_submit_opts *opts) {
     size_t *lens = NULL, small_lens[SMALL_ARGC];
@@ -1178,6 +1291,9 @@ static int submit(sg_client *c, int argc, const char *const *argv, const size_t 
         /* PUBLISH: its channel names no key, but routes like one */
         req->slot = (int)sg_keyslot(argv[1], argvlen[1]);
         sg_req_dispatch(req);
+    } else if (nkeys == 0 && route == SG_ROUTE_SLOT && argc >= 3 &&
+               (req->slot = slot_arg(argv[2], argvlen[2])) >= 0) {
+        sg_req_dispatch(req); /* MOVED and ASK followed as for a key */
     } else {
         sg_req_dispatch(req); /* keyless, or malformed: any master answers */
     }

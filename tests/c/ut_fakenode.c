@@ -563,6 +563,61 @@ static void test_transient_keeps_order(void) {
     fn_free(a);
 }
 
+/* Error replies node 0 of c has sent so far. */
+static uint64_t node_errors(sg_client *c) {
+    sg_node_stats st;
+    memset(&st, 0, sizeof st);
+    sg_client_node_stats(c, 0, &st);
+    return st.errors;
+}
+
+/* Retried commands of one slot with different backoffs keep their order: a
+ * SET refused twice (its next try after 100 ms) is not overtaken by a later
+ * SET of the same key refused once (50 ms), nor by a GET sent while the
+ * first waits. Both used to reach the node before the first SET, and the key
+ * ended with the older value. */
+static void test_transient_mixed_backoffs_keep_order(void) {
+    struct event_base *base = event_base_new();
+    fn_node *a = fn_start();
+    sg_client *c;
+    outcome o[4];
+    uint64_t end;
+    memset(o, 0, sizeof o);
+    map_all_to(a, &a, 1);
+    c = fn_client(a, 1, base, NULL);
+    CHECK_INT(sg_client_connect(c), SG_OK);
+    fn_rule_add(a, (fn_spec){.cmd = "SET", .key = "mix", .times = 3, .reply = transient[0]});
+    CHECK_INT(send_async(c, &o[0], "SET mix %s", "old", NULL), SG_OK);
+    /* until the client has read the second refusal: the SET is in its
+     * 100 ms backoff */
+    end = fn_now_ms() + 5000;
+    while (node_errors(c) < 2 && fn_now_ms() < end) event_base_loop(base, EVLOOP_ONCE);
+    CHECK_INT(node_errors(c), 2);
+    CHECK_INT(o[0].calls, 0);
+    CHECK_INT(send_async(c, &o[1], "SET mix %s", "new", NULL), SG_OK); /* refused once: 50 ms */
+    CHECK_INT(send_async(c, &o[2], "GET mix", NULL, NULL), SG_OK);
+    CHECK(run_until_called(base, o, 3, 10000));
+    CHECK_REPLY(o[0].reply, SG_REPLY_STATUS, "OK");
+    CHECK_REPLY(o[1].reply, SG_REPLY_STATUS, "OK");
+    CHECK_REPLY(o[2].reply, SG_REPLY_STRING, "new");
+    CHECK_INT(fn_count(a, "SET", "mix"), 5);
+    CHECK_INT(send_async(c, &o[3], "GET mix", NULL, NULL), SG_OK);
+    CHECK(run_until_called(base, o + 3, 1, 10000));
+    CHECK_REPLY(o[3].reply, SG_REPLY_STRING, "new");
+    if (!reply_is_str(o[3].reply, SG_REPLY_STRING, "new")) { /* what the node saw */
+        int i;
+        for (i = 0; i < fn_nlog(a); i++) {
+            char line[200];
+            fn_log_line(a, i, line, sizeof line);
+            fprintf(stderr, "  %d conn %d: %s\n", i, fn_log_conn(a, i), line);
+        }
+    }
+    outcomes_free(o, 4);
+    sg_client_free(c);
+    event_base_free(base);
+    fn_free(a);
+}
+
 /* Answered forever: each caller gets the error reply after a bounded number
  * of tries, in bounded time (the three run at once on an async client). */
 static void test_transient_forever(void) {
@@ -1177,6 +1232,7 @@ int main(void) {
     RUN_T(test_too_many_redirects);
     RUN_T(test_transient_then_ok);
     RUN_T(test_transient_keeps_order);
+    RUN_T(test_transient_mixed_backoffs_keep_order);
     RUN_T(test_transient_forever);
     RUN_T(test_stall);
     RUN_T(test_stall_blocking);
