@@ -10,7 +10,8 @@
  *    gives only those sections;
  *  - ROLE, and CLUSTER as a cluster whose only node is slotgated itself
  *    (KEYSLOT, MYID, INFO, SLOTS, SHARDS, NODES), so cluster-aware clients
- *    send everything here.
+ *    send everything here; COUNTKEYSINSLOT and GETKEYSINSLOT go to the
+ *    master of the slot they name (the router's SG_ROUTE_SLOT).
  * The fan-outs that need no more than a merge (KEYS, DBSIZE, FLUSHALL, SCRIPT,
  * FUNCTION, CONFIG, SCAN, RANDOMKEY, SLOWLOG, LATENCY) are the engine's: they
  * pass through here untouched, and through the policies like any command.
@@ -72,6 +73,9 @@ static const char *const answered[] = {"client|setname", "client|getname", "clie
                                        "cluster|info",   "cluster|slots",   "cluster|shards",
                                        "cluster|nodes",  NULL};
 
+/* CLUSTER subcommands about one slot's keys: forwarded to its master. */
+static int slot_command(const sg_command *cmd) { return sg_command_route(cmd) == SG_ROUTE_SLOT; }
+
 static int in_list(const char *const *list, const char *name) {
     int i;
     for (i = 0; list[i]; i++)
@@ -84,7 +88,7 @@ static const char *find_refusal(const sg_command *cmd) {
     const sg_command *family = cmd->parent ? cmd->parent : cmd;
     char wild[64];
     int i;
-    if (in_list(answered, cmd->name)) return NULL;
+    if (in_list(answered, cmd->name) || slot_command(cmd)) return NULL;
     snprintf(wild, sizeof wild, "%s|*", family->name);
     for (i = 0; refusals[i].name; i++)
         if (strcmp(refusals[i].name, cmd->name) == 0) return refusals[i].why;
@@ -471,7 +475,8 @@ static void do_cluster(session *s, const sg_command *cmd, const sg_resp_req *r, 
 
 int admin_takes(const sg_command *cmd) {
     return admin_refusal(cmd) != NULL || strcmp(cmd->name, "info") == 0 ||
-           strcmp(cmd->name, "role") == 0 || (cmd->parent && strcmp(cmd->parent->name, "cluster") == 0);
+           strcmp(cmd->name, "role") == 0 ||
+           (cmd->parent && strcmp(cmd->parent->name, "cluster") == 0 && !slot_command(cmd));
 }
 
 int admin_command(session *s, const sg_command *cmd, const sg_resp_req *r, slot *sl, uint64_t seq) {
@@ -492,7 +497,7 @@ int admin_command(session *s, const sg_command *cmd, const sg_resp_req *r, slot 
         sl->done = 1;
         return 1;
     }
-    if (cmd->parent && strcmp(cmd->parent->name, "cluster") == 0) {
+    if (cmd->parent && strcmp(cmd->parent->name, "cluster") == 0 && !slot_command(cmd)) {
         do_cluster(s, cmd, r, &sl->out);
         sl->done = 1;
         return 1;

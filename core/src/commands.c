@@ -558,6 +558,9 @@ static const struct {
     [SG_CI_PUBLISH] = {SG_ROUTE_CHANNEL, 0},
     [SG_CI_SSUBSCRIBE] = {SG_ROUTE_CHANNEL, 0},
     [SG_CI_SUNSUBSCRIBE] = {SG_ROUTE_CHANNEL, 0},
+    /* A slot's keys: asked of the master that has them. */
+    [SG_CI_CLUSTER_COUNTKEYSINSLOT] = {SG_ROUTE_SLOT, 0},
+    [SG_CI_CLUSTER_GETKEYSINSLOT] = {SG_ROUTE_SLOT, 0},
     /* Replies that say which of the request's keys they come from. (KEYS,
      * SCAN, RANDOMKEY and CLUSTER GETKEYSINSLOT name keys too, but keys no
      * request named: a rewrite cannot be undone for them; see README.) */
@@ -658,7 +661,7 @@ const char *sg_split_name(int split) {
 
 const char *sg_route_name(int route) {
     static const char *const names[] = {
-        NULL, "any", "keys", "all-masters", "all-nodes", "gateway", "channel"};
-    if (route < SG_ROUTE_ANY || route > SG_ROUTE_CHANNEL) return NULL;
+        NULL, "any", "keys", "all-masters", "all-nodes", "gateway", "channel", "slot"};
+    if (route < SG_ROUTE_ANY || route > SG_ROUTE_SLOT) return NULL;
     return names[route];
 }

@@ -257,7 +257,8 @@ int sg_command_split(const sg_command *cmd);
 
 /* Where a request goes. A hand-kept hint in commands.c where there is one
  * (what the gateway answers itself, INFO included; SCAN, whose tip says only
- * "special"; CONFIG GET/RESETSTAT; shard channels), else the tips'
+ * "special"; CONFIG GET/RESETSTAT; shard channels; the CLUSTER subcommands
+ * that name a slot), else the tips'
  * request_policy (all_shards, all_nodes), else SG_ROUTE_KEYS for a command
  * with key specs and SG_ROUTE_ANY for one without. */
 enum {
@@ -267,8 +268,10 @@ enum {
     SG_ROUTE_ALL_MASTERS, /* every master (request_policy:all_shards) */
     SG_ROUTE_ALL_NODES,   /* every node, replicas too (all_nodes) */
     SG_ROUTE_GATEWAY,     /* answered by the gateway itself (ECHO, AUTH, ...) */
-    SG_ROUTE_CHANNEL      /* the master of its shard channel's slot (the
+    SG_ROUTE_CHANNEL,     /* the master of its shard channel's slot (the
                              not_key arguments: SPUBLISH, SSUBSCRIBE) */
+    SG_ROUTE_SLOT         /* the master of the slot its third argument names
+                             (CLUSTER COUNTKEYSINSLOT, GETKEYSINSLOT) */
 };
 int sg_command_route(const sg_command *cmd);
 

@@ -270,6 +270,8 @@ static void test_split_route(void) {
     ROUTE("client|setname", SG_ROUTE_GATEWAY);
     ROUTE("spublish", SG_ROUTE_CHANNEL);
     ROUTE("publish", SG_ROUTE_CHANNEL); /* for order: see commands.c */
+    ROUTE("cluster|countkeysinslot", SG_ROUTE_SLOT);
+    ROUTE("cluster|getkeysinslot", SG_ROUTE_SLOT);
     ROUTE("time", SG_ROUTE_ANY);
     ROUTE("config", SG_ROUTE_ANY);
 #undef ROUTE

@@ -346,6 +346,31 @@ describe("slotgated fan-outs", function()
     assert.matches("does not support 'CLUSTER SLOTS'", out, 1, true)
     cmd(d, "DEL", "cl:x")
   end)
+
+  it("asks the master of the slot named for CLUSTER COUNTKEYSINSLOT and GETKEYSINSLOT", function()
+    local slot = tostring(cmd(d, "CLUSTER", "KEYSLOT", "{cks}").v)
+    cmd(d, "DEL", "{cks}:1", "{cks}:2", "{cks}:3")
+    -- other specs' keys may share the slot
+    local before = cmd(d, "CLUSTER", "COUNTKEYSINSLOT", slot).v
+    for i = 1, 3 do cmd(d, "SET", "{cks}:" .. i, "v") end
+    assert.equal(before + 3, cmd(d, "CLUSTER", "COUNTKEYSINSLOT", slot).v)
+    local names = {}
+    for _, k in ipairs(cmd(d, "CLUSTER", "GETKEYSINSLOT", slot, tostring(before + 3)).v) do
+      names[k.v] = true
+    end
+    assert.same({ true, true, true }, { names["{cks}:1"], names["{cks}:2"], names["{cks}:3"] })
+    -- the one master that has them was asked: every other one has none there
+    local zero = 0
+    for _, addr in ipairs(split(helper.server_var("SG_TEST_CLUSTER_MASTERS"), ",")) do
+      if node_cli(addr, "CLUSTER COUNTKEYSINSLOT " .. slot) == "0\n" then zero = zero + 1 end
+    end
+    assert.equal(2, zero)
+    -- a slot out of range: the node's own error
+    local ok, err = cmd(d, "CLUSTER", "COUNTKEYSINSLOT", "16384")
+    assert.is_false(ok)
+    assert.matches("[Ss]lot", err)
+    cmd(d, "DEL", "{cks}:1", "{cks}:2", "{cks}:3")
+  end)
 end)
 
 describe("slotgated admin commands under a policy", function()
