@@ -79,55 +79,60 @@ typedef struct sg_split {
     int raw_bad;        /* one of them had not the expected shape */
 } sg_split;
 
+/* A SCAN's place in the cluster: the client's cursor names a master (router.c). */
+typedef struct sg_scan_place {
+    uint64_t cursor;        /* the client's cursor */
+    int ord, last;          /* the master's place in the sorted masters; whether last */
+    unsigned tag, next_tag; /* its id's tag; the next master's */
+} sg_scan_place;
+
+/* One command in flight. Split MGETs make thousands of these at once, so the
+ * fields are ordered by size and the rare ones (a SCAN's place) live apart. */
 struct sg_req {
     sg_client *client;
     sg_req *next;       /* in a wait list (client's, node's or retry's) */
     char *cmd;          /* the command in RESP */
-    size_t cmdlen;
     const sg_command *info; /* NULL for internal requests sent raw */
-    int slot;           /* -1: no key */
-    int readonly;       /* may go to a replica, may be retried after loss */
-    int exclusive;      /* needs a connection of its own (blocking cmds) */
-    long long block_ms; /* blocking commands: how long they may block (-1: forever) */
-    int redirects;      /* MOVED/ASK followed */
-    int retries;        /* TRYAGAIN/CLUSTERDOWN/LOADING/connection retries */
     sg_node *target;    /* forced node (refresh, fan-out part), else NULL */
     sg_node *asking;    /* ASK target for the next try, else NULL */
     sg_node *last_node; /* where it was last sent (for messages) */
     struct event *timer; /* retry backoff / pool wait deadline */
-    int waiting;        /* in a node's wait list */
-    uint64_t wait_deadline; /* ms: when waiting for a connection ends */
-    int in_retry;       /* in the client's retry list: an SG_RETRY_* */
-    uint64_t started;   /* ms, when first dispatched */
-    uint64_t seq;       /* the client's count of requests when first dispatched:
-                         * a slot's requests go out in this order */
-    int live_retry;     /* a retried request in flight: in client->retried */
     /* completion */
     sg_reply_fn fn;
     sg_raw_reply_fn raw_fn; /* a plain reply as bytes (sg_gateway_forward) */
     void *ud;
     /* split parts: parent and the part's index; the parent's state */
     sg_req *parent;
-    int part;
-    int part_first;     /* SPLIT_ARRAY: where its keys start in the parent's part_keys */
-    int split;          /* SG_SPLIT_* or, for fan-outs, -1 - merge policy */
-    int fanout;         /* 1: every master, 2: every node (parts made at dispatch) */
     sg_split *sp;       /* a split or fanned-out request's parts (NULL: none) */
-    int read_policy;    /* SG_READ_*, or -1: the client's */
     sg_ttl_req *ttls;   /* default TTLs to set after a successful write */
-    int nttls;
-    int failed_status;  /* first failure among parts */
     char *failed_msg;
     sg_reply *early;    /* an outcome known at submit (CROSSSLOT), delivered from the loop */
+    sg_scan_place *scan; /* a SCAN over a cluster, once placed (scan_state) */
+    size_t cmdlen;
     size_t cmdcap;      /* room for the command made with the request (req_new);
                            0: cmd is an allocation of its own */
-    /* SCAN over a cluster: the client's cursor names a master (router.c) */
-    struct {
-        int state;       /* 0: not such a SCAN; 1: cursor not yet placed; 2: placed */
-        uint64_t cursor; /* the client's cursor */
-        int ord, last;   /* the master's place in the sorted masters; whether last */
-        unsigned tag, next_tag; /* its id's tag; the next master's */
-    } scan;
+    long long block_ms; /* blocking commands: how long they may block (-1: forever) */
+    uint64_t wait_deadline; /* ms: when waiting for a connection ends */
+    uint64_t started;   /* ms, when first dispatched */
+    uint64_t seq;       /* the client's count of requests when first dispatched:
+                         * a slot's requests go out in this order */
+    int slot;           /* -1: no key */
+    int redirects;      /* MOVED/ASK followed */
+    int retries;        /* TRYAGAIN/CLUSTERDOWN/LOADING/connection retries */
+    int part;
+    int part_first;     /* SPLIT_ARRAY: where its keys start in the parent's part_keys */
+    int nttls;
+    int failed_status;  /* first failure among parts */
+    int8_t split;       /* SG_SPLIT_* or, for fan-outs, -1 - merge policy */
+    int8_t read_policy; /* SG_READ_*, or -1: the client's */
+    uint8_t readonly;   /* may go to a replica, may be retried after loss */
+    uint8_t exclusive;  /* needs a connection of its own (blocking cmds) */
+    uint8_t waiting;    /* in a node's wait list */
+    uint8_t in_retry;   /* in the client's retry list: an SG_RETRY_* */
+    uint8_t live_retry; /* a retried request in flight: in client->retried */
+    uint8_t fanout;     /* 1: every master, 2: every node (parts made at dispatch) */
+    uint8_t scan_state; /* SCAN over a cluster: 0 not one; 1 cursor in scan, not yet
+                           placed; 2 placed */
 };
 
 /* Options of a submitted command (the gateway's policies decide them). */
@@ -153,7 +158,7 @@ int sg_router_submit_node(sg_client *c, sg_node *node, int argc, const char *con
  * with no follow-up, or a part of one whose parts merge as bytes. */
 #define SG_REQ_RAW_OK(req)                                                                   \
     ((req)->parent ? SG_REQ_RAW_MERGE((req)->parent)                                         \
-                   : (req)->raw_fn != NULL && (req)->nttls == 0 && (req)->scan.state == 0)
+                   : (req)->raw_fn != NULL && (req)->nttls == 0 && (req)->scan_state == 0)
 /* Whether the parts of a split request may come as bytes: its reply is
  * theirs put together (MGET's elements in key order, MSET's one +OK). */
 #define SG_REQ_RAW_MERGE(p)                                                                  \

@@ -17,13 +17,13 @@
 #include "engine.h"
 
 /* Finished requests a client (one per worker) keeps for reuse: what two
- * workers have in flight for 50 clients pipelining 16 deep; ~190 kB at most. */
+ * workers have in flight for 50 clients pipelining 16 deep; ~150 kB at most. */
 #define KEEP_REQS 512
 /* The least room for a request's command: a GET or SET of a short key and
  * value, or a split MGET's part, fits; so one kept request serves the next.
  * (Room is memory per request in flight: an MGET of 10 slots at pipeline
  * 16 from 50 clients has 8 000 parts out.) */
-#define REQ_ROOM 96
+#define REQ_ROOM 64
 
 /* Arguments counted on the stack rather than allocated. */
 #define SMALL_ARGC 16
@@ -48,6 +48,7 @@ void sg_req_free(sg_req *req) {
         sg_free(req->sp);
     }
     sg_free(req->failed_msg);
+    sg_free(req->scan);
     sg_reply_free(req->early);
     if (req->cmdcap == 0) { /* a command of its own (not made by req_new) */
         sg_free(req->cmd);
@@ -643,7 +644,7 @@ static void finish_with_error(sg_req *req, const char *err) {
 static int scan_place(sg_req *req) {
     sg_client *c = req->client;
     sg_node **m = NULL;
-    uint64_t cur = req->scan.cursor;
+    uint64_t cur = req->scan->cursor;
     int n = sg_masters(c, &m), ord = (int)(cur & ((1u << SCAN_ORD_BITS) - 1));
     unsigned tag = (unsigned)(cur >> SCAN_ORD_BITS) & ((1u << SCAN_TAG_BITS) - 1);
     char digits[24];
@@ -664,11 +665,11 @@ static int scan_place(sg_req *req) {
         return 0;
     }
     req->target = m[ord];
-    req->scan.ord = ord;
-    req->scan.last = ord == n - 1;
-    req->scan.tag = node_tag(m[ord]);
-    req->scan.next_tag = ord + 1 < n ? node_tag(m[ord + 1]) : 0;
-    req->scan.state = 2;
+    req->scan->ord = ord;
+    req->scan->last = ord == n - 1;
+    req->scan->tag = node_tag(m[ord]);
+    req->scan->next_tag = ord + 1 < n ? node_tag(m[ord + 1]) : 0;
+    req->scan_state = 2;
     sg_free(m);
     snprintf(digits, sizeof digits, "%llu", (unsigned long long)(cur >> SCAN_NODE_SHIFT));
     if (replace_arg1(req, digits, strlen(digits)) != SG_OK) {
@@ -694,10 +695,10 @@ static sg_reply *scan_reply(sg_req *req, sg_reply *r) {
         return sg_reply_new_str(SG_REPLY_ERROR, err, sizeof err - 1);
     }
     if (node_cur != 0)
-        out = node_cur << SCAN_NODE_SHIFT | (uint64_t)req->scan.tag << SCAN_ORD_BITS |
-              (uint64_t)req->scan.ord;
-    else if (!req->scan.last)
-        out = (uint64_t)req->scan.next_tag << SCAN_ORD_BITS | (uint64_t)(req->scan.ord + 1);
+        out = node_cur << SCAN_NODE_SHIFT | (uint64_t)req->scan->tag << SCAN_ORD_BITS |
+              (uint64_t)req->scan->ord;
+    else if (!req->scan->last)
+        out = (uint64_t)req->scan->next_tag << SCAN_ORD_BITS | (uint64_t)(req->scan->ord + 1);
     else
         out = 0; /* the last master is done */
     snprintf(digits, sizeof digits, "%llu", (unsigned long long)out);
@@ -735,7 +736,7 @@ void sg_req_dispatch(sg_req *req) {
         fan_out_dispatch(req); /* the map is known: one part per node */
         return;
     }
-    if (req->scan.state == 1 && !scan_place(req)) return;
+    if (req->scan_state == 1 && !scan_place(req)) return;
     if ((c->retrying || c->nretried) && req->slot >= 0 && req->asking == NULL &&
         req->target == NULL && older_retried(req)) {
         hold(req); /* release_cb sends it when the older ones have ended */
@@ -826,7 +827,7 @@ void sg_req_on_reply(sg_req *req, sg_node *node, sg_reply *r) {
             return;
         }
     }
-    if (req->scan.state == 2 && (r = scan_reply(req, r)) == NULL) {
+    if (req->scan_state == 2 && (r = scan_reply(req, r)) == NULL) {
         sg_req_finish(req, NULL, SG_ENOMEM, "out of memory reading a SCAN reply");
         return;
     }
@@ -1276,10 +1277,15 @@ static int submit(sg_client *c, int argc, const char *const *argv, const size_t 
         }
     } else if (nkeys == 0 && strcmp(req->info->name, "scan") == 0) {
         /* the master is picked when the map is known: at dispatch */
-        if (!parse_cursor(argv[1], argvlen[1], &req->scan.cursor)) {
+        uint64_t cursor;
+        if (!parse_cursor(argv[1], argvlen[1], &cursor)) {
             rc = finish_later(req, "ERR invalid cursor", SG_OK, NULL);
+        } else if ((req->scan = sg_calloc(1, sizeof *req->scan)) == NULL) {
+            sg_req_free(req);
+            goto oom;
         } else {
-            req->scan.state = 1;
+            req->scan->cursor = cursor;
+            req->scan_state = 1;
             sg_req_dispatch(req);
         }
     } else if (nkeys == 0 && (route == SG_ROUTE_ALL_MASTERS || route == SG_ROUTE_ALL_NODES)) {
