@@ -25,10 +25,11 @@ static void usage(FILE *out) {
             "       slotgated --version | --help\n"
             "\n"
             "Serves Redis clients in front of the storage the settings name, until\n"
-            "SIGTERM or SIGINT (in-flight commands finish first); SIGHUP reloads the\n"
-            "policy scripts (users' own too; all of them or none). With the metrics\n"
-            "setting, http://ADDR/metrics (Prometheus) and /health (200 once every\n"
-            "upstream's slot map is full) are served.\n"
+            "SIGTERM or SIGINT (in-flight commands finish first); SIGHUP reads the\n"
+            "settings again: users, passwords, policy scripts, limits and the TLS\n"
+            "certificate change without dropping clients (all of it or none). With\n"
+            "the metrics setting, http://ADDR/metrics (Prometheus) and /health (200\n"
+            "once every upstream's slot map is full) are served.\n"
             "\n"
             "  -c, --config FILE  a Tyk settings file: tyk.conf, tyk_analytics.conf\n"
             "                     or pump.conf (without it: the environment alone)\n"
@@ -73,59 +74,152 @@ static struct ssl_ctx_st *tls_context(const sg_daemon_settings *ds, char *err, s
     return NULL;
 }
 
-/* Serves with the settings read; the exit status. */
-static int serve(const sg_config *cfg, sg_daemon_settings *ds) {
+/* Options made from settings, with what they point into: free_opts gets
+ * back &o (the first member). */
+typedef struct built {
     sg_serve_opts o;
-    sg_serve_user *users = NULL;
+    sg_daemon_settings *ds; /* owned by a reload's options; the first are main's */
     const char **listen;
-    char err[SG_ERRMSG_MAX];
+    sg_serve_user *users;
+} built;
+
+static void built_clear(built *b) {
+    sg_tls_server_free(b->o.tls_ctx);
+    free(b->listen);
+    free(b->users);
+    b->o.tls_ctx = NULL;
+    b->listen = NULL;
+    b->users = NULL;
+}
+
+/* Fills b from ds; tls: make the TLS context (some listener of the running
+ * daemon is "tls:"). 0, or -1 with why in err. */
+static int build(built *b, sg_daemon_settings *ds, int tls, char *err, size_t errlen) {
+    sg_serve_opts *o = &b->o;
     size_t i;
+    memset(b, 0, sizeof *b);
+    b->ds = ds;
+    err[0] = '\0';
+    if (tls && (o->tls_ctx = sg_tls_server_new(ds, err, errlen)) == NULL) return -1;
+    if ((b->listen = calloc(ds->nlisten ? ds->nlisten : 1, sizeof *b->listen)) == NULL ||
+        (ds->nusers > 0 && (b->users = calloc(ds->nusers, sizeof *b->users)) == NULL)) {
+        snprintf(err, errlen, "out of memory");
+        built_clear(b);
+        return -1;
+    }
+    for (i = 0; i < ds->nlisten; i++) b->listen[i] = ds->listen[i].text;
+    for (i = 0; i < ds->nusers; i++) {
+        b->users[i].name = ds->users[i].name;
+        b->users[i].password = ds->users[i].password;
+        b->users[i].policy = ds->users[i].policy;
+    }
+    o->listen = b->listen;
+    o->nlisten = (int)ds->nlisten;
+    o->unix_mode = ds->unix_mode;
+    o->threads = (int)ds->threads;
+    o->policies = (const char *const *)ds->policy;
+    o->npolicies = (int)ds->npolicy;
+    o->requirepass = ds->requirepass;
+    o->users = b->users;
+    o->nusers = (int)ds->nusers;
+    o->max_clients = ds->max_clients;
+    o->max_request_bytes = ds->max_request_bytes;
+    o->idle_timeout = ds->client_idle_timeout;
+    o->output_limit = ds->client_output_limit;
+    o->pubsub_output_limit = ds->pubsub_output_limit;
+    o->metrics = ds->metrics ? ds->metrics->text : NULL;
+    o->shutdown_timeout = (int)ds->shutdown_timeout;
+    return 0;
+}
+
+/* What a reload needs: the file the settings came from, and the settings
+ * serving started with. */
+typedef struct served {
+    const char *path;
+    sg_daemon_settings *first;
+} served;
+
+static int has_tls(const sg_daemon_settings *ds) {
+    size_t i;
+    for (i = 0; i < ds->nlisten; i++)
+        if (ds->listen[i].tls) return 1;
+    return 0;
+}
+
+/* Settings read at start only: a reload that changes them says so. */
+static void warn_restart_only(sg_daemon_settings *first, sg_daemon_settings *now) {
+    static const char *const keys[] = {"listen", "unix_mode", "threads", "metrics",
+                                       "log_level", "syslog", "user", NULL};
+    int i;
+    for (i = 0; keys[i]; i++) {
+        const char *a = NULL, *b = NULL, *src;
+        char was[512];
+        if (sg_daemon_settings_get(first, keys[i], 0, &a, &src) != SG_OK || a == NULL) continue;
+        snprintf(was, sizeof was, "%s", a);
+        if (sg_daemon_settings_get(now, keys[i], 0, &b, &src) != SG_OK || b == NULL) continue;
+        if (strcmp(was, b) != 0)
+            sg_log(SG_LOG_WARN, "SIGHUP: %s changed (%s -> %s): it takes a restart; the "
+                   "running value stays", keys[i], was, b);
+    }
+}
+
+/* SIGHUP (the main thread): the daemon's settings read again from the same
+ * file and environment. */
+static sg_serve_opts *reload_settings(void *ud, char *err, size_t errlen) {
+    served *sv = ud;
+    sg_daemon_settings *ds = sg_daemon_settings_new();
+    built *b;
+    int i;
+    if (ds == NULL || (b = malloc(sizeof *b)) == NULL) {
+        sg_daemon_settings_free(ds);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (sg_daemon_settings_load(ds, sv->path, NULL) != SG_OK) {
+        snprintf(err, errlen, "%s", sg_errmsg(ds));
+        sg_daemon_settings_free(ds);
+        free(b);
+        return NULL;
+    }
+    for (i = 0; i < sg_daemon_settings_warning_count(ds); i++)
+        sg_log(SG_LOG_WARN, "SIGHUP: %s", sg_daemon_settings_warning(ds, i));
+    /* the listeners are the running ones: a certificate when they take TLS */
+    if (build(b, ds, has_tls(sv->first), err, errlen) != 0) {
+        sg_daemon_settings_free(ds);
+        free(b);
+        return NULL;
+    }
+    warn_restart_only(sv->first, ds);
+    return &b->o;
+}
+
+static void free_reloaded(void *ud, sg_serve_opts *o) {
+    built *b = (built *)o;
+    (void)ud;
+    built_clear(b);
+    sg_daemon_settings_free(b->ds);
+    free(b);
+}
+
+/* Serves with the settings read; the exit status. */
+static int serve(const sg_config *cfg, sg_daemon_settings *ds, const char *path) {
+    built b;
+    served sv = {path, ds};
+    char err[SG_ERRMSG_MAX];
     int rc;
     log_setup(ds->log_level, ds->syslog);
-    memset(&o, 0, sizeof o);
-    if ((o.tls_ctx = tls_context(ds, err, sizeof err)) == NULL && err[0]) {
+    if (build(&b, ds, has_tls(ds), err, sizeof err) != 0) {
         fprintf(stderr, "slotgated: %s\n", err);
         return 1;
     }
-    if ((listen = calloc(ds->nlisten, sizeof *listen)) == NULL) {
-        fprintf(stderr, "slotgated: out of memory\n");
-        sg_tls_server_free(o.tls_ctx);
-        return 1;
-    }
-    for (i = 0; i < ds->nlisten; i++) listen[i] = ds->listen[i].text;
-    if (ds->nusers > 0 && (users = calloc(ds->nusers, sizeof *users)) == NULL) {
-        fprintf(stderr, "slotgated: out of memory\n");
-        free(listen);
-        return 1;
-    }
-    for (i = 0; i < ds->nusers; i++) {
-        users[i].name = ds->users[i].name;
-        users[i].password = ds->users[i].password;
-        users[i].policy = ds->users[i].policy;
-    }
-    o.listen = listen;
-    o.nlisten = (int)ds->nlisten;
-    o.unix_mode = ds->unix_mode;
-    o.threads = (int)ds->threads;
-    o.policies = (const char *const *)ds->policy;
-    o.npolicies = (int)ds->npolicy;
-    o.requirepass = ds->requirepass;
-    o.users = users;
-    o.nusers = (int)ds->nusers;
-    o.max_clients = ds->max_clients;
-    o.max_request_bytes = ds->max_request_bytes;
-    o.idle_timeout = ds->client_idle_timeout;
-    o.output_limit = ds->client_output_limit;
-    o.pubsub_output_limit = ds->pubsub_output_limit;
-    o.metrics = ds->metrics ? ds->metrics->text : NULL;
-    o.shutdown_timeout = (int)ds->shutdown_timeout;
-    o.ready = on_ready;
-    o.ready_ud = ds;
-    rc = sg_serve(cfg, &o, err, sizeof err);
+    b.o.ready = on_ready;
+    b.o.ready_ud = ds;
+    b.o.reload = reload_settings;
+    b.o.free_opts = free_reloaded;
+    b.o.reload_ud = &sv;
+    rc = sg_serve(cfg, &b.o, err, sizeof err);
     if (rc != 0) log_fatal("%s", err);
-    free(listen);
-    sg_tls_server_free(o.tls_ctx);
-    free(users);
+    built_clear(&b);
     return rc == 0 ? 0 : 1;
 }
 
@@ -187,7 +281,7 @@ int main(int argc, char **argv) {
         if (dsrc != SG_OK) fprintf(stderr, "slotgated: %s\n", sg_errmsg(ds));
     }
     if (rc == SG_OK && dsrc == SG_OK && !check) {
-        rc = serve(cfg, ds);
+        rc = serve(cfg, ds, path);
         sg_config_free(cfg);
         sg_daemon_settings_free(ds);
         return rc;

@@ -120,7 +120,7 @@ static void update_mode(psub *ps) {
  * was closed. */
 static int deliver(psub *ps, const sg_reply *r) {
     session *s = ps->s;
-    long long limit = s->w->srv->o->pubsub_output_limit;
+    long long limit = s->w->o->pubsub_output_limit;
     uint64_t seq;
     slot *sl;
     size_t unread;
@@ -284,7 +284,7 @@ static void unsubscribed_locally(session *s, const sg_resp_req *r, uint64_t seq,
 }
 
 static void do_reset(session *s, uint64_t seq) {
-    const char *pass = s->w->srv->o->requirepass;
+    const char *pass = s->w->o->requirepass;
     slot *sl;
     txn_release(s);
     pubsub_release(s);

@@ -275,12 +275,12 @@ void session_flush(session *s) {
         s->head_seq++;
     }
     len = s->out.len - s->outoff + (s->bev ? evbuffer_get_length(bufferevent_get_output(s->bev)) : 0);
-    if (s->w->srv->o->output_limit > 0 && len > (size_t)s->w->srv->o->output_limit) {
+    if (s->w->o->output_limit > 0 && len > (size_t)s->w->o->output_limit) {
         /* it does not read its replies: it alone pays, as redis's
          * client-output-buffer-limit */
         sg_log(SG_LOG_WARN, "client %s (id %llu) closed: %zu bytes of replies unread, over the "
                "client_output_limit of %lld", s->addr, (unsigned long long)s->id, len,
-               s->w->srv->o->output_limit);
+               s->w->o->output_limit);
         session_close(s);
         return;
     }
@@ -612,7 +612,7 @@ static void process(session *s, int eof);
 static void on_idle(session *s) {
     if (s->count > 0 || s->inflight > 0 || pubsub_active(s)) return;
     sg_log(SG_LOG_INFO, "client %s (id %llu) closed: idle for %lld s", s->addr,
-           (unsigned long long)s->id, s->w->srv->o->idle_timeout);
+           (unsigned long long)s->id, s->w->o->idle_timeout);
     session_close(s);
 }
 
@@ -724,7 +724,7 @@ static void on_writable(evutil_socket_t fd, short what, void *arg) {
 static void accept_client(worker *w, evutil_socket_t fd, struct sockaddr *sa, int tls) {
     server *srv = w->srv;
     session *s;
-    if (__atomic_add_fetch(&srv->clients, 1, __ATOMIC_RELAXED) > srv->o->max_clients) {
+    if (__atomic_add_fetch(&srv->clients, 1, __ATOMIC_RELAXED) > w->o->max_clients) {
         static const char full[] = "-ERR max number of clients reached\r\n";
         __atomic_sub_fetch(&srv->clients, 1, __ATOMIC_RELAXED);
         if (write(fd, full, sizeof full - 1) < 0) { /* best effort */
@@ -734,12 +734,12 @@ static void accept_client(worker *w, evutil_socket_t fd, struct sockaddr *sa, in
     }
     sg_resp_limits lim;
     sg_resp_limits_default(&lim);
-    if (srv->o->max_request_bytes > 0) {
-        lim.max_request = (size_t)srv->o->max_request_bytes;
+    if (w->o->max_request_bytes > 0) {
+        lim.max_request = (size_t)w->o->max_request_bytes;
         if (lim.max_bulk > lim.max_request) lim.max_bulk = lim.max_request;
     }
     if ((s = sg_calloc(1, sizeof *s)) == NULL || (s->rp = sg_resp_new(&lim)) == NULL ||
-        (tls ? (s->bev = sg_tls_server_bev(srv->o->tls_ctx, w->base, fd)) == NULL
+        (tls ? (s->bev = sg_tls_server_bev(w->o->tls_ctx, w->base, fd)) == NULL
              : ((s->rev = event_new(w->base, fd, EV_READ | EV_PERSIST, on_readable, s)) == NULL ||
                 (s->wev = event_new(w->base, fd, EV_WRITE | EV_PERSIST, on_writable, s)) == NULL))) {
         if (s) {
@@ -754,7 +754,7 @@ static void accept_client(worker *w, evutil_socket_t fd, struct sockaddr *sa, in
     s->w = w;
     s->id = __atomic_add_fetch(&srv->next_id, 1, __ATOMIC_RELAXED);
     s->created = time(NULL);
-    s->authed = !users_required(srv->o);
+    s->authed = !users_required(w->o);
     s->user = -1;
     if (!s->authed) sg_resp_set_auth_required(s->rp, 1);
     if (sa->sa_family == AF_INET) {
@@ -781,13 +781,13 @@ static void accept_client(worker *w, evutil_socket_t fd, struct sockaddr *sa, in
     }
     if (s->bev) {
         bufferevent_setcb(s->bev, on_tls_read, on_tls_write, on_tls_event, s);
-        if (srv->o->idle_timeout > 0) {
-            struct timeval idle = {(time_t)srv->o->idle_timeout, 0};
+        if (w->o->idle_timeout > 0) {
+            struct timeval idle = {(time_t)w->o->idle_timeout, 0};
             bufferevent_set_timeouts(s->bev, &idle, NULL);
         }
         bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-    } else if (srv->o->idle_timeout > 0) {
-        struct timeval idle = {(time_t)srv->o->idle_timeout, 0};
+    } else if (w->o->idle_timeout > 0) {
+        struct timeval idle = {(time_t)w->o->idle_timeout, 0};
         event_add(s->rev, &idle); /* persistent: rearmed by every read */
     } else {
         event_add(s->rev, NULL);
@@ -811,7 +811,7 @@ static void on_accept_tls(struct evconnlistener *l, evutil_socket_t fd, struct s
 /* ---- listeners ---------------------------------------------------------------------------- */
 
 static struct evconnlistener *listen_on(worker *w, const char *spec, char *err, size_t errlen) {
-    const sg_serve_opts *o = w->srv->o;
+    const sg_serve_opts *o = w->o;
     struct evconnlistener *l;
     int tls = strncmp(spec, "tls:", 4) == 0;
     if (tls && o->tls_ctx == NULL) {
@@ -863,10 +863,34 @@ static struct evconnlistener *listen_on(worker *w, const char *spec, char *err, 
 
 /* ---- workers -------------------------------------------------------------------------------- */
 
+/* A worker lets go of a set of options: the last one frees a reloaded set
+ * (any worker's thread; free_opts is called from it). */
+static void ref_drop(server *srv, opts_ref *ref) {
+    if (__atomic_sub_fetch(&ref->refs, 1, __ATOMIC_ACQ_REL) != 0 || !ref->owned) return;
+    srv->o->free_opts(srv->o->reload_ud, ref->o);
+    sg_free(ref);
+}
+
+/* SIGHUP, in each worker: the scripts loaded again, and the options read
+ * again, when there are new ones, taken in their place. */
 static void on_reload(evutil_socket_t fd, short what, void *arg) {
+    worker *w = arg;
+    opts_ref *ref = __atomic_exchange_n(&w->next_ref, NULL, __ATOMIC_ACQ_REL), *old;
     (void)fd;
     (void)what;
-    policies_reload(arg);
+    if (ref == NULL) {
+        policies_reload(w, w->o);
+        return;
+    }
+    if (policies_reload(w, ref->o) != 0) { /* logged: the worker stays as it was */
+        ref_drop(w->srv, ref);
+        return;
+    }
+    old = w->o_ref;
+    w->o_ref = ref;
+    w->o = ref->o;
+    users_moved(w, old->o);
+    ref_drop(w->srv, old);
 }
 
 /* Stopping: exits the loop once every reply owed is written out. */
@@ -889,7 +913,7 @@ static void on_drain_bound(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
     sg_log(SG_LOG_WARN, "worker %d: commands still in flight after %d s; exiting anyway", w->id,
-           w->srv->o->shutdown_timeout);
+           w->o->shutdown_timeout);
     event_base_loopexit(w->base, NULL);
 }
 
@@ -912,7 +936,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg) {
     w->stop_timer = event_new(w->base, -1, EV_PERSIST, on_drain_poll, w);
     if (w->stop_timer) evtimer_add(w->stop_timer, &poll);
     {
-        struct timeval bound = {w->srv->o->shutdown_timeout, 0};
+        struct timeval bound = {w->o->shutdown_timeout, 0};
         event_base_once(w->base, -1, EV_TIMEOUT, on_drain_bound, w, &bound);
     }
 }
@@ -949,6 +973,11 @@ static void worker_free(worker *w) {
     if (w->stop_ev) event_free(w->stop_ev);
     if (w->stop_timer) event_free(w->stop_timer);
     if (w->base) event_base_free(w->base);
+    /* the options it used, and a reload it never took */
+    if (w->next_ref) ref_drop(w->srv, w->next_ref);
+    w->next_ref = NULL;
+    if (w->o_ref) ref_drop(w->srv, w->o_ref);
+    w->o_ref = NULL;
 }
 
 static int worker_init(worker *w, server *srv, int id, char *err, size_t errlen) {
@@ -956,6 +985,8 @@ static int worker_init(worker *w, server *srv, int id, char *err, size_t errlen)
     int i;
     w->srv = srv;
     w->id = id;
+    w->o_ref = &srv->first;
+    w->o = srv->o;
     if ((w->base = event_base_new()) == NULL) {
         snprintf(err, errlen, "cannot create an event loop");
         return -1;
@@ -995,8 +1026,35 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
     int i;
     (void)what;
     if (sig == SIGHUP) {
-        sg_log(SG_LOG_INFO, "SIGHUP: reloading policy scripts");
-        for (i = 0; i < srv->nw; i++) event_active(srv->w[i].reload_ev, EV_TIMEOUT, 1);
+        opts_ref *ref = NULL;
+        if (srv->o->reload) {
+            char why[SG_ERRMSG_MAX + 100];
+            sg_serve_opts *no = srv->o->reload(srv->o->reload_ud, why, sizeof why);
+            if (no == NULL) {
+                sg_log(SG_LOG_ERROR, "SIGHUP: the settings cannot be read again, nothing changes: %s",
+                       why);
+                return;
+            }
+            if ((ref = sg_calloc(1, sizeof *ref)) == NULL) {
+                srv->o->free_opts(srv->o->reload_ud, no);
+                sg_log(SG_LOG_ERROR, "SIGHUP: out of memory, nothing changes");
+                return;
+            }
+            ref->o = no;
+            ref->owned = 1;
+            ref->refs = srv->nw;
+            sg_log(SG_LOG_INFO, "SIGHUP: settings read again; reloading users, limits, the TLS "
+                   "certificate and the policy scripts");
+        } else {
+            sg_log(SG_LOG_INFO, "SIGHUP: reloading policy scripts");
+        }
+        for (i = 0; i < srv->nw; i++) {
+            if (ref) { /* a reload the worker has not taken yet is replaced */
+                opts_ref *prev = __atomic_exchange_n(&srv->w[i].next_ref, ref, __ATOMIC_ACQ_REL);
+                if (prev) ref_drop(srv, prev);
+            }
+            event_active(srv->w[i].reload_ev, EV_TIMEOUT, 1);
+        }
         return;
     }
     sg_log(SG_LOG_INFO, "%s: finishing in-flight commands, then exiting",
@@ -1016,6 +1074,8 @@ int sg_serve(const sg_config *cfg, const sg_serve_opts *o, char *err, size_t err
     srv.o = o;
     srv.cfg = cfg;
     srv.nw = o->threads > 0 ? o->threads : 1;
+    srv.first.o = (sg_serve_opts *)o; /* not owned: never freed here */
+    srv.first.refs = srv.nw;
     if (evthread_use_pthreads() != 0) {
         snprintf(err, errlen, "libevent has no thread support");
         return -1;

@@ -49,6 +49,16 @@ typedef struct sg_serve_opts {
     void (*ready)(void *ud);   /* called once every listener is bound, before
                                   the workers start (the privilege drop) */
     void *ready_ud;
+    /* SIGHUP: the settings read again, as new options (NULL with why in err
+     * when they cannot be: the old ones stay). What can change while serving
+     * takes effect in each worker at its next loop turn: the users and
+     * passwords, the policy scripts, the limits, the TLS certificate; the
+     * rest (listen, threads, metrics, unix_mode) is read at start only.
+     * free_opts gets them back once no worker uses them. reload NULL: SIGHUP
+     * loads the same scripts again. */
+    struct sg_serve_opts *(*reload)(void *ud, char *err, size_t errlen);
+    void (*free_opts)(void *ud, struct sg_serve_opts *o);
+    void *reload_ud;
 } sg_serve_opts;
 
 /* Whether every address of o->listen is free: no one listens on a TCP one
@@ -58,9 +68,9 @@ typedef struct sg_serve_opts {
 int sg_listen_check(const sg_serve_opts *o, char *err, size_t errlen);
 
 /* Serves until SIGTERM or SIGINT (then stops accepting, finishes what is in
- * flight within shutdown_timeout, and returns 0). SIGHUP reloads the policy
- * scripts in every worker; a set that fails to load leaves the old one and is
- * logged. Returns non-zero, with why in err, when it cannot start. */
+ * flight within shutdown_timeout, and returns 0). SIGHUP reads the settings
+ * again (o->reload) and reloads the policy scripts in every worker; settings
+ * or a set that fail to load leave the old ones, and are logged. Returns non-zero, with why in err, when it cannot start. */
 int sg_serve(const sg_config *cfg, const sg_serve_opts *o, char *err, size_t errlen);
 
 #endif

@@ -20,8 +20,19 @@
 typedef struct server server;
 typedef struct session session;
 
+/* Options the workers share: the last worker to move off a reloaded set
+ * frees it (server.c). */
+typedef struct opts_ref {
+    sg_serve_opts *o;
+    int refs; /* atomic: the workers on it, or about to be */
+    int owned; /* made by a reload: freed with o->free_opts */
+} opts_ref;
+
 typedef struct worker {
     server *srv;
+    const sg_serve_opts *o; /* the current options: o_ref->o */
+    opts_ref *o_ref;
+    opts_ref *next_ref;     /* atomic: a reload's, for the next loop turn */
     int id;
     pthread_t tid;
     struct event_base *base;
@@ -44,7 +55,8 @@ typedef struct worker {
 } worker;
 
 struct server {
-    const sg_serve_opts *o;
+    const sg_serve_opts *o; /* as started: the listeners, threads, reload */
+    opts_ref first;         /* the workers' options until a reload */
     const sg_config *cfg;
     worker *w;
     int nw;
@@ -79,7 +91,7 @@ struct session {
     int gone;          /* the connection is closed: wait for inflight */
     int closing;       /* close once every reply is written */
     int authed;
-    int user; /* index in o->users; -1: the default user */
+    int user; /* index in w->o->users; -1: the default user */
     uint64_t id;
     time_t created; /* for CLIENT INFO's age */
     char *name;
@@ -112,8 +124,14 @@ const char *session_user(const session *s);
 sg_policy *session_policy(const session *s);
 /* Loads the common set and each user's set of w; 0, or -1 with why in err. */
 int policies_load(worker *w, char *err, size_t errlen);
-/* SIGHUP: loads every set anew; all replace the old ones, or none does. */
-void policies_reload(worker *w);
+/* SIGHUP: loads every set o names and puts them in place of the worker's (o: the
+ * worker's own options, or the reloaded ones it is moving to). 0, or -1
+ * when a script fails: the old sets stay, and why is logged. */
+int policies_reload(worker *w, const sg_serve_opts *o);
+/* After a reload: each session's user found again by name in w->o (one
+ * whose user is gone is closed, as Redis closes a deleted user's clients);
+ * old: the options the sessions were authenticated under. */
+void users_moved(worker *w, const sg_serve_opts *old);
 /* The figures of every set of w, those replaced by reloads included. */
 void policies_stats(const worker *w, sg_policy_stats *out);
 /* Frees every set of w. */

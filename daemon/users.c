@@ -29,7 +29,7 @@ static int equal_ct(const char *a, size_t alen, const char *pass) {
 static const char wrongpass[] = "WRONGPASS invalid username-password pair or user is disabled.";
 
 void users_auth(session *s, const sg_resp_req *r, sg_buf *b) {
-    const sg_serve_opts *o = s->w->srv->o;
+    const sg_serve_opts *o = s->w->o;
     const char *pass = NULL; /* the password of the user named */
     int user = -1, i, ok;
     if (r->argc < 2 || r->argc > 3) {
@@ -69,7 +69,7 @@ void users_auth(session *s, const sg_resp_req *r, sg_buf *b) {
 }
 
 const char *session_user(const session *s) {
-    const sg_serve_opts *o = s->w->srv->o;
+    const sg_serve_opts *o = s->w->o;
     if (s->user >= 0) return o->users[s->user].name;
     return users_required(o) ? "default" : NULL;
 }
@@ -135,7 +135,7 @@ done:
 
 int policies_load(worker *w, char *err, size_t errlen) {
     sets t;
-    if (sets_load(w->srv->o, &t, err, errlen) != 0) return -1;
+    if (sets_load(w->o, &t, err, errlen) != 0) return -1;
     w->policy = t.common;
     w->user_policy = t.user;
     sg_gateway_set_policy(w->gw, w->policy);
@@ -162,22 +162,16 @@ void policies_stats(const worker *w, sg_policy_stats *out) {
     *out = w->policy_retired;
     add_stats(out, w->policy);
     if (w->user_policy)
-        for (i = 0; i < w->srv->o->nusers; i++) add_stats(out, w->user_policy[i]);
+        for (i = 0; i < w->o->nusers; i++) add_stats(out, w->user_policy[i]);
 }
 
-void policies_reload(worker *w) {
-    const sg_serve_opts *o = w->srv->o;
+int policies_reload(worker *w, const sg_serve_opts *o) {
     char err[SG_ERRMSG_MAX + 80];
     sets old = {w->policy, w->user_policy}, t;
-    int i, n = 0;
-    if (o->npolicies == 0) {
-        for (i = 0; i < o->nusers; i++) n += o->users[i].policy != NULL;
-        if (n == 0) return; /* no scripts at all */
-    }
     if (sets_load(o, &t, err, sizeof err) != 0) {
         sg_log(SG_LOG_ERROR, "worker %d: reload failed, the previous policies stay: %s", w->id,
                err);
-        return;
+        return -1;
     }
     /* the sets are used only while a command is handed to the gateway: none
      * is in use now, and the old ones' figures carry over */
@@ -185,14 +179,40 @@ void policies_reload(worker *w) {
     w->policy = t.common;
     w->user_policy = t.user;
     sg_gateway_set_policy(w->gw, w->policy);
-    sets_free(&old, o->nusers);
-    sg_log(SG_LOG_INFO, "worker %d: %d policy script(s) reloaded%s", w->id,
+    sets_free(&old, w->o->nusers);
+    sg_log(SG_LOG_INFO, "worker %d: %d policy script(s) loaded%s", w->id,
            w->policy ? sg_policy_count(w->policy) : 0, o->nusers ? ", and the users' own" : "");
+    return 0;
+}
+
+void users_moved(worker *w, const sg_serve_opts *old) {
+    const sg_serve_opts *o = w->o;
+    session *s, *next;
+    for (s = w->sessions; s; s = next) {
+        next = s->next;
+        if (s->user >= 0) {
+            const char *name = old->users[s->user].name;
+            int i;
+            for (i = 0; i < o->nusers && strcmp(o->users[i].name, name) != 0; i++) {
+            }
+            if (i == o->nusers) {
+                sg_log(SG_LOG_INFO, "client %s (id %llu) closed: its user %s is no longer in the "
+                       "settings", s->addr, (unsigned long long)s->id, name);
+                session_close(s);
+                continue;
+            }
+            s->user = i;
+        } else if (!s->authed && !users_required(o)) {
+            /* no password any more: waiting for AUTH is over */
+            s->authed = 1;
+            sg_resp_set_auth_required(s->rp, 0);
+        }
+    }
 }
 
 void policies_free(worker *w) {
     sets t = {w->policy, w->user_policy};
-    sets_free(&t, w->srv->o->nusers);
+    sets_free(&t, w->o->nusers);
     w->policy = NULL;
     w->user_policy = NULL;
 }

@@ -179,6 +179,72 @@ local function sample(text, series)
   return v and tonumber(v)
 end
 
+describe("slotgated settings read again on SIGHUP", function()
+  teardown(daemon.stop_all)
+
+  -- Reads c's next reply: its value, or nil and why.
+  local function reply(c)
+    local r, why = c:read()
+    if not r then return nil, why end
+    return r.v
+  end
+
+  it("takes new users and passwords, closes a removed user's sessions, keeps the others", function()
+    local path = conf("reload.json", '{"unix_mode": "0660", "users": {"erin": {"password": "e-pass"},' ..
+                      ' "frank": {"password": "f-pass"}}}')
+    local d = start{ args = { "-c", path }, env = { SLOTGATE_THREADS = "1" } }
+    finally(function() stop(d) end)
+    local erin, frank = assert(daemon.connect(d.port)), assert(daemon.connect(d.port))
+    finally(function() erin:close() frank:close() end)
+    erin:send({ "AUTH", "erin", "e-pass" })
+    frank:send({ "AUTH", "frank", "f-pass" })
+    assert.equal("OK", reply(erin))
+    assert.equal("OK", reply(frank))
+    local waiting = assert(daemon.connect(d.port)) -- connected, not authenticated
+    finally(function() waiting:close() end)
+
+    conf("reload.json", '{"unix_mode": "0600", "users": {"erin": {"password": "e-pass-2"},' ..
+         ' "gina": {"password": "g-pass"}}}')
+    daemon.signal(d, "HUP")
+    assert.is_truthy(wait_for(function() return cli(d, "--user gina --pass g-pass PING") == "PONG\n" end))
+    -- erin stays signed in; frank's user is gone, and so is his session
+    erin:send({ "PING" })
+    assert.equal("PONG", reply(erin))
+    frank:send({ "PING" })
+    local v, why = reply(frank)
+    assert.is_nil(v)
+    assert.equal("closed", why)
+    assert.matches("its user frank is no longer in the settings", daemon.wait_log(d, "no longer in"))
+    -- the new passwords, and nothing else, from now on
+    assert.matches("WRONGPASS", cli(d, "--user erin --pass e-pass PING"))
+    assert.equal("PONG\n", cli(d, "--user erin --pass e-pass-2 PING"))
+    assert.matches("WRONGPASS", cli(d, "--user frank --pass f-pass PING"))
+    waiting:send({ "PING" })
+    assert.matches("^NOAUTH", reply(waiting))
+    -- what only a restart changes is said, and kept
+    assert.matches("unix_mode changed %(0660 %-> 0600%): it takes a restart",
+                   daemon.wait_log(d, "it takes a restart"))
+    assert.equal("660", sh("stat -c %a " .. q(d.sock)):match("%d+"))
+
+    -- a file that no longer parses: nothing changes, and why is logged
+    write(path, '{"slotgate": {"users": ')
+    daemon.signal(d, "HUP")
+    assert.matches("the settings cannot be read again, nothing changes: .*reload.json",
+                   daemon.wait_log(d, "nothing changes"))
+    assert.equal("PONG\n", cli(d, "--user gina --pass g-pass PING"))
+    erin:send({ "PING" })
+    assert.equal("PONG", reply(erin))
+
+    -- no users any more: a client waiting to authenticate is let in
+    conf("reload.json", '{"unix_mode": "0660"}')
+    daemon.signal(d, "HUP")
+    assert.is_truthy(wait_for(function() return cli(d, "PING") == "PONG\n" end))
+    waiting:send({ "PING" })
+    assert.equal("PONG", reply(waiting))
+    assert.is_true(stop(d))
+  end)
+end)
+
 describe("slotgated metrics and health", function()
   teardown(daemon.stop_all)
 

@@ -7,7 +7,7 @@
 local helper = require "helper"
 local daemon = require "daemon"
 
-local q, slurp, sh = helper.shell_quote, helper.slurp, helper.sh
+local q, slurp, sh, wait_for = helper.shell_quote, helper.slurp, helper.sh, helper.wait_for
 local stop, cli = daemon.stop, daemon.cli
 local dir = daemon.dir
 
@@ -34,6 +34,9 @@ openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -set_serial 3 -days 2 
 openssl req -new $key -keyout rogue-client.key -out rogue-client.csr -subj "/CN=rogue"
 openssl x509 -req -in rogue-client.csr -CA rogue.crt -CAkey rogue.key -set_serial 4 -days 2 \
   -extfile client.ext -out rogue-client.crt
+openssl req -new $key -keyout renewed.key -out renewed.csr -subj "/O=renewed/CN=localhost"
+openssl x509 -req -in renewed.csr -CA ca.crt -CAkey ca.key -set_serial 5 -days 2 \
+  -extfile server.ext -out renewed.crt
 openssl pkey -in server.key -aes256 -passout pass:opensesame-k3y -out server-enc.key
 echo 'not a certificate' >garbage.pem
 ]]
@@ -92,6 +95,35 @@ describe("slotgated over TLS", function()
     assert.matches("TLS: .*wrong version number", daemon.wait_log(d, "wrong version number"))
     -- and TLS is not spoken on the plain address
     assert.is_nil(cli(d, "--tls --cacert " .. q(file("ca.crt")) .. " PING"):match("PONG"))
+    assert.equal("PONG\n", tls_cli(d, "PING"))
+  end)
+end)
+
+describe("slotgated's TLS certificate on SIGHUP", function()
+  it("serves a renewed certificate to new clients, and keeps the old one when the new fails", function()
+    -- the files the settings name, replaced in place as a renewal does
+    local function install(name)
+      sh("cp " .. q(file(name .. ".crt")) .. " " .. q(file("live.crt")) .. " && cp " ..
+         q(file(name .. ".key")) .. " " .. q(file("live.key")))
+    end
+    install("server")
+    local d = daemon.start{ tls = { cert = file("live.crt"), key = file("live.key") } }
+    finally(function() stop(d) end)
+    local function subject()
+      return sh("openssl s_client -connect 127.0.0.1:" .. d.tls_port .. " -CAfile " .. q(file("ca.crt")) ..
+                " </dev/null 2>/dev/null | openssl x509 -noout -subject")
+    end
+    assert.matches("CN = localhost", subject())
+    assert.is_nil(subject():match("renewed"))
+    install("renewed")
+    daemon.signal(d, "HUP")
+    assert.is_truthy(wait_for(function() return subject():match("O = renewed") end))
+    assert.equal("PONG\n", tls_cli(d, "PING"))
+    -- a key that does not load: the running certificate stays, and why is logged
+    helper.write(file("live.key"), "not a key\n")
+    daemon.signal(d, "HUP")
+    assert.matches("nothing changes: .*live%.key", daemon.wait_log(d, "nothing changes"))
+    assert.matches("O = renewed", subject())
     assert.equal("PONG\n", tls_cli(d, "PING"))
   end)
 end)
