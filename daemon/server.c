@@ -592,8 +592,9 @@ forward:
     o->seq = seq;
     session_ctx(s, &ctx);
     s->inflight++;
-    if (sg_gateway_forward(s->w->gw, &ctx, r->argc, r->argv, r->argvlen,
-                           r->is_inline ? NULL : r->raw, r->rawlen, on_reply, on_raw_reply, o) != SG_OK) {
+    if (sg_gateway_forward_cmd(s->w->gw, cmd, &ctx, r->argc, r->argv, r->argvlen,
+                               r->is_inline ? NULL : r->raw, r->rawlen, on_reply, on_raw_reply,
+                               o) != SG_OK) {
         char msg[SG_ERRMSG_MAX + 32];
         s->inflight--;
         owed_free(s->w, o);

@@ -145,6 +145,8 @@ typedef struct sg_submit_opts {
     sg_raw_reply_fn raw_fn;     /* plain replies as bytes: see sg_gateway_forward */
     const char *resp;           /* the command as RESP, if the caller has it (NULL: */
     size_t resplen;             /* made from argv) */
+    const sg_command *info;     /* argv's command, if the caller resolved it (NULL:
+                                   looked up here) */
 } sg_submit_opts;
 
 int sg_router_submit(sg_client *c, int argc, const char *const *argv, const size_t *argvlen,

@@ -261,8 +261,16 @@ int sg_gateway_send_argv(sg_gateway *g, const sg_request_ctx *ctx, int argc,
 int sg_gateway_forward(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                        const char *const *argv, const size_t *argvlen, const char *resp,
                        size_t resplen, sg_reply_fn fn, sg_raw_reply_fn raw_fn, void *ud) {
+    return sg_gateway_forward_cmd(g, NULL, ctx, argc, argv, argvlen, resp, resplen, fn, raw_fn,
+                                  ud);
+}
+
+int sg_gateway_forward_cmd(sg_gateway *g, const sg_command *cmd, const sg_request_ctx *ctx,
+                           int argc, const char *const *argv, const size_t *argvlen,
+                           const char *resp, size_t resplen, sg_reply_fn fn,
+                           sg_raw_reply_fn raw_fn, void *ud) {
     sg_decision d;
-    sg_submit_opts opts = {-1, NULL, NULL, NULL, 0, raw_fn, resp, resplen};
+    sg_submit_opts opts = {-1, NULL, NULL, NULL, 0, raw_fn, resp, resplen, NULL};
     const char **tkeys = NULL;
     size_t *tlens = NULL, *lens = NULL;
     long long *tsecs = NULL;
@@ -279,7 +287,8 @@ int sg_gateway_forward(sg_gateway *g, const sg_request_ctx *ctx, int argc,
     if ((g->policy == NULL || sg_policy_count(g->policy) == 0) &&
         (c = sg_gateway_client(g, NULL)) != NULL) {
         /* no policy: nothing to decide (this runs for every command) */
-        rc = sg_router_submit(c, argc, argv, argvlen, fn, ud, raw_fn || resp ? &opts : NULL);
+        opts.info = cmd;
+        rc = sg_router_submit(c, argc, argv, argvlen, fn, ud, raw_fn || resp || cmd ? &opts : NULL);
         if (rc != SG_OK) sg_seterr(&g->err, rc, "%s", c->err.msg);
         sg_free(lens);
         return rc;

@@ -1223,7 +1223,7 @@ static int submit(sg_client *c, int argc, const char *const *argv, const size_t 
         sg_req_free(req);
         goto oom;
     }
-    req->info = sg_command_resolve(argc, argv, argvlen);
+    req->info = opts && opts->info ? opts->info : sg_command_resolve(argc, argv, argvlen);
     if (req->info != NULL) {
         long long b;
         if (is_stateful(req->info)) {

@@ -82,4 +82,15 @@ void sg_buf_printf(sg_buf *b, const char *fmt, ...)
 char *sg_buf_take(sg_buf *b);
 void sg_buf_free(sg_buf *b);
 
+/* sg_gateway_forward for a caller that has resolved argv's command already
+ * (cmd: what sg_command_resolve() gives for argv; NULL: looked up here), as
+ * the slotgated daemon does for its own decisions: the look-up is not done
+ * twice. Without a policy the command goes on as cmd; a policy looks again
+ * at what it may have rewritten. */
+struct sg_command;
+int sg_gateway_forward_cmd(sg_gateway *g, const struct sg_command *cmd, const sg_request_ctx *ctx,
+                           int argc, const char *const *argv, const size_t *argvlen,
+                           const char *resp, size_t resplen, sg_reply_fn fn,
+                           sg_raw_reply_fn raw_fn, void *ud);
+
 #endif
