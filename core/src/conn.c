@@ -6,6 +6,8 @@
  * failures: each pending request learns whether its bytes had left.
  */
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
@@ -347,6 +349,11 @@ static void on_event(struct bufferevent *bev, short what, void *arg) {
     char why[300];
     (void)bev;
     if (what & BEV_EVENT_CONNECTED) {
+        int one = 1;
+        /* commands go out as soon as they are written: Nagle would hold a
+         * pipelined batch until the reply to the one before acknowledged it
+         * (TCP only; a Unix socket refuses the option, harmlessly) */
+        setsockopt(bufferevent_getfd(conn->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         conn->state = SG_CONN_READY;
         node->connect_errors = 0;
         node->backoff_ms = 0;
