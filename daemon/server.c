@@ -728,7 +728,9 @@ static void accept_client(worker *w, evutil_socket_t fd, struct sockaddr *sa, in
     if (__atomic_add_fetch(&srv->clients, 1, __ATOMIC_RELAXED) > w->o->max_clients) {
         static const char full[] = "-ERR max number of clients reached\r\n";
         __atomic_sub_fetch(&srv->clients, 1, __ATOMIC_RELAXED);
-        if (write(fd, full, sizeof full - 1) < 0) { /* best effort */
+        /* a TLS client would read the plain text as a broken handshake:
+         * it is closed without a word, as Redis does */
+        if (!tls && write(fd, full, sizeof full - 1) < 0) { /* best effort */
         }
         evutil_closesocket(fd);
         return;
