@@ -193,15 +193,17 @@ describe("slotgated settings read again on SIGHUP", function()
     local path = conf("reload.json", '{"unix_mode": "0660", "users": {"erin": {"password": "e-pass"},' ..
                       ' "frank": {"password": "f-pass"}}}')
     local d = start{ args = { "-c", path }, env = { SLOTGATE_THREADS = "1" } }
-    finally(function() stop(d) end)
-    local erin, frank = assert(daemon.connect(d.port)), assert(daemon.connect(d.port))
-    finally(function() erin:close() frank:close() end)
+    local erin, frank, waiting
+    finally(function() -- (busted keeps one finally per test)
+      for _, conn in ipairs({ erin, frank, waiting }) do conn:close() end
+      stop(d)
+    end)
+    erin, frank = assert(daemon.connect(d.port)), assert(daemon.connect(d.port))
     erin:send({ "AUTH", "erin", "e-pass" })
     frank:send({ "AUTH", "frank", "f-pass" })
     assert.equal("OK", reply(erin))
     assert.equal("OK", reply(frank))
-    local waiting = assert(daemon.connect(d.port)) -- connected, not authenticated
-    finally(function() waiting:close() end)
+    waiting = assert(daemon.connect(d.port)) -- connected, not authenticated
 
     conf("reload.json", '{"unix_mode": "0600", "users": {"erin": {"password": "e-pass-2"},' ..
          ' "gina": {"password": "g-pass"}}}')

@@ -131,9 +131,12 @@ end)
 describe("slotgated over TLS past max_clients", function()
   it("closes the TLS client without writing plain text into its handshake", function()
     local d = start({ SLOTGATE_MAXCLIENTS = "1" })
-    finally(function() stop(d) end)
-    local a = assert(daemon.connect(d.port))
-    finally(function() a:close() end)
+    local a
+    finally(function() -- (busted keeps one finally per test)
+      if a then a:close() end
+      stop(d)
+    end)
+    a = assert(daemon.connect(d.port))
     a:send({ "PING" })
     assert.equal("PONG", a:read().v)
     local out = sh("openssl s_client -connect 127.0.0.1:" .. d.tls_port .. " -CAfile " ..
