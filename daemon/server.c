@@ -239,17 +239,44 @@ static int write_out(session *s) {
 }
 
 /* The end of a loop turn: every session that got replies writes them, one
- * system call each, however many replies the turn produced. */
+ * system call each, however many replies the turn produced. A session that
+ * still waits for replies to requests it sent with these (a pipeline whose
+ * commands went to several nodes) is held back one turn: the rest of its
+ * replies are often read in the next one, and the client then gets one send
+ * and one wake-up instead of two. The next turn writes whatever it has
+ * (late_ev, a timer due at once: it runs after that turn's reads), so a
+ * reply waits at most one turn, never for a slow command behind it.
+ * (GET at pipeline 16, 50 clients, 2 workers: sends 93 800 -> 85 800 per
+ * million requests, runs 3-15 % shorter; pipeline 1 and MGET unchanged.
+ * Holding up to 3 or 8 turns sent less but spun the loop: slower.) */
 static void on_write_turn(evutil_socket_t fd, short what, void *arg) {
     worker *w = arg;
+    session *held = NULL, **tail = &held;
     (void)fd;
     (void)what;
     while (w->dirty) {
         session *s = w->dirty;
         w->dirty = s->dirty_next;
+        if (s->inflight > 0 && !s->closing && !s->held) {
+            s->held = 1;
+            *tail = s; /* stays dirty */
+            tail = &s->dirty_next;
+            continue;
+        }
         s->dirty = 0;
+        s->held = 0;
         write_out(s);
     }
+    if (held) {
+        static const struct timeval now = {0, 0};
+        *tail = NULL;
+        w->dirty = held;
+        if (!evtimer_pending(w->late_ev, NULL)) evtimer_add(w->late_ev, &now);
+    }
+}
+
+static void on_write_late(evutil_socket_t fd, short what, void *arg) {
+    on_write_turn(fd, what, arg); /* those held now go */
 }
 
 static void mark_dirty(session *s) {
@@ -963,6 +990,7 @@ static void worker_free(worker *w) {
     policies_free(w);
     if (w->reload_ev) event_free(w->reload_ev);
     if (w->write_ev) event_free(w->write_ev);
+    if (w->late_ev) event_free(w->late_ev);
     while (w->free_owed) {
         owed *o = w->free_owed;
         w->free_owed = o->next;
@@ -1013,9 +1041,10 @@ static int worker_init(worker *w, server *srv, int id, char *err, size_t errlen)
         w->nls++;
     }
     w->write_ev = event_new(w->base, -1, 0, on_write_turn, w);
+    w->late_ev = evtimer_new(w->base, on_write_late, w);
     w->reload_ev = event_new(w->base, -1, 0, on_reload, w);
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
-    if (w->reload_ev == NULL || w->stop_ev == NULL || w->write_ev == NULL) {
+    if (w->reload_ev == NULL || w->stop_ev == NULL || w->write_ev == NULL || w->late_ev == NULL) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }

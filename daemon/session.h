@@ -47,6 +47,7 @@ typedef struct worker {
     session *sessions; /* every open session, for the stop */
     session *dirty;    /* sessions with replies to write at the turn's end */
     struct event *write_ev; /* writes them: active at the end of the turn */
+    struct event *late_ev;  /* writes those held back one turn (server.c) */
     struct owed *free_owed; /* owed records for reuse (server.c) */
     int nfree_owed;
     void *free_bufs; /* slots' reply buffers for reuse (server.c) */
@@ -82,6 +83,7 @@ struct session {
     sg_buf out;          /* replies ready to write, in order, from outoff */
     size_t outoff;
     session *dirty_next; /* in the worker's dirty list */
+    int held;            /* its replies were held back a turn (server.c) */
     int dirty;
     sg_resp *rp;
     slot *slots; /* ring: head is the oldest reply owed */

@@ -282,6 +282,24 @@ describe("slotgated blocking commands", function()
     assert.equal("a", events[6].c)
   end)
 
+  it("answers the commands before a blocking one in a pipeline without waiting for it", function()
+    -- replies are held back a loop turn while others are owed (one send
+    -- for a pipeline's replies), never until a slow one behind them comes
+    local c = assert(daemon.connect(d.port))
+    finally(function() c:close() end)
+    c:send_raw(daemon.resp({ "SET", "{bl}first", "here" }) .. daemon.resp({ "GET", "{bl}first" }) ..
+               daemon.resp({ "BLPOP", "{bl}empty", "3" }))
+    local t0 = os.time()
+    local set, get = c:read(2), c:read(2)
+    assert.equal("OK", set and set.v)
+    assert.equal("here", get and get.v)
+    assert.is_true(os.time() - t0 < 2)
+    local blpop = c:read(5) -- and then the pop's own timeout
+    assert.is_truthy(blpop)
+    c:send({ "DEL", "{bl}first" })
+    assert.equal(1, c:read().v)
+  end)
+
   it("times a blocking pop out as Redis does", function()
     assert.same({ "(nil)" }, replies(talk(d.port, script { { "BLPOP", "{bl}none", "0.2" } })))
   end)
