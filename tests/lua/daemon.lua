@@ -223,6 +223,25 @@ function Conn:close_rst()
   self:close()
 end
 
+-- A connection to port that PING has been answered on: tried again while
+-- the answer is an error (a daemon with a low max_clients that has not yet
+-- seen an earlier client, its own start-up probe say, go). Nil and why
+-- when none is answered within 10 s.
+function daemon.connect_served(port)
+  local why
+  local c = wait_for(function()
+    local conn, err = daemon.connect(port)
+    if not conn then why = err return nil end
+    conn:send({ "PING" })
+    local r, e = conn:read()
+    if r and r.v == "PONG" then return conn end
+    why = r and r.v or e
+    conn:close()
+  end)
+  if c then return c end
+  return nil, why
+end
+
 -- Sends args on a new connection to port and reads one reply within timeout
 -- seconds (default 10): the reply, or nil and why ("timeout", "closed",
 -- "connect ...").

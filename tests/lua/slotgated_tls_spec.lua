@@ -136,9 +136,8 @@ describe("slotgated over TLS past max_clients", function()
       if a then a:close() end
       stop(d)
     end)
-    a = assert(daemon.connect(d.port))
-    a:send({ "PING" })
-    assert.equal("PONG", a:read().v)
+    -- (answered: slotgated may not have seen its start-up probe go yet)
+    a = assert(daemon.connect_served(d.port))
     local out = sh("openssl s_client -connect 127.0.0.1:" .. d.tls_port .. " -CAfile " ..
                    q(file("ca.crt")) .. " </dev/null 2>&1")
     -- the plain "-ERR max number of clients" read as a TLS record
