@@ -440,6 +440,14 @@ static void retry_unlink(sg_req *req) {
     req->in_retry = SG_RETRY_NONE;
 }
 
+/* Puts req on its client's retry list, for why (an SG_RETRY_*). */
+static void retry_push(sg_req *req, int why) {
+    sg_client *c = req->client;
+    req->in_retry = (uint8_t)why;
+    req->next = c->retrying;
+    c->retrying = req;
+}
+
 /* ---- a slot's order through retries ---------------------------------------------------
  * A request being retried (waiting out a backoff, or sent again and not yet
  * answered) holds back the later requests of its slot: they wait on the retry
@@ -502,29 +510,45 @@ static void live_retry_drop(sg_req *req, int ended) {
 }
 
 static void hold(sg_req *req) {
-    sg_client *c = req->client;
     if (req->live_retry) live_retry_drop(req, 0);
-    req->in_retry = SG_RETRY_HELD;
-    req->next = c->retrying;
-    c->retrying = req;
+    retry_push(req, SG_RETRY_HELD);
 }
 
-/* Sends the held requests nothing older holds back any more, oldest first. */
+static int by_seq(const void *a, const void *b) {
+    uint64_t x = (*(sg_req *const *)a)->seq, y = (*(sg_req *const *)b)->seq;
+    return x < y ? -1 : x > y;
+}
+
+/* Sends the held requests nothing older holds back any more, oldest first:
+ * one pass over them in order (a failover can hold thousands). */
 static void release_cb(evutil_socket_t fd, short what, void *arg) {
     sg_client *c = arg;
+    sg_req *r, **held;
+    size_t n = 0, i;
     (void)fd;
     (void)what;
-    for (;;) {
-        sg_req *r, *first = NULL;
-        for (r = c->retrying; r; r = r->next)
-            if (r->in_retry == SG_RETRY_HELD && (first == NULL || r->seq < first->seq) &&
-                !older_retried(r))
-                first = r;
-        if (first == NULL) return;
-        retry_unlink(first);
-        if (first->retries > 0) live_retry_add(first);
-        sg_req_dispatch(first);
+    for (r = c->retrying; r; r = r->next) n += r->in_retry == SG_RETRY_HELD;
+    if (n == 0) return;
+    if ((held = sg_malloc(n * sizeof *held)) == NULL) {
+        event_active(c->release_ev, EV_TIMEOUT, 1); /* the next turn tries again */
+        return;
     }
+    n = 0;
+    for (r = c->retrying; r; r = r->next)
+        if (r->in_retry == SG_RETRY_HELD) held[n++] = r;
+    qsort(held, n, sizeof *held, by_seq);
+    /* outcomes meanwhile wait for the loop: a caller's callback run from
+     * here could free the client under the array */
+    c->submitting++;
+    for (i = 0; i < n; i++) {
+        r = held[i];
+        if (older_retried(r)) continue; /* an older one still waits, or was sent again */
+        retry_unlink(r);
+        if (r->retries > 0) live_retry_add(r);
+        sg_req_dispatch(r); /* may hold it again, or finish it (from the loop) */
+    }
+    c->submitting--;
+    sg_free(held);
 }
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg) {
@@ -558,9 +582,7 @@ static int schedule_retry(sg_req *req) {
     ctv = event_base_init_common_timeout(c->base, &tv);
     evtimer_add(req->timer, ctv ? ctv : &tv);
     if (req->live_retry) live_retry_drop(req, 0);
-    req->in_retry = SG_RETRY_BACKOFF;
-    req->next = c->retrying;
-    c->retrying = req;
+    retry_push(req, SG_RETRY_BACKOFF);
     return 1;
 }
 
@@ -950,9 +972,7 @@ static int finish_deferred(sg_req *req, sg_reply *reply, int status, const char 
     req->failed_status = status;
     req->early = reply;
     evtimer_add(req->timer, &zero);
-    req->in_retry = SG_RETRY_DEFERRED;
-    req->next = c->retrying;
-    c->retrying = req;
+    retry_push(req, SG_RETRY_DEFERRED);
     return 1;
 }
 
@@ -966,9 +986,7 @@ static int finish_later(sg_req *req, const char *error_reply, int status, const 
     req->failed_status = status;
     if ((req->timer = evtimer_new(c->base, deferred_cb, req)) == NULL) return SG_ENOMEM;
     evtimer_add(req->timer, &zero);
-    req->in_retry = SG_RETRY_DEFERRED;
-    req->next = c->retrying;
-    c->retrying = req;
+    retry_push(req, SG_RETRY_DEFERRED);
     return SG_OK;
 }
 
