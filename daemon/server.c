@@ -275,10 +275,6 @@ static void on_write_turn(evutil_socket_t fd, short what, void *arg) {
     }
 }
 
-static void on_write_late(evutil_socket_t fd, short what, void *arg) {
-    on_write_turn(fd, what, arg); /* those held now go */
-}
-
 static void mark_dirty(session *s) {
     worker *w = s->w;
     if (s->dirty) return;
@@ -1041,7 +1037,7 @@ static int worker_init(worker *w, server *srv, int id, char *err, size_t errlen)
         w->nls++;
     }
     w->write_ev = event_new(w->base, -1, 0, on_write_turn, w);
-    w->late_ev = evtimer_new(w->base, on_write_late, w);
+    w->late_ev = evtimer_new(w->base, on_write_turn, w); /* those held now go */
     w->reload_ev = event_new(w->base, -1, 0, on_reload, w);
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
     if (w->reload_ev == NULL || w->stop_ev == NULL || w->write_ev == NULL || w->late_ev == NULL) {
