@@ -417,8 +417,35 @@ static void merge_and_finish(sg_req *p) {
     sg_req_finish(p, out, SG_OK, NULL);
 }
 
+/* A fan-out Redis marks "special" (MEMORY STATS, LATENCY HISTOGRAM,
+ * FUNCTION STATS ...): no rule merges its replies, so each comes labelled
+ * with its node, [address, reply], and the parts are put end to end:
+ * address, reply, address, reply ... The node's own shape stays intact. */
+static sg_reply *label_part(sg_req *part, sg_reply *reply) {
+    sg_reply *pair;
+    const char *addr = part->target ? part->target->addr : "?";
+    if ((pair = sg_reply_new_array(2)) == NULL) return NULL;
+    if ((pair->element[0] = sg_reply_new_str(SG_REPLY_STRING, addr, strlen(addr))) == NULL) {
+        sg_reply_free(pair);
+        return NULL;
+    }
+    pair->element[1] = reply;
+    return pair;
+}
+
 static void finish_parent_part(sg_req *part, sg_reply *reply, int status, const char *msg) {
     sg_req *p = part->parent;
+    if (status == SG_OK && reply && reply->type != SG_REPLY_ERROR && p->fanout &&
+        p->split == -1 - SG_RESP_SPECIAL) {
+        sg_reply *pair = label_part(part, reply);
+        if (pair == NULL) {
+            sg_reply_free(reply);
+            reply = NULL;
+            status = SG_ENOMEM;
+            msg = "out of memory merging the nodes' replies";
+        }
+        reply = pair;
+    }
     if (status != SG_OK && p->failed_status == SG_OK) {
         p->failed_status = status;
         p->failed_msg = sg_strdup(msg ? msg : sg_strerror(status));

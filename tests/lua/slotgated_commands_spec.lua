@@ -214,6 +214,49 @@ describe("slotgated fan-outs", function()
     assert.equal(0, cmd(d, "DBSIZE").v)
   end)
 
+  it("labels each node's reply to the introspection fan-outs Redis leaves to the client", function()
+    -- MEMORY STATS, FUNCTION STATS: every master; LATENCY: every node.
+    -- address, reply, address, reply ...: nothing concatenated or dropped
+    local function by_node(r)
+      assert.equal("array", r.t)
+      assert.equal(0, #r.v % 2, "address/reply pairs")
+      local out = {}
+      for i = 1, #r.v, 2 do
+        assert.equal("bulk", r.v[i].t)
+        assert.is_nil(out[r.v[i].v], "one reply per node")
+        out[r.v[i].v] = r.v[i + 1]
+      end
+      return out
+    end
+    local ms = masters()
+    for _, args in ipairs({ { "MEMORY", "STATS" }, { "FUNCTION", "STATS" }, { "MEMORY", "DOCTOR" } }) do
+      local got = by_node(cmd(d, table.unpack(args)))
+      local n = 0
+      for _ in pairs(got) do n = n + 1 end
+      assert.equal(3, n, table.concat(args, " ") .. ": one reply per master")
+      for _, addr in ipairs(ms) do
+        local r = got[addr]
+        assert(r, table.concat(args, " ") .. ": " .. addr .. " answered")
+        if args[2] == "DOCTOR" then
+          assert.equal("bulk", r.t)
+        else
+          -- the node's own map, intact: its first field
+          assert.equal("array", r.t)
+          assert.equal(args[1] == "MEMORY" and "peak.allocated" or "running_script", r.v[1].v)
+        end
+      end
+    end
+    -- LATENCY HISTOGRAM of a command some node ran: six nodes, each its own
+    cmd(d, "SET", "lh:{a}", "1")
+    local got = by_node(cmd(d, "LATENCY", "HISTOGRAM", "set"))
+    local n = 0
+    for _ in pairs(got) do n = n + 1 end
+    assert.equal(6, n, "every node, replicas too")
+    local ok, err = cmd(d, "MEMORY", "STATS", "extra")
+    assert.is_false(ok)
+    assert.matches("memory|stats", err:lower(), 1, true)
+  end)
+
   it("loads scripts and functions on every master; EVALSHA and FCALL go to their keys", function()
     local sha = cmd(d, "SCRIPT", "LOAD", "return redis.call('GET', KEYS[1])").v
     assert.equal(40, #sha)
