@@ -79,6 +79,7 @@ static struct ssl_ctx_st *tls_context(const sg_daemon_settings *ds, char *err, s
 typedef struct built {
     sg_serve_opts o;
     sg_daemon_settings *ds; /* owned by a reload's options; the first are main's */
+    sg_config *storage;     /* a reload's storage settings (o.storage), owned */
     const char **listen;
     sg_serve_user *users;
 } built;
@@ -137,6 +138,7 @@ static int build(built *b, sg_daemon_settings *ds, int tls, char *err, size_t er
 typedef struct served {
     const char *path;
     sg_daemon_settings *first;
+    sg_config *cfg; /* the storage settings serving started with */
 } served;
 
 static int has_tls(const sg_daemon_settings *ds) {
@@ -163,11 +165,70 @@ static void warn_restart_only(sg_daemon_settings *first, sg_daemon_settings *now
     }
 }
 
+/* Storage settings the workers cannot take while serving: a reload that
+ * changes one says so. The credentials (username, password,
+ * sentinel_password) are taken. 0 when the upstreams are the same ones. */
+static int storage_restart_only(sg_config *first, sg_config *now) {
+    static const char *const keys[] = {
+        "mode", "addresses", "master_name", "database", "optimisation_max_idle",
+        "optimisation_max_active", "timeout", "use_ssl", "ssl_insecure_skip_verify", "ca_file",
+        "cert_file", "key_file", "tls_min_version", "tls_max_version", NULL};
+    int u, i, n = sg_config_upstream_count(first);
+    if (sg_config_upstream_count(now) != n) {
+        sg_log(SG_LOG_WARN, "SIGHUP: the storage upstreams changed (%d -> %d): it takes a "
+               "restart; the running ones and their credentials stay", n,
+               sg_config_upstream_count(now));
+        return -1;
+    }
+    for (u = 0; u < n; u++) {
+        const char *name = sg_config_upstream_name(first, u), *a, *b;
+        if (sg_config_get(now, name, "mode", 0, &a, NULL) != SG_OK) {
+            sg_log(SG_LOG_WARN, "SIGHUP: the storage upstream \"%s\" is gone: it takes a "
+                   "restart; the running ones and their credentials stay", name);
+            return -1;
+        }
+        for (i = 0; keys[i]; i++) {
+            if (sg_config_get(first, name, keys[i], 0, &a, NULL) != SG_OK ||
+                sg_config_get(now, name, keys[i], 0, &b, NULL) != SG_OK)
+                continue;
+            if (strcmp(a ? a : "", b ? b : "") != 0)
+                sg_log(SG_LOG_WARN, "SIGHUP: storage %s%s%s changed (%s -> %s): it takes a "
+                       "restart; the running value stays", strcmp(name, "default") ? name : "",
+                       strcmp(name, "default") ? " " : "", keys[i], a ? a : "", b ? b : "");
+        }
+    }
+    return 0;
+}
+
+/* The storage settings read again for a reload: NULL (logged) when they
+ * cannot be, or the upstreams are not the same ones. */
+static sg_config *reload_storage(served *sv, char *err, size_t errlen) {
+    sg_config *cfg = sg_config_new();
+    int i;
+    if (cfg == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (sg_config_load(cfg, sv->path, sg_config_shape_of(sv->cfg), NULL) != SG_OK) {
+        snprintf(err, errlen, "%s", sg_errmsg(cfg));
+        sg_config_free(cfg);
+        return NULL;
+    }
+    for (i = 0; i < sg_config_warning_count(cfg); i++)
+        sg_log(SG_LOG_WARN, "SIGHUP: %s", sg_config_warning(cfg, i));
+    if (storage_restart_only(sv->cfg, cfg) != 0) {
+        sg_config_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
 /* SIGHUP (the main thread): the daemon's settings read again from the same
  * file and environment. */
 static sg_serve_opts *reload_settings(void *ud, char *err, size_t errlen) {
     served *sv = ud;
     sg_daemon_settings *ds = sg_daemon_settings_new();
+    sg_config *storage;
     built *b;
     int i;
     if (ds == NULL || (b = malloc(sizeof *b)) == NULL) {
@@ -183,12 +244,23 @@ static sg_serve_opts *reload_settings(void *ud, char *err, size_t errlen) {
     }
     for (i = 0; i < sg_daemon_settings_warning_count(ds); i++)
         sg_log(SG_LOG_WARN, "SIGHUP: %s", sg_daemon_settings_warning(ds, i));
-    /* the listeners are the running ones: a certificate when they take TLS */
-    if (build(b, ds, has_tls(sv->first), err, errlen) != 0) {
+    /* a storage file that no longer reads fails the reload as a bad
+     * daemon setting does; other upstreams only keep their credentials */
+    err[0] = '\0';
+    if ((storage = reload_storage(sv, err, errlen)) == NULL && err[0]) {
         sg_daemon_settings_free(ds);
         free(b);
         return NULL;
     }
+    /* the listeners are the running ones: a certificate when they take TLS */
+    if (build(b, ds, has_tls(sv->first), err, errlen) != 0) {
+        sg_config_free(storage);
+        sg_daemon_settings_free(ds);
+        free(b);
+        return NULL;
+    }
+    b->storage = storage;
+    b->o.storage = storage;
     warn_restart_only(sv->first, ds);
     return &b->o;
 }
@@ -197,14 +269,15 @@ static void free_reloaded(void *ud, sg_serve_opts *o) {
     built *b = (built *)o;
     (void)ud;
     built_clear(b);
+    sg_config_free(b->storage);
     sg_daemon_settings_free(b->ds);
     free(b);
 }
 
 /* Serves with the settings read; the exit status. */
-static int serve(const sg_config *cfg, sg_daemon_settings *ds, const char *path) {
+static int serve(sg_config *cfg, sg_daemon_settings *ds, const char *path) {
     built b;
-    served sv = {path, ds};
+    served sv = {path, ds, cfg};
     char err[SG_ERRMSG_MAX];
     int rc;
     log_setup(ds->log_level, ds->syslog);

@@ -915,6 +915,8 @@ static void on_reload(evutil_socket_t fd, short what, void *arg) {
     old = w->o_ref;
     w->o_ref = ref;
     w->o = ref->o;
+    if (ref->o->storage && sg_gateway_set_credentials(w->gw, ref->o->storage) != SG_OK)
+        sg_log(SG_LOG_WARN, "SIGHUP: the upstreams' credentials stay: %s", sg_errmsg(w->gw));
     users_moved(w, old->o);
     ref_drop(w->srv, old);
 }

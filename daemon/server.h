@@ -52,11 +52,15 @@ typedef struct sg_serve_opts {
     /* SIGHUP: the settings read again, as new options (NULL with why in err
      * when they cannot be: the old ones stay). What can change while serving
      * takes effect in each worker at its next loop turn: the users and
-     * passwords, the policy scripts, the limits, the TLS certificate; the
-     * rest (listen, threads, metrics, unix_mode) is read at start only.
+     * passwords, the policy scripts, the limits, the TLS certificate, the
+     * upstreams' credentials (storage); the rest (listen, threads, metrics,
+     * unix_mode, the other storage settings) is read at start only.
      * free_opts gets them back once no worker uses them. reload NULL: SIGHUP
      * loads the same scripts again. */
     struct sg_serve_opts *(*reload)(void *ud, char *err, size_t errlen);
+    /* A reload's storage settings: the upstreams' credentials are taken from
+     * them (sg_gateway_set_credentials); NULL keeps those in use. */
+    const sg_config *storage;
     void (*free_opts)(void *ud, struct sg_serve_opts *o);
     void *reload_ud;
 } sg_serve_opts;

@@ -475,6 +475,12 @@ SG_API void sg_gateway_free(sg_gateway *g);
 SG_API void sg_gateway_set_policy(sg_gateway *g, sg_policy *p);
 /* sg_client_set_batching for every upstream's client. */
 SG_API int sg_gateway_set_batching(sg_gateway *g, int on);
+/* The upstreams' credentials (username, password, sentinel_password) taken
+ * from cfg, which names the same upstreams: connections opened from now on
+ * authenticate with them (a rotated password), those open stay as they are.
+ * SG_OK, or SG_EINVAL naming an upstream cfg lacks (nothing changed), or
+ * SG_ENOMEM. Call it from the thread that runs g's loop. */
+SG_API int sg_gateway_set_credentials(sg_gateway *g, const sg_config *cfg);
 /* The client of an upstream, made on first use (NULL: unknown upstream or
  * out of memory; see sg_errmsg(g)). Owned by the gateway. */
 SG_API sg_client *sg_gateway_client(sg_gateway *g, const char *upstream);

@@ -43,6 +43,26 @@ static int copy_settings(sg_client *c, const sg_storage *st) {
     return SG_OK;
 }
 
+/* New credentials for the connections opened from now on (the gateway's
+ * reload). Either all three change or none. */
+int sg_client_take_credentials(sg_client *c, const sg_storage *st) {
+    const char *src[3] = {st->f[SG_F_USERNAME].s, st->f[SG_F_PASSWORD].s,
+                          st->f[SG_F_SENTINEL_PASSWORD].s};
+    char **dst[3] = {&c->username, &c->password, &c->sentinel_password}, *cp[3] = {0};
+    int i;
+    for (i = 0; i < 3; i++) {
+        if (src[i] && (cp[i] = sg_strdup(src[i])) == NULL) {
+            while (i-- > 0) sg_free(cp[i]);
+            return SG_ENOMEM;
+        }
+    }
+    for (i = 0; i < 3; i++) {
+        sg_free(*dst[i]);
+        *dst[i] = cp[i];
+    }
+    return SG_OK;
+}
+
 /* A write to a connection the server reset raises SIGPIPE, which kills a
  * process by default: ignore it, unless the host set a handler of its own. */
 static void ignore_sigpipe(void) {

@@ -234,6 +234,8 @@ void sg_conn_fail(sg_conn *conn, int code, const char *fmt, ...)
 void sg_conn_flush(sg_conn *conn);
 /* Writes what every corked connection of the client holds. */
 void sg_client_flush(sg_client *c);
+/* The upstream's credentials for connections opened from now on. */
+int sg_client_take_credentials(sg_client *c, const sg_storage *st);
 /* Closes an idle connection quietly. */
 void sg_conn_close(sg_conn *conn);
 /* Queues an internal command (NUL-terminated words) whose reply is dropped. */

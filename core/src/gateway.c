@@ -94,6 +94,21 @@ int sg_gateway_set_batching(sg_gateway *g, int on) {
     return rc;
 }
 
+int sg_gateway_set_credentials(sg_gateway *g, const sg_config *cfg) {
+    const sg_storage **st = sg_calloc((size_t)(g->n ? g->n : 1), sizeof *st);
+    int i, rc = SG_OK;
+    if (st == NULL) return sg_seterr(&g->err, SG_ENOMEM, "out of memory");
+    for (i = 0; i < g->n && rc == SG_OK; i++) /* all or nothing */
+        if ((st[i] = sg_config_upstream(cfg, g->names[i])) == NULL)
+            rc = sg_seterr(&g->err, SG_EINVAL, "the new settings have no upstream \"%s\"",
+                           g->names[i]);
+    for (i = 0; i < g->n && rc == SG_OK; i++)
+        if (g->clients[i] && sg_client_take_credentials(g->clients[i], st[i]) != SG_OK)
+            rc = sg_seterr(&g->err, SG_ENOMEM, "out of memory");
+    sg_free(st);
+    return rc;
+}
+
 sg_client *sg_gateway_client(sg_gateway *g, const char *upstream) {
     int i;
     if (upstream == NULL) upstream = "default";

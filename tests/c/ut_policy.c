@@ -466,6 +466,31 @@ static sg_gateway *offline_gateway(void) {
     return g;
 }
 
+/* New credentials are taken for every upstream, or for none when the new
+ * settings lack one of the gateway's upstreams. */
+static void test_credentials(void) {
+    const char *two[] = {"TYK_GW_STORAGE_ADDRS=127.0.0.1:1", "TYK_GW_ENABLESEPERATECACHESTORE=true",
+                         "TYK_GW_CACHESTORAGE_ADDRS=127.0.0.1:2", "TYK_GW_STORAGE_PASSWORD=old",
+                         NULL};
+    const char *one[] = {"TYK_GW_STORAGE_ADDRS=127.0.0.1:1", "TYK_GW_STORAGE_PASSWORD=new", NULL};
+    const char *both[] = {"TYK_GW_STORAGE_ADDRS=127.0.0.1:1", "TYK_GW_ENABLESEPERATECACHESTORE=true",
+                          "TYK_GW_CACHESTORAGE_ADDRS=127.0.0.1:2", "TYK_GW_STORAGE_PASSWORD=new",
+                          "TYK_GW_CACHESTORAGE_USERNAME=cu", NULL};
+    sg_config *cfg = sg_config_new(), *next = sg_config_new();
+    sg_gateway *g;
+    CHECK_INT(sg_config_load(cfg, NULL, SG_SHAPE_GATEWAY, two), SG_OK);
+    g = sg_gateway_new(cfg, NULL);
+    CHECK_INT(sg_errcode(g), SG_OK);
+    CHECK_INT(sg_config_load(next, NULL, SG_SHAPE_GATEWAY, one), SG_OK);
+    CHECK_INT(sg_gateway_set_credentials(g, next), SG_EINVAL);
+    CHECK(strstr(sg_errmsg(g), "no upstream \"cache\"") != NULL);
+    CHECK_INT(sg_config_load(next, NULL, SG_SHAPE_GATEWAY, both), SG_OK);
+    CHECK_INT(sg_gateway_set_credentials(g, next), SG_OK);
+    sg_config_free(next); /* copied: the gateway keeps no pointer into it */
+    sg_config_free(cfg);
+    sg_gateway_free(g);
+}
+
 /* The keymap of command under g's policies (NULL when it gets none). */
 static sg_keymap *keymap_of(sg_gateway *g, const char *command) {
     sg_request_ctx ctx = {"alice", NULL, NULL};
@@ -611,6 +636,7 @@ int main(void) {
     RUN(test_bytecode_refused);
     RUN(test_glob);
     RUN(test_keymap);
+    RUN(test_credentials);
     return test_report();
 }
 

@@ -247,6 +247,53 @@ describe("slotgated settings read again on SIGHUP", function()
   end)
 end)
 
+describe("slotgated upstream credentials read again on SIGHUP", function()
+  teardown(daemon.stop_all)
+
+  -- The harness's ACL server, as its admin user.
+  local acl_addr = helper.server_var("SG_TEST_ACL")
+  local function acl(args)
+    return daemon.node_cli(acl_addr, "--no-auth-warning --user " .. helper.server_var("SG_TEST_ACL_USER") ..
+                           " --pass " .. helper.server_var("SG_TEST_ACL_PASS") .. " " .. args)
+  end
+  local function storage(path, password, timeout)
+    write(path, string.format('{"storage": {"username": "sgrot", "password": %q, "timeout": %d}, ' ..
+          '"slotgate": {}}\n', password, timeout))
+    return path
+  end
+
+  it("authenticates new connections with a rotated password; other storage settings take a restart", function()
+    assert.equal("OK\n", acl("ACL SETUSER sgrot reset on '>rot-1' '~*' '&*' '+@all'"))
+    local path = storage(dir .. "/rotate.json", "rot-1", 5)
+    local d = start{ args = { "-c", path }, env = { SLOTGATE_THREADS = "1", TYK_GW_STORAGE_ADDRS = acl_addr,
+                                                    TYK_GW_STORAGE_ENABLECLUSTER = "false" } }
+    finally(function()
+      acl("ACL DELUSER sgrot")
+      stop(d)
+    end)
+    assert.equal("OK\n", cli(d, "SET rot:k v1"))
+    -- the password rotated on the server, the gateway's connection dropped:
+    -- the old password no longer gets in
+    assert.equal("OK\n", acl("ACL SETUSER sgrot resetpass '>rot-2'"))
+    acl("CLIENT KILL USER sgrot")
+    assert.is_truthy(wait_for(function() return cli(d, "GET rot:k"):find("WRONGPASS", 1, true) end))
+    -- the new one read on SIGHUP; the timeout's change only said
+    storage(path, "rot-2", 7)
+    daemon.signal(d, "HUP")
+    assert.matches("storage timeout changed %(5 %-> 7%): it takes a restart",
+                   daemon.wait_log(d, "storage timeout"))
+    assert.is_truthy(wait_for(function() return cli(d, "GET rot:k") == "v1\n" end))
+    assert.equal("OK\n", cli(d, "SET rot:k v2"))
+    -- a storage file that no longer reads: nothing changes, and why is logged
+    write(path, '{"storage": {"addrs": 7}}')
+    daemon.signal(d, "HUP")
+    assert.matches("nothing changes: .*rotate.json", daemon.wait_log(d, "rotate.json"))
+    acl("CLIENT KILL USER sgrot")
+    assert.is_truthy(wait_for(function() return cli(d, "GET rot:k") == "v2\n" end))
+    assert.is_true(stop(d))
+  end)
+end)
+
 describe("slotgated metrics and health", function()
   teardown(daemon.stop_all)
 
