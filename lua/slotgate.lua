@@ -224,6 +224,7 @@ sg_gateway *sg_gateway_new(const sg_config *cfg, struct event_base *base);
 void sg_gateway_free(sg_gateway *g);
 void sg_gateway_set_policy(sg_gateway *g, sg_policy *p);
 int sg_gateway_set_batching(sg_gateway *g, int on);
+int sg_gateway_set_credentials(sg_gateway *g, const sg_config *cfg);
 sg_client *sg_gateway_client(sg_gateway *g, const char *upstream);
 int sg_gateway_send_argv(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                          const char *const *argv, const size_t *argvlen, sg_reply_fn fn,
