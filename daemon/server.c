@@ -582,6 +582,24 @@ static int plain_command(const session *s, const sg_command *cmd) {
     return cmd != NULL && s->authed && s->txn == NULL && s->psub == NULL && !taken[sg_command_index(cmd)];
 }
 
+/* A command the daemon answers itself (PING, ECHO, CLIENT, INFO, CLUSTER
+ * ...) goes through the policies first, as a forwarded one does: a policy
+ * that denies INFO keeps the upstreams' addresses to itself. AUTH, HELLO and
+ * QUIT are never refused; RESET, MULTI, SUBSCRIBE and the others txn.c and
+ * pubsub.c take are checked there. 1 when denied (the error is in b). */
+static int local_denied(session *s, const sg_command *cmd, const sg_resp_req *r, sg_buf *b) {
+    static const char *const never[] = {"auth", "hello", "quit", NULL};
+    sg_request_ctx ctx;
+    char err[600];
+    int i;
+    for (i = 0; never[i]; i++)
+        if (strcmp(cmd->name, never[i]) == 0) return 0;
+    session_ctx(s, &ctx);
+    if (!sg_gateway_denies(s->w->gw, &ctx, r->argc, r->argv, r->argvlen, err, sizeof err)) return 0;
+    put_error(b, err);
+    return 1;
+}
+
 static void handle(session *s, const sg_resp_req *r) {
     uint64_t seq;
     slot *sl = slot_new(s, &seq);
@@ -600,6 +618,10 @@ static void handle(session *s, const sg_resp_req *r) {
     if (s->authed && (pubsub_refuse(s, r, seq) || txn_command(s, r, seq) ||
                       pubsub_command(s, r, seq)))
         return;
+    if (s->authed && cmd && taken[sg_command_index(cmd)] && local_denied(s, cmd, r, &sl->out)) {
+        sl->done = 1;
+        return;
+    }
     if (s->authed && cmd && admin_command(s, cmd, r, sl, seq)) return; /* admin.c: INFO, refusals */
     if (local_command(s, r, &sl->out)) {
         sl->done = 1;

@@ -453,6 +453,22 @@ static int check_command(const sg_command *info, int argc, const char *const *ar
     return 1;
 }
 
+int sg_gateway_denies(sg_gateway *g, const sg_request_ctx *ctx, int argc, const char *const *argv,
+                      const size_t *argvlen, char *err, size_t errlen) {
+    sg_decision d;
+    int denied;
+    if (g->policy == NULL) return 0;
+    sg_decision_init(&d);
+    if (sg_policy_apply(g->policy, ctx, argc, argv, argvlen, &d) != SG_OK) {
+        snprintf(err, errlen, "ERR slotgate: out of memory applying the policies");
+        denied = 1; /* not let through unchecked */
+    } else if ((denied = d.deny) != 0) {
+        snprintf(err, errlen, "%s", d.errmsg);
+    }
+    sg_decision_clear(&d);
+    return denied;
+}
+
 int sg_gateway_prepare(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                        const char *const *argv, const size_t *argvlen, sg_prepared *out) {
     sg_decision d;

@@ -88,6 +88,12 @@ void sg_buf_free(sg_buf *b);
  * twice. Without a policy the command goes on as cmd; a policy looks again
  * at what it may have rewritten. */
 struct sg_command;
+/* The policies' verdict on a command the host answers itself (the daemon's
+ * PING, ECHO, CLIENT, INFO ...), which a policy may refuse as it refuses a
+ * forwarded one: 1 with the refusal in err (an error reply's text) when they
+ * deny it, 0 when they let it through or there are none. */
+int sg_gateway_denies(sg_gateway *g, const sg_request_ctx *ctx, int argc, const char *const *argv,
+                      const size_t *argvlen, char *err, size_t errlen);
 int sg_gateway_forward_cmd(sg_gateway *g, const struct sg_command *cmd, const sg_request_ctx *ctx,
                            int argc, const char *const *argv, const size_t *argvlen,
                            const char *resp, size_t resplen, sg_reply_fn fn,

@@ -85,6 +85,85 @@ describe("slotgated with a policy", function()
   end)
 end)
 
+describe("slotgated with a policy on the commands it answers itself", function()
+  it("refuses them as it refuses forwarded ones, but never AUTH, HELLO or QUIT", function()
+    local policy = dir .. "/local.lua"
+    write(policy, "return {name = 'quiet', deny_commands = {'INFO', 'CLIENT', 'CLUSTER', 'ECHO', " ..
+                  "'COMMAND', 'AUTH', 'HELLO', 'QUIT'}}")
+    local d = start{ env = { SLOTGATE_POLICY = policy, SLOTGATE_REQUIREPASS = "pw" } }
+    finally(function() stop(d) end)
+    local function as_client(args) return cli(d, "--no-auth-warning -a pw " .. args) end
+    -- INFO would name the upstreams' nodes; CLUSTER SLOTS shows the gateway
+    for _, c in ipairs({ "INFO", "CLIENT ID", "CLUSTER SLOTS", "ECHO hi", "COMMAND COUNT" }) do
+      assert.matches("NOPERM policy quiet refuses " .. c:match("^%S+"), as_client(c), 1, true)
+    end
+    assert.equal("PONG\n", as_client("PING"))
+    local c = assert(daemon.connect(d.port))
+    c:send({ "HELLO", "2", "AUTH", "default", "pw" })
+    assert.equal("array", assert(c:read()).t)
+    c:send({ "AUTH", "pw" })
+    assert.equal("OK", assert(c:read()).v)
+    c:send({ "QUIT" })
+    assert.equal("OK", assert(c:read()).v)
+    c:close()
+  end)
+end)
+
+describe("slotgated reloading under traffic", function()
+  it("loses, reorders and drops nothing while SIGHUP reloads its policies", function()
+    -- four clients on two workers keep 200 commands each in flight while the
+    -- policy file changes and SIGHUP comes, 12 times; every reply is checked
+    local policy = dir .. "/traffic.lua"
+    local function gen(n)
+      write(policy, string.format("return {name = 'gen%d', prefix = 'rl:', deny_commands = {%s}}",
+                                  n, n % 2 == 0 and "'ECHO'" or "'FLUSHALL'"))
+    end
+    gen(0)
+    local d = start{ env = { SLOTGATE_POLICY = policy, SLOTGATE_THREADS = "2" } }
+    local conns = {}
+    finally(function()
+      for _, c in ipairs(conns) do c:close() end
+      stop(d)
+    end)
+    for i = 1, 4 do conns[i] = assert(daemon.connect_served(d.port)) end
+    local rounds = 12
+    for round = 1, rounds do
+      for i, c in ipairs(conns) do
+        for k = 1, 100 do
+          local key = string.format("t%d:%d", i, k)
+          c:send({ "SET", key, round .. ":" .. key })
+          c:send({ "GET", key })
+        end
+      end
+      gen(round)
+      daemon.signal(d, "HUP")
+      for i, c in ipairs(conns) do
+        for k = 1, 100 do
+          local key = string.format("t%d:%d", i, k)
+          local set, why = c:read()
+          assert(set, "client " .. i .. " round " .. round .. ": " .. tostring(why))
+          assert.equal("OK", set.v)
+          local got = assert(c:read())
+          assert.equal(round .. ":" .. key, got.v)
+        end
+      end
+    end
+    -- the last set is in force; the prefix held throughout
+    local last = rounds % 2 == 0 and "ECHO" or "FLUSHALL"
+    assert.is_truthy(wait_for(function()
+      return cli(d, last == "ECHO" and "ECHO x" or "FLUSHALL"):find("gen" .. rounds .. " refuses", 1, true)
+    end))
+    assert.equal(rounds .. ":t1:1\n", daemon.cluster_cli("GET rl:t1:1"))
+    local log = slurp(d.log)
+    assert.is_nil(log:find("failed", 1, true), log)
+    for _, c in ipairs(conns) do
+      c:send({ "PING" })
+      assert.equal("PONG", assert(c:read()).v)
+    end
+    assert.is_true(stop(d))
+  end)
+end)
+
 describe("slotgated with a password", function()
   it("lets nothing but AUTH, HELLO and QUIT through before it", function()
     local d = start{ env = { SLOTGATE_REQUIREPASS = "s3cret" } }
