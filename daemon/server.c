@@ -582,11 +582,10 @@ static int plain_command(const session *s, const sg_command *cmd) {
     return cmd != NULL && s->authed && s->txn == NULL && s->psub == NULL && !taken[sg_command_index(cmd)];
 }
 
-/* A command the daemon answers itself (PING, ECHO, CLIENT, INFO, CLUSTER
- * ...) goes through the policies first, as a forwarded one does: a policy
- * that denies INFO keeps the upstreams' addresses to itself. AUTH, HELLO and
- * QUIT are never refused; RESET, MULTI, SUBSCRIBE and the others txn.c and
- * pubsub.c take are checked there. 1 when denied (the error is in b). */
+/* A command the daemon answers itself (PING, ECHO, CLIENT, INFO, CLUSTER,
+ * MULTI ...) goes through the policies first, as a forwarded one does: a
+ * policy that denies INFO keeps the upstreams' addresses to itself. AUTH,
+ * HELLO and QUIT are never refused. 1 when denied (the error is in b). */
 static int local_denied(session *s, const sg_command *cmd, const sg_resp_req *r, sg_buf *b) {
     static const char *const never[] = {"auth", "hello", "quit", NULL};
     sg_request_ctx ctx;
@@ -613,6 +612,14 @@ static void handle(session *s, const sg_resp_req *r) {
     s->w->commands++;
     cmd = sg_command_resolve(r->argc, r->argv, r->argvlen);
     if (plain_command(s, cmd)) goto forward;
+    /* MULTI and RESET are decided on here (a policy may forbid transactions);
+     * WATCH, what MULTI queues and the subscribe family in txn.c and
+     * pubsub.c */
+    if (s->authed && cmd && (strcmp(cmd->name, "multi") == 0 || strcmp(cmd->name, "reset") == 0) &&
+        local_denied(s, cmd, r, &sl->out)) {
+        sl->done = 1;
+        return;
+    }
     /* connection-bound commands (conns.h): subscribed mode, MULTI and what
      * it queues, the subscribe family */
     if (s->authed && (pubsub_refuse(s, r, seq) || txn_command(s, r, seq) ||

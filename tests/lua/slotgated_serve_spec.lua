@@ -86,15 +86,15 @@ describe("slotgated with a policy", function()
 end)
 
 describe("slotgated with a policy on the commands it answers itself", function()
-  it("refuses them as it refuses forwarded ones, but never AUTH, HELLO or QUIT", function()
+  it("refuses them (and MULTI) as it refuses forwarded ones, but never AUTH, HELLO or QUIT", function()
     local policy = dir .. "/local.lua"
     write(policy, "return {name = 'quiet', deny_commands = {'INFO', 'CLIENT', 'CLUSTER', 'ECHO', " ..
-                  "'COMMAND', 'AUTH', 'HELLO', 'QUIT'}}")
+                  "'COMMAND', 'MULTI', 'AUTH', 'HELLO', 'QUIT'}}")
     local d = start{ env = { SLOTGATE_POLICY = policy, SLOTGATE_REQUIREPASS = "pw" } }
     finally(function() stop(d) end)
     local function as_client(args) return cli(d, "--no-auth-warning -a pw " .. args) end
     -- INFO would name the upstreams' nodes; CLUSTER SLOTS shows the gateway
-    for _, c in ipairs({ "INFO", "CLIENT ID", "CLUSTER SLOTS", "ECHO hi", "COMMAND COUNT" }) do
+    for _, c in ipairs({ "INFO", "CLIENT ID", "CLUSTER SLOTS", "ECHO hi", "COMMAND COUNT", "MULTI" }) do
       assert.matches("NOPERM policy quiet refuses " .. c:match("^%S+"), as_client(c), 1, true)
     end
     assert.equal("PONG\n", as_client("PING"))
