@@ -99,6 +99,10 @@ for _ in $(seq 200); do
 done
 redis-cli -p "$SGPORT" GET bench:warm | grep -q 1 || die "slotgated does not serve: $(cat "$SGLOG")"
 rss() { awk '/^VmRSS/ { print $2 }' "/proc/$SGPID/status"; }
+# slotgated's CPU time so far (user + system, all threads), in clock ticks:
+# per request it is a steadier figure than the ratios on a shared machine
+HZ=$(getconf CLK_TCK)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$SGPID/stat"; }
 RSS_IDLE=$(rss)
 RSS_PEAK=$RSS_IDLE
 # The load generator is the same on both sides: redis-benchmark --cluster
@@ -166,8 +170,12 @@ for ((pass = 1; pass <= RUNS; pass++)); do
                 ( while sleep 0.2; do r=$(rss 2>/dev/null) || exit 0; echo "$r"; done ) >"$OUT.rss" &
                 sampler=$!
             fi
+            [[ $via != slotgate ]] || cpu0=$(cpu_ticks)
             rps=$(run_one "$w" "$via")
             if [[ $via == slotgate ]]; then
+                n=$(args_for "$w" slotgate | awk '{ for (i = 1; i < NF; i++) if ($i == "-n") print $(i + 1) }')
+                echo "CPU $w $(awk -v t=$(($(cpu_ticks) - cpu0)) -v hz="$HZ" -v n="$n" \
+                    'BEGIN { printf "%.2f", t * 1e6 / hz / n }')" >>"$OUT"
                 kill "$sampler" 2>/dev/null || true
                 wait "$sampler" 2>/dev/null || true
                 peak=$(sort -n "$OUT.rss" | tail -1)
@@ -199,6 +207,11 @@ for w in "${WORKLOADS[@]}"; do
     [[ $verdict == met ]] || fail=1
     printf '%-7s slotgated %9.0f (%.0f..%.0f)  direct %9.0f (%.0f..%.0f)  ratio %.3f (%.3f..%.3f)  target >= %s: %s\n' \
         "$w" "$sm" "$smin" "$smax" "$dm" "$dmin" "$dmax" "$rm" "$rmin" "$rmax" "$want" "$verdict"
+done
+echo "slotgated's CPU per request (user + system, µs; median, min..max):"
+for w in "${WORKLOADS[@]}"; do
+    read -r cm cmin cmax < <(awk -v w="$w" '$1 == "CPU" && $2 == w { print $3 }' "$OUT" | stats)
+    printf '  %-7s %6.2f (%.2f..%.2f)\n' "$w" "$cm" "$cmin" "$cmax"
 done
 printf 'RSS     idle %d kB, peak under load %d kB, after %d kB (targets: idle < 8192, load < 12288)\n' \
     "$RSS_IDLE" "$RSS_PEAK" "$RSS_AFTER"
