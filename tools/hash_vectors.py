@@ -14,7 +14,7 @@ The references:
   - sha256:    Python's hashlib, and every digest is also checked against
                coreutils' `sha256sum`.
 Before writing anything, the reference is checked against the vectors Tyk's
-own hashing gives for "hello" (see TYK-STORAGE.md) and against widely
+own hashing gives for "hello" (listed in self_check below) and against widely
 published MurmurHash3 x86_32 values, so a slip in this file cannot silently
 become the expected value of the C tests.
 
