@@ -26,6 +26,14 @@
 --   array          a table, 1-based, no holes (nil elements are slotgate.null);
 --                  an error reply inside an array is the table {false, msg}
 --   error reply    call() returns false, msg
+-- and the RESP3 types (a connection that speaks RESP3 to the nodes):
+--   map            a table keyed by the keys' values
+--   set, push      a table, 1-based, as an array
+--   double         a number (inf and nan included)
+--   boolean        true or false
+--   big number     its decimal digits, a string
+--   verbatim       its text, a string (without the "txt:" format)
+--   attribute      left out: the value is the reply it came with
 --   failure        nil, err, code: err names what failed and where, code is
 --                  the error's name ("ECONNECT", "ETIMEOUT", "EUNKNOWN" when a
 --                  sent command got no answer, "ECOMMAND", "ECLOSED", ...)
@@ -122,7 +130,15 @@ typedef enum sg_reply_type {
     SG_REPLY_INTEGER = 3,
     SG_REPLY_NIL = 4,
     SG_REPLY_STATUS = 5,
-    SG_REPLY_ERROR = 6
+    SG_REPLY_ERROR = 6,
+    SG_REPLY_DOUBLE = 7,
+    SG_REPLY_BOOL = 8,
+    SG_REPLY_MAP = 9,
+    SG_REPLY_SET = 10,
+    SG_REPLY_ATTR = 11,
+    SG_REPLY_PUSH = 12,
+    SG_REPLY_BIGNUM = 13,
+    SG_REPLY_VERB = 14
 } sg_reply_type;
 typedef struct sg_reply {
     int type;
@@ -131,6 +147,9 @@ typedef struct sg_reply {
     char *str;
     size_t elements;
     struct sg_reply **element;
+    double dval;
+    char vtype[4];
+    struct sg_reply *attribute;
 } sg_reply;
 void sg_reply_free(sg_reply *reply);
 
@@ -423,6 +442,9 @@ end
 
 local REPLY_STRING, REPLY_ARRAY, REPLY_INTEGER = C.SG_REPLY_STRING, C.SG_REPLY_ARRAY, C.SG_REPLY_INTEGER
 local REPLY_NIL, REPLY_STATUS, REPLY_ERROR = C.SG_REPLY_NIL, C.SG_REPLY_STATUS, C.SG_REPLY_ERROR
+local REPLY_DOUBLE, REPLY_BOOL, REPLY_MAP = C.SG_REPLY_DOUBLE, C.SG_REPLY_BOOL, C.SG_REPLY_MAP
+local REPLY_SET, REPLY_PUSH = C.SG_REPLY_SET, C.SG_REPLY_PUSH
+local REPLY_BIGNUM, REPLY_VERB = C.SG_REPLY_BIGNUM, C.SG_REPLY_VERB
 
 local function integer_value(v)
   if v > -TWO53 and v < TWO53 then return tonumber(v) end
@@ -433,17 +455,27 @@ end
 -- top) or {false, text} (inside an array).
 local function reply_value(r, nested)
   local t = r.type
-  if t == REPLY_STRING or t == REPLY_STATUS then
+  if t == REPLY_STRING or t == REPLY_STATUS or t == REPLY_VERB or t == REPLY_BIGNUM then
     return ffi_string(r.str, tonumber(r.len))
   elseif t == REPLY_INTEGER then
     return integer_value(r.integer)
   elseif t == REPLY_NIL then
     return null
-  elseif t == REPLY_ARRAY then
+  elseif t == REPLY_ARRAY or t == REPLY_SET or t == REPLY_PUSH then
     local n = tonumber(r.elements)
     local out = {}
     for i = 0, n - 1 do out[i + 1] = reply_value(r.element[i], true) end
     return out
+  elseif t == REPLY_MAP then
+    local out = {}
+    for i = 0, tonumber(r.elements) - 2, 2 do
+      out[reply_value(r.element[i], true)] = reply_value(r.element[i + 1], true)
+    end
+    return out
+  elseif t == REPLY_DOUBLE then
+    return tonumber(r.dval)
+  elseif t == REPLY_BOOL then
+    return r.integer ~= 0
   elseif t == REPLY_ERROR then
     local msg = ffi_string(r.str, tonumber(r.len))
     if nested then return { false, msg } end
@@ -451,6 +483,8 @@ local function reply_value(r, nested)
   end
   return nil, "unknown reply type " .. tostring(t), "EPROTO"
 end
+-- For the specs: a reply tree made with the FFI, as the library would give it.
+_M._reply_value = reply_value
 
 -- ---- hashing (Tyk's hash_keys) ----------------------------------------------------
 

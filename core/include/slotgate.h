@@ -236,24 +236,37 @@ SG_API const char *sg_config_dump(sg_config *cfg);
 
 
 /* ---- Replies -------------------------------------------------------------
- * A reply tree. The types have hiredis's numbers. One sg_reply_free() frees a
- * whole tree; never free an element on its own. */
+ * A reply tree. The types have hiredis's numbers (RESP3's as hiredis 1.x
+ * gives them). One sg_reply_free() frees a whole tree; never free an element
+ * on its own. */
 typedef enum sg_reply_type {
     SG_REPLY_STRING = 1,
     SG_REPLY_ARRAY = 2,
     SG_REPLY_INTEGER = 3,
-    SG_REPLY_NIL = 4,
+    SG_REPLY_NIL = 4,     /* RESP2's null bulk and null array, RESP3's null */
     SG_REPLY_STATUS = 5,
-    SG_REPLY_ERROR = 6
+    SG_REPLY_ERROR = 6,   /* simple and (RESP3) blob errors */
+    /* RESP3 only: what a node sends on a connection opened with HELLO 3 */
+    SG_REPLY_DOUBLE = 7,  /* str: the number as sent ("1.5", "inf", "nan"); dval */
+    SG_REPLY_BOOL = 8,    /* integer: 1 or 0 */
+    SG_REPLY_MAP = 9,     /* elements: key, value, key, value ... */
+    SG_REPLY_SET = 10,
+    SG_REPLY_ATTR = 11,   /* the attribute map of a reply (see attribute) */
+    SG_REPLY_PUSH = 12,   /* out-of-band data: pub/sub messages, invalidations */
+    SG_REPLY_BIGNUM = 13, /* str: the decimal digits, a '-' first if negative */
+    SG_REPLY_VERB = 14    /* verbatim string: vtype ("txt", "mkd"), str the text */
 } sg_reply_type;
 
 typedef struct sg_reply {
     int type;                  /* sg_reply_type */
-    long long integer;         /* INTEGER */
-    size_t len;                /* STRING, STATUS, ERROR: bytes in str */
+    long long integer;         /* INTEGER; BOOL (1 or 0) */
+    size_t len;                /* STRING, STATUS, ERROR, DOUBLE, BIGNUM, VERB: bytes in str */
     char *str;                 /* ... NUL-terminated, binary-safe by len */
-    size_t elements;           /* ARRAY */
-    struct sg_reply **element; /* ARRAY: elements; NIL for a null array */
+    size_t elements;           /* ARRAY, SET, PUSH; MAP and ATTR: twice the pairs */
+    struct sg_reply **element; /* their elements */
+    double dval;               /* DOUBLE */
+    char vtype[4];             /* VERB: the format, NUL-terminated */
+    struct sg_reply *attribute; /* RESP3: the ATTR map sent ahead of this reply, or NULL */
 } sg_reply;
 
 SG_API void sg_reply_free(sg_reply *reply);

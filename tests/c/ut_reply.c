@@ -3,7 +3,9 @@
  * end of a reply found, then its tree): arrays of every size, nesting, an
  * announced count far above what arrives, nesting past the limit, replies
  * cut anywhere across chunks, allocation failures at every step; and a
- * CLUSTER SLOTS map applied.
+ * CLUSTER SLOTS map applied. RESP3: every type, as a Redis 7.0 node sent it
+ * (recorded below; ct_resp3 reads the same from a live node), and the
+ * malformed forms of each refused.
  */
 #include <event2/buffer.h>
 #include <stdio.h>
@@ -245,6 +247,165 @@ static void test_map_master_listed_as_replica(void) {
     sg_cluster_free(&c);
 }
 
+/* What redis-server 7.0.15 sent on a connection opened with HELLO 3, for
+ * DEBUG PROTOCOL string, integer, double, bignum, null, array, set, map,
+ * attrib, push (a push, then the reply after it), verbatim, true, false;
+ * then HGETALL h, SMEMBERS s, ZSCORE z m, GET of a missing key, a script's
+ * error, and SUBSCRIBE's confirmation. */
+static const char resp3_stream[] =
+    "$11\r\nHello World\r\n"
+    ":12345\r\n"
+    ",3.141\r\n"
+    "(1234567999999999999999999999999999999\r\n"
+    "_\r\n"
+    "*3\r\n:0\r\n:1\r\n:2\r\n"
+    "~3\r\n:0\r\n:1\r\n:2\r\n"
+    "%3\r\n:0\r\n#f\r\n:1\r\n#t\r\n:2\r\n#f\r\n"
+    "|1\r\n$14\r\nkey-popularity\r\n*2\r\n$7\r\nkey:123\r\n:90\r\n"
+    "$39\r\nSome real reply following the attribute\r\n"
+    ">2\r\n$16\r\nserver-cpu-usage\r\n:42\r\n"
+    "$40\r\nSome real reply following the push reply\r\n"
+    "=29\r\ntxt:This is a verbatim\nstring\r\n"
+    "#t\r\n"
+    "#f\r\n"
+    "%2\r\n$1\r\nf\r\n$1\r\nv\r\n$1\r\ng\r\n$1\r\nw\r\n"
+    "~1\r\n$1\r\na\r\n"
+    ",1.5\r\n"
+    "_\r\n"
+    "-ERR boom\r\n"
+    ">3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n";
+
+/* Each reply of the stream: its type, and its text, integer or elements. */
+static void test_resp3_types(void) {
+    static const int types[] = {SG_REPLY_STRING, SG_REPLY_INTEGER, SG_REPLY_DOUBLE,
+                                SG_REPLY_BIGNUM, SG_REPLY_NIL,     SG_REPLY_ARRAY,
+                                SG_REPLY_SET,    SG_REPLY_MAP,     SG_REPLY_STRING,
+                                SG_REPLY_PUSH,   SG_REPLY_STRING,  SG_REPLY_VERB,
+                                SG_REPLY_BOOL,   SG_REPLY_BOOL,    SG_REPLY_MAP,
+                                SG_REPLY_SET,    SG_REPLY_DOUBLE,  SG_REPLY_NIL,
+                                SG_REPLY_ERROR,  SG_REPLY_PUSH};
+    sg_reply *r[20];
+    size_t at = 0, len = sizeof resp3_stream - 1;
+    int i, err;
+    for (i = 0; i < 20; i++) {
+        long long n = sg_reply_scan(resp3_stream + at, len - at);
+        CHECK(n > 0);
+        if (n <= 0) return;
+        r[i] = sg_reply_parse(resp3_stream + at, (size_t)n, &err);
+        CHECK_INT(err, SG_OK);
+        if (r[i] == NULL) return;
+        CHECK_INT(r[i]->type, types[i]);
+        at += (size_t)n;
+    }
+    CHECK_INT(at, len);
+    CHECK_STR(r[0]->str, "Hello World");
+    CHECK_INT(r[1]->integer, 12345);
+    CHECK_STR(r[2]->str, "3.141");
+    CHECK(r[2]->dval == 3.141);
+    CHECK_STR(r[3]->str, "1234567999999999999999999999999999999");
+    CHECK_INT(r[6]->elements, 3);
+    CHECK_INT(r[7]->elements, 6); /* three pairs */
+    CHECK_INT(r[7]->element[3]->type, SG_REPLY_BOOL);
+    CHECK_INT(r[7]->element[3]->integer, 1);
+    CHECK_INT(r[7]->element[5]->integer, 0);
+    /* the attribute belongs to the reply after it */
+    CHECK(r[8]->attribute != NULL);
+    if (r[8]->attribute) {
+        CHECK_INT(r[8]->attribute->type, SG_REPLY_ATTR);
+        CHECK_INT(r[8]->attribute->elements, 2);
+        CHECK_STR(r[8]->attribute->element[0]->str, "key-popularity");
+        CHECK_INT(r[8]->attribute->element[1]->element[1]->integer, 90);
+    }
+    CHECK_STR(r[8]->str, "Some real reply following the attribute");
+    CHECK_INT(r[9]->elements, 2);
+    CHECK_STR(r[11]->vtype, "txt");
+    CHECK_STR(r[11]->str, "This is a verbatim\nstring");
+    CHECK_INT(r[11]->len, 25);
+    CHECK_INT(r[12]->integer, 1);
+    CHECK_INT(r[13]->integer, 0);
+    CHECK_STR(r[14]->element[2]->str, "g");
+    CHECK(r[16]->dval == 1.5);
+    CHECK_STR(r[18]->str, "ERR boom");
+    CHECK_STR(r[19]->element[0]->str, "subscribe");
+    for (i = 0; i < 20; i++) sg_reply_free(r[i]);
+}
+
+/* The same stream cut into chunks of every size: the chunk scanner finds
+ * every RESP3 reply's end where the whole-buffer scanner does. */
+static void test_resp3_across_chunks(void) {
+    size_t len = sizeof resp3_stream - 1, cut;
+    for (cut = 1; cut <= 24; cut++) {
+        struct evbuffer *in = evbuffer_new();
+        sg_scan st = {0};
+        size_t fed = 0, at = 0;
+        int ok = 1;
+        while (at < len) {
+            long long n = sg_reply_scan_buffer(&st, in);
+            if (n < 0) {
+                ok = 0;
+                break;
+            }
+            if (n == 0) {
+                size_t step = cut < len - fed ? cut : len - fed;
+                struct evbuffer *piece;
+                if (step == 0) {
+                    ok = 0;
+                    break;
+                }
+                piece = evbuffer_new();
+                evbuffer_add(piece, resp3_stream + fed, step);
+                evbuffer_add_buffer(in, piece);
+                evbuffer_free(piece);
+                fed += step;
+                continue;
+            }
+            ok &= n == sg_reply_scan(resp3_stream + at, len - at);
+            at += (size_t)n;
+            evbuffer_drain(in, (size_t)n);
+        }
+        CHECK(ok);
+        evbuffer_free(in);
+    }
+}
+
+/* RESP3 forms a node never sends are refused (SG_EPROTO), not guessed at. */
+static void test_resp3_malformed(void) {
+    static const char *const bad[] = {
+        "#x\r\n",        "#tt\r\n",        ",\r\n",          ",abc\r\n",      ", 1\r\n",
+        ",1.5x\r\n",     "(\r\n",          "(12a\r\n",       "(-\r\n",        "_x\r\n",
+        "=3\r\nabc\r\n", "=5\r\ntxt_x\r\n", "%-1\r\n",        "~-1\r\n",       ">-1\r\n",
+        "!-1\r\n",       "$3\r\nabcd\r\n",  "|1\r\n:1\r\n:2\r\n|1\r\n:3\r\n:4\r\n:5\r\n",
+    };
+    size_t i;
+    for (i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int err = 0;
+        long long n = sg_reply_scan(bad[i], strlen(bad[i]));
+        sg_reply *r = n > 0 ? sg_reply_parse(bad[i], (size_t)n, &err) : NULL;
+        if (r != NULL || (n > 0 && err != SG_EPROTO))
+            TEST_FAIL_("\"%s\" was taken (scan %lld, status %d)", bad[i], n, err);
+        test_checks++;
+        sg_reply_free(r);
+    }
+    /* an attribute is not whole without the reply it decorates */
+    CHECK_INT(sg_reply_scan("|1\r\n:1\r\n:2\r\n", 12), 0);
+    /* a blob error, a null map value, an empty verbatim text */
+    {
+        static const char ok[] = "%2\r\n!5\r\nERR x\r\n_\r\n=4\r\ntxt:\r\n,-inf\r\n";
+        int err;
+        sg_reply *r = read_one(ok, sizeof ok - 1, &err);
+        CHECK(r != NULL);
+        if (r) {
+            CHECK_INT(r->element[0]->type, SG_REPLY_ERROR);
+            CHECK_STR(r->element[0]->str, "ERR x");
+            CHECK_INT(r->element[1]->type, SG_REPLY_NIL);
+            CHECK_INT(r->element[2]->type, SG_REPLY_VERB);
+            CHECK_INT(r->element[2]->len, 0);
+            CHECK(r->element[3]->dval < -1e308);
+        }
+        sg_reply_free(r);
+    }
+}
+
 int main(void) {
     RUN(test_array_sizes);
     RUN(test_nested);
@@ -254,5 +415,8 @@ int main(void) {
     RUN(test_scanners_agree);
     RUN(test_out_of_memory);
     RUN(test_map_master_listed_as_replica);
+    RUN(test_resp3_types);
+    RUN(test_resp3_across_chunks);
+    RUN(test_resp3_malformed);
     return test_report();
 }

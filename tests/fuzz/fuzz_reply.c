@@ -44,22 +44,39 @@ static void walk(const sg_reply *r, digest *d, int depth) {
     size_t i;
     if (r == NULL || depth > 1000) abort();
     mix(d, &r->type, sizeof r->type);
+    if (r->attribute) { /* an ATTR map, itself undecorated */
+        if (r->attribute->type != SG_REPLY_ATTR || r->attribute->attribute) abort();
+        walk(r->attribute, d, depth + 1);
+    }
     switch (r->type) {
     case SG_REPLY_STRING:
     case SG_REPLY_STATUS:
     case SG_REPLY_ERROR:
+    case SG_REPLY_DOUBLE:
+    case SG_REPLY_BIGNUM:
+    case SG_REPLY_VERB:
         if (r->str == NULL || r->str[r->len] != '\0' || r->elements || r->element) abort();
+        if (r->type == SG_REPLY_VERB && (strlen(r->vtype) != 3 || memchr(r->vtype, ':', 3)))
+            abort();
         mix(d, &r->len, sizeof r->len);
         mix(d, r->str, r->len);
         break;
     case SG_REPLY_INTEGER:
+    case SG_REPLY_BOOL:
         if (r->str || r->element) abort();
+        if (r->type == SG_REPLY_BOOL && r->integer != 0 && r->integer != 1) abort();
         mix(d, &r->integer, sizeof r->integer);
         break;
     case SG_REPLY_NIL:
         if (r->str || r->element || r->elements) abort();
         break;
+    case SG_REPLY_MAP:
+    case SG_REPLY_ATTR:
+        if (r->elements % 2) abort(); /* pairs */
+        /* fall through */
     case SG_REPLY_ARRAY:
+    case SG_REPLY_SET:
+    case SG_REPLY_PUSH:
         if (r->str || (r->elements && r->element == NULL)) abort();
         mix(d, &r->elements, sizeof r->elements);
         for (i = 0; i < r->elements; i++) walk(r->element[i], d, depth + 1);
