@@ -329,13 +329,12 @@ sg_node *sg_route_slot(sg_client *c, int slot, int readonly, int policy) {
 }
 
 sg_node *sg_any_master(sg_client *c) {
-    static unsigned rr;
     int i;
     if (c->mode != SG_MODE_CLUSTER) return c->single;
     for (i = 0; i < c->nnodes; i++) {
-        sg_node *n = c->nodes[(rr + (unsigned)i) % (unsigned)c->nnodes];
+        sg_node *n = c->nodes[(c->any_rr + (unsigned)i) % (unsigned)c->nnodes];
         if (n->in_map && n->role == SG_ROLE_MASTER && usable(n)) {
-            rr += (unsigned)i + 1;
+            c->any_rr += (unsigned)i + 1;
             return n;
         }
     }

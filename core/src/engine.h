@@ -320,6 +320,8 @@ struct sg_client {
     uint64_t last_refresh;
     uint64_t refreshes;
     int refresh_seed;         /* rotates the node asked */
+    unsigned any_rr;          /* sg_any_master's turn: the client's own, as each
+                                 worker's client is its thread's */
     int refresh_attempts;     /* nodes asked in this refresh */
     sg_buf refresh_errors;    /* what each of them said */
     int refresh_code;         /* their failures' common code (SG_ECONNECT when mixed) */
