@@ -342,8 +342,11 @@ static sg_reply *parse_one(const char *s, size_t len, size_t *pos, int depth, in
         if (v < 0) {
             r = sg_reply_new(SG_REPLY_NIL); /* RESP2's null bulk */
         } else if (type == '=') {
-            /* "txt:" then the text: the format is three bytes and a colon */
-            if (v < 4 || s[next + 3] != ':') return NULL;
+            /* "txt:" then the text: the format is three bytes (no NUL, no
+             * colon) and a colon */
+            if (v < 4 || s[next + 3] != ':' || memchr(s + next, '\0', 3) ||
+                memchr(s + next, ':', 3))
+                return NULL;
             r = sg_reply_new_str(SG_REPLY_VERB, s + next + 4, (size_t)v - 4);
             if (r) memcpy(r->vtype, s + next, 3);
         } else {

@@ -56,7 +56,8 @@ static void test_array_sizes(void) {
 }
 
 static void test_nested(void) {
-    static const char text[] = "*3\r\n*2\r\n$1\r\na\r\n*0\r\n$-1\r\n*5\r\n:1\r\n:2\r\n:3\r\n:4\r\n*-1\r\n";
+    static const char text[] =
+        "*3\r\n*2\r\n$1\r\na\r\n*0\r\n$-1\r\n*5\r\n:1\r\n:2\r\n:3\r\n:4\r\n*-1\r\n";
     int err;
     sg_reply *r = read_one(text, sizeof text - 1, &err);
     CHECK_INT(err, 0);
@@ -121,8 +122,9 @@ static void test_deep_nesting(void) {
 /* A stream of replies cut into chunks of every size: the chunk scanner
  * finds the same ends as the whole-buffer scan, keeping its place. */
 static void test_scan_across_chunks(void) {
-    static const char text[] = "+OK\r\n$5\r\nhello\r\n*3\r\n:1\r\n$-1\r\n*2\r\n$2\r\nab\r\n-ERR x\r\n"
-                               "$0\r\n\r\n*0\r\n:-42\r\n";
+    static const char text[] =
+        "+OK\r\n$5\r\nhello\r\n*3\r\n:1\r\n$-1\r\n*2\r\n$2\r\nab\r\n-ERR x\r\n"
+        "$0\r\n\r\n*0\r\n:-42\r\n";
     static const long long ends[] = {5, 16, 49, 55, 59, 65};
     size_t cut;
     for (cut = 1; cut <= sizeof text - 1; cut++) {
@@ -218,9 +220,10 @@ static void test_out_of_memory(void) {
  * (a stale view during a failover): the node stays a master, so fan-outs to
  * every master reach it; found by fuzz_reply. */
 static void test_map_master_listed_as_replica(void) {
-    static const char text[] = "*2\r\n"
-                               "*4\r\n:0\r\n:8191\r\n*2\r\n$1\r\na\r\n:1\r\n*2\r\n$1\r\nb\r\n:2\r\n"
-                               "*4\r\n:8192\r\n:16383\r\n*2\r\n$1\r\nb\r\n:2\r\n*2\r\n$1\r\na\r\n:1\r\n";
+    static const char text[] =
+        "*2\r\n"
+        "*4\r\n:0\r\n:8191\r\n*2\r\n$1\r\na\r\n:1\r\n*2\r\n$1\r\nb\r\n:2\r\n"
+        "*4\r\n:8192\r\n:16383\r\n*2\r\n$1\r\nb\r\n:2\r\n*2\r\n$1\r\na\r\n:1\r\n";
     static sg_client c; /* bare: no base, a refresh marked in flight */
     static sg_node *slots[SG_SLOTS];
     sg_node *asked, *a, *b, **masters = NULL;
@@ -371,10 +374,25 @@ static void test_resp3_across_chunks(void) {
 /* RESP3 forms a node never sends are refused (SG_EPROTO), not guessed at. */
 static void test_resp3_malformed(void) {
     static const char *const bad[] = {
-        "#x\r\n",        "#tt\r\n",        ",\r\n",          ",abc\r\n",      ", 1\r\n",
-        ",1.5x\r\n",     "(\r\n",          "(12a\r\n",       "(-\r\n",        "_x\r\n",
-        "=3\r\nabc\r\n", "=5\r\ntxt_x\r\n", "%-1\r\n",        "~-1\r\n",       ">-1\r\n",
-        "!-1\r\n",       "$3\r\nabcd\r\n",  "|1\r\n:1\r\n:2\r\n|1\r\n:3\r\n:4\r\n:5\r\n",
+        "#x\r\n",
+        "#tt\r\n",
+        ",\r\n",
+        ",abc\r\n",
+        ", 1\r\n",
+        ",1.5x\r\n",
+        "(\r\n",
+        "(12a\r\n",
+        "(-\r\n",
+        "_x\r\n",
+        "=3\r\nabc\r\n",
+        "=5\r\ntxt_x\r\n",
+        "=5\r\nt:t:x\r\n",
+        "%-1\r\n",
+        "~-1\r\n",
+        ">-1\r\n",
+        "!-1\r\n",
+        "$3\r\nabcd\r\n",
+        "|1\r\n:1\r\n:2\r\n|1\r\n:3\r\n:4\r\n:5\r\n",
     };
     size_t i;
     for (i = 0; i < sizeof bad / sizeof *bad; i++) {
