@@ -21,6 +21,9 @@
 #   sentinel-master    the master of a Sentinel group            base+50
 #   sentinel-replica   its replica                               base+51
 #   sentinel1..3       the Sentinels that monitor them           base+55 .. base+57
+#   one-node           a cluster of one master owning all 16384  base+60
+#                      slots: the reference of the differential spec (what
+#                      a client sees of a cluster that needs no gateway)
 # TLS servers accept clients with or without a certificate
 # (tls-auth-clients optional). Each server has its own directory (config,
 # log, data) in one temporary directory made by mktemp -d; nothing is saved to
@@ -71,6 +74,7 @@
 #   SG_TEST_SENTINEL_PASS       the Sentinels' password (requirepass)
 #   SG_TEST_SENTINEL_DATA       master,replica of the group, as started
 #   SG_TEST_SENTINEL_DATA_PASS  the password of both (requirepass, masterauth)
+#   SG_TEST_ONE_NODE            127.0.0.1:port of the one-node cluster
 #   SG_TEST_TMP                 the temporary directory (logs: NAME/redis.log)
 #   SG_TEST_REDIS_VERSION       redis-server's version, e.g. 7.0.15
 #   SG_TEST_PORT_BASE           the base port used
@@ -80,8 +84,8 @@
 # Environment: SG_TEST_PORT_BASE (default 21000), SG_TEST_READY_TIMEOUT
 # (seconds to wait for readiness, default 60), REDIS_SERVER and REDIS_CLI
 # (the programs, default from PATH), TMPDIR (where the temp dir is made).
-# Two runs at once need two bases. The default ports (21001-21057) and the
-# bus ports (+10000, cluster nodes only: 31001-31026) lie below Linux's
+# Two runs at once need two bases. The default ports (21001-21060) and the
+# bus ports (+10000, cluster nodes only: 31001-31060) lie below Linux's
 # ephemeral range (32768-60999), so no client socket can be holding one; a
 # base in that range fails now and then, naming the port.
 set -euo pipefail
@@ -119,8 +123,8 @@ add_server() { NAMES+=("$1"); KIND[$1]=$2; PORT[$1]=$3; }
 
 define_servers() {
     local i
-    if ! [[ $BASE =~ ^[0-9]+$ ]] || ((BASE < 1024 || BASE + 40 + 10000 > 65535)); then
-        warn "SG_TEST_PORT_BASE=$BASE: need an integer in 1024..55495"
+    if ! [[ $BASE =~ ^[0-9]+$ ]] || ((BASE < 1024 || BASE + 60 + 10000 > 65535)); then
+        warn "SG_TEST_PORT_BASE=$BASE: need an integer in 1024..55475"
         exit 2
     fi
     for i in 1 2 3 4 5 6; do add_server "cluster$i" cluster $((BASE + i)); done
@@ -131,6 +135,7 @@ define_servers() {
     add_server sentinel-master smaster $((BASE + 50))
     add_server sentinel-replica sreplica $((BASE + 51))
     for i in 1 2 3; do add_server "sentinel$i" sentinel $((BASE + 54 + i)); done
+    add_server one-node onenode $((BASE + 60))
 }
 
 names_of_kind() {
@@ -152,7 +157,7 @@ first_of_kind() {
 }
 is_tls() { [[ ${KIND[$1]} == tls* ]]; }
 has_acl() { [[ ${KIND[$1]} == acl || ${KIND[$1]} == tlsstandalone ]]; }
-is_cluster() { [[ ${KIND[$1]} == cluster || ${KIND[$1]} == tlscluster ]]; }
+is_cluster() { [[ ${KIND[$1]} == cluster || ${KIND[$1]} == tlscluster || ${KIND[$1]} == onenode ]]; }
 is_sentinel() { [[ ${KIND[$1]} == sentinel ]]; }
 is_sentinel_data() { [[ ${KIND[$1]} == smaster || ${KIND[$1]} == sreplica ]]; }
 addr() { echo "127.0.0.1:${PORT[$1]}"; }
@@ -629,6 +634,28 @@ cluster_node_problem() {
     fi
 }
 
+# The one-node cluster: its node takes every slot (no redis-cli --cluster
+# create: it refuses fewer than 3 masters).
+create_one_node() {
+    local out
+    out=$(cli one-node CLUSTER ADDSLOTSRANGE 0 16383 2>&1) || true
+    [[ $out == OK* ]] || fail "one-node ($(addr one-node)): CLUSTER ADDSLOTSRANGE: $out" one-node
+}
+
+# Waits until the one-node cluster says cluster_state:ok (bounded).
+wait_one_node_ready() {
+    local deadline out
+    deadline=$(($(now_us) + READY_TIMEOUT * 1000000))
+    while :; do
+        out=$(cli one-node CLUSTER INFO 2>&1) || true
+        [[ $out == *cluster_state:ok* ]] && return 0
+        if (($(now_us) > deadline)); then
+            fail "one-node ($(addr one-node)) not ready after ${READY_TIMEOUT}s: ${out:0:200}" one-node
+        fi
+        sleep 0.05
+    done
+}
+
 # Waits until every node of both clusters is ready (bounded).
 wait_clusters_ready() {
     local deadline n pending
@@ -789,6 +816,7 @@ write_env() {
         echo "SG_TEST_SENTINEL_PASS=$SENT_PASS"
         echo "SG_TEST_SENTINEL_DATA=$(addr sentinel-master),$(addr sentinel-replica)"
         echo "SG_TEST_SENTINEL_DATA_PASS=$SENT_DATA_PASS"
+        echo "SG_TEST_ONE_NODE=$(addr one-node)"
         echo "SG_TEST_TMP=$TMP"
         echo "SG_TEST_REDIS_VERSION=$version"
         echo "SG_TEST_PORT_BASE=$BASE"
@@ -844,8 +872,10 @@ cmd_start() {
             fail "redis-cli --cluster create failed for the $kind nodes (status $rc)" "$(first_of_kind "$kind")"
         fi
     done
+    create_one_node
     phase "clusters created"
     wait_clusters_ready
+    wait_one_node_ready
     phase "clusters ready"
     rc=0
     wait "$pid_sent" || rc=$?

@@ -89,7 +89,10 @@ end
 -- Parses one reply from buf at pos: the reply and the position after it, or
 -- nil when buf holds only part of it. Replies are tables {t = "status" |
 -- "error" | "int" | "bulk" | "nil" | "array", v = the value; an array's v is
--- a list of replies}.
+-- a list of replies}; RESP3's: "double" (v the text), "bool", "bignum" (the
+-- digits), "verbatim" (the text after "txt:"), "map" (v a list: key, value
+-- ...), "set", "push" (lists), and "attr" ahead of a reply is skipped.
+local AGGREGATES = { ["*"] = "array", ["~"] = "set", [">"] = "push", ["%"] = "map" }
 local function parse(buf, pos)
   local eol = buf:find("\r\n", pos, true)
   if not eol then return nil end
@@ -98,15 +101,23 @@ local function parse(buf, pos)
   if kind == "+" then return { t = "status", v = line }, after end
   if kind == "-" then return { t = "error", v = line }, after end
   if kind == ":" then return { t = "int", v = tonumber(line) }, after end
-  if kind == "$" then
+  if kind == "_" then return { t = "nil" }, after end
+  if kind == "#" then return { t = "bool", v = line == "t" }, after end
+  if kind == "," then return { t = "double", v = line }, after end
+  if kind == "(" then return { t = "bignum", v = line }, after end
+  if kind == "$" or kind == "!" or kind == "=" then
     local n = tonumber(line)
     if n < 0 then return { t = "nil" }, after end
     if #buf < after + n + 1 then return nil end
-    return { t = "bulk", v = buf:sub(after, after + n - 1) }, after + n + 2
+    local v = buf:sub(after, after + n - 1)
+    if kind == "!" then return { t = "error", v = v }, after + n + 2 end
+    if kind == "=" then return { t = "verbatim", v = v:sub(5) }, after + n + 2 end
+    return { t = "bulk", v = v }, after + n + 2
   end
-  if kind == "*" then
+  if AGGREGATES[kind] or kind == "|" then
     local n = tonumber(line)
     if n < 0 then return { t = "nil" }, after end
+    if kind == "%" or kind == "|" then n = 2 * n end
     local arr = {}
     for i = 1, n do
       local v
@@ -114,7 +125,8 @@ local function parse(buf, pos)
       if not v then return nil end
       arr[i] = v
     end
-    return { t = "array", v = arr }, after
+    if kind == "|" then return parse(buf, after) end -- the reply it decorates
+    return { t = AGGREGATES[kind], v = arr }, after
   end
   error("not RESP: " .. buf:sub(pos, pos + 40), 0)
 end
@@ -126,7 +138,7 @@ function daemon.plain(r)
   if r.t == "status" then return "+" .. r.v end
   if r.t == "error" then return "-" .. r.v end
   if r.t == "nil" then return "(nil)" end
-  if r.t == "array" then
+  if r.t == "array" or r.t == "set" or r.t == "push" or r.t == "map" then
     local out = {}
     for i, e in ipairs(r.v) do out[i] = daemon.plain(e) end
     return out
@@ -188,6 +200,7 @@ function Conn:read(timeout)
   while true do
     local r, after = parse(self.buf, 1)
     if r then
+      self.last_bytes = self.buf:sub(1, after - 1)
       self.buf = self.buf:sub(after)
       return r
     end
@@ -208,6 +221,15 @@ function Conn:read(timeout)
       error("poll: errno " .. ffi.errno())
     end
   end
+end
+
+-- As read, but the reply's bytes as they came (a differential spec compares
+-- them byte for byte), and the parsed reply.
+function Conn:read_bytes(timeout)
+  local r, why = self:read(timeout)
+  if not r then return nil, why end
+  local bytes = self.last_bytes
+  return bytes, r
 end
 
 function Conn:close()
