@@ -17,6 +17,7 @@
  * pass through here untouched, and through the policies like any command.
  */
 #include <arpa/inet.h>
+#include <assert.h>
 #include <ctype.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -29,14 +30,15 @@
 #include <unistd.h>
 
 #include "admin.h"
-#include "commands.h"
+#include "users.h"
 
 /* ---- refused commands ----------------------------------------------------------------------
  * By full name as the command table has it; "x|*" stands for every
  * subcommand of x (and x itself), so what a newer Redis adds there is refused
- * too rather than sent to a random node. Exact names win over "x|*". The
- * commands the session answers itself (CLIENT SETNAME, ...) and those others
- * own (MULTI, SUBSCRIBE, ...: server.c's list) are not here. */
+ * too rather than sent to a random node. Exact names win over "x|*". Read
+ * once, into the dispatch table (dispatch.c), and only for the entries it
+ * has no handler for: the commands the daemon answers (CLIENT SETNAME,
+ * CLUSTER SLOTS ...) are never refused. */
 static const struct refusal {
     const char *name;
     const char *why;
@@ -66,69 +68,30 @@ static const struct refusal {
              "client's writes share connections with other clients'"},
     {NULL, NULL}};
 
-/* Commands of refused families that are answered after all: here (CLUSTER's
- * view) or by the session (CLIENT's). */
-static const char *const answered[] = {"client|setname", "client|getname", "client|id",
-                                       "client|info",    "cluster|keyslot", "cluster|myid",
-                                       "cluster|info",   "cluster|slots",   "cluster|shards",
-                                       "cluster|nodes",  NULL};
-
 /* CLUSTER subcommands about one slot's keys: forwarded to its master. */
 static int slot_command(const sg_command *cmd) { return sg_command_route(cmd) == SG_ROUTE_SLOT; }
 
-static int in_list(const char *const *list, const char *name) {
-    int i;
-    for (i = 0; list[i]; i++)
-        if (strcmp(list[i], name) == 0) return 1;
-    return 0;
-}
-
-/* Why cmd is refused, or NULL. */
-static const char *find_refusal(const sg_command *cmd) {
+const char *admin_refusal(const sg_command *cmd) {
     const sg_command *family = cmd->parent ? cmd->parent : cmd;
     char wild[64];
     int i;
-    if (in_list(answered, cmd->name) || slot_command(cmd)) return NULL;
+    if (slot_command(cmd)) return NULL;
     snprintf(wild, sizeof wild, "%s|*", family->name);
     for (i = 0; refusals[i].name; i++)
         if (strcmp(refusals[i].name, cmd->name) == 0) return refusals[i].why;
     for (i = 0; refusals[i].name; i++)
-        if (strcmp(refusals[i].name, wild) == 0) {
-            /* CLIENT on its own is the session's (its error names the
-             * subcommands it answers) */
-            if (cmd->parent == NULL && strcmp(cmd->name, "client") == 0) return NULL;
-            return refusals[i].why;
-        }
+        if (strcmp(refusals[i].name, wild) == 0) return refusals[i].why;
     return NULL;
 }
 
-/* find_refusal() of every table entry, worked out once: it runs for every
- * request. */
-static const char **refusal_of;
-static pthread_once_t refusals_once = PTHREAD_ONCE_INIT;
-
-static void make_refusals(void) {
-    size_t n, i;
-    const sg_command *table = sg_command_table(&n);
-    refusal_of = calloc(n, sizeof *refusal_of);
-    if (refusal_of == NULL) abort(); /* at start, a few kB */
-    for (i = 0; i < n; i++) refusal_of[i] = find_refusal(&table[i]);
-}
-
-const char *admin_refusal(const sg_command *cmd) {
-    pthread_once(&refusals_once, make_refusals);
-    return refusal_of[sg_command_index(cmd)];
-}
-
-/* "ERR slotgate does not support 'CLUSTER ADDSLOTS' (why)" */
-static void put_refusal(sg_buf *b, const sg_command *cmd, const char *why) {
+void admin_put_refusal(sg_resp_out *o, const sg_command *cmd, const char *why) {
     char name[80], msg[400];
     size_t i;
     for (i = 0; cmd->name[i] && i + 1 < sizeof name; i++)
         name[i] = cmd->name[i] == '|' ? ' ' : (char)toupper((unsigned char)cmd->name[i]);
     name[i] = '\0';
     snprintf(msg, sizeof msg, "ERR slotgate does not support '%s' (%s)", name, why);
-    put_error(b, msg);
+    sg_resp_put_error(o, msg);
 }
 
 /* ---- INFO ---------------------------------------------------------------------------------- */
@@ -157,7 +120,7 @@ static int want(const info_want *w, const char *section) {
     int i;
     if (w->all) return 1;
     for (i = 1; i < w->r->argc; i++)
-        if (is(w->r, i, section)) return 1;
+        if (sg_resp_arg_is(w->r, i, section)) return 1;
     return 0;
 }
 
@@ -196,7 +159,8 @@ static void upstream_section(sg_buf *t, sg_client *c, const char *name) {
                   masters, (unsigned long long)errors, (unsigned long long)(moved + ask),
                   (unsigned long long)moved, (unsigned long long)ask,
                   (unsigned long long)timeouts, conns, in_use, idle, (unsigned long long)waits,
-                  (unsigned long long)pool_timeouts, (unsigned long long)sg_client_refresh_count(c));
+                  (unsigned long long)pool_timeouts,
+                  (unsigned long long)sg_client_refresh_count(c));
 }
 
 /* The gateway's own sections, all known at once. */
@@ -263,7 +227,7 @@ static void info_finish(info_job *j) {
     session *s = j->s;
     int db;
     if (session_owed_done(s)) {
-        slot *sl = slot_at(s, j->seq);
+        reply_slot *rs = reply_slot_at(s, j->seq);
         sg_buf_puts(&j->text, "# Keyspace\r\n");
         for (db = 0; db < MAX_DBS; db++) {
             if (j->keys[db] == 0) continue; /* as Redis: only databases with keys */
@@ -273,9 +237,9 @@ static void info_finish(info_job *j) {
                                          : 0LL);
         }
         if (j->err[0]) sg_buf_printf(&j->text, "keyspace_error:%s\r\n", j->err);
-        if (j->text.oom) put_error(&sl->out, "ERR slotgate: out of memory");
-        else put_bulk(&sl->out, j->text.data, j->text.len);
-        sl->done = 1;
+        if (j->text.oom) sg_resp_put_error(&rs->out, "ERR slotgate: out of memory");
+        else sg_resp_put_bulk(&rs->out, j->text.data, j->text.len);
+        reply_slot_done(rs);
         session_flush(s);
     }
     sg_buf_free(&j->text);
@@ -342,22 +306,23 @@ static void keyspace_send(info_job *j) {
     if (--j->pending == 0) info_finish(j);
 }
 
-static void do_info(session *s, const sg_resp_req *r, slot *sl, uint64_t seq) {
+void admin_info(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
     info_want w = {r->argc == 1, r};
     info_job *j;
+    (void)cmd;
     if (want(&w, "all") || want(&w, "everything") || want(&w, "default")) w.all = 1;
     if (!want(&w, "keyspace")) {
+        reply_slot *rs = reply_slot_at(s, seq);
         sg_buf t = {0};
         info_text(s, &w, &t);
-        if (t.oom) put_error(&sl->out, "ERR slotgate: out of memory");
-        else put_bulk(&sl->out, t.data ? t.data : "", t.len);
+        if (t.oom) sg_resp_put_error(&rs->out, "ERR slotgate: out of memory");
+        else sg_resp_put_bulk(&rs->out, t.data ? t.data : "", t.len);
         sg_buf_free(&t);
-        sl->done = 1;
+        reply_slot_done(rs);
         return;
     }
     if ((j = sg_calloc(1, sizeof *j)) == NULL) {
-        put_error(&sl->out, "ERR slotgate: out of memory");
-        sl->done = 1;
+        session_answer(s, seq, "-ERR slotgate: out of memory\r\n");
         return;
     }
     j->s = s;
@@ -367,7 +332,7 @@ static void do_info(session *s, const sg_resp_req *r, slot *sl, uint64_t seq) {
     keyspace_send(j);
 }
 
-/* ---- ROLE and the cluster view ---------------------------------------------------------------- */
+/* ---- ROLE and the cluster view --------------------------------------------------------------- */
 
 static char node_id[41];
 static pthread_once_t node_id_once = PTHREAD_ONCE_INIT;
@@ -410,97 +375,98 @@ static int local_addr(session *s, char *ip, size_t iplen, int *port) {
     return 0;
 }
 
-static void put_str(sg_buf *b, const char *s) { put_bulk(b, s, strlen(s)); }
+static void put_str(sg_resp_out *o, const char *s) { sg_resp_put_bulk(o, s, strlen(s)); }
 
-static void do_cluster(session *s, const sg_command *cmd, const sg_resp_req *r, sg_buf *b) {
-    const char *sub = cmd->name + sizeof "cluster|" - 1;
+void admin_role(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
+    reply_slot *rs = reply_slot_at(s, seq);
+    (void)cmd;
+    (void)r;
+    sg_resp_put_array(&rs->out, 3);
+    sg_resp_put_bulk(&rs->out, "master", 6);
+    sg_resp_put_int(&rs->out, 0);
+    sg_resp_put_array(&rs->out, 0);
+    reply_slot_done(rs);
+}
+
+/* CLUSTER KEYSLOT, MYID, INFO, and the view with slotgated as the only
+ * node: SLOTS, SHARDS, NODES. */
+static void cluster_reply(session *s, const sg_command *cmd, const sg_resp_req *r,
+                          sg_resp_out *o) {
+    size_t ci = sg_command_index(cmd);
     char ip[INET6_ADDRSTRLEN] = "", text[600];
     int port = 0, n;
     pthread_once(&node_id_once, make_node_id);
     if (!sg_command_check_arity(cmd, r->argc)) {
         snprintf(text, sizeof text, "ERR wrong number of arguments for '%s' command", cmd->name);
-        put_error(b, text);
+        sg_resp_put_error(o, text);
         return;
     }
-    if (strcmp(sub, "keyslot") == 0) {
-        sg_buf_printf(b, ":%u\r\n", sg_keyslot(r->argv[2], r->argvlen[2]));
+    switch (ci) {
+    case SG_CI_CLUSTER_KEYSLOT:
+        sg_resp_put_int(o, sg_keyslot(r->argv[2], r->argvlen[2]));
         return;
-    }
-    if (strcmp(sub, "myid") == 0) {
-        put_str(b, node_id);
-        return;
-    }
-    if (strcmp(sub, "info") == 0) {
+    case SG_CI_CLUSTER_MYID: put_str(o, node_id); return;
+    case SG_CI_CLUSTER_INFO:
         n = snprintf(text, sizeof text,
-                     "cluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:16384\r\n"
-                     "cluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:1\r\n"
-                     "cluster_size:1\r\ncluster_current_epoch:1\r\ncluster_my_epoch:1\r\n");
-        put_bulk(b, text, (size_t)n);
+                     "cluster_state:ok\r\ncluster_slots_assigned:16384\r\n"
+                     "cluster_slots_ok:16384\r\ncluster_slots_pfail:0\r\n"
+                     "cluster_slots_fail:0\r\ncluster_known_nodes:1\r\ncluster_size:1\r\n"
+                     "cluster_current_epoch:1\r\ncluster_my_epoch:1\r\n");
+        sg_resp_put_bulk(o, text, (size_t)n);
         return;
     }
     if (!local_addr(s, ip, sizeof ip, &port)) {
-        put_refusal(b, cmd, "over a Unix socket there is no TCP address to name");
+        admin_put_refusal(o, cmd, "over a Unix socket there is no TCP address to name");
         return;
     }
-    if (strcmp(sub, "slots") == 0) {
-        sg_buf_puts(b, "*1\r\n*3\r\n:0\r\n:16383\r\n*4\r\n");
-        put_str(b, ip);
-        sg_buf_printf(b, ":%d\r\n", port);
-        put_str(b, node_id);
-        sg_buf_puts(b, "*0\r\n");
-    } else if (strcmp(sub, "shards") == 0) {
-        sg_buf_puts(b, "*1\r\n*4\r\n$5\r\nslots\r\n*2\r\n:0\r\n:16383\r\n$5\r\nnodes\r\n*1\r\n*14\r\n");
-        put_str(b, "id");
-        put_str(b, node_id);
-        put_str(b, "port");
-        sg_buf_printf(b, ":%d\r\n", port);
-        put_str(b, "ip");
-        put_str(b, ip);
-        put_str(b, "endpoint");
-        put_str(b, ip);
-        put_str(b, "role");
-        put_str(b, "master");
-        put_str(b, "replication-offset");
-        sg_buf_puts(b, ":0\r\n");
-        put_str(b, "health");
-        put_str(b, "online");
-    } else { /* nodes */
+    switch (ci) {
+    case SG_CI_CLUSTER_SLOTS:
+        sg_resp_put_array(o, 1);
+        sg_resp_put_array(o, 3);
+        sg_resp_put_int(o, 0);
+        sg_resp_put_int(o, 16383);
+        sg_resp_put_array(o, 4);
+        put_str(o, ip);
+        sg_resp_put_int(o, port);
+        put_str(o, node_id);
+        sg_resp_put_array(o, 0);
+        break;
+    case SG_CI_CLUSTER_SHARDS:
+        sg_resp_put_array(o, 1);
+        sg_resp_put_array(o, 4);
+        put_str(o, "slots");
+        sg_resp_put_array(o, 2);
+        sg_resp_put_int(o, 0);
+        sg_resp_put_int(o, 16383);
+        put_str(o, "nodes");
+        sg_resp_put_array(o, 1);
+        sg_resp_put_array(o, 14);
+        put_str(o, "id");
+        put_str(o, node_id);
+        put_str(o, "port");
+        sg_resp_put_int(o, port);
+        put_str(o, "ip");
+        put_str(o, ip);
+        put_str(o, "endpoint");
+        put_str(o, ip);
+        put_str(o, "role");
+        put_str(o, "master");
+        put_str(o, "replication-offset");
+        sg_resp_put_int(o, 0);
+        put_str(o, "health");
+        put_str(o, "online");
+        break;
+    case SG_CI_CLUSTER_NODES:
         n = snprintf(text, sizeof text, "%s %s:%d@0 myself,master - 0 0 1 connected 0-16383\n",
                      node_id, ip, port);
-        put_bulk(b, text, (size_t)n);
+        sg_resp_put_bulk(o, text, (size_t)n);
+        break;
+    default: assert(!"admin_cluster: not a CLUSTER subcommand slotgated answers");
     }
 }
 
-/* ---- the entry point --------------------------------------------------------------------------- */
-
-int admin_takes(const sg_command *cmd) {
-    return admin_refusal(cmd) != NULL || strcmp(cmd->name, "info") == 0 ||
-           strcmp(cmd->name, "role") == 0 ||
-           (cmd->parent && strcmp(cmd->parent->name, "cluster") == 0 && !slot_command(cmd));
-}
-
-int admin_command(session *s, const sg_command *cmd, const sg_resp_req *r, slot *sl, uint64_t seq) {
-    const char *why;
-    if (cmd == NULL) return 0; /* unknown: the node says so */
-    if (strcmp(cmd->name, "info") == 0) {
-        do_info(s, r, sl, seq);
-        return 1;
-    }
-    if ((why = admin_refusal(cmd)) != NULL) {
-        put_refusal(&sl->out, cmd, why);
-        s->w->errors++;
-        sl->done = 1;
-        return 1;
-    }
-    if (strcmp(cmd->name, "role") == 0) {
-        sg_buf_puts(&sl->out, "*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n");
-        sl->done = 1;
-        return 1;
-    }
-    if (cmd->parent && strcmp(cmd->parent->name, "cluster") == 0 && !slot_command(cmd)) {
-        do_cluster(s, cmd, r, &sl->out);
-        sl->done = 1;
-        return 1;
-    }
-    return 0;
+void admin_cluster(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
+    reply_slot *rs = reply_slot_at(s, seq);
+    cluster_reply(s, cmd, r, &rs->out);
+    reply_slot_done(rs);
 }

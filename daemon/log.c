@@ -36,8 +36,9 @@ static void log_line(int level, const char *msg, void *ud) {
         else line[n++] = (char)c;
     }
     line[n] = '\0';
-    if (to_syslog) syslog(priority(level), "%s: %s%s", sg_log_level_name(level), line, *msg ? "..." : "");
-    else fprintf(stderr, "slotgated: %s: %s%s\n", sg_log_level_name(level), line, *msg ? "..." : "");
+    const char *cut = *msg ? "..." : "";
+    if (to_syslog) syslog(priority(level), "%s: %s%s", sg_log_level_name(level), line, cut);
+    else fprintf(stderr, "slotgated: %s: %s%s\n", sg_log_level_name(level), line, cut);
 }
 
 void log_setup(int level, int use_syslog) {

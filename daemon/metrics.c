@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "metrics.h"
+#include "users.h"
 
 #define GATHER_MS 2000
 

@@ -1,7 +1,7 @@
 /*
  * pubsub.c — SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE and their UNSUBSCRIBEs for
  * slotgated's clients, each subscribed client on server connections of its
- * own (sg_link), and RESET.
+ * own (sg_link), and subscribed mode.
  *
  * Classic channels and patterns: one connection to any master (Redis Cluster
  * broadcasts PUBLISH to every node). Shard channels: one connection per
@@ -12,18 +12,22 @@
  * without arguments (one confirmation per channel held) need no bookkeeping.
  * Messages go to the client as they come, after any reply it is still owed.
  *
+ * RESET is the dispatcher's (dispatch.c); it calls pubsub_reset.
+ *
  * Bounds: a subscriber that leaves more than pubsub_output_limit bytes
  * unread is closed and logged; nobody else waits for it. A subscription
  * connection that fails (its node down, say) closes the subscriber: its
  * client sees the close, as it would a Redis node's, and subscribes again.
  */
+#include <assert.h>
 #include <ctype.h>
 #include <event2/buffer.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
-#include "conns.h"
+#include "pubsub.h"
+#include "users.h"
 
 /* A reply owed to the client, made of confirmations from one or more
  * connections. */
@@ -56,25 +60,13 @@ typedef struct psub {
 
 static const char ping_resp[] = "*1\r\n$4\r\nPING\r\n";
 
-static void answer_error(session *s, uint64_t seq, const char *msg) {
-    slot *sl = slot_at(s, seq);
-    put_error(&sl->out, msg);
-    sl->done = 1;
-    s->w->errors++;
-}
-
-static int is_family(const sg_resp_req *r) {
-    return is(r, 0, "SUBSCRIBE") || is(r, 0, "PSUBSCRIBE") || is(r, 0, "SSUBSCRIBE") ||
-           is(r, 0, "UNSUBSCRIBE") || is(r, 0, "PUNSUBSCRIBE") || is(r, 0, "SUNSUBSCRIBE");
-}
-
 int pubsub_active(const session *s) { return s->psub && s->psub->mode; }
 
 /* ---- connections ---------------------------------------------------------------------------- */
 
 static void owed_done(session *s, owed_reply *o) {
     if (--o->links > 0) return;
-    slot_at(s, o->seq)->done = 1;
+    reply_slot_done(reply_slot_at(s, o->seq));
     sg_free(o);
 }
 
@@ -117,29 +109,30 @@ static void update_mode(psub *ps) {
 
 /* A message: to the client now when nothing is owed before it, else after
  * what is owed; over the bound, the subscriber goes. 0 when the session
- * was closed. */
+ * is closing. */
 static int deliver(psub *ps, const sg_reply *r) {
     session *s = ps->s;
     long long limit = s->w->o->pubsub_output_limit;
     uint64_t seq;
-    slot *sl;
+    reply_slot *rs;
     size_t unread;
+    if (!session_open(s)) return 0; /* its close is asked: nothing more to it */
     if (s->count == 0) {
         ps->held = 0;
-        put_reply(&s->out, r);
-        if (s->out.oom) {
+        sg_resp_put_reply(&s->out, r);
+        if (s->out.buf.oom) {
             sg_log(SG_LOG_WARN, "subscriber %s (id %llu) closed: out of memory", s->addr,
                    (unsigned long long)s->id);
             session_close(s);
             return 0;
         }
-    } else if ((sl = slot_new(s, &seq)) != NULL) {
-        size_t before = sl->out.len;
-        put_reply(&sl->out, r);
-        sl->done = 1;
-        ps->held += sl->out.len - before;
+    } else if ((rs = reply_slot_new(s, &seq)) != NULL) {
+        size_t before = rs->out.buf.len;
+        sg_resp_put_reply(&rs->out, r);
+        reply_slot_done(rs);
+        ps->held += rs->out.buf.len - before;
     }
-    unread = s->out.len - s->outoff + ps->held;
+    unread = s->out.buf.len - s->outoff + ps->held;
     if (limit > 0 && unread > (size_t)limit) {
         sg_log(SG_LOG_WARN,
                "subscriber %s (id %llu) closed: %zu bytes of messages unread, over the "
@@ -157,18 +150,19 @@ static void confirm(plink *pl, sg_reply *r) {
     psub *ps = pl->ps;
     session *s = ps->s;
     owe *e = pl->head;
-    slot *sl;
+    reply_slot *rs;
     if (e == NULL) return;
-    sl = slot_at(s, e->o->seq);
+    rs = reply_slot_at(s, e->o->seq);
     if (r->type == SG_REPLY_ARRAY && r->elements == 3 && r->element[2]->type == SG_REPLY_INTEGER) {
         pl->count = r->element[2]->integer;
         r->element[2]->integer = total(ps, pl->shard);
     }
-    put_reply(&sl->out, r);
+    sg_resp_put_reply(&rs->out, r);
 }
 
 static int is_kind(const sg_reply *r, const char *kind) {
-    return r->type == SG_REPLY_ARRAY && r->elements >= 1 && r->element[0]->type == SG_REPLY_STRING &&
+    return r->type == SG_REPLY_ARRAY && r->elements >= 1 &&
+           r->element[0]->type == SG_REPLY_STRING &&
            strcasecmp(r->element[0]->str, kind) == 0;
 }
 
@@ -178,10 +172,11 @@ static void on_link(sg_link *l, sg_reply *r, int status, const char *errmsg, voi
     session *s = ps->s;
     (void)l;
     if (r == NULL) {
-        sg_log(SG_LOG_WARN, "subscriber %s (id %llu) closed: its subscription connection failed: %s",
+        sg_log(SG_LOG_WARN,
+               "subscriber %s (id %llu) closed: its subscription connection failed: %s",
                s->addr, (unsigned long long)s->id, errmsg);
         (void)status;
-        session_close(s); /* frees pl too */
+        session_close(s); /* the server loop frees pl with it */
         return;
     }
     if (is_kind(r, "message") || is_kind(r, "pmessage") || is_kind(r, "smessage")) {
@@ -243,15 +238,12 @@ static int plink_send(plink *pl, const char *resp, size_t len, owed_reply *o) {
     return SG_OK;
 }
 
-/* ---- commands --------------------------------------------------------------------------------- */
+/* ---- commands -------------------------------------------------------------------------------- */
 
-int pubsub_refuse(session *s, const sg_resp_req *r, uint64_t seq) {
+void pubsub_refuse(session *s, const sg_resp_req *r, uint64_t seq) {
     char msg[200];
     size_t i, n;
     char name[64];
-    if (!pubsub_active(s) || is_family(r) || is(r, 0, "PING") || is(r, 0, "QUIT") ||
-        is(r, 0, "RESET"))
-        return 0;
     n = r->argvlen[0] < sizeof name - 1 ? r->argvlen[0] : sizeof name - 1;
     for (i = 0; i < n; i++) name[i] = (char)tolower((unsigned char)r->argv[0][i]);
     name[n] = '\0';
@@ -259,101 +251,85 @@ int pubsub_refuse(session *s, const sg_resp_req *r, uint64_t seq) {
              "ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET "
              "are allowed in this context",
              name);
-    answer_error(s, seq, msg);
-    return 1;
+    session_answer_error(s, seq, msg);
 }
 
 /* UNSUBSCRIBE-family replies when there is no connection to ask. */
-static void unsubscribed_locally(session *s, const sg_resp_req *r, uint64_t seq, long count) {
-    slot *sl = slot_at(s, seq);
-    char kind[16];
-    size_t n = r->argvlen[0] < sizeof kind - 1 ? r->argvlen[0] : sizeof kind - 1, i;
+static void unsubscribed_locally(session *s, const sg_command *cmd, const sg_resp_req *r,
+                                 uint64_t seq, long count) {
+    reply_slot *rs = reply_slot_at(s, seq);
     int k;
-    for (i = 0; i < n; i++) kind[i] = (char)tolower((unsigned char)r->argv[0][i]);
-    kind[n] = '\0';
     if (r->argc == 1) {
-        sg_buf_printf(&sl->out, "*3\r\n$%zu\r\n%s\r\n$-1\r\n:%ld\r\n", n, kind, count);
+        sg_resp_put_array(&rs->out, 3);
+        sg_resp_put_bulk(&rs->out, cmd->name, cmd->namelen);
+        sg_resp_put_null(&rs->out);
+        sg_resp_put_int(&rs->out, count);
     } else {
         for (k = 1; k < r->argc; k++) {
-            sg_buf_printf(&sl->out, "*3\r\n$%zu\r\n%s\r\n", n, kind);
-            put_bulk(&sl->out, r->argv[k], r->argvlen[k]);
-            sg_buf_printf(&sl->out, ":%ld\r\n", count);
+            sg_resp_put_array(&rs->out, 3);
+            sg_resp_put_bulk(&rs->out, cmd->name, cmd->namelen);
+            sg_resp_put_bulk(&rs->out, r->argv[k], r->argvlen[k]);
+            sg_resp_put_int(&rs->out, count);
         }
     }
-    sl->done = 1;
+    reply_slot_done(rs);
 }
 
-static void do_reset(session *s, uint64_t seq) {
-    const char *pass = s->w->o->requirepass;
-    slot *sl;
-    txn_release(s);
-    pubsub_release(s);
-    sg_free(s->name);
-    s->name = NULL;
-    if (pass && pass[0]) { /* back to the default user, which needs the password */
-        s->authed = 0;
-        sg_resp_set_auth_required(s->rp, 1);
+void pubsub_ping(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
+    reply_slot *rs;
+    (void)cmd;
+    if (r->argc > 2) {
+        session_answer_error(s, seq, "ERR wrong number of arguments for 'ping' command");
+        return;
     }
-    sl = slot_at(s, seq);
-    sg_buf_puts(&sl->out, "+RESET\r\n");
-    sl->done = 1;
+    rs = reply_slot_at(s, seq);
+    sg_resp_put_array(&rs->out, 2);
+    sg_resp_put_bulk(&rs->out, "pong", 4);
+    if (r->argc == 2) sg_resp_put_bulk(&rs->out, r->argv[1], r->argvlen[1]);
+    else sg_resp_put_bulk(&rs->out, "", 0);
+    reply_slot_done(rs);
 }
 
-int pubsub_command(session *s, const sg_resp_req *r, uint64_t seq) {
+void pubsub_command(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
+    size_t ci = sg_command_index(cmd);
     psub *ps = s->psub;
     sg_request_ctx ctx;
     sg_prepared p;
     owed_reply *o;
     char err[600];
     int shard, sub, rc = SG_OK;
-    if (is(r, 0, "RESET")) {
-        do_reset(s, seq);
-        return 1;
-    }
-    if (is(r, 0, "PING") && pubsub_active(s)) {
-        slot *sl = slot_at(s, seq);
-        if (r->argc > 2) {
-            answer_error(s, seq, "ERR wrong number of arguments for 'ping' command");
-            return 1;
-        }
-        sg_buf_puts(&sl->out, "*2\r\n$4\r\npong\r\n");
-        if (r->argc == 2) put_bulk(&sl->out, r->argv[1], r->argvlen[1]);
-        else sg_buf_puts(&sl->out, "$0\r\n\r\n");
-        sl->done = 1;
-        return 1;
-    }
-    if (!is_family(r)) return 0;
-    shard = is(r, 0, "SSUBSCRIBE") || is(r, 0, "SUNSUBSCRIBE");
-    sub = is(r, 0, "SUBSCRIBE") || is(r, 0, "PSUBSCRIBE") || is(r, 0, "SSUBSCRIBE");
+    shard = ci == SG_CI_SSUBSCRIBE || ci == SG_CI_SUNSUBSCRIBE;
+    sub = ci == SG_CI_SUBSCRIBE || ci == SG_CI_PSUBSCRIBE || ci == SG_CI_SSUBSCRIBE;
+    assert(sub || ci == SG_CI_UNSUBSCRIBE || ci == SG_CI_PUNSUBSCRIBE || ci == SG_CI_SUNSUBSCRIBE);
     session_ctx(s, &ctx);
     if (sg_gateway_prepare(s->w->gw, &ctx, r->argc, r->argv, r->argvlen, &p) != SG_OK) {
         snprintf(err, sizeof err, "ERR slotgate: %s", sg_errmsg(s->w->gw));
-        answer_error(s, seq, err);
-        return 1;
+        session_answer_error(s, seq, err);
+        return;
     }
     if (p.error[0]) {
-        answer_error(s, seq, p.error);
+        session_answer_error(s, seq, p.error);
         goto done;
     }
     if (shard && p.slot == -2) {
-        answer_error(s, seq, "CROSSSLOT Keys in request don't hash to the same slot");
+        session_answer_error(s, seq, "CROSSSLOT Keys in request don't hash to the same slot");
         goto done;
     }
     if (ps == NULL) {
         if ((ps = s->psub = sg_calloc(1, sizeof *ps)) == NULL) {
-            answer_error(s, seq, "ERR slotgate: out of memory");
+            session_answer_error(s, seq, "ERR slotgate: out of memory");
             goto done;
         }
         ps->s = s;
     }
     if ((o = sg_calloc(1, sizeof *o)) == NULL) {
-        answer_error(s, seq, "ERR slotgate: out of memory");
+        session_answer_error(s, seq, "ERR slotgate: out of memory");
         goto done;
     }
     o->seq = seq;
     if (!shard) {
         if (ps->classic == NULL && !sub) {
-            unsubscribed_locally(s, r, seq, 0);
+            unsubscribed_locally(s, cmd, r, seq, 0);
             sg_free(o);
             goto done;
         }
@@ -362,7 +338,7 @@ int pubsub_command(session *s, const sg_resp_req *r, uint64_t seq) {
     } else if (r->argc == 1) { /* SUNSUBSCRIBE: from every shard connection */
         plink *pl;
         if (ps->shards == NULL) {
-            unsubscribed_locally(s, r, seq, 0);
+            unsubscribed_locally(s, cmd, r, seq, 0);
             sg_free(o);
             goto done;
         }
@@ -373,7 +349,7 @@ int pubsub_command(session *s, const sg_resp_req *r, uint64_t seq) {
         for (pl = ps->shards; pl && !sg_link_serves(pl->l, p.slot); pl = pl->next) {
         }
         if (pl == NULL && !sub) {
-            unsubscribed_locally(s, r, seq, total(ps, 1));
+            unsubscribed_locally(s, cmd, r, seq, total(ps, 1));
             sg_free(o);
             goto done;
         }
@@ -382,7 +358,7 @@ int pubsub_command(session *s, const sg_resp_req *r, uint64_t seq) {
     }
     if (o->links == 0) { /* nothing went out */
         sg_free(o);
-        answer_error(s, seq, rc == SG_ENOMEM ? "ERR slotgate: out of memory"
+        session_answer_error(s, seq, rc == SG_ENOMEM ? "ERR slotgate: out of memory"
                                              : "ERR slotgate: the subscription connection failed");
         goto done;
     }
@@ -391,15 +367,19 @@ int pubsub_command(session *s, const sg_resp_req *r, uint64_t seq) {
      * completes with what the others confirm */
 done:
     sg_prepared_clear(&p);
-    return 1;
 }
 
-void pubsub_release(session *s) {
+/* Every subscription ended: complete (RESET), the replies owed get what
+ * came; else (the client is gone) they are dropped. */
+static void release(session *s, int complete) {
     psub *ps = s->psub;
-    int complete = !s->gone; /* RESET: owed replies complete with what came */
     if (ps == NULL) return;
     while (ps->shards) plink_free(ps->shards, complete);
     if (ps->classic) plink_free(ps->classic, complete);
     sg_free(ps);
     s->psub = NULL;
 }
+
+void pubsub_reset(session *s) { release(s, 1); }
+
+void pubsub_free(session *s) { release(s, 0); }

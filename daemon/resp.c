@@ -26,7 +26,7 @@
 #include <string.h>
 
 #include "resp.h"
-#include "sg_internal.h"
+#include "core_private.h"
 
 #define MIN_BUF 256            /* the smallest buffer allocated */
 #define KEEP_BUF (64 * 1024)   /* an empty buffer up to this size is kept */
@@ -100,7 +100,8 @@ static int read_int_line(const char *s, size_t n, long long *value, size_t *used
     for (; i < end && (unsigned)(s[i] - '0') <= 9; i++) mag = mag * 10 + (unsigned)(s[i] - '0');
     /* "0" must stand alone, and "-0" is not a number */
     if (i > first && s[first] == '0' && (neg || i > first + 1)) return LINE_BAD;
-    if (mag > max || (i == end && i < n && (unsigned)(s[i] - '0') <= 9)) return LINE_BAD; /* out of range */
+    if (mag > max || (i == end && i < n && (unsigned)(s[i] - '0') <= 9))
+        return LINE_BAD; /* out of range */
     if (i == n) return LINE_MORE;
     if (s[i] != '\r' || i == first) return LINE_BAD; /* not a digit, or none */
     if (i + 1 == n) return LINE_MORE;
@@ -622,4 +623,68 @@ void sg_resp_shrink(sg_resp *p) {
     sg_free(p->scratch);
     p->scratch = NULL;
     p->scratchcap = 0;
+}
+
+/* ---- The writer ------------------------------------------------------------------- */
+
+/* Appends a RESP header: the type byte, the number, CRLF (no printf: this
+ * runs for every reply). */
+static void put_head(sg_resp_out *o, char type, long long v) {
+    char tmp[24], *p = tmp + sizeof tmp;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    *--p = '\n';
+    *--p = '\r';
+    do *--p = (char)('0' + u % 10); while ((u /= 10) != 0);
+    if (v < 0) *--p = '-';
+    *--p = type;
+    sg_buf_append(&o->buf, p, (size_t)(tmp + sizeof tmp - p));
+}
+
+void sg_resp_put_reply(sg_resp_out *o, const sg_reply *r) {
+    size_t i;
+    switch (r->type) {
+    case SG_REPLY_STATUS:
+    case SG_REPLY_ERROR:
+        sg_buf_append(&o->buf, r->type == SG_REPLY_STATUS ? "+" : "-", 1);
+        sg_buf_append(&o->buf, r->str, r->len);
+        sg_buf_append(&o->buf, "\r\n", 2);
+        break;
+    case SG_REPLY_INTEGER: put_head(o, ':', r->integer); break;
+    case SG_REPLY_NIL: sg_resp_put_null(o); break;
+    case SG_REPLY_STRING: sg_resp_put_bulk(o, r->str, r->len); break;
+    case SG_REPLY_ARRAY:
+        put_head(o, '*', (long long)r->elements);
+        for (i = 0; i < r->elements; i++) sg_resp_put_reply(o, r->element[i]);
+        break;
+    }
+}
+
+void sg_resp_put_bulk(sg_resp_out *o, const char *s, size_t n) {
+    put_head(o, '$', (long long)n);
+    sg_buf_append(&o->buf, s, n);
+    sg_buf_append(&o->buf, "\r\n", 2);
+}
+
+void sg_resp_put_status(sg_resp_out *o, const char *s) {
+    sg_buf_append(&o->buf, "+", 1);
+    sg_buf_puts(&o->buf, s);
+    sg_buf_append(&o->buf, "\r\n", 2);
+}
+
+void sg_resp_put_error(sg_resp_out *o, const char *msg) {
+    const char *p;
+    sg_buf_append(&o->buf, "-", 1);
+    for (p = msg; *p; p++) /* an error line cannot hold CR or LF */
+        sg_buf_append(&o->buf, (*p == '\r' || *p == '\n') ? " " : p, 1);
+    sg_buf_append(&o->buf, "\r\n", 2);
+}
+
+void sg_resp_put_int(sg_resp_out *o, long long v) { put_head(o, ':', v); }
+
+void sg_resp_put_array(sg_resp_out *o, size_t n) { put_head(o, '*', (long long)n); }
+
+void sg_resp_put_null(sg_resp_out *o) { sg_buf_append(&o->buf, "$-1\r\n", 5); }
+
+void sg_resp_put_raw(sg_resp_out *o, const char *resp, size_t n) {
+    sg_buf_append(&o->buf, resp, n);
 }

@@ -1,7 +1,9 @@
 /*
- * resp.h — slotgated's reader of client requests: RESP2 as redis-server
- * accepts it, multibulk ("*N\r\n$len\r\n...\r\n") and inline (words on a line,
- * with redis's quoting), fed incrementally, pipelined, with limits.
+ * resp.h — slotgated's RESP module, both halves of the protocol with its
+ * clients: the reader of requests (sg_resp: RESP2 as redis-server accepts
+ * it, multibulk ("*N\r\n$len\r\n...\r\n") and inline (words on a line, with
+ * redis's quoting), fed incrementally, pipelined, with limits) and the
+ * writer of replies (sg_resp_out and sg_resp_put_*, at the end).
  *
  * One sg_resp per client connection. The daemon puts the bytes it reads into
  * the parser (sg_resp_feed, or sg_resp_space + sg_resp_commit to read straight
@@ -25,6 +27,9 @@
 #define SG_RESP_H
 
 #include <stddef.h>
+#include <strings.h>
+
+#include "core_private.h"
 
 typedef struct sg_resp sg_resp;
 
@@ -63,6 +68,15 @@ typedef struct sg_resp_req {
                                 with redis's quoting, not RESP: to forward it,
                                 encode argv as a multibulk instead */
 } sg_resp_req;
+
+/* Whether argument i of r is word (case-insensitive): for a request's
+ * options ("AUTH", a section name), not its command, which the command table
+ * resolves. Inline: with a literal word the length is a constant and most
+ * mismatches cost one comparison. */
+static inline int sg_resp_arg_is(const sg_resp_req *r, int i, const char *word) {
+    size_t n = __builtin_strlen(word);
+    return i < r->argc && r->argvlen[i] == n && strncasecmp(r->argv[i], word, n) == 0;
+}
 
 /* Fills l with the defaults above. */
 void sg_resp_limits_default(sg_resp_limits *l);
@@ -114,5 +128,39 @@ size_t sg_resp_memory(const sg_resp *p);
 /* Gives back memory the parser does not need: the whole buffer when nothing
  * is buffered (for idle clients), and the argument arrays. */
 void sg_resp_shrink(sg_resp *p);
+
+/* ---- The writer ------------------------------------------------------------
+ * Every reply slotgated writes goes through these, into an sg_resp_out: a
+ * session's output, or the reply slot of a request whose reply must wait
+ * for those owed before it. The protocol is the writer's: RESP2 is the only
+ * one written yet; RESP3 (HELLO 3) will be a second value of proto, and these
+ * functions the one place that knows the difference. Out of memory sets
+ * buf.oom and drops what follows (sg_buf). */
+enum {
+    SG_RESP_PROTO_2 = 0 /* the zero value: a zeroed writer writes RESP2 */
+};
+
+typedef struct sg_resp_out {
+    sg_buf buf; /* the bytes written */
+    int proto;  /* SG_RESP_PROTO_* */
+} sg_resp_out;
+
+/* A reply of a node (or of the core), as the client's protocol writes it. */
+void sg_resp_put_reply(sg_resp_out *o, const sg_reply *r);
+/* A bulk string: n bytes of s. */
+void sg_resp_put_bulk(sg_resp_out *o, const char *s, size_t n);
+/* A simple string ("OK" gives +OK); s holds no CR or LF. */
+void sg_resp_put_status(sg_resp_out *o, const char *s);
+/* An error reply: msg must start with an error code word ("ERR ..."); a CR
+ * or LF in it is written as a space. */
+void sg_resp_put_error(sg_resp_out *o, const char *msg);
+void sg_resp_put_int(sg_resp_out *o, long long v);
+/* The header of an array of n elements (the elements are put next). */
+void sg_resp_put_array(sg_resp_out *o, size_t n);
+/* The null reply (RESP2: the null bulk string). */
+void sg_resp_put_null(sg_resp_out *o);
+/* Bytes already in the writer's protocol: a node's reply passed through as
+ * it came, or replies written earlier into another sg_resp_out. */
+void sg_resp_put_raw(sg_resp_out *o, const char *resp, size_t n);
 
 #endif

@@ -74,7 +74,8 @@ int sg_listen_check(const sg_serve_opts *o, char *err, size_t errlen);
 /* Serves until SIGTERM or SIGINT (then stops accepting, finishes what is in
  * flight within shutdown_timeout, and returns 0). SIGHUP reads the settings
  * again (o->reload) and reloads the policy scripts in every worker; settings
- * or a set that fail to load leave the old ones, and are logged. Returns non-zero, with why in err, when it cannot start. */
+ * or a set that fail to load leave the old ones, and are logged. Returns
+ * non-zero, with why in err, when it cannot start. */
 int sg_serve(const sg_config *cfg, const sg_serve_opts *o, char *err, size_t errlen);
 
 #endif

@@ -23,8 +23,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "config.h" /* sg_go_parse_int, sg_go_parse_bool: Go's syntax */
-#include "json.h"
+#include "core_private.h"
 #include "settings.h"
 
 extern char **environ;

@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "sg_internal.h"
+#include "core_private.h"
 
 /* The upper bound of every size setting (1 TiB): a guard against typos. */
 #define SG_DS_SIZE_CAP 1099511627776LL

@@ -17,17 +17,19 @@
  * transaction applied in silence. DISCARD, UNWATCH and the client's close
  * release the connection (closing it ends the WATCHes server-side).
  */
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
-#include "conns.h"
+#include "txn.h"
+#include "users.h"
 
 enum { W_WATCH = 1, W_EXEC };
 
 /* A reply (or, for EXEC, a run of replies) a connection owes the client. */
-typedef struct wait {
-    struct wait *next;
+typedef struct txn_wait {
+    struct txn_wait *next;
     int kind;             /* W_* */
     uint64_t seq;         /* the client's reply */
     int got, n;           /* EXEC: replies read, and due: MULTI, the queued, EXEC */
@@ -35,7 +37,7 @@ typedef struct wait {
     sg_keymap **maps;     /* EXEC: per queued command, its keymap or NULL */
     int nq;
     char *moved;          /* EXEC: the first MOVED/ASK a queued command got */
-} wait;
+} txn_wait;
 
 /* One of the transaction's connections. */
 typedef struct tlink {
@@ -43,7 +45,7 @@ typedef struct tlink {
     struct tlink *next; /* in t->retired */
     sg_link *l;
     int slot;
-    wait *head, *tail;
+    txn_wait *head, *tail;
     int retiring;       /* free it once nothing is owed */
 } tlink;
 
@@ -62,32 +64,6 @@ typedef struct txn {
     int nq, capq;
 } txn;
 
-/* Commands a transaction on one server connection cannot carry. */
-static const char *const unqueueable[] = {"subscribe", "psubscribe", "ssubscribe", "unsubscribe",
-                                          "punsubscribe", "sunsubscribe", "monitor", "sync",
-                                          "psync", NULL};
-
-void session_ctx(const session *s, sg_request_ctx *ctx) {
-    ctx->user = session_user(s);
-    ctx->client = s->name;
-    ctx->addr = s->addr;
-    sg_gateway_set_policy(s->w->gw, session_policy(s)); /* the user's own, if any */
-}
-
-/* An immediate answer into the reply slot seq. */
-static void answer(session *s, uint64_t seq, const char *resp) {
-    slot *sl = slot_at(s, seq);
-    sg_buf_puts(&sl->out, resp);
-    sl->done = 1;
-}
-
-static void answer_error(session *s, uint64_t seq, const char *msg) {
-    slot *sl = slot_at(s, seq);
-    put_error(&sl->out, msg);
-    sl->done = 1;
-    s->w->errors++;
-}
-
 /* ---- connections ------------------------------------------------------------------------- */
 
 /* The queue's keymaps, each NULL or its command's. */
@@ -97,7 +73,7 @@ static void free_maps(sg_keymap **maps, int n) {
     sg_free(maps);
 }
 
-static void wait_free(wait *w) {
+static void wait_free(txn_wait *w) {
     free_maps(w->maps, w->nq);
     sg_free(w->extra);
     sg_free(w->moved);
@@ -107,7 +83,7 @@ static void wait_free(wait *w) {
 static void tlink_free(tlink *tl) {
     txn *t = tl->t;
     tlink **pp;
-    wait *w;
+    txn_wait *w;
     if (t->cur == tl) t->cur = NULL;
     for (pp = &t->retired; *pp; pp = &(*pp)->next)
         if (*pp == tl) {
@@ -135,8 +111,8 @@ static void tlink_retire(tlink *tl) {
     t->retired = tl;
 }
 
-static wait *wait_new(int kind, uint64_t seq) {
-    wait *w = sg_calloc(1, sizeof *w);
+static txn_wait *wait_new(int kind, uint64_t seq) {
+    txn_wait *w = sg_calloc(1, sizeof *w);
     if (w == NULL) return NULL;
     w->kind = kind;
     w->seq = seq;
@@ -144,42 +120,42 @@ static wait *wait_new(int kind, uint64_t seq) {
 }
 
 /* After the send: the replies it brings are w's. */
-static void wait_push(tlink *tl, wait *w) {
+static void wait_push(tlink *tl, txn_wait *w) {
     if (tl->tail) tl->tail->next = w;
     else tl->head = w;
     tl->tail = w;
 }
 
-static wait *wait_pop(tlink *tl) {
-    wait *w = tl->head;
+static txn_wait *wait_pop(tlink *tl) {
+    txn_wait *w = tl->head;
     if (w && (tl->head = w->next) == NULL) tl->tail = NULL;
     return w;
 }
 
 /* EXEC's reply, without the replies of the commands the policies added,
  * and with the keys the replies name as the client named them. */
-static void put_exec_reply(sg_buf *b, const wait *w, sg_reply *r) {
+static void put_exec_reply(sg_resp_out *o, const txn_wait *w, sg_reply *r) {
     size_t i, n = 0;
     if (r->type != SG_REPLY_ARRAY || r->elements != (size_t)w->nq) {
-        put_reply(b, r); /* nil (a WATCHed key changed), EXECABORT, ... */
+        sg_resp_put_reply(o, r); /* nil (a WATCHed key changed), EXECABORT, ... */
         return;
     }
     for (i = 0; i < r->elements; i++) n += !w->extra[i];
-    sg_buf_printf(b, "*%zu\r\n", n);
+    sg_resp_put_array(o, n);
     for (i = 0; i < r->elements; i++) {
         if (w->extra[i]) continue;
         if (w->maps && sg_keymap_apply(w->maps[i], r->element[i]) != SG_OK)
-            put_error(b, "ERR slotgate: out of memory naming the reply's keys as the client sent "
-                         "them (the command ran)");
-        else put_reply(b, r->element[i]);
+            sg_resp_put_error(o, "ERR slotgate: out of memory naming the reply's keys as the "
+                                 "client sent them (the command ran)");
+        else sg_resp_put_reply(o, r->element[i]);
     }
 }
 
 /* A reply of the connection: it belongs to the oldest wait. */
 static void on_reply(tlink *tl, sg_reply *r) {
     session *s = tl->t->s;
-    wait *w = tl->head;
-    slot *sl;
+    txn_wait *w = tl->head;
+    reply_slot *rs;
     if (w == NULL) return; /* nothing asked: not ours to show */
     if (w->kind == W_EXEC && ++w->got < w->n) {
         /* MULTI's +OK and the +QUEUED: only a MOVED/ASK among them matters
@@ -190,22 +166,22 @@ static void on_reply(tlink *tl, sg_reply *r) {
         return;
     }
     wait_pop(tl);
-    sl = slot_at(s, w->seq);
+    rs = reply_slot_at(s, w->seq);
     if (w->kind == W_EXEC && w->moved) {
         char msg[SG_ERRMSG_MAX];
         snprintf(msg, sizeof msg,
                  "EXECABORT Transaction discarded: its slot moved (%.200s); slotgate refreshes "
                  "its map, retry the transaction",
                  w->moved);
-        put_error(&sl->out, msg);
+        sg_resp_put_error(&rs->out, msg);
         s->w->errors++;
     } else if (w->kind == W_EXEC) {
-        put_exec_reply(&sl->out, w, r);
+        put_exec_reply(&rs->out, w, r);
     } else {
-        put_reply(&sl->out, r);
+        sg_resp_put_reply(&rs->out, r);
     }
     if (r->type == SG_REPLY_ERROR) s->w->errors++;
-    sl->done = 1;
+    reply_slot_done(rs);
     wait_free(w);
 }
 
@@ -213,7 +189,7 @@ static void on_reply(tlink *tl, sg_reply *r) {
 static void on_failure(tlink *tl, int status, const char *errmsg) {
     txn *t = tl->t;
     session *s = t->s;
-    wait *w;
+    txn_wait *w;
     while ((w = wait_pop(tl)) != NULL) {
         char msg[SG_ERRMSG_MAX + 128];
         int unsent = w->got == 0 && (status == SG_ECONNECT || status == SG_ETLS ||
@@ -221,9 +197,10 @@ static void on_failure(tlink *tl, int status, const char *errmsg) {
         if (w->kind == W_EXEC)
             snprintf(msg, sizeof msg, "ERR slotgate: %s; %s", errmsg,
                      unsent ? "the transaction was not applied"
-                            : "the transaction had been sent, so whether it was applied is unknown");
+                            : "the transaction had been sent, so whether it was applied is "
+                              "unknown");
         else snprintf(msg, sizeof msg, "ERR slotgate: %s", errmsg);
-        answer_error(s, w->seq, msg);
+        session_answer_error(s, w->seq, msg);
         wait_free(w);
     }
     if (t->cur == tl) snprintf(t->watch_lost, sizeof t->watch_lost, "%s", errmsg);
@@ -311,24 +288,24 @@ static void do_watch(session *s, txn *t, const sg_resp_req *r, uint64_t seq) {
     sg_request_ctx ctx;
     sg_prepared p;
     char err[600];
-    wait *w;
+    txn_wait *w;
     session_ctx(s, &ctx);
     if (sg_gateway_prepare(s->w->gw, &ctx, r->argc, r->argv, r->argvlen, &p) != SG_OK) {
         snprintf(err, sizeof err, "ERR slotgate: %s", sg_errmsg(s->w->gw));
-        answer_error(s, seq, err);
+        session_answer_error(s, seq, err);
         return;
     }
     if (p.error[0]) {
-        answer_error(s, seq, p.error);
+        session_answer_error(s, seq, p.error);
     } else if (!bind_slot(t, p.slot, p.client, err, sizeof err)) {
-        answer_error(s, seq, err);
+        session_answer_error(s, seq, err);
     } else if (t->cur == NULL && (t->cur = tlink_new(t, p.client, t->slot)) == NULL) {
-        answer_error(s, seq, "ERR slotgate: out of memory");
+        session_answer_error(s, seq, "ERR slotgate: out of memory");
     } else if ((w = wait_new(W_WATCH, seq)) == NULL) {
-        answer_error(s, seq, "ERR slotgate: out of memory");
+        session_answer_error(s, seq, "ERR slotgate: out of memory");
     } else if (sg_link_send(t->cur->l, p.resp, p.resplen, 1 + p.extra) != SG_OK) {
         snprintf(err, sizeof err, "ERR slotgate: %s", sg_errmsg(t->cur->l));
-        answer_error(s, seq, err);
+        session_answer_error(s, seq, err);
         wait_free(w);
     } else {
         wait_push(t->cur, w);
@@ -336,14 +313,16 @@ static void do_watch(session *s, txn *t, const sg_resp_req *r, uint64_t seq) {
     sg_prepared_clear(&p);
 }
 
+#define NOT_APPLIED_OOM "ERR slotgate: out of memory; the transaction was not applied"
+
 static void do_exec(session *s, txn *t, uint64_t seq) {
     static const char multi[] = "*1\r\n$5\r\nMULTI\r\n", exec[] = "*1\r\n$4\r\nEXEC\r\n";
     char err[SG_ERRMSG_MAX + 128];
     tlink *tl;
     sg_buf b = {0};
-    wait *w;
+    txn_wait *w;
     if (t->aborted) {
-        answer_error(s, seq, "EXECABORT Transaction discarded because of previous errors.");
+        session_answer_error(s, seq, "EXECABORT Transaction discarded because of previous errors.");
         goto done;
     }
     if (t->watch_lost[0]) {
@@ -351,17 +330,17 @@ static void do_exec(session *s, txn *t, uint64_t seq) {
                  "EXECABORT Transaction discarded: slotgate lost the connection that held the "
                  "WATCHed keys (%s)",
                  t->watch_lost);
-        answer_error(s, seq, err);
+        session_answer_error(s, seq, err);
         goto done;
     }
     if (t->nq == 0 && t->cur == NULL) {
-        answer(s, seq, "*0\r\n"); /* nothing to run, nothing watched */
+        session_answer(s, seq, "*0\r\n"); /* nothing to run, nothing watched */
         goto done;
     }
     if ((tl = t->cur) == NULL) {
         sg_client *c = t->client ? t->client : sg_gateway_client(s->w->gw, "default");
         if (c == NULL || (tl = t->cur = tlink_new(t, c, t->slot)) == NULL) {
-            answer_error(s, seq, "ERR slotgate: out of memory; the transaction was not applied");
+            session_answer_error(s, seq, NOT_APPLIED_OOM);
             goto done;
         }
     }
@@ -369,7 +348,7 @@ static void do_exec(session *s, txn *t, uint64_t seq) {
     if (t->q.len) sg_buf_append(&b, t->q.data, t->q.len);
     sg_buf_append(&b, exec, sizeof exec - 1);
     if (b.oom || (w = wait_new(W_EXEC, seq)) == NULL) {
-        answer_error(s, seq, "ERR slotgate: out of memory; the transaction was not applied");
+        session_answer_error(s, seq, NOT_APPLIED_OOM);
         goto done;
     }
     w->n = t->nq + 2;
@@ -382,7 +361,7 @@ static void do_exec(session *s, txn *t, uint64_t seq) {
         /* not a byte of it left */
         snprintf(err, sizeof err, "ERR slotgate: %s; the transaction was not applied",
                  sg_errmsg(tl->l));
-        answer_error(s, seq, err);
+        session_answer_error(s, seq, err);
         wait_free(w);
     } else {
         wait_push(tl, w);
@@ -394,7 +373,11 @@ done:
 }
 
 /* A command inside MULTI: checked, then queued (or refused, which aborts). */
-static void queue(session *s, txn *t, const sg_resp_req *r, uint64_t seq) {
+static void queue(session *s, txn *t, const sg_command *cmd, const sg_resp_req *r, uint64_t seq,
+                  int own_conn) {
+    /* ECHO (answered by slotgated outside a transaction) and PING (sent to
+     * every master outside one) run on the transaction's node */
+    size_t ci = cmd ? sg_command_index(cmd) : SG_COMMAND_COUNT;
     sg_request_ctx ctx;
     sg_prepared p;
     char err[600];
@@ -402,29 +385,27 @@ static void queue(session *s, txn *t, const sg_resp_req *r, uint64_t seq) {
     session_ctx(s, &ctx);
     if (sg_gateway_prepare(s->w->gw, &ctx, r->argc, r->argv, r->argvlen, &p) != SG_OK) {
         snprintf(err, sizeof err, "ERR slotgate: %s", sg_errmsg(s->w->gw));
-        answer_error(s, seq, err);
+        session_answer_error(s, seq, err);
         t->aborted = 1;
         return;
     }
     if (p.error[0]) {
-        answer_error(s, seq, p.error);
+        session_answer_error(s, seq, p.error);
         goto abort;
     }
-    for (i = 0; unqueueable[i]; i++)
-        if (is(r, 0, unqueueable[i])) break;
-    if (unqueueable[i] || ((p.flags & SG_PREP_LOCAL) && !is(r, 0, "ECHO")) ||
-        ((p.flags & SG_PREP_FANOUT) && !is(r, 0, "PING"))) {
+    if (own_conn || ((p.flags & SG_PREP_LOCAL) && ci != SG_CI_ECHO) ||
+        ((p.flags & SG_PREP_FANOUT) && ci != SG_CI_PING)) {
         snprintf(err, sizeof err,
                  "ERR slotgate: '%.*s' cannot be queued in a transaction (%s)",
                  (int)(r->argvlen[0] > 64 ? 64 : r->argvlen[0]), r->argv[0],
                  (p.flags & SG_PREP_FANOUT) ? "it runs on every master; a transaction on one"
-                 : unqueueable[i] ? "it needs a connection of its own"
-                                  : "slotgate answers it itself");
-        answer_error(s, seq, err);
+                 : own_conn                 ? "it needs a connection of its own"
+                                            : "slotgate answers it itself");
+        session_answer_error(s, seq, err);
         goto abort;
     }
     if (!bind_slot(t, p.slot, p.client, err, sizeof err)) {
-        answer_error(s, seq, err);
+        session_answer_error(s, seq, err);
         goto abort;
     }
     if (t->nq + 1 + p.extra > t->capq) {
@@ -433,12 +414,12 @@ static void queue(session *s, txn *t, const sg_resp_req *r, uint64_t seq) {
         sg_keymap **nm;
         while (ncap < t->nq + 1 + p.extra) ncap *= 2;
         if ((ne = sg_realloc(t->extra, (size_t)ncap)) == NULL) {
-            answer_error(s, seq, "ERR slotgate: out of memory");
+            session_answer_error(s, seq, "ERR slotgate: out of memory");
             goto abort;
         }
         t->extra = ne;
         if ((nm = sg_realloc(t->maps, (size_t)ncap * sizeof *nm)) == NULL) {
-            answer_error(s, seq, "ERR slotgate: out of memory");
+            session_answer_error(s, seq, "ERR slotgate: out of memory");
             goto abort;
         }
         t->maps = nm;
@@ -446,7 +427,7 @@ static void queue(session *s, txn *t, const sg_resp_req *r, uint64_t seq) {
     }
     sg_buf_append(&t->q, p.resp, p.resplen);
     if (t->q.oom) {
-        answer_error(s, seq, "ERR slotgate: out of memory");
+        session_answer_error(s, seq, "ERR slotgate: out of memory");
         goto abort;
     }
     t->maps[t->nq] = p.keymap; /* the queue's now */
@@ -456,7 +437,7 @@ static void queue(session *s, txn *t, const sg_resp_req *r, uint64_t seq) {
         t->maps[t->nq] = NULL;
         t->extra[t->nq++] = 1;
     }
-    answer(s, seq, "+QUEUED\r\n");
+    session_answer(s, seq, "+QUEUED\r\n");
     sg_prepared_clear(&p);
     return;
 abort:
@@ -464,70 +445,80 @@ abort:
     sg_prepared_clear(&p);
 }
 
-int txn_command(session *s, const sg_resp_req *r, uint64_t seq) {
-    txn *t = s->txn;
-    if (is(r, 0, "MULTI") || is(r, 0, "EXEC") || is(r, 0, "DISCARD") || is(r, 0, "WATCH") ||
-        is(r, 0, "UNWATCH")) {
-        char msg[100];
-        if (r->argc != 1 && !is(r, 0, "WATCH")) {
-            snprintf(msg, sizeof msg, "ERR wrong number of arguments for '%s' command",
-                     is(r, 0, "MULTI") ? "multi" : is(r, 0, "EXEC") ? "exec"
-                                       : is(r, 0, "DISCARD") ? "discard" : "unwatch");
-            answer_error(s, seq, msg);
-            if (t && t->multi) t->aborted = 1;
-            return 1;
-        }
-        if (is(r, 0, "UNWATCH") && t && t->multi) {
-            queue(s, t, r, seq); /* Redis queues it, and runs it in the EXEC */
-            return 1;
-        }
-        if (t == NULL && (is(r, 0, "MULTI") || is(r, 0, "WATCH")) && get_txn(s) == NULL) {
-            answer_error(s, seq, "ERR slotgate: out of memory");
-            return 1;
-        }
-        t = s->txn;
-        if (is(r, 0, "MULTI")) {
-            if (t->multi) answer_error(s, seq, "ERR MULTI calls can not be nested");
-            else {
-                t->multi = 1;
-                answer(s, seq, "+OK\r\n");
-            }
-        } else if (is(r, 0, "EXEC")) {
-            if (t == NULL || !t->multi) answer_error(s, seq, "ERR EXEC without MULTI");
-            else do_exec(s, t, seq);
-        } else if (is(r, 0, "DISCARD")) {
-            if (t == NULL || !t->multi) answer_error(s, seq, "ERR DISCARD without MULTI");
-            else {
-                clear_queue(t);
-                unbind(t);
-                answer(s, seq, "+OK\r\n");
-            }
-        } else if (is(r, 0, "WATCH")) {
-            if (t->multi) answer_error(s, seq, "ERR WATCH inside MULTI is not allowed");
-            else if (r->argc < 2)
-                answer_error(s, seq, "ERR wrong number of arguments for 'watch' command");
-            else do_watch(s, t, r, seq);
-        } else { /* UNWATCH */
-            if (t) unbind(t);
-            answer(s, seq, "+OK\r\n");
-        }
-        return 1;
-    }
-    if (t == NULL || !t->multi) return 0;
-    if (is(r, 0, "QUIT") || is(r, 0, "RESET")) return 0; /* run at once, as Redis does */
-    queue(s, t, r, seq);
-    return 1;
+int txn_queuing(const session *s) { return s->txn && s->txn->multi; }
+
+void txn_queue(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq,
+               int own_conn) {
+    assert(txn_queuing(s));
+    queue(s, s->txn, cmd, r, seq, own_conn);
 }
 
-void txn_release(session *s) {
+void txn_command(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
+    size_t ci = sg_command_index(cmd);
     txn *t = s->txn;
-    if (t == NULL) return;
-    if (!s->gone) {
-        /* RESET: the connections still owing replies finish; the rest goes */
-        clear_queue(t);
-        unbind(t);
+    if (r->argc != 1 && ci != SG_CI_WATCH) {
+        char msg[100];
+        snprintf(msg, sizeof msg, "ERR wrong number of arguments for '%s' command", cmd->name);
+        session_answer_error(s, seq, msg);
+        if (t && t->multi) t->aborted = 1;
         return;
     }
+    if (ci == SG_CI_UNWATCH && t && t->multi) {
+        queue(s, t, cmd, r, seq, 0); /* Redis queues it, and runs it in the EXEC */
+        return;
+    }
+    if (t == NULL && (ci == SG_CI_MULTI || ci == SG_CI_WATCH) && (t = get_txn(s)) == NULL) {
+        session_answer_error(s, seq, "ERR slotgate: out of memory");
+        return;
+    }
+    switch (ci) {
+    case SG_CI_MULTI:
+        if (t->multi) {
+            session_answer_error(s, seq, "ERR MULTI calls can not be nested");
+        } else {
+            t->multi = 1;
+            session_answer(s, seq, "+OK\r\n");
+        }
+        break;
+    case SG_CI_EXEC:
+        if (t == NULL || !t->multi) session_answer_error(s, seq, "ERR EXEC without MULTI");
+        else do_exec(s, t, seq);
+        break;
+    case SG_CI_DISCARD:
+        if (t == NULL || !t->multi) {
+            session_answer_error(s, seq, "ERR DISCARD without MULTI");
+        } else {
+            clear_queue(t);
+            unbind(t);
+            session_answer(s, seq, "+OK\r\n");
+        }
+        break;
+    case SG_CI_WATCH:
+        if (t->multi) session_answer_error(s, seq, "ERR WATCH inside MULTI is not allowed");
+        else if (r->argc < 2)
+            session_answer_error(s, seq, "ERR wrong number of arguments for 'watch' command");
+        else do_watch(s, t, r, seq);
+        break;
+    case SG_CI_UNWATCH:
+        if (t) unbind(t);
+        session_answer(s, seq, "+OK\r\n");
+        break;
+    default:
+        assert(!"txn_command: not a transaction command");
+    }
+}
+
+void txn_reset(session *s) {
+    txn *t = s->txn;
+    if (t == NULL) return;
+    /* the connections still owing replies finish; the rest goes */
+    clear_queue(t);
+    unbind(t);
+}
+
+void txn_free(session *s) {
+    txn *t = s->txn;
+    if (t == NULL) return;
     while (t->retired) tlink_free(t->retired);
     if (t->cur) tlink_free(t->cur);
     clear_queue(t);

@@ -6,12 +6,13 @@
  * holds its own policy sets (a policy set owns a lua_State, used from one
  * thread): the common one (the policy setting) and, for each user that names
  * a script, a set of the common scripts followed by the user's. They load at
- * start and again on SIGHUP, all of them or none.
+ * start and again on SIGHUP, all of them or none. And the context the
+ * policies see for a session's commands (session_ctx).
  */
 #include <stdio.h>
 #include <string.h>
 
-#include "session.h"
+#include "users.h"
 
 int users_required(const sg_serve_opts *o) {
     return (o->requirepass != NULL && o->requirepass[0] != '\0') || o->nusers > 0;
@@ -28,20 +29,20 @@ static int equal_ct(const char *a, size_t alen, const char *pass) {
 
 static const char wrongpass[] = "WRONGPASS invalid username-password pair or user is disabled.";
 
-void users_auth(session *s, const sg_resp_req *r, sg_buf *b) {
+int users_auth(session *s, const sg_resp_req *r, sg_resp_out *out) {
     const sg_serve_opts *o = s->w->o;
     const char *pass = NULL; /* the password of the user named */
     int user = -1, i, ok;
     if (r->argc < 2 || r->argc > 3) {
-        put_error(b, "ERR wrong number of arguments for 'auth' command");
-        return;
+        sg_resp_put_error(out, "ERR wrong number of arguments for 'auth' command");
+        return 0;
     }
     if (!users_required(o)) {
-        put_error(b, "ERR AUTH <password> called without any password configured for the "
-                     "default user. Are you sure your configuration is correct?");
-        return;
+        sg_resp_put_error(out, "ERR AUTH <password> called without any password configured for "
+                               "the default user. Are you sure your configuration is correct?");
+        return 0;
     }
-    if (r->argc == 2 || is(r, 1, "default")) {
+    if (r->argc == 2 || sg_resp_arg_is(r, 1, "default")) {
         /* the default user: requirepass, or a user called "default" (the
          * settings refuse both) */
         if (o->requirepass && o->requirepass[0]) pass = o->requirepass;
@@ -59,13 +60,14 @@ void users_auth(session *s, const sg_resp_req *r, sg_buf *b) {
     /* an unknown user fails the same way (a password is never empty) */
     ok = equal_ct(r->argv[r->argc - 1], r->argvlen[r->argc - 1], pass ? pass : "") && pass;
     if (!ok) {
-        put_error(b, wrongpass);
-        return;
+        sg_resp_put_error(out, wrongpass);
+        return 0;
     }
     s->authed = 1;
     s->user = user;
     sg_resp_set_auth_required(s->rp, 0);
-    sg_buf_puts(b, "+OK\r\n");
+    sg_resp_put_status(out, "OK");
+    return 1;
 }
 
 const char *session_user(const session *s) {
@@ -78,6 +80,13 @@ sg_policy *session_policy(const session *s) {
     const worker *w = s->w;
     if (s->user >= 0 && w->user_policy && w->user_policy[s->user]) return w->user_policy[s->user];
     return w->policy;
+}
+
+void session_ctx(const session *s, sg_request_ctx *ctx) {
+    ctx->user = session_user(s);
+    ctx->client = s->name;
+    ctx->addr = s->addr;
+    sg_gateway_set_policy(s->w->gw, session_policy(s)); /* the user's own, if any */
 }
 
 /* ---- policy sets ---------------------------------------------------------------------- */

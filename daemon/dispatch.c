@@ -1,0 +1,490 @@
+/*
+ * dispatch.c — what slotgated does with each request. It owns:
+ *  - the dispatch table: per entry of the command table (by
+ *    sg_command_index), the daemon's handler, the handler in subscribed
+ *    mode, and the flags that place it in the steps below; a command with no
+ *    handler is the cluster's;
+ *  - the order of the steps, which is Redis's: authentication, the policies
+ *    on commands answered here, subscribed mode, MULTI's queue, the handler;
+ *  - the commands about the connection itself (AUTH and HELLO through
+ *    users.c, QUIT, PING, ECHO, SELECT, CLIENT, RESET) and the refusals;
+ *  - forwarding through the gateway, each reply into its request's slot.
+ * Per request: one table load decides, and no command name is compared.
+ */
+#include <assert.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "admin.h"
+#include "dispatch.h"
+#include "pubsub.h"
+#include "txn.h"
+#include "users.h"
+
+/* A handler: answers r (cmd: its entry; NULL only for CLIENT's unknown
+ * subcommands) into the reply slot seq, now or later. */
+typedef void dispatch_fn(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq);
+
+enum {
+    /* Answered before authentication too, and never put to the policies: a
+     * client can always log in and out (AUTH, HELLO, QUIT). */
+    D_BEFORE_AUTH = 1 << 0,
+    /* The policies decide before the session's state does, so that a policy
+     * may forbid transactions and RESET whatever the state (MULTI, RESET). */
+    D_POLICY_FIRST = 1 << 1,
+    /* Not put to the policies here: the handler asks them through
+     * sg_gateway_prepare (WATCH, the subscribe family), or the command has
+     * no argument for them (EXEC, DISCARD, UNWATCH). */
+    D_NO_POLICY = 1 << 2,
+    /* Runs at once inside MULTI instead of being queued, as in Redis. */
+    D_IN_MULTI = 1 << 3,
+    /* Needs a server connection of its own: refused when MULTI queues it. */
+    D_OWN_CONN = 1 << 4,
+    /* A container whose handler answers its unknown subcommands too. */
+    D_UNKNOWN_SUBS = 1 << 5,
+};
+
+typedef struct dispatch_entry {
+    dispatch_fn *fn;         /* NULL: the cluster's (forwarded) */
+    dispatch_fn *subscribed; /* in subscribed mode; NULL: refused there */
+    const char *why;         /* fn == refuse: why slotgated refuses it */
+    unsigned flags;          /* D_* */
+} dispatch_entry;
+
+/* ---- forwarding through the gateway ----------------------------------------------------- */
+
+typedef struct owed {
+    session *s;
+    uint64_t seq;
+    struct owed *next; /* in the worker's free list */
+} owed;
+
+/* owed records are kept for reuse: one per command otherwise costs a
+ * malloc and a free */
+static owed *owed_new(worker *w) {
+    owed *o = w->free_owed;
+    if (o) {
+        w->free_owed = o->next;
+        w->nfree_owed--;
+        return o;
+    }
+    return sg_malloc(sizeof *o);
+}
+
+static void owed_free(worker *w, owed *o) {
+    if (w->nfree_owed >= 1024) {
+        sg_free(o);
+        return;
+    }
+    o->next = w->free_owed;
+    w->free_owed = o;
+    w->nfree_owed++;
+}
+
+void dispatch_free_pool(worker *w) {
+    while (w->free_owed) {
+        owed *o = w->free_owed;
+        w->free_owed = o->next;
+        sg_free(o);
+    }
+    w->nfree_owed = 0;
+}
+
+static void on_reply(sg_client *c, sg_reply *reply, int status, const char *errmsg, void *ud) {
+    owed *o = ud;
+    session *s = o->s;
+    worker *w = s->w;
+    (void)c;
+    if (session_owed_done(s)) session_reply(s, o->seq, reply, status, errmsg);
+    sg_reply_free(reply);
+    owed_free(w, o);
+}
+
+/* A plain reply, as the node sent it: copied to the client as it is. */
+static void on_raw_reply(sg_client *c, const char *resp, size_t len, void *ud) {
+    owed *o = ud;
+    session *s = o->s;
+    worker *w = s->w;
+    (void)c;
+    if (session_owed_done(s)) {
+        reply_slot *rs = reply_slot_at(s, o->seq);
+        sg_resp_put_raw(o->seq == s->head_seq && rs->out.buf.len == 0 ? &s->out : &rs->out, resp,
+                        len);
+        reply_slot_done(rs);
+        session_flush(s);
+    }
+    owed_free(w, o);
+}
+
+static void forward(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
+    owed *o = owed_new(s->w);
+    sg_request_ctx ctx;
+    if (o == NULL) {
+        reply_slot *rs = reply_slot_at(s, seq);
+        sg_resp_put_error(&rs->out, "ERR slotgate: out of memory");
+        reply_slot_done(rs);
+        return;
+    }
+    o->s = s;
+    o->seq = seq;
+    session_ctx(s, &ctx);
+    s->inflight++;
+    if (sg_gateway_forward_cmd(s->w->gw, cmd, &ctx, r->argc, r->argv, r->argvlen,
+                               r->is_inline ? NULL : r->raw, r->rawlen, on_reply, on_raw_reply,
+                               o) != SG_OK) {
+        char msg[SG_ERRMSG_MAX + 32];
+        reply_slot *rs = reply_slot_at(s, seq);
+        s->inflight--;
+        owed_free(s->w, o);
+        snprintf(msg, sizeof msg, "ERR slotgate: %s", sg_errmsg(s->w->gw));
+        sg_resp_put_error(&rs->out, msg);
+        reply_slot_done(rs);
+    }
+}
+
+/* ---- commands about the connection ---------------------------------------------------------- */
+
+/* A client name as redis takes it: printable, no blanks (it goes into
+ * CLIENT INFO's lines, policies' {client} and logs). */
+static int valid_client_name(const char *name, size_t len) {
+    size_t i;
+    for (i = 0; i < len; i++)
+        if (name[i] < '!' || name[i] > '~') return 0;
+    return 1;
+}
+
+#define BAD_CLIENT_NAME "ERR Client names cannot contain spaces, newlines or special characters."
+
+/* Names s (an empty name removes it, as in redis). */
+static void set_client_name(session *s, const char *name, size_t len) {
+    sg_free(s->name);
+    s->name = len ? sg_strndup(name, len) : NULL;
+}
+
+static void do_auth(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
+    reply_slot *rs = reply_slot_at(s, seq);
+    (void)cmd;
+    users_auth(s, r, &rs->out);
+    reply_slot_done(rs);
+}
+
+static void put_str(sg_resp_out *o, const char *s) { sg_resp_put_bulk(o, s, strlen(s)); }
+
+static void hello(session *s, const sg_resp_req *r, sg_resp_out *o) {
+    int i = 2, setname = -1;
+    if (r->argc >= 2 && !sg_resp_arg_is(r, 1, "2")) {
+        if (sg_resp_arg_is(r, 1, "3"))
+            sg_resp_put_error(o, "NOPROTO sorry, this protocol version is not supported.");
+        else sg_resp_put_error(o, "NOPROTO unsupported protocol version");
+        return;
+    }
+    for (; i < r->argc; i++) {
+        if (sg_resp_arg_is(r, i, "AUTH") && i + 2 < r->argc) {
+            sg_resp_out err = {0};
+            sg_resp_req a = *r;
+            const char *argv[3] = {"AUTH", r->argv[i + 1], r->argv[i + 2]};
+            size_t lens[3] = {4, r->argvlen[i + 1], r->argvlen[i + 2]};
+            a.argc = 3;
+            a.argv = argv;
+            a.argvlen = lens;
+            if (!users_auth(s, &a, &err)) {
+                sg_resp_put_raw(o, err.buf.data, err.buf.len);
+                sg_buf_free(&err.buf);
+                return;
+            }
+            sg_buf_free(&err.buf);
+            i += 2;
+        } else if (sg_resp_arg_is(r, i, "SETNAME") && i + 1 < r->argc) {
+            if (!valid_client_name(r->argv[i + 1], r->argvlen[i + 1])) {
+                sg_resp_put_error(o, BAD_CLIENT_NAME);
+                return;
+            }
+            setname = ++i; /* named only once authenticated */
+        } else {
+            sg_resp_put_error(o, "ERR Syntax error in HELLO option");
+            return;
+        }
+    }
+    if (!s->authed) {
+        sg_resp_put_error(o, "NOAUTH HELLO must be called with the client already "
+                             "authenticated, otherwise the HELLO AUTH <user> <pass> option can "
+                             "be used to authenticate the client and select the RESP protocol "
+                             "version at the same time");
+        return;
+    }
+    if (setname > 0) set_client_name(s, r->argv[setname], r->argvlen[setname]);
+    sg_resp_put_array(o, 14);
+    put_str(o, "server");
+    put_str(o, "slotgate");
+    put_str(o, "version");
+    put_str(o, sg_version());
+    put_str(o, "proto");
+    sg_resp_put_int(o, 2);
+    put_str(o, "id");
+    sg_resp_put_int(o, (long long)s->id);
+    put_str(o, "mode");
+    put_str(o, "cluster");
+    put_str(o, "role");
+    put_str(o, "master");
+    put_str(o, "modules");
+    sg_resp_put_array(o, 0);
+}
+
+static void do_hello(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
+    reply_slot *rs = reply_slot_at(s, seq);
+    (void)cmd;
+    hello(s, r, &rs->out);
+    reply_slot_done(rs);
+}
+
+static void do_quit(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
+    (void)cmd;
+    (void)r;
+    session_answer(s, seq, "+OK\r\n");
+    s->closing = 1;
+}
+
+static void do_ping(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
+    reply_slot *rs = reply_slot_at(s, seq);
+    (void)cmd;
+    if (r->argc == 1) sg_resp_put_status(&rs->out, "PONG");
+    else if (r->argc == 2) sg_resp_put_bulk(&rs->out, r->argv[1], r->argvlen[1]);
+    else sg_resp_put_error(&rs->out, "ERR wrong number of arguments for 'ping' command");
+    reply_slot_done(rs);
+}
+
+static void do_echo(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
+    reply_slot *rs = reply_slot_at(s, seq);
+    (void)cmd;
+    if (r->argc == 2) sg_resp_put_bulk(&rs->out, r->argv[1], r->argvlen[1]);
+    else sg_resp_put_error(&rs->out, "ERR wrong number of arguments for 'echo' command");
+    reply_slot_done(rs);
+}
+
+static void do_select(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
+    reply_slot *rs = reply_slot_at(s, seq);
+    (void)cmd;
+    if (r->argc == 2 && sg_resp_arg_is(r, 1, "0")) sg_resp_put_status(&rs->out, "OK");
+    else sg_resp_put_error(&rs->out, "ERR SELECT is not allowed in cluster mode");
+    reply_slot_done(rs);
+}
+
+static void client(session *s, const sg_command *cmd, const sg_resp_req *r, sg_resp_out *o) {
+    size_t ci = cmd ? sg_command_index(cmd) : SG_COMMAND_COUNT;
+    if (ci == SG_CI_CLIENT_SETNAME && r->argc == 3) {
+        if (!valid_client_name(r->argv[2], r->argvlen[2])) {
+            sg_resp_put_error(o, BAD_CLIENT_NAME);
+            return;
+        }
+        set_client_name(s, r->argv[2], r->argvlen[2]);
+        sg_resp_put_status(o, "OK");
+    } else if (ci == SG_CI_CLIENT_GETNAME && r->argc == 2) {
+        if (s->name) put_str(o, s->name);
+        else sg_resp_put_null(o);
+    } else if (ci == SG_CI_CLIENT_ID && r->argc == 2) {
+        sg_resp_put_int(o, (long long)s->id);
+    } else if (ci == SG_CI_CLIENT_INFO && r->argc == 2) {
+        /* Every field of Redis 7.0's line, as clients parse them all (redis-py's
+         * client_info() reads id, age, idle, db, sub, psub, multi, qbuf,
+         * qbuf-free, obl, argv-mem, oll, omem and tot-mem as integers). A
+         * subscribed or queuing client cannot ask, so sub, psub, ssub are 0 and
+         * multi -1; memory slotgated does not count per client is 0; omem is
+         * the replies not yet written. The name has no length bound: no fixed
+         * buffer. */
+        sg_buf line = {0};
+        const char *user = session_user(s);
+        sg_buf_printf(&line,
+                      "id=%llu addr=%s fd=%d name=%s age=%lld idle=0 flags=N db=0 sub=0 psub=0 "
+                      "ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 "
+                      "obl=0 oll=0 omem=%zu tot-mem=0 events=r cmd=client|info user=%s redir=-1 "
+                      "resp=2\n",
+                      (unsigned long long)s->id, s->addr, (int)s->fd, s->name ? s->name : "",
+                      (long long)(time(NULL) - s->created), s->out.buf.len - s->outoff,
+                      user ? user : "default");
+        if (line.oom) sg_resp_put_error(o, "ERR slotgate: out of memory");
+        else sg_resp_put_bulk(o, line.data, line.len);
+        sg_buf_free(&line);
+    } else {
+        sg_resp_put_error(o, "ERR slotgate answers CLIENT SETNAME, GETNAME, ID and INFO only");
+    }
+}
+
+static void do_client(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
+    reply_slot *rs = reply_slot_at(s, seq);
+    client(s, cmd, r, &rs->out);
+    reply_slot_done(rs);
+}
+
+/* RESET: out of MULTI and subscribed mode, unnamed, and back to the default
+ * user (which needs the password when there is one). */
+static void do_reset(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
+    const char *pass = s->w->o->requirepass;
+    (void)cmd;
+    (void)r;
+    txn_reset(s);
+    pubsub_reset(s);
+    sg_free(s->name);
+    s->name = NULL;
+    if (pass && pass[0]) {
+        s->authed = 0;
+        sg_resp_set_auth_required(s->rp, 1);
+    }
+    session_answer(s, seq, "+RESET\r\n");
+}
+
+/* What a shared upstream connection cannot carry (yet): refused by name,
+ * never forwarded. */
+static void refuse_own_conn(session *s, const sg_command *cmd, const sg_resp_req *r,
+                            uint64_t seq) {
+    reply_slot *rs = reply_slot_at(s, seq);
+    char name[32], msg[200];
+    size_t i;
+    (void)r;
+    for (i = 0; cmd->name[i] && i + 1 < sizeof name; i++)
+        name[i] = (char)toupper((unsigned char)cmd->name[i]);
+    name[i] = '\0';
+    snprintf(msg, sizeof msg,
+             "ERR slotgate does not support %s yet (it needs a connection of its own)", name);
+    sg_resp_put_error(&rs->out, msg);
+    reply_slot_done(rs);
+}
+
+/* ---- the table ------------------------------------------------------------------------------ */
+
+static void refuse(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq);
+
+#define TXN(flags) {txn_command, NULL, NULL, D_IN_MULTI | (flags)}
+#define SUBSCRIBE {pubsub_command, pubsub_command, NULL, D_NO_POLICY | D_OWN_CONN}
+#define HANDLER(fn) {fn, NULL, NULL, 0}
+
+/* The handlers by command; dispatch_init() adds admin.c's refusals to the
+ * entries left without one. */
+static dispatch_entry table[SG_COMMAND_COUNT] = {
+    [SG_CI_AUTH] = {do_auth, NULL, NULL, D_BEFORE_AUTH},
+    [SG_CI_HELLO] = {do_hello, NULL, NULL, D_BEFORE_AUTH},
+    [SG_CI_QUIT] = {do_quit, do_quit, NULL, D_BEFORE_AUTH | D_IN_MULTI},
+    [SG_CI_RESET] = {do_reset, do_reset, NULL, D_POLICY_FIRST | D_IN_MULTI},
+    [SG_CI_PING] = {do_ping, pubsub_ping, NULL, 0},
+    [SG_CI_ECHO] = HANDLER(do_echo),
+    [SG_CI_SELECT] = HANDLER(do_select),
+    [SG_CI_CLIENT] = {do_client, NULL, NULL, D_UNKNOWN_SUBS},
+    [SG_CI_CLIENT_SETNAME] = HANDLER(do_client),
+    [SG_CI_CLIENT_GETNAME] = HANDLER(do_client),
+    [SG_CI_CLIENT_ID] = HANDLER(do_client),
+    [SG_CI_CLIENT_INFO] = HANDLER(do_client),
+    [SG_CI_MONITOR] = {refuse_own_conn, NULL, NULL, D_OWN_CONN},
+    [SG_CI_SYNC] = {refuse_own_conn, NULL, NULL, D_OWN_CONN},
+    [SG_CI_PSYNC] = {refuse_own_conn, NULL, NULL, D_OWN_CONN},
+    [SG_CI_READONLY] = HANDLER(refuse_own_conn),
+    [SG_CI_READWRITE] = HANDLER(refuse_own_conn),
+    [SG_CI_ASKING] = HANDLER(refuse_own_conn),
+    [SG_CI_MULTI] = TXN(D_POLICY_FIRST),
+    [SG_CI_EXEC] = TXN(D_NO_POLICY),
+    [SG_CI_DISCARD] = TXN(D_NO_POLICY),
+    [SG_CI_WATCH] = TXN(D_NO_POLICY),
+    [SG_CI_UNWATCH] = TXN(D_NO_POLICY),
+    [SG_CI_SUBSCRIBE] = SUBSCRIBE,
+    [SG_CI_PSUBSCRIBE] = SUBSCRIBE,
+    [SG_CI_SSUBSCRIBE] = SUBSCRIBE,
+    [SG_CI_UNSUBSCRIBE] = SUBSCRIBE,
+    [SG_CI_PUNSUBSCRIBE] = SUBSCRIBE,
+    [SG_CI_SUNSUBSCRIBE] = SUBSCRIBE,
+    [SG_CI_INFO] = HANDLER(admin_info),
+    [SG_CI_ROLE] = HANDLER(admin_role),
+    [SG_CI_CLUSTER_KEYSLOT] = HANDLER(admin_cluster),
+    [SG_CI_CLUSTER_MYID] = HANDLER(admin_cluster),
+    [SG_CI_CLUSTER_INFO] = HANDLER(admin_cluster),
+    [SG_CI_CLUSTER_SLOTS] = HANDLER(admin_cluster),
+    [SG_CI_CLUSTER_SHARDS] = HANDLER(admin_cluster),
+    [SG_CI_CLUSTER_NODES] = HANDLER(admin_cluster),
+};
+
+/* An unknown command: forwarded (the cluster names it unknown). */
+static const dispatch_entry unknown = {NULL, NULL, NULL, 0};
+
+void dispatch_init(void) {
+    size_t n, i;
+    const sg_command *cmds = sg_command_table(&n);
+    assert(n == SG_COMMAND_COUNT);
+    for (i = 0; i < n; i++) {
+        const char *why;
+        if (table[i].fn != NULL || (why = admin_refusal(&cmds[i])) == NULL) continue;
+        table[i].fn = refuse;
+        table[i].why = why;
+    }
+}
+
+static void refuse(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
+    reply_slot *rs = reply_slot_at(s, seq);
+    (void)r;
+    admin_put_refusal(&rs->out, cmd, table[sg_command_index(cmd)].why);
+    s->w->errors++;
+    reply_slot_done(rs);
+}
+
+/* The entry of a request whose command the table does not know: a
+ * container's, when it answers its unknown subcommands (CLIENT FOO), else
+ * none. Off the common path: an unknown command is an error. */
+static const dispatch_entry *entry_of_unknown(const sg_resp_req *r) {
+    const sg_command *top = sg_command_lookup(r->argv[0], r->argvlen[0]);
+    if (top && (table[sg_command_index(top)].flags & D_UNKNOWN_SUBS))
+        return &table[sg_command_index(top)];
+    return &unknown;
+}
+
+/* The policies' verdict on a command answered here: 1 when denied (the
+ * refusal is the reply). */
+static int denied(session *s, const sg_resp_req *r, uint64_t seq) {
+    sg_request_ctx ctx;
+    char err[600];
+    reply_slot *rs;
+    session_ctx(s, &ctx);
+    if (!sg_gateway_denies(s->w->gw, &ctx, r->argc, r->argv, r->argvlen, err, sizeof err))
+        return 0;
+    rs = reply_slot_at(s, seq);
+    sg_resp_put_error(&rs->out, err);
+    reply_slot_done(rs);
+    return 1;
+}
+
+void dispatch(session *s, const sg_resp_req *r) {
+    uint64_t seq;
+    const sg_command *cmd;
+    const dispatch_entry *d;
+    if (reply_slot_new(s, &seq) == NULL) {
+        s->closing = 1;
+        return;
+    }
+    s->w->commands++;
+    cmd = sg_command_resolve(r->argc, r->argv, r->argvlen);
+    d = cmd ? &table[sg_command_index(cmd)] : entry_of_unknown(r);
+    /* the common case: a command of the cluster's from a session that never
+     * used MULTI or SUBSCRIBE (their state is NULL) */
+    if (d->fn == NULL && cmd && s->authed && s->txn == NULL && s->psub == NULL) {
+        forward(s, cmd, r, seq);
+        return;
+    }
+    if (!s->authed) {
+        if (d->flags & D_BEFORE_AUTH) d->fn(s, cmd, r, seq);
+        else session_answer(s, seq, "-NOAUTH Authentication required.\r\n");
+        return;
+    }
+    if ((d->flags & D_POLICY_FIRST) && denied(s, r, seq)) return;
+    if (pubsub_active(s)) {
+        if (d->subscribed) d->subscribed(s, cmd, r, seq);
+        else pubsub_refuse(s, r, seq);
+        return;
+    }
+    if (txn_queuing(s) && !(d->flags & D_IN_MULTI)) {
+        txn_queue(s, cmd, r, seq, (d->flags & D_OWN_CONN) != 0);
+        return;
+    }
+    if (d->fn == NULL) {
+        forward(s, cmd, r, seq);
+        return;
+    }
+    if (cmd && !(d->flags & (D_BEFORE_AUTH | D_POLICY_FIRST | D_NO_POLICY)) && denied(s, r, seq))
+        return;
+    d->fn(s, cmd, r, seq);
+}

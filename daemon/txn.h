@@ -1,0 +1,30 @@
+/*
+ * txn.h — transactions (txn.c): MULTI, EXEC, DISCARD, WATCH, UNWATCH and
+ * the commands MULTI queues, on a server connection of the transaction's
+ * own (sg_link). The state lives on the session (s->txn).
+ */
+#ifndef SG_TXN_H
+#define SG_TXN_H
+
+#include <stdint.h>
+
+#include "session.h"
+
+/* MULTI, EXEC, DISCARD, WATCH or UNWATCH (cmd): answered into the slot seq,
+ * now or when the server answers. */
+void txn_command(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq);
+/* Whether s is between MULTI and EXEC: its commands are queued. */
+int txn_queuing(const session *s);
+/* A command inside MULTI (cmd NULL: unknown): checked and queued, or
+ * refused, which aborts the transaction. own_conn: the command needs a
+ * connection of its own (SUBSCRIBE, MONITOR ...), which a transaction on one
+ * connection cannot carry. */
+void txn_queue(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq,
+               int own_conn);
+/* RESET: the queue and the WATCHes dropped; the connections still owing
+ * replies finish. */
+void txn_reset(session *s);
+/* The client is gone: the transaction and its connections freed. */
+void txn_free(session *s);
+
+#endif
