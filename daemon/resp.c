@@ -19,6 +19,7 @@
  * unseen), and a NUL byte in an inline request is an error (redis would wait
  * for a '\n' that its strchr() cannot see).
  */
+#include <assert.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -652,9 +653,23 @@ void sg_resp_put_reply(sg_resp_out *o, const sg_reply *r) {
     case SG_REPLY_INTEGER: put_head(o, ':', r->integer); break;
     case SG_REPLY_NIL: sg_resp_put_null(o); break;
     case SG_REPLY_STRING: sg_resp_put_bulk(o, r->str, r->len); break;
+    /* RESP3's types as Redis writes them to a RESP2 client: aggregates as
+     * arrays (a map's pairs one after the other), a double, big number or
+     * verbatim text as a bulk string, a boolean as 1 or 0 */
     case SG_REPLY_ARRAY:
+    case SG_REPLY_SET:
+    case SG_REPLY_PUSH:
+    case SG_REPLY_MAP:
         put_head(o, '*', (long long)r->elements);
         for (i = 0; i < r->elements; i++) sg_resp_put_reply(o, r->element[i]);
+        break;
+    case SG_REPLY_DOUBLE:
+    case SG_REPLY_BIGNUM:
+    case SG_REPLY_VERB: sg_resp_put_bulk(o, r->str, r->len); break;
+    case SG_REPLY_BOOL: put_head(o, ':', r->integer ? 1 : 0); break;
+    default: /* an attribute is never a reply of its own */
+        assert(!"a reply of no known type");
+        sg_resp_put_error(o, "ERR slotgate: a reply of no known type");
         break;
     }
 }

@@ -1013,6 +1013,41 @@ static void test_alloc_failures(void) {
            "without retries\n", total);
 }
 
+/* The writer: a node's RESP3 reply, read by the engine, goes to a RESP2
+ * client as Redis writes those types to one (HELLO 2): a map's pairs in an
+ * array, a set and a push as arrays, a double, big number and verbatim text
+ * as bulk strings, a boolean as 1 or 0, an attribute left out. */
+sg_reply *sg_reply_parse(const char *s, size_t len, int *status);
+static void test_writer_resp3_to_resp2(void) {
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"%2\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n_\r\n", "*4\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n$-1\r\n"},
+        {"~2\r\n+x\r\n#t\r\n", "*2\r\n+x\r\n:1\r\n"},
+        {">2\r\n$7\r\nmessage\r\n#f\r\n", "*2\r\n$7\r\nmessage\r\n:0\r\n"},
+        {",1.5\r\n", "$3\r\n1.5\r\n"},
+        {",-inf\r\n", "$4\r\n-inf\r\n"},
+        {"(12345678901234567890\r\n", "$20\r\n12345678901234567890\r\n"},
+        {"=8\r\ntxt:abcd\r\n", "$4\r\nabcd\r\n"},
+        {"|1\r\n+k\r\n+v\r\n:7\r\n", ":7\r\n"},
+        {"!5\r\nERR x\r\n", "-ERR x\r\n"},
+    };
+    size_t i;
+    for (i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int status;
+        sg_reply *r = sg_reply_parse(cases[i].in, strlen(cases[i].in), &status);
+        sg_resp_out o;
+        memset(&o, 0, sizeof o);
+        CHECK(r != NULL);
+        if (r == NULL) continue;
+        sg_resp_put_reply(&o, r);
+        sg_buf_append(&o.buf, "", 1);
+        CHECK_STR(o.buf.data, cases[i].out);
+        sg_buf_free(&o.buf);
+        sg_reply_free(r);
+    }
+}
+
 int main(void) {
     RUN(test_table);
     RUN(test_limits);
@@ -1027,5 +1062,6 @@ int main(void) {
     RUN(test_zero_copy);
     RUN(test_errors);
     RUN(test_alloc_failures);
+    RUN(test_writer_resp3_to_resp2);
     return test_report();
 }
