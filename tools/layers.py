@@ -254,8 +254,8 @@ def selftest():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", help="the build directory (object files)")
-    ap.add_argument("--doc", default=os.path.join(os.path.dirname(__file__), "..", "docs",
-                                                  "ARCHITECTURE.md"))
+    ap.add_argument("--doc", default=os.path.normpath(
+        os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "ARCHITECTURE.md")))
     ap.add_argument("-v", "--verbose", action="store_true", help="print the graph")
     ap.add_argument("--selftest", action="store_true")
     a = ap.parse_args()
