@@ -382,6 +382,13 @@ static void queue(session *s, txn *t, const sg_command *cmd, const sg_resp_req *
     sg_prepared p;
     char err[600];
     int i;
+    if (cmd && (cmd->flags & SG_CMD_NO_MULTI)) {
+        /* Redis's rule, from its command table (SAVE, SHUTDOWN, SYNC ...):
+         * refused at queue time, and the transaction with it */
+        session_answer_error(s, seq, "ERR Command not allowed inside a transaction");
+        t->aborted = 1;
+        return;
+    }
     session_ctx(s, &ctx);
     if (sg_gateway_prepare(s->w->gw, &ctx, r->argc, r->argv, r->argvlen, &p) != SG_OK) {
         snprintf(err, sizeof err, "ERR slotgate: %s", sg_errmsg(s->w->gw));
