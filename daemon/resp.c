@@ -21,6 +21,7 @@
  */
 #include <assert.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -641,8 +642,26 @@ static void put_head(sg_resp_out *o, char type, long long v) {
     sg_buf_append(&o->buf, p, (size_t)(tmp + sizeof tmp - p));
 }
 
+/* A string-like reply's bytes after its type byte: RESP3's own type, or a
+ * bulk string for a RESP2 client. */
+static void put_text(sg_resp_out *o, char type3, const char *s, size_t n) {
+    if (o->proto == SG_RESP_PROTO_3) {
+        sg_buf_append(&o->buf, &type3, 1);
+        sg_buf_append(&o->buf, s, n);
+        sg_buf_append(&o->buf, "\r\n", 2);
+    } else {
+        sg_resp_put_bulk(o, s, n);
+    }
+}
+
 void sg_resp_put_reply(sg_resp_out *o, const sg_reply *r) {
     size_t i;
+    /* an attribute is RESP3's alone: a RESP2 client is not told */
+    if (r->attribute && o->proto == SG_RESP_PROTO_3) {
+        put_head(o, '|', (long long)(r->attribute->elements / 2));
+        for (i = 0; i < r->attribute->elements; i++)
+            sg_resp_put_reply(o, r->attribute->element[i]);
+    }
     switch (r->type) {
     case SG_REPLY_STATUS:
     case SG_REPLY_ERROR:
@@ -653,20 +672,30 @@ void sg_resp_put_reply(sg_resp_out *o, const sg_reply *r) {
     case SG_REPLY_INTEGER: put_head(o, ':', r->integer); break;
     case SG_REPLY_NIL: sg_resp_put_null(o); break;
     case SG_REPLY_STRING: sg_resp_put_bulk(o, r->str, r->len); break;
-    /* RESP3's types as Redis writes them to a RESP2 client: aggregates as
-     * arrays (a map's pairs one after the other), a double, big number or
-     * verbatim text as a bulk string, a boolean as 1 or 0 */
     case SG_REPLY_ARRAY:
     case SG_REPLY_SET:
     case SG_REPLY_PUSH:
     case SG_REPLY_MAP:
-        put_head(o, '*', (long long)r->elements);
+        if (r->type == SG_REPLY_MAP) sg_resp_put_map(o, r->elements / 2);
+        else if (r->type == SG_REPLY_SET) sg_resp_put_set(o, r->elements);
+        else if (r->type == SG_REPLY_PUSH) sg_resp_put_push(o, r->elements);
+        else put_head(o, '*', (long long)r->elements);
         for (i = 0; i < r->elements; i++) sg_resp_put_reply(o, r->element[i]);
         break;
-    case SG_REPLY_DOUBLE:
-    case SG_REPLY_BIGNUM:
-    case SG_REPLY_VERB: sg_resp_put_bulk(o, r->str, r->len); break;
-    case SG_REPLY_BOOL: put_head(o, ':', r->integer ? 1 : 0); break;
+    case SG_REPLY_DOUBLE: put_text(o, ',', r->str, r->len); break; /* the node's own text */
+    case SG_REPLY_BIGNUM: put_text(o, '(', r->str, r->len); break;
+    case SG_REPLY_VERB:
+        if (o->proto == SG_RESP_PROTO_3) {
+            put_head(o, '=', (long long)r->len + 4);
+            sg_buf_append(&o->buf, r->vtype, 3);
+            sg_buf_append(&o->buf, ":", 1);
+            sg_buf_append(&o->buf, r->str, r->len);
+            sg_buf_append(&o->buf, "\r\n", 2);
+        } else {
+            sg_resp_put_bulk(o, r->str, r->len);
+        }
+        break;
+    case SG_REPLY_BOOL: sg_resp_put_bool(o, r->integer != 0); break;
     default: /* an attribute is never a reply of its own */
         assert(!"a reply of no known type");
         sg_resp_put_error(o, "ERR slotgate: a reply of no known type");
@@ -698,7 +727,55 @@ void sg_resp_put_int(sg_resp_out *o, long long v) { put_head(o, ':', v); }
 
 void sg_resp_put_array(sg_resp_out *o, size_t n) { put_head(o, '*', (long long)n); }
 
-void sg_resp_put_null(sg_resp_out *o) { sg_buf_append(&o->buf, "$-1\r\n", 5); }
+void sg_resp_put_null(sg_resp_out *o) {
+    if (o->proto == SG_RESP_PROTO_3) sg_buf_append(&o->buf, "_\r\n", 3);
+    else sg_buf_append(&o->buf, "$-1\r\n", 5);
+}
+
+void sg_resp_put_null_array(sg_resp_out *o) {
+    if (o->proto == SG_RESP_PROTO_3) sg_buf_append(&o->buf, "_\r\n", 3);
+    else sg_buf_append(&o->buf, "*-1\r\n", 5);
+}
+
+void sg_resp_put_map(sg_resp_out *o, size_t n) {
+    if (o->proto == SG_RESP_PROTO_3) put_head(o, '%', (long long)n);
+    else put_head(o, '*', (long long)(2 * n));
+}
+
+void sg_resp_put_set(sg_resp_out *o, size_t n) {
+    put_head(o, o->proto == SG_RESP_PROTO_3 ? '~' : '*', (long long)n);
+}
+
+void sg_resp_put_push(sg_resp_out *o, size_t n) {
+    put_head(o, o->proto == SG_RESP_PROTO_3 ? '>' : '*', (long long)n);
+}
+
+/* As Redis's addReplyDouble: "inf", "-inf", "nan", else the shortest of
+ * %.17g that reads back the same. */
+void sg_resp_put_double(sg_resp_out *o, double v) {
+    char tmp[64];
+    int n;
+    if (isinf(v)) n = snprintf(tmp, sizeof tmp, "%s", v > 0 ? "inf" : "-inf");
+    else if (isnan(v)) n = snprintf(tmp, sizeof tmp, "nan");
+    else n = snprintf(tmp, sizeof tmp, "%.17g", v);
+    put_text(o, ',', tmp, (size_t)n);
+}
+
+void sg_resp_put_bool(sg_resp_out *o, int v) {
+    if (o->proto == SG_RESP_PROTO_3) sg_buf_append(&o->buf, v ? "#t\r\n" : "#f\r\n", 4);
+    else put_head(o, ':', v ? 1 : 0);
+}
+
+void sg_resp_put_verbatim(sg_resp_out *o, const char *s, size_t n) {
+    if (o->proto != SG_RESP_PROTO_3) {
+        sg_resp_put_bulk(o, s, n);
+        return;
+    }
+    put_head(o, '=', (long long)n + 4);
+    sg_buf_append(&o->buf, "txt:", 4);
+    sg_buf_append(&o->buf, s, n);
+    sg_buf_append(&o->buf, "\r\n", 2);
+}
 
 void sg_resp_put_raw(sg_resp_out *o, const char *resp, size_t n) {
     sg_buf_append(&o->buf, resp, n);

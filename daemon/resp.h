@@ -132,12 +132,15 @@ void sg_resp_shrink(sg_resp *p);
 /* ---- The writer ------------------------------------------------------------
  * Every reply slotgated writes goes through these, into an sg_resp_out: a
  * session's output, or the reply slot of a request whose reply must wait
- * for those owed before it. The protocol is the writer's: RESP2 is the only
- * one written yet; RESP3 (HELLO 3) will be a second value of proto, and these
- * functions the one place that knows the difference. Out of memory sets
- * buf.oom and drops what follows (sg_buf). */
+ * for those owed before it. The protocol is the writer's (the session's,
+ * which HELLO sets), and these functions are the one place that knows the
+ * difference: each type RESP3 has is written in RESP3, or as Redis writes it
+ * to a RESP2 client (a map as its pairs in an array, a double as a bulk
+ * string, a boolean as 1 or 0, a null as the null bulk or the null array).
+ * Out of memory sets buf.oom and drops what follows (sg_buf). */
 enum {
-    SG_RESP_PROTO_2 = 0 /* the zero value: a zeroed writer writes RESP2 */
+    SG_RESP_PROTO_2 = 0, /* the zero value: a zeroed writer writes RESP2 */
+    SG_RESP_PROTO_3
 };
 
 typedef struct sg_resp_out {
@@ -159,6 +162,25 @@ void sg_resp_put_int(sg_resp_out *o, long long v);
 void sg_resp_put_array(sg_resp_out *o, size_t n);
 /* The null reply (RESP2: the null bulk string). */
 void sg_resp_put_null(sg_resp_out *o);
+/* The null where Redis gives a null array in RESP2 (BLPOP's timeout, EXEC
+ * aborted by WATCH): "*-1" in RESP2, "_" in RESP3. */
+void sg_resp_put_null_array(sg_resp_out *o);
+/* The header of a map of n pairs (then key, value, key, value ...): RESP2
+ * an array of 2n. */
+void sg_resp_put_map(sg_resp_out *o, size_t n);
+/* The header of a set of n elements: RESP2 an array. */
+void sg_resp_put_set(sg_resp_out *o, size_t n);
+/* The header of a push of n elements (pub/sub messages, invalidations):
+ * RESP2 an array. */
+void sg_resp_put_push(sg_resp_out *o, size_t n);
+/* A double as Redis writes one (RESP3 ",1.5", "inf", "-inf"; RESP2 a bulk
+ * string of the same text). */
+void sg_resp_put_double(sg_resp_out *o, double v);
+/* A boolean: RESP3 "#t"/"#f", RESP2 the integer 1 or 0. */
+void sg_resp_put_bool(sg_resp_out *o, int v);
+/* Text for a person (INFO, CLIENT LIST, CLUSTER INFO ...): RESP3 a verbatim
+ * string of format "txt", RESP2 a bulk string. */
+void sg_resp_put_verbatim(sg_resp_out *o, const char *s, size_t n);
 /* Bytes already in the writer's protocol: a node's reply passed through as
  * it came, or replies written earlier into another sg_resp_out. */
 void sg_resp_put_raw(sg_resp_out *o, const char *resp, size_t n);

@@ -1048,6 +1048,61 @@ static void test_writer_resp3_to_resp2(void) {
     }
 }
 
+/* The same trees to a RESP3 client: as the node sent them, byte for byte;
+ * and the writer's own RESP3 forms against RESP2's. */
+static void test_writer_resp3(void) {
+    static const char *const same[] = {
+        "%2\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n_\r\n",
+        "~2\r\n+x\r\n#t\r\n",
+        ">2\r\n$7\r\nmessage\r\n#f\r\n",
+        ",1.5\r\n",
+        ",-inf\r\n",
+        "(12345678901234567890\r\n",
+        "=8\r\ntxt:abcd\r\n",
+        "|1\r\n+k\r\n+v\r\n:7\r\n",
+        "*2\r\n$0\r\n\r\n-ERR x\r\n",
+    };
+    size_t i;
+    sg_resp_out o2, o3;
+    for (i = 0; i < sizeof same / sizeof *same; i++) {
+        int status;
+        sg_reply *r = sg_reply_parse(same[i], strlen(same[i]), &status);
+        sg_resp_out o;
+        memset(&o, 0, sizeof o);
+        o.proto = SG_RESP_PROTO_3;
+        CHECK(r != NULL);
+        if (r == NULL) continue;
+        sg_resp_put_reply(&o, r);
+        sg_buf_append(&o.buf, "", 1);
+        CHECK_STR(o.buf.data, same[i]);
+        sg_buf_free(&o.buf);
+        sg_reply_free(r);
+    }
+    memset(&o2, 0, sizeof o2);
+    memset(&o3, 0, sizeof o3);
+    o3.proto = SG_RESP_PROTO_3;
+    for (i = 0; i < 2; i++) {
+        sg_resp_out *o = i ? &o3 : &o2;
+        sg_resp_put_map(o, 1);
+        sg_resp_put_bulk(o, "k", 1);
+        sg_resp_put_null(o);
+        sg_resp_put_null_array(o);
+        sg_resp_put_set(o, 0);
+        sg_resp_put_push(o, 0);
+        sg_resp_put_double(o, 0.1);
+        sg_resp_put_double(o, -1.0 / 0.0);
+        sg_resp_put_bool(o, 1);
+        sg_resp_put_verbatim(o, "a\nb", 3);
+        sg_buf_append(&o->buf, "", 1);
+    }
+    CHECK_STR(o2.buf.data, "*2\r\n$1\r\nk\r\n$-1\r\n*-1\r\n*0\r\n*0\r\n"
+                           "$19\r\n0.10000000000000001\r\n$4\r\n-inf\r\n:1\r\n$3\r\na\nb\r\n");
+    CHECK_STR(o3.buf.data, "%1\r\n$1\r\nk\r\n_\r\n_\r\n~0\r\n>0\r\n"
+                           ",0.10000000000000001\r\n,-inf\r\n#t\r\n=7\r\ntxt:a\nb\r\n");
+    sg_buf_free(&o2.buf);
+    sg_buf_free(&o3.buf);
+}
+
 int main(void) {
     RUN(test_table);
     RUN(test_limits);
@@ -1063,5 +1118,6 @@ int main(void) {
     RUN(test_errors);
     RUN(test_alloc_failures);
     RUN(test_writer_resp3_to_resp2);
+    RUN(test_writer_resp3);
     return test_report();
 }
