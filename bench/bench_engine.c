@@ -92,11 +92,13 @@ static redisContext *connect_addr(const char *addr) {
     struct timeval tv = {5, 0};
     redisContext *ctx;
     size_t hl;
-    if (colon == NULL || (hl = (size_t)(colon - addr)) >= sizeof host) die("bad address \"%s\"", addr);
+    if (colon == NULL || (hl = (size_t)(colon - addr)) >= sizeof host)
+        die("bad address \"%s\"", addr);
     memcpy(host, addr, hl);
     host[hl] = '\0';
     ctx = redisConnectWithTimeout(host, atoi(colon + 1), tv);
-    if (ctx == NULL || ctx->err) die("cannot connect to %s: %s", addr, ctx ? ctx->errstr : "out of memory");
+    if (ctx == NULL || ctx->err)
+        die("cannot connect to %s: %s", addr, ctx ? ctx->errstr : "out of memory");
     redisSetTimeout(ctx, tv);
     return ctx;
 }
@@ -396,13 +398,17 @@ static void usage(void) {
 }
 
 int main(int argc, char **argv) {
-    static const struct option longopts[] = {
-        {"addrs", required_argument, NULL, 'a'},        {"keys", required_argument, NULL, 'k'},
-        {"rounds", required_argument, NULL, 'r'},       {"blocking-ops", required_argument, NULL, 'n'},
-        {"batches", required_argument, NULL, 'p'},      {"batch", required_argument, NULL, 'b'},
-        {"only", required_argument, NULL, 'o'},         {"seed", required_argument, NULL, 's'},
-        {"side", required_argument, NULL, 'S'},         {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"addrs", required_argument, NULL, 'a'},
+                                             {"keys", required_argument, NULL, 'k'},
+                                             {"rounds", required_argument, NULL, 'r'},
+                                             {"blocking-ops", required_argument, NULL, 'n'},
+                                             {"batches", required_argument, NULL, 'p'},
+                                             {"batch", required_argument, NULL, 'b'},
+                                             {"only", required_argument, NULL, 'o'},
+                                             {"seed", required_argument, NULL, 's'},
+                                             {"side", required_argument, NULL, 'S'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
     bench *b = calloc(1, sizeof *b);
     sg_config *cfg;
     int ch, rc, i, fail;

@@ -122,7 +122,8 @@ static sample timed(bench *b, int v, long from, long n) {
 }
 
 static void rounds(bench *b) {
-    static double ops[NVARIANTS][MAX_ROUNDS], cpu[NVARIANTS][MAX_ROUNDS], over[NVARIANTS][MAX_ROUNDS];
+    static double ops[NVARIANTS][MAX_ROUNDS], cpu[NVARIANTS][MAX_ROUNDS],
+        over[NVARIANTS][MAX_ROUNDS];
     long n = b->nops_round;
     int r, k, v;
     /* warm-up, untimed: connections, caches, the allocator, Lua's strings */
@@ -237,8 +238,8 @@ int main(int argc, char **argv) {
     printf("# %d keys over %d slots, 50%% SET (16..100-byte values) / 50%% GET, seed %llu;"
            " %d rounds of %ld ops per variant\n",
            b->keys, b->keys, b->seed, b->rounds, b->nops_round);
-    printf("# none: no policy | prefix: %s | hook: %s | client: sg_client_call_argv\n", prefix_script,
-           hook_script);
+    printf("# none: no policy | prefix: %s | hook: %s | client: sg_client_call_argv\n",
+           prefix_script, hook_script);
     fflush(stdout);
 
     /* every key exists before the GETs: one SET per key, pipelined */

@@ -216,7 +216,8 @@ static void judge(writer *w, rec *r, redisReply *rep, redisContext *c, uint32_t 
         r->outcome = W_UNKNOWN;
         w->unknown++;
         w->wrong++;
-        count_error("WRONG REPLY to SET", rep->type == REDIS_REPLY_STRING ? rep->str : "not a status");
+        count_error("WRONG REPLY to SET",
+                    rep->type == REDIS_REPLY_STRING ? rep->str : "not a status");
     } else {
         r->outcome = W_UNKNOWN;
         w->unknown++;
@@ -329,7 +330,8 @@ static int masters(int *mi, char *setkey, size_t setlen, int *from) {
             freeReplyObject(r);
             continue;
         }
-        for (line = r->str; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+        for (line = r->str; line && *line;
+             line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
             char id[64], addr[128], flags[128], master[64], link[32], slot0[32];
             long long ping, pong;
             int epoch;
@@ -705,7 +707,8 @@ static void fault_stall(void) {
         say("stall: no node fit for a %d ms stall now; skipped", ms);
         return;
     }
-    if (ops_server_process(&cl.node[target], &pid, conf, sizeof conf, pidfile, sizeof pidfile) != 0) {
+    if (ops_server_process(&cl.node[target], &pid, conf, sizeof conf, pidfile, sizeof pidfile) !=
+        0) {
         say("stall: cannot tell %s's process", cl.node[target].addr);
         return;
     }
@@ -808,8 +811,11 @@ static int check_batch(redisContext *c, const item *it, size_t cnt, tally *all, 
             for (f = 0; f < nfaults; f++)
                 if (faults[f].at <= rc->done) last = f;
             key_of(it[i].t, it[i].n, key, sizeof key);
-            say("  %s: %s %s (%s; sent +%.3fs, acked +%.3fs; last fault before: %s)", where,
-                key, r->type == REDIS_REPLY_NIL ? "missing" : r->type == REDIS_REPLY_STRING ? "wrong value" : r->str ? r->str : "error",
+            say("  %s: %s %s (%s; sent +%.3fs, acked +%.3fs; last fault before: %s)", where, key,
+                r->type == REDIS_REPLY_NIL      ? "missing"
+                : r->type == REDIS_REPLY_STRING ? "wrong value"
+                : r->str                        ? r->str
+                                                : "error",
                 rep ? "REPLICATED" : "acked only", rc->sent / 1000.0, rc->done / 1000.0,
                 last >= 0 ? faults[last].what : "none");
         }
@@ -1067,14 +1073,14 @@ int main(int argc, char **argv) {
                    "%d after\n",
                    sg_pid, rss0, rss1, fds0, fds1);
         printf("RESULT chaos writes=%llu acked=%llu replicated=%llu lost_replicated=%llu "
-               "lost_acked=%llu gw_missing=%llu wrong_replies=%llu max_gap_ms=%u conn_gap_ms=%u rss0_kb=%ld "
+               "lost_acked=%llu gw_missing=%llu wrong_replies=%llu max_gap_ms=%u conn_gap_ms=%u "
+               "rss0_kb=%ld "
                "rss1_kb=%ld fds0=%d fds1=%d check=%s\n",
                (unsigned long long)writes, (unsigned long long)acks, (unsigned long long)repl,
                (unsigned long long)(dr.missing + dr.wrong + dr.errors),
                (unsigned long long)(da.missing + da.wrong + da.errors),
                (unsigned long long)(ga.missing + ga.wrong + ga.errors), (unsigned long long)wrong,
-               run_gap, max_gap, rss0,
-               rss1, fds0, fds1, gw_ok && d_ok ? "done" : "failed");
+               run_gap, max_gap, rss0, rss1, fds0, fds1, gw_ok && d_ok ? "done" : "failed");
         if (!d_ok || !gw_ok || dr.missing + dr.wrong + dr.errors > 0 || wrong > 0) rc = 1;
     }
     for (t = 0; t < nconns; t++) free(W[t].r);

@@ -48,7 +48,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "slotgate-call: no command given\n");
         return 2;
     }
-    if ((cfg = sg_config_new()) == NULL || sg_config_load(cfg, path, SG_SHAPE_AUTO, NULL) != SG_OK) {
+    if ((cfg = sg_config_new()) == NULL ||
+        sg_config_load(cfg, path, SG_SHAPE_AUTO, NULL) != SG_OK) {
         fprintf(stderr, "slotgate-call: %s\n", sg_errmsg(cfg));
         sg_config_free(cfg);
         return 1;

@@ -386,7 +386,8 @@ static int apply_json(loader *ld, sg_storage *st, int fid, const sg_json *v) {
         f->b = v->boolean;
         break;
     case SG_KIND_LIST:
-        if (v->type != SG_JSON_ARRAY) return type_error(ld, st, fid, v, kind_expected(SG_KIND_LIST));
+        if (v->type != SG_JSON_ARRAY)
+            return type_error(ld, st, fid, v, kind_expected(SG_KIND_LIST));
         field_clear_value(f);
         for (i = 0; i < v->n; i++) {
             const sg_json *it = v->items[i];
@@ -396,7 +397,8 @@ static int apply_json(loader *ld, sg_storage *st, int fid, const sg_json *v) {
         }
         break;
     case SG_KIND_MAP:
-        if (v->type != SG_JSON_OBJECT) return type_error(ld, st, fid, v, kind_expected(SG_KIND_MAP));
+        if (v->type != SG_JSON_OBJECT)
+            return type_error(ld, st, fid, v, kind_expected(SG_KIND_MAP));
         /* Go decodes into the existing map: a repeated key replaces. */
         for (i = 0; i < v->n; i++) {
             const sg_json_member *m = &v->members[i];
@@ -952,7 +954,9 @@ static int add_upstream_from(loader *ld, const upstream_def *ud, const sg_json *
 }
 
 static int add_upstream(loader *ld, const upstream_def *ud, const sg_json *root) {
-    const sg_json *section = root == NULL ? NULL : ud->section ? sg_json_get(root, ud->section) : root;
+    const sg_json *section = root == NULL  ? NULL
+                             : ud->section ? sg_json_get(root, ud->section)
+                                           : root;
     return add_upstream_from(ld, ud, section, ld->cfg->shape);
 }
 

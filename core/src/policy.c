@@ -241,7 +241,8 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
     p->instr_used += HOOK_EVERY;
     if (p->timed_out || p->instr_used > p->instr_limit || now_ms() > p->deadline_ms) {
         p->timed_out = 1;
-        snprintf(limits, sizeof limits, "%ld instructions, %d ms", p->instr_limit, p->time_limit_ms);
+        snprintf(limits, sizeof limits, "%ld instructions, %d ms", p->instr_limit,
+                 p->time_limit_ms);
         /* where it was stopped: the script's file and line */
         if (lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
             luaL_error(L, "%s:%d: %s ran too long (limits: %s): an endless loop?", ar->short_src,
@@ -267,8 +268,8 @@ static int limited_pcall(sg_policy *p, const char *what, int nargs, int nresults
         lua_pushfstring(L, "%s used more than %d MB of memory", what, (int)(MEM_LIMIT >> 20));
     } else if (rc == LUA_ERRMEM && p->timed_out) { /* a big allocation past the deadline */
         lua_pop(L, 1);
-        lua_pushfstring(L, "%s ran too long (limits: %d instructions, %d ms): still allocating", what,
-                        (int)p->instr_limit, p->time_limit_ms);
+        lua_pushfstring(L, "%s ran too long (limits: %d instructions, %d ms): still allocating",
+                        what, (int)p->instr_limit, p->time_limit_ms);
     }
     if (rc != 0 && p->mem > MEM_LIMIT / 2) lua_gc(L, LUA_GCCOLLECT, 0); /* its garbage, now */
     return rc;
@@ -469,8 +470,8 @@ void sg_policy_free(sg_policy *p) {
 
 int sg_policy_set_limits(sg_policy *p, long instructions, int ms) {
     if (instructions < HOOK_EVERY || ms < 1)
-        return sg_seterr(&p->err, SG_EINVAL, "policy limits must be at least %d instructions and 1 ms",
-                         HOOK_EVERY);
+        return sg_seterr(&p->err, SG_EINVAL,
+                         "policy limits must be at least %d instructions and 1 ms", HOOK_EVERY);
     p->instr_limit = instructions;
     p->time_limit_ms = ms;
     return SG_OK;
@@ -525,7 +526,8 @@ static int read_string_list(loading *ld, int t, const char *field, char ***out, 
     for (i = 1; i <= len && rc == SG_OK; i++) {
         lua_rawgeti(L, -1, (int)i);
         if (lua_type(L, -1) != LUA_TSTRING) {
-            rc = load_error(ld, "%s[%zu] must be a string, not a %s", field, i, luaL_typename(L, -1));
+            rc = load_error(ld, "%s[%zu] must be a string, not a %s", field, i,
+                            luaL_typename(L, -1));
         } else if (((*out)[i - 1] = sg_strdup(lua_tostring(L, -1))) == NULL) {
             rc = sg_seterr(&ld->p->err, SG_ENOMEM, "out of memory");
         } else {
@@ -585,15 +587,17 @@ static int read_pattern_map(loading *ld, int t, const char *field, int kind, voi
                 e->pattern = sg_strdup(pat);
                 e->value = sg_strdup(lua_tostring(L, -1));
                 (*n)++;
-                if (!e->pattern || !e->value) rc = sg_seterr(&ld->p->err, SG_ENOMEM, "out of memory");
+                if (!e->pattern || !e->value)
+                    rc = sg_seterr(&ld->p->err, SG_ENOMEM, "out of memory");
             }
         } else if (kind == 'r') {
             pat_int *e = &((pat_int *)*out)[*n];
             const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
             int pol = sg_read_policy_parse(v);
             if (pol < 0) {
-                rc = load_error(ld, "%s[\"%s\"] must be \"master\", \"prefer-replica\", \"replica\" or \"any\"",
-                                field, pat);
+                rc = load_error(
+                    ld, "%s[\"%s\"] must be \"master\", \"prefer-replica\", \"replica\" or \"any\"",
+                    field, pat);
             } else {
                 e->pattern = sg_strdup(pat);
                 e->value = pol;
@@ -604,7 +608,8 @@ static int read_pattern_map(loading *ld, int t, const char *field, int kind, voi
             pat_int *e = &((pat_int *)*out)[*n];
             if (lua_type(L, -1) != LUA_TNUMBER || lua_tonumber(L, -1) < 1 ||
                 lua_tonumber(L, -1) != (lua_Number)(long long)lua_tonumber(L, -1)) {
-                rc = load_error(ld, "%s[\"%s\"] must be a whole number of seconds (1 or more)", field, pat);
+                rc = load_error(ld, "%s[\"%s\"] must be a whole number of seconds (1 or more)",
+                                field, pat);
             } else {
                 e->pattern = sg_strdup(pat);
                 e->value = (long long)lua_tonumber(L, -1);
@@ -692,12 +697,15 @@ static int load_script(sg_policy *p, script *s, const char *file) {
         int known = 0;
         lua_pop(L, 1);
         if (lua_type(L, -1) == LUA_TSTRING)
-            for (i = 0; known_fields[i]; i++) known |= strcmp(lua_tostring(L, -1), known_fields[i]) == 0;
+            for (i = 0; known_fields[i]; i++)
+                known |= strcmp(lua_tostring(L, -1), known_fields[i]) == 0;
         if (!known) {
-            rc = load_error(&ld, "unknown field \"%s\" (known: name, version, prefix, deny_commands, "
-                                 "deny_keys, deny_message, default_ttl, route, read, dry_run, "
-                                 "rewrite_key, on_command)",
-                            lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(not a string)");
+            rc =
+                load_error(&ld,
+                           "unknown field \"%s\" (known: name, version, prefix, deny_commands, "
+                           "deny_keys, deny_message, default_ttl, route, read, dry_run, "
+                           "rewrite_key, on_command)",
+                           lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(not a string)");
             lua_settop(L, t - 1);
             return rc;
         }
@@ -706,7 +714,8 @@ static int load_script(sg_policy *p, script *s, const char *file) {
         (rc = read_optional_string(&ld, t, "version", &s->version)) ||
         (rc = read_optional_string(&ld, t, "prefix", &s->prefix)) ||
         (rc = read_optional_string(&ld, t, "deny_message", &s->deny_message)) ||
-        (rc = read_string_list(&ld, t, "deny_commands", &s->deny_commands, &s->ndeny_commands, 1)) ||
+        (rc =
+             read_string_list(&ld, t, "deny_commands", &s->deny_commands, &s->ndeny_commands, 1)) ||
         (rc = read_string_list(&ld, t, "deny_keys", &s->deny_keys, &s->ndeny_keys, 0)) ||
         (rc = read_pattern_map(&ld, t, "default_ttl", 'i', (void **)&s->ttls, &s->nttls)) ||
         (rc = read_pattern_map(&ld, t, "route", 's', (void **)&s->routes, &s->nroutes)) ||
@@ -723,7 +732,8 @@ static int load_script(sg_policy *p, script *s, const char *file) {
     if (s->name == NULL && (s->name = base_name(file)) == NULL)
         return sg_seterr(&p->err, SG_ENOMEM, "out of memory");
     snprintf(s->label_on_command, sizeof s->label_on_command, "policy %.120s: on_command", s->name);
-    snprintf(s->label_rewrite_key, sizeof s->label_rewrite_key, "policy %.120s: rewrite_key", s->name);
+    snprintf(s->label_rewrite_key, sizeof s->label_rewrite_key, "policy %.120s: rewrite_key",
+             s->name);
     if ((s->file = sg_strdup(file)) == NULL) return sg_seterr(&p->err, SG_ENOMEM, "out of memory");
     return SG_OK;
 }
@@ -838,7 +848,8 @@ static void expand(const char *tpl, const sg_request_ctx *ctx, const char *cmd, 
             size_t n = (size_t)(close - p - 1);
             const char *v = NULL;
             if (n == 4 && !strncmp(p + 1, "user", 4)) v = ctx && ctx->user ? ctx->user : "default";
-            else if (n == 6 && !strncmp(p + 1, "client", 6)) v = ctx && ctx->client ? ctx->client : "";
+            else if (n == 6 && !strncmp(p + 1, "client", 6))
+                v = ctx && ctx->client ? ctx->client : "";
             else if (n == 4 && !strncmp(p + 1, "addr", 4)) v = ctx && ctx->addr ? ctx->addr : "";
             else if (n == 7 && !strncmp(p + 1, "command", 7)) v = cmd;
             if (v) {
@@ -873,9 +884,12 @@ static int ctx_index(lua_State *L) {
     lua_rawgeti(L, 1, 0); /* the generation the table belongs to */
     if (src == NULL || k == NULL || (unsigned)lua_tointeger(L, -1) != src->gen) return 0;
     lua_pop(L, 1);
-    if (!strcmp(k, "user")) lua_pushstring(L, src->ctx && src->ctx->user ? src->ctx->user : "default");
-    else if (!strcmp(k, "client")) lua_pushstring(L, src->ctx && src->ctx->client ? src->ctx->client : "");
-    else if (!strcmp(k, "addr")) lua_pushstring(L, src->ctx && src->ctx->addr ? src->ctx->addr : "");
+    if (!strcmp(k, "user"))
+        lua_pushstring(L, src->ctx && src->ctx->user ? src->ctx->user : "default");
+    else if (!strcmp(k, "client"))
+        lua_pushstring(L, src->ctx && src->ctx->client ? src->ctx->client : "");
+    else if (!strcmp(k, "addr"))
+        lua_pushstring(L, src->ctx && src->ctx->addr ? src->ctx->addr : "");
     else if (!strcmp(k, "command")) lua_pushstring(L, src->cmd);
     else if (!strcmp(k, "args")) {
         lua_createtable(L, src->v.argc - 1, 0);
@@ -921,7 +935,8 @@ static void hook_failed(sg_policy *p, sg_decision *d, const script *s, const cha
     lua_pop(p->L, 1);
 }
 
-static void dry(sg_policy *p, const script *s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void dry(sg_policy *p, const script *s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void dry(sg_policy *p, const script *s, const char *fmt, ...) {
     char msg[400];
     va_list ap;
@@ -957,7 +972,8 @@ static int apply_script(sg_policy *p, script *s, const sg_request_ctx *ctx, cmdv
     if (info && v->argc > 16 && (keyidx = sg_malloc((size_t)v->argc * sizeof *keyidx)) == NULL)
         return SG_ENOMEM;
     if (info) {
-        nkeys = sg_command_keys(info, v->argc, v->argv, v->argvlen, keyidx, v->argc > 16 ? v->argc : 16);
+        nkeys = sg_command_keys(info, v->argc, v->argv, v->argvlen, keyidx,
+                                v->argc > 16 ? v->argc : 16);
         if (nkeys < 0) nkeys = 0;
     }
     command_name(info, v, cmd, sizeof cmd);
@@ -984,14 +1000,16 @@ static int apply_script(sg_policy *p, script *s, const sg_request_ctx *ctx, cmdv
         for (j = 0; j < nkeys && !d->deny; j++) {
             if (!glob(s->deny_keys[i], v->argv[keyidx[j]], v->argvlen[keyidx[j]])) continue;
             if (s->dry_run) {
-                dry(p, s, "deny %s on key %.*s", cmd, (int)v->argvlen[keyidx[j]], v->argv[keyidx[j]]);
+                dry(p, s, "deny %s on key %.*s", cmd, (int)v->argvlen[keyidx[j]],
+                    v->argv[keyidx[j]]);
                 continue;
             }
             d->deny = 1;
-            if (s->deny_message) snprintf(d->errmsg, sizeof d->errmsg, "NOPERM %s", s->deny_message);
+            if (s->deny_message)
+                snprintf(d->errmsg, sizeof d->errmsg, "NOPERM %s", s->deny_message);
             else
-                snprintf(d->errmsg, sizeof d->errmsg, "NOPERM policy %s refuses key '%.*s' (%s)", s->name,
-                         (int)(v->argvlen[keyidx[j]] > 200 ? 200 : v->argvlen[keyidx[j]]),
+                snprintf(d->errmsg, sizeof d->errmsg, "NOPERM policy %s refuses key '%.*s' (%s)",
+                         s->name, (int)(v->argvlen[keyidx[j]] > 200 ? 200 : v->argvlen[keyidx[j]]),
                          v->argv[keyidx[j]], s->deny_keys[i]);
         }
     if (d->deny) goto done;
@@ -1016,7 +1034,9 @@ static int apply_script(sg_policy *p, script *s, const sg_request_ctx *ctx, cmdv
                 } else {
                     d->deny = 1;
                     if (m) snprintf(d->errmsg, sizeof d->errmsg, "NOPERM %s", m);
-                    else snprintf(d->errmsg, sizeof d->errmsg, "NOPERM policy %s refuses %s", s->name, cmd);
+                    else
+                        snprintf(d->errmsg, sizeof d->errmsg, "NOPERM policy %s refuses %s",
+                                 s->name, cmd);
                 }
             }
             lua_getfield(L, t, "upstream");
@@ -1042,7 +1062,8 @@ static int apply_script(sg_policy *p, script *s, const sg_request_ctx *ctx, cmdv
             }
             lua_settop(L, t);
         } else if (!lua_isnil(L, -1)) {
-            lua_pushfstring(L, "on_command returned a %s; expected nil or a table", luaL_typename(L, -1));
+            lua_pushfstring(L, "on_command returned a %s; expected nil or a table",
+                            luaL_typename(L, -1));
             lua_remove(L, -2);
             hook_failed(p, d, s, "on_command");
             goto done;
@@ -1081,7 +1102,9 @@ static int apply_script(sg_policy *p, script *s, const sg_request_ctx *ctx, cmdv
         if (info && (info->flags & SG_CMD_READONLY))
             for (i = 0; i < s->nreads; i++) {
                 if (!glob(s->reads[i].pattern, v->argv[keyidx[0]], v->argvlen[keyidx[0]])) continue;
-                if (s->dry_run) dry(p, s, "read %s from %s", cmd, s->reads[i].value == SG_READ_MASTER ? "the master" : "replicas");
+                if (s->dry_run)
+                    dry(p, s, "read %s from %s", cmd,
+                        s->reads[i].value == SG_READ_MASTER ? "the master" : "replicas");
                 else d->read_policy = (int)s->reads[i].value;
                 break;
             }

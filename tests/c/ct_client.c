@@ -57,7 +57,8 @@ static redisContext *direct(const char *addr) {
 static void slot_owners(char owners[][32]) {
     char first[64];
     redisContext *rc;
-    snprintf(first, sizeof first, "%.*s", (int)strcspn(test_server_var("SG_TEST_CLUSTER_MASTERS"), ","),
+    snprintf(first, sizeof first, "%.*s",
+             (int)strcspn(test_server_var("SG_TEST_CLUSTER_MASTERS"), ","),
              test_server_var("SG_TEST_CLUSTER_MASTERS"));
     rc = direct(first);
     redisReply *r = redisCommand(rc, "CLUSTER SLOTS");
@@ -253,7 +254,8 @@ static void test_fan_out(void) {
     r = sg_client_call(c, "SCRIPT LOAD %s", "return 1");
     CHECK(r && r->type == SG_REPLY_STRING && r->len == 40);
     if (r && r->len == 40) {
-        sg_reply *e = sg_client_call(c, "SCRIPT EXISTS %s 0000000000000000000000000000000000000000", r->str);
+        sg_reply *e =
+            sg_client_call(c, "SCRIPT EXISTS %s 0000000000000000000000000000000000000000", r->str);
         CHECK(e && e->type == SG_REPLY_ARRAY && e->elements == 2);
         if (e && e->elements == 2) {
             CHECK_INT(e->element[0]->integer, 1);
@@ -406,7 +408,8 @@ static void test_acl(void) {
 
     /* password only: the default user */
     env[1] = NULL;
-    snprintf(pass, sizeof pass, "TYK_GW_STORAGE_PASSWORD=%s", test_server_var("SG_TEST_ACL_DEFAULT_PASS"));
+    snprintf(pass, sizeof pass, "TYK_GW_STORAGE_PASSWORD=%s",
+             test_server_var("SG_TEST_ACL_DEFAULT_PASS"));
     env[1] = pass;
     check_whoami(env, "default");
 
@@ -426,7 +429,8 @@ static void test_tls(void) {
     sg_client *c;
     sg_reply *r;
     int i, ok = 0;
-    snprintf(addrs, sizeof addrs, "TYK_GW_STORAGE_ADDRS=%s", test_server_var("SG_TEST_TLS_CLUSTER_MASTERS"));
+    snprintf(addrs, sizeof addrs, "TYK_GW_STORAGE_ADDRS=%s",
+             test_server_var("SG_TEST_TLS_CLUSTER_MASTERS"));
     snprintf(ca, sizeof ca, "TYK_GW_STORAGE_CAFILE=%s", test_server_var("SG_TEST_TLS_CA"));
     snprintf(cert, sizeof cert, "TYK_GW_STORAGE_CERTFILE=%s", test_server_var("SG_TEST_TLS_CERT"));
     snprintf(key, sizeof key, "TYK_GW_STORAGE_KEYFILE=%s", test_server_var("SG_TEST_TLS_KEY"));
@@ -455,7 +459,8 @@ static void test_tls(void) {
     sg_client_free(c);
 
     /* TLS single node with an ACL user */
-    snprintf(addrs, sizeof addrs, "TYK_GW_STORAGE_ADDRS=%s", test_server_var("SG_TEST_TLS_STANDALONE"));
+    snprintf(addrs, sizeof addrs, "TYK_GW_STORAGE_ADDRS=%s",
+             test_server_var("SG_TEST_TLS_STANDALONE"));
     snprintf(user, sizeof user, "TYK_GW_STORAGE_USERNAME=%s", test_server_var("SG_TEST_ACL_USER"));
     snprintf(pass, sizeof pass, "TYK_GW_STORAGE_PASSWORD=%s", test_server_var("SG_TEST_ACL_PASS"));
     {
@@ -582,7 +587,9 @@ static void order_reply(sg_client *c, sg_reply *reply, int status, const char *e
             reply->len != strlen(want) || memcmp(reply->str, want, reply->len) != 0) {
             if (g->oc->wrong++ < 3)
                 fprintf(stderr, "  GET order:<run>:%d right after its SET: %s\n", g->i,
-                        reply == NULL ? "no reply" : reply->type == SG_REPLY_NIL ? "nil" : "another value");
+                        reply == NULL                 ? "no reply"
+                        : reply->type == SG_REPLY_NIL ? "nil"
+                                                      : "another value");
         }
     }
     sg_reply_free(reply);
@@ -653,7 +660,8 @@ static void test_refusals(void) {
     sg_config_free(cfg);
     /* nobody listening */
     {
-        const char *env[] = {"TYK_GW_STORAGE_ADDRS=127.0.0.1:1", "TYK_GW_STORAGE_ENABLECLUSTER=true", NULL};
+        const char *env[] = {"TYK_GW_STORAGE_ADDRS=127.0.0.1:1",
+                             "TYK_GW_STORAGE_ENABLECLUSTER=true", NULL};
         c = client_for(env, NULL);
         CHECK_INT(sg_client_connect(c), SG_ECONNECT);
         CHECK_CONTAINS(sg_errmsg(c), "127.0.0.1:1");
@@ -696,7 +704,8 @@ static void test_scan(void) {
         prev_low = low;
         for (j = 0; j < r->element[1]->elements; j++) {
             int k = -1;
-            if (sscanf(r->element[1]->element[j]->str, "ctscan:{%d}", &k) == 1 && k >= 0 && k < 200) {
+            if (sscanf(r->element[1]->element[j]->str, "ctscan:{%d}", &k) == 1 && k >= 0 &&
+                k < 200) {
                 if (!seen[k]) found++;
                 seen[k] = 1;
             } else {
@@ -804,8 +813,9 @@ static void test_admin_fan_outs(void) {
         }
         CHECK(replica >= 0);
         if (replica >= 0) {
-            CHECK_INT(sg_client_send_node(c, replica, 2, (const char *const[]){"INFO", "replication"},
-                                          NULL, count_reply, &m),
+            CHECK_INT(sg_client_send_node(c, replica, 2,
+                                          (const char *const[]){"INFO", "replication"}, NULL,
+                                          count_reply, &m),
                       SG_OK);
             while (m.done < 2) event_base_loop(base, EVLOOP_ONCE);
             CHECK_INT(m.ok, 2);

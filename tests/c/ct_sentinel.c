@@ -196,11 +196,11 @@ static void group_problem(const char *m, const char *rep, char *why, size_t n) {
         if (strcmp(field_of(r, "flags"), "master") != 0 ||
             strcmp(field_of(r, "num-other-sentinels"), "2") != 0 ||
             strcmp(field_of(r, "num-slaves"), "1") != 0) {
-            snprintf(
-                why, n,
-                "Sentinel %.60s sees the master with flags \"%.60s\", %.20s other Sentinels, %.20s replicas",
-                sent[i].addr, field_of(r, "flags"), field_of(r, "num-other-sentinels"),
-                field_of(r, "num-slaves"));
+            snprintf(why, n,
+                     "Sentinel %.60s sees the master with flags \"%.60s\", %.20s other Sentinels, "
+                     "%.20s replicas",
+                     sent[i].addr, field_of(r, "flags"), field_of(r, "num-other-sentinels"),
+                     field_of(r, "num-slaves"));
             if (r) freeReplyObject(r);
             return;
         }

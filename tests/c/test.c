@@ -72,7 +72,8 @@ const char **test_env_lines(char *text) {
     static const char *envp[32];
     char *p, *save = NULL;
     int n = 0;
-    for (p = text ? strtok_r(text, "\n", &save) : NULL; p && n < 31; p = strtok_r(NULL, "\n", &save))
+    for (p = text ? strtok_r(text, "\n", &save) : NULL; p && n < 31;
+         p = strtok_r(NULL, "\n", &save))
         envp[n++] = p;
     envp[n] = NULL;
     return envp;

@@ -22,19 +22,23 @@ typedef struct pcase {
 
 static const pcase cases[] = {
     {"prefix", "return {prefix = 't:'}", NULL, "SET a 1", "command: SET t:a 1"},
-    {"prefix on every key", "return {prefix = 't:'}", NULL, "MSET a 1 b 2", "command: MSET t:a 1 t:b 2"},
-    {"prefix spares non-keys", "return {prefix = 't:'}", NULL, "EVAL s 1 k arg", "command: EVAL s 1 t:k arg"},
+    {"prefix on every key", "return {prefix = 't:'}", NULL, "MSET a 1 b 2",
+     "command: MSET t:a 1 t:b 2"},
+    {"prefix spares non-keys", "return {prefix = 't:'}", NULL, "EVAL s 1 k arg",
+     "command: EVAL s 1 t:k arg"},
     {"prefix keyless", "return {prefix = 't:'}", NULL, "PING", "command: PING"},
-    {"user template", "return {prefix = 'tenant:{user}:'}", "alice", "GET k", "command: GET tenant:alice:k"},
+    {"user template", "return {prefix = 'tenant:{user}:'}", "alice", "GET k",
+     "command: GET tenant:alice:k"},
     {"default user", "return {prefix = '{user}/'}", NULL, "GET k", "command: GET default/k"},
     {"command template", "return {prefix = '{command}.'}", NULL, "GET k", "command: GET GET.k"},
     {"deny command", "return {name = 'safe', deny_commands = {'FLUSHALL', 'keys'}}", NULL, "keys *",
      "deny: NOPERM policy safe refuses KEYS"},
     {"deny container", "return {deny_commands = {'CONFIG'}}", NULL, "CONFIG SET maxmemory 1",
      "deny: NOPERM|CONFIG|SET"},
-    {"deny subcommand only", "return {deny_commands = {'CONFIG SET'}}", NULL, "CONFIG GET maxmemory",
-     "command: CONFIG GET maxmemory"},
-    {"deny subcommand", "return {deny_commands = {'config set'}}", NULL, "CONFIG SET a b", "deny: NOPERM"},
+    {"deny subcommand only", "return {deny_commands = {'CONFIG SET'}}", NULL,
+     "CONFIG GET maxmemory", "command: CONFIG GET maxmemory"},
+    {"deny subcommand", "return {deny_commands = {'config set'}}", NULL, "CONFIG SET a b",
+     "deny: NOPERM"},
     {"deny message", "return {deny_commands = {'DEBUG'}, deny_message = 'no debugging here'}", NULL,
      "DEBUG SLEEP 0", "deny: NOPERM no debugging here"},
     {"deny keys", "return {name = 'p', deny_keys = {'secret:*'}}", NULL, "GET secret:x",
@@ -44,60 +48,80 @@ static const pcase cases[] = {
     {"deny a later key", "return {deny_keys = {'s?c*'}}", NULL, "MGET a sec b", "deny:"},
     {"default ttl", "return {default_ttl = {['cache-*'] = 3600}}", NULL, "SET cache-a v",
      "command: SET cache-a v|ttl: cache-a 3600"},
-    {"ttl only writes", "return {default_ttl = {['cache-*'] = 3600}}", NULL, "GET cache-a", "command: GET cache-a"},
+    {"ttl only writes", "return {default_ttl = {['cache-*'] = 3600}}", NULL, "GET cache-a",
+     "command: GET cache-a"},
     {"ttl per key", "return {default_ttl = {['c*'] = 60}}", NULL, "MSET c1 v x v c2 v",
      "ttl: c1 60|ttl: c2 60"},
     {"ttl after prefix", "return {prefix = 'p:', default_ttl = {['cache-*'] = 5}}", NULL,
      "SET cache-a v", "command: SET p:cache-a v|ttl: p:cache-a 5"},
     {"route", "return {route = {['analytics-*'] = 'analytics'}}", NULL, "RPUSH analytics-x v",
      "upstream: analytics"},
-    {"route no match", "return {route = {['analytics-*'] = 'analytics'}}", NULL, "GET x", "command: GET x"},
-    {"read from replicas", "return {read = {['apikey-*'] = 'replica'}}", NULL, "GET apikey-1", "read: replica"},
+    {"route no match", "return {route = {['analytics-*'] = 'analytics'}}", NULL, "GET x",
+     "command: GET x"},
+    {"read from replicas", "return {read = {['apikey-*'] = 'replica'}}", NULL, "GET apikey-1",
+     "read: replica"},
     {"read only for reads", "return {read = {['apikey-*'] = 'replica'}}", NULL, "SET apikey-1 v",
      "command: SET apikey-1 v"},
-    {"rewrite hook", "return {rewrite_key = function(k, ctx) return k:upper() end}", NULL, "GET abc",
-     "command: GET ABC"},
-    {"rewrite hook sees ctx", "return {rewrite_key = function(k, ctx) return ctx.user .. '|' .. ctx.command .. '|' .. k end}",
+    {"rewrite hook", "return {rewrite_key = function(k, ctx) return k:upper() end}", NULL,
+     "GET abc", "command: GET ABC"},
+    {"rewrite hook sees ctx",
+     "return {rewrite_key = function(k, ctx) return ctx.user .. '|' .. ctx.command .. '|' .. k "
+     "end}",
      "bob", "GET k", "command: GET bob|GET|k"},
-    {"prefix then hook", "return {prefix = 'a:', rewrite_key = function(k) return k .. ':z' end}", NULL,
-     "GET k", "command: GET a:k:z"},
-    {"on_command deny", "return {on_command = function(ctx) if ctx.command == 'DEL' then return {deny = 'no deleting'} end end}",
+    {"prefix then hook", "return {prefix = 'a:', rewrite_key = function(k) return k .. ':z' end}",
+     NULL, "GET k", "command: GET a:k:z"},
+    {"on_command deny",
+     "return {on_command = function(ctx) if ctx.command == 'DEL' then return {deny = 'no "
+     "deleting'} end end}",
      NULL, "DEL a", "deny: NOPERM no deleting"},
-    {"on_command pass", "return {on_command = function(ctx) if ctx.command == 'DEL' then return {deny = true} end end}",
+    {"on_command pass",
+     "return {on_command = function(ctx) if ctx.command == 'DEL' then return {deny = true} end "
+     "end}",
      NULL, "GET a", "command: GET a"},
-    {"on_command route", "return {on_command = function(ctx) return {upstream = 'cache', read = 'replica'} end}",
-     NULL, "GET a", "upstream: cache|read: replica"},
-    {"on_command keys and args", "return {on_command = function(ctx) return {deny = ctx.keys[1] .. ',' .. ctx.args[2]} end}",
+    {"on_command route",
+     "return {on_command = function(ctx) return {upstream = 'cache', read = 'replica'} end}", NULL,
+     "GET a", "upstream: cache|read: replica"},
+    {"on_command keys and args",
+     "return {on_command = function(ctx) return {deny = ctx.keys[1] .. ',' .. ctx.args[2]} end}",
      NULL, "SET k v", "deny: NOPERM k,v"},
-    {"hash in sandbox", "return {rewrite_key = function(k) return 'apikey-' .. slotgate.hash('murmur32', 'hello') end}",
+    {"hash in sandbox",
+     "return {rewrite_key = function(k) return 'apikey-' .. slotgate.hash('murmur32', 'hello') "
+     "end}",
      NULL, "GET apikey-x", "command: GET apikey-248bfa47"},
-    {"cjson in sandbox", "return {rewrite_key = function(k) return cjson.encode({k}) end}", NULL, "GET a",
-     "command: GET [\"a\"]"},
-    {"dry run changes nothing", "return {dry_run = true, prefix = 'x:', deny_commands = {'GET'}}", NULL,
-     "GET a", "command: GET a"},
+    {"cjson in sandbox", "return {rewrite_key = function(k) return cjson.encode({k}) end}", NULL,
+     "GET a", "command: GET [\"a\"]"},
+    {"dry run changes nothing", "return {dry_run = true, prefix = 'x:', deny_commands = {'GET'}}",
+     NULL, "GET a", "command: GET a"},
     {"two scripts chain", NULL, NULL, NULL, NULL}, /* placeholder: see test_chain */
     /* errors at run time: the command fails, naming the policy */
-    {"hook raises", "return {name = 'boom', on_command = function() error('kaput') end}", NULL, "GET a",
-     "deny: ERR policy boom: on_command failed: |kaput"},
+    {"hook raises", "return {name = 'boom', on_command = function() error('kaput') end}", NULL,
+     "GET a", "deny: ERR policy boom: on_command failed: |kaput"},
     {"hook returns nonsense", "return {on_command = function() return 42 end}", NULL, "GET a",
      "deny: ERR policy|on_command returned a number"},
     {"rewrite returns nil", "return {rewrite_key = function() end}", NULL, "GET a",
      "deny: ERR policy|rewrite_key returned a nil"},
     /* the sandbox */
     {"no os", "return {on_command = function() os.exit(1) end}", NULL, "GET a", "deny: ERR|os"},
-    {"no io", "return {on_command = function() io.open('/etc/passwd') end}", NULL, "GET a", "deny: ERR|io"},
-    {"no require", "return {on_command = function() require('ffi') end}", NULL, "GET a", "deny: ERR|require"},
-    {"no load", "return {on_command = function() load('return 1') end}", NULL, "GET a", "deny: ERR|load"},
+    {"no io", "return {on_command = function() io.open('/etc/passwd') end}", NULL, "GET a",
+     "deny: ERR|io"},
+    {"no require", "return {on_command = function() require('ffi') end}", NULL, "GET a",
+     "deny: ERR|require"},
+    {"no load", "return {on_command = function() load('return 1') end}", NULL, "GET a",
+     "deny: ERR|load"},
     {"no loadstring", "return {on_command = function() loadstring('return 1') end}", NULL, "GET a",
      "deny: ERR|loadstring"},
-    {"no setfenv", "return {on_command = function() setfenv(1, {}) end}", NULL, "GET a", "deny: ERR|setfenv"},
-    {"no debug", "return {on_command = function() debug.getinfo(1) end}", NULL, "GET a", "deny: ERR|debug"},
+    {"no setfenv", "return {on_command = function() setfenv(1, {}) end}", NULL, "GET a",
+     "deny: ERR|setfenv"},
+    {"no debug", "return {on_command = function() debug.getinfo(1) end}", NULL, "GET a",
+     "deny: ERR|debug"},
     {"no string.dump", "return {on_command = function() string.dump(print) end}", NULL, "GET a",
      "deny: ERR|dump"},
-    {"no dump via metatable", "return {on_command = function() return {deny = tostring(('').dump)} end}",
-     NULL, "GET a", "deny: NOPERM nil"},
-    {"string metatable locked", "return {on_command = function() return {deny = type(getmetatable(''))} end}",
-     NULL, "GET a", "deny: NOPERM nil"},
+    {"no dump via metatable",
+     "return {on_command = function() return {deny = tostring(('').dump)} end}", NULL, "GET a",
+     "deny: NOPERM nil"},
+    {"string metatable locked",
+     "return {on_command = function() return {deny = type(getmetatable(''))} end}", NULL, "GET a",
+     "deny: NOPERM nil"},
     {"no package", "return {on_command = function() package.loadlib('x', 'y') end}", NULL, "GET a",
      "deny: ERR|package"},
     {"no jit", "return {on_command = function() jit.off() end}", NULL, "GET a", "deny: ERR|jit"},
@@ -114,21 +138,26 @@ static const pcase cases[] = {
      "return {on_command = function() return {deny = tostring(xpcall or dofile or loadfile or "
      "print or newproxy or module or gcinfo or _G.os or _G.package)} end}",
      NULL, "GET a", "deny: NOPERM nil"},
-    {"ctx metatable hidden", "return {on_command = function(ctx) return {deny = tostring(getmetatable(ctx))} end}",
-     NULL, "GET a", "deny: NOPERM false"},
+    {"ctx metatable hidden",
+     "return {on_command = function(ctx) return {deny = tostring(getmetatable(ctx))} end}", NULL,
+     "GET a", "deny: NOPERM false"},
     {"ctx metatable locked", "return {on_command = function(ctx) setmetatable(ctx, {}) end}", NULL,
      "GET a", "deny: ERR|protected metatable"},
     {"cjson's shared settings out of reach",
      "return {on_command = function() return {deny = tostring(cjson.decode_max_depth or "
      "cjson.encode_keep_buffer or cjson.encode_number_precision or cjson.new)} end}",
      NULL, "GET a", "deny: NOPERM nil"},
-    {"string methods are the real ones", "string.upper = function() return 'evil' end; "
-     "return {rewrite_key = function(k) return k:upper() end}", NULL, "GET a", "command: GET A"},
+    {"string methods are the real ones",
+     "string.upper = function() return 'evil' end; "
+     "return {rewrite_key = function(k) return k:upper() end}",
+     NULL, "GET a", "command: GET A"},
     {"memory bomb stopped",
-     "return {on_command = function() local s = string.rep('x', 2^20) while true do s = s .. s end end}",
+     "return {on_command = function() local s = string.rep('x', 2^20) while true do s = s .. s end "
+     "end}",
      NULL, "GET a", "deny: ERR policy|used more than 64 MB of memory"},
-    {"string.rep bomb stopped", "return {on_command = function() return {deny = string.rep('x', 2^30)} end}",
-     NULL, "GET a", "deny: ERR policy|used more than 64 MB of memory"},
+    {"string.rep bomb stopped",
+     "return {on_command = function() return {deny = string.rep('x', 2^30)} end}", NULL, "GET a",
+     "deny: ERR policy|used more than 64 MB of memory"},
 };
 
 static const char *const NAME = "case.lua";
@@ -137,7 +166,8 @@ static int split(const char *command, const char **argv, char *buf, size_t bufle
     int argc = 0;
     char *save = NULL, *t;
     snprintf(buf, buflen, "%s", command);
-    for (t = strtok_r(buf, " ", &save); t && argc < 16; t = strtok_r(NULL, " ", &save)) argv[argc++] = t;
+    for (t = strtok_r(buf, " ", &save); t && argc < 16; t = strtok_r(NULL, " ", &save))
+        argv[argc++] = t;
     return argc;
 }
 
@@ -252,16 +282,18 @@ static void test_endless_hook(void) {
     struct timespec a, b;
     sg_policy_stats st;
     double ms;
-    CHECK_INT(sg_policy_load_string(p, "loop.lua",
-                                    "return {on_command = function(ctx)\n"
-                                    "  if ctx.command == 'GET' then while true do end end\n"
-                                    "  if ctx.command == 'DEL' then\n"
-                                    "    while true do pcall(function() while true do end end) end\n"
-                                    "  end\n"
-                                    "end}"),
-              SG_OK);
+    CHECK_INT(
+        sg_policy_load_string(p, "loop.lua",
+                              "return {on_command = function(ctx)\n"
+                              "  if ctx.command == 'GET' then while true do end end\n"
+                              "  if ctx.command == 'DEL' then\n"
+                              "    while true do pcall(function() while true do end end) end\n"
+                              "  end\n"
+                              "end}"),
+        SG_OK);
     clock_gettime(CLOCK_MONOTONIC, &a);
-    expect_explain(p, NULL, "GET a", "deny: ERR policy loop: on_command failed: |loop.lua:2:|ran too long",
+    expect_explain(p, NULL, "GET a",
+                   "deny: ERR policy loop: on_command failed: |loop.lua:2:|ran too long",
                    "endless loop");
     clock_gettime(CLOCK_MONOTONIC, &b);
     ms = (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6;
@@ -287,16 +319,18 @@ static void test_memory_bomb(void) {
     CHECK_INT(sg_policy_load_string(p, "big.lua", "local s = string.rep('x', 2^30)\nreturn {}"),
               SG_ESCRIPT);
     CHECK(strstr(sg_errmsg(p), "more than 64 MB of memory") != NULL);
-    CHECK_INT(sg_policy_load_string(p, "bomb.lua",
-                                    "return {on_command = function(ctx)\n"
-                                    "  if ctx.command == 'GET' then local s = string.rep('x', 2^30) end\n"
-                                    "  if ctx.command == 'DEL' then\n"
-                                    "    local s = 'x' for i = 1, 40 do s = s .. s end\n"
-                                    "  end\n"
-                                    "end}"),
-              SG_OK);
+    CHECK_INT(
+        sg_policy_load_string(p, "bomb.lua",
+                              "return {on_command = function(ctx)\n"
+                              "  if ctx.command == 'GET' then local s = string.rep('x', 2^30) end\n"
+                              "  if ctx.command == 'DEL' then\n"
+                              "    local s = 'x' for i = 1, 40 do s = s .. s end\n"
+                              "  end\n"
+                              "end}"),
+        SG_OK);
     clock_gettime(CLOCK_MONOTONIC, &a);
-    expect_explain(p, NULL, "GET a", "deny: ERR policy bomb: on_command failed|more than 64 MB of memory",
+    expect_explain(p, NULL, "GET a",
+                   "deny: ERR policy bomb: on_command failed|more than 64 MB of memory",
                    "string.rep");
     expect_explain(p, NULL, "DEL a", "more than 64 MB of memory", "doubling");
     clock_gettime(CLOCK_MONOTONIC, &b);
@@ -348,14 +382,15 @@ static void test_chain(void) {
 /* A ctx read after its command is over gives nil, not the next command's. */
 static void test_stale_ctx(void) {
     sg_policy *p = sg_policy_new();
-    CHECK_INT(sg_policy_load_string(p, "stash.lua",
-                                    "local saved\n"
-                                    "return {on_command = function(ctx)\n"
-                                    "  if saved then return {deny = tostring(saved.user) .. ',' ..\n"
-                                    "    tostring(saved.keys) .. ',' .. ctx.keys[1]} end\n"
-                                    "  saved = ctx\n"
-                                    "end}"),
-              SG_OK);
+    CHECK_INT(
+        sg_policy_load_string(p, "stash.lua",
+                              "local saved\n"
+                              "return {on_command = function(ctx)\n"
+                              "  if saved then return {deny = tostring(saved.user) .. ',' ..\n"
+                              "    tostring(saved.keys) .. ',' .. ctx.keys[1]} end\n"
+                              "  saved = ctx\n"
+                              "end}"),
+        SG_OK);
     expect_explain(p, "alice", "GET first", "command: GET first", "stash");
     expect_explain(p, "bob", "GET second", "deny: NOPERM nil,nil,second", "stale ctx");
     sg_policy_free(p);
@@ -395,7 +430,8 @@ static void test_isolation(void) {
     expect_explain(p, NULL, "GET k",
                    "deny: NOPERM nil,nil,nil,function,function,function,function,GET", "isolation");
     /* and the next command too */
-    expect_explain(p, NULL, "DEL k", "deny: NOPERM nil,nil,nil,function,function,function,function,DEL",
+    expect_explain(p, NULL, "DEL k",
+                   "deny: NOPERM nil,nil,nil,function,function,function,function,DEL",
                    "isolation, next command");
     sg_policy_free(p);
     free((void *)paths[0]);
@@ -456,7 +492,8 @@ static sg_reply *arr(int n, ...) {
 
 /* A gateway that never connects (nothing is sent: prepare only). */
 static sg_gateway *offline_gateway(void) {
-    const char *env[] = {"TYK_GW_STORAGE_ADDRS=127.0.0.1:1", "TYK_GW_STORAGE_ENABLECLUSTER=true", NULL};
+    const char *env[] = {"TYK_GW_STORAGE_ADDRS=127.0.0.1:1", "TYK_GW_STORAGE_ENABLECLUSTER=true",
+                         NULL};
     sg_config *cfg = sg_config_new();
     sg_gateway *g;
     CHECK_INT(sg_config_load(cfg, NULL, SG_SHAPE_GATEWAY, env), SG_OK);
@@ -473,9 +510,10 @@ static void test_credentials(void) {
                          "TYK_GW_CACHESTORAGE_ADDRS=127.0.0.1:2", "TYK_GW_STORAGE_PASSWORD=old",
                          NULL};
     const char *one[] = {"TYK_GW_STORAGE_ADDRS=127.0.0.1:1", "TYK_GW_STORAGE_PASSWORD=new", NULL};
-    const char *both[] = {"TYK_GW_STORAGE_ADDRS=127.0.0.1:1", "TYK_GW_ENABLESEPERATECACHESTORE=true",
-                          "TYK_GW_CACHESTORAGE_ADDRS=127.0.0.1:2", "TYK_GW_STORAGE_PASSWORD=new",
-                          "TYK_GW_CACHESTORAGE_USERNAME=cu", NULL};
+    const char *both[] = {
+        "TYK_GW_STORAGE_ADDRS=127.0.0.1:1",      "TYK_GW_ENABLESEPERATECACHESTORE=true",
+        "TYK_GW_CACHESTORAGE_ADDRS=127.0.0.1:2", "TYK_GW_STORAGE_PASSWORD=new",
+        "TYK_GW_CACHESTORAGE_USERNAME=cu",       NULL};
     sg_config *cfg = sg_config_new(), *next = sg_config_new();
     sg_gateway *g;
     CHECK_INT(sg_config_load(cfg, NULL, SG_SHAPE_GATEWAY, two), SG_OK);
@@ -517,8 +555,9 @@ static void test_keymap(void) {
                                     "return {rewrite_key = function(k) return k == 'longname' and "
                                     "'x' or k end}"),
               SG_OK);
-    CHECK_INT(sg_policy_load_string(same, "same.lua", "return {rewrite_key = function(k) return k end}"),
-              SG_OK);
+    CHECK_INT(
+        sg_policy_load_string(same, "same.lua", "return {rewrite_key = function(k) return k end}"),
+        SG_OK);
 
     /* no policy, or a command whose reply names no key: no keymap */
     CHECK(keymap_of(g, "BLPOP k 0") == NULL);
@@ -646,11 +685,12 @@ static void test_glob(void) {
     static const struct {
         const char *pat, *s;
         int match;
-    } v[] = {{"*", "", 1},          {"*", "abc", 1},        {"a*", "abc", 1},     {"a*", "bac", 0},
-             {"*c", "abc", 1},      {"a?c", "abc", 1},      {"a?c", "ac", 0},     {"[ab]x", "bx", 1},
-             {"[^ab]x", "bx", 0},   {"[^ab]x", "cx", 1},    {"[a-c]", "b", 1},    {"[a-c]", "d", 0},
-             {"a\\*", "a*", 1},     {"a\\*", "ab", 0},      {"**x", "yx", 1},     {"cache-*", "cache-", 1},
-             {"cache-*", "cach", 0}, {"x", "xx", 0},        {"", "", 1},          {"[c-a]", "b", 1}};
+    } v[] = {
+        {"*", "", 1},           {"*", "abc", 1},     {"a*", "abc", 1},  {"a*", "bac", 0},
+        {"*c", "abc", 1},       {"a?c", "abc", 1},   {"a?c", "ac", 0},  {"[ab]x", "bx", 1},
+        {"[^ab]x", "bx", 0},    {"[^ab]x", "cx", 1}, {"[a-c]", "b", 1}, {"[a-c]", "d", 0},
+        {"a\\*", "a*", 1},      {"a\\*", "ab", 0},   {"**x", "yx", 1},  {"cache-*", "cache-", 1},
+        {"cache-*", "cach", 0}, {"x", "xx", 0},      {"", "", 1},       {"[c-a]", "b", 1}};
     size_t i;
     for (i = 0; i < sizeof v / sizeof *v; i++) {
         test_checks++;

@@ -358,7 +358,8 @@ static const struct rcase bads[] = {
     CASE("single: \\\\' still escapes the quote", "ECHO 'a\\\\'\r\n", E_QUOTES),
     CASE("a lone single quote", "ECHO '\r\n", E_QUOTES),
     /* redis waits forever for a LF its strchr() cannot see */
-    CASE("NUL in an inline request", "PING\0\r\n", "!ERR Protocol error: NUL byte in inline request"),
+    CASE("NUL in an inline request", "PING\0\r\n",
+         "!ERR Protocol error: NUL byte in inline request"),
     CASE("good, then garbage count", "PING\r\n*x\r\n", "<PING>" E_MBULK),
 };
 
@@ -914,8 +915,9 @@ static void oom_input(void) {
     for (i = 0; i < 100; i++)
         oom_len += (size_t)snprintf(oom_in + oom_len, sizeof oom_in - oom_len,
                                     "$2\r\n%02d\r\n", i);
-    oom_len += (size_t)snprintf(oom_in + oom_len, sizeof oom_in - oom_len,
-                                "SET \"a\\x41 b\" 'c d'\r\nPING\r\n" PING_MB "*2\r\n$3\r\nGET\r\n$");
+    oom_len +=
+        (size_t)snprintf(oom_in + oom_len, sizeof oom_in - oom_len,
+                         "SET \"a\\x41 b\" 'c d'\r\nPING\r\n" PING_MB "*2\r\n$3\r\nGET\r\n$");
 }
 
 /* One run: with retry, every call that fails with SG_ENOMEM is made again
