@@ -399,7 +399,8 @@ local function arg_string(v, i, fname)
   if t == "cdata" and (ffi_istype(int64_t, v) or ffi_istype(uint64_t, v)) then
     return (tostring(v):gsub("U?LL$", ""))
   end
-  error(string_format("bad argument #%d to '%s' (string or number expected, got %s)", i, fname, t), 4)
+  error(string_format("bad argument #%d to '%s' (string or number expected, got %s)",
+                      i, fname, t), 4)
 end
 
 -- argv scratch, grown on demand and shared: calls are synchronous, and the
@@ -440,7 +441,8 @@ end
 
 -- ---- replies ---------------------------------------------------------------------
 
-local REPLY_STRING, REPLY_ARRAY, REPLY_INTEGER = C.SG_REPLY_STRING, C.SG_REPLY_ARRAY, C.SG_REPLY_INTEGER
+local REPLY_STRING, REPLY_ARRAY = C.SG_REPLY_STRING, C.SG_REPLY_ARRAY
+local REPLY_INTEGER = C.SG_REPLY_INTEGER
 local REPLY_NIL, REPLY_STATUS, REPLY_ERROR = C.SG_REPLY_NIL, C.SG_REPLY_STATUS, C.SG_REPLY_ERROR
 local REPLY_DOUBLE, REPLY_BOOL, REPLY_MAP = C.SG_REPLY_DOUBLE, C.SG_REPLY_BOOL, C.SG_REPLY_MAP
 local REPLY_SET, REPLY_PUSH = C.SG_REPLY_SET, C.SG_REPLY_PUSH
@@ -505,7 +507,8 @@ end
 function _M.hash(algo, data)
   local a = HASH_ALGOS[algo]
   if a == nil then
-    error("bad argument #1 to 'hash' (\"murmur32\", \"murmur64\", \"murmur128\" or \"sha256\" expected, got "
+    error("bad argument #1 to 'hash' (\"murmur32\", \"murmur64\", \"murmur128\" or "
+          .. "\"sha256\" expected, got "
           .. (type(algo) == "string" and string_format("%q", algo) or type(algo)) .. ")", 2)
   end
   if type(data) ~= "string" then
@@ -626,7 +629,8 @@ function _M.config(opts)
   end
   local shape_code = SHAPES[shape == nil and "auto" or shape]
   if shape_code == nil then
-    error("bad option 'shape' to 'config' (\"auto\", \"gateway\", \"dashboard\" or \"pump\" expected, got "
+    error("bad option 'shape' to 'config' (\"auto\", \"gateway\", \"dashboard\" or "
+          .. "\"pump\" expected, got "
           .. (type(shape) == "string" and string_format("%q", shape) or type(shape)) .. ")", 2)
   end
   local envp, keep
@@ -699,7 +703,8 @@ end
 function client_methods.set_read_policy(self, name)
   local p = READ_POLICIES[name]
   if p == nil then
-    error("bad argument #1 to 'set_read_policy' (\"master\", \"prefer_replica\", \"replica\" or \"any\" expected, got "
+    error("bad argument #1 to 'set_read_policy' (\"master\", \"prefer_replica\", "
+          .. "\"replica\" or \"any\" expected, got "
           .. (type(name) == "string" and string_format("%q", name) or type(name)) .. ")", 2)
   end
   if self.c == nil then return nil, CLOSED, "ECLOSED" end
@@ -772,7 +777,9 @@ function client_methods.closed(self) return self.c == nil end
 ffi_metatype(client_box_t, {
   __index = client_methods,
   __gc = client_methods.close,
-  __tostring = function(self) return self.c == nil and "slotgate.client (closed)" or "slotgate.client" end,
+  __tostring = function(self)
+    return self.c == nil and "slotgate.client (closed)" or "slotgate.client"
+  end,
 })
 
 -- slotgate.connect(config_or_options, upstream) → a connected blocking
@@ -784,7 +791,8 @@ function _M.connect(cfg, upstream)
     cfg, err, code = _M.config(cfg)
     if cfg == nil then return nil, err, code end
   elseif not ffi_istype(config_ptr_t, cfg) then
-    error("bad argument #1 to 'connect' (slotgate.config or table expected, got " .. type(cfg) .. ")", 2)
+    error("bad argument #1 to 'connect' (slotgate.config or table expected, got " .. type(cfg) ..
+          ")", 2)
   end
   if upstream ~= nil and type(upstream) ~= "string" then
     error("bad argument #2 to 'connect' (string or nil expected, got " .. type(upstream) .. ")", 2)
@@ -844,8 +852,9 @@ end
 -- or nil, err, code when the pipeline could not run at all. A result is the
 -- value call() would return; a Redis error reply (CROSSSLOT included) is
 -- {false, msg}; a command that failed on its own (its node down, no answer
--- in time, refused by the library) is {false, err, code = "EUNKNOWN"}. So `res[1] == false` catches both, and
--- `res.code` tells a failure. The pipeline is empty again afterwards.
+-- in time, refused by the library) is {false, err, code = "EUNKNOWN"}. So
+-- `res[1] == false` catches both, and `res.code` tells a failure. The pipeline
+-- is empty again afterwards.
 function pipeline_methods.exec(self)
   local c = pipeline_client(self)
   if c == nil then return nil, CLOSED, "ECLOSED" end
@@ -862,7 +871,8 @@ function pipeline_methods.exec(self)
       out[i + 1] = reply_value(r, true)
     else
       local code = status_out[0]
-      local msg = errmsg_out[0] ~= nil and ffi_string(errmsg_out[0]) or ffi_string(C.sg_strerror(code))
+      local msg = errmsg_out[0] ~= nil and ffi_string(errmsg_out[0])
+                  or ffi_string(C.sg_strerror(code))
       out[i + 1] = { false, msg, code = errname(code) }
     end
   end
@@ -915,7 +925,8 @@ local CTX_FIELDS = { user = true, client = true, addr = true }
 local function fill_ctx(ctx, fname)
   if ctx == nil then return nil end
   if type(ctx) ~= "table" then
-    error("bad argument #1 to '" .. fname .. "' (ctx table or nil expected, got " .. type(ctx) .. ")", 3)
+    error("bad argument #1 to '" .. fname .. "' (ctx table or nil expected, got " .. type(ctx) ..
+          ")", 3)
   end
   for k, v in pairs(ctx) do
     if not CTX_FIELDS[k] then
@@ -938,7 +949,8 @@ local paths_anchor
 local function paths_array(paths, fname)
   if type(paths) == "string" then paths = { paths } end
   if type(paths) ~= "table" then
-    error("bad argument #1 to '" .. fname .. "' (path or list of paths expected, got " .. type(paths) .. ")", 3)
+    error("bad argument #1 to '" .. fname .. "' (path or list of paths expected, got " ..
+          type(paths) .. ")", 3)
   end
   local n = #paths
   local arr = ffi_new("const char *[?]", n > 0 and n or 1)
@@ -954,7 +966,8 @@ end
 
 -- The gateways that use a policy (so closing it detaches them), and the
 -- policy of each gateway (so it lives as long as the gateway uses it).
-local policy_users = setmetatable({}, { __mode = "k" }) -- policy box → { gateway box = true } (weak)
+-- policy box → { gateway box = true } (weak)
+local policy_users = setmetatable({}, { __mode = "k" })
 local gateway_policy = setmetatable({}, { __mode = "k" }) -- gateway box → policy box
 
 local policy_methods = {}
@@ -1080,7 +1093,9 @@ ffi_metatype(policy_box_t, {
       C.sg_policy_free(p)
     end
   end,
-  __tostring = function(self) return self.p == nil and "slotgate.policy (closed)" or "slotgate.policy" end,
+  __tostring = function(self)
+    return self.p == nil and "slotgate.policy (closed)" or "slotgate.policy"
+  end,
 })
 
 -- slotgate.policy([paths]) → a policy set, or nil, err, code. With paths (a
@@ -1110,7 +1125,8 @@ end
 -- Every upstream of a settings handle behind one policy set; blocking, as a
 -- client from slotgate.connect.
 
-local gateway_clients = setmetatable({}, { __mode = "k" }) -- gateway box → { client box = true } (weak)
+-- gateway box → { client box = true } (weak)
+local gateway_clients = setmetatable({}, { __mode = "k" })
 local client_gateway = setmetatable({}, { __mode = "k" })  -- client box → its gateway box
 
 local gateway_methods = {}
@@ -1119,7 +1135,8 @@ local gateway_methods = {}
 -- now on (nil: none). The gateway keeps the policy alive while it uses it.
 function gateway_methods.set_policy(self, policy)
   if policy ~= nil and not ffi_istype(policy_box_t, policy) then
-    error("bad argument #1 to 'set_policy' (slotgate.policy or nil expected, got " .. type(policy) .. ")", 2)
+    error("bad argument #1 to 'set_policy' (slotgate.policy or nil expected, got " ..
+          type(policy) .. ")", 2)
   end
   local g = self.g
   if g == nil then return nil, GATEWAY_CLOSED, "ECLOSED" end
@@ -1208,7 +1225,9 @@ ffi_metatype(gateway_box_t, {
       C.sg_gateway_free(g)
     end
   end,
-  __tostring = function(self) return self.g == nil and "slotgate.gateway (closed)" or "slotgate.gateway" end,
+  __tostring = function(self)
+    return self.g == nil and "slotgate.gateway (closed)" or "slotgate.gateway"
+  end,
 })
 
 -- A gateway's client: a client's methods, but the gateway frees it.
@@ -1236,7 +1255,8 @@ function _M.gateway(cfg)
     cfg, err, code = _M.config(cfg)
     if cfg == nil then return nil, err, code end
   elseif not ffi_istype(config_ptr_t, cfg) then
-    error("bad argument #1 to 'gateway' (slotgate.config or table expected, got " .. type(cfg) .. ")", 2)
+    error("bad argument #1 to 'gateway' (slotgate.config or table expected, got " .. type(cfg) ..
+          ")", 2)
   end
   local g = C.sg_gateway_new(cfg, nil)
   if g == nil then return nil, "out of memory", "ENOMEM" end
