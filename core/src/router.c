@@ -6,6 +6,7 @@
  * multi-key commands split by slot and fan-out commands sent to every master,
  * their replies merged in order; and the one place a request completes.
  */
+#include <assert.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -52,7 +53,8 @@ void sg_req_free(sg_req *req) {
     sg_reply_free(req->early);
     if (req->cmdcap == 0) { /* a command of its own (not made by req_new) */
         sg_free(req->cmd);
-    } else if (!req->client->freeing && req->client->nfree_reqs < KEEP_REQS && req->cmdcap <= 1024) {
+    } else if (!req->client->net.freeing && req->client->nfree_reqs < KEEP_REQS &&
+               req->cmdcap <= 1024) {
         /* kept: the next request reuses it (a malloc and a free less each) */
         req->next = req->client->free_reqs;
         req->client->free_reqs = req;
@@ -169,11 +171,13 @@ void sg_req_finish(sg_req *req, sg_reply *reply, int status, const char *msg) {
     }
     /* a request that ends inside a send (out of memory, mostly): its
      * callback, and any other, runs from the loop, never inside the send */
-    if (req->client->submitting && !req->client->freeing &&
+    if (req->client->submitting && !req->client->net.freeing &&
         finish_deferred(req, reply, status, msg))
         return;
+    assert(!req->finished && "a request finished twice");
+    req->finished = 1;
     if (req->nttls && status == SG_OK && reply && reply->type != SG_REPLY_ERROR &&
-        !req->client->freeing)
+        !req->client->net.freeing)
         set_default_ttls(req);
     if (req->fn) req->fn(req->client, reply, status, status == SG_OK ? NULL : msg, req->ud);
     else sg_reply_free(reply);
@@ -183,12 +187,18 @@ void sg_req_finish(sg_req *req, sg_reply *reply, int status, const char *msg) {
 static void finish_parent_part_raw(sg_req *part, const char *resp, size_t len);
 static void merge_and_finish(sg_req *p);
 
-void sg_req_finish_raw(sg_req *req, const char *resp, size_t len) {
+/* The pool connections' ops->raw (owner: the node): a reply as bytes, for a
+ * request sent with SG_SEND_RAW. */
+static void req_raw(void *owner, void *tag, const char *resp, size_t len) {
+    sg_req *req = tag;
+    (void)owner;
     /* from a connection's read, never inside a send: no deferral needed */
     if (req->parent) {
         finish_parent_part_raw(req, resp, len);
         return;
     }
+    assert(!req->finished && "a request finished twice");
+    req->finished = 1;
     req->raw_fn(req->client, resp, len, req->ud);
     sg_req_free(req);
 }
@@ -530,8 +540,9 @@ static void live_retry_drop(sg_req *req, int ended) {
             break;
         }
     req->live_retry = 0;
-    if (!ended || c->freeing) return;
-    if (c->release_ev == NULL && (c->release_ev = event_new(c->base, -1, 0, release_cb, c)) == NULL)
+    if (!ended || c->net.freeing) return;
+    if (c->release_ev == NULL &&
+        (c->release_ev = event_new(c->net.base, -1, 0, release_cb, c)) == NULL)
         return; /* then the next retry's end releases them */
     event_active(c->release_ev, EV_TIMEOUT, 1);
 }
@@ -593,20 +604,21 @@ static int schedule_retry(sg_req *req) {
     struct timeval tv;
     const struct timeval *ctv;
     int delay;
-    if (req->retries >= c->max_retries || c->freeing) return 0;
+    if (req->no_retry || req->retries >= c->max_retries || c->net.freeing) return 0;
     delay = 50 << (req->retries > 5 ? 5 : req->retries);
     if (delay > SG_RETRY_MAX_DELAY_MS) delay = SG_RETRY_MAX_DELAY_MS;
     /* all the retries of a command fit in its timeout */
-    if (sg_now_ms() + (uint64_t)delay - req->started > (uint64_t)c->timeout_ms) return 0;
+    if (sg_now_ms() + (uint64_t)delay - req->started > (uint64_t)c->net.timeout_ms) return 0;
     req->retries++;
-    if (req->timer == NULL && (req->timer = evtimer_new(c->base, retry_cb, req)) == NULL) return 0;
-    evtimer_assign(req->timer, c->base, retry_cb, req);
+    if (req->timer == NULL && (req->timer = evtimer_new(c->net.base, retry_cb, req)) == NULL)
+        return 0;
+    evtimer_assign(req->timer, c->net.base, retry_cb, req);
     tv.tv_sec = delay / 1000;
     tv.tv_usec = (delay % 1000) * 1000;
     /* a common timeout: backoffs of one length fire in the order they began
      * (plain timers that end at the same time fire in any order, and a
      * pipelined GET k retried with its SET k could run first) */
-    ctv = event_base_init_common_timeout(c->base, &tv);
+    ctv = event_base_init_common_timeout(c->net.base, &tv);
     evtimer_add(req->timer, ctv ? ctv : &tv);
     if (req->live_retry) live_retry_drop(req, 0);
     retry_push(req, SG_RETRY_BACKOFF);
@@ -807,7 +819,80 @@ void sg_req_dispatch(sg_req *req) {
         sg_req_finish(req, NULL, SG_ECLUSTERDOWN, msg);
         return;
     }
+    req->send_flags = (uint8_t)((req->asking ? SG_SEND_ASKING : 0) |
+                                (SG_REQ_RAW_OK(req) ? SG_SEND_RAW : 0));
     sg_node_submit(node, req);
+}
+
+void sg_req_fail_list(sg_req *list, int code, const char *msg) {
+    while (list) {
+        sg_req *next = list->next;
+        list->next = NULL;
+        sg_req_finish(list, NULL, code, msg);
+        list = next;
+    }
+}
+
+/* The map is known: the commands that waited for it go. */
+static void map_ready(sg_client *c) {
+    sg_req *list = c->pending;
+    c->pending = c->pending_tail = NULL;
+    c->discovery_failed = 0;
+    while (list) {
+        sg_req *next = list->next;
+        list->next = NULL;
+        sg_req_dispatch(list);
+        list = next;
+    }
+}
+
+static void map_failed(sg_client *c, int code, const char *msg) {
+    sg_req *list = c->pending;
+    c->pending = c->pending_tail = NULL;
+    c->discovery_failed = 1;
+    snprintf(c->discovery_err, sizeof c->discovery_err, "%s", msg);
+    sg_seterr(&c->err, code, "%s", msg);
+    sg_req_fail_list(list, code, msg);
+}
+
+/* Reverses the client's retry list in place. */
+static void reverse_retrying(sg_client *c) {
+    sg_req *r = c->retrying, *prev = NULL;
+    while (r) {
+        sg_req *next = r->next;
+        r->next = prev;
+        prev = r;
+        r = next;
+    }
+    c->retrying = prev;
+}
+
+/* A new map is in: commands waiting out a retry backoff (their node failed,
+ * or said CLUSTERDOWN) go now, to where the map sends them, in the order
+ * they went into the backoff (the loop runs active events in the order
+ * activated). The list has the newest first: walked as it is, a pipelined
+ * GET k went before its SET k, and read nil. */
+static void map_changed(sg_client *c) {
+    sg_req *r;
+    reverse_retrying(c);
+    for (r = c->retrying; r; r = r->next)
+        if (r->timer && evtimer_pending(r->timer, NULL)) event_active(r->timer, EV_TIMEOUT, 1);
+    reverse_retrying(c);
+}
+
+static void req_reply(void *owner, void *tag, sg_reply *r);
+static void req_lost(void *owner, void *tag, int sent, int code, const char *msg);
+
+/* The pool's connections: requests' replies here, the rest to the pool. */
+static const sg_conn_ops pool_ops = {
+    req_reply, req_raw, req_lost, NULL, sg_pool_idle, sg_pool_closed, sg_pool_connect_result,
+};
+
+static const sg_cluster_events events = {map_ready, map_failed, map_changed, sg_req_finish};
+
+void sg_router_attach(sg_client *c) {
+    c->pool_ops = &pool_ops;
+    c->events = &events;
 }
 
 /* "MOVED 3999 127.0.0.1:6381" → slot and node. */
@@ -828,7 +913,10 @@ static int too_many_redirects(sg_req *req, const sg_reply *r, sg_node *from) {
     return 1;
 }
 
-void sg_req_on_reply(sg_req *req, sg_node *node, sg_reply *r) {
+/* The pool connections' ops->reply (owner: the node). */
+static void req_reply(void *owner, void *tag, sg_reply *r) {
+    sg_req *req = tag;
+    sg_node *node = owner;
     sg_client *c = req->client;
     int slot;
     sg_node *to;
@@ -862,7 +950,7 @@ void sg_req_on_reply(sg_req *req, sg_node *node, sg_reply *r) {
     /* (the parts of a split or fan-out have no fn of their own: they are
      * retried like whole requests; internal requests never, by their retries) */
     if (r->type == SG_REPLY_ERROR && (req->fn != NULL || req->parent != NULL) &&
-        req->retries < c->max_retries &&
+        !req->no_retry && req->retries < c->max_retries &&
         (sg_reply_error_is(r, "TRYAGAIN") || sg_reply_error_is(r, "CLUSTERDOWN") ||
          sg_reply_error_is(r, "LOADING") || sg_reply_error_is(r, "MASTERDOWN") ||
          sg_reply_error_is(r, "NOREPLICAS") ||
@@ -883,11 +971,16 @@ void sg_req_on_reply(sg_req *req, sg_node *node, sg_reply *r) {
     sg_req_finish(req, r, SG_OK, NULL);
 }
 
-void sg_req_on_conn_failure(sg_req *req, sg_node *node, int sent, int code, const char *msg) {
+/* The pool connections' ops->lost (owner: the node): the connection carrying
+ * the request failed; sent says whether its bytes had left this host. The
+ * pool calls it too, for a request it could not send. */
+static void req_lost(void *owner, void *tag, int sent, int code, const char *msg) {
+    sg_req *req = tag;
+    sg_node *node = owner;
     sg_client *c = req->client;
     char buf[SG_ERRMSG_MAX];
     node->st.errors++;
-    if (c->freeing) {
+    if (c->net.freeing) {
         sg_req_finish(req, NULL, SG_ECLOSED, "client closed");
         return;
     }
@@ -906,7 +999,7 @@ void sg_req_on_conn_failure(sg_req *req, sg_node *node, int sent, int code, cons
         sg_req_finish(req, NULL, SG_EUNKNOWN, buf);
         return;
     }
-    if (req->retries > 0 && req->retries < (1 << 20)) {
+    if (req->retries > 0) {
         snprintf(buf, sizeof buf, "%s (gave up after %d tries over %llu ms)", msg, req->retries + 1,
                  (unsigned long long)(sg_now_ms() - req->started));
         sg_req_finish(req, NULL, code, buf);
@@ -990,9 +1083,9 @@ static void deferred_cb(evutil_socket_t fd, short what, void *arg) {
 static int finish_deferred(sg_req *req, sg_reply *reply, int status, const char *msg) {
     sg_client *c = req->client;
     struct timeval zero = {0, 0};
-    if (req->timer == NULL && (req->timer = evtimer_new(c->base, deferred_cb, req)) == NULL)
+    if (req->timer == NULL && (req->timer = evtimer_new(c->net.base, deferred_cb, req)) == NULL)
         return 0;
-    evtimer_assign(req->timer, c->base, deferred_cb, req);
+    evtimer_assign(req->timer, c->net.base, deferred_cb, req);
     sg_free(req->failed_msg);
     /* no memory for the message: deferred_cb says sg_strerror(status) */
     req->failed_msg = status != SG_OK && msg ? sg_strdup(msg) : NULL;
@@ -1011,7 +1104,7 @@ static int finish_later(sg_req *req, const char *error_reply, int status, const 
         return SG_ENOMEM;
     if (msg && (req->failed_msg = sg_strdup(msg)) == NULL) return SG_ENOMEM;
     req->failed_status = status;
-    if ((req->timer = evtimer_new(c->base, deferred_cb, req)) == NULL) return SG_ENOMEM;
+    if ((req->timer = evtimer_new(c->net.base, deferred_cb, req)) == NULL) return SG_ENOMEM;
     evtimer_add(req->timer, &zero);
     retry_push(req, SG_RETRY_DEFERRED);
     return SG_OK;
