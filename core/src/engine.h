@@ -146,6 +146,72 @@ void sg_req_fail_list(sg_req *list, int code, const char *msg);
 /* Installs the router on a new client: its pool connections' ops (the
  * requests' half: reply, raw, lost) and the cluster's events. */
 void sg_router_attach(sg_client *c);
+/* ---- split and fan-out requests (split.c, below router.c) -------------------- */
+
+/* Arguments counted on the stack rather than allocated. */
+#define SMALL_ARGC 16
+
+/* Makes a part of a split request (the router's, with the command argv). */
+typedef sg_req *(*sg_part_fn)(sg_req *parent, int idx, int argc, const char *const *argv,
+                              const size_t *argvlen);
+/* The split state of p, its arrays in one allocation: nparts replies, and
+ * for a split by key the keys of each part (nkeys in all). */
+int sg_split_new(sg_req *p, int nparts, int nkeys);
+void sg_split_free(sg_split *sp);
+/* Splits a multi-key request by slot (keyidx/keyslot: its keys): the parts,
+ * made by make, in *parts_out (caller frees the array; on SG_ENOMEM, the
+ * parts made so far, NULL where none, for the caller to free). */
+int sg_split_by_slot(sg_req *p, int argc, const char *const *argv, const size_t *argvlen,
+                     const int *keyidx, const int *keyslot, int nkeys, sg_part_fn make,
+                     sg_req ***parts_out, int *nparts_out);
+/* A copy of p for every master (or every node): parts as above; none (and
+ * SG_OK) when no master is known. */
+int sg_split_fan_out(sg_req *p, int all_nodes, sg_req ***parts_out, int *nparts_out);
+/* A part's outcome (reply owned), or its reply as bytes (SG_REQ_RAW_MERGE),
+ * kept in its parent: 1 when it was the last part (then sg_split_merge). */
+int sg_split_take(sg_req *part, sg_reply *reply, int status, const char *msg);
+int sg_split_take_raw(sg_req *part, const char *resp, size_t len);
+/* Every part is in: the parent's outcome. A status (failure: *msg says why),
+ * with the reply in *tree, or, when *tree is NULL and the status SG_OK, the
+ * reply as bytes in *bytes (caller frees). */
+int sg_split_merge(sg_req *p, sg_reply **tree, sg_buf *bytes, const char **msg);
+
+/* ---- SCAN over a cluster (scan.c, below router.c) --------------------------- */
+
+/* Redis's cursor syntax: decimal digits, within 64 bits. 1 when valid. */
+int sg_scan_parse_cursor(const char *s, size_t len, uint64_t *out);
+/* The map is known: points the SCAN at the master its cursor names, with
+ * that master's cursor. 0 when it cannot go: it ends with *status and *msg,
+ * or, when *status is SG_OK, with *msg as an error reply. */
+int sg_scan_locate(sg_req *req, int *status, const char **msg);
+/* The node's [cursor, keys] reply, its cursor turned into one that names the
+ * node (or the next one); NULL when out of memory. */
+sg_reply *sg_scan_reply(sg_req *req, sg_reply *r);
+
+/* RESP: "<c><n>\r\n" written at p (returns the byte after), and its length. */
+static inline char *sg_resp_header(char *p, char c, size_t n) {
+    char digits[24];
+    int k = 0;
+    *p++ = c;
+    do {
+        digits[k++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    while (k) *p++ = digits[--k];
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
+static inline size_t sg_resp_header_len(size_t n) {
+    size_t len = 3; /* type byte, \r\n */
+    do {
+        len++;
+        n /= 10;
+    } while (n);
+    return len;
+}
+
 /* The node and slot of a -MOVED or -ASK error reply ("MOVED 3999
  * 127.0.0.1:6381"): the node (added to the client's when new), *slot as
  * given (may be out of range); NULL when r names no node. Internal; the
@@ -259,15 +325,6 @@ static inline void sg_slot_set(sg_client *c, int slot, const sg_node *node) {
     c->slot_master[slot] = node ? (uint16_t)(node->index + 1) : 0;
 }
 
-/* A blocking call's outcome: sg_waiter_reply is the callback that fills it. */
-typedef struct sg_waiter {
-    int done;
-    sg_reply *reply;
-    int status;
-    char msg[SG_ERRMSG_MAX];
-} sg_waiter;
-void sg_waiter_reply(sg_client *c, sg_reply *reply, int status, const char *errmsg, void *ud);
-
 sg_node *sg_node_get(sg_client *c, const char *host, int port);
 sg_node *sg_node_by_addr(sg_client *c, const char *addr);
 /* Hands the request a connection of the node (now, or when one frees up). */
@@ -313,12 +370,24 @@ void sg_pool_connect_result(void *node, sg_conn *conn, int ok, const char *why);
 sg_conn *sg_node_open_conn(sg_node *node, const sg_conn_ops *ops, void *owner, int role);
 /* Writes what every corked connection of the client holds. */
 void sg_client_flush(sg_client *c);
-/* The upstream's credentials for connections opened from now on. */
-int sg_client_take_credentials(sg_client *c, const sg_storage *st);
 int sg_cluster_start(sg_client *c);
 /* Starts discovery when there is no map yet (and none running). */
 void sg_cluster_discover(sg_client *c);
 void sg_cluster_free(sg_client *c);
+
+/* ---- the client (client.c) ------------------------------------------------- */
+
+/* The upstream's credentials for connections opened from now on. */
+int sg_client_take_credentials(sg_client *c, const sg_storage *st);
+
+/* A blocking call's outcome: sg_waiter_reply is the callback that fills it. */
+typedef struct sg_waiter {
+    int done;
+    sg_reply *reply;
+    int status;
+    char msg[SG_ERRMSG_MAX];
+} sg_waiter;
+void sg_waiter_reply(sg_client *c, sg_reply *reply, int status, const char *errmsg, void *ud);
 
 /* TLS (tls.c): a context from the upstream's settings, or NULL with err set. */
 SSL_CTX *sg_tls_context(const sg_storage *st, sg_error *err);
