@@ -345,7 +345,8 @@ static void describe_error(sg_conn *conn, short what, char *out, size_t outlen) 
 static void on_event(struct bufferevent *bev, short what, void *arg) {
     sg_conn *conn = arg;
     const sg_conn_cfg *c = conn->cfg;
-    const char *addr = conn->addr;
+    const char *addr = conn->addr; /* the peer's: outlives conn */
+    sg_node_stats *st = conn->st;  /* likewise */
     char why[300];
     (void)bev;
     if (what & BEV_EVENT_CONNECTED) {
@@ -390,7 +391,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg) {
         else
             sg_conn_fail(conn, SG_ETIMEOUT, "node %s: write stalled for %d ms", addr,
                          c->timeout_ms);
-        conn->st->timeouts++; /* conn is freed; st is its peer's */
+        st->timeouts++; /* conn is gone */
         return;
     }
     describe_error(conn, what, why, sizeof why);
