@@ -823,32 +823,18 @@ static sg_node *next_sentinel(sg_client *c) {
 /* Sends the map (or master) query to one node. */
 static void ask_node(sg_client *c, sg_node *node) {
     static const char slots_cmd[] = "*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n";
-    sg_req *req = sg_calloc(1, sizeof *req);
-    sg_buf b = {0};
-    if (req == NULL) {
-        refresh_failed_once(c, node, SG_ENOMEM, "out of memory");
-        return;
-    }
-    req->client = c;
-    req->slot = -1;
-    req->target = node;
-    req->no_retry = 1; /* the next node is asked instead */
-    req->ud = node;
+    int rc;
     if (c->mode == SG_MODE_SENTINEL) {
-        sg_buf_printf(&b, "*3\r\n$8\r\nSENTINEL\r\n$23\r\nget-master-addr-by-name\r\n$%zu\r\n%s\r\n",
+        sg_buf b = {0};
+        sg_buf_printf(&b,
+                      "*3\r\n$8\r\nSENTINEL\r\n$23\r\nget-master-addr-by-name\r\n$%zu\r\n%s\r\n",
                       strlen(c->master_name), c->master_name);
-        req->fn = on_sentinel_reply;
+        rc = b.oom ? SG_ENOMEM : c->events->query(c, node, b.data, b.len, on_sentinel_reply, node);
+        sg_buf_free(&b);
     } else {
-        sg_buf_append(&b, slots_cmd, sizeof slots_cmd - 1);
-        req->fn = on_refresh_reply;
+        rc = c->events->query(c, node, slots_cmd, sizeof slots_cmd - 1, on_refresh_reply, node);
     }
-    req->cmdlen = b.len;
-    if ((req->cmd = sg_buf_take(&b)) == NULL) {
-        sg_free(req);
-        refresh_failed_once(c, node, SG_ENOMEM, "out of memory");
-        return;
-    }
-    sg_node_submit(node, req);
+    if (rc != SG_OK) refresh_failed_once(c, node, SG_ENOMEM, "out of memory");
 }
 
 static void start_refresh(sg_client *c) {

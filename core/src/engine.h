@@ -359,6 +359,10 @@ typedef struct sg_cluster_events {
     void (*map_changed)(sg_client *c);
     /* a request the pool cannot serve ends (as sg_req_finish) */
     void (*finish)(sg_req *req, sg_reply *reply, int status, const char *msg);
+    /* the refresh's query: cmd[0..len) to node as it is, never retried (the
+     * next node is asked instead); fn gets its outcome. SG_OK or SG_ENOMEM */
+    int (*query)(sg_client *c, sg_node *node, const char *cmd, size_t len, sg_reply_fn fn,
+                 void *ud);
 } sg_cluster_events;
 
 /* The pool's half of its connections' sg_conn_ops (owner: the node), which

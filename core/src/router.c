@@ -496,7 +496,21 @@ static const sg_conn_ops pool_ops = {
     req_reply, req_raw, req_lost, NULL, sg_pool_idle, sg_pool_closed, sg_pool_connect_result,
 };
 
-static const sg_cluster_events events = {map_ready, map_failed, map_changed, sg_req_finish};
+/* The cluster's query (its events->query), to node whatever the map says. */
+static int query(sg_client *c, sg_node *node, const char *cmd, size_t len, sg_reply_fn fn,
+                 void *ud) {
+    sg_req *req = req_new(c, 0, NULL, NULL, cmd, len);
+    if (req == NULL) return SG_ENOMEM;
+    req->target = node;
+    req->no_retry = 1;
+    req->fn = fn;
+    req->ud = ud;
+    sg_node_submit(node, req);
+    return SG_OK;
+}
+
+static const sg_cluster_events events = {map_ready, map_failed, map_changed, sg_req_finish,
+                                          query};
 
 void sg_router_attach(sg_client *c) {
     c->pool_ops = &pool_ops;
