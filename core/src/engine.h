@@ -141,6 +141,11 @@ void sg_req_finish(sg_req *req, sg_reply *reply, int status, const char *msg);
 /* Sends a request where it belongs now (map, read policy, ASK, target). */
 void sg_req_dispatch(sg_req *req);
 void sg_req_free(sg_req *req);
+/* Hands the request a connection of the node (now, or when one frees up:
+ * it waits in node->waiters, at most the timeout). */
+void sg_node_submit(sg_node *node, sg_req *req);
+/* Fails every request waiting for a connection of node (client closing). */
+void sg_node_fail_waiters(sg_node *node, int code, const char *msg);
 /* Fails every request of a list (linked by next). */
 void sg_req_fail_list(sg_req *list, int code, const char *msg);
 /* Installs the router on a new client: its pool connections' ops (the
@@ -237,7 +242,7 @@ struct sg_node {
     int index;       /* in client->nodes: slot_master[] holds index + 1 */
     sg_conn **conns;
     int nconns, cap_conns;
-    sg_req *waiters, *waiters_tail; /* waiting for a connection */
+    sg_req *waiters, *waiters_tail; /* waiting for a connection (the router's) */
     int nwaiters;
     uint64_t retry_at;   /* ms: no connect attempt before */
     int backoff_ms;      /* next connect backoff */
@@ -327,9 +332,6 @@ static inline void sg_slot_set(sg_client *c, int slot, const sg_node *node) {
 
 sg_node *sg_node_get(sg_client *c, const char *host, int port);
 sg_node *sg_node_by_addr(sg_client *c, const char *addr);
-/* Hands the request a connection of the node (now, or when one frees up). */
-void sg_node_submit(sg_node *node, sg_req *req);
-void sg_node_fail_waiters(sg_node *node, int code, const char *msg);
 /* The node a request goes to under the map and read policy (NULL: none). */
 sg_node *sg_route_slot(sg_client *c, int slot, int readonly, int policy);
 sg_node *sg_any_master(sg_client *c);
@@ -357,8 +359,8 @@ typedef struct sg_cluster_events {
     void (*map_failed)(sg_client *c, int code, const char *msg);
     /* a new map is in force: the commands waiting out a backoff go now */
     void (*map_changed)(sg_client *c);
-    /* a request the pool cannot serve ends (as sg_req_finish) */
-    void (*finish)(sg_req *req, sg_reply *reply, int status, const char *msg);
+    /* node's pool has room, or an idle connection, and requests wait for one */
+    void (*node_room)(sg_node *node);
     /* the refresh's query: cmd[0..len) to node as it is, never retried (the
      * next node is asked instead); fn gets its outcome. SG_OK or SG_ENOMEM */
     int (*query)(sg_client *c, sg_node *node, const char *cmd, size_t len, sg_reply_fn fn,
@@ -370,6 +372,9 @@ typedef struct sg_cluster_events {
 void sg_pool_idle(void *node, sg_conn *conn);
 void sg_pool_closed(void *node, sg_conn *conn, int code, const char *msg);
 void sg_pool_connect_result(void *node, sg_conn *conn, int ok, const char *why);
+/* A new connection in node's pool (its ops: c->pool_ops); NULL when out of
+ * memory. */
+sg_conn *sg_pool_open(sg_node *node);
 /* Opens a connection to node for an owner of its own (a link). */
 sg_conn *sg_node_open_conn(sg_node *node, const sg_conn_ops *ops, void *owner, int role);
 /* Writes what every corked connection of the client holds. */

@@ -372,6 +372,169 @@ static void finish_with_error(sg_req *req, const char *err) {
     else sg_req_finish(req, NULL, SG_ENOMEM, "out of memory");
 }
 
+/* ---- a connection of the node for a request ------------------------------------------- */
+
+static void req_lost(void *owner, void *tag, int sent, int code, const char *msg);
+
+/* Opens a connection in node's pool, or fails the request saying why not. */
+static sg_conn *open_conn(sg_node *node, sg_req *req) {
+    sg_conn *conn = sg_pool_open(node);
+    if (conn == NULL) req_lost(node, req, 0, SG_ENOMEM, "out of memory opening a connection");
+    return conn;
+}
+
+static void send_on(sg_node *node, sg_conn *conn, sg_req *req) {
+    long long rd = SG_CONN_TIMEOUT_KEEP;
+    req->asking = NULL;
+    if (req->exclusive) {
+        conn->exclusive = 1;
+        rd = req->block_ms < 0 ? -1 : req->block_ms + node->client->net.timeout_ms;
+    }
+    if (sg_conn_send(conn, req->cmd, req->cmdlen, req, req->send_flags, rd) != SG_OK) {
+        /* part of the command may be queued: the connection is spoiled, and
+         * req is not in its FIFO (the push is the last step), so it is
+         * failed here, unsent */
+        char msg[SG_ERRMSG_MAX];
+        snprintf(msg, sizeof msg, "out of memory queueing a command for node %s", node->addr);
+        sg_conn_fail(conn, SG_ENOMEM, "%s", msg);
+        req_lost(node, req, 0, SG_ENOMEM, msg);
+        return;
+    }
+    node->st.commands++;
+    req->last_node = node;
+}
+
+static void wait_expired(evutil_socket_t fd, short what, void *arg);
+
+/* Tries to give req a connection now; 0 when it must wait.
+ *
+ * Every shared command to a node goes on the first connection that can
+ * carry it, never the least busy: Redis runs one connection's commands in
+ * the order they came, so a caller's commands to one node keep theirs (a
+ * pipelined SET k v; GET k reads v, SET k 1; SET k 2 leaves 2). Spread over
+ * two connections, the node may run the second first. Further connections
+ * serve what needs one of its own (blocking commands) and, once those end,
+ * wait idle until they are trimmed. */
+static int try_submit(sg_node *node, sg_req *req) {
+    sg_client *c = node->client;
+    sg_conn *best = NULL, *conn;
+    int i;
+    for (i = 0; i < node->nconns && best == NULL; i++) {
+        sg_conn *k = node->conns[i];
+        if (k->exclusive || k->state == SG_CONN_CLOSED) continue;
+        if (req->exclusive && k->pcount > 0) continue;
+        best = k;
+    }
+    if (best) {
+        send_on(node, best, req);
+        return 1;
+    }
+    if (node->nconns < c->max_active) {
+        if ((conn = open_conn(node, req)) != NULL) send_on(node, conn, req);
+        return 1;
+    }
+    return 0;
+}
+
+void sg_node_submit(sg_node *node, sg_req *req) {
+    sg_client *c = node->client;
+    struct timeval tv;
+    /* A node that refused us recently: fail fast while it backs off. */
+    if (node->nconns == 0 && node->connect_errors > 0 && sg_now_ms() < node->retry_at) {
+        char msg[SG_ERRMSG_MAX];
+        snprintf(msg, sizeof msg,
+                 "cannot connect to node %.100s: %.150s (%d failed attempt%s; next in %llu ms)",
+                 node->addr, node->last_error[0] ? node->last_error : "connection failed",
+                 node->connect_errors, node->connect_errors == 1 ? "" : "s",
+                 (unsigned long long)(node->retry_at - sg_now_ms()));
+        req_lost(node, req, 0, SG_ECONNECT, msg);
+        return;
+    }
+    if (try_submit(node, req)) return;
+    /* Every connection is held: wait, at most the timeout. */
+    node->st.pool_waits++;
+    if (req->timer == NULL && (req->timer = evtimer_new(c->net.base, wait_expired, req)) == NULL) {
+        sg_req_finish(req, NULL, SG_ENOMEM, "out of memory waiting for a connection");
+        return;
+    }
+    evtimer_assign(req->timer, c->net.base, wait_expired, req);
+    tv.tv_sec = c->net.timeout_ms / 1000;
+    tv.tv_usec = (c->net.timeout_ms % 1000) * 1000;
+    evtimer_add(req->timer, &tv);
+    req->wait_deadline = sg_now_ms() + (uint64_t)c->net.timeout_ms;
+    req->waiting = 1;
+    req->last_node = node;
+    req->next = NULL;
+    if (node->waiters_tail) node->waiters_tail->next = req;
+    else node->waiters = req;
+    node->waiters_tail = req;
+    node->nwaiters++;
+}
+
+static void unlink_waiter(sg_node *node, sg_req *req) {
+    sg_req **pp = &node->waiters, *prev = NULL;
+    while (*pp && *pp != req) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp == NULL) return;
+    *pp = req->next;
+    if (node->waiters_tail == req) node->waiters_tail = prev;
+    node->nwaiters--;
+    req->next = NULL;
+    req->waiting = 0;
+}
+
+/* Fails every request waiting for a connection of node (client closing). */
+void sg_node_fail_waiters(sg_node *node, int code, const char *msg) {
+    while (node->waiters) {
+        sg_req *req = node->waiters;
+        unlink_waiter(node, req);
+        evtimer_del(req->timer);
+        sg_req_finish(req, NULL, code, msg);
+    }
+}
+
+static void wait_expired(evutil_socket_t fd, short what, void *arg) {
+    sg_req *req = arg;
+    sg_node *node = req->last_node;
+    sg_client *c = node->client;
+    char msg[SG_ERRMSG_MAX];
+    (void)fd;
+    (void)what;
+    unlink_waiter(node, req);
+    node->st.pool_timeouts++;
+    snprintf(msg, sizeof msg,
+             "node %s: all %d connections busy (optimisation_max_active %d); waited %d ms",
+             node->addr, node->nconns, c->max_active, c->net.timeout_ms);
+    sg_req_finish(req, NULL, SG_EPOOL, msg);
+}
+
+/* Gives waiting requests a connection, in order, while one can be had (the
+ * cluster's events->node_room: the pool has room, or a connection is idle). */
+static void serve_waiters(sg_node *node) {
+    while (node->waiters) {
+        sg_req *req = node->waiters;
+        unlink_waiter(node, req);
+        evtimer_del(req->timer);
+        if (!try_submit(node, req)) {
+            /* still nothing: back to the head of the line, same deadline */
+            struct timeval tv;
+            uint64_t now = sg_now_ms();
+            uint64_t left = req->wait_deadline > now ? req->wait_deadline - now : 0;
+            req->waiting = 1;
+            req->next = node->waiters;
+            node->waiters = req;
+            if (node->waiters_tail == NULL) node->waiters_tail = req;
+            node->nwaiters++;
+            tv.tv_sec = (long)(left / 1000);
+            tv.tv_usec = (long)(left % 1000) * 1000;
+            evtimer_add(req->timer, &tv);
+            break;
+        }
+    }
+}
+
 /* ---- dispatch ---------------------------------------------------------------------------- */
 
 static void fan_out_dispatch(sg_req *req);
@@ -489,7 +652,6 @@ static void map_changed(sg_client *c) {
 }
 
 static void req_reply(void *owner, void *tag, sg_reply *r);
-static void req_lost(void *owner, void *tag, int sent, int code, const char *msg);
 
 /* The pool's connections: requests' replies here, the rest to the pool. */
 static const sg_conn_ops pool_ops = {
@@ -509,7 +671,7 @@ static int query(sg_client *c, sg_node *node, const char *cmd, size_t len, sg_re
     return SG_OK;
 }
 
-static const sg_cluster_events events = {map_ready, map_failed, map_changed, sg_req_finish,
+static const sg_cluster_events events = {map_ready, map_failed, map_changed, serve_waiters,
                                           query};
 
 void sg_router_attach(sg_client *c) {
