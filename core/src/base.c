@@ -1,12 +1,13 @@
 /*
  * base.c — version, error codes and messages, allocation wrappers with the
- * failure hook, logging, and the small byte buffer.
+ * failure hook, logging, the small byte buffer, and the monotonic clock.
  */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sg_internal.h"
 
@@ -274,4 +275,10 @@ void sg_buf_free(sg_buf *b) {
     b->data = NULL;
     b->len = b->cap = 0;
     b->oom = 0;
+}
+
+uint64_t sg_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }

@@ -21,17 +21,17 @@
 static int copy_settings(sg_client *c, const sg_storage *st) {
     size_t i;
     c->mode = st->mode;
-    c->timeout_ms = (int)(st->timeout * 1000);
+    c->net.timeout_ms = (int)(st->timeout * 1000);
     c->max_active = (int)st->max_active;
     c->max_idle = (int)st->max_idle;
     c->database = st->database;
-    c->tls_skip_verify = st->skip_verify;
+    c->net.tls_skip_verify = st->skip_verify;
 #define DUP(dst, src)                                                          \
     if ((src) && ((dst) = sg_strdup(src)) == NULL) return SG_ENOMEM;
     DUP(c->name, st->name);
-    DUP(c->username, st->f[SG_F_USERNAME].s);
-    DUP(c->password, st->f[SG_F_PASSWORD].s);
-    DUP(c->sentinel_password, st->f[SG_F_SENTINEL_PASSWORD].s);
+    DUP(c->net.username, st->f[SG_F_USERNAME].s);
+    DUP(c->net.password, st->f[SG_F_PASSWORD].s);
+    DUP(c->net.sentinel_password, st->f[SG_F_SENTINEL_PASSWORD].s);
     DUP(c->master_name, st->f[SG_F_MASTER_NAME].s);
 #undef DUP
     if ((c->seeds = sg_calloc(st->naddrs ? st->naddrs : 1, sizeof *c->seeds)) == NULL)
@@ -48,7 +48,7 @@ static int copy_settings(sg_client *c, const sg_storage *st) {
 int sg_client_take_credentials(sg_client *c, const sg_storage *st) {
     const char *src[3] = {st->f[SG_F_USERNAME].s, st->f[SG_F_PASSWORD].s,
                           st->f[SG_F_SENTINEL_PASSWORD].s};
-    char **dst[3] = {&c->username, &c->password, &c->sentinel_password}, *cp[3] = {0};
+    char **dst[3] = {&c->net.username, &c->net.password, &c->net.sentinel_password}, *cp[3] = {0};
     int i;
     for (i = 0; i < 3; i++) {
         if (src[i] && (cp[i] = sg_strdup(src[i])) == NULL) {
@@ -77,7 +77,7 @@ static void on_flush(evutil_socket_t fd, short what, void *arg) {
     sg_client *c = arg;
     (void)fd;
     (void)what;
-    c->flush_pending = 0;
+    c->net.flush_pending = 0;
     sg_client_flush(c);
 }
 
@@ -86,6 +86,7 @@ sg_client *sg_client_new(const sg_config *cfg, const char *upstream, struct even
     const sg_storage *st;
     if (c == NULL) return NULL;
     ignore_sigpipe();
+    sg_router_attach(c);
     c->max_redirects = SG_DEFAULT_MAX_REDIRECTS;
     c->max_retries = SG_DEFAULT_MAX_RETRIES;
     c->read_policy = SG_READ_MASTER;
@@ -103,23 +104,24 @@ sg_client *sg_client_new(const sg_config *cfg, const char *upstream, struct even
         return c;
     }
     if (base == NULL) {
-        if ((c->base = event_base_new()) == NULL) {
+        if ((c->net.base = event_base_new()) == NULL) {
             sg_seterr(&c->err, SG_ENOMEM, "cannot create an event base");
             return c;
         }
         c->own_base = 1;
     } else {
-        c->base = base;
+        c->net.base = base;
     }
-    c->dns = evdns_base_new(c->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+    c->net.dns = evdns_base_new(c->net.base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
                                          EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-    if (c->dns == NULL) c->dns = evdns_base_new(c->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-    if (c->dns == NULL) {
+    if (c->net.dns == NULL)
+        c->net.dns = evdns_base_new(c->net.base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    if (c->net.dns == NULL) {
         sg_seterr(&c->err, SG_ENOMEM, "cannot create a DNS resolver");
         return c;
     }
-    if (st->use_ssl && (c->ssl = sg_tls_context(st, &c->err)) == NULL) return c;
-    if (!c->own_base && (c->flush_ev = event_new(c->base, -1, 0, on_flush, c)) == NULL) {
+    if (st->use_ssl && (c->net.ssl = sg_tls_context(st, &c->err)) == NULL) return c;
+    if (!c->own_base && (c->net.flush_ev = event_new(c->net.base, -1, 0, on_flush, c)) == NULL) {
         sg_seterr(&c->err, SG_ENOMEM, "out of memory creating an event");
         return c;
     }
@@ -128,36 +130,27 @@ sg_client *sg_client_new(const sg_config *cfg, const char *upstream, struct even
 }
 
 int sg_client_set_batching(sg_client *c, int on) {
-    if (c == NULL || c->flush_ev == NULL)
+    if (c == NULL || c->net.flush_ev == NULL)
         return c ? sg_seterr(&c->err, SG_EINVAL, "batching needs an asynchronous client") : SG_EINVAL;
-    if (!on && c->batching) sg_client_flush(c);
-    c->batching = on != 0;
+    if (!on && c->net.batching) sg_client_flush(c);
+    c->net.batching = on != 0;
     return SG_OK;
-}
-
-static void fail_list(sg_req *list, int code, const char *msg) {
-    while (list) {
-        sg_req *next = list->next;
-        list->next = NULL;
-        sg_req_finish(list, NULL, code, msg);
-        list = next;
-    }
 }
 
 void sg_client_free(sg_client *c) {
     int i;
     if (c == NULL) return;
-    c->freeing = 1;
+    c->net.freeing = 1;
     if (c->nodes) {
         sg_req *pending = c->pending, *retrying = c->retrying, *r;
         c->pending = c->pending_tail = c->retrying = NULL;
         for (i = 0; i < c->nnodes; i++) sg_node_fail_waiters(c->nodes[i], SG_ECLOSED, "client closed");
-        fail_list(pending, SG_ECLOSED, "client closed");
+        sg_req_fail_list(pending, SG_ECLOSED, "client closed");
         for (r = retrying; r; r = r->next) {
             if (r->timer) evtimer_del(r->timer); /* a held request has none */
             r->in_retry = 0;
         }
-        fail_list(retrying, SG_ECLOSED, "client closed");
+        sg_req_fail_list(retrying, SG_ECLOSED, "client closed");
     }
     sg_cluster_free(c); /* fails what is in flight on connections */
     while (c->free_reqs) {
@@ -165,46 +158,25 @@ void sg_client_free(sg_client *c) {
         c->free_reqs = r->next;
         sg_free(r);
     }
-    if (c->flush_ev) event_free(c->flush_ev);
+    if (c->net.flush_ev) event_free(c->net.flush_ev);
     if (c->release_ev) event_free(c->release_ev);
     sg_free(c->retried);
     sg_buf_free(&c->refresh_errors);
-    if (c->dns) evdns_base_free(c->dns, 0);
-    if (c->ssl) SSL_CTX_free(c->ssl);
-    if (c->own_base && c->base) event_base_free(c->base);
+    if (c->net.dns) evdns_base_free(c->net.dns, 0);
+    if (c->net.ssl) SSL_CTX_free(c->net.ssl);
+    if (c->own_base && c->net.base) event_base_free(c->net.base);
     for (i = 0; i < c->nseeds; i++) sg_free(c->seeds[i]);
     sg_free(c->seeds);
     sg_free(c->name);
-    sg_free(c->username);
-    sg_free(c->password);
-    sg_free(c->sentinel_password);
+    sg_free(c->net.username);
+    sg_free(c->net.password);
+    sg_free(c->net.sentinel_password);
     sg_free(c->master_name);
     sg_free(c);
 }
 
 /* Refuses calls on a client whose creation failed. */
-static int usable_client(sg_client *c) { return c->base != NULL && c->nseeds > 0 && c->tick; }
-
-void sg_client_map_ready(sg_client *c) {
-    sg_req *list = c->pending;
-    c->pending = c->pending_tail = NULL;
-    c->discovery_failed = 0;
-    while (list) {
-        sg_req *next = list->next;
-        list->next = NULL;
-        sg_req_dispatch(list);
-        list = next;
-    }
-}
-
-void sg_client_map_failed(sg_client *c, int code, const char *msg) {
-    sg_req *list = c->pending;
-    c->pending = c->pending_tail = NULL;
-    c->discovery_failed = 1;
-    snprintf(c->discovery_err, sizeof c->discovery_err, "%s", msg);
-    sg_seterr(&c->err, code, "%s", msg);
-    fail_list(list, code, msg);
-}
+static int usable_client(sg_client *c) { return c->net.base != NULL && c->nseeds > 0 && c->tick; }
 
 int sg_client_set_read_policy(sg_client *c, int policy) {
     int old = c->read_policy;
@@ -231,7 +203,7 @@ void sg_waiter_reply(sg_client *c, sg_reply *reply, int status, const char *errm
 
 /* Runs the private loop until *done. */
 static void run_until(sg_client *c, const int *done) {
-    while (!*done) event_base_loop(c->base, EVLOOP_ONCE);
+    while (!*done) event_base_loop(c->net.base, EVLOOP_ONCE);
 }
 
 int sg_client_connect(sg_client *c) {
@@ -273,7 +245,7 @@ sg_reply *sg_client_call_argv(sg_client *c, int argc, const char *const *argv,
         return NULL;
     }
     /* a Sentinel's +switch-master may have come in while nobody ran the loop */
-    if (c->sub) event_base_loop(c->base, EVLOOP_NONBLOCK);
+    if (c->sub) event_base_loop(c->net.base, EVLOOP_NONBLOCK);
     if (sg_router_submit(c, argc, argv, argvlen, sg_waiter_reply, &w, NULL) != SG_OK) return NULL;
     run_until(c, &w.done);
     if (w.status != SG_OK) {
@@ -550,7 +522,7 @@ int sg_pipeline_exec(sg_pipeline *p) {
     }
     if (p->n && (argv = sg_malloc((size_t)maxargc * sizeof *argv)) == NULL)
         return pipe_rc(p, sg_seterr(&c->err, SG_ENOMEM, "out of memory running a pipeline"));
-    c->corked = 1; /* each node's share leaves in one write */
+    c->net.corked = 1; /* each node's share leaves in one write */
     for (i = 0; i < p->n; i++) {
         pipe_cmd *pc = &p->cmds[i];
         size_t off = 0;
@@ -565,7 +537,7 @@ int sg_pipeline_exec(sg_pipeline *p) {
         }
     }
     sg_free(argv);
-    c->corked = 0;
+    c->net.corked = 0;
     sg_client_flush(c);
     /* every command completes: by reply, timeout, or failure */
     for (i = 0; i < p->n; i++) run_until(c, &p->cmds[i].done);

@@ -1,18 +1,22 @@
 /*
  * cluster.c — what the client knows of the servers: the nodes (each with its
- * pool of connections and its figures), the slot map and its refreshes from
- * CLUSTER SLOTS, the master a set of Sentinels names, and the choice of a
- * node for a slot under the read policy.
+ * pool of connections, its connect backoff and its figures), the slot map and
+ * its refreshes from CLUSTER SLOTS, the master a set of Sentinels names (and
+ * the +switch-master subscription), the choice of a node for a slot under the
+ * read policy, and the flush of corked connections. It sits above conn.c and
+ * below the router, and never handles a request: the router hands requests
+ * their connections (and keeps those that wait for one); what the cluster
+ * tells it goes through c->events and c->pool_ops, which the router installed.
  *
  * Refreshes: at most one in flight; asked for on MOVED, on a lost or failed
  * connection, and every SG_REFRESH_PERIOD_MS; never closer together than
  * SG_REFRESH_MIN_MS plus jitter. A map that covers fewer slots than the one in
  * force is applied only when a second refresh confirms it.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "engine.h"
 
@@ -20,12 +24,6 @@
 #define SG_REFRESH_JITTER_MS 50
 #define SG_REFRESH_PERIOD_MS 10000
 #define SG_TICK_MS 1000
-
-uint64_t sg_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* ---- nodes ---------------------------------------------------------------------- */
 
@@ -90,6 +88,49 @@ static void node_free(sg_node *node) {
 
 /* ---- pools ------------------------------------------------------------------------ */
 
+void sg_client_flush(sg_client *c) {
+    int i, k;
+    for (i = 0; i < c->nnodes; i++) {
+        sg_node *node = c->nodes[i];
+        for (k = 0; k < node->nconns; k++) sg_conn_flush(node->conns[k]);
+    }
+}
+
+/* A connection to node, reporting to owner through ops. */
+static sg_conn *node_open(sg_node *node, const sg_conn_ops *ops, void *owner, int role) {
+    sg_client *c = node->client;
+    sg_conn_peer peer;
+    peer.host = node->host;
+    peer.port = node->port;
+    peer.addr = node->addr;
+    peer.sentinel = node->sentinel;
+    peer.readonly = !node->sentinel && c->mode == SG_MODE_CLUSTER && node->role == SG_ROLE_REPLICA;
+    peer.database = !node->sentinel && c->mode != SG_MODE_CLUSTER ? c->database : 0;
+    peer.st = &node->st;
+    return sg_conn_open(&c->net, &peer, ops, owner, role);
+}
+
+sg_conn *sg_node_open_conn(sg_node *node, const sg_conn_ops *ops, void *owner, int role) {
+    return node_open(node, ops, owner, role);
+}
+
+/* The connect backoff: a node that refused us is not tried again before
+ * retry_at (doubling from 50 ms to 2 s). */
+void sg_pool_connect_result(void *owner, sg_conn *conn, int ok, const char *why) {
+    sg_node *node = owner;
+    (void)conn;
+    if (ok) {
+        node->connect_errors = 0;
+        node->backoff_ms = 0;
+        return;
+    }
+    node->connect_errors++;
+    node->backoff_ms = node->backoff_ms ? node->backoff_ms * 2 : 50;
+    if (node->backoff_ms > 2000) node->backoff_ms = 2000;
+    node->retry_at = sg_now_ms() + (uint64_t)node->backoff_ms;
+    snprintf(node->last_error, sizeof node->last_error, "%.150s", why);
+}
+
 static int add_conn(sg_node *node, sg_conn *conn) {
     if (sg_grow((void **)&node->conns, &node->cap_conns, node->nconns, sizeof *node->conns, 4))
         return SG_ENOMEM;
@@ -97,186 +138,35 @@ static int add_conn(sg_node *node, sg_conn *conn) {
     return SG_OK;
 }
 
-static void serve_waiters(sg_node *node);
-
-void sg_node_conn_closed(sg_node *node, sg_conn *conn) {
+void sg_pool_closed(void *owner, sg_conn *conn, int code, const char *msg) {
+    sg_node *node = owner;
     int i;
-    if (node->client->sub == conn) {
-        /* the +switch-master subscription is gone: the next look-up renews it */
-        node->client->sub = NULL;
-        if (!node->client->freeing) sg_cluster_refresh(node->client, 0);
-    }
+    (void)code;
+    (void)msg;
     for (i = 0; i < node->nconns; i++) {
         if (node->conns[i] != conn) continue;
         node->conns[i] = node->conns[--node->nconns];
         break;
     }
     /* the pool has room again: a waiter need not wait out its timeout */
-    if (node->waiters && !node->client->freeing) serve_waiters(node);
+    if (node->waiters && !node->client->net.freeing) node->client->events->node_room(node);
 }
 
-/* Opens a connection, or fails the request saying why not. */
-static sg_conn *open_conn(sg_node *node, sg_req *req) {
-    sg_conn *conn = sg_conn_open(node);
-    if (conn == NULL || add_conn(node, conn) != SG_OK) {
-        if (conn) sg_conn_close(conn);
-        sg_req_on_conn_failure(req, node, 0, SG_ENOMEM,
-                               "out of memory opening a connection");
+sg_conn *sg_pool_open(sg_node *node) {
+    sg_conn *conn = node_open(node, node->client->pool_ops, node, SG_CONN_POOLED);
+    if (conn && add_conn(node, conn) != SG_OK) {
+        sg_conn_close(conn);
         return NULL;
     }
     return conn;
 }
 
-static void send_on(sg_conn *conn, sg_req *req) {
-    int asking = req->asking != NULL;
-    req->asking = NULL;
-    if (req->exclusive) conn->exclusive = 1;
-    if (sg_conn_send(conn, req, asking) != SG_OK) {
-        /* part of the command may be queued: the connection is spoiled, and
-         * req is not in its FIFO (the push is the last step), so it is
-         * failed here, unsent */
-        sg_node *node = conn->node;
-        char msg[SG_ERRMSG_MAX];
-        snprintf(msg, sizeof msg, "out of memory queueing a command for node %s", node->addr);
-        sg_conn_fail(conn, SG_ENOMEM, "%s", msg);
-        sg_req_on_conn_failure(req, node, 0, SG_ENOMEM, msg);
-    }
-}
-
-static void wait_expired(evutil_socket_t fd, short what, void *arg);
-
-/* Tries to give req a connection now; 0 when it must wait.
- *
- * Every shared command to a node goes on the first connection that can
- * carry it, never the least busy: Redis runs one connection's commands in
- * the order they came, so a caller's commands to one node keep theirs (a
- * pipelined SET k v; GET k reads v, SET k 1; SET k 2 leaves 2). Spread over
- * two connections, the node may run the second first. Further connections
- * serve what needs one of its own (blocking commands) and, once those end,
- * wait idle until they are trimmed. */
-static int try_submit(sg_node *node, sg_req *req) {
-    sg_client *c = node->client;
-    sg_conn *best = NULL, *conn;
-    int i;
-    for (i = 0; i < node->nconns && best == NULL; i++) {
-        sg_conn *k = node->conns[i];
-        if (k->exclusive || k->state == SG_CONN_CLOSED) continue;
-        if (req->exclusive && k->pcount > 0) continue;
-        best = k;
-    }
-    if (best) {
-        send_on(best, req);
-        return 1;
-    }
-    if (node->nconns < c->max_active) {
-        if ((conn = open_conn(node, req)) != NULL) send_on(conn, req);
-        return 1;
-    }
-    return 0;
-}
-
-void sg_node_submit(sg_node *node, sg_req *req) {
-    sg_client *c = node->client;
-    struct timeval tv;
-    /* A node that refused us recently: fail fast while it backs off. */
-    if (node->nconns == 0 && node->connect_errors > 0 && sg_now_ms() < node->retry_at) {
-        char msg[SG_ERRMSG_MAX];
-        snprintf(msg, sizeof msg,
-                 "cannot connect to node %.100s: %.150s (%d failed attempt%s; next in %llu ms)",
-                 node->addr, node->last_error[0] ? node->last_error : "connection failed",
-                 node->connect_errors, node->connect_errors == 1 ? "" : "s",
-                 (unsigned long long)(node->retry_at - sg_now_ms()));
-        sg_req_on_conn_failure(req, node, 0, SG_ECONNECT, msg);
-        return;
-    }
-    if (try_submit(node, req)) return;
-    /* Every connection is held: wait, at most the timeout. */
-    node->st.pool_waits++;
-    if (req->timer == NULL && (req->timer = evtimer_new(c->base, wait_expired, req)) == NULL) {
-        sg_req_finish(req, NULL, SG_ENOMEM, "out of memory waiting for a connection");
-        return;
-    }
-    evtimer_assign(req->timer, c->base, wait_expired, req);
-    tv.tv_sec = c->timeout_ms / 1000;
-    tv.tv_usec = (c->timeout_ms % 1000) * 1000;
-    evtimer_add(req->timer, &tv);
-    req->wait_deadline = sg_now_ms() + (uint64_t)c->timeout_ms;
-    req->waiting = 1;
-    req->last_node = node;
-    req->next = NULL;
-    if (node->waiters_tail) node->waiters_tail->next = req;
-    else node->waiters = req;
-    node->waiters_tail = req;
-    node->nwaiters++;
-}
-
-static void unlink_waiter(sg_node *node, sg_req *req) {
-    sg_req **pp = &node->waiters, *prev = NULL;
-    while (*pp && *pp != req) {
-        prev = *pp;
-        pp = &(*pp)->next;
-    }
-    if (*pp == NULL) return;
-    *pp = req->next;
-    if (node->waiters_tail == req) node->waiters_tail = prev;
-    node->nwaiters--;
-    req->next = NULL;
-    req->waiting = 0;
-}
-
-/* Fails every request waiting for a connection of node (client closing). */
-void sg_node_fail_waiters(sg_node *node, int code, const char *msg) {
-    while (node->waiters) {
-        sg_req *req = node->waiters;
-        unlink_waiter(node, req);
-        evtimer_del(req->timer);
-        sg_req_finish(req, NULL, code, msg);
-    }
-}
-
-static void wait_expired(evutil_socket_t fd, short what, void *arg) {
-    sg_req *req = arg;
-    sg_node *node = req->last_node;
-    sg_client *c = node->client;
-    char msg[SG_ERRMSG_MAX];
-    (void)fd;
-    (void)what;
-    unlink_waiter(node, req);
-    node->st.pool_timeouts++;
-    snprintf(msg, sizeof msg,
-             "node %s: all %d connections busy (optimisation_max_active %d); waited %d ms",
-             node->addr, node->nconns, c->max_active, c->timeout_ms);
-    sg_req_finish(req, NULL, SG_EPOOL, msg);
-}
-
-/* Gives waiting requests a connection, in order, while one can be had. */
-static void serve_waiters(sg_node *node) {
-    while (node->waiters) {
-        sg_req *req = node->waiters;
-        unlink_waiter(node, req);
-        evtimer_del(req->timer);
-        if (!try_submit(node, req)) {
-            /* still nothing: back to the head of the line, same deadline */
-            struct timeval tv;
-            uint64_t now = sg_now_ms(), left = req->wait_deadline > now ? req->wait_deadline - now : 0;
-            req->waiting = 1;
-            req->next = node->waiters;
-            node->waiters = req;
-            if (node->waiters_tail == NULL) node->waiters_tail = req;
-            node->nwaiters++;
-            tv.tv_sec = (long)(left / 1000);
-            tv.tv_usec = (long)(left % 1000) * 1000;
-            evtimer_add(req->timer, &tv);
-            break;
-        }
-    }
-}
-
-void sg_node_conn_released(sg_node *node, sg_conn *conn) {
+void sg_pool_idle(void *owner, sg_conn *conn) {
+    sg_node *node = owner;
     sg_client *c = node->client;
     int idle = 0, i;
-    if (conn->on_push == NULL) conn->exclusive = 0; /* a subscriber stays apart */
-    serve_waiters(node); /* waiters first, in order */
+    if (conn->role == SG_CONN_POOLED) conn->exclusive = 0; /* a subscriber stays apart */
+    if (node->waiters) c->events->node_room(node); /* waiters first, in order */
     /* Keep at most max_idle idle connections. */
     for (i = 0; i < node->nconns; i++)
         if (node->conns[i]->pcount == 0 && !node->conns[i]->exclusive) idle++;
@@ -291,7 +181,7 @@ void sg_node_conn_released(sg_node *node, sg_conn *conn) {
 
 /* Closes connections idle for 240 × timeout, as Tyk's pool does. */
 static void expire_idle(sg_client *c) {
-    uint64_t now = sg_now_ms(), limit = 240ull * (uint64_t)c->timeout_ms;
+    uint64_t now = sg_now_ms(), limit = 240ull * (uint64_t)c->net.timeout_ms;
     int n, i;
     for (n = 0; n < c->nnodes; n++) {
         sg_node *node = c->nodes[n];
@@ -506,31 +396,6 @@ int sg_cluster_apply_slots(sg_client *c, const sg_reply *r, const sg_node *asked
 
 /* ---- refreshes ---------------------------------------------------------------------------- */
 
-/* Reverses the client's retry list in place. */
-static void reverse_retrying(sg_client *c) {
-    sg_req *r = c->retrying, *prev = NULL;
-    while (r) {
-        sg_req *next = r->next;
-        r->next = prev;
-        prev = r;
-        r = next;
-    }
-    c->retrying = prev;
-}
-
-/* A new map is in: commands waiting out a retry backoff (their node failed,
- * or said CLUSTERDOWN) go now, to where the map sends them, in the order
- * they went into the backoff (the loop runs active events in the order
- * activated). The list has the newest first: walked as it is, a pipelined
- * GET k went before its SET k, and read nil. */
-static void retry_now(sg_client *c) {
-    sg_req *r;
-    reverse_retrying(c);
-    for (r = c->retrying; r; r = r->next)
-        if (r->timer && evtimer_pending(r->timer, NULL)) event_active(r->timer, EV_TIMEOUT, 1);
-    reverse_retrying(c);
-}
-
 static void start_refresh(sg_client *c);
 
 /* The node to ask next: map nodes first (rotating), then the seeds. */
@@ -555,7 +420,7 @@ static void refresh_done(sg_client *c, int ok) {
         sg_buf_free(&c->refresh_errors);
         if (!c->ready) {
             c->ready = 1;
-            sg_client_map_ready(c);
+            c->events->map_ready(c);
         }
     }
 }
@@ -598,11 +463,11 @@ static void refresh_failed_once(sg_client *c, sg_node *node, int code, const cha
         sg_buf_free(&c->refresh_errors);
         refresh_done(c, 0);
         if (!c->ready)
-            sg_client_map_failed(c,
-                                 c->refresh_code == SG_EAUTH || c->refresh_code == SG_ENOMEM
-                                     ? c->refresh_code
-                                     : SG_ECONNECT,
-                                 msg);
+            c->events->map_failed(c,
+                                  c->refresh_code == SG_EAUTH || c->refresh_code == SG_ENOMEM
+                                      ? c->refresh_code
+                                      : SG_ECONNECT,
+                                  msg);
         else sg_log(SG_LOG_WARN, "%s", msg);
     }
 }
@@ -613,7 +478,7 @@ static void on_refresh_reply(sg_client *c, sg_reply *reply, int status, const ch
     sg_node **slots;
     char why[SG_ERRMSG_MAX];
     int covered;
-    if (c->freeing) {
+    if (c->net.freeing) {
         sg_reply_free(reply);
         return;
     }
@@ -649,7 +514,7 @@ static void on_refresh_reply(sg_client *c, sg_reply *reply, int status, const ch
         return;
     }
     c->suspect = 0;
-    if (sg_cluster_apply_slots(c, reply, asked, slots) == SG_OK) retry_now(c);
+    if (sg_cluster_apply_slots(c, reply, asked, slots) == SG_OK) c->events->map_changed(c);
     else {
         sg_free(slots);
         sg_reply_free(reply);
@@ -682,8 +547,9 @@ static void switch_master(sg_client *c, sg_node *master, const sg_node *sentinel
 }
 
 /* A message on +switch-master: "name oldip oldport newip newport". */
-static void on_switch_master(sg_conn *conn, sg_reply *r) {
-    sg_client *c = conn->node->client;
+static void on_switch_master(void *owner, sg_conn *conn, sg_reply *r) {
+    sg_node *sentinel = owner;
+    sg_client *c = sentinel->client;
     char name[256], oldip[256], newip[256];
     int oldport, newport;
     if (r->type == SG_REPLY_ARRAY && r->elements == 3 && r->element[2]->type == SG_REPLY_STRING &&
@@ -693,27 +559,44 @@ static void on_switch_master(sg_conn *conn, sg_reply *r) {
         strcmp(name, c->master_name) == 0) {
         sg_node *master = sg_node_get(c, newip, newport);
         if (master) {
-            switch_master(c, master, conn->node, "+switch-master");
+            switch_master(c, master, sentinel, "+switch-master");
             c->switched_to = master;
             c->switched_at = sg_now_ms();
             c->last_refresh = c->switched_at;
         }
     }
+    (void)conn;
     sg_reply_free(r);
 }
+
+/* The subscription is gone: the next look-up renews it. */
+static void sub_closed(void *owner, sg_conn *conn, int code, const char *msg) {
+    sg_node *sentinel = owner;
+    sg_client *c = sentinel->client;
+    assert(c->sub == conn || c->sub == NULL);
+    if (c->sub == conn) {
+        c->sub = NULL;
+        if (!c->net.freeing) sg_cluster_refresh(c, 0);
+    }
+    sg_pool_closed(owner, conn, code, msg);
+}
+
+/* The subscription is one of the sentinel's pooled connections, never lent. */
+static const sg_conn_ops sub_ops = {
+    NULL, NULL, NULL, on_switch_master, sg_pool_idle, sub_closed, sg_pool_connect_result,
+};
 
 /* Subscribes to a sentinel's +switch-master, once. */
 static void subscribe_switch(sg_client *c, sg_node *sentinel) {
     static const char *const words[] = {"SUBSCRIBE", "+switch-master"};
     sg_conn *conn;
-    if (c->sub || c->freeing) return;
-    if ((conn = sg_conn_open(sentinel)) == NULL) return;
+    if (c->sub || c->net.freeing) return;
+    if ((conn = node_open(sentinel, &sub_ops, sentinel, SG_CONN_SUBSCRIBER)) == NULL) return;
     if (add_conn(sentinel, conn) != SG_OK) {
         sg_conn_close(conn);
         return;
     }
     conn->exclusive = 1; /* never lent to a command */
-    conn->on_push = on_switch_master;
     if (sg_conn_send_words(conn, words, 2) != SG_OK) {
         sg_conn_close(conn);
         return;
@@ -725,7 +608,7 @@ static void on_sentinel_reply(sg_client *c, sg_reply *reply, int status, const c
                               void *ud) {
     sg_node *asked = ud, *master;
     char why[SG_ERRMSG_MAX];
-    if (c->freeing) {
+    if (c->net.freeing) {
         sg_reply_free(reply);
         return;
     }
@@ -785,37 +668,23 @@ static sg_node *next_sentinel(sg_client *c) {
 /* Sends the map (or master) query to one node. */
 static void ask_node(sg_client *c, sg_node *node) {
     static const char slots_cmd[] = "*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n";
-    sg_req *req = sg_calloc(1, sizeof *req);
-    sg_buf b = {0};
-    if (req == NULL) {
-        refresh_failed_once(c, node, SG_ENOMEM, "out of memory");
-        return;
-    }
-    req->client = c;
-    req->slot = -1;
-    req->target = node;
-    req->retries = 1 << 20; /* never retried: the next node is asked */
-    req->ud = node;
+    int rc;
     if (c->mode == SG_MODE_SENTINEL) {
-        sg_buf_printf(&b, "*3\r\n$8\r\nSENTINEL\r\n$23\r\nget-master-addr-by-name\r\n$%zu\r\n%s\r\n",
+        sg_buf b = {0};
+        sg_buf_printf(&b,
+                      "*3\r\n$8\r\nSENTINEL\r\n$23\r\nget-master-addr-by-name\r\n$%zu\r\n%s\r\n",
                       strlen(c->master_name), c->master_name);
-        req->fn = on_sentinel_reply;
+        rc = b.oom ? SG_ENOMEM : c->events->query(c, node, b.data, b.len, on_sentinel_reply, node);
+        sg_buf_free(&b);
     } else {
-        sg_buf_append(&b, slots_cmd, sizeof slots_cmd - 1);
-        req->fn = on_refresh_reply;
+        rc = c->events->query(c, node, slots_cmd, sizeof slots_cmd - 1, on_refresh_reply, node);
     }
-    req->cmdlen = b.len;
-    if ((req->cmd = sg_buf_take(&b)) == NULL) {
-        sg_free(req);
-        refresh_failed_once(c, node, SG_ENOMEM, "out of memory");
-        return;
-    }
-    sg_node_submit(node, req);
+    if (rc != SG_OK) refresh_failed_once(c, node, SG_ENOMEM, "out of memory");
 }
 
 static void start_refresh(sg_client *c) {
     sg_node *node;
-    if (c->refreshing || c->freeing) return;
+    if (c->refreshing || c->net.freeing) return;
     if (c->mode == SG_MODE_SINGLE) return;
     c->refreshing = 1;
     c->refresh_attempts = 0;
@@ -828,7 +697,7 @@ static void start_refresh(sg_client *c) {
             if (c->nodes[i]->sentinel == (c->mode == SG_MODE_SENTINEL)) node = c->nodes[i];
         if (node == NULL) {
             refresh_done(c, 0);
-            sg_client_map_failed(c, SG_ECONFIG, "no node to ask for the slot map");
+            c->events->map_failed(c, SG_ECONFIG, "no node to ask for the slot map");
             return;
         }
         node->retry_at = 0;
@@ -845,7 +714,7 @@ static void refresh_timer_cb(evutil_socket_t fd, short what, void *arg) {
 void sg_cluster_refresh(sg_client *c, int urgent) {
     uint64_t now = sg_now_ms(), next;
     struct timeval tv;
-    if (c->mode == SG_MODE_SINGLE || c->refreshing || c->freeing) return;
+    if (c->mode == SG_MODE_SINGLE || c->refreshing || c->net.freeing) return;
     if (evtimer_pending(c->refresh_timer, NULL)) return;
     next = c->last_refresh + SG_REFRESH_MIN_MS + (uint64_t)(rand() % SG_REFRESH_JITTER_MS);
     if (!urgent) next += SG_REFRESH_MIN_MS;
@@ -891,8 +760,8 @@ int sg_cluster_start(sg_client *c) {
             break; /* the first address only */
         }
     }
-    c->refresh_timer = evtimer_new(c->base, refresh_timer_cb, c);
-    c->tick = event_new(c->base, -1, EV_PERSIST, tick_cb, c);
+    c->refresh_timer = evtimer_new(c->net.base, refresh_timer_cb, c);
+    c->tick = event_new(c->net.base, -1, EV_PERSIST, tick_cb, c);
     if (c->refresh_timer == NULL || c->tick == NULL)
         return sg_seterr(&c->err, SG_ENOMEM, "out of memory creating timers");
     evtimer_add(c->tick, &tick);

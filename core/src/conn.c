@@ -2,9 +2,13 @@
  * conn.c — one connection to one Redis node: a bufferevent (TLS through
  * bufferevent_openssl when the upstream uses it), the handshake (AUTH,
  * SELECT, READONLY) pipelined ahead of the first command, the replies (as
- * bytes for a proxy, or as trees) and the FIFO of pending replies. It owns the connection's
- * failures: each pending request learns whether its bytes had left.
+ * bytes for a proxy, or as trees) and the FIFO of pending replies, each an
+ * opaque tag of its owner's. It owns the connection's failures: each pending
+ * tag learns whether its bytes had left. Everything goes to the owner through
+ * the sg_conn_ops given at sg_conn_open; nothing here calls a layer above, nor
+ * knows what a request, a node or a client is.
  */
+#include <assert.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -17,7 +21,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "engine.h"
+#include "conn.h"
 
 /* ---- where a command's bytes go ------------------------------------------------ */
 
@@ -25,7 +29,7 @@
  * commands wait in conn->cork: each node's share then leaves in one write
  * (sg_conn_flush). Returns 1 when conn is corked. */
 static int cork(sg_conn *conn) {
-    sg_client *c = conn->node->client;
+    sg_conn_cfg *c = conn->cfg;
     if (conn->corked) return 1;
     if (!(c->corked || c->batching) || conn->handshaking) return 0;
     conn->corked = 1;
@@ -54,17 +58,9 @@ void sg_conn_flush(sg_conn *conn) {
     out = bufferevent_get_output(conn->bev);
     /* straight to the socket when nothing is queued before it: no loop turn
      * for writability, no poll registration */
-    if (conn->state == SG_CONN_READY && !conn->node->client->ssl && evbuffer_get_length(out) == 0)
+    if (conn->state == SG_CONN_READY && !conn->cfg->ssl && evbuffer_get_length(out) == 0)
         evbuffer_write(conn->cork, bufferevent_getfd(conn->bev));
     if (evbuffer_get_length(conn->cork) > 0) bufferevent_write_buffer(conn->bev, conn->cork);
-}
-
-void sg_client_flush(sg_client *c) {
-    int i, k;
-    for (i = 0; i < c->nnodes; i++) {
-        sg_node *node = c->nodes[i];
-        for (k = 0; k < node->nconns; k++) sg_conn_flush(node->conns[k]);
-    }
 }
 
 /* ---- RESP formatting of internal commands ---------------------------------- */
@@ -105,12 +101,13 @@ static int pend_reserve(sg_conn *conn, size_t n) {
     return SG_OK;
 }
 
-static int pend_push(sg_conn *conn, sg_req *req, int kind) {
+static int pend_push(sg_conn *conn, void *tag, int kind, int raw) {
     sg_pending *p;
     if (pend_reserve(conn, 1) != SG_OK) return SG_ENOMEM;
     p = &conn->pend[(conn->phead + conn->pcount) % conn->pcap];
-    p->req = req;
-    p->kind = kind;
+    p->tag = tag;
+    p->kind = (uint8_t)kind;
+    p->raw = (uint8_t)raw;
     p->end = conn->queued;
     p->sent = sg_now_ms();
     conn->pcount++;
@@ -118,7 +115,9 @@ static int pend_push(sg_conn *conn, sg_req *req, int kind) {
 }
 
 static sg_pending pend_pop(sg_conn *conn) {
-    sg_pending p = conn->pend[conn->phead];
+    sg_pending p;
+    assert(conn->pcount > 0 && "popping an empty pending FIFO");
+    p = conn->pend[conn->phead];
     conn->phead = (conn->phead + 1) % conn->pcap;
     conn->pcount--;
     return p;
@@ -130,7 +129,7 @@ static sg_pending pend_pop(sg_conn *conn) {
  * long means the node stalled. None while idle. */
 static void set_read_timeout(sg_conn *conn, long long ms) {
     struct timeval rd, wr;
-    sg_client *c = conn->node->client;
+    const sg_conn_cfg *c = conn->cfg;
     if (ms == conn->read_timeout_ms) return;
     conn->read_timeout_ms = ms;
     wr.tv_sec = c->timeout_ms / 1000;
@@ -158,13 +157,16 @@ static void conn_destroy(sg_conn *conn) {
 }
 
 void sg_conn_close(sg_conn *conn) {
-    sg_node_conn_closed(conn->node, conn);
+    assert(conn->state != SG_CONN_CLOSED && "closing a connection twice");
+    conn->state = SG_CONN_CLOSED;
+    if (conn->ops->closed) conn->ops->closed(conn->owner, conn, SG_OK, NULL);
     conn_destroy(conn);
 }
 
 void sg_conn_fail(sg_conn *conn, int code, const char *fmt, ...) {
     char msg[SG_ERRMSG_MAX];
-    sg_node *node = conn->node;
+    const sg_conn_ops *ops = conn->ops;
+    void *owner = conn->owner;
     size_t sent, n, i;
     sg_pending *pend;
     va_list ap;
@@ -175,8 +177,7 @@ void sg_conn_fail(sg_conn *conn, int code, const char *fmt, ...) {
     conn->state = SG_CONN_CLOSED;
     sent = conn->queued - evbuffer_get_length(bufferevent_get_output(conn->bev)) -
            evbuffer_get_length(conn->held) - evbuffer_get_length(conn->cork);
-    if (code != SG_ECLOSED || strcmp(msg, "client closed") != 0) sg_log(SG_LOG_WARN, "%s", msg);
-    if (conn->on_fail) conn->on_fail(conn, code, msg); /* a link's owner learns why */
+    if (!conn->cfg->freeing) sg_log(SG_LOG_WARN, "%s", msg);
     /* Take the pending list first: the requests may be sent again, to other
      * connections, while we go through it. */
     n = conn->pcount;
@@ -185,14 +186,14 @@ void sg_conn_fail(sg_conn *conn, int code, const char *fmt, ...) {
         sg_pending p = pend_pop(conn);
         if (pend) pend[i] = p;
         else if (p.kind == SG_PEND_USER) /* no memory even for the list */
-            sg_req_on_conn_failure(p.req, node, p.end <= sent, code, msg);
+            ops->lost(owner, p.tag, p.end <= sent, code, msg);
     }
-    sg_node_conn_closed(node, conn);
+    if (ops->closed) ops->closed(owner, conn, code, msg);
     conn_destroy(conn);
     if (pend) {
         for (i = 0; i < n; i++)
             if (pend[i].kind == SG_PEND_USER)
-                sg_req_on_conn_failure(pend[i].req, node, pend[i].end <= sent, code, msg);
+                ops->lost(owner, pend[i].tag, pend[i].end <= sent, code, msg);
         sg_free(pend);
     }
 }
@@ -208,7 +209,7 @@ static void on_handshake_reply(sg_conn *conn, sg_reply *r, int *failed) {
                        : SG_EPROTO;
         *failed = 1;
         sg_conn_fail(conn, code, "%s %s refused the connection handshake: %s",
-                     conn->node->sentinel ? "sentinel" : "node", conn->node->addr, r->str);
+                     conn->sentinel ? "sentinel" : "node", conn->addr, r->str);
     }
 }
 
@@ -227,15 +228,14 @@ static void on_read(struct bufferevent *bev, void *arg) {
 /* One reply built as a tree: to its request, the handshake, or the
  * subscriber. Returns -1 when the connection was closed meanwhile. */
 static int take_reply(sg_conn *conn, sg_reply *r) {
-    sg_node *node = conn->node;
     sg_pending p;
-    if (conn->pcount == 0 && conn->on_push) {
-        conn->on_push(conn, r);
+    if (conn->pcount == 0 && conn->ops->push) {
+        conn->ops->push(conn->owner, conn, r);
         return conn->state == SG_CONN_CLOSED ? -1 : 0;
     }
     if (conn->pcount == 0) {
         sg_reply_free(r);
-        sg_conn_fail(conn, SG_EPROTO, "node %s sent a reply nobody asked for", node->addr);
+        sg_conn_fail(conn, SG_EPROTO, "node %s sent a reply nobody asked for", conn->addr);
         return -1;
     }
     p = pend_pop(conn);
@@ -249,8 +249,8 @@ static int take_reply(sg_conn *conn, sg_reply *r) {
     } else if (p.kind == SG_PEND_ASKING || p.kind == SG_PEND_DROP) {
         sg_reply_free(r); /* a failed ASKING shows in the next reply */
     } else {
-        if (r->type == SG_REPLY_ERROR) node->st.errors++;
-        sg_req_on_reply(p.req, node, r);
+        if (r->type == SG_REPLY_ERROR) conn->st->errors++;
+        conn->ops->reply(conn->owner, p.tag, r);
         if (conn->state == SG_CONN_CLOSED) return -1; /* closed under us */
     }
     return 0;
@@ -264,7 +264,7 @@ static int take_reply(sg_conn *conn, sg_reply *r) {
  * its place between reads. */
 static void read_replies(struct bufferevent *bev, sg_conn *conn) {
     struct evbuffer *in = bufferevent_get_input(bev);
-    sg_node *node = conn->node;
+    const char *addr = conn->addr;
     for (;;) {
         struct evbuffer_iovec vec;
         sg_pending *head;
@@ -275,18 +275,18 @@ static void read_replies(struct bufferevent *bev, sg_conn *conn) {
             len = sg_reply_scan(vec.iov_base, vec.iov_len);
         if (len == 0) len = sg_reply_scan_buffer(&conn->scan, in);
         if (len < 0) {
-            sg_conn_fail(conn, SG_EPROTO, "node %s: cannot parse reply: not RESP", node->addr);
+            sg_conn_fail(conn, SG_EPROTO, "node %s: cannot parse reply: not RESP", addr);
             return;
         }
         if (len == 0) break; /* more must come */
         if ((data = (const char *)evbuffer_pullup(in, len)) == NULL) {
-            sg_conn_fail(conn, SG_ENOMEM, "node %s: out of memory reading a reply", node->addr);
+            sg_conn_fail(conn, SG_ENOMEM, "node %s: out of memory reading a reply", addr);
             return;
         }
         head = conn->pcount ? &conn->pend[conn->phead] : NULL;
-        if (head && head->kind == SG_PEND_USER && data[0] != '-' && SG_REQ_RAW_OK(head->req)) {
+        if (head && head->raw && data[0] != '-') {
             sg_pending p = pend_pop(conn);
-            sg_req_finish_raw(p.req, data, (size_t)len);
+            conn->ops->raw(conn->owner, p.tag, data, (size_t)len);
             evbuffer_drain(in, (size_t)len);
             if (conn->state == SG_CONN_CLOSED) return; /* closed under us */
         } else {
@@ -300,7 +300,7 @@ static void read_replies(struct bufferevent *bev, sg_conn *conn) {
                 status = r ? SG_OK : SG_ENOMEM;
             }
             if (r == NULL) {
-                sg_conn_fail(conn, status, "node %s: %s", node->addr,
+                sg_conn_fail(conn, status, "node %s: %s", addr,
                              status == SG_ENOMEM ? "out of memory reading a reply"
                                                  : "malformed reply");
                 return;
@@ -312,22 +312,22 @@ static void read_replies(struct bufferevent *bev, sg_conn *conn) {
     conn->last_used = sg_now_ms();
     if (conn->pcount == 0) {
         /* a connection back from a blocking command gets the usual timeout */
-        if (conn->read_timeout_ms != node->client->timeout_ms || conn->timer_short) {
+        if (conn->read_timeout_ms != conn->cfg->timeout_ms || conn->timer_short) {
             conn->timer_short = 0;
             conn->read_timeout_ms = -2; /* forces the set */
-            set_read_timeout(conn, node->client->timeout_ms);
+            set_read_timeout(conn, conn->cfg->timeout_ms);
         }
-        sg_node_conn_released(node, conn); /* may close conn: last */
+        if (conn->ops->idle) conn->ops->idle(conn->owner, conn); /* may close conn: last */
     }
 }
 
 /* What went wrong on a bufferevent, in words. */
 static void describe_error(sg_conn *conn, short what, char *out, size_t outlen) {
     int dns = bufferevent_socket_get_dns_error(conn->bev);
-    unsigned long ssl_err = conn->node->client->ssl ? bufferevent_get_openssl_error(conn->bev) : 0;
+    unsigned long ssl_err = conn->cfg->ssl ? bufferevent_get_openssl_error(conn->bev) : 0;
     int err = EVUTIL_SOCKET_ERROR();
     if (dns) {
-        snprintf(out, outlen, "cannot resolve \"%s\": %s", conn->node->host,
+        snprintf(out, outlen, "cannot resolve \"%s\": %s", conn->host,
                  evutil_gai_strerror(dns));
     } else if (ssl_err) {
         char buf[256];
@@ -344,8 +344,9 @@ static void describe_error(sg_conn *conn, short what, char *out, size_t outlen) 
 
 static void on_event(struct bufferevent *bev, short what, void *arg) {
     sg_conn *conn = arg;
-    sg_node *node = conn->node;
-    sg_client *c = node->client;
+    const sg_conn_cfg *c = conn->cfg;
+    const char *addr = conn->addr; /* the peer's: outlives conn */
+    sg_node_stats *st = conn->st;  /* likewise */
     char why[300];
     (void)bev;
     if (what & BEV_EVENT_CONNECTED) {
@@ -355,8 +356,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg) {
          * (TCP only; a Unix socket refuses the option, harmlessly) */
         setsockopt(bufferevent_getfd(conn->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         conn->state = SG_CONN_READY;
-        node->connect_errors = 0;
-        node->backoff_ms = 0;
+        if (conn->ops->connect_result) conn->ops->connect_result(conn->owner, conn, 1, NULL);
         return;
     }
     if (what & BEV_EVENT_TIMEOUT) {
@@ -382,30 +382,26 @@ static void on_event(struct bufferevent *bev, short what, void *arg) {
         }
         if (conn->state == SG_CONN_CONNECTING)
             sg_conn_fail(conn, SG_ETIMEOUT, "cannot connect to node %s: no answer within %d ms",
-                         node->addr, c->timeout_ms);
+                         addr, c->timeout_ms);
         else if (what & BEV_EVENT_READING)
             sg_conn_fail(conn, SG_ETIMEOUT,
                          "node %s did not answer within %lld ms (%zu command%s in flight)",
-                         node->addr, conn->read_timeout_ms, conn->pcount,
+                         addr, conn->read_timeout_ms, conn->pcount,
                          conn->pcount == 1 ? "" : "s");
         else
-            sg_conn_fail(conn, SG_ETIMEOUT, "node %s: write stalled for %d ms", node->addr,
+            sg_conn_fail(conn, SG_ETIMEOUT, "node %s: write stalled for %d ms", addr,
                          c->timeout_ms);
-        node->st.timeouts++;
+        st->timeouts++; /* conn is gone */
         return;
     }
     describe_error(conn, what, why, sizeof why);
     if (conn->state == SG_CONN_CONNECTING) {
         int code = strncmp(why, "TLS", 3) == 0 ? SG_ETLS : SG_ECONNECT;
-        node->connect_errors++;
-        node->backoff_ms = node->backoff_ms ? node->backoff_ms * 2 : 50;
-        if (node->backoff_ms > 2000) node->backoff_ms = 2000;
-        node->retry_at = sg_now_ms() + (uint64_t)node->backoff_ms;
-        snprintf(node->last_error, sizeof node->last_error, "%.150s", why);
-        sg_conn_fail(conn, code, "cannot connect to node %s: %s", node->addr, why);
+        if (conn->ops->connect_result) conn->ops->connect_result(conn->owner, conn, 0, why);
+        sg_conn_fail(conn, code, "cannot connect to node %s: %s", addr, why);
     } else {
         sg_conn_fail(conn, what & BEV_EVENT_EOF ? SG_ECLOSED : SG_EIO,
-                     "connection to node %s lost: %s", node->addr, why);
+                     "connection to node %s lost: %s", addr, why);
     }
 }
 
@@ -417,8 +413,8 @@ static int is_ip(const char *host) {
 }
 
 static struct bufferevent *new_bev(sg_conn *conn) {
-    sg_client *c = conn->node->client;
-    const char *host = conn->node->host;
+    const sg_conn_cfg *c = conn->cfg;
+    const char *host = conn->host;
     SSL *ssl;
     if (c->ssl == NULL)
         return bufferevent_socket_new(c->base, -1, BEV_OPT_CLOSE_ON_FREE);
@@ -436,15 +432,14 @@ static struct bufferevent *new_bev(sg_conn *conn) {
 /* The handshake, queued ahead of any command: AUTH, SELECT, READONLY. Its
  * commands go out at once: conn->handshaking, which holds back what is
  * queued after it, is set only once they all are. */
-static int queue_handshake(sg_conn *conn) {
-    sg_node *node = conn->node;
-    sg_client *c = node->client;
+static int queue_handshake(sg_conn *conn, const sg_conn_peer *peer) {
+    const sg_conn_cfg *c = conn->cfg;
     int rc = SG_OK, n = 0;
-    if (node->sentinel) {
+    if (peer->sentinel) {
         if (c->sentinel_password && c->sentinel_password[0]) {
             const char *w[] = {"AUTH", c->sentinel_password};
             write_words(conn, w, 2);
-            rc = pend_push(conn, NULL, SG_PEND_HANDSHAKE);
+            rc = pend_push(conn, NULL, SG_PEND_HANDSHAKE, 0);
             n++;
         }
         conn->handshaking = n;
@@ -458,32 +453,40 @@ static int queue_handshake(sg_conn *conn) {
             const char *w[] = {"AUTH", c->password};
             write_words(conn, w, 2);
         }
-        if ((rc = pend_push(conn, NULL, SG_PEND_HANDSHAKE))) return rc;
+        if ((rc = pend_push(conn, NULL, SG_PEND_HANDSHAKE, 0))) return rc;
         n++;
     }
-    if (c->mode != SG_MODE_CLUSTER && c->database != 0) {
+    if (peer->database != 0) {
         char db[24];
         const char *w[] = {"SELECT", db};
-        snprintf(db, sizeof db, "%lld", c->database);
+        snprintf(db, sizeof db, "%lld", peer->database);
         write_words(conn, w, 2);
-        if ((rc = pend_push(conn, NULL, SG_PEND_HANDSHAKE))) return rc;
+        if ((rc = pend_push(conn, NULL, SG_PEND_HANDSHAKE, 0))) return rc;
         n++;
     }
-    if (c->mode == SG_MODE_CLUSTER && node->role == SG_ROLE_REPLICA) {
+    if (peer->readonly) {
         const char *w[] = {"READONLY"};
         write_words(conn, w, 1);
-        rc = pend_push(conn, NULL, SG_PEND_HANDSHAKE);
+        rc = pend_push(conn, NULL, SG_PEND_HANDSHAKE, 0);
         n++;
     }
     conn->handshaking = n;
     return rc;
 }
 
-sg_conn *sg_conn_open(sg_node *node) {
-    sg_client *c = node->client;
+sg_conn *sg_conn_open(sg_conn_cfg *cfg, const sg_conn_peer *peer, const sg_conn_ops *ops,
+                      void *owner, int role) {
     sg_conn *conn = sg_calloc(1, sizeof *conn);
     if (conn == NULL) return NULL;
-    conn->node = node;
+    conn->cfg = cfg;
+    conn->ops = ops;
+    conn->owner = owner;
+    conn->role = role;
+    conn->host = peer->host;
+    conn->port = peer->port;
+    conn->addr = peer->addr;
+    conn->sentinel = peer->sentinel;
+    conn->st = peer->st;
     conn->read_timeout_ms = -2; /* forces the first set */
     conn->last_used = sg_now_ms();
     if ((conn->held = evbuffer_new()) == NULL || (conn->cork = evbuffer_new()) == NULL ||
@@ -492,26 +495,33 @@ sg_conn *sg_conn_open(sg_node *node) {
         return NULL;
     }
     bufferevent_setcb(conn->bev, on_read, NULL, on_event, conn);
-    set_read_timeout(conn, c->timeout_ms);
+    set_read_timeout(conn, cfg->timeout_ms);
     bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
-    if (queue_handshake(conn) != SG_OK) {
+    if (queue_handshake(conn, peer) != SG_OK) {
         conn_destroy(conn);
         return NULL;
     }
     /* Failures (DNS, refused, TLS) come back through on_event; -1 here
      * means the call itself was refused, and no event follows. */
-    if (bufferevent_socket_connect_hostname(conn->bev, c->dns, AF_UNSPEC, node->host,
-                                            node->port) != 0) {
+    if (bufferevent_socket_connect_hostname(conn->bev, cfg->dns, AF_UNSPEC, conn->host,
+                                            conn->port) != 0) {
         conn_destroy(conn);
         return NULL;
     }
-    node->st.connects++;
+    conn->st->connects++;
     return conn;
 }
 
 int sg_conn_send_words(sg_conn *conn, const char *const *words, int n) {
     write_words(conn, words, n);
-    return pend_push(conn, NULL, SG_PEND_DROP);
+    return pend_push(conn, NULL, SG_PEND_DROP, 0);
+}
+
+int sg_conn_write(sg_conn *conn, const char *data, size_t len) {
+    struct evbuffer *out = conn->handshaking ? conn->held : bufferevent_get_output(conn->bev);
+    if (evbuffer_add(out, data, len) != 0) return SG_ENOMEM;
+    conn->queued += len;
+    return SG_OK;
 }
 
 /* Writes what it can of a command straight to the socket when nothing is
@@ -519,36 +529,33 @@ int sg_conn_send_words(sg_conn *conn, const char *const *words, int n) {
  * loop turn for the socket to become writable. Returns the bytes written. */
 static size_t send_now(sg_conn *conn, const char *buf, size_t len) {
     ssize_t n;
-    if (conn->state != SG_CONN_READY || conn->node->client->ssl || conn->handshaking ||
-        conn->corked || evbuffer_get_length(bufferevent_get_output(conn->bev)) > 0)
+    if (conn->state != SG_CONN_READY || conn->cfg->ssl || conn->handshaking || conn->corked ||
+        evbuffer_get_length(bufferevent_get_output(conn->bev)) > 0)
         return 0;
     n = send(bufferevent_getfd(conn->bev), buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
     return n > 0 ? (size_t)n : 0; /* errors show on the bufferevent's own write */
 }
 
-int sg_conn_send(sg_conn *conn, sg_req *req, int asking) {
+int sg_conn_send(sg_conn *conn, const char *cmd, size_t len, void *tag, int flags,
+                 long long read_timeout_ms) {
     static const char asking_cmd[] = "*1\r\n$6\r\nASKING\r\n";
     struct evbuffer *out;
     size_t done = 0;
+    int asking = (flags & SG_SEND_ASKING) != 0;
+    assert(conn->state != SG_CONN_CLOSED && conn->ops->reply && conn->ops->lost);
     /* room in the FIFO first: no byte leaves for a command it cannot track */
     if (pend_reserve(conn, asking ? 2 : 1) != SG_OK) return SG_ENOMEM;
     out = conn_out(conn);
     if (asking) {
         if (evbuffer_add(out, asking_cmd, sizeof asking_cmd - 1) != 0) return SG_ENOMEM;
         conn->queued += sizeof asking_cmd - 1;
-        if (pend_push(conn, NULL, SG_PEND_ASKING) != SG_OK) return SG_ENOMEM;
+        if (pend_push(conn, NULL, SG_PEND_ASKING, 0) != SG_OK) return SG_ENOMEM;
     } else {
-        done = send_now(conn, req->cmd, req->cmdlen);
+        done = send_now(conn, cmd, len);
     }
-    if (done < req->cmdlen && evbuffer_add(out, req->cmd + done, req->cmdlen - done) != 0)
-        return SG_ENOMEM;
-    conn->queued += req->cmdlen;
-    if (pend_push(conn, req, SG_PEND_USER) != SG_OK) return SG_ENOMEM;
-    conn->node->st.commands++;
-    req->last_node = conn->node;
-    if (req->exclusive) {
-        long long t = req->block_ms < 0 ? -1 : req->block_ms + conn->node->client->timeout_ms;
-        set_read_timeout(conn, t);
-    }
+    if (done < len && evbuffer_add(out, cmd + done, len - done) != 0) return SG_ENOMEM;
+    conn->queued += len;
+    if (pend_push(conn, tag, SG_PEND_USER, (flags & SG_SEND_RAW) != 0) != SG_OK) return SG_ENOMEM;
+    if (read_timeout_ms != SG_CONN_TIMEOUT_KEEP) set_read_timeout(conn, read_timeout_ms);
     return SG_OK;
 }

@@ -1,8 +1,11 @@
 /*
- * engine.h — the cluster engine's internal types, shared by conn.c (one
- * server connection), cluster.c (nodes, pools and the slot map), router.c
- * (a command's life: route, redirect, retry, split and merge), reply.c and
- * client.c (the public API). Everything runs on one event_base per client.
+ * engine.h — the cluster engine's internal types, by layer, each calling only
+ * the ones below it: conn.h (one server connection, replies), cluster.c
+ * (nodes, pools and the slot map), router.c (a command's life: route,
+ * redirect, retry; split.c and scan.c below it), client.c (the public API),
+ * and gateway.c and link.c on top. A lower layer reports to a higher one only
+ * through tables of callbacks the higher one installs (sg_conn_ops,
+ * sg_cluster_events). Everything runs on one event_base per client.
  */
 #ifndef SG_ENGINE_H
 #define SG_ENGINE_H
@@ -15,6 +18,7 @@
 
 #include "commands.h"
 #include "config.h"
+#include "conn.h"
 #include "sg_internal.h"
 
 typedef struct sg_node sg_node;
@@ -23,47 +27,10 @@ typedef struct sg_ttl_req {
     size_t len;
     long long seconds;
 } sg_ttl_req;
-typedef struct sg_conn sg_conn;
 typedef struct sg_req sg_req;
 
-/* The scan of a reply across an evbuffer's chunks, kept between reads. */
-typedef struct sg_scan {
-    int active;
-    size_t off;    /* bytes of the input passed */
-    long long due; /* elements still due */
-} sg_scan;
-/* More elements than any reply holds: a count past it is not RESP we take. */
-#define SG_SCAN_MAX_ELEMENTS (1LL << 40)
-
-/* ---- replies (reply.c) ---------------------------------------------------- */
-
-sg_reply *sg_reply_new(int type);
-sg_reply *sg_reply_new_str(int type, const char *s, size_t len);
-sg_reply *sg_reply_new_int(long long v);
-sg_reply *sg_reply_new_array(size_t n);
-/* The length of the whole RESP2 reply at s[0..n): 0 when it does not end
- * within n bytes, -1 when s is not RESP. */
-long long sg_reply_scan(const char *s, size_t n);
-/* As sg_reply_scan, for the reply at the head of in however it is cut in
- * chunks; st (zeroed at first) keeps the place between calls, so each byte
- * is scanned once. */
-long long sg_reply_scan_buffer(sg_scan *st, struct evbuffer *in);
-/* The tree of one whole RESP2 reply s[0..len) (as conn.c's scan found it).
- * NULL with *status SG_ENOMEM, SG_EPROTO (not RESP), or SG_EINVAL (arrays
- * nested deeper than 1000 levels). */
-sg_reply *sg_reply_parse(const char *s, size_t len, int *status);
-/* Whether an error reply starts with word ("MOVED", "ASK", ...). */
-int sg_reply_error_is(const sg_reply *r, const char *word);
 
 /* ---- requests (router.c) --------------------------------------------------- */
-
-/* What a pending entry on a connection is. */
-enum {
-    SG_PEND_USER = 0, /* a request's command: its reply goes to the request */
-    SG_PEND_ASKING,   /* the ASKING before an asked request: reply dropped */
-    SG_PEND_HANDSHAKE, /* AUTH, SELECT, READONLY: an error fails the conn */
-    SG_PEND_DROP       /* an internal command whose reply is dropped */
-};
 
 /* A split or fanned-out request's state (its parts point at the request). */
 typedef struct sg_split {
@@ -131,6 +98,9 @@ struct sg_req {
     uint8_t in_retry;   /* in the client's retry list: an SG_RETRY_* */
     uint8_t live_retry; /* a retried request in flight: in client->retried */
     uint8_t fanout;     /* 1: every master, 2: every node (parts made at dispatch) */
+    uint8_t no_retry;   /* never retried (a refresh's query: the next node is asked) */
+    uint8_t send_flags; /* SG_SEND_* for the connection, set at dispatch */
+    uint8_t finished;   /* completed (a request finishes once) */
     uint8_t scan_state; /* SCAN over a cluster: 0 not one; 1 cursor in scan, not yet
                            placed; 2 placed */
 };
@@ -166,80 +136,92 @@ int sg_router_submit_node(sg_client *c, sg_node *node, int argc, const char *con
 #define SG_REQ_RAW_MERGE(p)                                                                  \
     ((p)->raw_fn != NULL && (p)->nttls == 0 &&                                               \
      ((p)->split == SG_SPLIT_ARRAY || (p)->split == SG_SPLIT_PAIRS))
-/* Completes such a request with the reply's bytes. */
-void sg_req_finish_raw(sg_req *req, const char *resp, size_t len);
 /* Completes a request: delivers reply (ownership passes) or the failure. */
 void sg_req_finish(sg_req *req, sg_reply *reply, int status, const char *msg);
 /* Sends a request where it belongs now (map, read policy, ASK, target). */
 void sg_req_dispatch(sg_req *req);
-/* A reply for a request came in on node. */
-void sg_req_on_reply(sg_req *req, sg_node *node, sg_reply *reply);
-/* The connection carrying the request failed; sent says whether the
- * request's bytes had left this host. */
-void sg_req_on_conn_failure(sg_req *req, sg_node *node, int sent, int code,
-                            const char *msg);
 void sg_req_free(sg_req *req);
+/* Hands the request a connection of the node (now, or when one frees up:
+ * it waits in node->waiters, at most the timeout). */
+void sg_node_submit(sg_node *node, sg_req *req);
+/* Fails every request waiting for a connection of node (client closing). */
+void sg_node_fail_waiters(sg_node *node, int code, const char *msg);
+/* Fails every request of a list (linked by next). */
+void sg_req_fail_list(sg_req *list, int code, const char *msg);
+/* Installs the router on a new client: its pool connections' ops (the
+ * requests' half: reply, raw, lost) and the cluster's events. */
+void sg_router_attach(sg_client *c);
+/* ---- split and fan-out requests (split.c, below router.c) -------------------- */
+
+/* Arguments counted on the stack rather than allocated. */
+#define SMALL_ARGC 16
+
+/* Makes a part of a split request (the router's, with the command argv). */
+typedef sg_req *(*sg_part_fn)(sg_req *parent, int idx, int argc, const char *const *argv,
+                              const size_t *argvlen);
+/* The split state of p, its arrays in one allocation: nparts replies, and
+ * for a split by key the keys of each part (nkeys in all). */
+int sg_split_new(sg_req *p, int nparts, int nkeys);
+void sg_split_free(sg_split *sp);
+/* Splits a multi-key request by slot (keyidx/keyslot: its keys): the parts,
+ * made by make, in *parts_out (caller frees the array; on SG_ENOMEM, the
+ * parts made so far, NULL where none, for the caller to free). */
+int sg_split_by_slot(sg_req *p, int argc, const char *const *argv, const size_t *argvlen,
+                     const int *keyidx, const int *keyslot, int nkeys, sg_part_fn make,
+                     sg_req ***parts_out, int *nparts_out);
+/* A copy of p for every master (or every node): parts as above; none (and
+ * SG_OK) when no master is known. */
+int sg_split_fan_out(sg_req *p, int all_nodes, sg_req ***parts_out, int *nparts_out);
+/* A part's outcome (reply owned), or its reply as bytes (SG_REQ_RAW_MERGE),
+ * kept in its parent: 1 when it was the last part (then sg_split_merge). */
+int sg_split_take(sg_req *part, sg_reply *reply, int status, const char *msg);
+int sg_split_take_raw(sg_req *part, const char *resp, size_t len);
+/* Every part is in: the parent's outcome. A status (failure: *msg says why),
+ * with the reply in *tree, or, when *tree is NULL and the status SG_OK, the
+ * reply as bytes in *bytes (caller frees). */
+int sg_split_merge(sg_req *p, sg_reply **tree, sg_buf *bytes, const char **msg);
+
+/* ---- SCAN over a cluster (scan.c, below router.c) --------------------------- */
+
+/* Redis's cursor syntax: decimal digits, within 64 bits. 1 when valid. */
+int sg_scan_parse_cursor(const char *s, size_t len, uint64_t *out);
+/* The map is known: points the SCAN at the master its cursor names, with
+ * that master's cursor. 0 when it cannot go: it ends with *status and *msg,
+ * or, when *status is SG_OK, with *msg as an error reply. */
+int sg_scan_locate(sg_req *req, int *status, const char **msg);
+/* The node's [cursor, keys] reply, its cursor turned into one that names the
+ * node (or the next one); NULL when out of memory. */
+sg_reply *sg_scan_reply(sg_req *req, sg_reply *r);
+
+/* RESP: "<c><n>\r\n" written at p (returns the byte after), and its length. */
+static inline char *sg_resp_header(char *p, char c, size_t n) {
+    char digits[24];
+    int k = 0;
+    *p++ = c;
+    do {
+        digits[k++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    while (k) *p++ = digits[--k];
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
+static inline size_t sg_resp_header_len(size_t n) {
+    size_t len = 3; /* type byte, \r\n */
+    do {
+        len++;
+        n /= 10;
+    } while (n);
+    return len;
+}
+
 /* The node and slot of a -MOVED or -ASK error reply ("MOVED 3999
  * 127.0.0.1:6381"): the node (added to the client's when new), *slot as
  * given (may be out of range); NULL when r names no node. Internal; the
  * router's, exposed for tests and the fuzzers. */
 sg_node *sg_redirect_target(sg_client *c, const sg_reply *r, int *slot);
-
-/* ---- connections (conn.c) -------------------------------------------------- */
-
-typedef struct sg_pending {
-    sg_req *req; /* SG_PEND_USER */
-    int kind;
-    size_t end;  /* the byte count written to the connection once this
-                    entry's command is out */
-    uint64_t sent; /* ms, when it was queued */
-} sg_pending;
-
-enum { SG_CONN_CONNECTING = 0, SG_CONN_READY, SG_CONN_CLOSED };
-
-struct sg_conn {
-    sg_node *node;
-    struct bufferevent *bev;
-    sg_scan scan;   /* where a reply that runs past the first chunk ends */
-    int state;
-    int exclusive;   /* held by one request (blocking commands) */
-    sg_pending *pend; /* ring buffer of pending replies */
-    size_t pcap, phead, pcount;
-    size_t queued;   /* bytes ever queued for writing (held ones too) */
-    struct evbuffer *held; /* commands queued while the handshake runs */
-    int handshaking; /* handshake replies still due */
-    uint64_t last_used; /* ms, for idle expiry */
-    long long read_timeout_ms; /* current read timeout, -1: none */
-    int corked;                /* writes held in cork for sg_conn_flush */
-    struct evbuffer *cork;     /* commands of a batch, written at its end */
-    int timer_short;           /* the read timer was armed for less than the timeout */
-    /* a subscriber (Sentinel's +switch-master): replies nobody asked for
-     * go here; owns them */
-    void (*on_push)(sg_conn *conn, sg_reply *r);
-    /* a link's connection (link.c): told of the failure before the
-     * connection goes; owner is the link */
-    void (*on_fail)(sg_conn *conn, int code, const char *msg);
-    void *owner;
-    int in_read;     /* on_read is running: a close only marks the conn */
-    int doomed;      /* closed meanwhile: on_read frees it when it returns */
-};
-
-sg_conn *sg_conn_open(sg_node *node);
-/* Queues a request's command (after ASKING when asked). */
-int sg_conn_send(sg_conn *conn, sg_req *req, int asking);
-/* Closes the connection; every pending request gets the failure. */
-void sg_conn_fail(sg_conn *conn, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-/* Writes what a corked connection holds (pipelines: one write per node). */
-void sg_conn_flush(sg_conn *conn);
-/* Writes what every corked connection of the client holds. */
-void sg_client_flush(sg_client *c);
-/* The upstream's credentials for connections opened from now on. */
-int sg_client_take_credentials(sg_client *c, const sg_storage *st);
-/* Closes an idle connection quietly. */
-void sg_conn_close(sg_conn *conn);
-/* Queues an internal command (NUL-terminated words) whose reply is dropped. */
-int sg_conn_send_words(sg_conn *conn, const char *const *words, int n);
 
 /* ---- nodes and pools (cluster.c) ------------------------------------------- */
 
@@ -260,7 +242,7 @@ struct sg_node {
     int index;       /* in client->nodes: slot_master[] holds index + 1 */
     sg_conn **conns;
     int nconns, cap_conns;
-    sg_req *waiters, *waiters_tail; /* waiting for a connection */
+    sg_req *waiters, *waiters_tail; /* waiting for a connection (the router's) */
     int nwaiters;
     uint64_t retry_at;   /* ms: no connect attempt before */
     int backoff_ms;      /* next connect backoff */
@@ -282,23 +264,23 @@ enum {
 
 struct sg_client {
     sg_error err; /* first: sg_errcode()/sg_errmsg() read it */
-    struct event_base *base;
+    sg_conn_cfg net;  /* loop, resolver, TLS, timeout, credentials, batching */
     int own_base;
-    struct evdns_base *dns;
-    SSL_CTX *ssl;
+    /* what the layer above installs (sg_router_attach): the cluster calls
+     * up only through these */
+    const sg_conn_ops *pool_ops;          /* the pool's connections' */
+    const struct sg_cluster_events *events;
     /* settings copied from the upstream */
     int mode;
     char *name;
     char **seeds;
     int nseeds;
-    char *username, *password, *sentinel_password, *master_name;
+    char *master_name;
     long long database;
-    int timeout_ms;
     int max_active, max_idle;
     int read_policy;
     int max_redirects;
     int max_retries;
-    int tls_skip_verify;
     /* nodes and the map */
     sg_node **nodes;
     int nnodes;
@@ -335,13 +317,6 @@ struct sg_client {
     char discovery_err[SG_ERRMSG_MAX];
     char coverage_why[SG_ERRMSG_MAX]; /* sg_client_coverage's answer */
     int discovery_failed;
-    /* blocking calls in flight (blocking clients) */
-    int inflight;
-    int freeing;
-    int corked;               /* a pipeline is queueing: see sg_conn_flush */
-    int batching;             /* sg_client_set_batching: writes wait for the turn's end */
-    struct event *flush_ev;   /* batching: writes the corked connections */
-    int flush_pending;        /* flush_ev is active */
     int submitting;           /* inside a send or connect: completions wait for the loop */
     sg_req *free_reqs;        /* finished requests kept for reuse */
     int nfree_reqs;
@@ -357,26 +332,8 @@ static inline void sg_slot_set(sg_client *c, int slot, const sg_node *node) {
     c->slot_master[slot] = node ? (uint16_t)(node->index + 1) : 0;
 }
 
-/* A blocking call's outcome: sg_waiter_reply is the callback that fills it. */
-typedef struct sg_waiter {
-    int done;
-    sg_reply *reply;
-    int status;
-    char msg[SG_ERRMSG_MAX];
-} sg_waiter;
-void sg_waiter_reply(sg_client *c, sg_reply *reply, int status, const char *errmsg, void *ud);
-
-/* Milliseconds on a monotonic clock. */
-uint64_t sg_now_ms(void);
-
 sg_node *sg_node_get(sg_client *c, const char *host, int port);
 sg_node *sg_node_by_addr(sg_client *c, const char *addr);
-/* Hands the request a connection of the node (now, or when one frees up). */
-void sg_node_submit(sg_node *node, sg_req *req);
-/* A connection became idle or closed: serve waiters, trim idle ones. */
-void sg_node_conn_released(sg_node *node, sg_conn *conn);
-void sg_node_conn_closed(sg_node *node, sg_conn *conn);
-void sg_node_fail_waiters(sg_node *node, int code, const char *msg);
 /* The node a request goes to under the map and read policy (NULL: none). */
 sg_node *sg_route_slot(sg_client *c, int slot, int readonly, int policy);
 sg_node *sg_any_master(sg_client *c);
@@ -395,13 +352,53 @@ int sg_cluster_parse_slots(sg_client *c, const sg_reply *r, const sg_node *asked
                            sg_node **slots, char *why, size_t whylen);
 int sg_cluster_apply_slots(sg_client *c, const sg_reply *r, const sg_node *asked,
                            sg_node **slots);
-/* Called when the map becomes known, or discovery failed. */
-void sg_client_map_ready(sg_client *c);
-void sg_client_map_failed(sg_client *c, int code, const char *msg);
+/* What the cluster tells the layer above, which installs it (c->events):
+ * the cluster does not call the router by name. */
+typedef struct sg_cluster_events {
+    /* the first map (or master) is known: the commands waiting for it go */
+    void (*map_ready)(sg_client *c);
+    /* discovery failed: the commands waiting for a map fail */
+    void (*map_failed)(sg_client *c, int code, const char *msg);
+    /* a new map is in force: the commands waiting out a backoff go now */
+    void (*map_changed)(sg_client *c);
+    /* node's pool has room, or an idle connection, and requests wait for one */
+    void (*node_room)(sg_node *node);
+    /* the refresh's query: cmd[0..len) to node as it is, never retried (the
+     * next node is asked instead); fn gets its outcome. SG_OK or SG_ENOMEM */
+    int (*query)(sg_client *c, sg_node *node, const char *cmd, size_t len, sg_reply_fn fn,
+                 void *ud);
+} sg_cluster_events;
+
+/* The pool's half of its connections' sg_conn_ops (owner: the node), which
+ * the router completes with the requests' half. */
+void sg_pool_idle(void *node, sg_conn *conn);
+void sg_pool_closed(void *node, sg_conn *conn, int code, const char *msg);
+void sg_pool_connect_result(void *node, sg_conn *conn, int ok, const char *why);
+/* A new connection in node's pool (its ops: c->pool_ops); NULL when out of
+ * memory. */
+sg_conn *sg_pool_open(sg_node *node);
+/* Opens a connection to node for an owner of its own (a link). */
+sg_conn *sg_node_open_conn(sg_node *node, const sg_conn_ops *ops, void *owner, int role);
+/* Writes what every corked connection of the client holds. */
+void sg_client_flush(sg_client *c);
 int sg_cluster_start(sg_client *c);
 /* Starts discovery when there is no map yet (and none running). */
 void sg_cluster_discover(sg_client *c);
 void sg_cluster_free(sg_client *c);
+
+/* ---- the client (client.c) ------------------------------------------------- */
+
+/* The upstream's credentials for connections opened from now on. */
+int sg_client_take_credentials(sg_client *c, const sg_storage *st);
+
+/* A blocking call's outcome: sg_waiter_reply is the callback that fills it. */
+typedef struct sg_waiter {
+    int done;
+    sg_reply *reply;
+    int status;
+    char msg[SG_ERRMSG_MAX];
+} sg_waiter;
+void sg_waiter_reply(sg_client *c, sg_reply *reply, int status, const char *errmsg, void *ud);
 
 /* TLS (tls.c): a context from the upstream's settings, or NULL with err set. */
 SSL_CTX *sg_tls_context(const sg_storage *st, sg_error *err);

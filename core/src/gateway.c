@@ -336,7 +336,7 @@ int sg_gateway_forward_cmd(sg_gateway *g, const sg_command *cmd, const sg_reques
         dn->c = c;
         dn->fn = fn;
         dn->ud = ud;
-        if (event_base_once(c->base, -1, EV_TIMEOUT, deliver_denial, dn, &zero) != 0) {
+        if (event_base_once(c->net.base, -1, EV_TIMEOUT, deliver_denial, dn, &zero) != 0) {
             sg_reply_free(dn->reply);
             sg_free(dn);
             rc = sg_seterr(&g->err, SG_ENOMEM, "out of memory");

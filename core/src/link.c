@@ -6,10 +6,13 @@
  * not (pub/sub messages). It is not one of the pool's connections: it is
  * never lent to a command and does not count against max_active.
  *
+ * It reports to its connection through its own sg_conn_ops (link_ops).
+ *
  * Its life: waiting for the slot map (a PING through the client, which
  * starts discovery), connecting, open; failed (once, told to the owner) or
  * freed by the owner.
  */
+#include <assert.h>
 #include <event2/buffer.h>
 #include <stdio.h>
 #include <string.h>
@@ -61,16 +64,18 @@ static void fail_later(sg_link *l, int code, const char *fmt, ...) {
     evtimer_add(l->timer, &zero);
 }
 
-/* The connection failed (sg_conn_fail calls this before it goes). */
-static void on_conn_fail(sg_conn *conn, int code, const char *msg) {
-    sg_link *l = conn->owner;
-    conn->on_fail = NULL;
+/* The connection goes (its ops->closed): failed, or closed by sg_link_free
+ * (which cleared its owner first). */
+static void on_conn_closed(void *owner, sg_conn *conn, int code, const char *msg) {
+    sg_link *l = owner;
+    if (l == NULL) return; /* sg_link_free closing it */
+    assert(l->conn == conn && code != SG_OK);
     conn->owner = NULL;
     l->conn = NULL; /* sg_conn_fail frees it */
     if (l->failed) return;
     l->failed = 1;
     sg_seterr(&l->err, code, "%s", msg);
-    if (code != SG_EAUTH && code != SG_ENOMEM && !l->c->freeing)
+    if (code != SG_EAUTH && code != SG_ENOMEM && !l->c->net.freeing)
         sg_cluster_refresh(l->c, 1); /* the node may be gone or failing over */
     tell_failure(l);
 }
@@ -80,20 +85,22 @@ static void on_conn_fail(sg_conn *conn, int code, const char *msg) {
 static void arm_deadline(sg_link *l) {
     struct timeval tv;
     if (l->failed || l->due <= 0) return;
-    tv.tv_sec = l->c->timeout_ms / 1000;
-    tv.tv_usec = (l->c->timeout_ms % 1000) * 1000;
+    tv.tv_sec = l->c->net.timeout_ms / 1000;
+    tv.tv_usec = (l->c->net.timeout_ms % 1000) * 1000;
     evtimer_add(l->timer, &tv);
 }
 
-static void on_push(sg_conn *conn, sg_reply *r) {
-    sg_link *l = conn->owner;
+/* Every reply the link reads (its ops->push). */
+static void on_push(void *owner, sg_conn *conn, sg_reply *r) {
+    sg_link *l = owner;
+    (void)conn;
     if (l == NULL) { /* being closed */
         sg_reply_free(r);
         return;
     }
     if (r->type == SG_REPLY_ERROR && (sg_reply_error_is(r, "MOVED") || sg_reply_error_is(r, "ASK"))) {
         /* the owner sees the error; the map is stale */
-        conn->node->st.moved++;
+        l->node->st.moved++;
         sg_cluster_refresh(l->c, 1);
     }
     if (l->due > 0) {
@@ -115,25 +122,34 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
     }
     if (l->due > 0 && l->conn) {
         uint64_t waited = sg_now_ms() - l->progress;
-        if (waited < (uint64_t)l->c->timeout_ms) { /* progress since it was armed */
-            struct timeval tv = {(long)((l->c->timeout_ms - waited) / 1000),
-                                 (long)((l->c->timeout_ms - waited) % 1000) * 1000};
+        if (waited < (uint64_t)l->c->net.timeout_ms) { /* progress since it was armed */
+            struct timeval tv = {(long)((l->c->net.timeout_ms - waited) / 1000),
+                                 (long)((l->c->net.timeout_ms - waited) % 1000) * 1000};
             evtimer_add(l->timer, &tv);
             return;
         }
         l->node->st.timeouts++;
         sg_conn_fail(l->conn, SG_ETIMEOUT,
                      "node %s did not answer within %d ms on a dedicated connection (%ld repl%s due)",
-                     l->node->addr, l->c->timeout_ms, l->due, l->due == 1 ? "y" : "ies");
+                     l->node->addr, l->c->net.timeout_ms, l->due, l->due == 1 ? "y" : "ies");
     }
 }
 
 /* ---- connecting -------------------------------------------------------------------- */
 
+/* The node's connect backoff counts the link's attempts too. */
+static void on_connect_result(void *owner, sg_conn *conn, int ok, const char *why) {
+    sg_link *l = owner;
+    if (l) sg_pool_connect_result(l->node, conn, ok, why);
+}
+
+static const sg_conn_ops link_ops = {
+    NULL, NULL, NULL, on_push, NULL, on_conn_closed, on_connect_result,
+};
+
 static void link_connect(sg_link *l) {
     sg_client *c = l->c;
     sg_conn *conn;
-    struct evbuffer *out;
     if (c->mode != SG_MODE_CLUSTER) l->node = c->single;
     else if (l->slot >= 0) l->node = sg_slot_master(c, l->slot);
     else l->node = sg_any_master(c);
@@ -146,19 +162,23 @@ static void link_connect(sg_link *l) {
         else fail_later(l, SG_ECLUSTERDOWN, "no master is known to connect to");
         return;
     }
-    if ((conn = sg_conn_open(l->node)) == NULL) {
+    if ((conn = sg_node_open_conn(l->node, &link_ops, l, SG_CONN_LINK)) == NULL) {
         fail_later(l, SG_ENOMEM, "out of memory connecting to node %s", l->node->addr);
         return;
     }
     conn->exclusive = 1; /* never lent to a command */
-    conn->on_push = on_push;
-    conn->on_fail = on_conn_fail;
-    conn->owner = l;
     l->conn = conn;
     if (evbuffer_get_length(l->early) > 0) {
-        out = conn->handshaking ? conn->held : bufferevent_get_output(conn->bev);
-        conn->queued += evbuffer_get_length(l->early);
-        evbuffer_add_buffer(out, l->early);
+        size_t n = evbuffer_get_length(l->early);
+        const char *early = (const char *)evbuffer_pullup(l->early, -1);
+        if (early == NULL || sg_conn_write(conn, early, n) != SG_OK) {
+            conn->owner = NULL;
+            sg_conn_close(conn);
+            l->conn = NULL;
+            fail_later(l, SG_ENOMEM, "out of memory queueing for node %s", l->node->addr);
+            return;
+        }
+        evbuffer_drain(l->early, n);
     }
 }
 
@@ -188,7 +208,7 @@ sg_link *sg_link_open(sg_client *c, int slot, sg_link_fn fn, void *ud) {
     l->fn = fn;
     l->ud = ud;
     if ((l->early = evbuffer_new()) == NULL ||
-        (l->timer = evtimer_new(c->base, on_timer, l)) == NULL) {
+        (l->timer = evtimer_new(c->net.base, on_timer, l)) == NULL) {
         sg_link_free(l);
         return NULL;
     }
@@ -217,16 +237,12 @@ sg_link *sg_link_open(sg_client *c, int slot, sg_link_fn fn, void *ud) {
 }
 
 int sg_link_send(sg_link *l, const char *resp, size_t len, int nreplies) {
-    struct evbuffer *out;
     if (l->failed) return l->err.code; /* the message stays */
     if (l->conn) {
-        sg_conn *conn = l->conn;
-        out = conn->handshaking ? conn->held : bufferevent_get_output(conn->bev);
-        if (evbuffer_add(out, resp, len) != 0)
+        if (sg_conn_write(l->conn, resp, len) != SG_OK)
             return sg_seterr(&l->err, SG_ENOMEM, "out of memory queueing for node %s",
                              l->node->addr);
-        conn->queued += len;
-        conn->node->st.commands += (uint64_t)(nreplies > 0 ? nreplies : 0);
+        l->node->st.commands += (uint64_t)(nreplies > 0 ? nreplies : 0);
     } else if (evbuffer_add(l->early, resp, len) != 0) {
         return sg_seterr(&l->err, SG_ENOMEM, "out of memory queueing a command");
     }
@@ -252,8 +268,7 @@ void sg_link_free(sg_link *l) {
     if (l->wait) l->wait->l = NULL;
     if (l->conn) {
         sg_conn *conn = l->conn;
-        conn->on_fail = NULL;
-        conn->owner = NULL;
+        conn->owner = NULL; /* its ops see no link any more */
         sg_conn_close(conn); /* quietly; inside its own read, freed when that returns */
     }
     if (l->timer) event_free(l->timer);

@@ -3,9 +3,13 @@
  * slot to node; MOVED (update the map, try again), ASK (ASKING, then once on
  * the target), TRYAGAIN/CLUSTERDOWN/LOADING and lost connections (bounded
  * retries with backoff; a write whose bytes had left is never sent twice);
- * multi-key commands split by slot and fan-out commands sent to every master,
- * their replies merged in order; and the one place a request completes.
+ * the parts of split and fan-out commands (made and merged by split.c) and
+ * SCAN over a cluster (scan.c) dispatched and completed; and the one place a
+ * request completes. It installs the pool's connection ops and the cluster's
+ * events on each client (sg_router_attach): the layers below call it only
+ * through those.
  */
+#include <assert.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -25,9 +29,6 @@
  * 16 from 50 clients has 8 000 parts out.) */
 #define REQ_ROOM 64
 
-/* Arguments counted on the stack rather than allocated. */
-#define SMALL_ARGC 16
-
 #define SG_RETRY_MAX_DELAY_MS 1000
 
 /* ---- requests --------------------------------------------------------------------- */
@@ -41,18 +42,14 @@ void sg_req_free(sg_req *req) {
     for (i = 0; i < req->nttls; i++) sg_free(req->ttls[i].key);
     sg_free(req->ttls);
     if (req->timer) event_free(req->timer);
-    if (req->sp) { /* its arrays are in the same allocation */
-        for (i = 0; i < req->sp->nparts; i++) sg_reply_free(req->sp->parts[i]);
-        sg_buf_free(&req->sp->raw);
-        sg_free(req->sp->raw_at);
-        sg_free(req->sp);
-    }
+    if (req->sp) sg_split_free(req->sp);
     sg_free(req->failed_msg);
     sg_free(req->scan);
     sg_reply_free(req->early);
     if (req->cmdcap == 0) { /* a command of its own (not made by req_new) */
         sg_free(req->cmd);
-    } else if (!req->client->freeing && req->client->nfree_reqs < KEEP_REQS && req->cmdcap <= 1024) {
+    } else if (!req->client->net.freeing && req->client->nfree_reqs < KEEP_REQS &&
+               req->cmdcap <= 1024) {
         /* kept: the next request reuses it (a malloc and a free less each) */
         req->next = req->client->free_reqs;
         req->client->free_reqs = req;
@@ -62,44 +59,20 @@ void sg_req_free(sg_req *req) {
     sg_free(req);
 }
 
-/* Writes "<c><n>\r\n" at p; returns the byte after. */
-static char *put_header(char *p, char c, size_t n) {
-    char digits[24];
-    int k = 0;
-    *p++ = c;
-    do {
-        digits[k++] = (char)('0' + n % 10);
-        n /= 10;
-    } while (n);
-    while (k) *p++ = digits[--k];
-    *p++ = '\r';
-    *p++ = '\n';
-    return p;
-}
-
-static size_t header_len(size_t n) {
-    size_t len = 3; /* type byte, \r\n */
-    do {
-        len++;
-        n /= 10;
-    } while (n);
-    return len;
-}
-
 /* The length of an argv in RESP. */
 static size_t argv_resp_len(int argc, const size_t *argvlen) {
-    size_t total = header_len((size_t)argc);
+    size_t total = sg_resp_header_len((size_t)argc);
     int i;
-    for (i = 0; i < argc; i++) total += header_len(argvlen[i]) + argvlen[i] + 2;
+    for (i = 0; i < argc; i++) total += sg_resp_header_len(argvlen[i]) + argvlen[i] + 2;
     return total;
 }
 
 /* Writes an argv in RESP at buf (argv_resp_len bytes). */
 static void put_argv(char *buf, int argc, const char *const *argv, const size_t *argvlen) {
-    char *p = put_header(buf, '*', (size_t)argc);
+    char *p = sg_resp_header(buf, '*', (size_t)argc);
     int i;
     for (i = 0; i < argc; i++) {
-        p = put_header(p, '$', argvlen[i]);
+        p = sg_resp_header(p, '$', argvlen[i]);
         memcpy(p, argv[i], argvlen[i]);
         p += argvlen[i];
         *p++ = '\r';
@@ -169,11 +142,13 @@ void sg_req_finish(sg_req *req, sg_reply *reply, int status, const char *msg) {
     }
     /* a request that ends inside a send (out of memory, mostly): its
      * callback, and any other, runs from the loop, never inside the send */
-    if (req->client->submitting && !req->client->freeing &&
+    if (req->client->submitting && !req->client->net.freeing &&
         finish_deferred(req, reply, status, msg))
         return;
+    assert(!req->finished && "a request finished twice");
+    req->finished = 1;
     if (req->nttls && status == SG_OK && reply && reply->type != SG_REPLY_ERROR &&
-        !req->client->freeing)
+        !req->client->net.freeing)
         set_default_ttls(req);
     if (req->fn) req->fn(req->client, reply, status, status == SG_OK ? NULL : msg, req->ud);
     else sg_reply_free(reply);
@@ -181,278 +156,54 @@ void sg_req_finish(sg_req *req, sg_reply *reply, int status, const char *msg) {
 }
 
 static void finish_parent_part_raw(sg_req *part, const char *resp, size_t len);
-static void merge_and_finish(sg_req *p);
 
-void sg_req_finish_raw(sg_req *req, const char *resp, size_t len) {
+/* The pool connections' ops->raw (owner: the node): a reply as bytes, for a
+ * request sent with SG_SEND_RAW. */
+static void req_raw(void *owner, void *tag, const char *resp, size_t len) {
+    sg_req *req = tag;
+    (void)owner;
     /* from a connection's read, never inside a send: no deferral needed */
     if (req->parent) {
         finish_parent_part_raw(req, resp, len);
         return;
     }
+    assert(!req->finished && "a request finished twice");
+    req->finished = 1;
     req->raw_fn(req->client, resp, len, req->ud);
     sg_req_free(req);
 }
 
-/* A split request's reply from its parts' bytes (SG_REQ_RAW_MERGE): MGET's
- * elements in key order under one header, or MSET's +OK. */
-static void finish_raw_merge(sg_req *p) {
-    sg_buf out = {0};
-    const sg_buf *b = &p->sp->raw;
-    int total = 0, i;
-    if (p->sp->raw_bad) {
-        sg_req_finish(p, NULL, SG_EPROTO, "the nodes' replies could not be merged");
-        return;
-    }
-    if (p->split == SG_SPLIT_ARRAY) {
-        char head[32];
-        for (i = 0; i < p->sp->nparts; i++) total += p->sp->part_nkeys[i];
-        sg_buf_append(&out, head, (size_t)snprintf(head, sizeof head, "*%d\r\n", total));
-        for (i = 0; i < total && p->sp->raw_at; i++)
-            sg_buf_append(&out, p->sp->raw.data + p->sp->raw_at[2 * i], p->sp->raw_at[2 * i + 1]);
-        b = &out;
-    }
-    if (b->oom || p->sp->raw.oom || (p->split == SG_SPLIT_ARRAY && p->sp->raw_at == NULL)) {
-        sg_buf_free(&out);
-        sg_req_finish(p, NULL, SG_ENOMEM, "out of memory merging the nodes' replies");
-        return;
-    }
-    p->raw_fn(p->client, b->data, b->len, p->ud);
-    sg_buf_free(&out);
-    sg_req_free(p);
-}
+/* ---- the parts of a split or fan-out (split.c makes and merges them) ------------------ */
 
-/* A part's reply as bytes: kept in the parent until every part is in. An
- * MGET part's is an array of its keys' elements: each is cut out (its end
- * found as the reader finds a reply's) and placed at its key. */
-static void add_raw_elements(sg_req *p, const sg_req *part, const char *resp, size_t len) {
-    size_t pos = 1;
-    long long n = 0;
-    int idx = part->part, k;
-    if (p->sp->raw_at == NULL) return; /* out of memory at the split: reported at the merge */
-    if (len < 4 || resp[0] != '*') goto bad;
-    while (pos < len && resp[pos] >= '0' && resp[pos] <= '9' && n <= INT_MAX)
-        n = n * 10 + (resp[pos++] - '0');
-    if (n != p->sp->part_nkeys[idx] || pos + 2 > len || resp[pos] != '\r') goto bad;
-    pos += 2;
-    for (k = 0; k < n; k++) {
-        long long l = sg_reply_scan(resp + pos, len - pos);
-        int key = p->sp->part_keys[part->part_first + k];
-        if (l <= 0) goto bad;
-        p->sp->raw_at[2 * key] = p->sp->raw.len;
-        p->sp->raw_at[2 * key + 1] = (size_t)l;
-        sg_buf_append(&p->sp->raw, resp + pos, (size_t)l);
-        pos += (size_t)l;
-    }
-    if (pos == len) return;
-bad:
-    p->sp->raw_bad = 1;
-}
-
-static void finish_parent_part_raw(sg_req *part, const char *resp, size_t len) {
-    sg_req *p = part->parent;
-    if (p->split == SG_SPLIT_ARRAY) add_raw_elements(p, part, resp, len);
-    else if (p->sp->raw_parts == 0) sg_buf_append(&p->sp->raw, resp, len); /* every part said +OK */
-    p->sp->raw_parts++;
-    sg_req_free(part);
-    if (--p->sp->remaining == 0) merge_and_finish(p);
-}
-
-/* ---- merging the parts of a split or fan-out ------------------------------------------ */
-
-static sg_reply *merge_ints(sg_reply **parts, int n, int policy) {
-    long long acc = 0;
-    int i;
-    for (i = 0; i < n; i++) {
-        long long v = parts[i]->integer;
-        if (i == 0) acc = v;
-        else if (policy == SG_RESP_AGG_SUM || policy < 0) acc += v;
-        else if (policy == SG_RESP_AGG_MIN) acc = v < acc ? v : acc;
-        else if (policy == SG_RESP_AGG_MAX) acc = v > acc ? v : acc;
-        else if (policy == SG_RESP_AGG_LOGICAL_AND) acc = acc && v;
-        else if (policy == SG_RESP_AGG_LOGICAL_OR) acc = acc || v;
-    }
-    return sg_reply_new_int(acc);
-}
-
-/* Moves reply trees out of parts[] into a new array reply. */
-static sg_reply *concat_arrays(sg_reply **parts, int n) {
-    size_t total = 0, k = 0, j;
-    sg_reply *out;
-    int i;
-    for (i = 0; i < n; i++) total += parts[i]->elements;
-    if ((out = sg_reply_new_array(total)) == NULL) return NULL;
-    for (i = 0; i < n; i++) {
-        for (j = 0; j < parts[i]->elements; j++) {
-            out->element[k++] = parts[i]->element[j];
-            parts[i]->element[j] = NULL;
-        }
-    }
-    return out;
-}
-
-/* Element-wise aggregation of equal-length integer arrays (SCRIPT EXISTS). */
-static sg_reply *merge_int_arrays(sg_reply **parts, int n, int policy) {
-    size_t len = parts[0]->elements, j;
-    sg_reply *out, **col;
-    int i;
-    for (i = 1; i < n; i++)
-        if (parts[i]->elements != len) return NULL;
-    if ((out = sg_reply_new_array(len)) == NULL) return NULL;
-    if ((col = sg_malloc((size_t)n * sizeof *col)) == NULL) {
-        sg_reply_free(out);
-        return NULL;
-    }
-    for (j = 0; j < len; j++) {
-        for (i = 0; i < n; i++) {
-            col[i] = parts[i]->element[j];
-            if (col[i]->type != SG_REPLY_INTEGER) {
-                sg_free(col);
-                sg_reply_free(out);
-                return NULL;
-            }
-        }
-        if ((out->element[j] = merge_ints(col, n, policy)) == NULL) {
-            sg_free(col);
-            sg_reply_free(out);
-            return NULL;
-        }
-    }
-    sg_free(col);
-    return out;
-}
-
-static sg_reply *take_part(sg_req *p, int i) {
-    sg_reply *r = p->sp->parts[i];
-    p->sp->parts[i] = NULL;
-    return r;
-}
-
-/* A part whose reply is not nil, picked at random (RANDOMKEY: a master that
- * has keys), or 0 when every one is nil. */
-static int any_not_nil(const sg_req *p) {
-    int i, n = 0, pick = 0;
-    for (i = 0; i < p->sp->nparts; i++)
-        if (p->sp->parts[i]->type != SG_REPLY_NIL && random() % ++n == 0) pick = i;
-    return pick;
-}
-
-/* All parts are in: builds the parent's reply. */
+/* Every part is in: the parent completes with what the merge gives. */
 static void merge_and_finish(sg_req *p) {
-    sg_reply *out = NULL;
-    int i, all_int = 1, all_array = 1, bad_shape = 0; /* out NULL: bad shape, or no memory */
-    if (p->failed_status != SG_OK) {
-        sg_req_finish(p, NULL, p->failed_status, p->failed_msg ? p->failed_msg : "a part failed");
+    sg_reply *tree;
+    sg_buf bytes = {0};
+    const char *msg = NULL;
+    int status = sg_split_merge(p, &tree, &bytes, &msg);
+    if (status != SG_OK || tree != NULL) {
+        sg_req_finish(p, tree, status, msg);
         return;
     }
-    /* one error reply among the parts is the reply, except where one success is enough */
-    for (i = 0; i < p->sp->nparts; i++) {
-        sg_reply *r = p->sp->parts[i];
-        if (r == NULL) continue; /* it came as bytes */
-        if (r->type == SG_REPLY_ERROR && p->split != -1 - SG_RESP_ONE_SUCCEEDED) {
-            sg_req_finish(p, take_part(p, i), SG_OK, NULL);
-            return;
-        }
-        if (r->type != SG_REPLY_INTEGER) all_int = 0;
-        if (r->type != SG_REPLY_ARRAY) all_array = 0;
-        if (p->sp->raw_parts > 0) p->sp->raw_bad = 1; /* only errors come as trees then */
-    }
-    if (p->sp->raw_parts > 0) {
-        finish_raw_merge(p);
-        return;
-    }
-    if (p->split == SG_SPLIT_ARRAY) {
-        int total = 0, k;
-        for (i = 0; i < p->sp->nparts; i++) total += p->sp->part_nkeys[i];
-        if ((out = sg_reply_new_array((size_t)total)) != NULL) {
-            int *pos = p->sp->part_keys;
-            for (i = 0; i < p->sp->nparts; i++) {
-                sg_reply *r = p->sp->parts[i];
-                if (r->type != SG_REPLY_ARRAY || (int)r->elements != p->sp->part_nkeys[i]) {
-                    sg_reply_free(out);
-                    out = NULL;
-                    bad_shape = 1;
-                    break;
-                }
-                for (k = 0; k < p->sp->part_nkeys[i]; k++) {
-                    out->element[pos[k]] = r->element[k];
-                    r->element[k] = NULL;
-                }
-                pos += p->sp->part_nkeys[i];
-            }
-        }
-    } else if (p->split == SG_SPLIT_PAIRS) {
-        out = take_part(p, 0); /* every part said OK */
-    } else if (p->split == SG_SPLIT_SUM) {
-        if (all_int) out = merge_ints(p->sp->parts, p->sp->nparts, SG_RESP_AGG_SUM);
-        else bad_shape = 1;
-    } else {
-        int policy = -1 - p->split;
-        switch (policy) {
-        case SG_RESP_ONE_SUCCEEDED:
-            for (i = 0; i < p->sp->nparts && out == NULL; i++)
-                if (p->sp->parts[i]->type != SG_REPLY_ERROR) out = take_part(p, i);
-            if (out == NULL) out = take_part(p, 0);
-            break;
-        case SG_RESP_ALL_SUCCEEDED: out = take_part(p, 0); break;
-        case SG_RESP_AGG_SUM:
-        case SG_RESP_AGG_MIN:
-        case SG_RESP_AGG_MAX:
-        case SG_RESP_AGG_LOGICAL_AND:
-        case SG_RESP_AGG_LOGICAL_OR:
-            if (all_int) out = merge_ints(p->sp->parts, p->sp->nparts, policy);
-            else if (all_array) out = merge_int_arrays(p->sp->parts, p->sp->nparts, policy);
-            bad_shape = !all_int; /* merge_int_arrays also checks the shapes */
-            break;
-        default:
-            if (all_array) out = concat_arrays(p->sp->parts, p->sp->nparts);
-            else out = take_part(p, any_not_nil(p));
-            break;
-        }
-    }
-    if (out == NULL) {
-        if (bad_shape) sg_req_finish(p, NULL, SG_EPROTO, "the nodes' replies could not be merged");
-        else sg_req_finish(p, NULL, SG_ENOMEM, "out of memory merging the nodes' replies");
-        return;
-    }
-    sg_req_finish(p, out, SG_OK, NULL);
-}
-
-/* A fan-out Redis marks "special" (MEMORY STATS, LATENCY HISTOGRAM,
- * FUNCTION STATS ...): no rule merges its replies, so each comes labelled
- * with its node, [address, reply], and the parts are put end to end:
- * address, reply, address, reply ... The node's own shape stays intact. */
-static sg_reply *label_part(sg_req *part, sg_reply *reply) {
-    sg_reply *pair;
-    const char *addr = part->target ? part->target->addr : "?";
-    if ((pair = sg_reply_new_array(2)) == NULL) return NULL;
-    if ((pair->element[0] = sg_reply_new_str(SG_REPLY_STRING, addr, strlen(addr))) == NULL) {
-        sg_reply_free(pair);
-        return NULL;
-    }
-    pair->element[1] = reply;
-    return pair;
+    assert(!p->finished && "a request finished twice");
+    p->finished = 1;
+    p->raw_fn(p->client, bytes.data, bytes.len, p->ud);
+    sg_buf_free(&bytes);
+    sg_req_free(p);
 }
 
 static void finish_parent_part(sg_req *part, sg_reply *reply, int status, const char *msg) {
     sg_req *p = part->parent;
-    if (status == SG_OK && reply && reply->type != SG_REPLY_ERROR && p->fanout &&
-        p->split == -1 - SG_RESP_SPECIAL) {
-        sg_reply *pair = label_part(part, reply);
-        if (pair == NULL) {
-            sg_reply_free(reply);
-            reply = NULL;
-            status = SG_ENOMEM;
-            msg = "out of memory merging the nodes' replies";
-        }
-        reply = pair;
-    }
-    if (status != SG_OK && p->failed_status == SG_OK) {
-        p->failed_status = status;
-        p->failed_msg = sg_strdup(msg ? msg : sg_strerror(status));
-    }
-    p->sp->parts[part->part] = reply;
+    int last = sg_split_take(part, reply, status, msg);
     sg_req_free(part);
-    if (--p->sp->remaining == 0) merge_and_finish(p);
+    if (last) merge_and_finish(p);
+}
+
+static void finish_parent_part_raw(sg_req *part, const char *resp, size_t len) {
+    sg_req *p = part->parent;
+    int last = sg_split_take_raw(part, resp, len);
+    sg_req_free(part);
+    if (last) merge_and_finish(p);
 }
 
 /* ---- retries ------------------------------------------------------------------------- */
@@ -530,8 +281,9 @@ static void live_retry_drop(sg_req *req, int ended) {
             break;
         }
     req->live_retry = 0;
-    if (!ended || c->freeing) return;
-    if (c->release_ev == NULL && (c->release_ev = event_new(c->base, -1, 0, release_cb, c)) == NULL)
+    if (!ended || c->net.freeing) return;
+    if (c->release_ev == NULL &&
+        (c->release_ev = event_new(c->net.base, -1, 0, release_cb, c)) == NULL)
         return; /* then the next retry's end releases them */
     event_active(c->release_ev, EV_TIMEOUT, 1);
 }
@@ -593,93 +345,25 @@ static int schedule_retry(sg_req *req) {
     struct timeval tv;
     const struct timeval *ctv;
     int delay;
-    if (req->retries >= c->max_retries || c->freeing) return 0;
+    if (req->no_retry || req->retries >= c->max_retries || c->net.freeing) return 0;
     delay = 50 << (req->retries > 5 ? 5 : req->retries);
     if (delay > SG_RETRY_MAX_DELAY_MS) delay = SG_RETRY_MAX_DELAY_MS;
     /* all the retries of a command fit in its timeout */
-    if (sg_now_ms() + (uint64_t)delay - req->started > (uint64_t)c->timeout_ms) return 0;
+    if (sg_now_ms() + (uint64_t)delay - req->started > (uint64_t)c->net.timeout_ms) return 0;
     req->retries++;
-    if (req->timer == NULL && (req->timer = evtimer_new(c->base, retry_cb, req)) == NULL) return 0;
-    evtimer_assign(req->timer, c->base, retry_cb, req);
+    if (req->timer == NULL && (req->timer = evtimer_new(c->net.base, retry_cb, req)) == NULL)
+        return 0;
+    evtimer_assign(req->timer, c->net.base, retry_cb, req);
     tv.tv_sec = delay / 1000;
     tv.tv_usec = (delay % 1000) * 1000;
     /* a common timeout: backoffs of one length fire in the order they began
      * (plain timers that end at the same time fire in any order, and a
      * pipelined GET k retried with its SET k could run first) */
-    ctv = event_base_init_common_timeout(c->base, &tv);
+    ctv = event_base_init_common_timeout(c->net.base, &tv);
     evtimer_add(req->timer, ctv ? ctv : &tv);
     if (req->live_retry) live_retry_drop(req, 0);
     retry_push(req, SG_RETRY_BACKOFF);
     return 1;
-}
-
-/* ---- SCAN over a cluster ------------------------------------------------------------------
- * The cursor a client sees names the master and that master's own cursor:
- * the low SCAN_ORD_BITS bits are the master's place among the current masters
- * sorted by node id (address when the id is unknown), the next SCAN_TAG_BITS
- * a hash of its id, the rest the node's cursor. 0 starts at the first master;
- * when a node's cursor comes back 0 the next one names the next master, and 0
- * after the last master ends the scan. The tag makes a cursor from before a
- * change of masters (failover, a node added or removed) an error instead of
- * a scan of the wrong node. Redis's cursors index a hash table, so they stay
- * below its size: 46 bits are plenty. */
-#define SCAN_ORD_BITS 10 /* SG_MAX_NODES */
-#define SCAN_TAG_BITS 8
-#define SCAN_NODE_SHIFT (SCAN_ORD_BITS + SCAN_TAG_BITS)
-
-/* Redis's cursor syntax: decimal digits, within 64 bits. 1 when valid. */
-static int parse_cursor(const char *s, size_t len, uint64_t *out) {
-    uint64_t v = 0;
-    size_t i;
-    if (len == 0 || len > 20) return 0;
-    for (i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9') return 0;
-        if (v > (UINT64_MAX - (uint64_t)(s[i] - '0')) / 10) return 0;
-        v = v * 10 + (uint64_t)(s[i] - '0');
-    }
-    *out = v;
-    return 1;
-}
-
-static const char *node_key(const sg_node *n) { return n->id[0] ? n->id : n->addr; }
-
-static int by_node_key(const void *a, const void *b) {
-    return strcmp(node_key(*(sg_node *const *)a), node_key(*(sg_node *const *)b));
-}
-
-static unsigned node_tag(const sg_node *n) {
-    const unsigned char *p = (const unsigned char *)node_key(n);
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (; *p; p++) h = (h ^ *p) * 16777619u;
-    return (unsigned)(h & ((1u << SCAN_TAG_BITS) - 1));
-}
-
-/* Replaces argument 1 of the request's RESP command with s. SG_OK or SG_ENOMEM. */
-static int replace_arg1(sg_req *req, const char *s, size_t n) {
-    char *p = req->cmd, *end = req->cmd + req->cmdlen, *arg1, *after, *buf, *q;
-    size_t len0, len1;
-    p = memchr(p, '\n', (size_t)(end - p)) + 1;     /* *N\r\n */
-    len0 = (size_t)strtoul(p + 1, NULL, 10);        /* $len\r\n arg0 \r\n */
-    p = memchr(p, '\n', (size_t)(end - p)) + 1 + len0 + 2;
-    arg1 = p;
-    len1 = (size_t)strtoul(p + 1, NULL, 10);
-    after = memchr(p, '\n', (size_t)(end - p)) + 1 + len1 + 2;
-    if ((buf = sg_malloc((size_t)(arg1 - req->cmd) + header_len(n) + n + 2 +
-                         (size_t)(end - after))) == NULL)
-        return SG_ENOMEM;
-    memcpy(buf, req->cmd, (size_t)(arg1 - req->cmd));
-    q = put_header(buf + (arg1 - req->cmd), '$', n);
-    memcpy(q, s, n);
-    q += n;
-    *q++ = '\r';
-    *q++ = '\n';
-    memcpy(q, after, (size_t)(end - after));
-    q += end - after;
-    if (req->cmdcap == 0) sg_free(req->cmd); /* else it lives in req's block */
-    req->cmdcap = 0;                         /* cmd is now an allocation of its own */
-    req->cmd = buf;
-    req->cmdlen = (size_t)(q - buf);
-    return SG_OK;
 }
 
 static void finish_with_error(sg_req *req, const char *err) {
@@ -688,76 +372,167 @@ static void finish_with_error(sg_req *req, const char *err) {
     else sg_req_finish(req, NULL, SG_ENOMEM, "out of memory");
 }
 
-/* The map is known: sends the SCAN to the master its cursor names, with that
- * master's cursor. 0 when the request was finished instead. */
-static int scan_place(sg_req *req) {
-    sg_client *c = req->client;
-    sg_node **m = NULL;
-    uint64_t cur = req->scan->cursor;
-    int n = sg_masters(c, &m), ord = (int)(cur & ((1u << SCAN_ORD_BITS) - 1));
-    unsigned tag = (unsigned)(cur >> SCAN_ORD_BITS) & ((1u << SCAN_TAG_BITS) - 1);
-    char digits[24];
-    if (n < 0) {
-        sg_req_finish(req, NULL, SG_ENOMEM, "out of memory listing the masters");
-        return 0;
-    }
-    if (n == 0) {
-        sg_free(m);
-        sg_req_finish(req, NULL, SG_ECLUSTERDOWN, "no master is known to send the command to");
-        return 0;
-    }
-    qsort(m, (size_t)n, sizeof *m, by_node_key);
-    if (cur != 0 && (ord >= n || tag != node_tag(m[ord]))) {
-        sg_free(m);
-        /* malformed, or a master that is no longer one: as Redis says it */
-        finish_with_error(req, "ERR invalid cursor");
-        return 0;
-    }
-    req->target = m[ord];
-    req->scan->ord = ord;
-    req->scan->last = ord == n - 1;
-    req->scan->tag = node_tag(m[ord]);
-    req->scan->next_tag = ord + 1 < n ? node_tag(m[ord + 1]) : 0;
-    req->scan_state = 2;
-    sg_free(m);
-    snprintf(digits, sizeof digits, "%llu", (unsigned long long)(cur >> SCAN_NODE_SHIFT));
-    if (replace_arg1(req, digits, strlen(digits)) != SG_OK) {
-        sg_req_finish(req, NULL, SG_ENOMEM, "out of memory sending a command");
-        return 0;
-    }
-    return 1;
+/* ---- a connection of the node for a request ------------------------------------------- */
+
+static void req_lost(void *owner, void *tag, int sent, int code, const char *msg);
+
+/* Opens a connection in node's pool, or fails the request saying why not. */
+static sg_conn *open_conn(sg_node *node, sg_req *req) {
+    sg_conn *conn = sg_pool_open(node);
+    if (conn == NULL) req_lost(node, req, 0, SG_ENOMEM, "out of memory opening a connection");
+    return conn;
 }
 
-/* The node's [cursor, keys] reply, its cursor turned into one that names the
- * node (or the next one). Anything else (an error reply) passes unchanged. */
-static sg_reply *scan_reply(sg_req *req, sg_reply *r) {
-    uint64_t node_cur, out;
-    sg_reply *s;
-    char digits[24];
-    if (r->type != SG_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != SG_REPLY_STRING)
-        return r;
-    if (!parse_cursor(r->element[0]->str, r->element[0]->len, &node_cur) ||
-        node_cur >> (64 - SCAN_NODE_SHIFT) != 0) {
-        static const char err[] = "ERR slotgate: a node's SCAN cursor does not fit in a "
-                                  "cluster cursor";
-        sg_reply_free(r);
-        return sg_reply_new_str(SG_REPLY_ERROR, err, sizeof err - 1);
+static void send_on(sg_node *node, sg_conn *conn, sg_req *req) {
+    long long rd = SG_CONN_TIMEOUT_KEEP;
+    req->asking = NULL;
+    if (req->exclusive) {
+        conn->exclusive = 1;
+        rd = req->block_ms < 0 ? -1 : req->block_ms + node->client->net.timeout_ms;
     }
-    if (node_cur != 0)
-        out = node_cur << SCAN_NODE_SHIFT | (uint64_t)req->scan->tag << SCAN_ORD_BITS |
-              (uint64_t)req->scan->ord;
-    else if (!req->scan->last)
-        out = (uint64_t)req->scan->next_tag << SCAN_ORD_BITS | (uint64_t)(req->scan->ord + 1);
-    else
-        out = 0; /* the last master is done */
-    snprintf(digits, sizeof digits, "%llu", (unsigned long long)out);
-    if ((s = sg_reply_new_str(SG_REPLY_STRING, digits, strlen(digits))) == NULL) {
-        sg_reply_free(r);
-        return NULL;
+    if (sg_conn_send(conn, req->cmd, req->cmdlen, req, req->send_flags, rd) != SG_OK) {
+        /* part of the command may be queued: the connection is spoiled, and
+         * req is not in its FIFO (the push is the last step), so it is
+         * failed here, unsent */
+        char msg[SG_ERRMSG_MAX];
+        snprintf(msg, sizeof msg, "out of memory queueing a command for node %s", node->addr);
+        sg_conn_fail(conn, SG_ENOMEM, "%s", msg);
+        req_lost(node, req, 0, SG_ENOMEM, msg);
+        return;
     }
-    sg_reply_free(r->element[0]);
-    r->element[0] = s;
-    return r;
+    node->st.commands++;
+    req->last_node = node;
+}
+
+static void wait_expired(evutil_socket_t fd, short what, void *arg);
+
+/* Tries to give req a connection now; 0 when it must wait.
+ *
+ * Every shared command to a node goes on the first connection that can
+ * carry it, never the least busy: Redis runs one connection's commands in
+ * the order they came, so a caller's commands to one node keep theirs (a
+ * pipelined SET k v; GET k reads v, SET k 1; SET k 2 leaves 2). Spread over
+ * two connections, the node may run the second first. Further connections
+ * serve what needs one of its own (blocking commands) and, once those end,
+ * wait idle until they are trimmed. */
+static int try_submit(sg_node *node, sg_req *req) {
+    sg_client *c = node->client;
+    sg_conn *best = NULL, *conn;
+    int i;
+    for (i = 0; i < node->nconns && best == NULL; i++) {
+        sg_conn *k = node->conns[i];
+        if (k->exclusive || k->state == SG_CONN_CLOSED) continue;
+        if (req->exclusive && k->pcount > 0) continue;
+        best = k;
+    }
+    if (best) {
+        send_on(node, best, req);
+        return 1;
+    }
+    if (node->nconns < c->max_active) {
+        if ((conn = open_conn(node, req)) != NULL) send_on(node, conn, req);
+        return 1;
+    }
+    return 0;
+}
+
+void sg_node_submit(sg_node *node, sg_req *req) {
+    sg_client *c = node->client;
+    struct timeval tv;
+    /* A node that refused us recently: fail fast while it backs off. */
+    if (node->nconns == 0 && node->connect_errors > 0 && sg_now_ms() < node->retry_at) {
+        char msg[SG_ERRMSG_MAX];
+        snprintf(msg, sizeof msg,
+                 "cannot connect to node %.100s: %.150s (%d failed attempt%s; next in %llu ms)",
+                 node->addr, node->last_error[0] ? node->last_error : "connection failed",
+                 node->connect_errors, node->connect_errors == 1 ? "" : "s",
+                 (unsigned long long)(node->retry_at - sg_now_ms()));
+        req_lost(node, req, 0, SG_ECONNECT, msg);
+        return;
+    }
+    if (try_submit(node, req)) return;
+    /* Every connection is held: wait, at most the timeout. */
+    node->st.pool_waits++;
+    if (req->timer == NULL && (req->timer = evtimer_new(c->net.base, wait_expired, req)) == NULL) {
+        sg_req_finish(req, NULL, SG_ENOMEM, "out of memory waiting for a connection");
+        return;
+    }
+    evtimer_assign(req->timer, c->net.base, wait_expired, req);
+    tv.tv_sec = c->net.timeout_ms / 1000;
+    tv.tv_usec = (c->net.timeout_ms % 1000) * 1000;
+    evtimer_add(req->timer, &tv);
+    req->wait_deadline = sg_now_ms() + (uint64_t)c->net.timeout_ms;
+    req->waiting = 1;
+    req->last_node = node;
+    req->next = NULL;
+    if (node->waiters_tail) node->waiters_tail->next = req;
+    else node->waiters = req;
+    node->waiters_tail = req;
+    node->nwaiters++;
+}
+
+static void unlink_waiter(sg_node *node, sg_req *req) {
+    sg_req **pp = &node->waiters, *prev = NULL;
+    while (*pp && *pp != req) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp == NULL) return;
+    *pp = req->next;
+    if (node->waiters_tail == req) node->waiters_tail = prev;
+    node->nwaiters--;
+    req->next = NULL;
+    req->waiting = 0;
+}
+
+/* Fails every request waiting for a connection of node (client closing). */
+void sg_node_fail_waiters(sg_node *node, int code, const char *msg) {
+    while (node->waiters) {
+        sg_req *req = node->waiters;
+        unlink_waiter(node, req);
+        evtimer_del(req->timer);
+        sg_req_finish(req, NULL, code, msg);
+    }
+}
+
+static void wait_expired(evutil_socket_t fd, short what, void *arg) {
+    sg_req *req = arg;
+    sg_node *node = req->last_node;
+    sg_client *c = node->client;
+    char msg[SG_ERRMSG_MAX];
+    (void)fd;
+    (void)what;
+    unlink_waiter(node, req);
+    node->st.pool_timeouts++;
+    snprintf(msg, sizeof msg,
+             "node %s: all %d connections busy (optimisation_max_active %d); waited %d ms",
+             node->addr, node->nconns, c->max_active, c->net.timeout_ms);
+    sg_req_finish(req, NULL, SG_EPOOL, msg);
+}
+
+/* Gives waiting requests a connection, in order, while one can be had (the
+ * cluster's events->node_room: the pool has room, or a connection is idle). */
+static void serve_waiters(sg_node *node) {
+    while (node->waiters) {
+        sg_req *req = node->waiters;
+        unlink_waiter(node, req);
+        evtimer_del(req->timer);
+        if (!try_submit(node, req)) {
+            /* still nothing: back to the head of the line, same deadline */
+            struct timeval tv;
+            uint64_t now = sg_now_ms();
+            uint64_t left = req->wait_deadline > now ? req->wait_deadline - now : 0;
+            req->waiting = 1;
+            req->next = node->waiters;
+            node->waiters = req;
+            if (node->waiters_tail == NULL) node->waiters_tail = req;
+            node->nwaiters++;
+            tv.tv_sec = (long)(left / 1000);
+            tv.tv_usec = (long)(left % 1000) * 1000;
+            evtimer_add(req->timer, &tv);
+            break;
+        }
+    }
 }
 
 /* ---- dispatch ---------------------------------------------------------------------------- */
@@ -785,7 +560,15 @@ void sg_req_dispatch(sg_req *req) {
         fan_out_dispatch(req); /* the map is known: one part per node */
         return;
     }
-    if (req->scan_state == 1 && !scan_place(req)) return;
+    if (req->scan_state == 1) {
+        int status;
+        const char *why;
+        if (!sg_scan_locate(req, &status, &why)) {
+            if (status == SG_OK) finish_with_error(req, why);
+            else sg_req_finish(req, NULL, status, why);
+            return;
+        }
+    }
     if ((c->retrying || c->nretried) && req->slot >= 0 && req->asking == NULL &&
         req->target == NULL && older_retried(req)) {
         hold(req); /* release_cb sends it when the older ones have ended */
@@ -807,7 +590,93 @@ void sg_req_dispatch(sg_req *req) {
         sg_req_finish(req, NULL, SG_ECLUSTERDOWN, msg);
         return;
     }
+    req->send_flags = (uint8_t)((req->asking ? SG_SEND_ASKING : 0) |
+                                (SG_REQ_RAW_OK(req) ? SG_SEND_RAW : 0));
     sg_node_submit(node, req);
+}
+
+void sg_req_fail_list(sg_req *list, int code, const char *msg) {
+    while (list) {
+        sg_req *next = list->next;
+        list->next = NULL;
+        sg_req_finish(list, NULL, code, msg);
+        list = next;
+    }
+}
+
+/* The map is known: the commands that waited for it go. */
+static void map_ready(sg_client *c) {
+    sg_req *list = c->pending;
+    c->pending = c->pending_tail = NULL;
+    c->discovery_failed = 0;
+    while (list) {
+        sg_req *next = list->next;
+        list->next = NULL;
+        sg_req_dispatch(list);
+        list = next;
+    }
+}
+
+static void map_failed(sg_client *c, int code, const char *msg) {
+    sg_req *list = c->pending;
+    c->pending = c->pending_tail = NULL;
+    c->discovery_failed = 1;
+    snprintf(c->discovery_err, sizeof c->discovery_err, "%s", msg);
+    sg_seterr(&c->err, code, "%s", msg);
+    sg_req_fail_list(list, code, msg);
+}
+
+/* Reverses the client's retry list in place. */
+static void reverse_retrying(sg_client *c) {
+    sg_req *r = c->retrying, *prev = NULL;
+    while (r) {
+        sg_req *next = r->next;
+        r->next = prev;
+        prev = r;
+        r = next;
+    }
+    c->retrying = prev;
+}
+
+/* A new map is in: commands waiting out a retry backoff (their node failed,
+ * or said CLUSTERDOWN) go now, to where the map sends them, in the order
+ * they went into the backoff (the loop runs active events in the order
+ * activated). The list has the newest first: walked as it is, a pipelined
+ * GET k went before its SET k, and read nil. */
+static void map_changed(sg_client *c) {
+    sg_req *r;
+    reverse_retrying(c);
+    for (r = c->retrying; r; r = r->next)
+        if (r->timer && evtimer_pending(r->timer, NULL)) event_active(r->timer, EV_TIMEOUT, 1);
+    reverse_retrying(c);
+}
+
+static void req_reply(void *owner, void *tag, sg_reply *r);
+
+/* The pool's connections: requests' replies here, the rest to the pool. */
+static const sg_conn_ops pool_ops = {
+    req_reply, req_raw, req_lost, NULL, sg_pool_idle, sg_pool_closed, sg_pool_connect_result,
+};
+
+/* The cluster's query (its events->query), to node whatever the map says. */
+static int query(sg_client *c, sg_node *node, const char *cmd, size_t len, sg_reply_fn fn,
+                 void *ud) {
+    sg_req *req = req_new(c, 0, NULL, NULL, cmd, len);
+    if (req == NULL) return SG_ENOMEM;
+    req->target = node;
+    req->no_retry = 1;
+    req->fn = fn;
+    req->ud = ud;
+    sg_node_submit(node, req);
+    return SG_OK;
+}
+
+static const sg_cluster_events events = {map_ready, map_failed, map_changed, serve_waiters,
+                                          query};
+
+void sg_router_attach(sg_client *c) {
+    c->pool_ops = &pool_ops;
+    c->events = &events;
 }
 
 /* "MOVED 3999 127.0.0.1:6381" → slot and node. */
@@ -828,7 +697,10 @@ static int too_many_redirects(sg_req *req, const sg_reply *r, sg_node *from) {
     return 1;
 }
 
-void sg_req_on_reply(sg_req *req, sg_node *node, sg_reply *r) {
+/* The pool connections' ops->reply (owner: the node). */
+static void req_reply(void *owner, void *tag, sg_reply *r) {
+    sg_req *req = tag;
+    sg_node *node = owner;
     sg_client *c = req->client;
     int slot;
     sg_node *to;
@@ -862,7 +734,7 @@ void sg_req_on_reply(sg_req *req, sg_node *node, sg_reply *r) {
     /* (the parts of a split or fan-out have no fn of their own: they are
      * retried like whole requests; internal requests never, by their retries) */
     if (r->type == SG_REPLY_ERROR && (req->fn != NULL || req->parent != NULL) &&
-        req->retries < c->max_retries &&
+        !req->no_retry && req->retries < c->max_retries &&
         (sg_reply_error_is(r, "TRYAGAIN") || sg_reply_error_is(r, "CLUSTERDOWN") ||
          sg_reply_error_is(r, "LOADING") || sg_reply_error_is(r, "MASTERDOWN") ||
          sg_reply_error_is(r, "NOREPLICAS") ||
@@ -876,18 +748,23 @@ void sg_req_on_reply(sg_req *req, sg_node *node, sg_reply *r) {
             return;
         }
     }
-    if (req->scan_state == 2 && (r = scan_reply(req, r)) == NULL) {
+    if (req->scan_state == 2 && (r = sg_scan_reply(req, r)) == NULL) {
         sg_req_finish(req, NULL, SG_ENOMEM, "out of memory reading a SCAN reply");
         return;
     }
     sg_req_finish(req, r, SG_OK, NULL);
 }
 
-void sg_req_on_conn_failure(sg_req *req, sg_node *node, int sent, int code, const char *msg) {
+/* The pool connections' ops->lost (owner: the node): the connection carrying
+ * the request failed; sent says whether its bytes had left this host. The
+ * pool calls it too, for a request it could not send. */
+static void req_lost(void *owner, void *tag, int sent, int code, const char *msg) {
+    sg_req *req = tag;
+    sg_node *node = owner;
     sg_client *c = req->client;
     char buf[SG_ERRMSG_MAX];
     node->st.errors++;
-    if (c->freeing) {
+    if (c->net.freeing) {
         sg_req_finish(req, NULL, SG_ECLOSED, "client closed");
         return;
     }
@@ -906,7 +783,7 @@ void sg_req_on_conn_failure(sg_req *req, sg_node *node, int sent, int code, cons
         sg_req_finish(req, NULL, SG_EUNKNOWN, buf);
         return;
     }
-    if (req->retries > 0 && req->retries < (1 << 20)) {
+    if (req->retries > 0) {
         snprintf(buf, sizeof buf, "%s (gave up after %d tries over %llu ms)", msg, req->retries + 1,
                  (unsigned long long)(sg_now_ms() - req->started));
         sg_req_finish(req, NULL, code, buf);
@@ -990,9 +867,9 @@ static void deferred_cb(evutil_socket_t fd, short what, void *arg) {
 static int finish_deferred(sg_req *req, sg_reply *reply, int status, const char *msg) {
     sg_client *c = req->client;
     struct timeval zero = {0, 0};
-    if (req->timer == NULL && (req->timer = evtimer_new(c->base, deferred_cb, req)) == NULL)
+    if (req->timer == NULL && (req->timer = evtimer_new(c->net.base, deferred_cb, req)) == NULL)
         return 0;
-    evtimer_assign(req->timer, c->base, deferred_cb, req);
+    evtimer_assign(req->timer, c->net.base, deferred_cb, req);
     sg_free(req->failed_msg);
     /* no memory for the message: deferred_cb says sg_strerror(status) */
     req->failed_msg = status != SG_OK && msg ? sg_strdup(msg) : NULL;
@@ -1011,7 +888,7 @@ static int finish_later(sg_req *req, const char *error_reply, int status, const 
         return SG_ENOMEM;
     if (msg && (req->failed_msg = sg_strdup(msg)) == NULL) return SG_ENOMEM;
     req->failed_status = status;
-    if ((req->timer = evtimer_new(c->base, deferred_cb, req)) == NULL) return SG_ENOMEM;
+    if ((req->timer = evtimer_new(c->net.base, deferred_cb, req)) == NULL) return SG_ENOMEM;
     evtimer_add(req->timer, &zero);
     retry_push(req, SG_RETRY_DEFERRED);
     return SG_OK;
@@ -1030,139 +907,36 @@ static sg_req *new_part(sg_req *parent, int idx, int argc, const char *const *ar
     return part;
 }
 
-/* The split state of p, its arrays in one allocation: nparts replies, and
- * for a split by key the keys of each part (nkeys in all). */
-static int split_new(sg_req *p, int nparts, int nkeys) {
-    sg_split *sp;
-    size_t size = sizeof *sp + (size_t)nparts * sizeof *sp->parts +
-                  (size_t)(nparts + nkeys) * sizeof(int);
-    if ((sp = sg_calloc(1, size)) == NULL) return SG_ENOMEM;
-    sp->parts = (sg_reply **)(sp + 1);
-    sp->part_nkeys = (int *)(sp->parts + nparts);
-    sp->part_keys = sp->part_nkeys + nparts;
-    sp->nparts = sp->remaining = nparts;
-    p->sp = sp;
-    return SG_OK;
+/* Sends the parts split.c made, or frees them when it failed. */
+static void dispatch_parts(int rc, sg_req **parts, int n) {
+    int i;
+    for (i = 0; i < n; i++) {
+        if (rc == SG_OK) sg_req_dispatch(parts[i]);
+        else sg_req_free(parts[i]);
+    }
+    sg_free(parts);
 }
 
 /* Splits a multi-key request by slot. keyidx/keyslot: the keys. */
 static int split_by_slot(sg_req *p, int argc, const char *const *argv, const size_t *argvlen,
                          const int *keyidx, const int *keyslot, int nkeys) {
-    int pairs = p->split == SG_SPLIT_PAIRS, i, j, nparts = 0, rc = SG_OK;
-    /* on the stack for the usual few keys */
-    int small_slot[SMALL_ARGC], small_part[SMALL_ARGC];
-    const char *small_argv[SMALL_ARGC + 1];
-    size_t small_len[SMALL_ARGC + 1];
-    int small = argc <= SMALL_ARGC; /* nkeys < argc */
-    int *slot_of_part = small ? small_slot : sg_malloc((size_t)nkeys * sizeof(int));
-    int *part_of_key = small ? small_part : sg_malloc((size_t)nkeys * sizeof(int));
-    const char **pargv = small ? small_argv : sg_malloc((size_t)(argc + 1) * sizeof(char *));
-    size_t *plen = small ? small_len : sg_malloc((size_t)(argc + 1) * sizeof(size_t));
-    sg_req **parts = NULL;
-    if (!slot_of_part || !part_of_key || !pargv || !plen) {
-        rc = SG_ENOMEM;
-        goto done;
-    }
-    for (i = 0; i < nkeys; i++) {
-        for (j = 0; j < nparts && slot_of_part[j] != keyslot[i]; j++) {
-        }
-        if (j == nparts) slot_of_part[nparts++] = keyslot[i];
-        part_of_key[i] = j;
-    }
-    parts = sg_calloc((size_t)nparts, sizeof *parts);
-    if (split_new(p, nparts, nkeys) != SG_OK || !parts) {
-        rc = SG_ENOMEM;
-        goto done;
-    }
-    if (SG_REQ_RAW_MERGE(p) && p->split == SG_SPLIT_ARRAY)
-        p->sp->raw_at = sg_calloc((size_t)nkeys * 2, sizeof *p->sp->raw_at); /* NULL: the merge says so */
-    {
-        int k = 0;
-        for (j = 0; j < nparts; j++) {
-            int pargc = 0, first = k;
-            pargv[pargc] = argv[0];
-            plen[pargc++] = argvlen[0];
-            for (i = 0; i < nkeys; i++) {
-                if (part_of_key[i] != j) continue;
-                p->sp->part_keys[k++] = i; /* reply position of this key */
-                p->sp->part_nkeys[j]++;
-                pargv[pargc] = argv[keyidx[i]];
-                plen[pargc++] = argvlen[keyidx[i]];
-                if (pairs && keyidx[i] + 1 < argc) {
-                    pargv[pargc] = argv[keyidx[i] + 1];
-                    plen[pargc++] = argvlen[keyidx[i] + 1];
-                }
-            }
-            if ((parts[j] = new_part(p, j, pargc, pargv, plen)) == NULL) {
-                rc = SG_ENOMEM;
-                goto done;
-            }
-            parts[j]->slot = slot_of_part[j];
-            parts[j]->part_first = first;
-        }
-    }
-    for (j = 0; j < nparts; j++) sg_req_dispatch(parts[j]);
-done:
-    if (rc != SG_OK && parts)
-        for (j = 0; j < nparts; j++) sg_req_free(parts[j]);
-    sg_free(parts);
-    if (!small) {
-        sg_free(slot_of_part);
-        sg_free(part_of_key);
-        sg_free(pargv);
-        sg_free(plen);
-    }
+    sg_req **parts;
+    int n, rc = sg_split_by_slot(p, argc, argv, argvlen, keyidx, keyslot, nkeys, new_part,
+                                 &parts, &n);
+    dispatch_parts(rc, parts, n);
     return rc;
 }
 
 /* Sends a copy of the request to every master (or every node). */
-static int fan_out(sg_req *p, int all_nodes) {
-    sg_client *c = p->client;
-    sg_node **targets = NULL;
-    sg_req **parts;
-    int n = 0, i, rc = SG_OK;
-    if (all_nodes && c->mode == SG_MODE_CLUSTER) {
-        if ((targets = sg_malloc((size_t)(c->nnodes ? c->nnodes : 1) * sizeof *targets)) == NULL)
-            return SG_ENOMEM;
-        for (i = 0; i < c->nnodes; i++)
-            if (c->nodes[i]->in_map && !c->nodes[i]->sentinel) targets[n++] = c->nodes[i];
-    } else if ((n = sg_masters(c, &targets)) < 0) {
-        return SG_ENOMEM;
-    }
-    if (n == 0) {
-        sg_free(targets);
-        sg_req_finish(p, NULL, SG_ECLUSTERDOWN, "no master is known to send the command to");
-        return SG_OK;
-    }
-    parts = sg_calloc((size_t)n, sizeof *parts);
-    if (split_new(p, n, 0) != SG_OK || !parts) rc = SG_ENOMEM;
-    for (i = 0; i < n && rc == SG_OK; i++) {
-        if ((parts[i] = sg_calloc(1, sizeof *parts[i])) == NULL ||
-            (parts[i]->cmd = sg_malloc(p->cmdlen)) == NULL) {
-            rc = SG_ENOMEM;
-            break;
-        }
-        memcpy(parts[i]->cmd, p->cmd, p->cmdlen);
-        parts[i]->cmdlen = p->cmdlen;
-        parts[i]->client = c;
-        parts[i]->slot = -1;
-        parts[i]->parent = p;
-        parts[i]->part = i;
-        parts[i]->info = p->info;
-        parts[i]->readonly = p->readonly;
-        parts[i]->target = targets[i];
-    }
-    if (rc == SG_OK)
-        for (i = 0; i < n; i++) sg_req_dispatch(parts[i]);
-    else if (parts)
-        for (i = 0; i < n; i++) sg_req_free(parts[i]);
-    sg_free(parts);
-    sg_free(targets);
-    return rc;
-}
-
 static void fan_out_dispatch(sg_req *req) {
-    if (fan_out(req, req->fanout == 2) != SG_OK) {
+    sg_req **parts;
+    int n, rc = sg_split_fan_out(req, req->fanout == 2, &parts, &n);
+    if (rc == SG_OK && n == 0) {
+        sg_req_finish(req, NULL, SG_ECLUSTERDOWN, "no master is known to send the command to");
+        return;
+    }
+    dispatch_parts(rc, parts, n);
+    if (rc != SG_OK) {
         sg_free(req->sp);
         req->sp = NULL;
         sg_req_finish(req, NULL, SG_ENOMEM, "out of memory sending a command to every master");
@@ -1323,7 +1097,7 @@ static int submit(sg_client *c, int argc, const char *const *argv, const size_t 
     } else if (nkeys == 0 && strcmp(req->info->name, "scan") == 0) {
         /* the master is picked when the map is known: at dispatch */
         uint64_t cursor;
-        if (!parse_cursor(argv[1], argvlen[1], &cursor)) {
+        if (!sg_scan_parse_cursor(argv[1], argvlen[1], &cursor)) {
             rc = finish_later(req, "ERR invalid cursor", SG_OK, NULL);
         } else if ((req->scan = sg_calloc(1, sizeof *req->scan)) == NULL) {
             sg_req_free(req);

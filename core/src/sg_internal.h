@@ -57,6 +57,9 @@ const char *sg_read_policy_label(int policy);
  * have been made since the last call. Not thread-safe; for tests only. */
 unsigned long sg_alloc_fail_at(unsigned long nth);
 
+/* Milliseconds on a monotonic clock. */
+uint64_t sg_now_ms(void);
+
 /* Logging through the host's callback; formatted only when enabled. */
 extern int sg_log_threshold;
 void sg_log_emit(int level, const char *fmt, ...)
