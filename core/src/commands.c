@@ -533,8 +533,8 @@ static const struct {
     [SG_CI_CLIENT_ID] = {SG_ROUTE_GATEWAY, 0},
     [SG_CI_CLIENT_INFO] = {SG_ROUTE_GATEWAY, 0},
     [SG_CI_CLIENT_REPLY] = {SG_ROUTE_GATEWAY, 0},
-    /* INFO reports the gateway's own figures (DESIGN.md), though Redis's
-     * tip fans it out. */
+    /* INFO is answered by the gateway (its own figures and the cluster's:
+     * README, "Operating slotgated"), though Redis's tip fans it out. */
     [SG_CI_INFO] = {SG_ROUTE_GATEWAY, 0},
     /* COMMAND is answered from this table. */
     [SG_CI_COMMAND] = {SG_ROUTE_GATEWAY, 0},

@@ -33,16 +33,17 @@ sg_reply *sg_reply_new(int type);
 sg_reply *sg_reply_new_str(int type, const char *s, size_t len);
 sg_reply *sg_reply_new_int(long long v);
 sg_reply *sg_reply_new_array(size_t n);
-/* The length of the whole RESP2 reply at s[0..n): 0 when it does not end
- * within n bytes, -1 when s is not RESP. */
+/* The length of the whole reply (RESP2 or RESP3) at s[0..n): 0 when it does
+ * not end within n bytes, -1 when s is not RESP. */
 long long sg_reply_scan(const char *s, size_t n);
 /* As sg_reply_scan, for the reply at the head of in however it is cut in
  * chunks; st (zeroed at first) keeps the place between calls, so each byte
  * is scanned once. */
 long long sg_reply_scan_buffer(sg_scan *st, struct evbuffer *in);
-/* The tree of one whole RESP2 reply s[0..len) (as conn.c's scan found it).
- * NULL with *status SG_ENOMEM, SG_EPROTO (not RESP), or SG_EINVAL (arrays
- * nested deeper than 1000 levels). */
+/* The tree of one whole reply s[0..len) (as conn.c's scan found it), RESP2
+ * or RESP3 (an attribute goes to the reply it came with). NULL with *status
+ * SG_ENOMEM, SG_EPROTO (not RESP), or SG_EINVAL (aggregates nested deeper
+ * than 1000 levels). */
 sg_reply *sg_reply_parse(const char *s, size_t len, int *status);
 /* Whether an error reply starts with word ("MOVED", "ASK", ...). */
 int sg_reply_error_is(const sg_reply *r, const char *word);
