@@ -131,7 +131,8 @@ sg_client *sg_client_new(const sg_config *cfg, const char *upstream, struct even
 
 int sg_client_set_batching(sg_client *c, int on) {
     if (c == NULL || c->net.flush_ev == NULL)
-        return c ? sg_seterr(&c->err, SG_EINVAL, "batching needs an asynchronous client") : SG_EINVAL;
+        return c ? sg_seterr(&c->err, SG_EINVAL, "batching needs an asynchronous client")
+                 : SG_EINVAL;
     if (!on && c->net.batching) sg_client_flush(c);
     c->net.batching = on != 0;
     return SG_OK;
@@ -144,7 +145,8 @@ void sg_client_free(sg_client *c) {
     if (c->nodes) {
         sg_req *pending = c->pending, *retrying = c->retrying, *r;
         c->pending = c->pending_tail = c->retrying = NULL;
-        for (i = 0; i < c->nnodes; i++) sg_node_fail_waiters(c->nodes[i], SG_ECLOSED, "client closed");
+        for (i = 0; i < c->nnodes; i++)
+            sg_node_fail_waiters(c->nodes[i], SG_ECLOSED, "client closed");
         sg_req_fail_list(pending, SG_ECLOSED, "client closed");
         for (r = retrying; r; r = r->next) {
             if (r->timer) evtimer_del(r->timer); /* a held request has none */
@@ -217,7 +219,8 @@ int sg_client_connect(sg_client *c) {
         return SG_OK;
     }
     /* PING through the normal path: discovery, handshake, and the node. */
-    if (sg_router_submit(c, 1, (const char *const[]){"PING"}, NULL, sg_waiter_reply, &w, NULL) != SG_OK)
+    if (sg_router_submit(c, 1, (const char *const[]){"PING"}, NULL, sg_waiter_reply, &w, NULL) !=
+        SG_OK)
         return c->err.code;
     run_until(c, &w.done);
     if (w.status != SG_OK) return sg_seterr(&c->err, w.status, "%s", w.msg);

@@ -307,7 +307,8 @@ int sg_cluster_parse_slots(sg_client *c, const sg_reply *r, const sg_node *asked
     size_t i, j;
     int covered = 0;
     if (r->type != SG_REPLY_ARRAY) {
-        snprintf(why, whylen, "CLUSTER SLOTS gave %s", r->type == SG_REPLY_ERROR ? r->str : "no array");
+        snprintf(why, whylen, "CLUSTER SLOTS gave %s",
+                 r->type == SG_REPLY_ERROR ? r->str : "no array");
         return -1;
     }
     memset(slots, 0, SG_SLOTS * sizeof *slots);
@@ -315,8 +316,8 @@ int sg_cluster_parse_slots(sg_client *c, const sg_reply *r, const sg_node *asked
         const sg_reply *e = r->element[i];
         long long lo, hi, s;
         sg_node *master;
-        if (e->type != SG_REPLY_ARRAY || e->elements < 3 || e->element[0]->type != SG_REPLY_INTEGER ||
-            e->element[1]->type != SG_REPLY_INTEGER) {
+        if (e->type != SG_REPLY_ARRAY || e->elements < 3 ||
+            e->element[0]->type != SG_REPLY_INTEGER || e->element[1]->type != SG_REPLY_INTEGER) {
             snprintf(why, whylen, "CLUSTER SLOTS entry %zu is malformed", i + 1);
             return -1;
         }
@@ -441,7 +442,8 @@ static void refresh_failed_once(sg_client *c, sg_node *node, int code, const cha
     if (c->mode == SG_MODE_SENTINEL) /* each sentinel once */
         for (limit = 0, i = 0; i < c->nnodes; i++) limit += c->nodes[i]->sentinel;
     if (c->refresh_errors.len < 2000)
-        sg_buf_printf(&c->refresh_errors, "%s%s: %s", c->refresh_errors.len ? "; " : "", node->addr, why);
+        sg_buf_printf(&c->refresh_errors, "%s%s: %s", c->refresh_errors.len ? "; " : "", node->addr,
+                      why);
     if (c->refresh_attempts == 0) c->refresh_code = code;
     else if (c->refresh_code != code) c->refresh_code = SG_ECONNECT;
     c->refresh_attempts++;
@@ -456,7 +458,8 @@ static void refresh_failed_once(sg_client *c, sg_node *node, int code, const cha
         char msg[SG_ERRMSG_MAX];
         if (c->mode == SG_MODE_SENTINEL)
             snprintf(msg, sizeof msg, "no sentinel gives the address of master \"%s\": %s",
-                     c->master_name, c->refresh_errors.data ? c->refresh_errors.data : "none to ask");
+                     c->master_name,
+                     c->refresh_errors.data ? c->refresh_errors.data : "none to ask");
         else
             snprintf(msg, sizeof msg, "cannot read the slot map from any node: %s",
                      c->refresh_errors.data ? c->refresh_errors.data : "no node to ask");
@@ -752,7 +755,8 @@ int sg_cluster_start(sg_client *c) {
     int i;
     for (i = 0; i < c->nseeds; i++) {
         sg_node *n = sg_node_by_addr(c, c->seeds[i]);
-        if (n == NULL) return sg_seterr(&c->err, SG_ENOMEM, "out of memory adding seed %s", c->seeds[i]);
+        if (n == NULL)
+            return sg_seterr(&c->err, SG_ENOMEM, "out of memory adding seed %s", c->seeds[i]);
         n->sentinel = c->mode == SG_MODE_SENTINEL;
         if (c->mode == SG_MODE_SINGLE) {
             n->in_map = 1;

@@ -295,7 +295,8 @@ static void read_replies(struct bufferevent *bev, sg_conn *conn) {
             if (r == NULL && status == SG_EINVAL) {
                 /* deeper than we follow: that request's error, not the
                  * connection's (its bytes are known, the stream is fine) */
-                static const char deep[] = "ERR slotgate: the reply is nested more than 1000 levels deep";
+                static const char deep[] =
+                    "ERR slotgate: the reply is nested more than 1000 levels deep";
                 r = sg_reply_new_str(SG_REPLY_ERROR, deep, sizeof deep - 1);
                 status = r ? SG_OK : SG_ENOMEM;
             }
@@ -372,7 +373,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg) {
             age = sg_now_ms() - conn->pend[conn->phead].sent;
             if (age < limit) {
                 /* the oldest reply is not late yet: look again when it is */
-                struct timeval rd = {(long)((limit - age) / 1000), (long)((limit - age) % 1000) * 1000};
+                struct timeval rd = {(long)((limit - age) / 1000),
+                                     (long)((limit - age) % 1000) * 1000};
                 struct timeval wr = {c->timeout_ms / 1000, (c->timeout_ms % 1000) * 1000};
                 bufferevent_set_timeouts(conn->bev, &rd, &wr);
                 conn->timer_short = 1; /* the full timeout comes back once idle */

@@ -328,7 +328,8 @@ int sg_gateway_forward_cmd(sg_gateway *g, const sg_command *cmd, const sg_reques
          * a key, and a key may hold CR or LF (else the client reads a reply
          * of the client's own making) */
         while ((nl = strpbrk(d.errmsg, "\r\n")) != NULL) *nl = ' ';
-        if (dn == NULL || (dn->reply = sg_reply_new_str(SG_REPLY_ERROR, d.errmsg, strlen(d.errmsg))) == NULL) {
+        if (dn == NULL ||
+            (dn->reply = sg_reply_new_str(SG_REPLY_ERROR, d.errmsg, strlen(d.errmsg))) == NULL) {
             sg_free(dn);
             rc = sg_seterr(&g->err, SG_ENOMEM, "out of memory");
             goto done;
@@ -400,7 +401,8 @@ sg_reply *sg_gateway_call_argv(sg_gateway *g, const sg_request_ctx *ctx, int arg
             sg_seterr(&g->err, SG_EINVAL, "blocking calls need a blocking gateway (no event base)");
         return NULL;
     }
-    if (sg_gateway_send_argv(g, ctx, argc, argv, argvlen, sg_waiter_reply, &w) != SG_OK) return NULL;
+    if (sg_gateway_send_argv(g, ctx, argc, argv, argvlen, sg_waiter_reply, &w) != SG_OK)
+        return NULL;
     while (!w.done) event_base_loop(g->base, EVLOOP_ONCE);
     if (w.status != SG_OK) {
         sg_seterr(&g->err, w.status, "%s", w.msg);
@@ -434,8 +436,8 @@ static int check_command(const sg_command *info, int argc, const char *const *ar
             /* as Redis: the arguments quoted, while they take less than 128 bytes */
             size_t used = 0, at;
             int i;
-            at = (size_t)snprintf(err, errlen, "ERR unknown command '%.*s', with args beginning with: ",
-                                  n0, argv[0]);
+            at = (size_t)snprintf(
+                err, errlen, "ERR unknown command '%.*s', with args beginning with: ", n0, argv[0]);
             for (i = 1; i < argc && used < 128 && at < errlen; i++) {
                 int w = (int)(argvlen[i] < 128 - used ? argvlen[i] : 128 - used);
                 int n = snprintf(err + at, errlen - at, "'%.*s' ", w, argv[i]);

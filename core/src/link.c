@@ -98,7 +98,8 @@ static void on_push(void *owner, sg_conn *conn, sg_reply *r) {
         sg_reply_free(r);
         return;
     }
-    if (r->type == SG_REPLY_ERROR && (sg_reply_error_is(r, "MOVED") || sg_reply_error_is(r, "ASK"))) {
+    if (r->type == SG_REPLY_ERROR &&
+        (sg_reply_error_is(r, "MOVED") || sg_reply_error_is(r, "ASK"))) {
         /* the owner sees the error; the map is stale */
         l->node->st.moved++;
         sg_cluster_refresh(l->c, 1);
@@ -129,9 +130,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
             return;
         }
         l->node->st.timeouts++;
-        sg_conn_fail(l->conn, SG_ETIMEOUT,
-                     "node %s did not answer within %d ms on a dedicated connection (%ld repl%s due)",
-                     l->node->addr, l->c->net.timeout_ms, l->due, l->due == 1 ? "y" : "ies");
+        sg_conn_fail(
+            l->conn, SG_ETIMEOUT,
+            "node %s did not answer within %d ms on a dedicated connection (%ld repl%s due)",
+            l->node->addr, l->c->net.timeout_ms, l->due, l->due == 1 ? "y" : "ies");
     }
 }
 

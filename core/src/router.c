@@ -246,7 +246,8 @@ static int older_retried(const sg_req *req) {
             (r->in_retry == SG_RETRY_BACKOFF || r->in_retry == SG_RETRY_HELD))
             return 1;
     for (i = 0; i < c->nretried; i++)
-        if (c->retried[i] != req && c->retried[i]->slot == req->slot && c->retried[i]->seq < req->seq)
+        if (c->retried[i] != req && c->retried[i]->slot == req->slot &&
+            c->retried[i]->seq < req->seq)
             return 1;
     return 0;
 }
@@ -691,7 +692,8 @@ sg_node *sg_redirect_target(sg_client *c, const sg_reply *r, int *slot) {
 static int too_many_redirects(sg_req *req, const sg_reply *r, sg_node *from) {
     char msg[SG_ERRMSG_MAX];
     if (++req->redirects <= req->client->max_redirects) return 0;
-    snprintf(msg, sizeof msg, "too many redirections (%d) for slot %d; the last, from node %.100s: %.100s",
+    snprintf(msg, sizeof msg,
+             "too many redirections (%d) for slot %d; the last, from node %.100s: %.100s",
              req->client->max_redirects, req->slot, from->addr, r->str);
     sg_req_finish(req, NULL, SG_EREDIRECT, msg);
     return 1;
@@ -792,7 +794,7 @@ static void req_lost(void *owner, void *tag, int sent, int code, const char *msg
     sg_req_finish(req, NULL, code, msg);
 }
 
-/* ---- from argv to dispatched requests ----------------------------------------------------------- */
+/* ---- from argv to dispatched requests ------------------------------------------------- */
 
 /* Commands that change a connection's state: connections are shared, so the
  * client API refuses them. */
@@ -952,7 +954,8 @@ static int take_opts(sg_req *req, const sg_submit_opts *o) {
     if (o->nttls == 0) return SG_OK;
     if ((req->ttls = sg_calloc((size_t)o->nttls, sizeof *req->ttls)) == NULL) return SG_ENOMEM;
     for (i = 0; i < o->nttls; i++) {
-        if ((req->ttls[i].key = sg_strndup(o->ttl_keys[i], o->ttl_lens[i])) == NULL) return SG_ENOMEM;
+        if ((req->ttls[i].key = sg_strndup(o->ttl_keys[i], o->ttl_lens[i])) == NULL)
+            return SG_ENOMEM;
         req->ttls[i].len = o->ttl_lens[i];
         req->ttls[i].seconds = o->ttl_secs[i];
         req->nttls++;
@@ -1033,8 +1036,8 @@ static int submit(sg_client *c, int argc, const char *const *argv, const size_t 
         for (i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
         argvlen = lens;
     }
-    if ((req = req_new(c, argc, argv, argvlen, opts ? opts->resp : NULL, opts ? opts->resplen : 0)) ==
-        NULL)
+    if ((req = req_new(c, argc, argv, argvlen, opts ? opts->resp : NULL,
+                       opts ? opts->resplen : 0)) == NULL)
         goto oom;
     req->fn = fn;
     req->ud = ud;
