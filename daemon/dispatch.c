@@ -14,6 +14,7 @@
 #include <assert.h>
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "admin.h"
@@ -171,16 +172,34 @@ static void do_auth(session *s, const sg_command *cmd, const sg_resp_req *r, uin
 
 static void put_str(sg_resp_out *o, const char *s) { sg_resp_put_bulk(o, s, strlen(s)); }
 
+/* HELLO [protover [AUTH user pass] [SETNAME name]], as Redis 7.0 answers it:
+ * the version first (2 or 3; none keeps the session's), then AUTH, then the
+ * name; the reply, in the protocol chosen, is a map of what the client is
+ * talking to. RESP3 makes the session's replies RESP3 from this one on: its
+ * commands then go over node connections that speak RESP3 (a map is a map). */
 static void hello(session *s, const sg_resp_req *r, sg_resp_out *o) {
-    int i = 2, setname = -1;
-    if (r->argc >= 2 && !sg_resp_arg_is(r, 1, "2")) {
-        if (sg_resp_arg_is(r, 1, "3"))
-            sg_resp_put_error(o, "NOPROTO sorry, this protocol version is not supported.");
-        else sg_resp_put_error(o, "NOPROTO unsupported protocol version");
-        return;
+    int i = 2, setname = -1, ver = 0;
+    if (r->argc >= 2) {
+        char num[24];
+        char *end;
+        long long v;
+        size_t n = r->argvlen[1] < sizeof num - 1 ? r->argvlen[1] : sizeof num - 1;
+        memcpy(num, r->argv[1], n);
+        num[n] = '\0';
+        v = strtoll(num, &end, 10);
+        if (n == 0 || *end != '\0' || r->argvlen[1] >= sizeof num - 1 || num[0] == ' ') {
+            sg_resp_put_error(o, "ERR Protocol version is not an integer or out of range");
+            return;
+        }
+        if (v < 2 || v > 3) {
+            sg_resp_put_error(o, "NOPROTO unsupported protocol version");
+            return;
+        }
+        ver = (int)v;
     }
     for (; i < r->argc; i++) {
-        if (sg_resp_arg_is(r, i, "AUTH") && i + 2 < r->argc) {
+        int more = r->argc - 1 - i;
+        if (sg_resp_arg_is(r, i, "AUTH") && more >= 2) {
             sg_resp_out err = {0};
             sg_resp_req a = *r;
             const char *argv[3] = {"AUTH", r->argv[i + 1], r->argv[i + 2]};
@@ -188,6 +207,7 @@ static void hello(session *s, const sg_resp_req *r, sg_resp_out *o) {
             a.argc = 3;
             a.argv = argv;
             a.argvlen = lens;
+            err.proto = o->proto;
             if (!users_auth(s, &a, &err)) {
                 sg_resp_put_raw(o, err.buf.data, err.buf.len);
                 sg_buf_free(&err.buf);
@@ -195,14 +215,13 @@ static void hello(session *s, const sg_resp_req *r, sg_resp_out *o) {
             }
             sg_buf_free(&err.buf);
             i += 2;
-        } else if (sg_resp_arg_is(r, i, "SETNAME") && i + 1 < r->argc) {
-            if (!valid_client_name(r->argv[i + 1], r->argvlen[i + 1])) {
-                sg_resp_put_error(o, BAD_CLIENT_NAME);
-                return;
-            }
+        } else if (sg_resp_arg_is(r, i, "SETNAME") && more >= 1) {
             setname = ++i; /* named only once authenticated */
         } else {
-            sg_resp_put_error(o, "ERR Syntax error in HELLO option");
+            char msg[128];
+            snprintf(msg, sizeof msg, "ERR Syntax error in HELLO option '%.*s'",
+                     (int)(r->argvlen[i] > 64 ? 64 : r->argvlen[i]), r->argv[i]);
+            sg_resp_put_error(o, msg);
             return;
         }
     }
@@ -213,14 +232,21 @@ static void hello(session *s, const sg_resp_req *r, sg_resp_out *o) {
                              "version at the same time");
         return;
     }
-    if (setname > 0) set_client_name(s, r->argv[setname], r->argvlen[setname]);
-    sg_resp_put_array(o, 14);
+    if (setname > 0) {
+        if (!valid_client_name(r->argv[setname], r->argvlen[setname])) {
+            sg_resp_put_error(o, BAD_CLIENT_NAME);
+            return;
+        }
+        set_client_name(s, r->argv[setname], r->argvlen[setname]);
+    }
+    if (ver) s->out.proto = o->proto = ver == 3 ? SG_RESP_PROTO_3 : SG_RESP_PROTO_2;
+    sg_resp_put_map(o, 7);
     put_str(o, "server");
     put_str(o, "slotgate");
     put_str(o, "version");
     put_str(o, sg_version());
     put_str(o, "proto");
-    sg_resp_put_int(o, 2);
+    sg_resp_put_int(o, o->proto == SG_RESP_PROTO_3 ? 3 : 2);
     put_str(o, "id");
     sg_resp_put_int(o, (long long)s->id);
     put_str(o, "mode");
@@ -471,7 +497,7 @@ void dispatch(session *s, const sg_resp_req *r) {
         return;
     }
     if ((d->flags & D_POLICY_FIRST) && denied(s, r, seq)) return;
-    if (pubsub_active(s)) {
+    if (pubsub_active(s) && s->out.proto != SG_RESP_PROTO_3) { /* RESP2's subscribed mode */
         if (d->subscribed) d->subscribed(s, cmd, r, seq);
         else pubsub_refuse(s, r, seq);
         return;

@@ -12,6 +12,11 @@
  * without arguments (one confirmation per channel held) need no bookkeeping.
  * Messages go to the client as they come, after any reply it is still owed.
  *
+ * A RESP3 session's subscriptions are on RESP3 connections (its gateway
+ * client's): confirmations and messages come, and go to it, as pushes, and
+ * it may send any command while subscribed, as Redis allows in RESP3; a
+ * RESP2 session is in subscribed mode (only the family, PING, QUIT, RESET).
+ *
  * RESET is the dispatcher's (dispatch.c); it calls pubsub_reset.
  *
  * Bounds: a subscriber that leaves more than pubsub_output_limit bytes
@@ -153,7 +158,8 @@ static void confirm(plink *pl, sg_reply *r) {
     reply_slot *rs;
     if (e == NULL) return;
     rs = reply_slot_at(s, e->o->seq);
-    if (r->type == SG_REPLY_ARRAY && r->elements == 3 && r->element[2]->type == SG_REPLY_INTEGER) {
+    if ((r->type == SG_REPLY_ARRAY || r->type == SG_REPLY_PUSH) && r->elements == 3 &&
+        r->element[2]->type == SG_REPLY_INTEGER) {
         pl->count = r->element[2]->integer;
         r->element[2]->integer = total(ps, pl->shard);
     }
@@ -161,7 +167,7 @@ static void confirm(plink *pl, sg_reply *r) {
 }
 
 static int is_kind(const sg_reply *r, const char *kind) {
-    return r->type == SG_REPLY_ARRAY && r->elements >= 1 &&
+    return (r->type == SG_REPLY_ARRAY || r->type == SG_REPLY_PUSH) && r->elements >= 1 &&
            r->element[0]->type == SG_REPLY_STRING &&
            strcasecmp(r->element[0]->str, kind) == 0;
 }
@@ -260,13 +266,13 @@ static void unsubscribed_locally(session *s, const sg_command *cmd, const sg_res
     reply_slot *rs = reply_slot_at(s, seq);
     int k;
     if (r->argc == 1) {
-        sg_resp_put_array(&rs->out, 3);
+        sg_resp_put_push(&rs->out, 3);
         sg_resp_put_bulk(&rs->out, cmd->name, cmd->namelen);
         sg_resp_put_null(&rs->out);
         sg_resp_put_int(&rs->out, count);
     } else {
         for (k = 1; k < r->argc; k++) {
-            sg_resp_put_array(&rs->out, 3);
+            sg_resp_put_push(&rs->out, 3);
             sg_resp_put_bulk(&rs->out, cmd->name, cmd->namelen);
             sg_resp_put_bulk(&rs->out, r->argv[k], r->argvlen[k]);
             sg_resp_put_int(&rs->out, count);

@@ -86,6 +86,7 @@ void session_ctx(const session *s, sg_request_ctx *ctx) {
     ctx->user = session_user(s);
     ctx->client = s->name;
     ctx->addr = s->addr;
+    ctx->proto = s->out.proto == SG_RESP_PROTO_3 ? 3 : 2;
     sg_gateway_set_policy(s->w->gw, session_policy(s)); /* the user's own, if any */
 }
 

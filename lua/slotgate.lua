@@ -167,6 +167,7 @@ int sg_client_connect(sg_client *c);
 int sg_client_set_read_policy(sg_client *c, int policy);
 int sg_client_set_max_redirects(sg_client *c, int n);
 int sg_client_set_batching(sg_client *c, int on);
+int sg_client_set_protocol(sg_client *c, int proto);
 typedef void (*sg_reply_fn)(sg_client *c, sg_reply *reply, int status, const char *errmsg,
                             void *ud);
 int sg_client_send_argv(sg_client *c, int argc, const char *const *argv,
@@ -214,6 +215,7 @@ typedef struct sg_request_ctx {
     const char *user;
     const char *client;
     const char *addr;
+    int proto;
 } sg_request_ctx;
 typedef struct sg_policy_stats {
     uint64_t commands;
@@ -782,10 +784,11 @@ ffi_metatype(client_box_t, {
   end,
 })
 
--- slotgate.connect(config_or_options, upstream) → a connected blocking
+-- slotgate.connect(config_or_options, upstream, opts) → a connected blocking
 -- client, or nil, err, code. A table is first given to slotgate.config;
--- upstream nil means "default".
-function _M.connect(cfg, upstream)
+-- upstream nil means "default". opts.protocol = 3 speaks RESP3 to the nodes
+-- (replies as maps, doubles, booleans ...: see the top of this file).
+function _M.connect(cfg, upstream, opts)
   if cfg == nil or (type(cfg) == "table") then
     local err, code
     cfg, err, code = _M.config(cfg)
@@ -797,10 +800,18 @@ function _M.connect(cfg, upstream)
   if upstream ~= nil and type(upstream) ~= "string" then
     error("bad argument #2 to 'connect' (string or nil expected, got " .. type(upstream) .. ")", 2)
   end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #3 to 'connect' (table or nil expected, got " .. type(opts) .. ")", 2)
+  end
+  local proto = opts and opts.protocol
+  if proto ~= nil and proto ~= 2 and proto ~= 3 then
+    error("bad option 'protocol' to 'connect' (2 or 3 expected, got " .. tostring(proto) .. ")",
+          2)
+  end
   local c = C.sg_client_new(cfg, upstream, nil)
   if c == nil then return nil, "out of memory", "ENOMEM" end
   local box = client_box_t(c) -- from here the box frees c
-  if C.sg_errcode(c) ~= SG_OK then
+  if C.sg_errcode(c) ~= SG_OK or (proto and C.sg_client_set_protocol(c, proto) ~= SG_OK) then
     local _, err, code = fail(c)
     box:close()
     return nil, err, code

@@ -16,11 +16,17 @@ packages=(
   python3-redis                     # redis-py, a client library not ours, drives slotgated (slotgated_client_spec.lua)
   clang libclang-rt-14-dev llvm     # libFuzzer, its sanitizer runtimes, the symbolizer (tests/fuzz/run.sh)
 )
+# node and npm run node-redis, a RESP3 client library not ours (tests/node): Debian's
+# when the machine has none of its own
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 export DEBIAN_FRONTEND=noninteractive
 as_root apt-get update -qq
 as_root apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+# node-redis at the version tests/node/package-lock.json pins (from the npm registry)
+(cd "$(dirname "$0")/../tests/node" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 # The package may start a system redis on 6379; the tests never use it.
-echo "install-deps: ok ($(redis-server --version | cut -d' ' -f3), $(luajit -v | cut -d' ' -f1-2))"
+echo "install-deps: ok ($(redis-server --version | cut -d' ' -f3), $(luajit -v | cut -d' ' -f1-2)," \
+    "node $(node --version))"

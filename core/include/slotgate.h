@@ -325,6 +325,12 @@ SG_API int sg_client_set_max_redirects(sg_client *c, int n);
  * A proxy turns it on; a program that sends one command and then blocks in
  * its own loop gains nothing. SG_EINVAL on a blocking client. */
 SG_API int sg_client_set_batching(sg_client *c, int on);
+/* The protocol spoken to the nodes: 2 (RESP2, the default) or 3 (RESP3:
+ * HELLO 3 in each connection's handshake, so replies come as maps, sets,
+ * doubles, booleans ... see sg_reply_type). Set it before the client's first
+ * connection: SG_EINVAL once one is open, or for another number. A node
+ * older than Redis 6 refuses HELLO: its connections fail with SG_EPROTO. */
+SG_API int sg_client_set_protocol(sg_client *c, int proto);
 
 /* Async commands. The callback gets the server's reply (a Redis error reply
  * is a reply of type SG_REPLY_ERROR with status SG_OK) and owns it: free it
@@ -430,6 +436,8 @@ typedef struct sg_request_ctx {
     const char *user;   /* the authenticated user */
     const char *client; /* the client's name (CLIENT SETNAME) */
     const char *addr;   /* the client's address */
+    int proto;          /* 3: the replies in RESP3 (from connections that speak it to
+                           the nodes: a RESP3 client's); 0 or 2: RESP2 */
 } sg_request_ctx;
 
 typedef struct sg_policy_stats {

@@ -180,6 +180,21 @@ void sg_client_free(sg_client *c) {
 /* Refuses calls on a client whose creation failed. */
 static int usable_client(sg_client *c) { return c->net.base != NULL && c->nseeds > 0 && c->tick; }
 
+int sg_client_set_protocol(sg_client *c, int proto) {
+    int i;
+    if (proto != 2 && proto != 3)
+        return sg_seterr(&c->err, SG_EINVAL, "protocol %d: 2 or 3 expected", proto);
+    for (i = 0; i < c->nnodes; i++)
+        if (c->nodes[i]->nconns > 0)
+            return sg_seterr(&c->err, SG_EINVAL,
+                             "set the protocol before the client's first connection");
+    if (c->sub)
+        return sg_seterr(&c->err, SG_EINVAL,
+                         "set the protocol before the client's first connection");
+    c->net.proto = proto == 3 ? 3 : 0;
+    return SG_OK;
+}
+
 int sg_client_set_read_policy(sg_client *c, int policy) {
     int old = c->read_policy;
     if (policy >= SG_READ_MASTER && policy <= SG_READ_ANY) c->read_policy = policy;

@@ -1,6 +1,6 @@
 /*
  * conn.c — one connection to one Redis node: a bufferevent (TLS through
- * bufferevent_openssl when the upstream uses it), the handshake (AUTH,
+ * bufferevent_openssl when the upstream uses it), the handshake (HELLO 3 or AUTH,
  * SELECT, READONLY) pipelined ahead of the first command, the replies (as
  * bytes for a proxy, or as trees) and the FIFO of pending replies, each an
  * opaque tag of its owner's. It owns the connection's failures: each pending
@@ -65,11 +65,14 @@ void sg_conn_flush(sg_conn *conn) {
 
 /* ---- RESP formatting of internal commands ---------------------------------- */
 
-/* Appends a command given as NUL-terminated words to the output. */
-static void write_words(sg_conn *conn, const char *const *words, int n) {
+/* Appends a command given as NUL-terminated words to the output: the
+ * handshake's straight to the connection's (never corked: a corked
+ * connection is written by the flush of its client's pools, and a link's is
+ * not one of them), any other where conn_out says. */
+static void write_words(sg_conn *conn, const char *const *words, int n, int handshake) {
     char head[32];
     int i, len = snprintf(head, sizeof head, "*%d\r\n", n);
-    struct evbuffer *out = conn_out(conn);
+    struct evbuffer *out = handshake ? bufferevent_get_output(conn->bev) : conn_out(conn);
     evbuffer_add(out, head, (size_t)len);
     conn->queued += (size_t)len;
     for (i = 0; i < n; i++) {
@@ -208,8 +211,12 @@ static void on_handshake_reply(sg_conn *conn, sg_reply *r, int *failed) {
                        ? SG_EAUTH
                        : SG_EPROTO;
         *failed = 1;
-        sg_conn_fail(conn, code, "%s %s refused the connection handshake: %s",
-                     conn->sentinel ? "sentinel" : "node", conn->addr, r->str);
+        if (sg_reply_error_is(r, "NOPROTO") || sg_reply_error_is(r, "ERR unknown command"))
+            sg_conn_fail(conn, SG_EPROTO, "node %s does not speak RESP3 (HELLO 3: %s)",
+                         conn->addr, r->str);
+        else
+            sg_conn_fail(conn, code, "%s %s refused the connection handshake: %s",
+                         conn->sentinel ? "sentinel" : "node", conn->addr, r->str);
     }
 }
 
@@ -229,6 +236,18 @@ static void on_read(struct bufferevent *bev, void *arg) {
  * subscriber. Returns -1 when the connection was closed meanwhile. */
 static int take_reply(sg_conn *conn, sg_reply *r) {
     sg_pending p;
+    if (r->type == SG_REPLY_PUSH && conn->handshaking == 0) {
+        /* RESP3's out-of-band data (a message, an invalidation): never the
+         * reply to a command, wherever it comes; to an owner that takes
+         * them, else dropped (a pooled connection subscribes to nothing) */
+        if (conn->ops->push) {
+            conn->ops->push(conn->owner, conn, r);
+            return conn->state == SG_CONN_CLOSED ? -1 : 0;
+        }
+        sg_log(SG_LOG_DEBUG, "node %s: a push nobody subscribed to, dropped", conn->addr);
+        sg_reply_free(r);
+        return 0;
+    }
     if (conn->pcount == 0 && conn->ops->push) {
         conn->ops->push(conn->owner, conn, r);
         return conn->state == SG_CONN_CLOSED ? -1 : 0;
@@ -284,7 +303,10 @@ static void read_replies(struct bufferevent *bev, sg_conn *conn) {
             return;
         }
         head = conn->pcount ? &conn->pend[conn->phead] : NULL;
-        if (head && head->raw && data[0] != '-') {
+        /* as bytes: a reply that is neither an error (simple or blob: it may
+         * be a redirect) nor a push (not this command's) nor decorated */
+        if (head && head->raw && data[0] != '-' && data[0] != '!' && data[0] != '>' &&
+            data[0] != '|') {
             sg_pending p = pend_pop(conn);
             conn->ops->raw(conn->owner, p.tag, data, (size_t)len);
             evbuffer_drain(in, (size_t)len);
@@ -440,20 +462,33 @@ static int queue_handshake(sg_conn *conn, const sg_conn_peer *peer) {
     if (peer->sentinel) {
         if (c->sentinel_password && c->sentinel_password[0]) {
             const char *w[] = {"AUTH", c->sentinel_password};
-            write_words(conn, w, 2);
+            write_words(conn, w, 2, 1);
             rc = pend_push(conn, NULL, SG_PEND_HANDSHAKE, 0);
             n++;
         }
         conn->handshaking = n;
         return rc;
     }
-    if (c->password && c->password[0]) {
+    if (c->proto == 3) {
+        /* RESP3 from the first reply on, and AUTH in the same command (HELLO
+         * needs a user name: "default" is the one AUTH password implies) */
+        const char *user = c->username && c->username[0] ? c->username : "default";
+        if (c->password && c->password[0]) {
+            const char *w[] = {"HELLO", "3", "AUTH", user, c->password};
+            write_words(conn, w, 5, 1);
+        } else {
+            const char *w[] = {"HELLO", "3"};
+            write_words(conn, w, 2, 1);
+        }
+        if ((rc = pend_push(conn, NULL, SG_PEND_HANDSHAKE, 0))) return rc;
+        n++;
+    } else if (c->password && c->password[0]) {
         if (c->username && c->username[0]) {
             const char *w[] = {"AUTH", c->username, c->password};
-            write_words(conn, w, 3);
+            write_words(conn, w, 3, 1);
         } else {
             const char *w[] = {"AUTH", c->password};
-            write_words(conn, w, 2);
+            write_words(conn, w, 2, 1);
         }
         if ((rc = pend_push(conn, NULL, SG_PEND_HANDSHAKE, 0))) return rc;
         n++;
@@ -462,13 +497,13 @@ static int queue_handshake(sg_conn *conn, const sg_conn_peer *peer) {
         char db[24];
         const char *w[] = {"SELECT", db};
         snprintf(db, sizeof db, "%lld", peer->database);
-        write_words(conn, w, 2);
+        write_words(conn, w, 2, 1);
         if ((rc = pend_push(conn, NULL, SG_PEND_HANDSHAKE, 0))) return rc;
         n++;
     }
     if (peer->readonly) {
         const char *w[] = {"READONLY"};
-        write_words(conn, w, 1);
+        write_words(conn, w, 1, 1);
         rc = pend_push(conn, NULL, SG_PEND_HANDSHAKE, 0);
         n++;
     }
@@ -515,7 +550,7 @@ sg_conn *sg_conn_open(sg_conn_cfg *cfg, const sg_conn_peer *peer, const sg_conn_
 }
 
 int sg_conn_send_words(sg_conn *conn, const char *const *words, int n) {
-    write_words(conn, words, n);
+    write_words(conn, words, n, 0);
     return pend_push(conn, NULL, SG_PEND_DROP, 0);
 }
 

@@ -65,6 +65,8 @@ typedef struct sg_conn_cfg {
     struct event *flush_ev; /* batching: writes the corked connections */
     int flush_pending;      /* flush_ev is active */
     int freeing;            /* the client is being freed: failures are not news */
+    int proto;              /* 3: HELLO 3 in the handshake, replies in RESP3; else RESP2
+                               (a Sentinel is always spoken to in RESP2) */
 } sg_conn_cfg;
 
 /* Whom a connection talks to, given when it is opened. The strings must

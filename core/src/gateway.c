@@ -2,7 +2,11 @@
  * gateway.c — every upstream of a settings handle behind one policy set: the
  * policies decide (deny, rewrite, TTL, upstream, read policy) and the
  * upstream's client carries the command; a reply that names rewritten keys
- * gets the client's names back (keymaps). Clients are made on first use.
+ * gets the client's names back (keymaps). Each upstream has two clients, one
+ * per protocol spoken to the nodes: a request's context says which (a RESP3
+ * session's replies must come from RESP3 connections: a map is a map). A
+ * client opens connections on first use, so the RESP3 pools exist only once
+ * a RESP3 request needs them.
  */
 #include <stdio.h>
 #include <string.h>
@@ -16,7 +20,8 @@ struct sg_gateway {
     int own_base;            /* a blocking gateway's private base */
     sg_policy *policy;
     char **names;            /* upstream names, from the settings */
-    sg_client **clients;
+    sg_client **clients;  /* by upstream: RESP2 to the nodes */
+    sg_client **clients3; /* by upstream: RESP3 to the nodes */
     int n;
 };
 
@@ -40,7 +45,8 @@ sg_gateway *sg_gateway_new(const sg_config *cfg, struct event_base *base) {
     }
     n = sg_config_upstream_count(cfg);
     if ((g->names = sg_calloc((size_t)(n ? n : 1), sizeof *g->names)) == NULL ||
-        (g->clients = sg_calloc((size_t)(n ? n : 1), sizeof *g->clients)) == NULL) {
+        (g->clients = sg_calloc((size_t)(n ? n : 1), sizeof *g->clients)) == NULL ||
+        (g->clients3 = sg_calloc((size_t)(n ? n : 1), sizeof *g->clients3)) == NULL) {
         sg_seterr(&g->err, SG_ENOMEM, "out of memory");
         return g;
     }
@@ -53,7 +59,8 @@ sg_gateway *sg_gateway_new(const sg_config *cfg, struct event_base *base) {
         }
         g->n++;
         g->clients[i] = sg_client_new(cfg, name, base);
-        if (g->clients[i] == NULL) {
+        g->clients3[i] = sg_client_new(cfg, name, base);
+        if (g->clients[i] == NULL || g->clients3[i] == NULL) {
             sg_seterr(&g->err, SG_ENOMEM, "out of memory");
             return g;
         }
@@ -62,10 +69,16 @@ sg_gateway *sg_gateway_new(const sg_config *cfg, struct event_base *base) {
                       sg_errmsg(g->clients[i]));
             return g;
         }
+        if (sg_errcode(g->clients3[i]) != SG_OK ||
+            sg_client_set_protocol(g->clients3[i], 3) != SG_OK) {
+            sg_seterr(&g->err, sg_errcode(g->clients3[i]), "upstream %s: %s", name,
+                      sg_errmsg(g->clients3[i]));
+            return g;
+        }
         /* A blocking gateway's clients are blocking clients (sg_gateway_client
          * hands them out: calls and pipelines on them run the gateway's
          * private base). The gateway frees that base: see sg_gateway_free. */
-        if (g->own_base) g->clients[i]->own_base = 1;
+        if (g->own_base) g->clients[i]->own_base = g->clients3[i]->own_base = 1;
     }
     return g;
 }
@@ -75,10 +88,13 @@ void sg_gateway_free(sg_gateway *g) {
     if (g == NULL) return;
     for (i = 0; i < g->n; i++) {
         if (g->clients[i]) g->clients[i]->own_base = 0; /* the base is the gateway's */
+        if (g->clients3 && g->clients3[i]) g->clients3[i]->own_base = 0;
         sg_client_free(g->clients[i]);
+        if (g->clients3) sg_client_free(g->clients3[i]);
         sg_free(g->names[i]);
     }
     sg_free(g->clients);
+    sg_free(g->clients3);
     sg_free(g->names);
     if (g->own_base && g->base) event_base_free(g->base);
     sg_free(g);
@@ -88,9 +104,12 @@ void sg_gateway_set_policy(sg_gateway *g, sg_policy *p) { g->policy = p; }
 
 int sg_gateway_set_batching(sg_gateway *g, int on) {
     int i, rc = SG_OK;
-    for (i = 0; i < g->n; i++)
+    for (i = 0; i < g->n; i++) {
         if (g->clients[i] && sg_client_set_batching(g->clients[i], on) != SG_OK)
             rc = sg_seterr(&g->err, sg_errcode(g->clients[i]), "%s", sg_errmsg(g->clients[i]));
+        if (g->clients3[i] && sg_client_set_batching(g->clients3[i], on) != SG_OK)
+            rc = sg_seterr(&g->err, sg_errcode(g->clients3[i]), "%s", sg_errmsg(g->clients3[i]));
+    }
     return rc;
 }
 
@@ -103,19 +122,27 @@ int sg_gateway_set_credentials(sg_gateway *g, const sg_config *cfg) {
             rc = sg_seterr(&g->err, SG_EINVAL, "the new settings have no upstream \"%s\"",
                            g->names[i]);
     for (i = 0; i < g->n && rc == SG_OK; i++)
-        if (g->clients[i] && sg_client_take_credentials(g->clients[i], st[i]) != SG_OK)
+        if ((g->clients[i] && sg_client_take_credentials(g->clients[i], st[i]) != SG_OK) ||
+            (g->clients3[i] && sg_client_take_credentials(g->clients3[i], st[i]) != SG_OK))
             rc = sg_seterr(&g->err, SG_ENOMEM, "out of memory");
     sg_free(st);
     return rc;
 }
 
-sg_client *sg_gateway_client(sg_gateway *g, const char *upstream) {
+/* The client of upstream (NULL: "default") that speaks the protocol of the
+ * request's context to the nodes. */
+static sg_client *client_of(sg_gateway *g, const char *upstream, const sg_request_ctx *ctx) {
     int i;
     if (upstream == NULL) upstream = "default";
     for (i = 0; i < g->n; i++)
-        if (strcmp(g->names[i], upstream) == 0) return g->clients[i];
+        if (strcmp(g->names[i], upstream) == 0)
+            return ctx && ctx->proto == 3 ? g->clients3[i] : g->clients[i];
     sg_seterr(&g->err, SG_EINVAL, "no upstream \"%s\" in the settings", upstream);
     return NULL;
+}
+
+sg_client *sg_gateway_client(sg_gateway *g, const char *upstream) {
+    return client_of(g, upstream, NULL);
 }
 
 /* A denied command's reply: the policy's error, delivered from the loop. */
@@ -300,7 +327,7 @@ int sg_gateway_forward_cmd(sg_gateway *g, const sg_command *cmd, const sg_reques
         argvlen = lens;
     }
     if ((g->policy == NULL || sg_policy_count(g->policy) == 0) &&
-        (c = sg_gateway_client(g, NULL)) != NULL) {
+        (c = client_of(g, NULL, ctx)) != NULL) {
         /* no policy: nothing to decide (this runs for every command) */
         opts.info = cmd;
         rc = sg_router_submit(c, argc, argv, argvlen, fn, ud, raw_fn || resp || cmd ? &opts : NULL);
@@ -313,7 +340,7 @@ int sg_gateway_forward_cmd(sg_gateway *g, const sg_command *cmd, const sg_reques
         sg_seterr(&g->err, rc, "out of memory applying the policies");
         goto done;
     }
-    if ((c = sg_gateway_client(g, d.upstream)) == NULL) {
+    if ((c = client_of(g, d.upstream, ctx)) == NULL) {
         /* a policy named an upstream the settings lack: the command's error */
         snprintf(d.errmsg, sizeof d.errmsg, "ERR policy routes to upstream \"%s\", which the "
                  "settings do not define", d.upstream);
@@ -489,7 +516,7 @@ int sg_gateway_prepare(sg_gateway *g, const sg_request_ctx *ctx, int argc,
         argvlen = lens;
     }
     out->slot = -1;
-    out->client = g->clients[0];
+    out->client = ctx && ctx->proto == 3 ? g->clients3[0] : g->clients[0];
     info = sg_command_resolve(argc, argv, argvlen);
     if (!check_command(info, argc, argv, argvlen, out->error, sizeof out->error)) goto done;
     sg_decision_init(&d);
@@ -503,7 +530,7 @@ int sg_gateway_prepare(sg_gateway *g, const sg_request_ctx *ctx, int argc,
         sg_decision_clear(&d);
         goto done;
     }
-    if ((out->client = sg_gateway_client(g, d.upstream)) == NULL) {
+    if ((out->client = client_of(g, d.upstream, ctx)) == NULL) {
         snprintf(out->error, sizeof out->error,
                  "ERR policy routes to upstream \"%s\", which the settings do not define",
                  d.upstream);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "commands_index.h"
 #include "engine.h"
 
 /* Finished requests a client (one per worker) keeps for reuse: what two
@@ -389,7 +390,8 @@ static void send_on(sg_node *node, sg_conn *conn, sg_req *req) {
     req->asking = NULL;
     if (req->exclusive) {
         conn->exclusive = 1;
-        rd = req->block_ms < 0 ? -1 : req->block_ms + node->client->net.timeout_ms;
+        if (req->block_ms != -2) /* a blocking command: its own time, and the usual on top */
+            rd = req->block_ms < 0 ? -1 : req->block_ms + node->client->net.timeout_ms;
     }
     if (sg_conn_send(conn, req->cmd, req->cmdlen, req, req->send_flags, rd) != SG_OK) {
         /* part of the command may be queued: the connection is spoiled, and
@@ -821,27 +823,53 @@ static int is_stateful(const sg_command *info) {
     return stateful_of[sg_command_index(info)];
 }
 
+/* Whether a command goes on a connection of its own, never behind others nor
+ * others behind it: a blocking one (below); a script (EVAL, FCALL ...), which
+ * may run long, and then every other command on its connection would wait
+ * for it where a node answers other clients BUSY; and what Redis lets through
+ * while a script runs (its allow-busy flag: SCRIPT KILL, FUNCTION KILL), which
+ * must not wait behind the script it is meant to stop. */
+static int own_conn(const sg_command *info) {
+    if (info->flags & SG_CMD_ALLOW_BUSY) return 1;
+    switch (sg_command_index(info)) {
+    case SG_CI_EVAL:
+    case SG_CI_EVALSHA:
+    case SG_CI_EVAL_RO:
+    case SG_CI_EVALSHA_RO:
+    case SG_CI_FCALL:
+    case SG_CI_FCALL_RO: return 1;
+    default: return 0;
+    }
+}
+
 /* How long a blocking command may block: ms, -1 forever, -2 not blocking. */
 static long long block_ms(const sg_command *info, int argc, const char *const *argv,
                           const size_t *argvlen) {
-    const char *n = info->name;
     const char *arg = NULL;
     double secs = 0;
     int i, millis = 0;
     if (!(info->flags & SG_CMD_BLOCKING)) return -2;
-    if (!strcmp(n, "blpop") || !strcmp(n, "brpop") || !strcmp(n, "bzpopmin") ||
-        !strcmp(n, "bzpopmax") || !strcmp(n, "blmove") || !strcmp(n, "brpoplpush")) {
-        arg = argv[argc - 1];
-    } else if (!strcmp(n, "blmpop") || !strcmp(n, "bzmpop")) {
-        arg = argc > 1 ? argv[1] : NULL;
-    } else if (!strcmp(n, "xread") || !strcmp(n, "xreadgroup")) {
+    switch (sg_command_index(info)) {
+    case SG_CI_BLPOP:
+    case SG_CI_BRPOP:
+    case SG_CI_BZPOPMIN:
+    case SG_CI_BZPOPMAX:
+    case SG_CI_BLMOVE:
+    case SG_CI_BRPOPLPUSH: arg = argv[argc - 1]; break;
+    case SG_CI_BLMPOP:
+    case SG_CI_BZMPOP: arg = argc > 1 ? argv[1] : NULL; break;
+    case SG_CI_XREAD:
+    case SG_CI_XREADGROUP:
         for (i = 1; i + 1 < argc; i++)
             if (argvlen[i] == 5 && strncasecmp(argv[i], "BLOCK", 5) == 0) arg = argv[i + 1];
         if (arg == NULL) return -2;
         millis = 1;
-    } else if (!strcmp(n, "wait")) {
+        break;
+    case SG_CI_WAIT:
         arg = argc > 2 ? argv[2] : NULL;
         millis = 1;
+        break;
+    default: break;
     }
     if (arg == NULL) return -1;
     secs = atof(arg);
@@ -905,6 +933,8 @@ static sg_req *new_part(sg_req *parent, int idx, int argc, const char *const *ar
     part->part = idx;
     part->info = parent->info;
     part->readonly = parent->readonly;
+    part->exclusive = parent->exclusive;
+    part->block_ms = parent->block_ms;
     part->started = 0;
     return part;
 }
@@ -986,7 +1016,7 @@ int sg_router_submit_node(sg_client *c, sg_node *node, int argc, const char *con
         }
         req->readonly = (req->info->flags & SG_CMD_READONLY) != 0;
         req->block_ms = block_ms(req->info, argc, argv, argvlen);
-        req->exclusive = req->block_ms != -2;
+        req->exclusive = req->block_ms != -2 || own_conn(req->info);
     }
     c->submitting++; /* completions meanwhile are deferred to the loop */
     sg_req_dispatch(req);
@@ -1059,7 +1089,7 @@ static int submit(sg_client *c, int argc, const char *const *argv, const size_t 
         }
         req->readonly = (req->info->flags & SG_CMD_READONLY) != 0;
         b = block_ms(req->info, argc, argv, argvlen);
-        req->exclusive = b != -2;
+        req->exclusive = b != -2 || own_conn(req->info);
         req->block_ms = b;
     }
     if (c->mode != SG_MODE_CLUSTER || req->info == NULL) {

@@ -143,6 +143,8 @@ int sg_split_fan_out(sg_req *p, int all_nodes, sg_req ***parts_out, int *nparts_
         parts[i]->part = i;
         parts[i]->info = p->info;
         parts[i]->readonly = p->readonly;
+        parts[i]->exclusive = p->exclusive; /* SCRIPT KILL's parts too */
+        parts[i]->block_ms = p->block_ms;
         parts[i]->target = targets[i];
     }
     *parts_out = parts;

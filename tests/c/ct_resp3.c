@@ -4,6 +4,9 @@
  * plain socket opened with HELLO 3. Every type Redis 7.0 has comes from
  * DEBUG PROTOCOL (the harness enables DEBUG) or from an ordinary command;
  * each reply must be cut where it ends and read as the type the node meant.
+ * Then a client that speaks RESP3 to the 3+3 cluster (sg_client_set_protocol):
+ * the slot map, redirects, split commands and every type through the engine,
+ * and a password given in HELLO's AUTH.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -143,7 +146,104 @@ static void test_every_type_from_a_node(void) {
     close(fd);
 }
 
+/* A client of the cluster (its masters as seeds) speaking proto to the
+ * nodes; with a password when pass is not NULL (the ACL server, single). */
+static sg_client *client_of(const char *addrs, int cluster, const char *user, const char *pass,
+                            int proto) {
+    char a[2048], u[128], p[128];
+    const char *env[5] = {a, cluster ? "TYK_GW_STORAGE_ENABLECLUSTER=true" : NULL, NULL, NULL,
+                          NULL};
+    sg_config *cfg = sg_config_new();
+    sg_client *c;
+    int n = cluster ? 2 : 1;
+    snprintf(a, sizeof a, "TYK_GW_STORAGE_ADDRS=%s", addrs);
+    if (user) {
+        snprintf(u, sizeof u, "TYK_GW_STORAGE_USERNAME=%s", user);
+        env[n++] = u;
+    }
+    if (pass) {
+        snprintf(p, sizeof p, "TYK_GW_STORAGE_PASSWORD=%s", pass);
+        env[n++] = p;
+    }
+    if (sg_config_load(cfg, NULL, SG_SHAPE_GATEWAY, env) != SG_OK) {
+        TEST_FAIL_("settings: %s", sg_errmsg(cfg));
+        sg_config_free(cfg);
+        return NULL;
+    }
+    c = sg_client_new(cfg, NULL, NULL);
+    sg_config_free(cfg);
+    if (c && proto) CHECK_INT(sg_client_set_protocol(c, proto), SG_OK);
+    return c;
+}
+
+static void test_client_speaks_resp3(void) {
+    sg_client *c = client_of(test_server_var("SG_TEST_CLUSTER_MASTERS"), 1, NULL, NULL, 3);
+    sg_reply *r;
+    if (c == NULL) return;
+    CHECK_INT(sg_client_connect(c), SG_OK);
+    CHECK_INT(sg_client_set_protocol(c, 2), SG_EINVAL); /* too late: connected */
+    r = sg_client_call(c, "DEL ct3:{h} ct3:{z} ct3:{s}");
+    sg_reply_free(r);
+    r = sg_client_call(c, "HSET ct3:{h} f v g w");
+    CHECK(r && r->type == SG_REPLY_INTEGER && r->integer == 2);
+    sg_reply_free(r);
+    r = sg_client_call(c, "HGETALL ct3:{h}");
+    CHECK(r && r->type == SG_REPLY_MAP && r->elements == 4);
+    sg_reply_free(r);
+    r = sg_client_call(c, "ZADD ct3:{z} 2.5 m");
+    sg_reply_free(r);
+    r = sg_client_call(c, "ZSCORE ct3:{z} m");
+    CHECK(r && r->type == SG_REPLY_DOUBLE && r->dval == 2.5);
+    sg_reply_free(r);
+    r = sg_client_call(c, "GET ct3:none");
+    CHECK(r && r->type == SG_REPLY_NIL);
+    sg_reply_free(r);
+    /* keys of every master: the map from CLUSTER SLOTS read in RESP3, MGET
+     * split by slot and merged */
+    r = sg_client_call(c, "MSET ct3:a 1 ct3:b 2 ct3:c 3 ct3:d 4");
+    CHECK(r && r->type == SG_REPLY_STATUS);
+    sg_reply_free(r);
+    r = sg_client_call(c, "MGET ct3:a ct3:b ct3:none ct3:d");
+    CHECK(r && r->type == SG_REPLY_ARRAY && r->elements == 4);
+    if (r && r->elements == 4) {
+        CHECK_STR(r->element[1]->str, "2");
+        CHECK_INT(r->element[2]->type, SG_REPLY_NIL);
+    }
+    sg_reply_free(r);
+    r = sg_client_call(c, "DEL ct3:a ct3:b ct3:c ct3:d ct3:{h} ct3:{z}");
+    CHECK(r && r->type == SG_REPLY_INTEGER && r->integer == 6);
+    sg_reply_free(r);
+    CHECK_INT(sg_client_set_protocol(c, 4), SG_EINVAL);
+    sg_client_free(c);
+}
+
+/* HELLO 3 AUTH in the handshake: the ACL server's user, and a wrong
+ * password refused as AUTH would be. */
+static void test_resp3_handshake_auth(void) {
+    const char *acl = test_server_var("SG_TEST_ACL");
+    sg_client *c = client_of(acl, 0, test_server_var("SG_TEST_ACL_USER"),
+                             test_server_var("SG_TEST_ACL_PASS"), 3);
+    sg_reply *r;
+    if (c == NULL) return;
+    r = sg_client_call(c, "HSET ct3:acl f v");
+    sg_reply_free(r);
+    r = sg_client_call(c, "HGETALL ct3:acl");
+    CHECK(r && r->type == SG_REPLY_MAP);
+    sg_reply_free(r);
+    sg_reply_free(sg_client_call(c, "DEL ct3:acl"));
+    sg_client_free(c);
+    c = client_of(acl, 0, test_server_var("SG_TEST_ACL_USER"), "wrong", 3);
+    if (c == NULL) return;
+    r = sg_client_call(c, "PING");
+    CHECK(r == NULL);
+    CHECK_INT(sg_errcode(c), SG_EAUTH);
+    sg_reply_free(r);
+    sg_client_free(c);
+}
+
 int main(void) {
     RUN(test_every_type_from_a_node);
+    RUN(test_client_speaks_resp3);
+    RUN(test_resp3_handshake_auth);
     return test_report();
 }

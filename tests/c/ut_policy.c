@@ -173,7 +173,7 @@ static int split(const char *command, const char **argv, char *buf, size_t bufle
 
 static void expect_explain(sg_policy *p, const char *user, const char *command, const char *expect,
                            const char *name) {
-    sg_request_ctx ctx = {user, "cli", "127.0.0.1:5555"};
+    sg_request_ctx ctx = {user, "cli", "127.0.0.1:5555", 0};
     const char *argv[16];
     char buf[512], *parts, *part, *save = NULL;
     int argc = split(command, argv, buf, sizeof buf);
@@ -531,7 +531,7 @@ static void test_credentials(void) {
 
 /* The keymap of command under g's policies (NULL when it gets none). */
 static sg_keymap *keymap_of(sg_gateway *g, const char *command) {
-    sg_request_ctx ctx = {"alice", NULL, NULL};
+    sg_request_ctx ctx = {"alice", NULL, NULL, 0};
     const char *argv[16];
     char buf[512];
     sg_prepared p;
@@ -638,7 +638,7 @@ static void test_keymap(void) {
 
     /* a failed prepare leaves nothing to free, keymap included */
     {
-        sg_request_ctx ctx = {"alice", NULL, NULL};
+        sg_request_ctx ctx = {"alice", NULL, NULL, 0};
         const char *argv[] = {"BRPOP", "longname", "0"};
         sg_prepared pr;
         unsigned long n, made;

@@ -57,7 +57,7 @@ static void check_decision(const sg_decision *d, int argc) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static const sg_request_ctx ctx = {"alice", "app-1", "127.0.0.1:5000"};
+    static const sg_request_ctx ctx = {"alice", "app-1", "127.0.0.1:5000", 0};
     sg_policy *p;
     char *code = malloc(size + 1);
     size_t i;

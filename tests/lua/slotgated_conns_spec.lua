@@ -422,3 +422,41 @@ describe("slotgated pub/sub", function()
     assert.equal("PONG\n", cli(d, "PING"))
   end)
 end)
+
+describe("slotgated connections of their own to an upstream that needs a password", function()
+  local d
+  setup(function()
+    -- the harness's ACL server, single mode: every connection's handshake
+    -- has an AUTH (a link's used to wait behind a write batch never sent)
+    d = start{ env = { TYK_GW_STORAGE_ADDRS = helper.server_var("SG_TEST_ACL"),
+                       TYK_GW_STORAGE_ENABLECLUSTER = "false",
+                       TYK_GW_STORAGE_USERNAME = helper.server_var("SG_TEST_ACL_USER"),
+                       TYK_GW_STORAGE_PASSWORD = helper.server_var("SG_TEST_ACL_PASS") } }
+  end)
+  teardown(daemon.stop_all)
+
+  it("runs MULTI ... EXEC and WATCH on them", function()
+    assert.same({ "+OK", "+QUEUED", "+QUEUED", { "+OK", 2 } },
+                replies(talk(d.port, script { { "MULTI" }, { "SET", "acl:tx", "1" },
+                                              { "INCR", "acl:tx" }, { "EXEC" } })))
+    assert.same({ "+OK", "+OK", "+QUEUED", { "2" } },
+                replies(talk(d.port, script { { "WATCH", "acl:tx" }, { "MULTI" },
+                                              { "GET", "acl:tx" }, { "EXEC" } })))
+  end)
+
+  it("subscribes on them, in RESP2 and in RESP3", function()
+    for _, proto in ipairs({ "2", "3" }) do
+      local events = talk(d.port, {
+        { "open", "s" }, { "send", "s", "HELLO", proto }, { "read", "s", 1 },
+        { "send", "s", "SUBSCRIBE", "acl:ch" }, { "read", "s", 1 },
+        { "open", "p" }, { "send", "p", "PUBLISH", "acl:ch", "hi" }, { "read", "p", 1 },
+        { "read", "s", 1 },
+      })
+      local got = {}
+      for _, e in ipairs(events) do
+        if e.c == "s" and type(e.r) == "table" then got[#got + 1] = e.r[1] end
+      end
+      assert.same({ "subscribe", "message" }, { got[#got - 1], got[#got] }, "RESP" .. proto)
+    end
+  end)
+end)

@@ -1,0 +1,97 @@
+-- slotgated_node_spec.lua — slotgated driven in RESP3 by a client library
+-- that is not ours: node-redis 5 with RESP: 3 runs tests/node/resp3_checks.js
+-- against slotgated in front of the real cluster. Each line the script
+-- prints (`ok NAME` / `FAIL NAME: reason`) is one test here. Without node or
+-- the package (tests/node: `npm ci`, which .ci/run does) the spec fails, it
+-- does not skip. And redis-cli -3, Redis's own client, in RESP3 too.
+local helper = require "helper"
+local daemon = require "daemon"
+
+local q, sh = helper.shell_quote, helper.sh
+local DIR = helper.source_dir .. "/tests/node"
+local CHECKS = DIR .. "/resp3_checks.js"
+local INSTALL = "install node and run `npm ci --prefix tests/node` (.ci/run does)"
+
+daemon.ports_from(771)
+
+local function run(args)
+  local out = sh("cd " .. q(DIR) .. " && timeout 120 node " .. q(CHECKS) .. " " .. args ..
+                 "; echo \"exit=$?\"")
+  local body, code = out:match("^(.-)exit=(%d+)\n$")
+  return body or out, tonumber(code)
+end
+
+local names, why = {}, nil
+do
+  local out, code = run("0 x --list")
+  if code ~= 0 then
+    why = "node cannot run the node-redis checks (" .. out:gsub("\n$", "") .. "): " .. INSTALL
+  else
+    for name in out:gmatch("[^\n]+") do names[#names + 1] = name end
+  end
+end
+
+describe("node-redis 5 in RESP3 through slotgated", function()
+  if why then
+    it("finds node and node-redis", function() error(why) end)
+    return
+  end
+  local d, out, code
+  local results = {}
+
+  setup(function()
+    d = daemon.start()
+    out, code = run(d.port .. " " .. q(string.format("node:%d:%d:", os.time(), math.random(1e6))))
+    for line in out:gmatch("[^\n]+") do
+      local name = line:match("^ok (.+)$")
+      if name then results[name] = "ok" end
+      local fname, reason = line:match("^FAIL ([^:]+): (.*)$")
+      if fname then results[fname] = reason end
+    end
+  end)
+  teardown(function()
+    if d then assert.is_true(daemon.stop(d), "slotgated did not stop on SIGTERM") end
+  end)
+
+  for _, name in ipairs(names) do
+    it("check " .. name, function()
+      local r = results[name]
+      assert(r, "check " .. name .. " printed no line; the script said:\n" .. (out or ""))
+      assert(r == "ok", "check " .. name .. ": " .. r)
+    end)
+  end
+
+  it("prints nothing else and exits 0", function()
+    for line in out:gmatch("[^\n]+") do
+      local name = line:match("^ok (.+)$") or line:match("^FAIL ([^:]+): ")
+      assert(name and results[name], "unexpected output: " .. line)
+    end
+    assert.equal(0, code)
+  end)
+end)
+
+describe("redis-cli -3 through slotgated", function()
+  local d
+  setup(function() d = daemon.start() end)
+  teardown(daemon.stop_all)
+
+  local function cli3(args)
+    return sh("redis-cli -3 -p " .. d.port .. " " .. args)
+  end
+
+  it("reads maps, doubles, nulls and booleans as a node sends them", function()
+    local k = "cli3:" .. os.time() .. ":" .. math.random(1e6)
+    assert.equal("2\n", cli3("HSET " .. k .. ":h f v g w"))
+    -- redis-cli prints a map's pair as `1# "f" => "v"`, an array's
+    -- elements as `1) "f"` then `2) "v"`: the two protocols tell apart
+    local raw = sh("printf 'HELLO 3\\r\\nHGETALL " .. k .. ":h\\r\\nZADD " .. k ..
+                   ":z 1.5 m\\r\\nZSCORE " .. k .. ":z m\\r\\nGET " .. k .. ":none\\r\\n'" ..
+                   " | redis-cli -p " .. d.port .. " --no-raw")
+    assert.matches('1# "f" => "v"', raw, 1, true) -- a map
+    assert.matches('"proto" => (integer) 3', raw, 1, true)
+    assert.matches("%(double%) 1.5", raw)
+    assert.matches("%(nil%)", raw)
+    assert.equal("1.5\n", cli3("ZSCORE " .. k .. ":z m"))
+    cli3("DEL " .. k .. ":h " .. k .. ":z")
+  end)
+end)
