@@ -470,7 +470,7 @@ void dispatch(session *s, const sg_resp_req *r) {
     figs_add(&s->w->figs.commands, 1);
     cmd = sg_command_resolve(r->argc, r->argv, r->argvlen);
     rs->cmd = cmd; /* for INFO commandstats, when its reply is done */
-    rs->t0 = session_now_us();
+    rs->t0 = s->w->read_us;
     d = cmd ? &table[sg_command_index(cmd)] : entry_of_unknown(r);
     /* the common case: a command of the cluster's from a session that never
      * used MULTI or SUBSCRIBE (their state is NULL) */

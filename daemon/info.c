@@ -114,7 +114,7 @@ static const char sum_fields[] =
 
 static int is_sum(const char *name) {
     char key[52];
-    snprintf(key, sizeof key, ",%s,", name);
+    snprintf(key, sizeof key, ",%.48s,", name);
     return strstr(sum_fields, key) != NULL;
 }
 

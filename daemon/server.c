@@ -212,6 +212,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
 static void process(session *s, int eof) {
     sg_resp_req r;
     int rc = 0;
+    s->w->read_us = session_now_us(); /* commandstats' start of each request */
     while (!s->closing && session_open(s) && (rc = sg_resp_next(s->rp, &r)) == 1) dispatch(s, &r);
     if (!session_open(s)) return; /* the end of the turn closes it */
     if (!s->closing && rc < 0 && rc != SG_ENOMEM) {

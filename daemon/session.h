@@ -95,6 +95,8 @@ typedef struct worker {
     void *free_bufs; /* reply slots' buffers for reuse (session.c) */
     int nfree_bufs;
     struct event *sample_ev; /* every 100 ms: figs_sample (session.c) */
+    uint64_t read_us; /* when the requests being handled were read (server.c):
+                         one clock reading per read, not one per request */
     worker_figs figs;
 } worker;
 
@@ -117,7 +119,7 @@ typedef struct reply_slot {
     int rejected;    /* refused before it ran: rejected_calls, not calls */
     int failed;      /* an error went straight to the output */
     const sg_command *cmd; /* for commandstats; NULL: none (unknown) */
-    uint64_t t0;     /* when it was read (session_now_us) */
+    uint64_t t0;     /* when it was read (w->read_us) */
     sg_resp_out out; /* the reply, while those before it are still owed */
 } reply_slot;
 
