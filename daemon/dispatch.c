@@ -8,7 +8,9 @@
  *    on commands answered here, subscribed mode, MULTI's queue, the handler;
  *  - the commands about the connection itself (AUTH and HELLO through
  *    users.c, QUIT, PING, ECHO, SELECT, CLIENT, RESET) and the refusals;
- *  - forwarding through the gateway, each reply into its request's slot.
+ *  - forwarding through the gateway, each reply into its request's slot;
+ *  - what INFO learns of a request here (session.h, worker_figs): its
+ *    command, its refusal before it ran, a blocking command's wait.
  * Per request: one table load decides, and no command name is compared.
  */
 #include <assert.h>

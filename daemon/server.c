@@ -6,7 +6,8 @@
  * RESP reader and handing each to dispatch.c; writing each session's output
  * at the end of the loop turn), the closes the modules below ask for
  * (session_close() marks, carried out here), SIGHUP reloads and the
- * graceful stop.
+ * graceful stop; and the figures INFO takes from the sockets (connections,
+ * bytes, reads and writes) and the 100 ms sampling timer of each worker.
  */
 #include <arpa/inet.h>
 #include <errno.h>
