@@ -1,12 +1,10 @@
 /*
  * admin.h — the commands slotgated answers for the whole cluster, or refuses
- * by name (admin.c): INFO (the gateway's figures and the cluster's
- * keyspace), ROLE, CLUSTER KEYSLOT and a view of the cluster with slotgated
- * as its only node, and the table of commands a gateway that shares its
- * connections and hides the nodes cannot carry. The handlers are the
- * dispatch table's (dispatch.c), for authenticated sessions; each answers
- * into the reply slot seq, now or (INFO's keyspace: counted in
- * s->inflight) when the masters have answered.
+ * by name (admin.c): ROLE, CLUSTER KEYSLOT and a view of the cluster with
+ * slotgated as its only node, and the table of commands a gateway that
+ * shares its connections and hides the nodes cannot carry. The handlers are
+ * the dispatch table's (dispatch.c), for authenticated sessions; each
+ * answers into the reply slot seq at once. (INFO is info.c's.)
  */
 #ifndef SG_ADMIN_H
 #define SG_ADMIN_H
@@ -15,10 +13,15 @@
 
 #include "session.h"
 
-void admin_info(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq);
 void admin_role(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq);
 /* CLUSTER KEYSLOT, MYID, INFO, SLOTS, SHARDS, NODES. */
 void admin_cluster(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq);
+/* The node id slotgated shows as a cluster's only node (40 hex digits, one
+ * per process). */
+const char *admin_node_id(void);
+/* The address the client of s reached slotgated at: 1, or 0 over a Unix
+ * socket (ip and port left alone). */
+int admin_local_addr(session *s, char *ip, size_t iplen, int *port);
 /* Why slotgated refuses cmd (an entry of the command table), or NULL. By
  * name: for building the dispatch table, not per request. */
 const char *admin_refusal(const sg_command *cmd);

@@ -8,7 +8,9 @@
  *    on commands answered here, subscribed mode, MULTI's queue, the handler;
  *  - the commands about the connection itself (AUTH and HELLO through
  *    users.c, QUIT, PING, ECHO, SELECT, CLIENT, RESET) and the refusals;
- *  - forwarding through the gateway, each reply into its request's slot.
+ *  - forwarding through the gateway, each reply into its request's slot;
+ *  - what INFO learns of a request here (session.h, worker_figs): its
+ *    command, its refusal before it ran, a blocking command's wait.
  * Per request: one table load decides, and no command name is compared.
  */
 #include <assert.h>
@@ -19,6 +21,7 @@
 
 #include "admin.h"
 #include "dispatch.h"
+#include "info.h"
 #include "pubsub.h"
 #include "txn.h"
 #include "users.h"
@@ -58,6 +61,7 @@ typedef struct dispatch_entry {
 typedef struct owed {
     session *s;
     uint64_t seq;
+    int blocking; /* a blocking command: the session waits (blocked_clients) */
     struct owed *next; /* in the worker's free list */
 } owed;
 
@@ -97,6 +101,7 @@ static void on_reply(sg_client *c, sg_reply *reply, int status, const char *errm
     session *s = o->s;
     worker *w = s->w;
     (void)c;
+    if (o->blocking && !s->gone) session_blocking(s, 0);
     if (session_owed_done(s)) session_reply(s, o->seq, reply, status, errmsg);
     sg_reply_free(reply);
     owed_free(w, o);
@@ -108,6 +113,7 @@ static void on_raw_reply(sg_client *c, const char *resp, size_t len, void *ud) {
     session *s = o->s;
     worker *w = s->w;
     (void)c;
+    if (o->blocking && !s->gone) session_blocking(s, 0);
     if (session_owed_done(s)) {
         reply_slot *rs = reply_slot_at(s, o->seq);
         sg_resp_put_raw(o->seq == s->head_seq && rs->out.buf.len == 0 ? &s->out : &rs->out, resp,
@@ -129,15 +135,19 @@ static void forward(session *s, const sg_command *cmd, const sg_resp_req *r, uin
     }
     o->s = s;
     o->seq = seq;
+    o->blocking = cmd && (cmd->flags & SG_CMD_BLOCKING) != 0;
     session_ctx(s, &ctx);
     s->inflight++;
+    if (o->blocking) session_blocking(s, 1);
     if (sg_gateway_forward_cmd(s->w->gw, cmd, &ctx, r->argc, r->argv, r->argvlen,
                                r->is_inline ? NULL : r->raw, r->rawlen, on_reply, on_raw_reply,
                                o) != SG_OK) {
         char msg[SG_ERRMSG_MAX + 32];
         reply_slot *rs = reply_slot_at(s, seq);
         s->inflight--;
+        if (o->blocking) session_blocking(s, 0);
         owed_free(s->w, o);
+        rs->rejected = 1;
         snprintf(msg, sizeof msg, "ERR slotgate: %s", sg_errmsg(s->w->gw));
         sg_resp_put_error(&rs->out, msg);
         reply_slot_done(rs);
@@ -367,6 +377,7 @@ static void refuse_own_conn(session *s, const sg_command *cmd, const sg_resp_req
     char name[32], msg[200];
     size_t i;
     (void)r;
+    rs->rejected = 1;
     for (i = 0; cmd->name[i] && i + 1 < sizeof name; i++)
         name[i] = (char)toupper((unsigned char)cmd->name[i]);
     name[i] = '\0';
@@ -416,7 +427,7 @@ static dispatch_entry table[SG_COMMAND_COUNT] = {
     [SG_CI_UNSUBSCRIBE] = SUBSCRIBE,
     [SG_CI_PUNSUBSCRIBE] = SUBSCRIBE,
     [SG_CI_SUNSUBSCRIBE] = SUBSCRIBE,
-    [SG_CI_INFO] = HANDLER(admin_info),
+    [SG_CI_INFO] = HANDLER(info_command),
     [SG_CI_ROLE] = HANDLER(admin_role),
     [SG_CI_CLUSTER_KEYSLOT] = HANDLER(admin_cluster),
     [SG_CI_CLUSTER_MYID] = HANDLER(admin_cluster),
@@ -444,8 +455,8 @@ void dispatch_init(void) {
 static void refuse(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
     reply_slot *rs = reply_slot_at(s, seq);
     (void)r;
+    rs->rejected = 1;
     admin_put_refusal(&rs->out, cmd, table[sg_command_index(cmd)].why);
-    s->w->errors++;
     reply_slot_done(rs);
 }
 
@@ -469,6 +480,7 @@ static int denied(session *s, const sg_resp_req *r, uint64_t seq) {
     if (!sg_gateway_denies(s->w->gw, &ctx, r->argc, r->argv, r->argvlen, err, sizeof err))
         return 0;
     rs = reply_slot_at(s, seq);
+    rs->rejected = 1;
     sg_resp_put_error(&rs->out, err);
     reply_slot_done(rs);
     return 1;
@@ -478,12 +490,15 @@ void dispatch(session *s, const sg_resp_req *r) {
     uint64_t seq;
     const sg_command *cmd;
     const dispatch_entry *d;
-    if (reply_slot_new(s, &seq) == NULL) {
+    reply_slot *rs = reply_slot_new(s, &seq);
+    if (rs == NULL) {
         s->closing = 1;
         return;
     }
-    s->w->commands++;
+    figs_add(&s->w->figs.commands, 1);
     cmd = sg_command_resolve(r->argc, r->argv, r->argvlen);
+    rs->cmd = cmd; /* for INFO commandstats, when its reply is done */
+    rs->t0 = s->w->read_us;
     d = cmd ? &table[sg_command_index(cmd)] : entry_of_unknown(r);
     /* the common case: a command of the cluster's from a session that never
      * used MULTI or SUBSCRIBE (their state is NULL) */
@@ -492,8 +507,12 @@ void dispatch(session *s, const sg_resp_req *r) {
         return;
     }
     if (!s->authed) {
-        if (d->flags & D_BEFORE_AUTH) d->fn(s, cmd, r, seq);
-        else session_answer(s, seq, "-NOAUTH Authentication required.\r\n");
+        if (d->flags & D_BEFORE_AUTH) {
+            d->fn(s, cmd, r, seq);
+        } else {
+            rs->rejected = 1;
+            session_answer(s, seq, "-NOAUTH Authentication required.\r\n");
+        }
         return;
     }
     if ((d->flags & D_POLICY_FIRST) && denied(s, r, seq)) return;

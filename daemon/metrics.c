@@ -84,12 +84,12 @@ typedef struct upstream_figs {
 } upstream_figs;
 
 /* One worker's figures. */
-typedef struct worker_figs {
+typedef struct scrape_figs {
     uint64_t commands, errors;
     int scripts, has_policy;
     sg_policy_stats policy;
     upstream_figs *ups; /* one per upstream of the settings */
-} worker_figs;
+} scrape_figs;
 
 /* A worker's place in a gathering: want is set by the endpoint and cleared
  * by the worker that fills figs (both under metrics.mu). */
@@ -97,7 +97,7 @@ typedef struct wslot {
     metrics *m;
     int i;
     int want, done;
-    worker_figs figs;
+    scrape_figs figs;
 } wslot;
 
 struct metrics {
@@ -114,7 +114,7 @@ struct metrics {
     int nups;
 };
 
-static void figs_clear(worker_figs *f, int nups) {
+static void figs_clear(scrape_figs *f, int nups) {
     int u;
     if (f->ups)
         for (u = 0; u < nups; u++) sg_free(f->ups[u].nodes);
@@ -130,11 +130,11 @@ static void ignore_reply(sg_client *c, sg_reply *reply, int status, const char *
 /* On the worker's thread: copies its figures. An upstream it cannot serve
  * yet gets a PING, which starts discovery (Cluster, Sentinel) or a
  * connection (one node), so a quiet gateway becomes healthy. */
-static void read_worker(worker *w, worker_figs *f, int nups) {
+static void read_worker(worker *w, scrape_figs *f, int nups) {
     const sg_config *cfg = w->srv->cfg;
     int u, i;
-    f->commands = w->commands;
-    f->errors = w->errors;
+    f->commands = figs_get(&w->figs.commands);
+    f->errors = figs_get(&w->figs.errors);
     f->has_policy = w->policy != NULL || w->user_policy != NULL;
     f->scripts = w->policy ? sg_policy_count(w->policy) : 0;
     policies_stats(w, &f->policy);
@@ -172,7 +172,7 @@ static void read_worker(worker *w, worker_figs *f, int nups) {
 static void on_gather(evutil_socket_t fd, short what, void *arg) {
     wslot *ws = arg;
     metrics *m = ws->m;
-    worker_figs f;
+    scrape_figs f;
     int want;
     (void)fd, (void)what;
     pthread_mutex_lock(&m->mu);
@@ -293,7 +293,7 @@ static void render_metrics(metrics *m, sg_buf *b) {
     int i, u, answered = 0, has_policy = 0, scripts = 0;
     memset(&pol, 0, sizeof pol);
     for (i = 0; i < srv->nw; i++) {
-        const worker_figs *f = &m->ws[i].figs;
+        const scrape_figs *f = &m->ws[i].figs;
         if (!m->ws[i].done) continue;
         answered++;
         commands += f->commands;
@@ -392,7 +392,7 @@ static int render_health(metrics *m, sg_buf *b) {
     server *srv = m->srv;
     int i, u, ok = 1;
     for (i = 0; i < srv->nw; i++) {
-        const worker_figs *f = &m->ws[i].figs;
+        const scrape_figs *f = &m->ws[i].figs;
         if (!m->ws[i].done || f->ups == NULL) {
             sg_buf_printf(b, "worker %d: did not answer within %d ms\n", i, GATHER_MS);
             ok = 0;

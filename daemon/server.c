@@ -6,7 +6,8 @@
  * RESP reader and handing each to dispatch.c; writing each session's output
  * at the end of the loop turn), the closes the modules below ask for
  * (session_close() marks, carried out here), SIGHUP reloads and the
- * graceful stop.
+ * graceful stop; and the figures INFO takes from the sockets (connections,
+ * bytes, reads and writes) and the 100 ms sampling timer of each worker.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -35,6 +36,7 @@
 #endif
 
 #include "dispatch.h"
+#include "info.h"
 #include "metrics.h"
 #include "pubsub.h"
 #include "resp.h"
@@ -73,6 +75,10 @@ static int write_out(session *s) {
             close_now(s);
             return -1;
         }
+        if (left > 0) {
+            figs_add(&s->w->figs.writes, 1);
+            figs_add(&s->w->figs.net_out, left);
+        }
         s->out.buf.len = s->outoff = 0;
         if (s->out.buf.cap > 65536) sg_buf_free(&s->out.buf);
         if (s->closing && s->count == 0 &&
@@ -84,7 +90,9 @@ static int write_out(session *s) {
     }
     while ((left = s->out.buf.len - s->outoff) > 0) {
         ssize_t n = send(s->fd, s->out.buf.data + s->outoff, left, MSG_NOSIGNAL);
+        figs_add(&s->w->figs.writes, 1);
         if (n > 0) {
+            figs_add(&s->w->figs.net_out, (uint64_t)n);
             s->outoff += (size_t)n;
             continue;
         }
@@ -185,7 +193,9 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
             break;
         }
         n = recv(fd, dst, avail, 0);
+        figs_add(&s->w->figs.reads, 1);
         if (n > 0) {
+            figs_add(&s->w->figs.net_in, (uint64_t)n);
             sg_resp_commit(s->rp, (size_t)n);
             /* a full buffer may mean more is waiting; bounded, so one
              * client cannot hold the loop */
@@ -203,6 +213,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
 static void process(session *s, int eof) {
     sg_resp_req r;
     int rc = 0;
+    s->w->read_us = session_now_us(); /* commandstats' start of each request */
     while (!s->closing && session_open(s) && (rc = sg_resp_next(s->rp, &r)) == 1) dispatch(s, &r);
     if (!session_open(s)) return; /* the end of the turn closes it */
     if (!s->closing && rc < 0 && rc != SG_ENOMEM) {
@@ -230,6 +241,7 @@ static void process(session *s, int eof) {
 static void on_tls_read(struct bufferevent *bev, void *arg) {
     session *s = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
+    figs_add(&s->w->figs.reads, 1);
     while (evbuffer_get_length(in) > 0) {
         size_t want = evbuffer_get_length(in), avail = 0;
         char *dst = sg_resp_space(s->rp, want, &avail);
@@ -240,6 +252,7 @@ static void on_tls_read(struct bufferevent *bev, void *arg) {
         }
         n = evbuffer_remove(in, dst, want < avail ? want : avail);
         if (n <= 0) break;
+        figs_add(&s->w->figs.net_in, (uint64_t)n);
         sg_resp_commit(s->rp, (size_t)n);
     }
     process(s, 0);
@@ -281,6 +294,7 @@ static void accept_client(worker *w, evutil_socket_t fd, struct sockaddr *sa, in
     if (__atomic_add_fetch(&srv->clients, 1, __ATOMIC_RELAXED) > w->o->max_clients) {
         static const char full[] = "-ERR max number of clients reached\r\n";
         __atomic_sub_fetch(&srv->clients, 1, __ATOMIC_RELAXED);
+        figs_add(&w->figs.rejected_conns, 1);
         /* a TLS client would read the plain text as a broken handshake:
          * it is closed without a word, as Redis does */
         if (!tls && write(fd, full, sizeof full - 1) < 0) { /* best effort */
@@ -308,6 +322,7 @@ static void accept_client(worker *w, evutil_socket_t fd, struct sockaddr *sa, in
         __atomic_sub_fetch(&srv->clients, 1, __ATOMIC_RELAXED);
         return;
     }
+    figs_add(&w->figs.conns, 1);
     s->w = w;
     s->id = __atomic_add_fetch(&srv->next_id, 1, __ATOMIC_RELAXED);
     s->created = time(NULL);
@@ -500,6 +515,15 @@ static void on_stop(evutil_socket_t fd, short what, void *arg) {
     }
 }
 
+/* Every 100 ms: a sample of the worker's rates (INFO's instantaneous_*). */
+static void on_sample(evutil_socket_t fd, short what, void *arg) {
+    worker *w = arg;
+    (void)fd;
+    (void)what;
+    figs_sample(w);
+    if (w->id == 0) info_sample_memory(); /* the process's: one worker does it */
+}
+
 static void *worker_main(void *arg) {
     worker *w = arg;
     event_base_dispatch(w->base);
@@ -520,6 +544,7 @@ static void worker_free(worker *w) {
     if (w->reload_ev) event_free(w->reload_ev);
     if (w->write_ev) event_free(w->write_ev);
     if (w->late_ev) event_free(w->late_ev);
+    if (w->sample_ev) event_free(w->sample_ev);
     dispatch_free_pool(w);
     session_free_pool(w);
     if (w->stop_ev) event_free(w->stop_ev);
@@ -565,9 +590,15 @@ static int worker_init(worker *w, server *srv, int id, char *err, size_t errlen)
     w->late_ev = evtimer_new(w->base, on_write_turn, w); /* those held now go */
     w->reload_ev = event_new(w->base, -1, 0, on_reload, w);
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
-    if (w->reload_ev == NULL || w->stop_ev == NULL || w->write_ev == NULL || w->late_ev == NULL) {
+    w->sample_ev = event_new(w->base, -1, EV_PERSIST, on_sample, w);
+    if (w->reload_ev == NULL || w->stop_ev == NULL || w->write_ev == NULL || w->late_ev == NULL ||
+        w->sample_ev == NULL) {
         snprintf(err, errlen, "out of memory");
         return -1;
+    }
+    {
+        static const struct timeval every = {0, 100000}; /* Redis's hz 10 */
+        event_add(w->sample_ev, &every);
     }
     return 0;
 }
@@ -626,6 +657,7 @@ int sg_serve(const sg_config *cfg, const sg_serve_opts *o, char *err, size_t err
     memset(&srv, 0, sizeof srv);
     srv.o = o;
     srv.cfg = cfg;
+    srv.started = time(NULL);
     srv.nw = o->threads > 0 ? o->threads : 1;
     srv.first.o = (sg_serve_opts *)o; /* not owned: never freed here */
     srv.first.refs = srv.nw;

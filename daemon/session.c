@@ -9,7 +9,11 @@
  *    of those to write at the end of the turn (server.c writes them);
  *  - the close: session_close() from anywhere is a mark that the server
  *    loop carries out (session_end(), from server.c only), and the free
- *    once the gateway has answered everything in flight.
+ *    once the gateway has answered everything in flight;
+ *  - the worker's figures that replies make (session.h, worker_figs): each
+ *    command's calls, time, rejections and failures when its reply is done,
+ *    error replies by code, the sessions blocked, and the samples behind
+ *    instantaneous_ops_per_sec and the kbps figures.
  * It knows nothing of sockets beyond closing them, nor of the commands.
  */
 #include <assert.h>
@@ -17,6 +21,7 @@
 #include <event2/event.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "session.h"
 
@@ -71,6 +76,7 @@ reply_slot *reply_slot_new(session *s, uint64_t *seq) {
     }
     rs = &s->slots[(s->head + s->count) % s->cap];
     memset(rs, 0, sizeof *rs);
+    rs->w = s->w;
     rs->out.proto = s->out.proto; /* the session's protocol */
     slot_buf_take(s->w, &rs->out.buf);
     *seq = s->head_seq + s->count;
@@ -83,9 +89,87 @@ reply_slot *reply_slot_at(session *s, uint64_t seq) {
     return &s->slots[(s->head + (seq - s->head_seq)) % s->cap];
 }
 
+/* ---- figures ------------------------------------------------------------------ */
+
+uint64_t session_now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* An error reply (msg without its '-'), counted by its code as Redis does:
+ * the word before a space within its first 32 bytes, else ERR. */
+static void count_error(worker *w, const char *msg, size_t len) {
+    worker_figs *f = &w->figs;
+    const char *sp = memchr(msg, ' ', len < 32 ? len : 32);
+    const char *code = sp ? msg : "ERR";
+    size_t n = sp ? (size_t)(sp - msg) : 3;
+    int i, nerr = __atomic_load_n(&f->nerr, __ATOMIC_RELAXED);
+    figs_add(&f->errors, 1);
+    for (i = 0; i < nerr; i++)
+        if (strncmp(f->err[i].code, code, n) == 0 && f->err[i].code[n] == '\0') {
+            figs_add(&f->err[i].count, 1);
+            return;
+        }
+    if (nerr == FIGS_ERRCODES) return; /* as Redis: no more codes are tracked */
+    memcpy(f->err[nerr].code, code, n);
+    f->err[nerr].code[n] = '\0';
+    figs_add(&f->err[nerr].count, 1);
+    __atomic_store_n(&f->nerr, nerr + 1, __ATOMIC_RELEASE); /* the code is whole */
+}
+
 void reply_slot_done(reply_slot *rs) {
+    const sg_buf *b = &rs->out.buf;
     assert(!rs->done); /* a slot is answered once */
     rs->done = 1;
+    if (b->len > 1 && b->data[0] == '-') {
+        const char *cr = memchr(b->data, '\r', b->len);
+        count_error(rs->w, b->data + 1, (cr ? (size_t)(cr - b->data) : b->len) - 1);
+        rs->failed = 1;
+    }
+    if (rs->cmd) {
+        cmd_figs *c = &rs->w->figs.cmd[sg_command_index(rs->cmd)];
+        if (rs->rejected) {
+            figs_add(&c->rejected, 1);
+            return;
+        }
+        figs_add(&c->calls, 1);
+        figs_add(&c->usec, session_now_us() - rs->t0);
+        if (rs->failed) figs_add(&c->failed, 1);
+    }
+}
+
+void session_blocking(session *s, int on) {
+    if (on) {
+        if (s->blocking++ == 0) figs_add(&s->w->figs.blocked, 1);
+    } else if (s->blocking > 0 && --s->blocking == 0) {
+        figs_add(&s->w->figs.blocked, (uint64_t)-1);
+    }
+}
+
+void figs_sample(worker *w) {
+    worker_figs *f = &w->figs;
+    uint64_t now = session_now_us(), ops = figs_get(&f->commands), in = figs_get(&f->net_in),
+             out = figs_get(&f->net_out), so = 0, si = 0, sw = 0, dt = now - f->last_us;
+    int i;
+    if (f->last_us && dt > 0) { /* as Redis's trackInstantaneousMetric */
+        f->ring[f->ring_i].ops = (ops - f->last_ops) * 1000000u / dt;
+        f->ring[f->ring_i].in = (in - f->last_in) * 1000000u / dt;
+        f->ring[f->ring_i].out = (out - f->last_out) * 1000000u / dt;
+        f->ring_i = (f->ring_i + 1) % FIGS_SAMPLES;
+        for (i = 0; i < FIGS_SAMPLES; i++) {
+            so += f->ring[i].ops;
+            si += f->ring[i].in;
+            sw += f->ring[i].out;
+        }
+        __atomic_store_n(&f->ops_sec, so / FIGS_SAMPLES, __ATOMIC_RELAXED);
+        __atomic_store_n(&f->in_bps, si / FIGS_SAMPLES, __ATOMIC_RELAXED);
+        __atomic_store_n(&f->out_bps, sw / FIGS_SAMPLES, __ATOMIC_RELAXED);
+    }
+    f->last_us = now;
+    f->last_ops = ops;
+    f->last_in = in;
+    f->last_out = out;
 }
 
 void session_answer(session *s, uint64_t seq, const char *resp) {
@@ -98,7 +182,6 @@ void session_answer_error(session *s, uint64_t seq, const char *msg) {
     reply_slot *rs = reply_slot_at(s, seq);
     sg_resp_put_error(&rs->out, msg);
     reply_slot_done(rs);
-    s->w->errors++;
 }
 
 /* ---- the flush ---------------------------------------------------------------- */
@@ -148,19 +231,20 @@ void session_reply(session *s, uint64_t seq, const sg_reply *reply, int status,
     if (reply && seq == s->head_seq && rs->out.buf.len == 0) {
         /* the oldest reply owed (the usual case): straight to the output */
         sg_resp_put_reply(&s->out, reply);
-        if (reply->type == SG_REPLY_ERROR) s->w->errors++;
+        if (reply->type == SG_REPLY_ERROR) {
+            count_error(s->w, reply->str ? reply->str : "", reply->len);
+            rs->failed = 1;
+        }
         reply_slot_done(rs);
         session_flush(s);
         return;
     }
     if (reply) {
         sg_resp_put_reply(&rs->out, reply);
-        if (reply->type == SG_REPLY_ERROR) s->w->errors++;
     } else {
         char msg[SG_ERRMSG_MAX + 32];
         snprintf(msg, sizeof msg, "ERR slotgate: %s", errmsg ? errmsg : sg_strerror(status));
         sg_resp_put_error(&rs->out, msg);
-        s->w->errors++;
     }
     reply_slot_done(rs);
     session_flush(s);
@@ -196,6 +280,10 @@ void session_end(session *s) {
     worker *w = s->w;
     assert(!s->gone && s->txn == NULL && s->psub == NULL);
     s->gone = 1;
+    if (s->blocking) { /* it waits no more: the reply will find no one */
+        s->blocking = 1;
+        session_blocking(s, 0);
+    }
     if (s->rev) event_free(s->rev);
     if (s->wev) event_free(s->wev);
     sg_buf_free(&s->out.buf);

@@ -23,6 +23,44 @@
 typedef struct server server;
 typedef struct session session;
 
+/* ---- a worker's figures (INFO sums every worker's: info.c) ----
+ * Only the worker's thread writes its block; any thread reads it. Each
+ * figure is a single-writer relaxed atomic: figs_add is a load and a store
+ * (no lock prefix, no read-modify-write: on x86-64 and arm64 the code of a
+ * plain counter), a reader gets each figure whole, and ThreadSanitizer sees
+ * no race. */
+#define FIGS_ERRCODES 128 /* distinct error codes counted, as Redis */
+#define FIGS_SAMPLES 16   /* instantaneous_*: Redis's ring of samples */
+
+typedef struct cmd_figs {
+    uint64_t calls, usec, rejected, failed;
+} cmd_figs;
+
+typedef struct err_figs {
+    char code[32]; /* written once, before nerr counts it */
+    uint64_t count;
+} err_figs;
+
+typedef struct worker_figs {
+    uint64_t commands;         /* requests read (total_commands_processed) */
+    uint64_t errors;           /* error replies (total_error_replies) */
+    uint64_t conns, rejected_conns, net_in, net_out, reads, writes;
+    uint64_t blocked;          /* sessions waiting on a blocking command */
+    uint64_t ops_sec, in_bps, out_bps; /* averages of the ring, per second */
+    int nerr;                  /* err[0..nerr) are in use: release/acquire */
+    err_figs err[FIGS_ERRCODES];
+    cmd_figs cmd[SG_COMMAND_COUNT];
+    /* the sampler's own (the worker's thread only) */
+    struct { uint64_t ops, in, out; } ring[FIGS_SAMPLES];
+    int ring_i;
+    uint64_t last_us, last_ops, last_in, last_out;
+} worker_figs;
+
+static inline void figs_add(uint64_t *c, uint64_t n) {
+    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+}
+static inline uint64_t figs_get(const uint64_t *c) { return __atomic_load_n(c, __ATOMIC_RELAXED); }
+
 /* Options the workers share: the last worker to move off a reloaded set
  * frees it (server.c). */
 typedef struct opts_ref {
@@ -56,7 +94,10 @@ typedef struct worker {
     int nfree_owed;
     void *free_bufs; /* reply slots' buffers for reuse (session.c) */
     int nfree_bufs;
-    uint64_t commands, errors;
+    struct event *sample_ev; /* every 100 ms: figs_sample (session.c) */
+    uint64_t read_us; /* when the requests being handled were read (server.c):
+                         one clock reading per read, not one per request */
+    worker_figs figs;
 } worker;
 
 struct server {
@@ -66,13 +107,19 @@ struct server {
     worker *w;
     int nw;
     long long clients; /* atomic */
+    time_t started;    /* INFO's uptime */
     int stop;          /* SIGTERM or SIGINT came (main thread only) */
     uint64_t next_id;  /* atomic */
 };
 
 /* The place of one reply a client is owed, in request order. */
 typedef struct reply_slot {
+    struct worker *w;
     int done;        /* the reply is complete in out */
+    int rejected;    /* refused before it ran: rejected_calls, not calls */
+    int failed;      /* an error went straight to the output */
+    const sg_command *cmd; /* for commandstats; NULL: none (unknown) */
+    uint64_t t0;     /* when it was read (w->read_us) */
     sg_resp_out out; /* the reply, while those before it are still owed */
 } reply_slot;
 
@@ -96,6 +143,7 @@ struct session {
     int inflight;      /* requests the gateway still owes a reply */
     int gone;          /* the connection is closed: wait for inflight */
     int closing;       /* close once every reply is written (QUIT) */
+    int blocking;      /* blocking commands forwarded, not yet answered */
     int close_asap;    /* session_close() asked: the server loop closes it at
                           the end of the turn, replies unwritten or not */
     int authed;
@@ -115,13 +163,14 @@ struct session {
 reply_slot *reply_slot_new(session *s, uint64_t *seq);
 /* The slot of the reply with sequence number seq (still owed). */
 reply_slot *reply_slot_at(session *s, uint64_t seq);
-/* The reply in rs is complete (once per slot); session_flush writes it. */
+/* The reply in rs is complete (once per slot); session_flush writes it.
+ * Counted in the worker's figures: its command's calls, time and failure,
+ * and an error reply by its code. */
 void reply_slot_done(reply_slot *rs);
 /* A reply written whole at once into the slot seq, done: resp is in the
  * session's protocol already ("+OK\r\n"). */
 void session_answer(session *s, uint64_t seq, const char *resp);
-/* An error reply into the slot seq, done, and counted in the worker's
- * errors. */
+/* An error reply into the slot seq, done. */
 void session_answer_error(session *s, uint64_t seq, const char *msg);
 /* Fills the slot seq with reply (or, when NULL, an error from status and
  * errmsg), marks it done and writes what is ready. */
@@ -148,5 +197,14 @@ static inline int session_open(const session *s) { return !s->gone && !s->close_
 void session_end(session *s);
 /* The reply buffers w keeps for reuse, freed (server.c, worker_free). */
 void session_free_pool(worker *w);
+
+/* ---- figures ---- */
+/* The monotonic clock in microseconds. */
+uint64_t session_now_us(void);
+/* s waits (on = 1) or no longer waits (on = 0) on one more blocking command
+ * forwarded: blocked_clients counts the sessions with one or more. */
+void session_blocking(session *s, int on);
+/* One sample of w's rates for instantaneous_* (every 100 ms, server.c). */
+void figs_sample(worker *w);
 
 #endif

@@ -174,13 +174,11 @@ static void on_reply(tlink *tl, sg_reply *r) {
                  "its map, retry the transaction",
                  w->moved);
         sg_resp_put_error(&rs->out, msg);
-        s->w->errors++;
     } else if (w->kind == W_EXEC) {
         put_exec_reply(&rs->out, w, r);
     } else {
         sg_resp_put_reply(&rs->out, r);
     }
-    if (r->type == SG_REPLY_ERROR) s->w->errors++;
     reply_slot_done(rs);
     wait_free(w);
 }

@@ -538,16 +538,19 @@ class Checks:
     def check_info(self):
         r = self.r
         r.set(self.k("info"), "1")
-        info = r.info()
+        info = r.info("everything")  # slotgated's upstream sections are in everything
         for field in ("slotgate_version", "redis_version", "process_id", "worker_threads",
-                      "connected_clients", "commands", "error_replies", "masters", "errors",
-                      "redirects", "pool_conns", "map_refreshes"):
+                      "connected_clients", "blocked_clients", "total_commands_processed",
+                      "total_error_replies", "used_cpu_user", "used_memory", "cluster_enabled",
+                      "masters", "errors", "redirects", "pool_conns", "map_refreshes"):
             expect_true("INFO has %s" % field, field in info, "fields: %s" % sorted(info)[:40])
         expect_true("connected_clients >= 1", info["connected_clients"] >= 1,
                     repr(info["connected_clients"]))
         expect("masters", 3, info["masters"])
         expect_true("worker_threads is a number", isinstance(info["worker_threads"], int))
-        expect_true("commands is a number", isinstance(info["commands"], int))
+        expect_true("total_commands_processed is a number",
+                    isinstance(info["total_commands_processed"], int))
+        expect_true("used_cpu_user is a number", isinstance(info["used_cpu_user"], float))
         node = info.get("node0")
         expect_true("node0 parsed as fields", isinstance(node, dict), repr(node))
         expect_true("node0 has addr and role", "addr" in node and node.get("role") in
@@ -555,11 +558,15 @@ class Checks:
         db0 = info.get("db0")
         expect_true("db0 summed over the masters", isinstance(db0, dict) and db0["keys"] >= 1,
                     repr(db0))
+        expect_true("INFO (default) has no upstream section", "masters" not in r.info())
         server = r.info("server")
         expect_true("INFO server has slotgate_version", "slotgate_version" in server)
         expect_true("INFO server is only that section", "connected_clients" not in server,
                     sorted(server))
-        expect("INFO clients", ["connected_clients"], sorted(r.info("clients")))
+        expect("INFO clients", ["blocked_clients", "client_recent_max_input_buffer",
+                                "client_recent_max_output_buffer", "clients_in_timeout_table",
+                                "cluster_connections", "connected_clients", "maxclients",
+                                "tracking_clients"], sorted(r.info("clients")))
 
     def check_refused(self):
         r = self.r
