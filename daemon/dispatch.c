@@ -7,16 +7,21 @@
  *  - the order of the steps, which is Redis's: authentication, the policies
  *    on commands answered here, subscribed mode, MULTI's queue, the handler;
  *  - the commands about the connection itself (AUTH and HELLO through
- *    users.c, QUIT, PING, ECHO, SELECT, CLIENT, RESET) and the refusals;
+ *    users.c, QUIT, PING, ECHO, SELECT, RESET; CLIENT through clientcmd.c)
+ *    and the refusals;
+ *  - what CLIENT REPLY and CLIENT LIST need of every command: its reply
+ *    slot made quiet, its name and time, a blocking command's record;
  *  - forwarding through the gateway, each reply into its request's slot.
  * Per request: one table load decides, and no command name is compared.
  */
 #include <assert.h>
+#include <event2/event.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "admin.h"
+#include "clientcmd.h"
 #include "dispatch.h"
 #include "pubsub.h"
 #include "txn.h"
@@ -54,12 +59,6 @@ typedef struct dispatch_entry {
 
 /* ---- forwarding through the gateway ----------------------------------------------------- */
 
-typedef struct owed {
-    session *s;
-    uint64_t seq;
-    struct owed *next; /* in the worker's free list */
-} owed;
-
 /* owed records are kept for reuse: one per command otherwise costs a
  * malloc and a free */
 static owed *owed_new(worker *w) {
@@ -91,30 +90,52 @@ void dispatch_free_pool(worker *w) {
     w->nfree_owed = 0;
 }
 
+/* A blocking command's reply came: it is no longer blocked (flag b). */
+static void unblocked(session *s, owed *o) {
+    owed **pp;
+    for (pp = &s->blocked; *pp; pp = &(*pp)->next_blocked)
+        if (*pp == o) {
+            *pp = o->next_blocked;
+            break;
+        }
+}
+
 static void on_reply(sg_client *c, sg_reply *reply, int status, const char *errmsg, void *ud) {
     owed *o = ud;
     session *s = o->s;
-    worker *w = s->w;
     (void)c;
-    if (session_owed_done(s)) session_reply(s, o->seq, reply, status, errmsg);
+    /* s NULL: CLIENT UNBLOCK answered it; what the node says now is stale */
+    if (s && s->blocked) unblocked(s, o);
+    if (s && session_owed_done(s)) session_reply(s, o->seq, reply, status, errmsg);
     sg_reply_free(reply);
-    owed_free(w, o);
+    owed_free(o->w, o);
 }
 
 /* A plain reply, as the node sent it: copied to the client as it is. */
 static void on_raw_reply(sg_client *c, const char *resp, size_t len, void *ud) {
     owed *o = ud;
     session *s = o->s;
-    worker *w = s->w;
     (void)c;
-    if (session_owed_done(s)) {
+    if (s && s->blocked) unblocked(s, o);
+    if (s && session_owed_done(s)) {
         reply_slot *rs = reply_slot_at(s, o->seq);
-        sg_resp_put_raw(o->seq == s->head_seq && rs->out.buf.len == 0 ? &s->out : &rs->out, resp,
-                        len);
+        int now = o->seq == s->head_seq && rs->out.buf.len == 0 && !rs->quiet;
+        sg_resp_put_raw(now ? &s->out : &rs->out, resp, len);
         reply_slot_done(rs);
         session_flush(s);
     }
-    owed_free(w, o);
+    owed_free(o->w, o);
+}
+
+/* Whether the command blocks on its node until data comes (BLPOP, XREAD
+ * BLOCK ...): CLIENT UNBLOCK may answer it. */
+static int blocks(const sg_command *cmd, const sg_resp_req *r) {
+    int i;
+    if (cmd == NULL || !(cmd->flags & SG_CMD_BLOCKING)) return 0;
+    if (strcmp(cmd->name, "xread") != 0 && strcmp(cmd->name, "xreadgroup") != 0) return 1;
+    for (i = 1; i + 1 < r->argc; i++)
+        if (sg_resp_arg_is(r, i, "BLOCK")) return 1;
+    return 0;
 }
 
 static void forward(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
@@ -127,7 +148,9 @@ static void forward(session *s, const sg_command *cmd, const sg_resp_req *r, uin
         return;
     }
     o->s = s;
+    o->w = s->w;
     o->seq = seq;
+    o->next_blocked = NULL;
     session_ctx(s, &ctx);
     s->inflight++;
     if (sg_gateway_forward_cmd(s->w->gw, cmd, &ctx, r->argc, r->argv, r->argvlen,
@@ -140,27 +163,16 @@ static void forward(session *s, const sg_command *cmd, const sg_resp_req *r, uin
         snprintf(msg, sizeof msg, "ERR slotgate: %s", sg_errmsg(s->w->gw));
         sg_resp_put_error(&rs->out, msg);
         reply_slot_done(rs);
+        return;
+    }
+    if (blocks(cmd, r)) { /* at the tail of s->blocked */
+        owed **pp = &s->blocked;
+        while (*pp) pp = &(*pp)->next_blocked;
+        *pp = o;
     }
 }
 
 /* ---- commands about the connection ---------------------------------------------------------- */
-
-/* A client name as redis takes it: printable, no blanks (it goes into
- * CLIENT INFO's lines, policies' {client} and logs). */
-static int valid_client_name(const char *name, size_t len) {
-    size_t i;
-    for (i = 0; i < len; i++)
-        if (name[i] < '!' || name[i] > '~') return 0;
-    return 1;
-}
-
-#define BAD_CLIENT_NAME "ERR Client names cannot contain spaces, newlines or special characters."
-
-/* Names s (an empty name removes it, as in redis). */
-static void set_client_name(session *s, const char *name, size_t len) {
-    sg_free(s->name);
-    s->name = len ? sg_strndup(name, len) : NULL;
-}
 
 static void do_auth(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
     reply_slot *rs = reply_slot_at(s, seq);
@@ -196,8 +208,8 @@ static void hello(session *s, const sg_resp_req *r, sg_resp_out *o) {
             sg_buf_free(&err.buf);
             i += 2;
         } else if (sg_resp_arg_is(r, i, "SETNAME") && i + 1 < r->argc) {
-            if (!valid_client_name(r->argv[i + 1], r->argvlen[i + 1])) {
-                sg_resp_put_error(o, BAD_CLIENT_NAME);
+            if (!clientcmd_valid_name(r->argv[i + 1], r->argvlen[i + 1])) {
+                sg_resp_put_error(o, CLIENTCMD_BAD_NAME);
                 return;
             }
             setname = ++i; /* named only once authenticated */
@@ -213,7 +225,7 @@ static void hello(session *s, const sg_resp_req *r, sg_resp_out *o) {
                              "version at the same time");
         return;
     }
-    if (setname > 0) set_client_name(s, r->argv[setname], r->argvlen[setname]);
+    if (setname > 0) clientcmd_set_name(s, r->argv[setname], r->argvlen[setname]);
     sg_resp_put_array(o, 14);
     put_str(o, "server");
     put_str(o, "slotgate");
@@ -270,52 +282,6 @@ static void do_select(session *s, const sg_command *cmd, const sg_resp_req *r, u
     reply_slot_done(rs);
 }
 
-static void client(session *s, const sg_command *cmd, const sg_resp_req *r, sg_resp_out *o) {
-    size_t ci = cmd ? sg_command_index(cmd) : SG_COMMAND_COUNT;
-    if (ci == SG_CI_CLIENT_SETNAME && r->argc == 3) {
-        if (!valid_client_name(r->argv[2], r->argvlen[2])) {
-            sg_resp_put_error(o, BAD_CLIENT_NAME);
-            return;
-        }
-        set_client_name(s, r->argv[2], r->argvlen[2]);
-        sg_resp_put_status(o, "OK");
-    } else if (ci == SG_CI_CLIENT_GETNAME && r->argc == 2) {
-        if (s->name) put_str(o, s->name);
-        else sg_resp_put_null(o);
-    } else if (ci == SG_CI_CLIENT_ID && r->argc == 2) {
-        sg_resp_put_int(o, (long long)s->id);
-    } else if (ci == SG_CI_CLIENT_INFO && r->argc == 2) {
-        /* Every field of Redis 7.0's line, as clients parse them all (redis-py's
-         * client_info() reads id, age, idle, db, sub, psub, multi, qbuf,
-         * qbuf-free, obl, argv-mem, oll, omem and tot-mem as integers). A
-         * subscribed or queuing client cannot ask, so sub, psub, ssub are 0 and
-         * multi -1; memory slotgated does not count per client is 0; omem is
-         * the replies not yet written. The name has no length bound: no fixed
-         * buffer. */
-        sg_buf line = {0};
-        const char *user = session_user(s);
-        sg_buf_printf(&line,
-                      "id=%llu addr=%s fd=%d name=%s age=%lld idle=0 flags=N db=0 sub=0 psub=0 "
-                      "ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 "
-                      "obl=0 oll=0 omem=%zu tot-mem=0 events=r cmd=client|info user=%s redir=-1 "
-                      "resp=2\n",
-                      (unsigned long long)s->id, s->addr, (int)s->fd, s->name ? s->name : "",
-                      (long long)(time(NULL) - s->created), s->out.buf.len - s->outoff,
-                      user ? user : "default");
-        if (line.oom) sg_resp_put_error(o, "ERR slotgate: out of memory");
-        else sg_resp_put_bulk(o, line.data, line.len);
-        sg_buf_free(&line);
-    } else {
-        sg_resp_put_error(o, "ERR slotgate answers CLIENT SETNAME, GETNAME, ID and INFO only");
-    }
-}
-
-static void do_client(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
-    reply_slot *rs = reply_slot_at(s, seq);
-    client(s, cmd, r, &rs->out);
-    reply_slot_done(rs);
-}
-
 /* RESET: out of MULTI and subscribed mode, unnamed, and back to the default
  * user (which needs the password when there is one). */
 static void do_reset(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
@@ -326,6 +292,9 @@ static void do_reset(session *s, const sg_command *cmd, const sg_resp_req *r, ui
     pubsub_reset(s);
     sg_free(s->name);
     s->name = NULL;
+    /* as Redis's RESET: replies on again (this one too), NO-EVICT off */
+    s->reply_off = s->reply_skip = s->no_evict = 0;
+    reply_slot_at(s, seq)->quiet = 0;
     if (pass && pass[0]) {
         s->authed = 0;
         sg_resp_set_auth_required(s->rp, 1);
@@ -368,11 +337,23 @@ static dispatch_entry table[SG_COMMAND_COUNT] = {
     [SG_CI_PING] = {do_ping, pubsub_ping, NULL, 0},
     [SG_CI_ECHO] = HANDLER(do_echo),
     [SG_CI_SELECT] = HANDLER(do_select),
-    [SG_CI_CLIENT] = {do_client, NULL, NULL, D_UNKNOWN_SUBS},
-    [SG_CI_CLIENT_SETNAME] = HANDLER(do_client),
-    [SG_CI_CLIENT_GETNAME] = HANDLER(do_client),
-    [SG_CI_CLIENT_ID] = HANDLER(do_client),
-    [SG_CI_CLIENT_INFO] = HANDLER(do_client),
+    [SG_CI_CLIENT] = {clientcmd, NULL, NULL, D_UNKNOWN_SUBS},
+    [SG_CI_CLIENT_CACHING] = HANDLER(clientcmd),
+    [SG_CI_CLIENT_GETNAME] = HANDLER(clientcmd),
+    [SG_CI_CLIENT_GETREDIR] = HANDLER(clientcmd),
+    [SG_CI_CLIENT_HELP] = HANDLER(clientcmd),
+    [SG_CI_CLIENT_ID] = HANDLER(clientcmd),
+    [SG_CI_CLIENT_INFO] = HANDLER(clientcmd),
+    [SG_CI_CLIENT_KILL] = HANDLER(clientcmd),
+    [SG_CI_CLIENT_LIST] = HANDLER(clientcmd),
+    [SG_CI_CLIENT_NO_EVICT] = HANDLER(clientcmd),
+    [SG_CI_CLIENT_PAUSE] = HANDLER(clientcmd),
+    [SG_CI_CLIENT_REPLY] = HANDLER(clientcmd),
+    [SG_CI_CLIENT_SETNAME] = HANDLER(clientcmd),
+    [SG_CI_CLIENT_TRACKING] = HANDLER(clientcmd),
+    [SG_CI_CLIENT_TRACKINGINFO] = HANDLER(clientcmd),
+    [SG_CI_CLIENT_UNBLOCK] = HANDLER(clientcmd),
+    [SG_CI_CLIENT_UNPAUSE] = HANDLER(clientcmd),
     [SG_CI_MONITOR] = {refuse_own_conn, NULL, NULL, D_OWN_CONN},
     [SG_CI_SYNC] = {refuse_own_conn, NULL, NULL, D_OWN_CONN},
     [SG_CI_PSYNC] = {refuse_own_conn, NULL, NULL, D_OWN_CONN},
@@ -452,12 +433,20 @@ void dispatch(session *s, const sg_resp_req *r) {
     uint64_t seq;
     const sg_command *cmd;
     const dispatch_entry *d;
-    if (reply_slot_new(s, &seq) == NULL) {
+    reply_slot *rs;
+    struct timeval now;
+    if ((rs = reply_slot_new(s, &seq)) == NULL) {
         s->closing = 1;
         return;
     }
+    /* CLIENT REPLY OFF, or SKIP for this one: its reply is dropped */
+    rs->quiet = s->reply_off || s->reply_skip;
+    s->reply_skip = 0;
     s->w->commands++;
     cmd = sg_command_resolve(r->argc, r->argv, r->argvlen);
+    /* CLIENT LIST's cmd and idle */
+    if (cmd) s->lastcmd = cmd;
+    if (event_base_gettimeofday_cached(s->w->base, &now) == 0) s->last_active = now.tv_sec;
     d = cmd ? &table[sg_command_index(cmd)] : entry_of_unknown(r);
     /* the common case: a command of the cluster's from a session that never
      * used MULTI or SUBSCRIBE (their state is NULL) */

@@ -454,6 +454,13 @@ abort:
 
 int txn_queuing(const session *s) { return s->txn && s->txn->multi; }
 
+void txn_state(const session *s, long *multi, size_t *multi_mem, int *dirty) {
+    const txn *t = s->txn;
+    *multi = t && t->multi ? t->nq : -1;
+    *multi_mem = t && t->multi ? t->q.len : 0;
+    *dirty = t && t->watch_lost[0] != '\0';
+}
+
 void txn_queue(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq,
                int own_conn) {
     assert(txn_queuing(s));
