@@ -484,9 +484,13 @@ static job *parse_unblock(session *s, const sg_resp_req *r, sg_resp_out *o) {
     long long id;
     int error = 0;
     job *j;
-    if (r->argc > 4) {
-        put_error(s, o, "ERR unknown subcommand or wrong number of arguments for 'unblock'. Try "
-                        "CLIENT HELP.");
+    if (r->argc > 4) { /* Redis's words, the subcommand as the client wrote it */
+        char msg[300];
+        snprintf(msg, sizeof msg,
+                 "ERR unknown subcommand or wrong number of arguments for '%.*s'. Try CLIENT "
+                 "HELP.",
+                 (int)strnlen(r->argv[1], r->argvlen[1] > 128 ? 128 : r->argvlen[1]), r->argv[1]);
+        put_error(s, o, msg);
         return NULL;
     }
     if (!arg_ll(r, 2, -0x7fffffffffffffffLL - 1, 0x7fffffffffffffffLL, &id)) {
