@@ -48,6 +48,9 @@ enum {
     D_OWN_CONN = 1 << 4,
     /* A container whose handler answers its unknown subcommands too. */
     D_UNKNOWN_SUBS = 1 << 5,
+    /* Answered here and about slotgated's own clients: MULTI refuses to
+     * queue it (the transaction's node would run it on its own clients). */
+    D_LOCAL = 1 << 6,
 };
 
 typedef struct dispatch_entry {
@@ -326,6 +329,7 @@ static void refuse(session *s, const sg_command *cmd, const sg_resp_req *r, uint
 #define TXN(flags) {txn_command, NULL, NULL, D_IN_MULTI | (flags)}
 #define SUBSCRIBE {pubsub_command, pubsub_command, NULL, D_NO_POLICY | D_OWN_CONN}
 #define HANDLER(fn) {fn, NULL, NULL, 0}
+#define CLIENT_SUB {clientcmd, NULL, NULL, D_LOCAL}
 
 /* The handlers by command; dispatch_init() adds admin.c's refusals to the
  * entries left without one. */
@@ -337,23 +341,23 @@ static dispatch_entry table[SG_COMMAND_COUNT] = {
     [SG_CI_PING] = {do_ping, pubsub_ping, NULL, 0},
     [SG_CI_ECHO] = HANDLER(do_echo),
     [SG_CI_SELECT] = HANDLER(do_select),
-    [SG_CI_CLIENT] = {clientcmd, NULL, NULL, D_UNKNOWN_SUBS},
-    [SG_CI_CLIENT_CACHING] = HANDLER(clientcmd),
-    [SG_CI_CLIENT_GETNAME] = HANDLER(clientcmd),
-    [SG_CI_CLIENT_GETREDIR] = HANDLER(clientcmd),
-    [SG_CI_CLIENT_HELP] = HANDLER(clientcmd),
-    [SG_CI_CLIENT_ID] = HANDLER(clientcmd),
-    [SG_CI_CLIENT_INFO] = HANDLER(clientcmd),
-    [SG_CI_CLIENT_KILL] = HANDLER(clientcmd),
-    [SG_CI_CLIENT_LIST] = HANDLER(clientcmd),
-    [SG_CI_CLIENT_NO_EVICT] = HANDLER(clientcmd),
-    [SG_CI_CLIENT_PAUSE] = HANDLER(clientcmd),
-    [SG_CI_CLIENT_REPLY] = HANDLER(clientcmd),
-    [SG_CI_CLIENT_SETNAME] = HANDLER(clientcmd),
-    [SG_CI_CLIENT_TRACKING] = HANDLER(clientcmd),
-    [SG_CI_CLIENT_TRACKINGINFO] = HANDLER(clientcmd),
-    [SG_CI_CLIENT_UNBLOCK] = HANDLER(clientcmd),
-    [SG_CI_CLIENT_UNPAUSE] = HANDLER(clientcmd),
+    [SG_CI_CLIENT] = {clientcmd, NULL, NULL, D_UNKNOWN_SUBS | D_LOCAL},
+    [SG_CI_CLIENT_CACHING] = CLIENT_SUB,
+    [SG_CI_CLIENT_GETNAME] = CLIENT_SUB,
+    [SG_CI_CLIENT_GETREDIR] = CLIENT_SUB,
+    [SG_CI_CLIENT_HELP] = CLIENT_SUB,
+    [SG_CI_CLIENT_ID] = CLIENT_SUB,
+    [SG_CI_CLIENT_INFO] = CLIENT_SUB,
+    [SG_CI_CLIENT_KILL] = CLIENT_SUB,
+    [SG_CI_CLIENT_LIST] = CLIENT_SUB,
+    [SG_CI_CLIENT_NO_EVICT] = CLIENT_SUB,
+    [SG_CI_CLIENT_PAUSE] = CLIENT_SUB,
+    [SG_CI_CLIENT_REPLY] = CLIENT_SUB,
+    [SG_CI_CLIENT_SETNAME] = CLIENT_SUB,
+    [SG_CI_CLIENT_TRACKING] = CLIENT_SUB,
+    [SG_CI_CLIENT_TRACKINGINFO] = CLIENT_SUB,
+    [SG_CI_CLIENT_UNBLOCK] = CLIENT_SUB,
+    [SG_CI_CLIENT_UNPAUSE] = CLIENT_SUB,
     [SG_CI_MONITOR] = {refuse_own_conn, NULL, NULL, D_OWN_CONN},
     [SG_CI_SYNC] = {refuse_own_conn, NULL, NULL, D_OWN_CONN},
     [SG_CI_PSYNC] = {refuse_own_conn, NULL, NULL, D_OWN_CONN},
@@ -466,7 +470,9 @@ void dispatch(session *s, const sg_resp_req *r) {
         return;
     }
     if (txn_queuing(s) && !(d->flags & D_IN_MULTI)) {
-        txn_queue(s, cmd, r, seq, (d->flags & D_OWN_CONN) != 0);
+        txn_queue(s, cmd, r, seq,
+                  ((d->flags & D_OWN_CONN) ? TXN_OWN_CONN : 0) |
+                      ((d->flags & D_LOCAL) ? TXN_LOCAL : 0));
         return;
     }
     if (d->fn == NULL) {

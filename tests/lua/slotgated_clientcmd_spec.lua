@@ -292,6 +292,21 @@ describe("slotgated CLIENT", function()
     end
   end)
 
+  it("never queues CLIENT in MULTI: the transaction's node would run it on its own clients",
+     function()
+    local c = assert(daemon.connect_served(d.port))
+    for _, args in ipairs({ { "CLIENT", "LIST" }, { "CLIENT", "KILL", "ID", "5" },
+                            { "CLIENT", "UNBLOCK", "5" }, { "CLIENT", "ID" } }) do
+      assert.same({ t = "status", v = "OK" }, ask(c, "MULTI"))
+      local r = ask(c, unpack(args))
+      assert.equal("error", r.t)
+      assert.matches("cannot be queued in a transaction (slotgate answers it itself)", r.v, 1,
+                     true)
+      assert.matches("^EXECABORT", ask(c, "EXEC").v)
+    end
+    c:close()
+  end)
+
   it("refuses PAUSE and TRACKING ON by name, and answers HELP", function()
     local r = call(d.port, { "CLIENT", "PAUSE", "100" })
     assert.equal("error", r.t)
