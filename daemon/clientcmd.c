@@ -47,7 +47,7 @@ void clientcmd_set_name(session *s, const char *name, size_t len) {
     s->name = len ? sg_strndup(name, len) : NULL;
 }
 
-/* ---- one session's line ------------------------------------------------------------------------ */
+/* ---- one session's line ---------------------------------------------------------------------- */
 
 /* Redis's client types (getClientTypeByName); slotgated's clients are never
  * masters or replicas. */
@@ -103,7 +103,7 @@ static void put_line(sg_buf *b, const session *t) {
                   t->lastcmd ? t->lastcmd->name : "NULL", user ? user : "default");
 }
 
-/* ---- jobs over every worker's sessions ---------------------------------------------------------- */
+/* ---- jobs over every worker's sessions ------------------------------------------------------- */
 
 enum { JOB_LIST, JOB_KILL, JOB_UNBLOCK };
 
