@@ -7,19 +7,24 @@
  *  - the order of the steps, which is Redis's: authentication, the policies
  *    on commands answered here, subscribed mode, MULTI's queue, the handler;
  *  - the commands about the connection itself (AUTH and HELLO through
- *    users.c, QUIT, PING, ECHO, SELECT, CLIENT, RESET) and the refusals;
+ *    users.c, QUIT, PING, ECHO, SELECT, RESET; CLIENT through clientcmd.c)
+ *    and the refusals;
+ *  - what CLIENT REPLY and CLIENT LIST need of every command: its reply
+ *    slot made quiet, its name and time, a blocking command's record;
  *  - forwarding through the gateway, each reply into its request's slot;
  *  - what INFO learns of a request here (session.h, worker_figs): its
  *    command, its refusal before it ran, a blocking command's wait.
  * Per request: one table load decides, and no command name is compared.
  */
 #include <assert.h>
+#include <event2/event.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "admin.h"
+#include "clientcmd.h"
 #include "dispatch.h"
 #include "info.h"
 #include "pubsub.h"
@@ -47,6 +52,9 @@ enum {
     D_OWN_CONN = 1 << 4,
     /* A container whose handler answers its unknown subcommands too. */
     D_UNKNOWN_SUBS = 1 << 5,
+    /* Answered here and about slotgated's own clients: MULTI refuses to
+     * queue it (the transaction's node would run it on its own clients). */
+    D_LOCAL = 1 << 6,
 };
 
 typedef struct dispatch_entry {
@@ -57,13 +65,6 @@ typedef struct dispatch_entry {
 } dispatch_entry;
 
 /* ---- forwarding through the gateway ----------------------------------------------------- */
-
-typedef struct owed {
-    session *s;
-    uint64_t seq;
-    int blocking; /* a blocking command: the session waits (blocked_clients) */
-    struct owed *next; /* in the worker's free list */
-} owed;
 
 /* owed records are kept for reuse: one per command otherwise costs a
  * malloc and a free */
@@ -96,32 +97,54 @@ void dispatch_free_pool(worker *w) {
     w->nfree_owed = 0;
 }
 
+/* A blocking command's reply came: it is no longer blocked (flag b). */
+static void unblocked(session *s, owed *o) {
+    owed **pp;
+    for (pp = &s->blocked; *pp; pp = &(*pp)->next_blocked)
+        if (*pp == o) {
+            *pp = o->next_blocked;
+            session_blocking(s, 0);
+            break;
+        }
+}
+
 static void on_reply(sg_client *c, sg_reply *reply, int status, const char *errmsg, void *ud) {
     owed *o = ud;
     session *s = o->s;
-    worker *w = s->w;
     (void)c;
-    if (o->blocking && !s->gone) session_blocking(s, 0);
-    if (session_owed_done(s)) session_reply(s, o->seq, reply, status, errmsg);
+    /* s NULL: CLIENT UNBLOCK answered it; what the node says now is stale */
+    if (s && s->blocked) unblocked(s, o);
+    if (s && session_owed_done(s)) session_reply(s, o->seq, reply, status, errmsg);
     sg_reply_free(reply);
-    owed_free(w, o);
+    owed_free(o->w, o);
 }
 
 /* A plain reply, as the node sent it: copied to the client as it is. */
 static void on_raw_reply(sg_client *c, const char *resp, size_t len, void *ud) {
     owed *o = ud;
     session *s = o->s;
-    worker *w = s->w;
     (void)c;
-    if (o->blocking && !s->gone) session_blocking(s, 0);
-    if (session_owed_done(s)) {
+    if (s && s->blocked) unblocked(s, o);
+    if (s && session_owed_done(s)) {
         reply_slot *rs = reply_slot_at(s, o->seq);
-        sg_resp_put_raw(o->seq == s->head_seq && rs->out.buf.len == 0 ? &s->out : &rs->out, resp,
-                        len);
+        int now = o->seq == s->head_seq && rs->out.buf.len == 0 && !rs->quiet;
+        sg_resp_put_raw(now ? &s->out : &rs->out, resp, len);
         reply_slot_done(rs);
         session_flush(s);
     }
-    owed_free(w, o);
+    owed_free(o->w, o);
+}
+
+/* Whether the command blocks on its node until data comes (BLPOP, XREAD
+ * BLOCK ...): CLIENT UNBLOCK may answer it. */
+static int blocks(const sg_command *cmd, const sg_resp_req *r) {
+    int i;
+    if (cmd == NULL || !(cmd->flags & SG_CMD_BLOCKING)) return 0;
+    if (sg_command_index(cmd) != SG_CI_XREAD && sg_command_index(cmd) != SG_CI_XREADGROUP)
+        return 1;
+    for (i = 1; i + 1 < r->argc; i++)
+        if (sg_resp_arg_is(r, i, "BLOCK")) return 1;
+    return 0;
 }
 
 static void forward(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
@@ -134,44 +157,33 @@ static void forward(session *s, const sg_command *cmd, const sg_resp_req *r, uin
         return;
     }
     o->s = s;
+    o->w = s->w;
     o->seq = seq;
-    o->blocking = cmd && (cmd->flags & SG_CMD_BLOCKING) != 0;
+    o->next_blocked = NULL;
     session_ctx(s, &ctx);
     s->inflight++;
-    if (o->blocking) session_blocking(s, 1);
     if (sg_gateway_forward_cmd(s->w->gw, cmd, &ctx, r->argc, r->argv, r->argvlen,
                                r->is_inline ? NULL : r->raw, r->rawlen, on_reply, on_raw_reply,
                                o) != SG_OK) {
         char msg[SG_ERRMSG_MAX + 32];
         reply_slot *rs = reply_slot_at(s, seq);
         s->inflight--;
-        if (o->blocking) session_blocking(s, 0);
         owed_free(s->w, o);
         rs->rejected = 1;
         snprintf(msg, sizeof msg, "ERR slotgate: %s", sg_errmsg(s->w->gw));
         sg_resp_put_error(&rs->out, msg);
         reply_slot_done(rs);
+        return;
+    }
+    if (blocks(cmd, r)) { /* at the tail of s->blocked; INFO's blocked_clients */
+        owed **pp = &s->blocked;
+        while (*pp) pp = &(*pp)->next_blocked;
+        *pp = o;
+        session_blocking(s, 1);
     }
 }
 
 /* ---- commands about the connection ---------------------------------------------------------- */
-
-/* A client name as redis takes it: printable, no blanks (it goes into
- * CLIENT INFO's lines, policies' {client} and logs). */
-static int valid_client_name(const char *name, size_t len) {
-    size_t i;
-    for (i = 0; i < len; i++)
-        if (name[i] < '!' || name[i] > '~') return 0;
-    return 1;
-}
-
-#define BAD_CLIENT_NAME "ERR Client names cannot contain spaces, newlines or special characters."
-
-/* Names s (an empty name removes it, as in redis). */
-static void set_client_name(session *s, const char *name, size_t len) {
-    sg_free(s->name);
-    s->name = len ? sg_strndup(name, len) : NULL;
-}
 
 static void do_auth(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
     reply_slot *rs = reply_slot_at(s, seq);
@@ -243,11 +255,11 @@ static void hello(session *s, const sg_resp_req *r, sg_resp_out *o) {
         return;
     }
     if (setname > 0) {
-        if (!valid_client_name(r->argv[setname], r->argvlen[setname])) {
-            sg_resp_put_error(o, BAD_CLIENT_NAME);
+        if (!clientcmd_valid_name(r->argv[setname], r->argvlen[setname])) {
+            sg_resp_put_error(o, CLIENTCMD_BAD_NAME);
             return;
         }
-        set_client_name(s, r->argv[setname], r->argvlen[setname]);
+        clientcmd_set_name(s, r->argv[setname], r->argvlen[setname]);
     }
     if (ver) s->out.proto = o->proto = ver == 3 ? SG_RESP_PROTO_3 : SG_RESP_PROTO_2;
     sg_resp_put_map(o, 7);
@@ -306,52 +318,6 @@ static void do_select(session *s, const sg_command *cmd, const sg_resp_req *r, u
     reply_slot_done(rs);
 }
 
-static void client(session *s, const sg_command *cmd, const sg_resp_req *r, sg_resp_out *o) {
-    size_t ci = cmd ? sg_command_index(cmd) : SG_COMMAND_COUNT;
-    if (ci == SG_CI_CLIENT_SETNAME && r->argc == 3) {
-        if (!valid_client_name(r->argv[2], r->argvlen[2])) {
-            sg_resp_put_error(o, BAD_CLIENT_NAME);
-            return;
-        }
-        set_client_name(s, r->argv[2], r->argvlen[2]);
-        sg_resp_put_status(o, "OK");
-    } else if (ci == SG_CI_CLIENT_GETNAME && r->argc == 2) {
-        if (s->name) put_str(o, s->name);
-        else sg_resp_put_null(o);
-    } else if (ci == SG_CI_CLIENT_ID && r->argc == 2) {
-        sg_resp_put_int(o, (long long)s->id);
-    } else if (ci == SG_CI_CLIENT_INFO && r->argc == 2) {
-        /* Every field of Redis 7.0's line, as clients parse them all (redis-py's
-         * client_info() reads id, age, idle, db, sub, psub, multi, qbuf,
-         * qbuf-free, obl, argv-mem, oll, omem and tot-mem as integers). A
-         * subscribed or queuing client cannot ask, so sub, psub, ssub are 0 and
-         * multi -1; memory slotgated does not count per client is 0; omem is
-         * the replies not yet written. The name has no length bound: no fixed
-         * buffer. */
-        sg_buf line = {0};
-        const char *user = session_user(s);
-        sg_buf_printf(&line,
-                      "id=%llu addr=%s fd=%d name=%s age=%lld idle=0 flags=N db=0 sub=0 psub=0 "
-                      "ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 "
-                      "obl=0 oll=0 omem=%zu tot-mem=0 events=r cmd=client|info user=%s redir=-1 "
-                      "resp=2\n",
-                      (unsigned long long)s->id, s->addr, (int)s->fd, s->name ? s->name : "",
-                      (long long)(time(NULL) - s->created), s->out.buf.len - s->outoff,
-                      user ? user : "default");
-        if (line.oom) sg_resp_put_error(o, "ERR slotgate: out of memory");
-        else sg_resp_put_bulk(o, line.data, line.len);
-        sg_buf_free(&line);
-    } else {
-        sg_resp_put_error(o, "ERR slotgate answers CLIENT SETNAME, GETNAME, ID and INFO only");
-    }
-}
-
-static void do_client(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
-    reply_slot *rs = reply_slot_at(s, seq);
-    client(s, cmd, r, &rs->out);
-    reply_slot_done(rs);
-}
-
 /* RESET: out of MULTI and subscribed mode, unnamed, and back to the default
  * user (which needs the password when there is one). */
 static void do_reset(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
@@ -362,6 +328,9 @@ static void do_reset(session *s, const sg_command *cmd, const sg_resp_req *r, ui
     pubsub_reset(s);
     sg_free(s->name);
     s->name = NULL;
+    /* as Redis's RESET: replies on again (this one too), NO-EVICT off */
+    s->reply_off = s->reply_skip = s->no_evict = 0;
+    reply_slot_at(s, seq)->quiet = 0;
     if (pass && pass[0]) {
         s->authed = 0;
         sg_resp_set_auth_required(s->rp, 1);
@@ -394,6 +363,7 @@ static void refuse(session *s, const sg_command *cmd, const sg_resp_req *r, uint
 #define TXN(flags) {txn_command, NULL, NULL, D_IN_MULTI | (flags)}
 #define SUBSCRIBE {pubsub_command, pubsub_command, NULL, D_NO_POLICY | D_OWN_CONN}
 #define HANDLER(fn) {fn, NULL, NULL, 0}
+#define CLIENT_SUB {clientcmd, NULL, NULL, D_LOCAL}
 
 /* The handlers by command; dispatch_init() adds admin.c's refusals to the
  * entries left without one. */
@@ -405,11 +375,23 @@ static dispatch_entry table[SG_COMMAND_COUNT] = {
     [SG_CI_PING] = {do_ping, pubsub_ping, NULL, 0},
     [SG_CI_ECHO] = HANDLER(do_echo),
     [SG_CI_SELECT] = HANDLER(do_select),
-    [SG_CI_CLIENT] = {do_client, NULL, NULL, D_UNKNOWN_SUBS},
-    [SG_CI_CLIENT_SETNAME] = HANDLER(do_client),
-    [SG_CI_CLIENT_GETNAME] = HANDLER(do_client),
-    [SG_CI_CLIENT_ID] = HANDLER(do_client),
-    [SG_CI_CLIENT_INFO] = HANDLER(do_client),
+    [SG_CI_CLIENT] = {clientcmd, NULL, NULL, D_UNKNOWN_SUBS | D_LOCAL},
+    [SG_CI_CLIENT_CACHING] = CLIENT_SUB,
+    [SG_CI_CLIENT_GETNAME] = CLIENT_SUB,
+    [SG_CI_CLIENT_GETREDIR] = CLIENT_SUB,
+    [SG_CI_CLIENT_HELP] = CLIENT_SUB,
+    [SG_CI_CLIENT_ID] = CLIENT_SUB,
+    [SG_CI_CLIENT_INFO] = CLIENT_SUB,
+    [SG_CI_CLIENT_KILL] = CLIENT_SUB,
+    [SG_CI_CLIENT_LIST] = CLIENT_SUB,
+    [SG_CI_CLIENT_NO_EVICT] = CLIENT_SUB,
+    [SG_CI_CLIENT_PAUSE] = CLIENT_SUB,
+    [SG_CI_CLIENT_REPLY] = CLIENT_SUB,
+    [SG_CI_CLIENT_SETNAME] = CLIENT_SUB,
+    [SG_CI_CLIENT_TRACKING] = CLIENT_SUB,
+    [SG_CI_CLIENT_TRACKINGINFO] = CLIENT_SUB,
+    [SG_CI_CLIENT_UNBLOCK] = CLIENT_SUB,
+    [SG_CI_CLIENT_UNPAUSE] = CLIENT_SUB,
     [SG_CI_MONITOR] = {refuse_own_conn, NULL, NULL, D_OWN_CONN},
     [SG_CI_SYNC] = {refuse_own_conn, NULL, NULL, D_OWN_CONN},
     [SG_CI_PSYNC] = {refuse_own_conn, NULL, NULL, D_OWN_CONN},
@@ -490,15 +472,22 @@ void dispatch(session *s, const sg_resp_req *r) {
     uint64_t seq;
     const sg_command *cmd;
     const dispatch_entry *d;
-    reply_slot *rs = reply_slot_new(s, &seq);
-    if (rs == NULL) {
+    reply_slot *rs;
+    struct timeval now;
+    if ((rs = reply_slot_new(s, &seq)) == NULL) {
         s->closing = 1;
         return;
     }
+    /* CLIENT REPLY OFF, or SKIP for this one: its reply is dropped */
+    rs->quiet = s->reply_off || s->reply_skip;
+    s->reply_skip = 0;
     figs_add(&s->w->figs.commands, 1);
     cmd = sg_command_resolve(r->argc, r->argv, r->argvlen);
     rs->cmd = cmd; /* for INFO commandstats, when its reply is done */
     rs->t0 = s->w->read_us;
+    /* CLIENT LIST's cmd and idle */
+    if (cmd) s->lastcmd = cmd;
+    if (event_base_gettimeofday_cached(s->w->base, &now) == 0) s->last_active = now.tv_sec;
     d = cmd ? &table[sg_command_index(cmd)] : entry_of_unknown(r);
     /* the common case: a command of the cluster's from a session that never
      * used MULTI or SUBSCRIBE (their state is NULL) */
@@ -522,7 +511,9 @@ void dispatch(session *s, const sg_resp_req *r) {
         return;
     }
     if (txn_queuing(s) && !(d->flags & D_IN_MULTI)) {
-        txn_queue(s, cmd, r, seq, (d->flags & D_OWN_CONN) != 0);
+        txn_queue(s, cmd, r, seq,
+                  ((d->flags & D_OWN_CONN) ? TXN_OWN_CONN : 0) |
+                      ((d->flags & D_LOCAL) ? TXN_LOCAL : 0));
         return;
     }
     if (d->fn == NULL) {

@@ -52,6 +52,7 @@ typedef struct plink {
     sg_link *l;
     int shard;
     long count;         /* subscriptions on it, as its node last said */
+    long nsub, npsub;   /* of them, channels and patterns (a classic link) */
     owe *head, *tail;
 } plink;
 
@@ -66,6 +67,18 @@ typedef struct psub {
 static const char ping_resp[] = "*1\r\n$4\r\nPING\r\n";
 
 int pubsub_active(const session *s) { return s->psub && s->psub->mode; }
+
+void pubsub_counts(const session *s, long *nsub, long *npsub, long *nssub) {
+    const psub *ps = s->psub;
+    const plink *pl;
+    *nsub = *npsub = *nssub = 0;
+    if (ps == NULL) return;
+    if (ps->classic) {
+        *nsub = ps->classic->nsub;
+        *npsub = ps->classic->npsub;
+    }
+    for (pl = ps->shards; pl; pl = pl->next) *nssub += pl->count;
+}
 
 /* ---- connections ---------------------------------------------------------------------------- */
 
@@ -149,6 +162,12 @@ static int deliver(psub *ps, const sg_reply *r) {
     return 1;
 }
 
+static int is_kind(const sg_reply *r, const char *kind) {
+    return (r->type == SG_REPLY_ARRAY || r->type == SG_REPLY_PUSH) && r->elements >= 1 &&
+           r->element[0]->type == SG_REPLY_STRING &&
+           strcasecmp(r->element[0]->str, kind) == 0;
+}
+
 /* A confirmation for the oldest owed reply; shard counts are the session's
  * across its shard connections, as a client expects them. */
 static void confirm(plink *pl, sg_reply *r) {
@@ -160,16 +179,15 @@ static void confirm(plink *pl, sg_reply *r) {
     rs = reply_slot_at(s, e->o->seq);
     if ((r->type == SG_REPLY_ARRAY || r->type == SG_REPLY_PUSH) && r->elements == 3 &&
         r->element[2]->type == SG_REPLY_INTEGER) {
+        /* the node counts channels and patterns together: what changed is
+         * the kind's that this confirmation names */
+        long delta = (long)r->element[2]->integer - pl->count;
+        if (is_kind(r, "psubscribe") || is_kind(r, "punsubscribe")) pl->npsub += delta;
+        else pl->nsub += delta;
         pl->count = r->element[2]->integer;
         r->element[2]->integer = total(ps, pl->shard);
     }
     sg_resp_put_reply(&rs->out, r);
-}
-
-static int is_kind(const sg_reply *r, const char *kind) {
-    return (r->type == SG_REPLY_ARRAY || r->type == SG_REPLY_PUSH) && r->elements >= 1 &&
-           r->element[0]->type == SG_REPLY_STRING &&
-           strcasecmp(r->element[0]->str, kind) == 0;
 }
 
 static void on_link(sg_link *l, sg_reply *r, int status, const char *errmsg, void *ud) {

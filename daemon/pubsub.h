@@ -13,6 +13,8 @@
 /* Whether the session has subscriptions: it is in subscribed mode (and
  * never idle). */
 int pubsub_active(const session *s);
+/* For CLIENT LIST: the channels, patterns and shard channels s holds. */
+void pubsub_counts(const session *s, long *nsub, long *npsub, long *nssub);
 /* One of the subscribe family (cmd): confirmed into the slot seq when the
  * servers answer. */
 void pubsub_command(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq);

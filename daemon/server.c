@@ -287,6 +287,20 @@ static void on_writable(evutil_socket_t fd, short what, void *arg) {
     if (session_open(s)) write_out(s); /* else the end of the turn closes it */
 }
 
+/* A TCP address as Redis shows it in CLIENT LIST: "ip:port", "[v6]:port". */
+static void format_addr(const struct sockaddr *sa, char *out, size_t outlen) {
+    char ip[INET6_ADDRSTRLEN];
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
+        snprintf(out, outlen, "[%s]:%d", ip, ntohs(in6->sin6_port));
+    } else {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
+        snprintf(out, outlen, "%s:%d", ip, ntohs(in->sin_port));
+    }
+}
+
 /* A client on a plain listener, or (tls) on a "tls:" one. */
 static void accept_client(worker *w, evutil_socket_t fd, struct sockaddr *sa, int tls) {
     server *srv = w->srv;
@@ -329,18 +343,24 @@ static void accept_client(worker *w, evutil_socket_t fd, struct sockaddr *sa, in
     s->authed = !users_required(w->o);
     s->user = -1;
     if (!s->authed) sg_resp_set_auth_required(s->rp, 1);
-    if (sa->sa_family == AF_INET) {
-        struct sockaddr_in *in = (struct sockaddr_in *)sa;
-        char ip[INET_ADDRSTRLEN];
-        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
-        snprintf(s->addr, sizeof s->addr, "%s:%d", ip, ntohs(in->sin_port));
-    } else if (sa->sa_family == AF_INET6) {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
-        char ip[INET6_ADDRSTRLEN];
-        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
-        snprintf(s->addr, sizeof s->addr, "[%s]:%d", ip, ntohs(in6->sin6_port));
+    s->last_active = s->created;
+    if (sa->sa_family == AF_UNIX) {
+        /* as Redis shows a Unix socket's clients: the socket's path, port 0 */
+        struct sockaddr_un un;
+        socklen_t len = sizeof un;
+        memset(&un, 0, sizeof un);
+        if (getsockname(fd, (struct sockaddr *)&un, &len) != 0 || un.sun_path[0] == '\0')
+            snprintf(un.sun_path, sizeof un.sun_path, "/unixsocket");
+        snprintf(s->laddr, sizeof s->laddr, "%.*s:0", (int)sizeof un.sun_path, un.sun_path);
+        memcpy(s->addr, s->laddr, sizeof s->addr);
+        s->is_unix = 1;
     } else {
-        snprintf(s->addr, sizeof s->addr, "unix");
+        struct sockaddr_storage local;
+        socklen_t len = sizeof local;
+        format_addr(sa, s->addr, sizeof s->addr);
+        if (getsockname(fd, (struct sockaddr *)&local, &len) == 0)
+            format_addr((struct sockaddr *)&local, s->laddr, sizeof s->laddr);
+        else snprintf(s->laddr, sizeof s->laddr, "?:0");
     }
     s->next = w->sessions;
     if (w->sessions) w->sessions->prev = s;

@@ -4,8 +4,9 @@
  *  - the reply slots: one per request, a ring in request order; a reply
  *    that comes before those owed ahead of it waits in its slot (their
  *    buffers are kept per worker for reuse);
- *  - the flush: finished replies at the head move to the session's output,
- *    the output limit is enforced, and the session joins the worker's list
+ *  - the flush: finished replies at the head move to the session's output
+ *    (those CLIENT REPLY OFF or SKIP made quiet are dropped there), the
+ *    output limit is enforced, and the session joins the worker's list
  *    of those to write at the end of the turn (server.c writes them);
  *  - the close: session_close() from anywhere is a mark that the server
  *    loop carries out (session_end(), from server.c only), and the free
@@ -202,9 +203,10 @@ void session_flush(session *s) {
     if (!session_open(s)) return;
     while (s->count > 0 && s->slots[s->head].done) {
         reply_slot *rs = &s->slots[s->head];
-        if (rs->out.buf.oom)
+        /* a quiet one (CLIENT REPLY OFF or SKIP) is answered, never written */
+        if (!rs->quiet && rs->out.buf.oom)
             sg_resp_put_error(&s->out, "ERR slotgate: out of memory");
-        else if (rs->out.buf.len)
+        else if (!rs->quiet && rs->out.buf.len)
             sg_resp_put_raw(&s->out, rs->out.buf.data, rs->out.buf.len);
         slot_buf_give(s->w, &rs->out.buf);
         s->head = (s->head + 1) % s->cap;
@@ -228,7 +230,7 @@ void session_flush(session *s) {
 void session_reply(session *s, uint64_t seq, const sg_reply *reply, int status,
                    const char *errmsg) {
     reply_slot *rs = reply_slot_at(s, seq);
-    if (reply && seq == s->head_seq && rs->out.buf.len == 0) {
+    if (reply && seq == s->head_seq && rs->out.buf.len == 0 && !rs->quiet) {
         /* the oldest reply owed (the usual case): straight to the output */
         sg_resp_put_reply(&s->out, reply);
         if (reply->type == SG_REPLY_ERROR) {

@@ -120,8 +120,21 @@ typedef struct reply_slot {
     int failed;      /* an error went straight to the output */
     const sg_command *cmd; /* for commandstats; NULL: none (unknown) */
     uint64_t t0;     /* when it was read (w->read_us) */
+    int quiet;       /* CLIENT REPLY OFF or SKIP: the reply is dropped, never written */
     sg_resp_out out; /* the reply, while those before it are still owed */
 } reply_slot;
+
+/* A command forwarded to the cluster, owed a reply (dispatch.c makes and
+ * keeps them); a blocking one (BLPOP ...) is also in its session's blocked
+ * list, where CLIENT UNBLOCK (clientcmd.c) may answer it first: s is then
+ * NULL and the reply, when the node sends it, is dropped. */
+typedef struct owed {
+    session *s;             /* NULL: answered by CLIENT UNBLOCK */
+    struct worker *w;
+    uint64_t seq;
+    struct owed *next;      /* in the worker's free list */
+    struct owed *next_blocked; /* in s->blocked, oldest first */
+} owed;
 
 struct session {
     worker *w;
@@ -150,8 +163,16 @@ struct session {
     int user; /* index in w->o->users; -1: the default user */
     uint64_t id;
     time_t created; /* for CLIENT INFO's age */
+    time_t last_active; /* the last command's time: CLIENT INFO's idle */
+    const sg_command *lastcmd; /* the last command known to the table: cmd= */
     char *name;
-    char addr[80];
+    char addr[128];  /* the peer, "ip:port", "[v6]:port" or "/path:0" as Redis */
+    char laddr[128]; /* where it reached slotgated, the same way */
+    int is_unix;
+    int reply_off;   /* CLIENT REPLY OFF: every reply is dropped */
+    int reply_skip;  /* CLIENT REPLY SKIP: the next command's reply is dropped */
+    int no_evict;    /* CLIENT NO-EVICT ON (shown as flag e; nothing is evicted) */
+    owed *blocked;   /* blocking commands in flight, oldest first (flag b) */
     struct txn *txn;   /* MULTI/WATCH state (txn.c), NULL when none */
     struct psub *psub; /* subscriptions (pubsub.c), NULL when none */
 };

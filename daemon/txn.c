@@ -372,14 +372,14 @@ done:
 
 /* A command inside MULTI: checked, then queued (or refused, which aborts). */
 static void queue(session *s, txn *t, const sg_command *cmd, const sg_resp_req *r, uint64_t seq,
-                  int own_conn) {
+                  int how) {
     /* ECHO (answered by slotgated outside a transaction) and PING (sent to
      * every master outside one) run on the transaction's node */
     size_t ci = cmd ? sg_command_index(cmd) : SG_COMMAND_COUNT;
     sg_request_ctx ctx;
     sg_prepared p;
     char err[600];
-    int i;
+    int i, own_conn = (how & TXN_OWN_CONN) != 0;
     if (cmd && (cmd->flags & SG_CMD_NO_MULTI)) {
         /* Redis's rule, from its command table (SAVE, SHUTDOWN, SYNC ...):
          * refused at queue time, and the transaction with it */
@@ -398,7 +398,7 @@ static void queue(session *s, txn *t, const sg_command *cmd, const sg_resp_req *
         session_answer_error(s, seq, p.error);
         goto abort;
     }
-    if (own_conn || ((p.flags & SG_PREP_LOCAL) && ci != SG_CI_ECHO) ||
+    if (own_conn || (how & TXN_LOCAL) || ((p.flags & SG_PREP_LOCAL) && ci != SG_CI_ECHO) ||
         ((p.flags & SG_PREP_FANOUT) && ci != SG_CI_PING)) {
         snprintf(err, sizeof err,
                  "ERR slotgate: '%.*s' cannot be queued in a transaction (%s)",
@@ -452,10 +452,17 @@ abort:
 
 int txn_queuing(const session *s) { return s->txn && s->txn->multi; }
 
+void txn_state(const session *s, long *multi, size_t *multi_mem, int *dirty) {
+    const txn *t = s->txn;
+    *multi = t && t->multi ? t->nq : -1;
+    *multi_mem = t && t->multi ? t->q.len : 0;
+    *dirty = t && t->watch_lost[0] != '\0';
+}
+
 void txn_queue(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq,
-               int own_conn) {
+               int how) {
     assert(txn_queuing(s));
-    queue(s, s->txn, cmd, r, seq, own_conn);
+    queue(s, s->txn, cmd, r, seq, how);
 }
 
 void txn_command(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {

@@ -15,12 +15,17 @@
 void txn_command(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq);
 /* Whether s is between MULTI and EXEC: its commands are queued. */
 int txn_queuing(const session *s);
+/* For CLIENT LIST: the commands queued (-1 outside MULTI), their bytes, and
+ * whether a WATCHed key was touched (flag d). */
+void txn_state(const session *s, long *multi, size_t *multi_mem, int *dirty);
 /* A command inside MULTI (cmd NULL: unknown): checked and queued, or
- * refused, which aborts the transaction. own_conn: the command needs a
- * connection of its own (SUBSCRIBE, MONITOR ...), which a transaction on one
- * connection cannot carry. */
+ * refused, which aborts the transaction. how: TXN_OWN_CONN, the command
+ * needs a connection of its own (SUBSCRIBE, MONITOR ...), which a
+ * transaction on one connection cannot carry; TXN_LOCAL, slotgated answers
+ * it itself (CLIENT LIST, KILL ...), and the node must never run it. */
+enum { TXN_OWN_CONN = 1, TXN_LOCAL = 2 };
 void txn_queue(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq,
-               int own_conn);
+               int how);
 /* RESET: the queue and the WATCHes dropped; the connections still owing
  * replies finish. */
 void txn_reset(session *s);

@@ -572,7 +572,7 @@ class Checks:
         r = self.r
         for argv, name in ((("WAIT", 0, 0), "WAIT"), (("ACL", "WHOAMI"), "ACL"),
                            (("DEBUG", "SLEEP", "0"), "DEBUG"),
-                           (("CLIENT", "LIST"), "CLIENT"),
+                           (("CLIENT", "PAUSE", 10), "CLIENT"),
                            (("CLUSTER", "FAILOVER"), "CLUSTER"),
                            (("NOSUCHCMD", "x"), "nosuchcmd")):
             msg = expect_error(" ".join(map(str, argv)), lambda: r.execute_command(*argv),
