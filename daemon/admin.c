@@ -177,7 +177,7 @@ static void cluster_reply(session *s, const sg_command *cmd, const sg_resp_req *
                      "cluster_slots_ok:16384\r\ncluster_slots_pfail:0\r\n"
                      "cluster_slots_fail:0\r\ncluster_known_nodes:1\r\ncluster_size:1\r\n"
                      "cluster_current_epoch:1\r\ncluster_my_epoch:1\r\n");
-        sg_resp_put_bulk(o, text, (size_t)n);
+        sg_resp_put_verbatim(o, text, (size_t)n);
         return;
     }
     if (!admin_local_addr(s, ip, sizeof ip, &port)) {
@@ -194,18 +194,18 @@ static void cluster_reply(session *s, const sg_command *cmd, const sg_resp_req *
         put_str(o, ip);
         sg_resp_put_int(o, port);
         put_str(o, node_id);
-        sg_resp_put_array(o, 0);
+        sg_resp_put_map(o, 0); /* networking metadata: none */
         break;
     case SG_CI_CLUSTER_SHARDS:
         sg_resp_put_array(o, 1);
-        sg_resp_put_array(o, 4);
+        sg_resp_put_map(o, 2);
         put_str(o, "slots");
         sg_resp_put_array(o, 2);
         sg_resp_put_int(o, 0);
         sg_resp_put_int(o, 16383);
         put_str(o, "nodes");
         sg_resp_put_array(o, 1);
-        sg_resp_put_array(o, 14);
+        sg_resp_put_map(o, 7);
         put_str(o, "id");
         put_str(o, node_id);
         put_str(o, "port");
@@ -224,7 +224,7 @@ static void cluster_reply(session *s, const sg_command *cmd, const sg_resp_req *
     case SG_CI_CLUSTER_NODES:
         n = snprintf(text, sizeof text, "%s %s:%d@0 myself,master - 0 0 1 connected 0-16383\n",
                      node_id, ip, port);
-        sg_resp_put_bulk(o, text, (size_t)n);
+        sg_resp_put_verbatim(o, text, (size_t)n);
         break;
     default: assert(!"admin_cluster: not a CLUSTER subcommand slotgated answers");
     }

@@ -92,7 +92,7 @@ static void put_line(sg_buf *b, const session *t) {
                   "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=%s db=0 "
                   "sub=%ld psub=%ld ssub=%ld multi=%ld qbuf=%zu qbuf-free=0 argv-mem=0 "
                   "multi-mem=%zu rbs=%zu rbp=0 obl=0 oll=0 omem=%zu tot-mem=%zu events=%s "
-                  "cmd=%s user=%s redir=-1 resp=2\n",
+                  "cmd=%s user=%s redir=-1 resp=%d\n",
                   (unsigned long long)t->id, t->addr, t->laddr, (int)t->fd,
                   t->name ? t->name : "", (long long)(time(NULL) - t->created),
                   (long long)(time(NULL) - t->last_active), flags, sub, psub, ssub, multi,
@@ -100,7 +100,8 @@ static void put_line(sg_buf *b, const session *t) {
                   sg_resp_memory(t->rp) + t->out.buf.cap + multi_mem +
                       t->cap * sizeof(reply_slot),
                   t->wev && event_pending(t->wev, EV_WRITE, NULL) ? "rw" : "r",
-                  t->lastcmd ? t->lastcmd->name : "NULL", user ? user : "default");
+                  t->lastcmd ? t->lastcmd->name : "NULL", user ? user : "default",
+                  t->out.proto == SG_RESP_PROTO_3 ? 3 : 2);
 }
 
 /* ---- jobs over every worker's sessions ------------------------------------------------------- */
@@ -258,7 +259,7 @@ static void put_list(sg_resp_out *o, job *j) {
     qsort(refs, k, sizeof *refs, by_id);
     for (i = 0; i < k; i++) sg_buf_append(&all, refs[i].p, refs[i].len);
     if (all.oom) sg_resp_put_error(o, "ERR slotgate: out of memory");
-    else sg_resp_put_bulk(o, total ? all.data : "", total);
+    else sg_resp_put_verbatim(o, total ? all.data : "", total);
     sg_buf_free(&all);
     sg_free(refs);
 }
@@ -618,7 +619,7 @@ static void own(session *s, const sg_command *cmd, size_t ci, const sg_resp_req 
         sg_buf line = {0};
         put_line(&line, s);
         if (line.oom) put_error(s, o, "ERR slotgate: out of memory");
-        else sg_resp_put_bulk(o, line.data, line.len);
+        else sg_resp_put_verbatim(o, line.data, line.len);
         sg_buf_free(&line);
         return;
     }

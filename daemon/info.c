@@ -644,7 +644,7 @@ static void answer(session *s, reply_slot *rs, unsigned want, info_nodes *n) {
     sg_buf t = {0};
     render(s, want, n, &t);
     if (t.oom) sg_resp_put_error(&rs->out, "ERR slotgate: out of memory");
-    else sg_resp_put_bulk(&rs->out, t.data ? t.data : "", t.len);
+    else sg_resp_put_verbatim(&rs->out, t.data ? t.data : "", t.len);
     sg_buf_free(&t);
     reply_slot_done(rs);
 }
