@@ -510,6 +510,13 @@ void dispatch(session *s, const sg_resp_req *r) {
         else pubsub_refuse(s, r, seq);
         return;
     }
+    if (txn_queuing(s) && d->fn == refuse) {
+        /* what slotgated refuses (ACL, DEBUG, CLUSTER's administration ...)
+         * is refused in MULTI too, never queued for the node to run */
+        refuse(s, cmd, r, seq);
+        txn_abort(s);
+        return;
+    }
     if (txn_queuing(s) && !(d->flags & D_IN_MULTI)) {
         txn_queue(s, cmd, r, seq,
                   ((d->flags & D_OWN_CONN) ? TXN_OWN_CONN : 0) |

@@ -452,6 +452,10 @@ abort:
 
 int txn_queuing(const session *s) { return s->txn && s->txn->multi; }
 
+void txn_abort(session *s) {
+    if (txn_queuing(s)) s->txn->aborted = 1;
+}
+
 void txn_state(const session *s, long *multi, size_t *multi_mem, int *dirty) {
     const txn *t = s->txn;
     *multi = t && t->multi ? t->nq : -1;

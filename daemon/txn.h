@@ -24,6 +24,9 @@ void txn_state(const session *s, long *multi, size_t *multi_mem, int *dirty);
  * transaction on one connection cannot carry; TXN_LOCAL, slotgated answers
  * it itself (CLIENT LIST, KILL ...), and the node must never run it. */
 enum { TXN_OWN_CONN = 1, TXN_LOCAL = 2 };
+/* A command refused inside MULTI by someone else (dispatch.c's refusals):
+ * EXEC aborts, as Redis aborts on an error at queue time. */
+void txn_abort(session *s);
 void txn_queue(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq,
                int how);
 /* RESET: the queue and the WATCHes dropped; the connections still owing

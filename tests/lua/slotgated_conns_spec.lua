@@ -191,6 +191,19 @@ describe("slotgated transactions", function()
     assert.same(replies(talk(standalone, steps)), replies(talk(d.port, steps)))
   end)
 
+  it("refuses in MULTI what it refuses outside, and EXEC then aborts", function()
+    local r = replies(talk(d.port, script {
+      { "MULTI" }, { "ACL", "WHOAMI" }, { "DEBUG", "SLEEP", "0" }, { "SET", "{t9}a", "1" },
+      { "EXEC" }, { "EXISTS", "{t9}a" },
+    }))
+    assert.equal("+OK", r[1])
+    assert.matches("^%-ERR slotgate does not support 'ACL WHOAMI'", r[2])
+    assert.matches("^%-ERR slotgate does not support 'DEBUG", r[3])
+    assert.equal("+QUEUED", r[4])
+    assert.matches("^%-EXECABORT", r[5])
+    assert.equal(0, r[6]) -- nothing ran
+  end)
+
   it("aborts on a WATCHed key changed by another client, else applies", function()
     local events = talk(d.port, {
       { "send", "a", "SET", "{w1}k", "0" }, { "read", "a", 1 },
