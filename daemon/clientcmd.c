@@ -167,13 +167,17 @@ static int matches(const job *j, const session *t) {
     return 1;
 }
 
-/* CLIENT UNBLOCK of t, blocked: its oldest blocking command is answered now
- * as Redis answers it (TIMEOUT: the timeout's null array; ERROR: the
- * UNBLOCKED error) and the node's reply, when it comes, is dropped
- * (dispatch.c: the record's session is NULL). */
+/* CLIENT UNBLOCK of t, blocked: its oldest blocking command is ended on its
+ * node, as the node's CLIENT UNBLOCK ends a client's there (sg_gateway_unblock):
+ * the node's answer (the timeout's null, or the UNBLOCKED error, or a value
+ * it popped just before) reaches t the usual way, so nothing popped is lost.
+ * Where the node could not be asked, t is answered here as Redis answers it,
+ * and the node's reply, if any comes, is dropped (dispatch.c: the record's
+ * session is NULL). */
 static void unblock(session *t, int error) {
     owed *o = t->blocked;
     reply_slot *rs;
+    if (sg_gateway_unblock(t->w->gw, o, error) == SG_OK) return;
     t->blocked = o->next_blocked;
     o->s = NULL;
     session_blocking(t, 0);

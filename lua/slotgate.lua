@@ -172,6 +172,7 @@ typedef void (*sg_reply_fn)(sg_client *c, sg_reply *reply, int status, const cha
                             void *ud);
 int sg_client_send_argv(sg_client *c, int argc, const char *const *argv,
                         const size_t *argvlen, sg_reply_fn fn, void *ud);
+int sg_client_unblock(sg_client *c, void *ud, int error);
 int sg_client_send_node(sg_client *c, int i, int argc, const char *const *argv,
                         const size_t *argvlen, sg_reply_fn fn, void *ud);
 int sg_client_send(sg_client *c, sg_reply_fn fn, void *ud, const char *fmt, ...);
@@ -244,6 +245,7 @@ typedef struct sg_gateway sg_gateway;
 sg_gateway *sg_gateway_new(const sg_config *cfg, struct event_base *base);
 void sg_gateway_free(sg_gateway *g);
 void sg_gateway_set_policy(sg_gateway *g, sg_policy *p);
+int sg_gateway_unblock(sg_gateway *g, void *ud, int error);
 int sg_gateway_set_batching(sg_gateway *g, int on);
 int sg_gateway_set_credentials(sg_gateway *g, const sg_config *cfg);
 sg_client *sg_gateway_client(sg_gateway *g, const char *upstream);

@@ -350,6 +350,15 @@ SG_API int sg_client_send_argv(sg_client *c, int argc, const char *const *argv,
  * map is known the client may know no node but its seeds: send a command
  * through sg_client_send_argv first when every master matters. SG_EINVAL
  * for an i out of range. */
+/* Ends early the blocking command (BLPOP, XREAD BLOCK ...) sent with ud that
+ * is still waiting on its node, as CLIENT UNBLOCK ends a client's on a node:
+ * SG_OK when the node was asked to (the command's callback then gets what the
+ * node answers: the timeout's null for error 0, the UNBLOCKED error for 1, or
+ * a value it had just popped, so nothing is lost); SG_ECLOSED when the node
+ * could not be asked, and the command's connection was closed instead (its
+ * callback gets the failure); SG_EINVAL when no such command waits. */
+SG_API int sg_client_unblock(sg_client *c, void *ud, int error);
+
 SG_API int sg_client_send_node(sg_client *c, int i, int argc, const char *const *argv,
                                const size_t *argvlen, sg_reply_fn fn, void *ud);
 /* The same, the command given as a hiredis-style format ("SET %s %b"). */
@@ -494,6 +503,9 @@ SG_API void sg_gateway_free(sg_gateway *g);
 /* The policies (not owned: p must outlive its use; NULL for none). Replacing
  * them between commands is safe. */
 SG_API void sg_gateway_set_policy(sg_gateway *g, sg_policy *p);
+/* sg_client_unblock over every upstream's clients: the one where ud's
+ * blocking command waits. */
+SG_API int sg_gateway_unblock(sg_gateway *g, void *ud, int error);
 /* sg_client_set_batching for every upstream's client. */
 SG_API int sg_gateway_set_batching(sg_gateway *g, int on);
 /* The upstreams' credentials (username, password, sentinel_password) taken

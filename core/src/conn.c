@@ -265,6 +265,12 @@ static int take_reply(sg_conn *conn, sg_reply *r) {
         if (failed) return -1;
         if (--conn->handshaking == 0 && evbuffer_get_length(conn->held) > 0)
             bufferevent_write_buffer(conn->bev, conn->held); /* now the commands */
+    } else if (p.kind == SG_PEND_ID) {
+        /* an error (a user without the right) leaves it unknown: no failure */
+        if (r->type == SG_REPLY_INTEGER) conn->peer_id = r->integer;
+        sg_reply_free(r);
+        if (--conn->handshaking == 0 && evbuffer_get_length(conn->held) > 0)
+            bufferevent_write_buffer(conn->bev, conn->held); /* now the commands */
     } else if (p.kind == SG_PEND_ASKING || p.kind == SG_PEND_DROP) {
         sg_reply_free(r); /* a failed ASKING shows in the next reply */
     } else {
@@ -504,7 +510,15 @@ static int queue_handshake(sg_conn *conn, const sg_conn_peer *peer) {
     if (peer->readonly) {
         const char *w[] = {"READONLY"};
         write_words(conn, w, 1, 1);
-        rc = pend_push(conn, NULL, SG_PEND_HANDSHAKE, 0);
+        if ((rc = pend_push(conn, NULL, SG_PEND_HANDSHAKE, 0))) return rc;
+        n++;
+    }
+    {
+        /* the node's name for the connection (CLIENT UNBLOCK of a blocking
+         * command waiting on it), known before any command goes */
+        const char *w[] = {"CLIENT", "ID"};
+        write_words(conn, w, 2, 1);
+        rc = pend_push(conn, NULL, SG_PEND_ID, 0);
         n++;
     }
     conn->handshaking = n;
@@ -547,6 +561,13 @@ sg_conn *sg_conn_open(sg_conn_cfg *cfg, const sg_conn_peer *peer, const sg_conn_
     }
     conn->st->connects++;
     return conn;
+}
+
+void *sg_conn_pending_tag(const sg_conn *conn, size_t i) {
+    const sg_pending *p;
+    if (i >= conn->pcount) return NULL;
+    p = &conn->pend[(conn->phead + i) % conn->pcap];
+    return p->kind == SG_PEND_USER ? p->tag : NULL;
 }
 
 int sg_conn_send_words(sg_conn *conn, const char *const *words, int n) {

@@ -115,7 +115,9 @@ enum {
     SG_PEND_USER = 0,  /* an owner's command: its reply goes to ops->reply */
     SG_PEND_ASKING,    /* the ASKING before an asked command: reply dropped */
     SG_PEND_HANDSHAKE, /* AUTH, SELECT, READONLY: an error fails the conn */
-    SG_PEND_DROP       /* an internal command whose reply is dropped */
+    SG_PEND_DROP,      /* an internal command whose reply is dropped */
+    SG_PEND_ID         /* CLIENT ID in the handshake: the reply is the connection's
+                          peer_id (an error leaves it 0, and fails nothing) */
 };
 
 typedef struct sg_pending {
@@ -152,6 +154,7 @@ struct sg_conn {
     int corked;                /* writes held in cork for sg_conn_flush */
     struct evbuffer *cork;     /* commands of a batch, written at its end */
     int timer_short;           /* the read timer was armed for less than the timeout */
+    long long peer_id; /* the node's CLIENT ID for this connection (0: not known) */
     int in_read;     /* on_read is running: a close only marks the conn */
     int doomed;      /* closed meanwhile: on_read frees it when it returns */
 };
@@ -177,6 +180,9 @@ int sg_conn_send(sg_conn *conn, const char *cmd, size_t len, void *tag, int flag
 int sg_conn_write(sg_conn *conn, const char *data, size_t len);
 /* Queues an internal command (NUL-terminated words) whose reply is dropped. */
 int sg_conn_send_words(sg_conn *conn, const char *const *words, int n);
+/* The tag of the i-th command still owed a reply (0: the oldest), or NULL
+ * when i is past them or that entry is not an owner's command. */
+void *sg_conn_pending_tag(const sg_conn *conn, size_t i);
 /* Closes the connection; every pending tag gets the failure (ops->lost). */
 void sg_conn_fail(sg_conn *conn, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -113,6 +113,17 @@ int sg_gateway_set_batching(sg_gateway *g, int on) {
     return rc;
 }
 
+int sg_gateway_unblock(sg_gateway *g, void *ud, int error) {
+    int i, rc;
+    for (i = 0; i < g->n; i++) {
+        if (g->clients[i] && (rc = sg_client_unblock(g->clients[i], ud, error)) != SG_EINVAL)
+            return rc;
+        if (g->clients3[i] && (rc = sg_client_unblock(g->clients3[i], ud, error)) != SG_EINVAL)
+            return rc;
+    }
+    return sg_seterr(&g->err, SG_EINVAL, "no blocking command of that caller is in flight");
+}
+
 int sg_gateway_set_credentials(sg_gateway *g, const sg_config *cfg) {
     const sg_storage **st = sg_calloc((size_t)(g->n ? g->n : 1), sizeof *st);
     int i, rc = SG_OK;

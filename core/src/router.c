@@ -390,7 +390,7 @@ static void send_on(sg_node *node, sg_conn *conn, sg_req *req) {
     req->asking = NULL;
     if (req->exclusive) {
         conn->exclusive = 1;
-        if (req->block_ms != -2) /* a blocking command: its own time, and the usual on top */
+        if (req->block_ms != -2) /* a blocking command: its own time, the usual on top */
             rd = req->block_ms < 0 ? -1 : req->block_ms + node->client->net.timeout_ms;
     }
     if (sg_conn_send(conn, req->cmd, req->cmdlen, req, req->send_flags, rd) != SG_OK) {
@@ -995,6 +995,52 @@ static int take_opts(sg_req *req, const sg_submit_opts *o) {
 
 static int submit(sg_client *c, int argc, const char *const *argv, const size_t *argvlen,
                   sg_reply_fn fn, void *ud, const sg_submit_opts *opts);
+
+/* ---- ending a blocking command early -------------------------------------------------- */
+
+static void drop_outcome(sg_client *c, sg_reply *reply, int status, const char *errmsg,
+                         void *ud) {
+    (void)c;
+    (void)status;
+    (void)ud;
+    if (errmsg) sg_log(SG_LOG_WARN, "CLIENT UNBLOCK on the node failed: %s", errmsg);
+    sg_reply_free(reply);
+}
+
+int sg_client_unblock(sg_client *c, void *ud, int error) {
+    int i, k;
+    for (i = 0; i < c->nnodes; i++) {
+        sg_node *node = c->nodes[i];
+        for (k = 0; k < node->nconns; k++) {
+            sg_conn *conn = node->conns[k];
+            sg_req *req;
+            size_t j;
+            if (!conn->exclusive || conn->state == SG_CONN_CLOSED) continue;
+            for (j = 0; j < conn->pcount; j++) {
+                if ((req = sg_conn_pending_tag(conn, j)) == NULL || req->ud != ud ||
+                    req->block_ms == -2)
+                    continue;
+                if (conn->peer_id > 0) {
+                    /* the node ends it, as it would for a client of its own: its
+                     * reply (a timeout's null, or UNBLOCKED) comes the usual way,
+                     * and so does a value it popped just before */
+                    char id[24];
+                    const char *argv[4] = {"CLIENT", "UNBLOCK", id, error ? "ERROR" : "TIMEOUT"};
+                    size_t lens[4] = {6, 7, 0, error ? 5 : 7};
+                    lens[2] = (size_t)snprintf(id, sizeof id, "%lld", conn->peer_id);
+                    return sg_router_submit_node(c, node, 4, argv, lens, drop_outcome, NULL);
+                }
+                /* the node's name for it is not known: the connection goes, and
+                 * the command with it (its callback is told of the failure) */
+                sg_conn_fail(conn, SG_ECLOSED, "node %s: a blocking command ended early "
+                             "(CLIENT UNBLOCK) on a connection the node could not name",
+                             node->addr);
+                return SG_ECLOSED;
+            }
+        }
+    }
+    return sg_seterr(&c->err, SG_EINVAL, "no blocking command of that caller is in flight");
+}
 
 int sg_router_submit_node(sg_client *c, sg_node *node, int argc, const char *const *argv,
                           const size_t *argvlen, sg_reply_fn fn, void *ud) {

@@ -23,7 +23,8 @@
  * ones after it, as on a real server.
  *
  * Without a matching rule the node behaves like a tiny Redis: PING, ECHO,
- * AUTH/SELECT/ASKING/READONLY/READWRITE (+OK), GET/SET/MGET/MSET/DEL/EXISTS
+ * AUTH/SELECT/ASKING/READONLY/READWRITE (+OK), CLIENT ID (the connection's
+ * number, as fn_log_line names it), GET/SET/MGET/MSET/DEL/EXISTS
  * on its own key-value store (fn_set() seeds it), and CLUSTER SLOTS from the
  * map fn_cluster() gave it; anything else gets "-ERR unknown command".
  *
@@ -256,6 +257,8 @@ static void fn_default_(fn_node *n, fn_conn *c, const fn_request *r) {
     } else if (fn_is_(r, 0, "AUTH") || fn_is_(r, 0, "SELECT") || fn_is_(r, 0, "ASKING") ||
                fn_is_(r, 0, "READONLY") || fn_is_(r, 0, "READWRITE")) {
         fn_enqueuef_(c, "+OK\r\n");
+    } else if (fn_is_(r, 0, "CLIENT") && fn_is_(r, 1, "ID") && r->argc == 2) {
+        fn_enqueuef_(c, ":%d\r\n", c->id);
     } else if (fn_is_(r, 0, "CLUSTER") && fn_is_(r, 1, "SLOTS")) {
         if (n->slots_reply) fn_enqueue_(c, n->slots_reply, n->slots_len, 0);
         else fn_enqueuef_(c, "-ERR This instance has cluster support disabled\r\n");

@@ -181,7 +181,7 @@ static void test_fakenode_basics(void) {
     CHECK_INT(fn_count(a, "SET", "k"), 1);
     CHECK_INT(fn_accepted(a), 1);
     fn_log_line(a, fn_log_find(a, 0, 0, "SET", NULL), line, sizeof line);
-    CHECK_STR(line, "1:3 SET k v");
+    CHECK_STR(line, "1:4 SET k v"); /* after the handshake's CLIENT ID */
     sg_client_free(c);
     CHECK_INT(fn_wait_count(a, 0, "GET", NULL, 4, 100), 4);
     fn_free(a);

@@ -249,6 +249,9 @@ describe("slotgated CLIENT", function()
       -- old BLPOP's to deliver
       assert.equal("PONG", ask(b, "PING").v)
       assert.same({ t = "int", v = 1 }, ask(u, "RPUSH", key, "late"))
+      -- and it stays in the list: the BLPOP ended on the node too, nothing took
+      -- it to drop it (the node serves a blocked client before RPUSH answers)
+      assert.same({ t = "int", v = 1 }, ask(u, "LLEN", key))
       assert.equal("mine", ask(b, "ECHO", "mine").v)
       assert.same({ nil, "timeout" }, { b:read(0.5) })
       ask(u, "DEL", key)
