@@ -23,7 +23,11 @@
 #                    redis-benchmark --cluster picks for itself)
 #   --threads T      slotgated worker threads (default: slotgated's own, the
 #                    number of cores)
-#   --only W         one workload: set1 get1 set16 get16 mget16 mset16
+#   --only W         one workload: set1 get1 set16 get16 mget16 mset16, or
+#                    set16r3 get16r3 hgetall16r3 (below)
+#   --resp3          the RESP3 workloads too: SET, GET and HGETALL at pipeline 16
+#                    with redis-benchmark -3 on both sides; the summary adds
+#                    their rate through slotgated against RESP2's, same run
 #   --cluster ADDRS  use a running cluster (host:port,...) instead of starting one
 #   --budget S       start no pass that would likely end after S seconds
 #                    (default 900; at least one pass)
@@ -50,6 +54,7 @@ CLIENTS=50
 THREADS=
 BTHREADS=
 ONLY=
+RESP3=
 script_option() {
     case $1 in
     --requests) posint_option "$@"; REQUESTS=$2; TOOK=2 ;;
@@ -57,6 +62,7 @@ script_option() {
     --threads) posint_option "$@"; THREADS=$2; TOOK=2 ;;
     --bench-threads) posint_option "$@"; BTHREADS=$2; TOOK=2 ;;
     --only) (($# >= 2)) || usage; ONLY=$2; TOOK=2 ;;
+    --resp3) RESP3=1; TOOK=1 ;;
     *) return 1 ;;
     esac
 }
@@ -128,6 +134,11 @@ args_for() {
     get1) echo "-t get -P 1 -n $((REQUESTS * 5 / 2))" ;;
     set16) echo "-t set -P 16 -n $((REQUESTS * 20))" ;;
     get16) echo "-t get -P 16 -n $((REQUESTS * 20))" ;;
+    set16r3) echo "-3 -t set -P 16 -n $((REQUESTS * 20))" ;;
+    get16r3) echo "-3 -t get -P 16 -n $((REQUESTS * 20))" ;;
+    # HGETALL of a small hash: a map in RESP3, an array in RESP2
+    hgetall16) echo "-P 16 -n $((REQUESTS * 10)) HGETALL h$TAG" ;;
+    hgetall16r3) echo "-3 -P 16 -n $((REQUESTS * 10)) HGETALL h$TAG" ;;
     mget16) echo "-P 16 -n $((REQUESTS * 5)) MGET $(mkeys)" ;;
     mset16)
         local i s=
@@ -153,7 +164,12 @@ run_one() {
 }
 
 WORKLOADS=(set1 get1 set16 get16 mget16 mset16)
+[[ -z $RESP3 ]] || WORKLOADS+=(set16r3 get16r3 hgetall16 hgetall16r3)
 [[ -z $ONLY ]] || WORKLOADS=("$ONLY")
+# the hash HGETALL reads, on both sides
+for h in h 'h{tag}'; do
+    redis-cli -c -h "$fhost" -p "$fport" HSET "$h" f1 v1 f2 v2 f3 v3 >/dev/null
+done
 OUT=$(mktemp /tmp/slotgate-daemon-bench-out.XXXXXX)
 longest=0
 for ((pass = 1; pass <= RUNS; pass++)); do
@@ -202,12 +218,22 @@ for w in "${WORKLOADS[@]}"; do
     read -r rm rmin rmax < <(awk -v w="$w" '$1 == "RESULT" && $2 == w {
             if ($3 == "direct") d[++nd] = $4; else s[++ns] = $4 }
         END { for (i = 1; i <= nd && i <= ns; i++) print s[i] / d[i] }' "$OUT" | stats)
-    case $w in set* | get*) want=0.80 ;; mget16) want=0.35 ;; mset16) want=0.70 ;; esac
+    case $w in set* | get* | hgetall*) want=0.80 ;; mget16) want=0.35 ;; mset16) want=0.70 ;; esac
     verdict=$(awk -v r="$rm" -v t="$want" 'BEGIN { print (r >= t ? "met" : "MISSED") }')
     [[ $verdict == met ]] || fail=1
     printf '%-7s slotgated %9.0f (%.0f..%.0f)  direct %9.0f (%.0f..%.0f)  ratio %.3f (%.3f..%.3f)  target >= %s: %s\n' \
         "$w" "$sm" "$smin" "$smax" "$dm" "$dmin" "$dmax" "$rm" "$rmin" "$rmax" "$want" "$verdict"
 done
+if [[ -n $RESP3 ]]; then
+    echo "RESP3 against RESP2 through slotgated (median of the per-pass ratios; target >= 0.90):"
+    for pair in set16:set16r3 get16:get16r3 hgetall16:hgetall16r3; do
+        w2=${pair%%:*} w3=${pair##*:}
+        read -r qm qmin qmax < <(awk -v a="$w2" -v b="$w3" '$1 == "RESULT" && $3 == "slotgate" {
+                if ($2 == a) x[++nx] = $4; else if ($2 == b) y[++ny] = $4 }
+            END { for (i = 1; i <= nx && i <= ny; i++) print y[i] / x[i] }' "$OUT" | stats)
+        printf '  %-12s %.3f (%.3f..%.3f)\n' "$w3/$w2" "$qm" "$qmin" "$qmax"
+    done
+fi
 echo "slotgated's CPU per request (user + system, µs; median, min..max):"
 for w in "${WORKLOADS[@]}"; do
     read -r cm cmin cmax < <(awk -v w="$w" '$1 == "CPU" && $2 == w { print $3 }' "$OUT" | stats)

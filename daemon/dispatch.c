@@ -510,9 +510,11 @@ void dispatch(session *s, const sg_resp_req *r) {
         else pubsub_refuse(s, r, seq);
         return;
     }
-    if (txn_queuing(s) && d->fn == refuse) {
+    if (txn_queuing(s) && d->fn == refuse && !(cmd->flags & SG_CMD_NO_MULTI)) {
         /* what slotgated refuses (ACL, DEBUG, CLUSTER's administration ...)
-         * is refused in MULTI too, never queued for the node to run */
+         * is refused in MULTI too, never queued for the node to run; what
+         * Redis itself refuses in MULTI (SAVE, SHUTDOWN) gets Redis's words
+         * from txn_queue */
         refuse(s, cmd, r, seq);
         txn_abort(s);
         return;

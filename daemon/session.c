@@ -85,11 +85,6 @@ reply_slot *reply_slot_new(session *s, uint64_t *seq) {
     return rs;
 }
 
-reply_slot *reply_slot_at(session *s, uint64_t seq) {
-    assert(seq - s->head_seq < s->count); /* still owed: not answered, not in the future */
-    return &s->slots[(s->head + (seq - s->head_seq)) % s->cap];
-}
-
 /* ---- figures ------------------------------------------------------------------ */
 
 uint64_t session_now_us(void) {
@@ -264,10 +259,7 @@ static void session_free(session *s) {
     sg_free(s);
 }
 
-int session_owed_done(session *s) {
-    assert(s->inflight > 0);
-    s->inflight--;
-    if (!s->gone) return 1;
+int session_owed_gone(session *s) {
     if (s->inflight == 0) session_free(s);
     return 0;
 }

@@ -11,6 +11,7 @@
 #ifndef SG_SESSION_H
 #define SG_SESSION_H
 
+#include <assert.h>
 #include <event2/bufferevent.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -182,8 +183,12 @@ struct session {
  * sequence number in *seq. NULL when out of memory. The pointer is valid
  * until the next reply_slot_new on s. */
 reply_slot *reply_slot_new(session *s, uint64_t *seq);
-/* The slot of the reply with sequence number seq (still owed). */
-reply_slot *reply_slot_at(session *s, uint64_t seq);
+/* The slot of the reply with sequence number seq (still owed). Inline: every
+ * forwarded reply finds its slot so. */
+static inline reply_slot *reply_slot_at(session *s, uint64_t seq) {
+    assert(seq - s->head_seq < s->count); /* still owed: not answered, not in the future */
+    return &s->slots[(s->head + (seq - s->head_seq)) % s->cap];
+}
 /* The reply in rs is complete (once per slot); session_flush writes it.
  * Counted in the worker's figures: its command's calls, time and failure,
  * and an error reply by its code. */
@@ -204,8 +209,14 @@ void session_flush(session *s);
 /* ---- life ---- */
 /* An asynchronous answer came for s (which counted it in inflight): 1 when
  * the session still has its client (write the reply), 0 when the client is
- * gone (the session may have been freed: do not touch it). */
-int session_owed_done(session *s);
+ * gone (the session may have been freed: do not touch it). Inline, with the
+ * rare case (gone) out of line in session.c. */
+int session_owed_gone(session *s);
+static inline int session_owed_done(session *s) {
+    assert(s->inflight > 0);
+    s->inflight--;
+    return s->gone ? session_owed_gone(s) : 1;
+}
 /* Asks for s to be closed: a mark (close_asap), carried out by the server
  * loop at the end of the turn, so callers below it never see s freed under
  * them. Its replies are not written any more. */

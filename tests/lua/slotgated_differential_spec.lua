@@ -7,7 +7,7 @@
 -- Where they cannot be, the difference is listed in DIFFERENCES below with
 -- why, and what the gateway's reply must be instead: that is checked too, so
 -- a documented difference is still a test. Any other difference fails, all
--- of them listed at once.
+-- of them listed at once. docs/DIFFERENCES.md lists them for users.
 --
 -- Keys: a prefix of this run's own; the multi-key commands use one hash tag
 -- (on one node of the cluster too, as a cluster-aware client must). Nothing
