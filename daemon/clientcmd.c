@@ -95,7 +95,8 @@ static void put_line(sg_buf *b, const session *t) {
                   "cmd=%s user=%s redir=-1 resp=%d\n",
                   (unsigned long long)t->id, t->addr, t->laddr, (int)t->fd,
                   t->name ? t->name : "", (long long)(time(NULL) - t->created),
-                  (long long)(time(NULL) - t->last_active), flags, sub, psub, ssub, multi,
+                  (long long)((session_now_us() - t->last_us) / 1000000u), flags, sub, psub,
+                  ssub, multi,
                   sg_resp_buffered(t->rp), multi_mem, sg_resp_memory(t->rp), omem,
                   sg_resp_memory(t->rp) + t->out.buf.cap + multi_mem +
                       t->cap * sizeof(reply_slot),

@@ -473,7 +473,6 @@ void dispatch(session *s, const sg_resp_req *r) {
     const sg_command *cmd;
     const dispatch_entry *d;
     reply_slot *rs;
-    struct timeval now;
     if ((rs = reply_slot_new(s, &seq)) == NULL) {
         s->closing = 1;
         return;
@@ -487,7 +486,7 @@ void dispatch(session *s, const sg_resp_req *r) {
     rs->t0 = s->w->read_us;
     /* CLIENT LIST's cmd and idle */
     if (cmd) s->lastcmd = cmd;
-    if (event_base_gettimeofday_cached(s->w->base, &now) == 0) s->last_active = now.tv_sec;
+    s->last_us = s->w->read_us; /* the read's clock: no reading of its own */
     d = cmd ? &table[sg_command_index(cmd)] : entry_of_unknown(r);
     /* the common case: a command of the cluster's from a session that never
      * used MULTI or SUBSCRIBE (their state is NULL) */

@@ -343,7 +343,7 @@ static void accept_client(worker *w, evutil_socket_t fd, struct sockaddr *sa, in
     s->authed = !users_required(w->o);
     s->user = -1;
     if (!s->authed) sg_resp_set_auth_required(s->rp, 1);
-    s->last_active = s->created;
+    s->last_us = session_now_us();
     if (sa->sa_family == AF_UNIX) {
         /* as Redis shows a Unix socket's clients: the socket's path, port 0 */
         struct sockaddr_un un;

@@ -66,6 +66,7 @@ void session_free_pool(worker *w) {
 reply_slot *reply_slot_new(session *s, uint64_t *seq) {
     reply_slot *rs;
     if (s->count == s->cap) {
+        /* a power of two: a slot's place is an AND, not a division */
         size_t ncap = s->cap ? s->cap * 2 : 16, i;
         reply_slot *ns = sg_calloc(ncap, sizeof *ns);
         if (ns == NULL) return NULL;
@@ -75,7 +76,7 @@ reply_slot *reply_slot_new(session *s, uint64_t *seq) {
         s->cap = ncap;
         s->head = 0;
     }
-    rs = &s->slots[(s->head + s->count) % s->cap];
+    rs = &s->slots[(s->head + s->count) & (s->cap - 1)];
     memset(rs, 0, sizeof *rs);
     rs->w = s->w;
     rs->out.proto = s->out.proto; /* the session's protocol */
@@ -204,7 +205,7 @@ void session_flush(session *s) {
         else if (!rs->quiet && rs->out.buf.len)
             sg_resp_put_raw(&s->out, rs->out.buf.data, rs->out.buf.len);
         slot_buf_give(s->w, &rs->out.buf);
-        s->head = (s->head + 1) % s->cap;
+        s->head = (s->head + 1) & (s->cap - 1);
         s->count--;
         s->head_seq++;
     }

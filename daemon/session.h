@@ -164,7 +164,8 @@ struct session {
     int user; /* index in w->o->users; -1: the default user */
     uint64_t id;
     time_t created; /* for CLIENT INFO's age */
-    time_t last_active; /* the last command's time: CLIENT INFO's idle */
+    uint64_t last_us; /* when its last command was read (session_now_us's clock):
+                         CLIENT INFO's idle */
     const sg_command *lastcmd; /* the last command known to the table: cmd= */
     char *name;
     char addr[128];  /* the peer, "ip:port", "[v6]:port" or "/path:0" as Redis */
@@ -187,7 +188,7 @@ reply_slot *reply_slot_new(session *s, uint64_t *seq);
  * forwarded reply finds its slot so. */
 static inline reply_slot *reply_slot_at(session *s, uint64_t seq) {
     assert(seq - s->head_seq < s->count); /* still owed: not answered, not in the future */
-    return &s->slots[(s->head + (seq - s->head_seq)) % s->cap];
+    return &s->slots[(s->head + (seq - s->head_seq)) & (s->cap - 1)];
 }
 /* The reply in rs is complete (once per slot); session_flush writes it.
  * Counted in the worker's figures: its command's calls, time and failure,

@@ -23,6 +23,7 @@ struct sg_gateway {
     sg_client **clients;  /* by upstream: RESP2 to the nodes */
     sg_client **clients3; /* by upstream: RESP3 to the nodes */
     int n;
+    int def;              /* the index of "default" (-1: none), looked up once */
 };
 
 void sg_free_string(char *s) { sg_free(s); }
@@ -39,6 +40,7 @@ sg_gateway *sg_gateway_new(const sg_config *cfg, struct event_base *base) {
         g->own_base = 1;
     }
     g->base = base;
+    g->def = -1;
     if (cfg == NULL) {
         sg_seterr(&g->err, SG_EINVAL, "no settings given");
         return g;
@@ -58,6 +60,7 @@ sg_gateway *sg_gateway_new(const sg_config *cfg, struct event_base *base) {
             return g;
         }
         g->n++;
+        if (strcmp(name, "default") == 0) g->def = i;
         g->clients[i] = sg_client_new(cfg, name, base);
         g->clients3[i] = sg_client_new(cfg, name, base);
         if (g->clients[i] == NULL || g->clients3[i] == NULL) {
@@ -144,6 +147,8 @@ int sg_gateway_set_credentials(sg_gateway *g, const sg_config *cfg) {
  * request's context to the nodes. */
 static sg_client *client_of(sg_gateway *g, const char *upstream, const sg_request_ctx *ctx) {
     int i;
+    if (upstream == NULL && g->def >= 0) /* every command without a policy's choice */
+        return ctx && ctx->proto == 3 ? g->clients3[g->def] : g->clients[g->def];
     if (upstream == NULL) upstream = "default";
     for (i = 0; i < g->n; i++)
         if (strcmp(g->names[i], upstream) == 0)
