@@ -83,6 +83,19 @@ function helper.write(path, text)
   return path
 end
 
+-- What a checks script (a client library's, driving slotgated) printed: one
+-- line a check, `ok NAME` or `FAIL NAME: reason`; {NAME = "ok" or reason}.
+function helper.check_results(out)
+  local results = {}
+  for line in out:gmatch("[^\n]+") do
+    local name = line:match("^ok (.+)$")
+    if name then results[name] = "ok" end
+    local fname, reason = line:match("^FAIL ([^:]+): (.*)$")
+    if fname then results[fname] = reason end
+  end
+  return results
+end
+
 -- Runs a shell command line; its stdout and stderr together.
 function helper.sh(cmd)
   local p = assert(io.popen(cmd .. " 2>&1"))

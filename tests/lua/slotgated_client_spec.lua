@@ -71,12 +71,7 @@ local function run(title, env, address, args, after)
       local t0 = os.time()
       out, code = checks(q(address(d)) .. " " .. args)
       secs = os.time() - t0
-      for line in out:gmatch("[^\n]+") do
-        local name = line:match("^ok (%S+)$")
-        if name then results[name] = "ok" end
-        local fname, reason = line:match("^FAIL ([^:]+): (.*)$")
-        if fname then results[fname] = reason end
-      end
+      results = helper.check_results(out)
     end)
     teardown(function()
       if d then assert.is_true(daemon.stop(d), "slotgated did not stop on SIGTERM") end

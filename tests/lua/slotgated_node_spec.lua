@@ -42,12 +42,7 @@ describe("node-redis 5 in RESP3 through slotgated", function()
   setup(function()
     d = daemon.start()
     out, code = run(d.port .. " " .. q(string.format("node:%d:%d:", os.time(), math.random(1e6))))
-    for line in out:gmatch("[^\n]+") do
-      local name = line:match("^ok (.+)$")
-      if name then results[name] = "ok" end
-      local fname, reason = line:match("^FAIL ([^:]+): (.*)$")
-      if fname then results[fname] = reason end
-    end
+    results = helper.check_results(out)
   end)
   teardown(function()
     if d then assert.is_true(daemon.stop(d), "slotgated did not stop on SIGTERM") end
