@@ -153,6 +153,40 @@ void admin_role(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_
     reply_slot_done(rs);
 }
 
+static void ignore_reply(sg_client *c, sg_reply *r, int status, const char *errmsg, void *ud) {
+    (void)c;
+    (void)status;
+    (void)errmsg;
+    (void)ud;
+    sg_reply_free(r);
+}
+
+/* CLUSTER INFO tells the truth, as /health does (metrics.c): the state is ok
+ * only when every upstream's client of this worker serves all the slots; the
+ * slot counts are the default upstream's. A client that has not found its
+ * map yet is sent a PING, which starts the discovery (nothing else would
+ * before a command came), and counts as failed meanwhile. */
+static int cluster_info(session *s, char *text, size_t len) {
+    const sg_config *cfg = s->w->srv->cfg;
+    int u, ok = 1, covered = 0;
+    for (u = 0; u < sg_config_upstream_count(cfg); u++) {
+        const char *name = sg_config_upstream_name(cfg, u);
+        sg_client *c = sg_gateway_client(s->w->gw, name);
+        int n = c ? sg_client_coverage(c, NULL) : 0;
+        if (n != SG_SLOTS) {
+            static const char *const ping[] = {"PING"};
+            ok = 0;
+            if (c) sg_client_send_argv(c, 1, ping, NULL, ignore_reply, NULL);
+        }
+        if (strcmp(name, "default") == 0) covered = n;
+    }
+    return snprintf(text, len,
+                    "cluster_state:%s\r\ncluster_slots_assigned:%d\r\ncluster_slots_ok:%d\r\n"
+                    "cluster_slots_pfail:0\r\ncluster_slots_fail:%d\r\ncluster_known_nodes:%d\r\n"
+                    "cluster_size:%d\r\ncluster_current_epoch:1\r\ncluster_my_epoch:1\r\n",
+                    ok ? "ok" : "fail", covered, covered, SG_SLOTS - covered, 1, covered ? 1 : 0);
+}
+
 /* CLUSTER KEYSLOT, MYID, INFO, and the view with slotgated as the only
  * node: SLOTS, SHARDS, NODES. */
 static void cluster_reply(session *s, const sg_command *cmd, const sg_resp_req *r,
@@ -172,11 +206,7 @@ static void cluster_reply(session *s, const sg_command *cmd, const sg_resp_req *
         return;
     case SG_CI_CLUSTER_MYID: put_str(o, node_id); return;
     case SG_CI_CLUSTER_INFO:
-        n = snprintf(text, sizeof text,
-                     "cluster_state:ok\r\ncluster_slots_assigned:16384\r\n"
-                     "cluster_slots_ok:16384\r\ncluster_slots_pfail:0\r\n"
-                     "cluster_slots_fail:0\r\ncluster_known_nodes:1\r\ncluster_size:1\r\n"
-                     "cluster_current_epoch:1\r\ncluster_my_epoch:1\r\n");
+        n = cluster_info(s, text, sizeof text);
         sg_resp_put_verbatim(o, text, (size_t)n);
         return;
     }
