@@ -350,13 +350,14 @@ SG_API int sg_client_send_argv(sg_client *c, int argc, const char *const *argv,
  * map is known the client may know no node but its seeds: send a command
  * through sg_client_send_argv first when every master matters. SG_EINVAL
  * for an i out of range. */
-/* Ends early the blocking command (BLPOP, XREAD BLOCK ...) sent with ud that
- * is still waiting on its node, as CLIENT UNBLOCK ends a client's on a node:
- * SG_OK when the node was asked to (the command's callback then gets what the
- * node answers: the timeout's null for error 0, the UNBLOCKED error for 1, or
- * a value it had just popped, so nothing is lost); SG_ECLOSED when the node
- * could not be asked, and the command's connection was closed instead (its
- * callback gets the failure); SG_EINVAL when no such command waits. */
+/* Ends early the blocking command (BLPOP, XREAD BLOCK ...) sent with ud, as
+ * CLIENT UNBLOCK ends a client's on a node: SG_OK, and the command's callback
+ * then gets what the node answers - the timeout's null for error 0, the
+ * UNBLOCKED error for 1, or a value it had just popped, so nothing is lost.
+ * A command not sent yet (waiting for the map or a connection) ends so
+ * without going; one on a connection the node cannot name (a user without
+ * CLIENT ID) ends with its connection closed. SG_EINVAL when no such command
+ * is in flight. */
 SG_API int sg_client_unblock(sg_client *c, void *ud, int error);
 
 SG_API int sg_client_send_node(sg_client *c, int i, int argc, const char *const *argv,

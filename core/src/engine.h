@@ -98,6 +98,8 @@ struct sg_req {
     uint8_t in_retry;   /* in the client's retry list: an SG_RETRY_* */
     uint8_t live_retry; /* a retried request in flight: in client->retried */
     uint8_t fanout;     /* 1: every master, 2: every node (parts made at dispatch) */
+    uint8_t unblock;    /* sg_client_unblock before it was sent: 1 timeout, 2 error;
+                           it ends so instead of going to its node */
     uint8_t no_retry;   /* never retried (a refresh's query: the next node is asked) */
     uint8_t send_flags; /* SG_SEND_* for the connection, set at dispatch */
     uint8_t finished;   /* completed (a request finishes once) */

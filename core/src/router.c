@@ -385,9 +385,15 @@ static sg_conn *open_conn(sg_node *node, sg_req *req) {
     return conn;
 }
 
+static void unblocked_before_sent(sg_req *req);
+
 static void send_on(sg_node *node, sg_conn *conn, sg_req *req) {
     long long rd = SG_CONN_TIMEOUT_KEEP;
     req->asking = NULL;
+    if (req->unblock) { /* CLIENT UNBLOCK came first: it never blocks on the node */
+        unblocked_before_sent(req);
+        return;
+    }
     if (req->exclusive) {
         conn->exclusive = 1;
         if (req->block_ms != -2) /* a blocking command: its own time, the usual on top */
@@ -772,6 +778,10 @@ static void req_lost(void *owner, void *tag, int sent, int code, const char *msg
         sg_req_finish(req, NULL, SG_ECLOSED, "client closed");
         return;
     }
+    if (req->unblock) { /* CLIENT UNBLOCK closed its connection: ended, as asked */
+        unblocked_before_sent(req);
+        return;
+    }
     if (code != SG_EAUTH && code != SG_ENOMEM) {
         /* the node may be gone or failing over: look again */
         sg_cluster_refresh(c, 1);
@@ -998,16 +1008,38 @@ static int submit(sg_client *c, int argc, const char *const *argv, const size_t 
 
 /* ---- ending a blocking command early -------------------------------------------------- */
 
-static void drop_outcome(sg_client *c, sg_reply *reply, int status, const char *errmsg,
-                         void *ud) {
-    (void)c;
-    (void)status;
-    (void)ud;
-    if (errmsg) sg_log(SG_LOG_WARN, "CLIENT UNBLOCK on the node failed: %s", errmsg);
-    sg_reply_free(reply);
+/* A request that CLIENT UNBLOCK reached before it left: ended as the node would
+ * end it, a timeout's null (the null array's bytes, in the client's protocol)
+ * or the UNBLOCKED error; from the loop, never inside the send that found it. */
+static void end_unblocked(evutil_socket_t fd, short what, void *arg) {
+    static const char err[] = "UNBLOCKED client unblocked via CLIENT UNBLOCK";
+    sg_req *req = arg;
+    sg_client *c = req->client;
+    sg_reply *r;
+    (void)fd;
+    (void)what;
+    if (req->unblock == 1 && req->raw_fn && !req->parent) {
+        const char *null = c->net.proto == 3 ? "_\r\n" : "*-1\r\n";
+        assert(!req->finished && "a request finished twice");
+        req->finished = 1;
+        req->raw_fn(c, null, strlen(null), req->ud);
+        sg_req_free(req);
+        return;
+    }
+    r = req->unblock == 1 ? sg_reply_new(SG_REPLY_NIL)
+                          : sg_reply_new_str(SG_REPLY_ERROR, err, sizeof err - 1);
+    if (r == NULL) sg_req_finish(req, NULL, SG_ENOMEM, "out of memory ending a command");
+    else sg_req_finish(req, r, SG_OK, NULL);
 }
 
-int sg_client_unblock(sg_client *c, void *ud, int error) {
+static void unblocked_before_sent(sg_req *req) {
+    struct timeval now = {0, 0};
+    if (event_base_once(req->client->net.base, -1, EV_TIMEOUT, end_unblocked, req, &now) != 0)
+        sg_req_finish(req, NULL, SG_ENOMEM, "out of memory ending a command");
+}
+
+/* The blocking request of ud waiting on a connection of node, or NULL. */
+static sg_req *blocked_on(sg_client *c, void *ud, sg_node **node_out, sg_conn **conn_out) {
     int i, k;
     for (i = 0; i < c->nnodes; i++) {
         sg_node *node = c->nodes[i];
@@ -1016,28 +1048,116 @@ int sg_client_unblock(sg_client *c, void *ud, int error) {
             sg_req *req;
             size_t j;
             if (!conn->exclusive || conn->state == SG_CONN_CLOSED) continue;
-            for (j = 0; j < conn->pcount; j++) {
-                if ((req = sg_conn_pending_tag(conn, j)) == NULL || req->ud != ud ||
-                    req->block_ms == -2)
-                    continue;
-                if (conn->peer_id > 0) {
-                    /* the node ends it, as it would for a client of its own: its
-                     * reply (a timeout's null, or UNBLOCKED) comes the usual way,
-                     * and so does a value it popped just before */
-                    char id[24];
-                    const char *argv[4] = {"CLIENT", "UNBLOCK", id, error ? "ERROR" : "TIMEOUT"};
-                    size_t lens[4] = {6, 7, 0, error ? 5 : 7};
-                    lens[2] = (size_t)snprintf(id, sizeof id, "%lld", conn->peer_id);
-                    return sg_router_submit_node(c, node, 4, argv, lens, drop_outcome, NULL);
+            for (j = 0; j < conn->pcount; j++)
+                if ((req = sg_conn_pending_tag(conn, j)) != NULL && req->ud == ud &&
+                    req->block_ms != -2) {
+                    *node_out = node;
+                    *conn_out = conn;
+                    return req;
                 }
-                /* the node's name for it is not known: the connection goes, and
-                 * the command with it (its callback is told of the failure) */
-                sg_conn_fail(conn, SG_ECLOSED, "node %s: a blocking command ended early "
-                             "(CLIENT UNBLOCK) on a connection the node could not name",
-                             node->addr);
-                return SG_ECLOSED;
-            }
         }
+    }
+    return NULL;
+}
+
+/* A CLIENT UNBLOCK sent for a caller's command; tried again while the node
+ * says 0 (the command has not reached it yet: the two travel on different
+ * connections, and the UNBLOCK may overtake it) and the command still waits. */
+typedef struct unblocking {
+    sg_client *c;
+    void *ud;
+    int error;
+    int tries;
+    struct event *timer;
+} unblocking;
+
+static int send_unblock(unblocking *u);
+
+static void unblock_again(evutil_socket_t fd, short what, void *arg) {
+    unblocking *u = arg;
+    (void)fd;
+    (void)what;
+    if (send_unblock(u) != SG_OK) { /* the command ended meanwhile, or no memory */
+        event_free(u->timer);
+        sg_free(u);
+    }
+}
+
+static void unblock_outcome(sg_client *c, sg_reply *reply, int status, const char *errmsg,
+                            void *ud) {
+    unblocking *u = ud;
+    struct timeval ten_ms = {0, 10000};
+    (void)c;
+    (void)status;
+    if (errmsg) sg_log(SG_LOG_WARN, "CLIENT UNBLOCK on the node failed: %s", errmsg);
+    if (reply && reply->type == SG_REPLY_INTEGER && reply->integer == 0 && ++u->tries < 200 &&
+        !u->c->net.freeing &&
+        (u->timer || (u->timer = evtimer_new(u->c->net.base, unblock_again, u)) != NULL)) {
+        evtimer_add(u->timer, &ten_ms); /* not blocked there yet: again in 10 ms */
+        sg_reply_free(reply);
+        return;
+    }
+    sg_reply_free(reply);
+    if (u->timer) event_free(u->timer);
+    sg_free(u);
+}
+
+/* Sends the node CLIENT UNBLOCK for u's command if it still waits there:
+ * SG_OK when sent, else SG_EINVAL (it ended) or SG_ENOMEM. */
+static int send_unblock(unblocking *u) {
+    sg_node *node;
+    sg_conn *conn;
+    char id[24];
+    const char *argv[4] = {"CLIENT", "UNBLOCK", id, u->error ? "ERROR" : "TIMEOUT"};
+    size_t lens[4] = {6, 7, 0, 0};
+    if (blocked_on(u->c, u->ud, &node, &conn) == NULL || conn->peer_id <= 0) return SG_EINVAL;
+    lens[2] = (size_t)snprintf(id, sizeof id, "%lld", conn->peer_id);
+    lens[3] = strlen(argv[3]);
+    return sg_router_submit_node(u->c, node, 4, argv, lens, unblock_outcome, u);
+}
+
+/* The blocking request of ud not sent yet (waiting for the map, a connection
+ * or a retry), or NULL. */
+static sg_req *unsent(sg_client *c, void *ud) {
+    sg_req *r;
+    int i;
+    for (r = c->pending; r; r = r->next)
+        if (r->ud == ud && r->block_ms != -2) return r;
+    for (r = c->retrying; r; r = r->next)
+        if (r->ud == ud && r->block_ms != -2) return r;
+    for (i = 0; i < c->nnodes; i++)
+        for (r = c->nodes[i]->waiters; r; r = r->next)
+            if (r->ud == ud && r->block_ms != -2) return r;
+    return NULL;
+}
+
+int sg_client_unblock(sg_client *c, void *ud, int error) {
+    sg_node *node;
+    sg_conn *conn;
+    sg_req *req;
+    if ((req = blocked_on(c, ud, &node, &conn)) != NULL) {
+        unblocking *u;
+        req->unblock = error ? 2 : 1; /* should it be sent again (its node lost), it ends */
+        if (conn->peer_id > 0 && (u = sg_calloc(1, sizeof *u)) != NULL) {
+            /* the node ends it, as it would for a client of its own: its reply
+             * (a timeout's null, or UNBLOCKED) comes the usual way, and so
+             * does a value it popped just before */
+            u->c = c;
+            u->ud = ud;
+            u->error = error;
+            if (send_unblock(u) == SG_OK) return SG_OK;
+            sg_free(u);
+        }
+            /* the node's name for it is not known (its handshake is still out,
+         * so the command is held, unsent): the connection goes, and the
+         * command ends as unblocked (req_lost), never sent elsewhere */
+        sg_conn_fail(conn, SG_ECLOSED, "node %s: a blocking command ended early "
+                     "(CLIENT UNBLOCK) on a connection the node could not name", node->addr);
+        return SG_OK;
+    }
+    if ((req = unsent(c, ud)) != NULL) {
+        req->unblock = error ? 2 : 1; /* it ends when its turn to be sent comes */
+        return SG_OK;
     }
     return sg_seterr(&c->err, SG_EINVAL, "no blocking command of that caller is in flight");
 }
