@@ -32,6 +32,8 @@ cleanup() {
     if [ "$installed" = 1 ]; then
         step "dpkg -r slotgate"
         as_root dpkg -r slotgate >/dev/null || { echo "package-check: dpkg -r failed" >&2; rc=1; }
+        # and its entry in dpkg's database (no conffiles to keep)
+        as_root dpkg --purge slotgate >/dev/null 2>&1 || true
     fi
     rm -rf "$work"
     [ "$rc" = 0 ] && step "ok" || echo "package-check: FAILED (exit $rc)" >&2
@@ -71,9 +73,9 @@ pkg-config --exists slotgate || fail "pkg-config does not find slotgate.pc"
 # shellcheck disable=SC2046
 cc -o "$work/slotgate-call" "$src/examples/slotgate-call.c" $(pkg-config --cflags --libs slotgate) ||
     fail "examples/slotgate-call.c does not build against the installed library"
-lib=$(ldd "$work/slotgate-call" | awk '/libslotgate/ {print $3}')
+lib=$(readlink -f "$(ldd "$work/slotgate-call" | awk '/libslotgate/ {print $3}')")
 case "$lib" in
-    "$prefix"/*) step "the example links $lib" ;;
+    "$(readlink -f "$prefix")"/*) step "the example links $lib" ;;
     *) fail "the example links libslotgate from \"$lib\", not below $prefix" ;;
 esac
 "$work/slotgate-call" -h | grep -q '^usage: slotgate-call' || fail "the example does not run"
