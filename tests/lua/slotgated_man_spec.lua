@@ -233,7 +233,14 @@ describe("slotgate-policy(5) and libslotgate(3)", function()
 end)
 
 describe("the man pages render", function()
+  local _, version = helper.run({ helper.slotgated, "--version" })
+  version = assert(version:match("^slotgated (%S+)\n$"), version)
   for _, page in ipairs({ "slotgated.8", "slotgate-policy.5", "libslotgate.3" }) do
+    it(page .. " says the version slotgated is", function()
+      local th = assert(read("docs/man/" .. page):match("\n%.TH ([^\n]+)"), page)
+      assert.matches('"slotgate ' .. version:gsub("%.", "%%.") .. '"', th)
+    end)
+
     it(page .. " without a groff warning", function()
       local code, out, err = helper.run({ "groff", "-man", "-ww", "-Tutf8",
         src .. "/docs/man/" .. page })
