@@ -19,7 +19,50 @@
 #include "slotgate.h"
 #include "tls_server.h"
 
+/* The help's list of variables: full names, wrapped at HELP_COLS, under a
+ * heading for each upstream and prefix as the core reports them. */
+#define HELP_COLS 100
+
+typedef struct help_list {
+    FILE *out;
+    const char *shape;
+    char last[160]; /* the heading printed last */
+    int col;
+} help_list;
+
+static void help_env(void *ud, const char *upstream, const char *prefix, const char *suffix) {
+    help_list *h = ud;
+    char heading[160], name[160];
+    int len;
+    if (strcmp(upstream, "switch") == 0)
+        snprintf(heading, sizeof heading, "  %s, the separate-store switches:", h->shape);
+    else if (prefix[0] == '\0' || strchr(prefix, '<'))
+        snprintf(heading, sizeof heading, "  %s, upstreams named in slotgate.%s (<NAME>: the "
+                 "name upper-cased, '-' as '_'):", h->shape, SG_CONFIG_NAMED_KEY);
+    else
+        snprintf(heading, sizeof heading, "  %s, upstream %s, %s*:", h->shape, upstream, prefix);
+    if (strcmp(heading, h->last) != 0) {
+        fprintf(h->out, "%s%s\n", h->col ? "\n" : "", heading);
+        snprintf(h->last, sizeof h->last, "%s", heading);
+        h->col = 0;
+    }
+    len = snprintf(name, sizeof name, "%s%s", prefix, suffix);
+    if (h->col && h->col + 1 + len > HELP_COLS) {
+        fputc('\n', h->out);
+        h->col = 0;
+    }
+    h->col += fprintf(h->out, "%s%s", h->col ? " " : "    ", name);
+}
+
 static void usage(FILE *out) {
+    static const struct {
+        int shape;
+        const char *name;
+    } shapes[] = {{SG_SHAPE_GATEWAY, "gateway (tyk.conf)"},
+                  {SG_SHAPE_DASHBOARD, "dashboard (tyk_analytics.conf)"},
+                  {SG_SHAPE_PUMP, "pump (pump.conf)"}};
+    help_list h;
+    size_t i;
     fprintf(out,
             "usage: slotgated [-c FILE] [--shape SHAPE] [--check]\n"
             "       slotgated --version | --help\n"
@@ -40,11 +83,31 @@ static void usage(FILE *out) {
             "  -v, --version      print the version\n"
             "  -h, --help         this text\n"
             "\n"
-            "Environment variables (TYK_GW_STORAGE_*, TYK_DB_*, TYK_PMP_*) override\n"
-            "the file field by field, as in Tyk. slotgated's own settings (listen,\n"
-            "threads, policy, requirepass, users, limits, metrics, log_level...) are\n"
-            "read from the file's \"slotgate\" object, then from SLOTGATE_* variables\n"
-            "(SLOTGATE_LISTEN=127.0.0.1:6380,unix:/run/slotgate.sock). See the README.\n");
+            "slotgated's own settings: a key of the file's \"slotgate\" object, then its\n"
+            "variable on top (default in brackets):\n");
+#define SG_HELP_ROW_(id, key, kind, env, def, min, max)                                      \
+    fprintf(out, "  %-22s %-28s [%s]\n", #key, env,                                          \
+            def == NULL ? "computed" : ((const char *)def)[0] ? (const char *)def : "unset");
+    SG_DAEMON_SETTINGS(SG_HELP_ROW_)
+#undef SG_HELP_ROW_
+    fprintf(out,
+            "  %-22s %-28s [unset]\n"
+            "\n"
+            "Storage settings, read as Tyk reads them: the file's fields, then these\n"
+            "variables field by field (the later prefix of an upstream wins):\n",
+            SG_CONFIG_NAMED_KEY, "(named upstreams: below)");
+    memset(&h, 0, sizeof h);
+    h.out = out;
+    for (i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        h.shape = shapes[i].name;
+        sg_config_env_each(shapes[i].shape, help_env, &h);
+    }
+    h.shape = "any file";
+    sg_config_named_env_each(help_env, &h);
+    fprintf(out,
+            "%s\n"
+            "See slotgated(8), slotgate-policy(5) and libslotgate(3).\n",
+            h.col ? "\n" : "");
 }
 
 /* Drops to the configured user once every socket is bound. */

@@ -15,6 +15,7 @@ packages=(
   strace                            # the hardening spec watches how the Unix socket is made
   python3-redis                     # redis-py, a client library not ours, drives slotgated (slotgated_client_spec.lua)
   clang libclang-rt-14-dev llvm     # libFuzzer, its sanitizer runtimes, the symbolizer (tests/fuzz/run.sh)
+  groff-base man-db                 # the man pages: rendered by slotgated_man_spec.lua, found by tools/package-check.sh
 )
 # node and npm run node-redis, a RESP3 client library not ours (tests/node): Debian's
 # when the machine has none of its own

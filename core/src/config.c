@@ -87,6 +87,11 @@ static const upstream_def pump_upstream = {
 #define ENV_SEPARATE_CACHE "TYK_GW_ENABLESEPERATECACHESTORE"
 #define ENV_SEPARATE_ANALYTICS "TYK_GW_ENABLESEPERATEANALYTICSSTORE"
 
+/* Upstreams named in slotgate's settings: the list, and each one's prefix
+ * (SLOTGATE_UPSTREAM_<NAME>_, the name upper-cased, '-' as '_'). */
+#define ENV_NAMED_LIST "SLOTGATE_UPSTREAMS"
+#define ENV_NAMED_PREFIX "SLOTGATE_UPSTREAM_"
+
 #define DEFAULT_ADDR "localhost:6379"
 #define DEFAULT_TIMEOUT 5
 #define DEFAULT_MAX_ACTIVE 500
@@ -995,8 +1000,8 @@ static int add_named(loader *ld, const char *name, const sg_json *section, int l
     for (u = 0; u < ld->cfg->nup; u++)
         if (strcmp(ld->cfg->up[u].name, name) == 0) return SG_OK; /* file and env name it */
     snprintf(label, sizeof label, "slotgate.upstreams.%s", name);
-    snprintf(prefix, sizeof prefix, "SLOTGATE_UPSTREAM_%s_", name);
-    for (i = strlen("SLOTGATE_UPSTREAM_"); prefix[i]; i++) {
+    snprintf(prefix, sizeof prefix, ENV_NAMED_PREFIX "%s_", name);
+    for (i = strlen(ENV_NAMED_PREFIX); prefix[i]; i++) {
         if (prefix[i] >= 'a' && prefix[i] <= 'z') prefix[i] = (char)(prefix[i] - 32);
         else if (prefix[i] == '-') prefix[i] = '_';
     }
@@ -1007,8 +1012,8 @@ static int add_named(loader *ld, const char *name, const sg_json *section, int l
  * and SLOTGATE_UPSTREAMS=sessions,rates with SLOTGATE_UPSTREAM_<NAME>_<FIELD>. */
 static int add_named_upstreams(loader *ld, const sg_json *root) {
     const sg_json *sgs = root ? sg_json_get(root, "slotgate") : NULL;
-    const sg_json *ups = sgs && sgs->type == SG_JSON_OBJECT ? sg_json_get(sgs, "upstreams") : NULL;
-    const char *list = sg_env_get(ld->env, "SLOTGATE_UPSTREAMS");
+    const sg_json *ups = sgs && sgs->type == SG_JSON_OBJECT ? sg_json_get(sgs, SG_CONFIG_NAMED_KEY) : NULL;
+    const char *list = sg_env_get(ld->env, ENV_NAMED_LIST);
     size_t i;
     int rc;
     if (ups && ups->type != SG_JSON_NULL) {
@@ -1036,7 +1041,7 @@ static int add_named_upstreams(loader *ld, const sg_json *root) {
             char name[NAME_MAX_LEN + 2], from[200];
             while (len && (*p == ' ' || *p == '\t')) p++, len--;
             while (len && (p[len - 1] == ' ' || p[len - 1] == '\t')) len--;
-            snprintf(from, sizeof from, "SLOTGATE_UPSTREAMS=\"%.150s\"", list);
+            snprintf(from, sizeof from, ENV_NAMED_LIST "=\"%.150s\"", list);
             if (len == 0 || len > NAME_MAX_LEN)
                 return sg_seterr(&ld->cfg->err, SG_EENV,
                                  "%s: expected upstream names separated by ','", from);
@@ -1123,6 +1128,31 @@ done:
 }
 
 /* ---- accessors ---------------------------------------------------------------------- */
+
+void sg_config_env_each(int shape, sg_config_env_fn fn, void *ud) {
+    const upstream_def *uds = shape == SG_SHAPE_DASHBOARD ? &dashboard_upstream
+                              : shape == SG_SHAPE_PUMP    ? &pump_upstream
+                                                          : gateway_upstreams;
+    int nud = shape == SG_SHAPE_DASHBOARD || shape == SG_SHAPE_PUMP ? 1 : 3;
+    int u, layer, fid;
+    for (u = 0; u < nud; u++)
+        for (layer = 0; layer < 3 && uds[u].prefixes[layer]; layer++)
+            for (fid = 0; fid < SG_F_COUNT; fid++)
+                if (field_env(shape, fid))
+                    fn(ud, uds[u].name, uds[u].prefixes[layer], field_env(shape, fid));
+    if (shape != SG_SHAPE_DASHBOARD && shape != SG_SHAPE_PUMP) {
+        fn(ud, "switch", "", ENV_SEPARATE_CACHE);
+        fn(ud, "switch", "", ENV_SEPARATE_ANALYTICS);
+    }
+}
+
+void sg_config_named_env_each(sg_config_env_fn fn, void *ud) {
+    int fid;
+    fn(ud, "names", "", ENV_NAMED_LIST);
+    for (fid = 0; fid < SG_F_COUNT; fid++)
+        if (field_env(SG_SHAPE_GATEWAY, fid))
+            fn(ud, "<name>", ENV_NAMED_PREFIX "<NAME>_", field_env(SG_SHAPE_GATEWAY, fid));
+}
 
 int sg_config_shape_of(const sg_config *cfg) { return cfg->shape; }
 

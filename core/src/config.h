@@ -126,6 +126,18 @@ struct sg_config {
 /* The upstream called name, or NULL. */
 const sg_storage *sg_config_upstream(const sg_config *cfg, const char *name);
 
+/* The variables the storage settings are read from, for help texts: for a
+ * shape, fn(ud, upstream, prefix, suffix) for each variable prefix+suffix, in
+ * the order they are applied (the gateway's two switches last, upstream
+ * "switch", prefix ""); for the upstreams named in slotgate's settings (any
+ * shape), the list variable (upstream "names", prefix "") then each field's
+ * variable with the prefix "SLOTGATE_UPSTREAM_<NAME>_". */
+#define SG_CONFIG_NAMED_KEY "upstreams" /* their object in the "slotgate" one */
+typedef void (*sg_config_env_fn)(void *ud, const char *upstream, const char *prefix,
+                                 const char *suffix);
+void sg_config_env_each(int shape, sg_config_env_fn fn, void *ud);
+void sg_config_named_env_each(sg_config_env_fn fn, void *ud);
+
 /* Go's strconv.ParseInt(s, 0, 64) and ParseBool: 0 on success, -1 on bad
  * syntax, -2 when out of range. Exposed for tests. */
 int sg_go_parse_int(const char *s, long long *out);
