@@ -174,8 +174,17 @@ async function connect(extra = {}) {
   } else {
     c = new Redis(Object.assign({}, common, a, sock ? { path: sock } : { host, port }));
   }
-  c.on('error', () => {});
-  await within(c.connect(), CONNECT_MS + 1000, 'connect');
+  // ioredis closes a connection whose AUTH failed and rejects connect() with
+  // "Connection is closed.": the server's error comes as an event
+  const seen = [];
+  c.on('error', (e) => seen.push(e));
+  c.on('node error', (e) => seen.push(e));
+  try {
+    await within(c.connect(), CONNECT_MS + 1000, 'connect');
+  } catch (e) {
+    const last = e.lastNodeError ? [e.lastNodeError] : [];
+    throw new Error([e, ...last, ...seen].map((x) => String(x && x.message || x)).join(' / '));
+  }
   return {
     lib: c,
     cmd: (argv) => c.call(...argv.map(String)),
@@ -479,7 +488,8 @@ checks.client_name = async () => {
   const info = await r.cmd(['CLIENT', 'INFO']);
   truthy('CLIENT INFO names the client', info.includes(` name=${name} `), info);
   truthy('CLIENT INFO names the user', info.includes(` user=${o.user || 'default'} `), info);
-  const named = await connect(o.lib === 'redis' ? { name: 'nc-opt' } : { connectionName: 'nc-opt' });
+  const named = await connect(o.lib === 'redis' ? { name: 'nc-opt' }
+    : { connectionName: 'nc-opt' });
   try {
     same('the name given in the options', 'nc-opt', await named.cmd(['CLIENT', 'GETNAME']));
   } finally {
@@ -525,8 +535,9 @@ checks.auth = async () => {
   let anon;
   try {
     anon = await connect({ username: undefined, password: undefined });
-  } catch (e) {
-    anon = null; // refused at connect: as good
+  } catch (e) { // ioredis's ready check (INFO) is refused at connect
+    truthy('no password, refused at connect: NOAUTH', /NOAUTH/.test(e.message), e.message);
+    anon = null;
   }
   if (anon) {
     try {
