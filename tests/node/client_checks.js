@@ -50,6 +50,15 @@ const o = { lib: null, address: null, user: null, password: null, prefix: null,
   if (o.cluster && o.lib !== 'ioredis') usage('--cluster is ioredis only');
 }
 
+// the library, loaded now so that --list fails without it (the spec's own failure)
+try {
+  require(o.lib);
+} catch (e) {
+  const why = String(e.message).split('\n')[0];
+  console.log(`FAIL import: ${o.lib}: ${why}: run npm ci in tests/node`);
+  process.exit(3);
+}
+
 // ---- assertions ------------------------------------------------------------------
 
 function same(what, want, got) {
