@@ -17,7 +17,7 @@ packages=(
   clang libclang-rt-14-dev llvm     # libFuzzer, its sanitizer runtimes, the symbolizer (tests/fuzz/run.sh)
   groff-base man-db                 # the man pages: rendered by slotgated_man_spec.lua, found by tools/package-check.sh
 )
-# node and npm run node-redis, a RESP3 client library not ours (tests/node): Debian's
+# node and npm run node-redis and ioredis, client libraries not ours (tests/node): Debian's
 # when the machine has none of its own
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 
@@ -26,7 +26,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 export DEBIAN_FRONTEND=noninteractive
 as_root apt-get update -qq
 as_root apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
-# node-redis at the version tests/node/package-lock.json pins (from the npm registry)
+# node-redis and ioredis at the versions tests/node/package-lock.json pins (from the npm registry)
 (cd "$(dirname "$0")/../tests/node" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 # The package may start a system redis on 6379; the tests never use it.
 echo "install-deps: ok ($(redis-server --version | cut -d' ' -f3), $(luajit -v | cut -d' ' -f1-2)," \
