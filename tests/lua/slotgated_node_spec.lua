@@ -6,64 +6,20 @@
 -- does not skip. And redis-cli -3, Redis's own client, in RESP3 too.
 local helper = require "helper"
 local daemon = require "daemon"
+local checks = require "client_checks"
 
 local q, sh = helper.shell_quote, helper.sh
 local DIR = helper.source_dir .. "/tests/node"
-local CHECKS = DIR .. "/resp3_checks.js"
-local INSTALL = "install node and run `npm ci --prefix tests/node` (.ci/run does)"
 
 daemon.ports_from(771)
 
-local function run(args)
-  local out = sh("cd " .. q(DIR) .. " && timeout 120 node " .. q(CHECKS) .. " " .. args ..
-                 "; echo \"exit=$?\"")
-  local body, code = out:match("^(.-)exit=(%d+)\n$")
-  return body or out, tonumber(code)
-end
-
-local names, why = {}, nil
-do
-  local out, code = run("0 x --list")
-  if code ~= 0 then
-    why = "node cannot run the node-redis checks (" .. out:gsub("\n$", "") .. "): " .. INSTALL
-  else
-    for name in out:gmatch("[^\n]+") do names[#names + 1] = name end
-  end
-end
-
-describe("node-redis 5 in RESP3 through slotgated", function()
-  if why then
-    it("finds node and node-redis", function() error(why) end)
-    return
-  end
-  local d, out, code
-  local results = {}
-
-  setup(function()
-    d = daemon.start()
-    out, code = run(d.port .. " " .. q(string.format("node:%d:%d:", os.time(), math.random(1e6))))
-    results = helper.check_results(out)
-  end)
-  teardown(function()
-    if d then assert.is_true(daemon.stop(d), "slotgated did not stop on SIGTERM") end
-  end)
-
-  for _, name in ipairs(names) do
-    it("check " .. name, function()
-      local r = results[name]
-      assert(r, "check " .. name .. " printed no line; the script said:\n" .. (out or ""))
-      assert(r == "ok", "check " .. name .. ": " .. r)
-    end)
-  end
-
-  it("prints nothing else and exits 0", function()
-    for line in out:gmatch("[^\n]+") do
-      local name = line:match("^ok (.+)$") or line:match("^FAIL ([^:]+): ")
-      assert(name and results[name], "unexpected output: " .. line)
-    end
-    assert.equal(0, code)
-  end)
-end)
+checks.run{
+  script = checks.script("cd " .. q(DIR) .. " && timeout 120 node resp3_checks.js",
+                         "install node and run `npm ci --prefix tests/node` (.ci/run does)"),
+  title = "node-redis 5 in RESP3 through slotgated", what = "node and node-redis",
+  address = function(d) return tostring(d.port) end,
+  args = q(string.format("node:%d:%d:", os.time(), math.random(1e6))),
+}
 
 describe("redis-cli -3 through slotgated", function()
   local d

@@ -3,11 +3,14 @@
 // reason`, one line each; tests/lua/slotgated_node_spec.lua makes each line a
 // test. A check that throws fails with what it threw.
 //
-//   node tests/node/resp3_checks.js PORT PREFIX [--list]
+//   node tests/node/resp3_checks.js [--list] PORT PREFIX
+//
+// Exits 1 when a check failed.
 'use strict';
 const { createClient } = require('redis');
 
-const [port, prefix, list] = process.argv.slice(2);
+const list = process.argv.includes('--list');
+const [port, prefix] = process.argv.slice(2).filter((a) => a !== '--list');
 const url = `redis://127.0.0.1:${port}`;
 const k = (name) => `${prefix}${name}`;
 const t = (name) => `{${prefix}}${name}`; // one slot
@@ -104,6 +107,7 @@ async function main() {
       console.log(`ok ${name}`);
     } catch (e) {
       console.log(`FAIL ${name}: ${String(e && e.message || e).replace(/\n/g, ' ')}`);
+      process.exitCode = 1;
     }
   }
   await c.del([k('s'), k('f'), k('h'), k('z'), k('set'), t('tx'), k('bl')]);
