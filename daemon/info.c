@@ -501,6 +501,7 @@ static void errorstats_section(sg_buf *t, const server *srv) {
 
 static void upstream_section(sg_buf *t, sg_client *c, const char *name) {
     uint64_t errors = 0, moved = 0, ask = 0, timeouts = 0, waits = 0, pool_timeouts = 0;
+    uint64_t dwaits = 0, unconfirmed = 0;
     int i, conns = 0, in_use = 0, idle = 0, masters = 0;
     sg_buf_printf(t, "# Upstream %s\r\n", name);
     for (i = 0; i < sg_client_node_count(c); i++) {
@@ -509,13 +510,16 @@ static void upstream_section(sg_buf *t, sg_client *c, const char *name) {
         sg_buf_printf(t,
                       "node%d:addr=%s,role=%s,commands=%llu,errors=%llu,moved=%llu,ask=%llu,"
                       "timeouts=%llu,connects=%llu,conns=%d,in_use=%d,idle=%d,pool_waits=%llu,"
-                      "pool_timeouts=%llu\r\n",
+                      "pool_timeouts=%llu,durable_waits=%llu,durable_unconfirmed=%llu\r\n",
                       i, st.addr, st.is_master ? "master" : "replica",
                       (unsigned long long)st.commands, (unsigned long long)st.errors,
                       (unsigned long long)st.moved, (unsigned long long)st.ask,
                       (unsigned long long)st.timeouts, (unsigned long long)st.connects, st.conns,
                       st.in_use, st.idle, (unsigned long long)st.pool_waits,
-                      (unsigned long long)st.pool_timeouts);
+                      (unsigned long long)st.pool_timeouts, (unsigned long long)st.waits,
+                      (unsigned long long)st.unconfirmed);
+        dwaits += st.waits;
+        unconfirmed += st.unconfirmed;
         errors += st.errors;
         moved += st.moved;
         ask += st.ask;
@@ -530,12 +534,14 @@ static void upstream_section(sg_buf *t, sg_client *c, const char *name) {
     sg_buf_printf(t,
                   "masters:%d\r\nerrors:%llu\r\nredirects:%llu\r\nmoved:%llu\r\nask:%llu\r\n"
                   "timeouts:%llu\r\npool_conns:%d\r\npool_in_use:%d\r\npool_idle:%d\r\n"
-                  "pool_waits:%llu\r\npool_timeouts:%llu\r\nmap_refreshes:%llu\r\n",
+                  "pool_waits:%llu\r\npool_timeouts:%llu\r\nmap_refreshes:%llu\r\n"
+                  "durable_waits:%llu\r\ndurable_unconfirmed:%llu\r\n",
                   masters, (unsigned long long)errors, (unsigned long long)(moved + ask),
                   (unsigned long long)moved, (unsigned long long)ask,
                   (unsigned long long)timeouts, conns, in_use, idle, (unsigned long long)waits,
                   (unsigned long long)pool_timeouts,
-                  (unsigned long long)sg_client_refresh_count(c));
+                  (unsigned long long)sg_client_refresh_count(c), (unsigned long long)dwaits,
+                  (unsigned long long)unconfirmed);
 }
 
 /* Redis's header before each section but the first has a blank line. */

@@ -50,7 +50,11 @@
     XX(pool_waits, counter, "slotgate_node_pool_waits_total",                                      \
        "Commands that waited for a connection to the node.")                                       \
     XX(pool_timeouts, counter, "slotgate_node_pool_timeouts_total",                                \
-       "Commands that gave up waiting for a connection to the node.")
+       "Commands that gave up waiting for a connection to the node.")                              \
+    XX(waits, counter, "slotgate_node_durable_waits_total",                                        \
+       "WAITs sent to the node to confirm durable writes.")                                        \
+    XX(unconfirmed, counter, "slotgate_node_durable_unconfirmed_total",                            \
+       "Durable writes the node applied that replicas did not confirm in time.")
 
 /* XX(field of sg_policy_stats, name, help) */
 #define POLICY_FIGURES(XX)                                                                         \
@@ -63,7 +67,8 @@
     XX(hook_errors, "slotgate_policy_hook_errors_total", "Policy hooks that failed.")              \
     XX(hook_timeouts, "slotgate_policy_hook_timeouts_total",                                       \
        "Policy hooks stopped by their limits.")                                                    \
-    XX(dry_run_events, "slotgate_policy_dry_run_events_total", "Changes dry-run policies reported.")
+    XX(dry_run_events, "slotgate_policy_dry_run_events_total", "Changes dry-run policies reported.") \
+    XX(durable, "slotgate_policy_durable_total", "Writes the policies made durable.")
 
 typedef struct node_figs {
     char addr[300];

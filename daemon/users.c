@@ -165,6 +165,7 @@ static void add_stats(sg_policy_stats *sum, const sg_policy *p) {
     sum->hook_errors += st.hook_errors;
     sum->hook_timeouts += st.hook_timeouts;
     sum->dry_run_events += st.dry_run_events;
+    sum->durable += st.durable;
 }
 
 void policies_stats(const worker *w, sg_policy_stats *out) {

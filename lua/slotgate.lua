@@ -179,6 +179,15 @@ int sg_client_send(sg_client *c, sg_reply_fn fn, void *ud, const char *fmt, ...)
 sg_reply *sg_client_call_argv(sg_client *c, int argc, const char *const *argv,
                               const size_t *argvlen);
 sg_reply *sg_client_call(sg_client *c, const char *fmt, ...);
+typedef struct sg_call_opts {
+    int durable;
+    int durable_timeout_ms;
+} sg_call_opts;
+int sg_client_send_opts(sg_client *c, const sg_call_opts *o, int argc,
+                        const char *const *argv, const size_t *argvlen, sg_reply_fn fn,
+                        void *ud);
+sg_reply *sg_client_call_opts(sg_client *c, const sg_call_opts *o, int argc,
+                              const char *const *argv, const size_t *argvlen);
 
 typedef struct sg_pipeline sg_pipeline;
 sg_pipeline *sg_pipeline_new(sg_client *c);
@@ -205,6 +214,8 @@ typedef struct sg_node_stats {
     int idle;
     uint64_t pool_waits;
     uint64_t pool_timeouts;
+    uint64_t waits;
+    uint64_t unconfirmed;
 } sg_node_stats;
 int sg_client_node_count(sg_client *c);
 int sg_client_node_stats(sg_client *c, int i, sg_node_stats *out);
@@ -228,6 +239,7 @@ typedef struct sg_policy_stats {
     uint64_t hook_errors;
     uint64_t hook_timeouts;
     uint64_t dry_run_events;
+    uint64_t durable;
 } sg_policy_stats;
 sg_policy *sg_policy_new(void);
 void sg_policy_free(sg_policy *p);
@@ -702,6 +714,42 @@ function client_methods.call(self, ...)
   return v, msg, code
 end
 
+local call_opts = ffi_new("sg_call_opts[1]")
+local CALL_OPTS = { durable = true, durable_timeout_ms = true }
+
+-- client:call_opts(opts, cmd, ...) → as client:call, with options for this
+-- call: durable = N (the write is acknowledged once N replicas confirm it,
+-- else false, "NOTCONFIRMED ..."), durable_timeout_ms = ms (how long they may
+-- take; default: the client's timeout).
+function client_methods.call_opts(self, opts, ...)
+  if type(opts) ~= "table" then
+    error("bad argument #1 to 'call_opts' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  for k, v in pairs(opts) do
+    if not CALL_OPTS[k] then
+      error("bad argument #1 to 'call_opts' (unknown option " .. tostring(k)
+            .. "; known: durable, durable_timeout_ms)", 2)
+    end
+    if type(v) ~= "number" or v < 0 or v ~= math_floor(v) then
+      error("bad argument #1 to 'call_opts' (" .. k .. " must be a non-negative integer)", 2)
+    end
+  end
+  local c = self.c
+  local n = fill_argv("call_opts", 1, ...)
+  if c == nil then
+    clear_anchor(n)
+    return nil, CLOSED, "ECLOSED"
+  end
+  call_opts[0].durable = opts.durable or 0
+  call_opts[0].durable_timeout_ms = opts.durable_timeout_ms or 0
+  local r = C.sg_client_call_opts(c, call_opts, n, argv, argvlen)
+  clear_anchor(n)
+  if r == nil then return fail(c) end
+  local v, msg, code = reply_value(r, false)
+  C.sg_reply_free(r)
+  return v, msg, code
+end
+
 -- client:set_read_policy(name) → the previous one's name. Names: "master",
 -- "prefer_replica", "replica", "any".
 function client_methods.set_read_policy(self, name)
@@ -725,13 +773,15 @@ function client_methods.set_max_redirects(self, n)
 end
 
 local STAT_COUNTERS = { "commands", "errors", "moved", "ask", "timeouts", "connects",
-                        "pool_waits", "pool_timeouts" }
+                        "pool_waits", "pool_timeouts", "waits", "unconfirmed" }
 
 -- client:stats() → { refreshes = N, coverage = N (slots the client can serve
 -- now: 16384 when its map is full), { addr = "host:port", id = ..., is_master =
 -- bool, commands = N, errors = N, moved = N, ask = N, timeouts = N,
 -- connects = N, conns = N, in_use = N, idle = N, pool_waits = N,
--- pool_timeouts = N }, ... }: one table per node the client knows.
+-- pool_timeouts = N, waits = N (WAITs sent for durable writes), unconfirmed =
+-- N (durable writes answered NOTCONFIRMED) }, ... }: one table per node the
+-- client knows.
 function client_methods.stats(self)
   local c = self.c
   if c == nil then return nil, CLOSED, "ECLOSED" end
@@ -1041,11 +1091,11 @@ function policy_methods.names(self)
 end
 
 local POLICY_COUNTERS = { "commands", "denied", "rewritten", "ttls", "routed", "hook_calls",
-                          "hook_errors", "hook_timeouts", "dry_run_events" }
+                          "hook_errors", "hook_timeouts", "dry_run_events", "durable" }
 
 -- policy:stats() → { commands = N, denied = N, rewritten = N, ttls = N,
 -- routed = N, hook_calls = N, hook_errors = N, hook_timeouts = N,
--- dry_run_events = N }, counted since the policy was made.
+-- dry_run_events = N, durable = N }, counted since the policy was made.
 function policy_methods.stats(self)
   local p = self.p
   if p == nil then return nil, POLICY_CLOSED, "ECLOSED" end

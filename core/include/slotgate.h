@@ -360,6 +360,28 @@ SG_API int sg_client_send_argv(sg_client *c, int argc, const char *const *argv,
  * is in flight. */
 SG_API int sg_client_unblock(sg_client *c, void *ud, int error);
 
+/* Options of one call. */
+typedef struct sg_call_opts {
+    /* Durable writes: the command is acknowledged only once this many replicas
+     * have confirmed it (Redis's WAIT, sent after it on the same connection:
+     * one WAIT per connection and loop turn covers every durable write sent
+     * on it before). When fewer confirm within durable_timeout_ms, the reply
+     * is the error "NOTCONFIRMED the write was applied on the master ... but
+     * confirmed by M of N replicas ...": applied, and lost if that master
+     * fails before it replicates. An error reply from the node (the write was
+     * not applied) comes as it is. 0: acknowledged as the node does. */
+    int durable;
+    int durable_timeout_ms; /* how long the WAIT may take; 0: the client's timeout */
+} sg_call_opts;
+
+/* sg_client_send_argv and sg_client_call_argv with options (o NULL: none).
+ * SG_EINVAL for a durable count outside 0..255 or a negative timeout. */
+SG_API int sg_client_send_opts(sg_client *c, const sg_call_opts *o, int argc,
+                               const char *const *argv, const size_t *argvlen, sg_reply_fn fn,
+                               void *ud);
+SG_API sg_reply *sg_client_call_opts(sg_client *c, const sg_call_opts *o, int argc,
+                                     const char *const *argv, const size_t *argvlen);
+
 SG_API int sg_client_send_node(sg_client *c, int i, int argc, const char *const *argv,
                                const size_t *argvlen, sg_reply_fn fn, void *ud);
 /* The same, the command given as a hiredis-style format ("SET %s %b"). */
@@ -415,6 +437,8 @@ typedef struct sg_node_stats {
     int idle;           /* open connections with nothing in flight */
     uint64_t pool_waits; /* callers that had to wait for a connection */
     uint64_t pool_timeouts;
+    uint64_t waits;       /* WAITs sent to confirm durable writes (sg_call_opts) */
+    uint64_t unconfirmed; /* durable writes answered with NOTCONFIRMED */
 } sg_node_stats;
 
 SG_API int sg_client_node_count(sg_client *c);
@@ -460,6 +484,7 @@ typedef struct sg_policy_stats {
     uint64_t hook_errors;    /* hooks that raised or returned nonsense */
     uint64_t hook_timeouts;  /* hooks stopped by the limits */
     uint64_t dry_run_events; /* changes a dry-run policy reported */
+    uint64_t durable;        /* writes made durable (a policy's durable) */
 } sg_policy_stats;
 
 /* An empty set (commands pass unchanged), or NULL when out of memory. */

@@ -162,6 +162,7 @@ void sg_client_free(sg_client *c) {
     }
     if (c->net.flush_ev) event_free(c->net.flush_ev);
     if (c->release_ev) event_free(c->release_ev);
+    sg_router_free_durable(c);
     sg_free(c->retried);
     sg_buf_free(&c->refresh_errors);
     if (c->net.dns) evdns_base_free(c->net.dns, 0);
@@ -250,8 +251,28 @@ int sg_client_connect(sg_client *c) {
     return SG_OK;
 }
 
+/* A call's options as the router takes them; SG_EINVAL (set on c) when out of range. */
+static int call_opts(sg_client *c, const sg_call_opts *o, sg_submit_opts *so) {
+    memset(so, 0, sizeof *so);
+    so->read_policy = -1;
+    if (o == NULL) return SG_OK;
+    if (o->durable < 0 || o->durable > 255 || o->durable_timeout_ms < 0)
+        return sg_seterr(&c->err, SG_EINVAL,
+                         "durable must be 0..255 replicas and durable_timeout_ms >= 0 (got %d, %d)",
+                         o->durable, o->durable_timeout_ms);
+    so->durable = o->durable;
+    so->durable_ms = o->durable_timeout_ms;
+    return SG_OK;
+}
+
 sg_reply *sg_client_call_argv(sg_client *c, int argc, const char *const *argv,
                               const size_t *argvlen) {
+    return sg_client_call_opts(c, NULL, argc, argv, argvlen);
+}
+
+sg_reply *sg_client_call_opts(sg_client *c, const sg_call_opts *o, int argc,
+                              const char *const *argv, const size_t *argvlen) {
+    sg_submit_opts so;
     sg_waiter w = {0};
     if (!usable_client(c)) {
         if (c->err.code == SG_OK) sg_seterr(&c->err, SG_EINVAL, "client not usable");
@@ -264,7 +285,9 @@ sg_reply *sg_client_call_argv(sg_client *c, int argc, const char *const *argv,
     }
     /* a Sentinel's +switch-master may have come in while nobody ran the loop */
     if (c->sub) event_base_loop(c->net.base, EVLOOP_NONBLOCK);
-    if (sg_router_submit(c, argc, argv, argvlen, sg_waiter_reply, &w, NULL) != SG_OK) return NULL;
+    if (call_opts(c, o, &so) != SG_OK ||
+        sg_router_submit(c, argc, argv, argvlen, sg_waiter_reply, &w, o ? &so : NULL) != SG_OK)
+        return NULL;
     run_until(c, &w.done);
     if (w.status != SG_OK) {
         sg_seterr(&c->err, w.status, "%s", w.msg);
@@ -358,12 +381,20 @@ sg_reply *sg_client_call(sg_client *c, const char *fmt, ...) {
 
 int sg_client_send_argv(sg_client *c, int argc, const char *const *argv, const size_t *argvlen,
                         sg_reply_fn fn, void *ud) {
+    return sg_client_send_opts(c, NULL, argc, argv, argvlen, fn, ud);
+}
+
+int sg_client_send_opts(sg_client *c, const sg_call_opts *o, int argc, const char *const *argv,
+                        const size_t *argvlen, sg_reply_fn fn, void *ud) {
+    sg_submit_opts so;
+    int rc;
     if (!usable_client(c)) {
         if (c->err.code == SG_OK) sg_seterr(&c->err, SG_EINVAL, "client not usable");
         return c->err.code;
     }
     if (fn == NULL) return sg_seterr(&c->err, SG_EINVAL, "no callback given");
-    return sg_router_submit(c, argc, argv, argvlen, fn, ud, NULL);
+    if ((rc = call_opts(c, o, &so)) != SG_OK) return rc;
+    return sg_router_submit(c, argc, argv, argvlen, fn, ud, o ? &so : NULL);
 }
 
 int sg_client_send_node(sg_client *c, int i, int argc, const char *const *argv,

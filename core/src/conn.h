@@ -157,6 +157,8 @@ struct sg_conn {
     long long peer_id; /* the node's CLIENT ID for this connection (0: not known) */
     int in_read;     /* on_read is running: a close only marks the conn */
     int doomed;      /* closed meanwhile: on_read frees it when it returns */
+    void *wait_batch; /* the owner's (router.c: durable writes sent on it this turn
+                         that await their WAIT); never read here */
 };
 
 /* Opens a connection to peer (the handshake queued first); NULL when out of

@@ -75,6 +75,8 @@ struct sg_req {
     char *failed_msg;
     sg_reply *early;    /* an outcome known at submit (CROSSSLOT), delivered from the loop */
     sg_scan_place *scan; /* a SCAN over a cluster, once placed (scan_state) */
+    struct sg_durable *wait; /* durable: the WAIT that will confirm it (router.c) */
+    sg_reply *durable_reply; /* durable: its reply, held until that WAIT answers */
     size_t cmdlen;
     size_t cmdcap;      /* room for the command made with the request (req_new);
                            0: cmd is an allocation of its own */
@@ -90,6 +92,9 @@ struct sg_req {
     int part_first;     /* SPLIT_ARRAY: where its keys start in the parent's part_keys */
     int nttls;
     int failed_status;  /* first failure among parts */
+    int durable_ms;     /* durable: how long its WAIT may take (0: the timeout) */
+    uint32_t unknown_mark; /* a read lost once sent: client->unknown_total then */
+    int wait_idx;          /* its place in wait->reqs */
     int8_t split;       /* SG_SPLIT_* or, for fan-outs, -1 - merge policy */
     int8_t read_policy; /* SG_READ_*, or -1: the client's */
     uint8_t readonly;   /* may go to a replica, may be retried after loss */
@@ -105,6 +110,9 @@ struct sg_req {
     uint8_t finished;   /* completed (a request finishes once) */
     uint8_t scan_state; /* SCAN over a cluster: 0 not one; 1 cursor in scan, not yet
                            placed; 2 placed */
+    uint8_t resent;     /* a read whose connection was lost after it was sent */
+    uint8_t durable;    /* replicas that must confirm it (WAIT) before it is
+                           acknowledged; 0: it is acknowledged as the node does */
 };
 
 /* Options of a submitted command (the gateway's policies decide them). */
@@ -119,6 +127,8 @@ typedef struct sg_submit_opts {
     size_t resplen;             /* made from argv) */
     const sg_command *info;     /* argv's command, if the caller resolved it (NULL:
                                    looked up here) */
+    int durable;                /* replicas that must confirm it (sg_call_opts) */
+    int durable_ms;
 } sg_submit_opts;
 
 int sg_router_submit(sg_client *c, int argc, const char *const *argv, const size_t *argvlen,
@@ -130,13 +140,14 @@ int sg_router_submit_node(sg_client *c, sg_node *node, int argc, const char *con
 
 /* Whether a request's reply may go to its raw_fn as bytes: a whole request
  * with no follow-up, or a part of one whose parts merge as bytes. */
-#define SG_REQ_RAW_OK(req)                                                                   \
-    ((req)->parent ? SG_REQ_RAW_MERGE((req)->parent)                                         \
-                   : (req)->raw_fn != NULL && (req)->nttls == 0 && (req)->scan_state == 0)
+#define SG_REQ_RAW_OK(req)                                                                         \
+    ((req)->parent ? SG_REQ_RAW_MERGE((req)->parent)                                               \
+                   : (req)->raw_fn != NULL && (req)->nttls == 0 && (req)->scan_state == 0 &&       \
+                         (req)->durable == 0)
 /* Whether the parts of a split request may come as bytes: its reply is
  * theirs put together (MGET's elements in key order, MSET's one +OK). */
-#define SG_REQ_RAW_MERGE(p)                                                                  \
-    ((p)->raw_fn != NULL && (p)->nttls == 0 &&                                               \
+#define SG_REQ_RAW_MERGE(p)                                                                        \
+    ((p)->raw_fn != NULL && (p)->nttls == 0 && (p)->durable == 0 &&                                \
      ((p)->split == SG_SPLIT_ARRAY || (p)->split == SG_SPLIT_PAIRS))
 /* Completes a request: delivers reply (ownership passes) or the failure. */
 void sg_req_finish(sg_req *req, sg_reply *reply, int status, const char *msg);
@@ -153,6 +164,9 @@ void sg_req_fail_list(sg_req *list, int code, const char *msg);
 /* Installs the router on a new client: its pool connections' ops (the
  * requests' half: reply, raw, lost) and the cluster's events. */
 void sg_router_attach(sg_client *c);
+/* sg_client_free's: durable writes still waiting for their WAIT end with
+ * "client closed" (after the connections are gone). */
+void sg_router_free_durable(sg_client *c);
 /* ---- split and fan-out requests (split.c, below router.c) -------------------- */
 
 /* Arguments counted on the stack rather than allocated. */
@@ -253,6 +267,9 @@ struct sg_node {
     sg_node_stats st;
 };
 
+/* Writes of unknown outcome a client remembers (client->unknown). */
+#define SG_UNKNOWN_KEEP 64
+
 /* Why a request is on its client's retry list (sg_req.in_retry). */
 enum {
     SG_RETRY_NONE = 0,
@@ -299,6 +316,16 @@ struct sg_client {
     sg_req **retried;         /* retried requests in flight (live_retry) */
     int nretried, cap_retried;
     struct event *release_ev; /* sends what they held back, once they end */
+    /* the last writes lost after they were sent (applied or not: unknown),
+     * as slot and seq: a read sent before one of them is not read again */
+    struct {
+        int slot;
+        uint64_t seq;
+    } unknown[SG_UNKNOWN_KEEP];
+    uint32_t unknown_total;
+    struct sg_durable **wait_open; /* durable writes' WAITs still to send this turn */
+    int nwait_open, cap_wait_open;
+    struct event *durable_ev; /* sends them, at the end of the loop turn */
     /* refresh */
     int refreshing;
     uint64_t last_refresh;

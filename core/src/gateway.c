@@ -328,7 +328,7 @@ int sg_gateway_forward_cmd(sg_gateway *g, const sg_command *cmd, const sg_reques
                            const char *resp, size_t resplen, sg_reply_fn fn,
                            sg_raw_reply_fn raw_fn, void *ud) {
     sg_decision d;
-    sg_submit_opts opts = {-1, NULL, NULL, NULL, 0, raw_fn, resp, resplen, NULL};
+    sg_submit_opts opts = {-1, NULL, NULL, NULL, 0, raw_fn, resp, resplen, NULL, 0, 0};
     const char **tkeys = NULL;
     size_t *tlens = NULL, *lens = NULL;
     long long *tsecs = NULL;
@@ -388,6 +388,8 @@ int sg_gateway_forward_cmd(sg_gateway *g, const sg_command *cmd, const sg_reques
         goto done;
     }
     opts.read_policy = d.read_policy;
+    opts.durable = d.durable;
+    opts.durable_ms = d.durable_ms;
     if (d.nttls) {
         tkeys = sg_malloc((size_t)d.nttls * sizeof *tkeys);
         tlens = sg_malloc((size_t)d.nttls * sizeof *tlens);

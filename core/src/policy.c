@@ -17,6 +17,10 @@
  *   default_ttl = {["cache-*"] = 3600}    seconds, for writes that set none
  *   route = {["analytics-*"] = "analytics"}   upstream by the first key
  *   read = {["apikey-*"] = "replica"}     read policy for read-only commands
+ *   durable = {["apikey-*"] = 1}          writes acknowledged once that many
+ *                                         replicas confirm them (WAIT)
+ *   durable_timeout_ms = 200              how long WAIT may take (default: the
+ *                                         upstream's timeout)
  *   dry_run = true                        report, change nothing
  *   rewrite_key = function(key, ctx) return key end
  *   on_command = function(ctx) return {deny=..., upstream=..., read=...} end
@@ -70,6 +74,9 @@ typedef struct script {
     int nroutes;
     pat_int *reads;
     int nreads;
+    pat_int *durables;
+    int ndurables;
+    long long durable_ms; /* 0: the upstream's timeout */
     int dry_run;
     int ref_rewrite_key, ref_on_command; /* LUA_NOREF when absent */
     char label_on_command[160], label_rewrite_key[160]; /* "policy NAME: HOOK" */
@@ -182,6 +189,8 @@ static void script_free(lua_State *L, script *s) {
     sg_free(s->routes);
     for (i = 0; i < s->nreads; i++) sg_free(s->reads[i].pattern);
     sg_free(s->reads);
+    for (i = 0; i < s->ndurables; i++) sg_free(s->durables[i].pattern);
+    sg_free(s->durables);
     if (L) {
         luaL_unref(L, LUA_REGISTRYINDEX, s->ref_rewrite_key);
         luaL_unref(L, LUA_REGISTRYINDEX, s->ref_on_command);
@@ -604,6 +613,18 @@ static int read_pattern_map(loading *ld, int t, const char *field, int kind, voi
                 (*n)++;
                 if (!e->pattern) rc = sg_seterr(&ld->p->err, SG_ENOMEM, "out of memory");
             }
+        } else if (kind == 'd') {
+            pat_int *e = &((pat_int *)*out)[*n];
+            lua_Number v = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : -1;
+            if (v < 0 || v > 255 || v != (lua_Number)(int)v) {
+                rc = load_error(ld, "%s[\"%s\"] must be a number of replicas (0 to 255)", field,
+                                pat);
+            } else {
+                e->pattern = sg_strdup(pat);
+                e->value = (long long)v;
+                (*n)++;
+                if (!e->pattern) rc = sg_seterr(&ld->p->err, SG_ENOMEM, "out of memory");
+            }
         } else {
             pat_int *e = &((pat_int *)*out)[*n];
             if (lua_type(L, -1) != LUA_TNUMBER || lua_tonumber(L, -1) < 1 ||
@@ -620,6 +641,23 @@ static int read_pattern_map(loading *ld, int t, const char *field, int kind, voi
         lua_pop(L, 1);
     }
     if (rc != SG_OK) lua_pop(L, 1); /* the key left by lua_next */
+    lua_pop(L, 1);
+    return rc;
+}
+
+/* durable_timeout_ms: a whole number of milliseconds, 1 or more (WAIT's 0
+ * would wait for ever). */
+static int read_durable_ms(loading *ld, int t, long long *out) {
+    lua_State *L = ld->p->L;
+    int rc = SG_OK;
+    lua_getfield(L, t, "durable_timeout_ms");
+    if (!lua_isnil(L, -1)) {
+        lua_Number v = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+        if (v < 1 || v > 86400000 || v != (lua_Number)(long long)v)
+            rc = load_error(ld, "durable_timeout_ms must be a whole number of milliseconds "
+                                "(1 to 86400000)");
+        else *out = (long long)v;
+    }
     lua_pop(L, 1);
     return rc;
 }
@@ -656,8 +694,9 @@ static int read_hook(loading *ld, int t, const char *field, int *ref) {
 }
 
 static const char *const known_fields[] = {
-    "name",        "version", "prefix", "deny_commands", "deny_keys",   "deny_message",
-    "default_ttl", "route",   "read",   "dry_run",       "rewrite_key", "on_command", NULL};
+    "name",        "version",    "prefix", "deny_commands", "deny_keys",          "deny_message",
+    "default_ttl", "route",      "read",   "durable",       "durable_timeout_ms", "dry_run",
+    "rewrite_key", "on_command", NULL};
 
 /* The base name of a path without ".lua": the default policy name. */
 static char *base_name(const char *path) {
@@ -703,8 +742,8 @@ static int load_script(sg_policy *p, script *s, const char *file) {
             rc =
                 load_error(&ld,
                            "unknown field \"%s\" (known: name, version, prefix, deny_commands, "
-                           "deny_keys, deny_message, default_ttl, route, read, dry_run, "
-                           "rewrite_key, on_command)",
+                           "deny_keys, deny_message, default_ttl, route, read, durable, "
+                           "durable_timeout_ms, dry_run, rewrite_key, on_command)",
                            lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(not a string)");
             lua_settop(L, t - 1);
             return rc;
@@ -720,6 +759,8 @@ static int load_script(sg_policy *p, script *s, const char *file) {
         (rc = read_pattern_map(&ld, t, "default_ttl", 'i', (void **)&s->ttls, &s->nttls)) ||
         (rc = read_pattern_map(&ld, t, "route", 's', (void **)&s->routes, &s->nroutes)) ||
         (rc = read_pattern_map(&ld, t, "read", 'r', (void **)&s->reads, &s->nreads)) ||
+        (rc = read_pattern_map(&ld, t, "durable", 'd', (void **)&s->durables, &s->ndurables)) ||
+        (rc = read_durable_ms(&ld, t, &s->durable_ms)) ||
         (rc = read_hook(&ld, t, "rewrite_key", &s->ref_rewrite_key)) ||
         (rc = read_hook(&ld, t, "on_command", &s->ref_on_command))) {
         lua_settop(L, t - 1);
@@ -1092,6 +1133,21 @@ static int apply_script(sg_policy *p, script *s, const sg_request_ctx *ctx, cmdv
                 d->ttls[d->nttls++].seconds = s->ttls[i].value;
                 break;
             }
+    /* durable: the most replicas any pattern asks for any of the keys */
+    if (info && (info->flags & SG_CMD_WRITE))
+        for (j = 0; j < nkeys; j++)
+            for (i = 0; i < s->ndurables; i++) {
+                if (s->durables[i].value <= d->durable ||
+                    !glob(s->durables[i].pattern, v->argv[keyidx[j]], v->argvlen[keyidx[j]]))
+                    continue;
+                if (s->dry_run) {
+                    dry(p, s, "confirm the write to key %.*s on %lld replica(s)",
+                        (int)v->argvlen[keyidx[j]], v->argv[keyidx[j]], s->durables[i].value);
+                    continue;
+                }
+                d->durable = (int)s->durables[i].value;
+                if (s->durable_ms > d->durable_ms) d->durable_ms = (int)s->durable_ms;
+            }
     if (nkeys > 0) {
         for (i = 0; i < s->nroutes; i++) {
             if (!glob(s->routes[i].pattern, v->argv[keyidx[0]], v->argvlen[keyidx[0]])) continue;
@@ -1206,6 +1262,7 @@ int sg_policy_apply(sg_policy *p, const sg_request_ctx *ctx, int argc, const cha
     }
     if (d->upstream) p->st.routed++;
     if (d->nttls) p->st.ttls++;
+    if (d->durable) p->st.durable++;
     return SG_OK;
 }
 
@@ -1244,6 +1301,9 @@ char *sg_policy_explain(sg_policy *p, const sg_request_ctx *ctx, int argc, const
             sg_buf_printf(&b, "\nttl: %.*s %lld", (int)(d.rewritten ? d.argvlen[ai] : argvlen[ai]),
                           d.rewritten ? d.argv[ai] : argv[ai], d.ttls[i].seconds);
         }
+        if (d.durable)
+            sg_buf_printf(&b, "\ndurable: %d replica%s, %d ms", d.durable,
+                          d.durable == 1 ? "" : "s", d.durable_ms);
     }
     sg_decision_clear(&d);
     sg_free(lens);

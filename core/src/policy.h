@@ -28,6 +28,8 @@ typedef struct sg_decision {
     size_t *argvlen;
     sg_ttl_key *ttls;     /* default TTLs to apply after the write */
     int nttls;
+    int durable;          /* a write: replicas that must confirm it (WAIT); 0: none */
+    int durable_ms;       /* how long they may take (0: the upstream's timeout) */
     const struct sg_command *info; /* the command's entry (NULL: unknown), as the
                                       policies looked it up */
 } sg_decision;

@@ -35,11 +35,14 @@
 /* ---- requests --------------------------------------------------------------------- */
 
 static void live_retry_drop(sg_req *req, int ended);
+static void durable_leave(sg_req *req);
 
 void sg_req_free(sg_req *req) {
     int i;
     if (req == NULL) return;
     if (req->live_retry) live_retry_drop(req, 1);
+    if (req->wait) durable_leave(req);
+    sg_reply_free(req->durable_reply);
     for (i = 0; i < req->nttls; i++) sg_free(req->ttls[i].key);
     sg_free(req->ttls);
     if (req->timer) event_free(req->timer);
@@ -253,12 +256,12 @@ static int older_retried(const sg_req *req) {
     return 0;
 }
 
-/* req is retried and sent: it holds its slot until it ends (no memory for
- * the list: it holds nothing, as before there was one). A blocking command
- * holds nothing: it has a connection of its own, and may block for good. */
-static void live_retry_add(sg_req *req) {
+/* req is in flight and holds its slot's later requests back until it ends
+ * (in client->retried; no memory for the list: it holds nothing, as before
+ * there was one). */
+static void retried_push(sg_req *req) {
     sg_client *c = req->client;
-    if (req->live_retry || req->slot < 0 || req->exclusive) return;
+    if (req->live_retry) return;
     if (c->nretried == c->cap_retried) {
         int ncap = c->cap_retried ? c->cap_retried * 2 : 8;
         sg_req **n = sg_realloc(c->retried, (size_t)ncap * sizeof *n);
@@ -268,6 +271,23 @@ static void live_retry_add(sg_req *req) {
     }
     c->retried[c->nretried++] = req;
     req->live_retry = 1;
+}
+
+/* req is retried and sent: it holds its slot until it ends. A blocking
+ * command holds nothing: it has a connection of its own, and may block for
+ * good. */
+static void live_retry_add(sg_req *req) {
+    if (req->slot < 0 || req->exclusive) return;
+    retried_push(req);
+}
+
+/* An exclusive command that is not blocking (a script: EVAL, FCALL) goes on a
+ * connection of its own, so the node may run a later command of its slot,
+ * sent on the shared one, first: the slot's later requests wait for its end,
+ * as for a retried one. (A blocking command holds nothing: BLPOP k then
+ * LPUSH k from another caller must not wait for each other.) */
+static void ordered_add(sg_req *req) {
+    retried_push(req);
 }
 
 static void release_cb(evutil_socket_t fd, short what, void *arg);
@@ -332,11 +352,35 @@ static void release_cb(evutil_socket_t fd, short what, void *arg) {
     sg_free(held);
 }
 
+/* A read lost after it was sent is read again only when no later write of
+ * its slot was lost after being sent too: that write may have been applied,
+ * and the read, which came before it, would show it. 1: req may go again. */
+static int read_again_ok(sg_req *req) {
+    sg_client *c = req->client;
+    uint32_t i;
+    if (!req->resent) return 1;
+    if (c->unknown_total - req->unknown_mark > SG_UNKNOWN_KEEP) return 0; /* forgotten: no */
+    for (i = req->unknown_mark; i != c->unknown_total; i++) {
+        const int k = (int)(i % SG_UNKNOWN_KEEP);
+        if (c->unknown[k].slot == req->slot && c->unknown[k].seq > req->seq) return 0;
+    }
+    return 1;
+}
+
 static void retry_cb(evutil_socket_t fd, short what, void *arg) {
     sg_req *req = arg;
     (void)fd;
     (void)what;
     retry_unlink(req);
+    if (!read_again_ok(req)) {
+        char msg[SG_ERRMSG_MAX];
+        snprintf(msg, sizeof msg,
+                 "connection to node %.100s lost after the read was sent; not read again, as a "
+                 "later write of its slot, also lost, may have been applied",
+                 req->last_node ? req->last_node->addr : "?");
+        sg_req_finish(req, NULL, SG_ECONNECT, msg);
+        return;
+    }
     live_retry_add(req);
     sg_req_dispatch(req);
 }
@@ -372,6 +416,220 @@ static void finish_with_error(sg_req *req, const char *err) {
     sg_reply *r = sg_reply_new_str(SG_REPLY_ERROR, err, strlen(err));
     if (r) sg_req_finish(req, r, SG_OK, NULL);
     else sg_req_finish(req, NULL, SG_ENOMEM, "out of memory");
+}
+
+/* ---- durable writes --------------------------------------------------------------------
+ * A write its caller wants confirmed by replicas (req->durable: a policy's
+ * `durable`, or sg_call_opts) is sent as any other. At the end of the loop
+ * turn, each connection that carried such writes gets one WAIT numreplicas
+ * timeout after them: a node runs a connection's commands in order, and WAIT
+ * counts the replicas that have acknowledged everything the connection wrote
+ * before it, so one WAIT covers every durable write sent on it since the
+ * last. Their replies are held until it answers: enough replicas, and each
+ * gets its reply; fewer (or the WAIT fails), and each gets NOTCONFIRMED. A
+ * write redirected or retried leaves its batch and joins the one of the
+ * connection it goes on next; an error reply is not held (nothing applied). */
+typedef struct sg_durable {
+    sg_node *node;
+    sg_conn *conn; /* NULL once the WAIT is out, or the connection went */
+    sg_req **reqs; /* the writes it covers; NULL: one that left */
+    int n, cap;
+    int replicas, timeout_ms;
+    char why[200]; /* the connection went before the WAIT: why */
+} sg_durable;
+
+static void durable_free(sg_durable *b) {
+    sg_free(b->reqs);
+    sg_free(b);
+}
+
+/* req no longer counts on its batch (redirected, retried, failed, freed). */
+static void durable_leave(sg_req *req) {
+    req->wait->reqs[req->wait_idx] = NULL;
+    req->wait = NULL;
+}
+
+static void durable_send_cb(evutil_socket_t fd, short what, void *arg);
+
+/* req (durable) was just queued on conn: the next WAIT on conn covers it. */
+static void durable_note(sg_node *node, sg_conn *conn, sg_req *req) {
+    sg_client *c = node->client;
+    sg_durable *b = conn->wait_batch;
+    int timeout = req->durable_ms > 0 ? req->durable_ms : (int)c->net.timeout_ms;
+    if (b == NULL) {
+        if (c->nwait_open == c->cap_wait_open) {
+            int ncap = c->cap_wait_open ? c->cap_wait_open * 2 : 4;
+            sg_durable **n = sg_realloc(c->wait_open, (size_t)ncap * sizeof *n);
+            if (n == NULL) return; /* req->wait stays NULL: its reply says so */
+            c->wait_open = n;
+            c->cap_wait_open = ncap;
+        }
+        if (c->durable_ev == NULL &&
+            (c->durable_ev = event_new(c->net.base, -1, 0, durable_send_cb, c)) == NULL)
+            return;
+        if ((b = sg_calloc(1, sizeof *b)) == NULL) return;
+        b->node = node;
+        b->conn = conn;
+        conn->wait_batch = b;
+        c->wait_open[c->nwait_open++] = b;
+        if (c->nwait_open == 1) event_active(c->durable_ev, EV_TIMEOUT, 1);
+    }
+    if (b->n == b->cap) {
+        int ncap = b->cap ? b->cap * 2 : 8;
+        sg_req **n = sg_realloc(b->reqs, (size_t)ncap * sizeof *n);
+        if (n == NULL) return;
+        b->reqs = n;
+        b->cap = ncap;
+    }
+    if (req->durable > b->replicas) b->replicas = req->durable;
+    if (timeout > b->timeout_ms) b->timeout_ms = timeout;
+    req->wait = b;
+    req->wait_idx = b->n;
+    b->reqs[b->n++] = req;
+}
+
+/* A durable write's reply, NOTCONFIRMED: applied, not confirmed. */
+static sg_reply *not_confirmed(const sg_req *req, const sg_node *node, const char *how) {
+    char msg[SG_ERRMSG_MAX];
+    int n = snprintf(msg, sizeof msg,
+                     "NOTCONFIRMED the write was applied on the master %s but not confirmed by "
+                     "%d replica%s: %s; it is lost if that master fails before it replicates",
+                     node ? node->addr : "?", req->durable, req->durable == 1 ? "" : "s", how);
+    return sg_reply_new_str(SG_REPLY_ERROR, msg,
+                            (size_t)(n < (int)sizeof msg ? n : (int)sizeof msg - 1));
+}
+
+/* Ends every write of b: its own reply when WAIT counted got >= its replicas
+ * (got -1: the WAIT failed), else NOTCONFIRMED saying how. Frees b. */
+static void durable_end(sg_durable *b, long long got, const char *how) {
+    int i;
+    for (i = 0; i < b->n; i++) {
+        sg_req *req = b->reqs[i];
+        sg_reply *r;
+        if (req == NULL) continue;
+        req->wait = NULL;
+        r = req->durable_reply;
+        req->durable_reply = NULL;
+        if (r == NULL) continue; /* not answered yet: cannot be (one FIFO); it ends alone */
+        if (got < req->durable) {
+            sg_reply_free(r);
+            b->node->st.unconfirmed++;
+            if ((r = not_confirmed(req, b->node, how)) == NULL) {
+                sg_req_finish(req, NULL, SG_ENOMEM, "out of memory");
+                continue;
+            }
+        }
+        sg_req_finish(req, r, SG_OK, NULL);
+    }
+    durable_free(b);
+}
+
+static void wait_done(sg_client *c, sg_reply *reply, int status, const char *errmsg, void *ud) {
+    sg_durable *b = ud;
+    char how[SG_ERRMSG_MAX];
+    long long got = -1;
+    (void)c;
+    if (reply && reply->type == SG_REPLY_INTEGER) {
+        got = reply->integer;
+        snprintf(how, sizeof how, "WAIT counted %lld within %d ms", got, b->timeout_ms);
+    } else if (reply) {
+        snprintf(how, sizeof how, "WAIT answered: %.200s", reply->str ? reply->str : "?");
+    } else {
+        snprintf(how, sizeof how, "WAIT failed: %.300s", errmsg ? errmsg : sg_strerror(status));
+    }
+    sg_reply_free(reply);
+    durable_end(b, got, how);
+}
+
+/* The loop turn's WAITs, one per connection that carried durable writes. The
+ * list is taken first: a write ended here may make its caller send more,
+ * whose WAITs are the next turn's. */
+static void durable_send_cb(evutil_socket_t fd, short what, void *arg) {
+    sg_client *c = arg;
+    sg_durable **list = c->wait_open;
+    int n = c->nwait_open, i, k;
+    (void)fd;
+    (void)what;
+    c->wait_open = NULL;
+    c->nwait_open = c->cap_wait_open = 0;
+    for (i = 0; i < n; i++) {
+        sg_durable *b = list[i];
+        sg_conn *conn = b->conn;
+        char reps[16], secs[24];
+        const char *argv[3] = {"WAIT", reps, secs};
+        size_t lens[3] = {4, 0, 0};
+        sg_req *w;
+        if (conn) conn->wait_batch = NULL;
+        b->conn = NULL;
+        for (k = 0; k < b->n && b->reqs[k] == NULL; k++) {
+        }
+        if (k == b->n) { /* every write left (redirected, failed): nothing to confirm */
+            durable_free(b);
+            continue;
+        }
+        if (conn == NULL) {
+            durable_end(b, -1, b->why);
+            continue;
+        }
+        lens[1] = (size_t)snprintf(reps, sizeof reps, "%d", b->replicas);
+        lens[2] = (size_t)snprintf(secs, sizeof secs, "%d", b->timeout_ms);
+        if ((w = req_new(c, 3, argv, lens, NULL, 0)) == NULL) {
+            durable_end(b, -1, "out of memory sending WAIT");
+            continue;
+        }
+        w->target = b->node;
+        w->no_retry = 1;
+        w->fn = wait_done;
+        w->ud = b;
+        w->started = sg_now_ms();
+        w->last_node = b->node;
+        /* WAIT holds the connection on the node for up to its timeout */
+        if (sg_conn_send(conn, w->cmd, w->cmdlen, w, 0,
+                         (long long)b->timeout_ms + (long long)c->net.timeout_ms) != SG_OK) {
+            sg_req_free(w);
+            sg_conn_fail(conn, SG_ENOMEM, "out of memory queueing WAIT for node %s", b->node->addr);
+            durable_end(b, -1, "out of memory sending WAIT");
+            continue;
+        }
+        b->node->st.commands++;
+        b->node->st.waits++;
+    }
+    sg_free(list);
+    if (c->net.batching) sg_client_flush(c);
+}
+
+/* The pool's ops->closed: a batch whose WAIT is not out fails with it. */
+static void pool_closed(void *owner, sg_conn *conn, int code, const char *msg) {
+    sg_durable *b = conn->wait_batch;
+    if (b) {
+        b->conn = NULL;
+        conn->wait_batch = NULL;
+        snprintf(b->why, sizeof b->why, "the connection went before WAIT: %.150s",
+                 msg ? msg : "closed");
+    }
+    sg_pool_closed(owner, conn, code, msg);
+}
+
+void sg_router_free_durable(sg_client *c) {
+    int i, k;
+    for (i = 0; i < c->nwait_open; i++) {
+        sg_durable *b = c->wait_open[i];
+        for (k = 0; k < b->n; k++) {
+            sg_req *req = b->reqs[k];
+            if (req == NULL) continue;
+            req->wait = NULL;
+            sg_reply_free(req->durable_reply);
+            req->durable_reply = NULL;
+            sg_req_finish(req, NULL, SG_ECLOSED, "client closed");
+        }
+        if (b->conn) b->conn->wait_batch = NULL;
+        durable_free(b);
+    }
+    c->nwait_open = c->cap_wait_open = 0;
+    sg_free(c->wait_open);
+    c->wait_open = NULL;
+    if (c->durable_ev) event_free(c->durable_ev);
+    c->durable_ev = NULL;
 }
 
 /* ---- a connection of the node for a request ------------------------------------------- */
@@ -411,6 +669,8 @@ static void send_on(sg_node *node, sg_conn *conn, sg_req *req) {
     }
     node->st.commands++;
     req->last_node = node;
+    if (req->durable) durable_note(node, conn, req);
+    if (req->exclusive && req->block_ms == -2 && req->slot >= 0) ordered_add(req);
 }
 
 static void wait_expired(evutil_socket_t fd, short what, void *arg);
@@ -664,7 +924,7 @@ static void req_reply(void *owner, void *tag, sg_reply *r);
 
 /* The pool's connections: requests' replies here, the rest to the pool. */
 static const sg_conn_ops pool_ops = {
-    req_reply, req_raw, req_lost, NULL, sg_pool_idle, sg_pool_closed, sg_pool_connect_result,
+    req_reply, req_raw, req_lost, NULL, sg_pool_idle, pool_closed, sg_pool_connect_result,
 };
 
 /* The cluster's query (its events->query), to node whatever the map says. */
@@ -712,8 +972,10 @@ static void req_reply(void *owner, void *tag, sg_reply *r) {
     sg_req *req = tag;
     sg_node *node = owner;
     sg_client *c = req->client;
+    sg_durable *wait = req->wait;
     int slot;
     sg_node *to;
+    if (wait) durable_leave(req); /* a redirect or retry joins its next connection's */
     if (r->type == SG_REPLY_ERROR && c->mode == SG_MODE_CLUSTER && req->target == NULL) {
         if (sg_reply_error_is(r, "MOVED")) {
             node->st.moved++;
@@ -762,6 +1024,21 @@ static void req_reply(void *owner, void *tag, sg_reply *r) {
         sg_req_finish(req, NULL, SG_ENOMEM, "out of memory reading a SCAN reply");
         return;
     }
+    if (req->durable && r->type != SG_REPLY_ERROR) {
+        if (wait) { /* applied: held until the WAIT after it answers */
+            req->wait = wait;
+            wait->reqs[req->wait_idx] = req;
+            req->durable_reply = r;
+            return;
+        }
+        sg_reply_free(r);
+        node->st.unconfirmed++;
+        r = not_confirmed(req, node, "out of memory arranging its WAIT");
+        if (r == NULL) {
+            sg_req_finish(req, NULL, SG_ENOMEM, "out of memory");
+            return;
+        }
+    }
     sg_req_finish(req, r, SG_OK, NULL);
 }
 
@@ -773,7 +1050,18 @@ static void req_lost(void *owner, void *tag, int sent, int code, const char *msg
     sg_node *node = owner;
     sg_client *c = req->client;
     char buf[SG_ERRMSG_MAX];
+    if (req->wait) durable_leave(req);
     node->st.errors++;
+    if (sent && req->slot >= 0 && req->info != NULL) {
+        if (!req->readonly) { /* may have been applied: reads sent before it stay unread */
+            c->unknown[c->unknown_total % SG_UNKNOWN_KEEP].slot = req->slot;
+            c->unknown[c->unknown_total % SG_UNKNOWN_KEEP].seq = req->seq;
+            c->unknown_total++;
+        } else if (!req->resent) {
+            req->resent = 1;
+            req->unknown_mark = c->unknown_total;
+        }
+    }
     if (c->net.freeing) {
         sg_req_finish(req, NULL, SG_ECLOSED, "client closed");
         return;
@@ -945,6 +1233,8 @@ static sg_req *new_part(sg_req *parent, int idx, int argc, const char *const *ar
     part->readonly = parent->readonly;
     part->exclusive = parent->exclusive;
     part->block_ms = parent->block_ms;
+    part->durable = parent->durable;
+    part->durable_ms = parent->durable_ms;
     part->started = 0;
     return part;
 }
@@ -991,6 +1281,8 @@ static int take_opts(sg_req *req, const sg_submit_opts *o) {
     if (o == NULL) return SG_OK;
     req->read_policy = o->read_policy;
     req->raw_fn = o->raw_fn;
+    req->durable = (uint8_t)o->durable;
+    req->durable_ms = o->durable_ms;
     if (o->nttls == 0) return SG_OK;
     if ((req->ttls = sg_calloc((size_t)o->nttls, sizeof *req->ttls)) == NULL) return SG_ENOMEM;
     for (i = 0; i < o->nttls; i++) {

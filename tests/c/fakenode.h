@@ -757,6 +757,15 @@ FN_API int fn_log_index(fn_node *n, int i) {
     return k;
 }
 
+/* When log entry i was read (monotonic ms; 0 when none). */
+FN_API uint64_t fn_log_at(fn_node *n, int i) {
+    uint64_t t;
+    pthread_mutex_lock(&n->mu);
+    t = i >= 0 && i < n->nlog ? n->log[i].at_ms : 0;
+    pthread_mutex_unlock(&n->mu);
+    return t;
+}
+
 /* Connections accepted so far, and open now. */
 FN_API int fn_accepted(fn_node *n) {
     int k;

@@ -1200,6 +1200,192 @@ static void test_malformed(void) {
     fn_free(z);
 }
 
+/* ---- a slot's order, and reads that may not be sent again ---------------------------------- */
+
+/* A script goes on a connection of its own; a later command of its slot on
+ * the shared one would reach the node first if sent at once: it waits for
+ * the script's reply. A command of another slot does not wait. */
+static void test_script_holds_its_slot(void) {
+    struct event_base *base = event_base_new();
+    fn_node *a = fn_start();
+    sg_client *c;
+    outcome o[3];
+    const char *eval[] = {"EVAL", "return redis.call('SET', KEYS[1], '1')", "1", "{s}k"};
+    int ie, is, io;
+    memset(o, 0, sizeof o);
+    map_all_to(a, &a, 1);
+    c = fn_client(a, 1, base, NULL);
+    CHECK_INT(sg_client_connect(c), SG_OK);
+    CHECK_INT(send_async(c, &o[0], "GET %s", "warm", NULL), SG_OK); /* the map first */
+    CHECK(run_until_called(base, o, 1, 5000));
+    outcomes_free(o, 1);
+    memset(o, 0, sizeof o);
+    fn_rule_add(a, (fn_spec){.cmd = "EVAL", .action = FN_DELAY, .delay_ms = 300,
+                             .reply = "+OK\r\n", .times = 1});
+    in_send = 1;
+    CHECK_INT(sg_client_send_argv(c, 4, eval, NULL, on_outcome, &o[0]), SG_OK);
+    in_send = 0;
+    CHECK_INT(send_async(c, &o[1], "SET %s %s", "{s}k", "2"), SG_OK);
+    CHECK_INT(send_async(c, &o[2], "SET %s %s", "{other}k", "3"), SG_OK);
+    CHECK(run_until_called(base, o, 3, 5000));
+    CHECK_REPLY(o[0].reply, SG_REPLY_STATUS, "OK");
+    CHECK_REPLY(o[1].reply, SG_REPLY_STATUS, "OK");
+    ie = fn_log_find(a, 0, 0, "EVAL", NULL);
+    is = fn_log_find(a, 0, 0, "SET", "{s}k");
+    io = fn_log_find(a, 0, 0, "SET", "{other}k");
+    CHECK(ie >= 0 && is >= 0 && io >= 0);
+    /* the SET left after EVAL's reply (300 ms after EVAL came); the other slot's at once */
+    CHECK(fn_log_at(a, is) >= fn_log_at(a, ie) + 280);
+    CHECK(fn_log_at(a, io) < fn_log_at(a, ie) + 200);
+    outcomes_free(o, 3);
+    sg_client_free(c);
+    event_base_free(base);
+    fn_free(a);
+}
+
+/* The connection goes with GET k and a later SET of k's slot on it, both
+ * sent: the SET may have been applied, so GET k is not read again (it would
+ * show the SET it came before); a GET of another slot is read again. */
+static void test_read_not_resent_past_unknown_write(void) {
+    fn_node *a = fn_start();
+    sg_client *c;
+    sg_pipeline *p;
+    int status;
+    const char *msg = NULL;
+    const sg_reply *r;
+    map_all_to(a, &a, 1);
+    fn_set(a, "{t}a", "old");
+    fn_set(a, "{u}a", "u");
+    c = fn_client(a, 1, NULL, NULL);
+    CHECK_INT(sg_client_connect(c), SG_OK);
+    p = sg_pipeline_new(c);
+    sg_pipeline_append(p, "GET %s", "{t}a");
+    sg_pipeline_append(p, "GET %s", "{u}a");
+    sg_pipeline_append(p, "SET %s %s", "{t}b", "x");
+    sg_pipeline_append(p, "GET %s", "last");
+    fn_rule_add(a, (fn_spec){.cmd = "GET", .key = "{t}a", .action = FN_STALL, .times = 1});
+    fn_rule_add(a, (fn_spec){.cmd = "GET", .key = "last", .action = FN_CLOSE, .times = 1});
+    CHECK_INT(sg_pipeline_exec(p), SG_OK);
+    r = sg_pipeline_reply(p, 0, &status, &msg);
+    CHECK(r == NULL);
+    CHECK_INT(status, SG_ECONNECT);
+    CHECK_CONTAINS(msg, "not read again");
+    CHECK_INT(fn_count(a, "GET", "{t}a"), 1);
+    r = sg_pipeline_reply(p, 1, &status, &msg);
+    CHECK_INT(status, SG_OK);
+    CHECK_REPLY(r, SG_REPLY_STRING, "u");
+    CHECK_INT(fn_count(a, "GET", "{u}a"), 2);
+    r = sg_pipeline_reply(p, 2, &status, &msg);
+    CHECK_INT(status, SG_EUNKNOWN);
+    sg_pipeline_free(p);
+    sg_client_free(c);
+    fn_free(a);
+}
+
+/* ---- durable writes ---------------------------------------------------------------------- */
+
+static void send_durable(sg_client *c, outcome *o, int replicas, const char *key) {
+    sg_call_opts opts = {replicas, 100};
+    const char *argv[] = {"SET", key, "v"};
+    in_send = 1;
+    CHECK_INT(sg_client_send_opts(c, &opts, 3, argv, NULL, on_outcome, o), SG_OK);
+    in_send = 0;
+}
+
+/* Writes sent in one loop turn to a node get one WAIT after them, on their
+ * connection; each is acknowledged when WAIT counts enough replicas, and
+ * NOTCONFIRMED when not; a plain write in between is not held. */
+static void test_durable_one_wait_per_turn(void) {
+    struct event_base *base = event_base_new();
+    fn_node *a = fn_start();
+    sg_client *c;
+    outcome o[12];
+    char key[32];
+    int i, iw, last_set;
+    memset(o, 0, sizeof o);
+    map_all_to(a, &a, 1);
+    c = fn_client(a, 1, base, NULL);
+    CHECK_INT(sg_client_connect(c), SG_OK);
+    CHECK_INT(send_async(c, &o[0], "GET %s", "warm", NULL), SG_OK);
+    CHECK(run_until_called(base, o, 1, 5000));
+    outcomes_free(o, 1);
+    memset(o, 0, sizeof o);
+    fn_rule_add(a, (fn_spec){.cmd = "WAIT", .reply = ":1\r\n", .times = 1});
+    for (i = 0; i < 10; i++) {
+        snprintf(key, sizeof key, "d%d", i);
+        if (i == 5) CHECK_INT(send_async(c, &o[i], "SET %s %s", key, "plain"), SG_OK);
+        else send_durable(c, &o[i], i == 9 ? 2 : 1, key);
+    }
+    CHECK(run_until_called(base, o, 10, 5000));
+    CHECK_INT(fn_count(a, "WAIT", NULL), 1);
+    iw = fn_log_find(a, 0, 0, "WAIT", NULL);
+    last_set = fn_log_find(a, 0, 0, "SET", "d9");
+    CHECK(iw > last_set && fn_log_conn(a, iw) == fn_log_conn(a, last_set));
+    {
+        char line[128];
+        fn_log_line(a, iw, line, sizeof line);
+        CHECK_CONTAINS(line, "WAIT 2 100"); /* the most replicas asked, the longest timeout */
+    }
+    for (i = 0; i < 9; i++) {
+        CHECK_INT(o[i].status, SG_OK);
+        CHECK_REPLY(o[i].reply, SG_REPLY_STATUS, "OK");
+    }
+    CHECK(o[9].reply && o[9].reply->type == SG_REPLY_ERROR);
+    if (o[9].reply) {
+        CHECK_CONTAINS(o[9].reply->str, "NOTCONFIRMED the write was applied on the master");
+        CHECK_CONTAINS(o[9].reply->str, a->addr);
+        CHECK_CONTAINS(o[9].reply->str, "not confirmed by 2 replicas: WAIT counted 1 within 100 ms");
+    }
+    CHECK_INT(stats_of(c, a->addr).waits, 1);
+    CHECK_INT(stats_of(c, a->addr).unconfirmed, 1);
+    /* the next turn's durable write gets a WAIT of its own */
+    outcomes_free(o, 10);
+    memset(o, 0, sizeof o);
+    fn_rule_add(a, (fn_spec){.cmd = "WAIT", .reply = ":0\r\n", .times = 1});
+    send_durable(c, &o[0], 1, "again");
+    CHECK(run_until_called(base, o, 1, 5000));
+    CHECK_INT(fn_count(a, "WAIT", NULL), 2);
+    CHECK(o[0].reply && o[0].reply->type == SG_REPLY_ERROR);
+    if (o[0].reply) CHECK_CONTAINS(o[0].reply->str, "WAIT counted 0 within 100 ms");
+    outcomes_free(o, 1);
+    sg_client_free(c);
+    event_base_free(base);
+    fn_free(a);
+}
+
+/* An error reply is the write's answer (nothing was applied); a WAIT the
+ * connection loses makes NOTCONFIRMED saying so; a bad option is refused. */
+static void test_durable_errors(void) {
+    struct event_base *base = event_base_new();
+    fn_node *a = fn_start();
+    sg_client *c;
+    outcome o[2];
+    sg_call_opts bad = {256, 0};
+    const char *argv[] = {"SET", "k", "v"};
+    memset(o, 0, sizeof o);
+    map_all_to(a, &a, 1);
+    c = fn_client(a, 1, base, NULL);
+    CHECK_INT(sg_client_connect(c), SG_OK);
+    CHECK_INT(sg_client_send_opts(c, &bad, 3, argv, NULL, on_outcome, &o[0]), SG_EINVAL);
+    CHECK_CONTAINS(sg_errmsg(c), "durable must be 0..255");
+    fn_rule_add(a, (fn_spec){.cmd = "SET", .key = "e", .reply = "-OOM no room\r\n", .times = 1});
+    fn_rule_add(a, (fn_spec){.cmd = "WAIT", .action = FN_CLOSE, .times = 1});
+    send_durable(c, &o[0], 1, "e");
+    send_durable(c, &o[1], 1, "f");
+    CHECK(run_until_called(base, o, 2, 5000));
+    CHECK(o[0].reply && o[0].reply->type == SG_REPLY_ERROR);
+    if (o[0].reply) CHECK_CONTAINS(o[0].reply->str, "OOM no room");
+    CHECK(o[1].reply && o[1].reply->type == SG_REPLY_ERROR);
+    if (o[1].reply) {
+        CHECK_CONTAINS(o[1].reply->str, "NOTCONFIRMED");
+        CHECK_CONTAINS(o[1].reply->str, "WAIT failed");
+    }
+    outcomes_free(o, 2);
+    sg_client_free(c);
+    event_base_free(base);
+    fn_free(a);
+}
+
 /* ---- main ------------------------------------------------------------------------------------ */
 
 static void on_alarm(int sig) {
@@ -1237,6 +1423,10 @@ int main(void) {
     RUN_T(test_stall);
     RUN_T(test_stall_blocking);
     RUN_T(test_drop_mid_pipeline);
+    RUN_T(test_script_holds_its_slot);
+    RUN_T(test_read_not_resent_past_unknown_write);
+    RUN_T(test_durable_one_wait_per_turn);
+    RUN_T(test_durable_errors);
     RUN_T(test_drop_mid_reply);
     RUN_T(test_pool_wait);
     RUN_T(test_pool_waiter_after_loss);

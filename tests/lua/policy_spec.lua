@@ -121,6 +121,36 @@ describe("slotgate.policy", function()
     assert.equal(1, p:stats().hook_errors)
   end)
 
+  it("makes writes to matching keys durable: the most replicas any key asks for", function()
+    local p = assert(slotgate.policy())
+    assert(p:load_string("d.lua", [[
+      return { durable = { ["apikey-*"] = 1, ["session-*"] = 2 }, durable_timeout_ms = 250 }]]))
+    assert.equal("command: SET apikey-1 v\ndurable: 1 replica, 250 ms",
+                 p:explain(nil, "SET", "apikey-1", "v"))
+    assert.equal("command: MSET apikey-1 v session-2 w\ndurable: 2 replicas, 250 ms",
+                 p:explain(nil, "MSET", "apikey-1", "v", "session-2", "w"))
+    -- reads and other keys are not durable
+    assert.equal("command: GET apikey-1", p:explain(nil, "GET", "apikey-1"))
+    assert.equal("command: SET other v", p:explain(nil, "SET", "other", "v"))
+    assert.equal(2, p:stats().durable)
+    -- without a timeout of its own: 0 (the upstream's)
+    assert(p:load_string("d.lua", "return { durable = { ['*'] = 3 } }"))
+    assert.equal("command: DEL k\ndurable: 3 replicas, 0 ms", p:explain(nil, "DEL", "k"))
+  end)
+
+  it("refuses a durable field that is not replicas, or a bad timeout", function()
+    local p = assert(slotgate.policy())
+    local ok, err = p:load_string("bad.lua", "return { durable = { ['k*'] = 'one' } }")
+    assert.is_nil(ok)
+    assert.matches('bad%.lua: durable%["k%*"%] must be a number of replicas %(0 to 255%)', err)
+    ok, err = p:load_string("bad.lua", "return { durable = { ['k*'] = 256 } }")
+    assert.is_nil(ok)
+    assert.matches("must be a number of replicas", err)
+    ok, err = p:load_string("bad.lua", "return { durable = { ['k*'] = 1 }, durable_timeout_ms = 0 }")
+    assert.is_nil(ok)
+    assert.matches("bad%.lua: durable_timeout_ms must be a whole number of milliseconds", err)
+  end)
+
   it("counts what it decided", function()
     local p = assert(slotgate.policy())
     assert(p:load_string("c.lua", "return {prefix = 'c:', deny_keys = {'no'}, "
@@ -134,7 +164,8 @@ describe("slotgate.policy", function()
     assert.equal(1, st.denied)
     assert.equal(2, st.rewritten)
     assert.equal(3, st.hook_calls) -- one per key
-    for _, k in ipairs({ "ttls", "routed", "hook_errors", "hook_timeouts", "dry_run_events" }) do
+    for _, k in ipairs({ "ttls", "routed", "hook_errors", "hook_timeouts", "dry_run_events",
+                         "durable" }) do
       assert.equal(0, st[k], k)
     end
   end)

@@ -258,6 +258,33 @@ describe("a client of the cluster", function()
     assert.same({ "a", "b", "c" }, red:call("LRANGE", P .. "l", 0, -1))
   end)
 
+  it("makes a call durable: acknowledged once replicas confirm it", function()
+    local w0 = 0
+    for _, n in ipairs(red:stats()) do w0 = w0 + n.waits end
+    assert.equal("OK", red:call_opts({ durable = 1 }, "SET", P .. "dur", "v"))
+    -- one replica per master: two cannot confirm; applied all the same
+    local ok, msg = red:call_opts({ durable = 2, durable_timeout_ms = 50 }, "SET", P .. "dur", "w")
+    assert.is_false(ok)
+    assert.matches("^NOTCONFIRMED the write was applied on the master 127%.0%.0%.1:%d+ but not "
+                   .. "confirmed by 2 replicas: WAIT counted 1 within 50 ms", msg)
+    assert.equal("w", red:call("GET", P .. "dur"))
+    -- an error reply comes as it is
+    ok, msg = red:call_opts({ durable = 1 }, "INCR", P .. "dur")
+    assert.is_false(ok)
+    assert.equal("ERR value is not an integer or out of range", msg)
+    local waits, unconfirmed = 0, 0
+    for _, n in ipairs(red:stats()) do
+      waits, unconfirmed = waits + n.waits, unconfirmed + n.unconfirmed
+    end
+    assert.is_true(waits >= w0 + 2)
+    assert.is_true(unconfirmed >= 1)
+    assert.has_error(function() red:call_opts({ durable = -1 }, "SET", "k", "v") end,
+                     "bad argument #1 to 'call_opts' (durable must be a non-negative integer)")
+    assert.has_error(function() red:call_opts({ durabel = 1 }, "SET", "k", "v") end,
+                     "bad argument #1 to 'call_opts' (unknown option durabel; known: durable, "
+                     .. "durable_timeout_ms)")
+  end)
+
   it("returns false, msg for an error reply", function()
     red:call("SET", P .. "str", "x")
     local ok, msg = red:call("INCR", P .. "str")
