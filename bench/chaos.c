@@ -4,7 +4,7 @@
  * acknowledged write is gone.
  *
  *   chaos --gateway H:P [--cluster H:P,...] [--duration S] [--conns N]
- *         [--pipeline N] [--sg-pid PID] [--seed N]
+ *         [--seq-conns N] [--pipeline N] [--sg-pid PID] [--seed N] [--durable 0|1]
  *
  * --cluster defaults to SG_TEST_CLUSTER (the harness's servers.env through
  * SG_TEST_STATE, which also lets a restarted server be recorded for
@@ -18,6 +18,12 @@
  * SET followed by GET and ECHO of its key in the same pipeline: a reply that
  * cannot be the answer to its command (another key's value, a SET answered
  * with a string) is counted as wrong, and fails the run.
+ *
+ * Order: --seq-conns threads (default 2) append rising numbers to keys of
+ * their own, each APPEND followed by a GET of its key (see "ordered writers"
+ * below): a key's history must rise, a GET must neither show a later append
+ * nor miss an acknowledged earlier one that survived. Any such is counted as
+ * reordered and fails the run.
  *
  * Durability: Redis replicates asynchronously, so a write a master
  * acknowledged and died with may be lost; what Redis promises is that a write
@@ -55,7 +61,9 @@
  * not), errors by kind, the longest time without service, and the gateway's
  * RSS and open files before and after (--sg-pid). Exit status 1 when a
  * replicated write is lost, a reply was wrong or the check could not be
- * done, 0 otherwise.
+ * done, a write or read was reordered, or (--durable 1: slotgated makes
+ * every write durable, acknowledged once a replica confirmed it) any
+ * acknowledged write is lost; 0 otherwise.
  */
 #include <dirent.h>
 #include <hiredis/hiredis.h>
@@ -95,7 +103,7 @@ static uint32_t rel_ms(void) { return (uint32_t)(ops_now_ms() - T0); }
 static char gw_host[64];
 static int gw_port;
 static const char *cluster_addrs;
-static int duration_s = 180, nconns = 4, pipeline = 1;
+static int duration_s = 180, nconns = 4, pipeline = 1, nseq = 2, durable;
 static long sg_pid;
 static unsigned seed;
 static char run_id[16];
@@ -118,9 +126,16 @@ typedef struct writer {
     uint32_t max_call;    /* longest single write */
     uint64_t acks, fails, unknown, reconnects;
     uint64_t wrong; /* replies that cannot be the answer to their command */
+    /* ordered writers (--seq-conns): appends of rising numbers */
+    int appends;
+    uint64_t reads, reordered, stale_reads;
+    uint32_t *cand; /* appends acknowledged before a GET of their key that lacked them */
+    size_t ncand, capcand;
+    uint32_t *last_read_max; /* per key: the newest number its last read showed (+1) */
 } writer;
 
 static writer W[MAX_CONNS];
+static writer Q[MAX_CONNS]; /* the ordered writers */
 static atomic_int stop_load;
 
 /* Errors by kind: the text with numbers and addresses made generic. */
@@ -199,15 +214,19 @@ static redisContext *connect_gw(writer *w) {
 static void judge(writer *w, rec *r, redisReply *rep, redisContext *c, uint32_t *last_ack) {
     r->done = rel_ms();
     if (r->done - r->sent > w->max_call) w->max_call = r->done - r->sent;
-    if (rep && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "OK") == 0) {
+    if (rep && ((rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "OK") == 0) ||
+                (w->appends && rep->type == REDIS_REPLY_INTEGER))) {
         r->outcome = W_ACK;
         w->acks++;
         if (r->done - *last_ack > w->max_gap) w->max_gap = r->done - *last_ack;
         *last_ack = r->done;
     } else if (rep && rep->type == REDIS_REPLY_ERROR) {
         /* the gateway's own errors (a timeout, a closed connection) leave
-         * the outcome unknown; Redis's (CLUSTERDOWN, TRYAGAIN) do not */
-        int gw_err = strncmp(rep->str, "ERR slotgate", 12) == 0;
+         * the outcome unknown, and so does NOTCONFIRMED (applied on the
+         * master, not confirmed by a replica); Redis's (CLUSTERDOWN,
+         * TRYAGAIN) do not */
+        int gw_err = strncmp(rep->str, "ERR slotgate", 12) == 0 ||
+                     strncmp(rep->str, "NOTCONFIRMED", 12) == 0;
         r->outcome = gw_err ? W_UNKNOWN : W_FAIL;
         if (gw_err) w->unknown++;
         else w->fails++;
@@ -216,7 +235,7 @@ static void judge(writer *w, rec *r, redisReply *rep, redisContext *c, uint32_t 
         r->outcome = W_UNKNOWN;
         w->unknown++;
         w->wrong++;
-        count_error("WRONG REPLY to SET",
+        count_error(w->appends ? "WRONG REPLY to APPEND" : "WRONG REPLY to SET",
                     rep->type == REDIS_REPLY_STRING ? rep->str : "not a status");
     } else {
         r->outcome = W_UNKNOWN;
@@ -304,6 +323,134 @@ static void *writer_main(void *arg) {
     }
     if (w->n + (size_t)pipeline > w->cap)
         say("writer %d: record table full (%zu writes): it stops", w->id, w->n);
+    if (c) redisFree(c);
+    return NULL;
+}
+
+/* ---- ordered writers ----------------------------------------------------------------
+ * Each of --seq-conns threads appends rising numbers to keys of its own,
+ * "APPEND chaos:<run>:q<t>:<key> <i>,", each append followed in the same
+ * pipeline by GET of its key. A key's value is then the history of the
+ * appends applied to it, in the order they were applied: it must rise. A
+ * GET must show no number sent after it, and must show an append whose
+ * acknowledgement came before it on the same connection unless that append
+ * was lost (then the final value lacks it too). Appends i go to key
+ * (i / SEQ_GROUP) * SEQ_KEYS + i % SEQ_KEYS: SEQ_KEYS keys (slots) in turn,
+ * SEQ_GROUP / SEQ_KEYS appends each, then the next keys. */
+#define SEQ_KEYS 4
+#define SEQ_GROUP 256 /* appends per group of keys: 64 per key (a bit each) */
+
+static size_t seq_key_no(size_t i) {
+    return i / SEQ_GROUP * SEQ_KEYS + i % SEQ_KEYS;
+}
+
+static void seq_key(int t, size_t keyno, char *out, size_t len) {
+    snprintf(out, len, "chaos:%s:q%d:%zu", run_id, t, keyno);
+}
+
+static void reordered(writer *w, const char *what, const char *key, const char *detail) {
+    static atomic_int shown;
+    w->reordered++;
+    count_error("REORDERED", what);
+    if (atomic_fetch_add(&shown, 1) < 20) say("  REORDERED %s: %s (%s)", key, what, detail);
+}
+
+/* Which of key keyno's appends a value holds: bit j for append
+ * group * SEQ_GROUP + key % SEQ_KEYS + j * SEQ_KEYS. Sets *rising to 0 when
+ * the numbers do not rise, *future when one is above limit, *max to the
+ * greatest plus one (0: none). -1 for a value that is not such a list. */
+static int seq_parse(const char *v, size_t len, size_t keyno, size_t limit, uint64_t *bits,
+                     int *rising, int *future, size_t *max) {
+    size_t base = keyno / SEQ_KEYS * SEQ_GROUP + keyno % SEQ_KEYS, prev = 0, k = 0;
+    int any = 0;
+    *bits = 0;
+    *rising = 1;
+    *future = 0;
+    *max = 0;
+    while (k < len) {
+        size_t num = 0, start = k;
+        while (k < len && v[k] >= '0' && v[k] <= '9') num = num * 10 + (size_t)(v[k++] - '0');
+        if (k == start || k >= len || v[k] != ',') return -1;
+        k++;
+        if (num < base || (num - base) % SEQ_KEYS || (num - base) / SEQ_KEYS >= 64) return -1;
+        if (any && num <= prev) *rising = 0;
+        if (num > limit) *future = 1;
+        *bits |= 1ull << ((num - base) / SEQ_KEYS);
+        if (num + 1 > *max) *max = num + 1;
+        prev = num;
+        any = 1;
+    }
+    return 0;
+}
+
+static void seq_read(writer *w, size_t i, redisReply *get) {
+    char key[96];
+    uint64_t bits;
+    int rising, future;
+    size_t max, keyno = seq_key_no(i);
+    seq_key(w->id, keyno, key, sizeof key);
+    w->reads++;
+    if (get->type == REDIS_REPLY_NIL) {
+        bits = 0, rising = 1, future = 0, max = 0;
+    } else if (get->type != REDIS_REPLY_STRING ||
+               seq_parse(get->str, get->len, keyno, i, &bits, &rising, &future, &max) != 0) {
+        if (get->type == REDIS_REPLY_ERROR) {
+            count_error("GET reply", get->str);
+        } else {
+            w->wrong++;
+            count_error("WRONG REPLY to GET", get->type == REDIS_REPLY_STRING ? get->str : "?");
+        }
+        return;
+    }
+    if (!rising) reordered(w, "a key's appends applied out of order", key, get->str);
+    if (future) reordered(w, "a GET shows an append sent after it", key, get->str);
+    if (w->r[i].outcome == W_ACK && !(bits >> ((i % SEQ_GROUP) / SEQ_KEYS) & 1)) {
+        /* acknowledged before this GET, yet not there: overtaken, or lost */
+        if (w->ncand == w->capcand) {
+            w->capcand = w->capcand ? w->capcand * 2 : 64;
+            w->cand = realloc(w->cand, w->capcand * sizeof *w->cand);
+        }
+        if (w->cand) w->cand[w->ncand++] = (uint32_t)i;
+    }
+    if (max < w->last_read_max[keyno]) w->stale_reads++; /* older than the last read */
+    w->last_read_max[keyno] = (uint32_t)max;
+}
+
+static void *seq_main(void *arg) {
+    writer *w = arg;
+    redisContext *c = connect_gw(w);
+    uint32_t last_ack = rel_ms();
+    char key[96], val[32];
+    while (c && !atomic_load(&stop_load) && w->n + (size_t)pipeline <= w->cap) {
+        size_t first = w->n, i;
+        int broken = 0;
+        for (i = first; i < first + (size_t)pipeline; i++) {
+            seq_key(w->id, seq_key_no(i), key, sizeof key);
+            snprintf(val, sizeof val, "%zu,", i);
+            w->r[i].sent = rel_ms();
+            redisAppendCommand(c, "APPEND %s %s", key, val);
+            redisAppendCommand(c, "GET %s", key);
+        }
+        for (i = first; i < first + (size_t)pipeline; i++) {
+            redisReply *rep = NULL, *get = NULL;
+            if (!broken && redisGetReply(c, (void **)&rep) != REDIS_OK) rep = NULL;
+            judge(w, &w->r[i], broken ? NULL : rep, c, &last_ack);
+            if (rep == NULL) broken = 1;
+            if (!broken && redisGetReply(c, (void **)&get) != REDIS_OK) broken = 1;
+            if (!broken) seq_read(w, i, get);
+            if (rep) freeReplyObject(rep);
+            if (get) freeReplyObject(get);
+        }
+        w->n = first + (size_t)pipeline;
+        if (broken) {
+            redisFree(c);
+            c = connect_gw(w);
+            w->reconnects++;
+            /* what the old session left in flight may still be applied: new keys,
+             * so it cannot land between this session's appends */
+            w->n = (w->n + SEQ_GROUP - 1) / SEQ_GROUP * SEQ_GROUP;
+        }
+    }
     if (c) redisFree(c);
     return NULL;
 }
@@ -894,11 +1041,76 @@ static int check_all(int direct, tally *all, tally *repl) {
     return 0;
 }
 
+/* The ordered writers' keys read directly from their masters: each must
+ * rise, hold every acknowledged append (else lost), and an append a GET
+ * missed after its acknowledgement found here was overtaken. Adds to *acked,
+ * *lost_acked, *lost_repl and the writers' reordered. -1: the check failed. */
+static int check_seq(uint64_t *acked, uint64_t *lost_acked, uint64_t *lost_repl) {
+    int t, shown = 0;
+    if (ops_slot_owners(&cl, owner) != 0) return -1;
+    for (t = 0; t < nseq; t++) {
+        writer *w = &Q[t];
+        size_t nkeys = w->n ? seq_key_no(w->n - 1) + 1 : 0, k, i;
+        uint64_t *bits = calloc(nkeys + 1, sizeof *bits);
+        if (bits == NULL) return -1;
+        for (k = 0; k < nkeys; k++) {
+            char key[96];
+            int b, rising, future;
+            size_t max;
+            redisContext *c;
+            redisReply *r;
+            seq_key(t, k, key, sizeof key);
+            b = owner[sg_keyslot(key, strlen(key))];
+            if (b < 0 || (c = node_ctx(b)) == NULL) {
+                free(bits);
+                return -1;
+            }
+            if ((r = redisCommand(c, "GET %s", key)) == NULL) {
+                say("check (ordered): %s", c->errstr);
+                free(bits);
+                return -1;
+            }
+            if (r->type == REDIS_REPLY_STRING &&
+                (seq_parse(r->str, r->len, k, (size_t)-1, &bits[k], &rising, &future, &max) != 0 ||
+                 !rising))
+                reordered(w, "a key's final value does not rise", key, r->str);
+            freeReplyObject(r);
+        }
+        for (i = 0; i < w->n; i++) {
+            size_t j = (i % SEQ_GROUP) / SEQ_KEYS;
+            if (w->r[i].outcome != W_ACK) continue;
+            (*acked)++;
+            if (bits[seq_key_no(i)] >> j & 1) continue;
+            (*lost_acked)++;
+            if (replicated(&w->r[i])) (*lost_repl)++;
+            if (shown++ < 15) {
+                char key[96];
+                seq_key(t, seq_key_no(i), key, sizeof key);
+                say("  ordered: append %zu to %s lost (%s; sent +%.3fs, acked +%.3fs)", i, key,
+                    replicated(&w->r[i]) ? "REPLICATED" : "acked only", w->r[i].sent / 1000.0,
+                    w->r[i].done / 1000.0);
+            }
+        }
+        for (i = 0; i < w->ncand; i++) {
+            size_t a = w->cand[i];
+            if (bits[seq_key_no(a)] >> ((a % SEQ_GROUP) / SEQ_KEYS) & 1) {
+                char key[96], d[64];
+                seq_key(t, seq_key_no(a), key, sizeof key);
+                snprintf(d, sizeof d, "append %zu", a);
+                reordered(w, "a GET after an acknowledged append ran before it", key, d);
+            }
+        }
+        free(bits);
+    }
+    return 0;
+}
+
 /* ---- main ------------------------------------------------------------------------------ */
 
 static void usage(void) {
     fprintf(stderr, "usage: chaos --gateway HOST:PORT [--cluster H:P,...] [--duration S] "
-                    "[--conns N] [--pipeline N] [--sg-pid PID] [--seed N]\n(see the top of "
+                    "[--conns N] [--seq-conns N] [--pipeline N] [--sg-pid PID] [--seed N] "
+                    "[--durable 1]\n(see the top of "
                     "bench/chaos.c)\n");
     exit(2);
 }
@@ -921,11 +1133,13 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--sg-pid") == 0) sg_pid = atol(v);
         else if (strcmp(a, "--seed") == 0) seed = (unsigned)atol(v);
         else if (strcmp(a, "--pipeline") == 0) pipeline = atoi(v);
+        else if (strcmp(a, "--seq-conns") == 0) nseq = atoi(v);
+        else if (strcmp(a, "--durable") == 0) durable = atoi(v);
         else usage();
         i++;
     }
     if (gw == NULL || duration_s < 1 || nconns < 1 || nconns > MAX_CONNS || pipeline < 1 ||
-        pipeline > 1000)
+        pipeline > 1000 || nseq < 0 || nseq > MAX_CONNS)
         usage();
     test_split_addr(gw, gw_host, sizeof gw_host, &gw_port);
     if (cluster_addrs == NULL) cluster_addrs = test_server_var("SG_TEST_CLUSTER");
@@ -965,6 +1179,19 @@ int main(int argc, char **argv) {
         }
         pthread_create(&W[t].tid, NULL, writer_main, &W[t]);
     }
+    for (t = 0; t < nseq; t++) {
+        Q[t].id = t;
+        Q[t].appends = 1;
+        Q[t].cap = (size_t)(8000000 / (nseq ? nseq : 1));
+        Q[t].r = calloc(Q[t].cap, sizeof *Q[t].r);
+        Q[t].last_read_max =
+            calloc(Q[t].cap / SEQ_GROUP * SEQ_KEYS + SEQ_KEYS * 2, sizeof(uint32_t));
+        if (Q[t].r == NULL || Q[t].last_read_max == NULL) {
+            say("out of memory");
+            return 1;
+        }
+        pthread_create(&Q[t].tid, NULL, seq_main, &Q[t]);
+    }
 
     deadline = T0 + (uint64_t)duration_s * 1000;
     calm(2000);
@@ -981,6 +1208,7 @@ int main(int argc, char **argv) {
     round_();
     atomic_store(&stop_load, 1);
     for (t = 0; t < nconns; t++) pthread_join(W[t].tid, NULL);
+    for (t = 0; t < nseq; t++) pthread_join(Q[t].tid, NULL);
     round_(); /* covers the last writes */
     say("load stopped; %d faults", nfaults);
 
@@ -991,7 +1219,9 @@ int main(int argc, char **argv) {
         unsigned char *served = calloc(end_ms + 1, 1);
         uint32_t ms;
         tally ga, gr, da, dr;
-        int gw_ok, d_ok;
+        int gw_ok, d_ok, q_ok;
+        uint64_t q_acked = 0, q_lost = 0, q_lost_repl = 0, q_sent = 0, q_reads = 0, q_stale = 0;
+        uint64_t reord = 0, lost_repl, lost_acked;
         for (t = 0; t < nconns; t++) {
             size_t n;
             writes += W[t].n;
@@ -1026,6 +1256,16 @@ int main(int argc, char **argv) {
             (unsigned long long)acks);
         gw_ok = check_all(0, &ga, &gr) == 0;
         d_ok = check_all(1, &da, &dr) == 0;
+        q_ok = check_seq(&q_acked, &q_lost, &q_lost_repl) == 0;
+        for (t = 0; t < nseq; t++) {
+            q_sent += Q[t].n;
+            q_reads += Q[t].reads;
+            q_stale += Q[t].stale_reads;
+            reord += Q[t].reordered;
+            wrong += Q[t].wrong;
+        }
+        lost_repl = dr.missing + dr.wrong + dr.errors + q_lost_repl;
+        lost_acked = da.missing + da.wrong + da.errors + q_lost;
 
         printf("\n==== chaos: %d s, %d connections, run %s\n", duration_s, nconns, run_id);
         printf("faults: %d kill+restart, %d migrations, %d client kills, %d stalls\n",
@@ -1059,6 +1299,14 @@ int main(int argc, char **argv) {
                    (unsigned long long)ga.wrong, (unsigned long long)ga.errors);
         else
             printf("read through the gateway: THE CHECK FAILED\n");
+        if (q_ok)
+            printf("ordered writers (%d): %llu appends sent, %llu acknowledged, %llu lost; %llu "
+                   "reads, %llu REORDERED; %llu reads older than the one before (after a lost "
+                   "write)\n",
+                   nseq, (unsigned long long)q_sent, (unsigned long long)q_acked,
+                   (unsigned long long)q_lost, (unsigned long long)q_reads,
+                   (unsigned long long)reord, (unsigned long long)q_stale);
+        else printf("ordered writers: THE CHECK FAILED\n");
         printf("errors seen by the clients, by kind (N: a number):\n");
         for (i = 0; i < nkinds; i++)
             printf("  %8llu  %-90s (+%.1fs..+%.1fs)\n", (unsigned long long)kinds[i].count,
@@ -1073,17 +1321,24 @@ int main(int argc, char **argv) {
                    "%d after\n",
                    sg_pid, rss0, rss1, fds0, fds1);
         printf("RESULT chaos writes=%llu acked=%llu replicated=%llu lost_replicated=%llu "
-               "lost_acked=%llu gw_missing=%llu wrong_replies=%llu max_gap_ms=%u conn_gap_ms=%u "
-               "rss0_kb=%ld "
-               "rss1_kb=%ld fds0=%d fds1=%d check=%s\n",
+               "lost_acked=%llu gw_missing=%llu wrong_replies=%llu reordered=%llu appends=%llu "
+               "durable=%d max_gap_ms=%u conn_gap_ms=%u rss0_kb=%ld rss1_kb=%ld fds0=%d fds1=%d "
+               "check=%s\n",
                (unsigned long long)writes, (unsigned long long)acks, (unsigned long long)repl,
-               (unsigned long long)(dr.missing + dr.wrong + dr.errors),
-               (unsigned long long)(da.missing + da.wrong + da.errors),
+               (unsigned long long)lost_repl, (unsigned long long)lost_acked,
                (unsigned long long)(ga.missing + ga.wrong + ga.errors), (unsigned long long)wrong,
-               run_gap, max_gap, rss0, rss1, fds0, fds1, gw_ok && d_ok ? "done" : "failed");
-        if (!d_ok || !gw_ok || dr.missing + dr.wrong + dr.errors > 0 || wrong > 0) rc = 1;
+               (unsigned long long)reord, (unsigned long long)q_sent, durable, run_gap, max_gap,
+               rss0, rss1, fds0, fds1, gw_ok && d_ok && q_ok ? "done" : "failed");
+        if (!d_ok || !gw_ok || !q_ok || lost_repl > 0 || wrong > 0 || reord > 0 ||
+            (durable && lost_acked > 0))
+            rc = 1;
     }
     for (t = 0; t < nconns; t++) free(W[t].r);
+    for (t = 0; t < nseq; t++) {
+        free(Q[t].r);
+        free(Q[t].cand);
+        free(Q[t].last_read_max);
+    }
     ops_cluster_close(&cl);
     return rc;
 }

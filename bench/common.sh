@@ -176,14 +176,15 @@ slotgated_cleanup() {
     cleanup "$rc"
 }
 
-# start_slotgated PORT: after start_servers, slotgated (built when missing) on
+# start_slotgated PORT [NAME=VALUE...]: after start_servers, slotgated (built when missing) on
 # 127.0.0.1:PORT in front of the servers' cluster, with no TYK_* or SLOTGATE_*
-# variable of the caller's; returns once it answers PING. Sets SG_PID, SG_PORT
+# variable of the caller's but the NAME=VALUE given; returns once it answers PING. Sets SG_PID, SG_PORT
 # and SG_LOG (/tmp/STEM-slotgated.XXXXXX, kept); the EXIT trap stops it.
 start_slotgated() {
     local masters i v
     local -a unset_vars=()
     SG_PORT=$1
+    shift # the rest: NAME=VALUE settings for slotgated's environment
     if [[ ! -x $BUILD/slotgated ]]; then
         say "no $BUILD/slotgated: building it"
         cmake --build "$BUILD" -j2 --target slotgated >/dev/null
@@ -194,7 +195,7 @@ start_slotgated() {
     while IFS= read -r v; do unset_vars+=(-u "$v"); done < <(env |
         sed -n 's/^\(\(TYK\|SLOTGATE\)_[A-Za-z0-9_]*\)=.*/\1/p')
     env "${unset_vars[@]}" TYK_GW_STORAGE_ADDRS="$masters" TYK_GW_STORAGE_ENABLECLUSTER=true \
-        SLOTGATE_LISTEN="127.0.0.1:$SG_PORT" "$BUILD/slotgated" >"$SG_LOG" 2>&1 &
+        SLOTGATE_LISTEN="127.0.0.1:$SG_PORT" "$@" "$BUILD/slotgated" >"$SG_LOG" 2>&1 &
     SG_PID=$!
     for ((i = 0; ; i++)); do
         alive "$SG_PID" || { cat "$SG_LOG" >&2; die "slotgated exited at the start (its log above)"; }
