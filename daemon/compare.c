@@ -142,10 +142,8 @@ static void key_name(const side *s, const char *field, char *out, size_t outlen)
     if (key == NULL)
         snprintf(out, outlen, "%s (no key in the %s shape)", field,
                  sg_config_shape_name(s->st->key_shape));
-    else if (s->st->section)
-        snprintf(out, outlen, "%s.%s", s->st->section, key);
-    else
-        snprintf(out, outlen, "%s", key);
+    else if (s->st->section) snprintf(out, outlen, "%s.%s", s->st->section, key);
+    else snprintf(out, outlen, "%s", key);
 }
 
 /* "FILE [UPSTREAM] KEY = VALUE (SOURCE)" into b; value NULL: not shown. */
@@ -258,9 +256,7 @@ static int differ(sg_buf *b, const item *it, const side *x, const side *y) {
             sides[i] = num[i];
         }
         break;
-    default:
-        sides[0] = text_of(x, it->field);
-        sides[1] = text_of(y, it->field);
+    default: sides[0] = text_of(x, it->field); sides[1] = text_of(y, it->field);
     }
     if (strcmp(sides[0], sides[1]) == 0) return 0;
     sg_buf_printf(b, "%s differs: ", it->field);
@@ -283,8 +279,7 @@ int compare_pair(FILE *out, const check_file *files, const check_pair *p, int st
         sg_buf b = {0};
         char *line;
         if (it->tls && !(x.st->use_ssl && y.st->use_ssl)) continue;
-        if (it->sentinel &&
-            !(x.st->mode == SG_MODE_SENTINEL && y.st->mode == SG_MODE_SENTINEL))
+        if (it->sentinel && !(x.st->mode == SG_MODE_SENTINEL && y.st->mode == SG_MODE_SENTINEL))
             continue;
         if (it->kind == ITEM_DATABASE && x.st->mode == SG_MODE_CLUSTER &&
             y.st->mode == SG_MODE_CLUSTER)

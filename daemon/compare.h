@@ -18,8 +18,8 @@ typedef struct check_file {
 
 /* Two upstreams, of two files, that must name the same storage. */
 typedef struct check_pair {
-    size_t a, b;               /* indexes in the files */
-    const char *ua, *ub;       /* upstream names, owned by the files' cfg */
+    size_t a, b;         /* indexes in the files */
+    const char *ua, *ub; /* upstream names, owned by the files' cfg */
 } check_pair;
 
 /* The pairs of upstreams of the loaded files that must name the same

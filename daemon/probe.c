@@ -142,8 +142,7 @@ static void tls_reason(pconn *c, const char *what) {
                  v == X509_V_ERR_HOSTNAME_MISMATCH || v == X509_V_ERR_IP_ADDRESS_MISMATCH
                      ? " (the name or address dialled is not in it)"
                      : " (ca_file names the CA that signed it)");
-    else if (buf[0])
-        snprintf(c->err, sizeof c->err, "%s: %s", what, buf);
+    else if (buf[0]) snprintf(c->err, sizeof c->err, "%s: %s", what, buf);
     else
         snprintf(c->err, sizeof c->err, "%s: %s", what,
                  errno ? strerror(errno) : "the server closed the connection");
@@ -207,7 +206,9 @@ static int io_write(pconn *c, const char *s, size_t len) {
         if (n <= 0) {
             if (!c->ssl && n < 0 && errno == EINTR) continue;
             snprintf(c->err, sizeof c->err, "cannot send: %s",
-                     errno == EAGAIN ? "timed out" : errno ? strerror(errno) : "closed");
+                     errno == EAGAIN ? "timed out"
+                     : errno         ? strerror(errno)
+                                     : "closed");
             return -1;
         }
         s += n;
@@ -301,8 +302,8 @@ static int probe_addr(probe *p, const char *what, const char *tag, const char *h
     struct timespec t0;
     sg_reply *r = NULL;
     int rc = -1;
-    const char *pass = kind == NODE_SENTINEL ? st->f[SG_F_SENTINEL_PASSWORD].s
-                                             : st->f[SG_F_PASSWORD].s;
+    const char *pass =
+        kind == NODE_SENTINEL ? st->f[SG_F_SENTINEL_PASSWORD].s : st->f[SG_F_PASSWORD].s;
     const char *user = kind == NODE_SENTINEL ? NULL : st->f[SG_F_USERNAME].s;
     memset(ni, 0, sizeof *ni);
     getnameinfo(ai->ai_addr, ai->ai_addrlen, addr, sizeof addr, port, sizeof port,
@@ -369,7 +370,9 @@ static int probe_addr(probe *p, const char *what, const char *tag, const char *h
         sg_reply_free(r);
         r = NULL;
         sg_buf_printf(&line, "; redis %s%s%s", ni->version[0] ? ni->version : "?",
-                      kind == NODE_SENTINEL ? ", sentinel" : ni->role[0] ? ", " : "",
+                      kind == NODE_SENTINEL ? ", sentinel"
+                      : ni->role[0]         ? ", "
+                                            : "",
                       kind == NODE_SENTINEL ? "" : ni->role);
     }
     if (cluster) {
@@ -437,8 +440,8 @@ static int split_addr(const char *addr, char *host, size_t hostlen, char *port, 
 
 /* Every address of a seed, tried in turn; the node_info of the first that
  * answered in ni. 0 when one did; -1 when none did (a failure, said). */
-static int probe_seed(probe *p, const char *what, const char *tag, const char *seed,
-                      node_kind kind, int cluster, int nodes, node_info *ni) {
+static int probe_seed(probe *p, const char *what, const char *tag, const char *seed, node_kind kind,
+                      int cluster, int nodes, node_info *ni) {
     struct addrinfo hints, *res = NULL, *ai;
     char host[256], port[16], err[SG_ERRMSG_MAX];
     int gai, n = 0, ok = 0, tried = 0;
@@ -510,8 +513,8 @@ static int parse_node(const char *line, size_t len, cnode *n) {
             if (dash) b = atoll(dash + 1);
             n->slots += b - a + 1;
             if (used + (size_t)tlen + 2 < sizeof n->ranges)
-                snprintf(n->ranges + used, sizeof n->ranges - used, "%s%.*s", used ? "," : "",
-                         tlen, p);
+                snprintf(n->ranges + used, sizeof n->ranges - used, "%s%.*s", used ? "," : "", tlen,
+                         p);
         }
         p = sp ? sp + 1 : end;
     }
@@ -558,8 +561,9 @@ static void probe_cluster(probe *p, probe_ident *ident) {
         } else {
             /* each seed must be a node of the cluster the first one lists */
             if (first.nodes && ni.myid[0] && strstr(first.nodes, ni.myid) == NULL)
-                fail(p, "seed %s (id %.8s) is not a node of the cluster seed %s lists: the "
-                        "seeds name different clusters",
+                fail(p,
+                     "seed %s (id %.8s) is not a node of the cluster seed %s lists: the "
+                     "seeds name different clusters",
                      st->addrs[i], ni.myid, st->addrs[0]);
             free(ni.nodes);
         }
@@ -650,8 +654,8 @@ static void probe_sentinel(probe *p, probe_ident *ident) {
                 fprintf(p->out, "sentinel %s names master \"%s\" at %s\n", st->addrs[i], name,
                         where);
                 if (master[0] && strcmp(master, where) != 0)
-                    fail(p, "sentinel %s names master %s, another named %s", st->addrs[i],
-                         where, master);
+                    fail(p, "sentinel %s names master %s, another named %s", st->addrs[i], where,
+                         master);
                 snprintf(master, sizeof master, "%s", where);
             } else {
                 snprintf(err, sizeof err, "%s", r ? "it does not know the name" : c.err);
@@ -688,8 +692,9 @@ int probe_upstream(FILE *out, sg_config *cfg, const char *upstream, const char *
     }
     fprintf(out, "\n# connect: %s, %s mode, %zu %s%s\n", label, sg_mode_name(p.st->mode),
             p.st->naddrs,
-            p.st->mode == SG_MODE_SENTINEL ? "sentinel" : p.st->mode == SG_MODE_CLUSTER ? "seed"
-                                                                                      : "node",
+            p.st->mode == SG_MODE_SENTINEL  ? "sentinel"
+            : p.st->mode == SG_MODE_CLUSTER ? "seed"
+                                            : "node",
             p.st->naddrs == 1 ? "" : "s");
     if (p.st->use_ssl) {
         sg_error err = {0};
