@@ -449,7 +449,7 @@ static int connect_all(const check_file *files, size_t n, const check_pair *pair
     probe_ident **ids = calloc(n, sizeof *ids);
     size_t i;
     long k;
-    int u, failures = 0;
+    int u, failures = 0, headed = 0;
     if (ids == NULL) {
         fprintf(stderr, "slotgated: out of memory\n");
         return 1;
@@ -484,7 +484,7 @@ static int connect_all(const check_file *files, size_t n, const check_pair *pair
         if (a == NULL || b == NULL) continue;
         upstream_label(la, sizeof la, &files[p->a], p->ua);
         upstream_label(lb, sizeof lb, &files[p->b], p->ub);
-        if (k == 0) printf("\n# the same storage?\n");
+        if (!headed++) printf("\n# the same storage?\n");
         cmp = probe_ident_cmp(a, b);
         if (cmp == 1)
             printf("%s and %s reach the same %s (%s%zu)\n", la, lb,
