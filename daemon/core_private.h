@@ -25,4 +25,10 @@
 #include "config.h"
 #include "json.h"
 
+/* --check --connect makes its own blocking connections, with the engine's
+ * pieces: the upstream's OpenSSL context (tls.h) and the RESP reader
+ * (conn.h: sg_reply_scan, sg_reply_parse, sg_reply_error_is). */
+#include "conn.h"
+#include "tls.h"
+
 #endif

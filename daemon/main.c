@@ -8,12 +8,15 @@
 #include <errno.h>
 #include <getopt.h>
 #include <grp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "compare.h"
 #include "log.h"
+#include "probe.h"
 #include "settings.h"
 #include "server.h"
 #include "slotgate.h"
@@ -64,7 +67,8 @@ static void usage(FILE *out) {
     help_list h;
     size_t i;
     fprintf(out,
-            "usage: slotgated [-c FILE] [--shape SHAPE] [--check]\n"
+            "usage: slotgated [-c FILE] [--shape SHAPE]\n"
+            "       slotgated --check [-c FILE]... [--shape SHAPE] [--strict] [--connect]\n"
             "       slotgated --version | --help\n"
             "\n"
             "Serves Redis clients in front of the storage the settings name, until\n"
@@ -75,13 +79,24 @@ static void usage(FILE *out) {
             "once every upstream's slot map is full) are served.\n"
             "\n"
             "  -c, --config FILE  a Tyk settings file: tyk.conf, tyk_analytics.conf\n"
-            "                     or pump.conf (without it: the environment alone)\n"
+            "                     or pump.conf (without it: the environment alone);\n"
+            "                     with --check, once per file to compare several\n"
             "  --shape SHAPE      gateway, dashboard or pump (default: told from\n"
             "                     the file's keys, or from the TYK_* variables set)\n"
             "  --check            print the effective settings and where each came\n"
-            "                     from, or the error; exit 0 when they are valid\n"
+            "                     from, or the error; with several files, then where\n"
+            "                     the storage they must share differs\n"
+            "  --strict           (--check) a difference between the files is an\n"
+            "                     error (exit 1), not a warning (exit 3)\n"
+            "  --connect          (--check) reach every seed and node with the\n"
+            "                     settings and report each step (TLS, AUTH, cluster\n"
+            "                     state, slots, nodes, version, round-trip time)\n"
             "  -v, --version      print the version\n"
             "  -h, --help         this text\n"
+            "\n"
+            "Exit status of --check: 0 valid (and, with --connect, every seed and node\n"
+            "answered); 1 a setting is invalid, or with --strict the files differ;\n"
+            "3 the files differ; 4 --connect found a failure. 2: a bad option.\n"
             "\n"
             "slotgated's own settings: a key of the file's \"slotgate\" object, then its\n"
             "variable on top (default in brackets):\n");
@@ -359,54 +374,29 @@ static int serve(sg_config *cfg, sg_daemon_settings *ds, const char *path) {
     return rc == 0 ? 0 : 1;
 }
 
-int main(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"shape", required_argument, NULL, 's'},
-        {"check", no_argument, NULL, 'k'},
-        {"version", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
-    const char *path = NULL;
-    int shape = SG_SHAPE_AUTO, check = 0, c, rc, dsrc = SG_EINVAL;
-    sg_config *cfg;
-    sg_daemon_settings *ds;
+/* Exit statuses of --check (documented in --help, slotgated(8) and the
+ * README): the worst outcome wins, in this order. */
+enum {
+    EXIT_OK = 0,
+    EXIT_INVALID = 1,   /* a setting is invalid; differences, with --strict */
+    EXIT_USAGE = 2,     /* a bad option or argument */
+    EXIT_DIFFER = 3,    /* several files differ (without --strict) */
+    EXIT_UNREACHED = 4, /* --connect found a seed or node failing */
+};
 
-    while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c': path = optarg; break;
-        case 's':
-            if (strcmp(optarg, "gateway") == 0) shape = SG_SHAPE_GATEWAY;
-            else if (strcmp(optarg, "dashboard") == 0) shape = SG_SHAPE_DASHBOARD;
-            else if (strcmp(optarg, "pump") == 0) shape = SG_SHAPE_PUMP;
-            else {
-                fprintf(stderr,
-                        "slotgated: --shape \"%s\": expected gateway, dashboard "
-                        "or pump\n",
-                        optarg);
-                return 2;
-            }
-            break;
-        case 'k': check = 1; break;
-        case 'v': printf("slotgated %s\n", sg_version()); return 0;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "slotgated: unexpected argument \"%s\"\n", argv[optind]);
-        usage(stderr);
-        return 2;
-    }
-    /* Warnings are part of the dumps: with --check, log only errors. */
-    log_setup(SG_LOG_ERROR, 0);
-    cfg = sg_config_new();
-    ds = sg_daemon_settings_new();
+/* --check of one file (or of the environment, path NULL): prints its
+ * settings, or each error. SG_OK with *cfgp the settings (the caller frees
+ * them), or an error code with *cfgp NULL. */
+static int check_one(const char *path, int shape, sg_config **cfgp) {
+    sg_config *cfg = sg_config_new();
+    sg_daemon_settings *ds = sg_daemon_settings_new();
+    int rc, dsrc = SG_EINVAL;
+    *cfgp = NULL;
     if (cfg == NULL || ds == NULL) {
         fprintf(stderr, "slotgated: out of memory\n");
         sg_config_free(cfg);
         sg_daemon_settings_free(ds);
-        return 1;
+        return SG_ENOMEM;
     }
     /* Both are read, so one run names the first bad setting of each; a file
      * that cannot be read or parsed is said once. */
@@ -415,12 +405,6 @@ int main(int argc, char **argv) {
     if (rc != SG_EIO && rc != SG_EJSON && rc != SG_ENOMEM) {
         dsrc = sg_daemon_settings_load(ds, path, NULL);
         if (dsrc != SG_OK) fprintf(stderr, "slotgated: %s\n", sg_errmsg(ds));
-    }
-    if (rc == SG_OK && dsrc == SG_OK && !check) {
-        rc = serve(cfg, ds, path);
-        sg_config_free(cfg);
-        sg_daemon_settings_free(ds);
-        return rc;
     }
     if (rc == SG_OK && dsrc == SG_OK) {
         /* the certificate and key are loaded as serving would */
@@ -443,7 +427,234 @@ int main(int argc, char **argv) {
         }
         if (dsdump == NULL) rc = SG_ENOMEM;
     }
+    sg_daemon_settings_free(ds);
+    if (rc == SG_OK && dsrc == SG_OK) {
+        *cfgp = cfg;
+        return SG_OK;
+    }
+    sg_config_free(cfg);
+    return rc != SG_OK ? rc : dsrc;
+}
+
+/* "FILE [UPSTREAM]" for the messages about one upstream. */
+static void upstream_label(char *out, size_t outlen, const check_file *f, const char *up) {
+    snprintf(out, outlen, "%s [%s]", f->path ? f->path : "(environment)", up);
+}
+
+/* --check --connect: every upstream of every file that loaded; then, for
+ * the pairs that must name the same storage, whether they do. The number
+ * of failures; *differ counts the pairs that reach different storage. */
+static int connect_all(const check_file *files, size_t n, const check_pair *pairs, long npairs,
+                       int strict, int *differ) {
+    probe_ident **ids = calloc(n, sizeof *ids);
+    size_t i;
+    long k;
+    int u, failures = 0, headed = 0;
+    if (ids == NULL) {
+        fprintf(stderr, "slotgated: out of memory\n");
+        return 1;
+    }
+    for (i = 0; i < n; i++) {
+        int nup;
+        if (files[i].cfg == NULL) continue;
+        nup = sg_config_upstream_count(files[i].cfg);
+        if ((ids[i] = calloc((size_t)nup, sizeof *ids[i])) == NULL) {
+            fprintf(stderr, "slotgated: out of memory\n");
+            failures++;
+            continue;
+        }
+        for (u = 0; u < nup; u++) {
+            char label[600];
+            const char *up = sg_config_upstream_name(files[i].cfg, u);
+            upstream_label(label, sizeof label, &files[i], up);
+            failures += probe_upstream(stdout, files[i].cfg, up, label, &ids[i][u]);
+        }
+    }
+    for (k = 0; k < npairs; k++) {
+        const check_pair *p = &pairs[k];
+        const probe_ident *a = NULL, *b = NULL;
+        char la[600], lb[600];
+        int cmp;
+        for (u = 0; u < sg_config_upstream_count(files[p->a].cfg); u++)
+            if (strcmp(sg_config_upstream_name(files[p->a].cfg, u), p->ua) == 0)
+                a = ids[p->a] ? &ids[p->a][u] : NULL;
+        for (u = 0; u < sg_config_upstream_count(files[p->b].cfg); u++)
+            if (strcmp(sg_config_upstream_name(files[p->b].cfg, u), p->ub) == 0)
+                b = ids[p->b] ? &ids[p->b][u] : NULL;
+        if (a == NULL || b == NULL) continue;
+        upstream_label(la, sizeof la, &files[p->a], p->ua);
+        upstream_label(lb, sizeof lb, &files[p->b], p->ub);
+        if (!headed++) printf("\n# the same storage?\n");
+        cmp = probe_ident_cmp(a, b);
+        if (cmp == 1)
+            printf("%s and %s reach the same %s (%s%zu)\n", la, lb,
+                   a->cluster ? "cluster" : "server",
+                   a->cluster ? "node ids, " : "run_id, ", a->nids);
+        else if (cmp == -2)
+            printf("%s and %s: not known (one of them reached nothing)\n", la, lb);
+        else {
+            printf("%s: %s reaches %s and %s %s: %s\n", strict ? "error" : "warning", la,
+                   a->cluster ? "a cluster" : "a server", lb,
+                   cmp == -1 ? "a cluster that shares only some of its node ids"
+                             : "another one",
+                   cmp == -1 ? "they see the cluster differently" : "the node ids differ");
+            (*differ)++;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        if (ids[i] == NULL) continue;
+        for (u = 0; u < sg_config_upstream_count(files[i].cfg); u++)
+            probe_ident_clear(&ids[i][u]);
+        free(ids[i]);
+    }
+    free(ids);
+    return failures;
+}
+
+/* --check: each file's settings (or the environment's), the differences
+ * between the files, and with --connect what the storage answers. The exit
+ * status. */
+static int check(const char *const *paths, size_t npaths, int shape, int strict, int connect) {
+    size_t n = npaths ? npaths : 1, i;
+    check_file *files = calloc(n, sizeof *files);
+    check_pair *pairs = NULL;
+    long npairs = 0, k;
+    int invalid = 0, differ = 0, failures = 0, status;
+    if (files == NULL) {
+        fprintf(stderr, "slotgated: out of memory\n");
+        return EXIT_INVALID;
+    }
+    for (i = 0; i < n; i++) {
+        files[i].path = npaths ? paths[i] : NULL;
+        if (n > 1) printf("%s# ==== %s (file %zu of %zu) ====\n", i ? "\n" : "", paths[i],
+                          i + 1, n);
+        fflush(stdout); /* the file's errors go to stderr after its heading */
+        if (check_one(files[i].path, shape, &files[i].cfg) != SG_OK) invalid = 1;
+    }
+    if (n > 1) {
+        if ((npairs = compare_pairs(files, n, &pairs)) < 0) {
+            fprintf(stderr, "slotgated: out of memory\n");
+            npairs = 0;
+            invalid = 1;
+        }
+        printf("\n# differences between the files\n");
+        for (k = 0; k < npairs; k++) {
+            int d = compare_pair(stdout, files, &pairs[k], strict);
+            char la[600], lb[600];
+            upstream_label(la, sizeof la, &files[pairs[k].a], pairs[k].ua);
+            upstream_label(lb, sizeof lb, &files[pairs[k].b], pairs[k].ub);
+            printf("# %s and %s: %d difference%s\n", la, lb, d, d == 1 ? "" : "s");
+            differ += d;
+        }
+        if (npairs == 0) printf("# no two of them name the same storage\n");
+    }
+    if (connect) {
+        /* a node that closes the connection is a failure to report, not a
+         * signal to die of (SSL_write has no MSG_NOSIGNAL) */
+        signal(SIGPIPE, SIG_IGN);
+        failures = connect_all(files, n, pairs, npairs, strict, &differ);
+    }
+    fflush(stdout);
+    if (differ)
+        fprintf(stderr, "slotgated: %d difference%s between the files%s\n", differ,
+                differ == 1 ? "" : "s", strict ? " (--strict: an error)" : "");
+    if (failures)
+        fprintf(stderr, "slotgated: --connect: %d failure%s (the lines \"error:\" above)\n",
+                failures, failures == 1 ? "" : "s");
+    status = invalid || (strict && differ) ? EXIT_INVALID
+             : failures                    ? EXIT_UNREACHED
+             : differ                      ? EXIT_DIFFER
+                                           : EXIT_OK;
+    for (i = 0; i < n; i++) sg_config_free(files[i].cfg);
+    free(files);
+    free(pairs);
+    return status;
+}
+
+int main(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"shape", required_argument, NULL, 's'},
+        {"check", no_argument, NULL, 'k'},
+        {"strict", no_argument, NULL, 'S'},
+        {"connect", no_argument, NULL, 'C'},
+        {"version", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    const char **paths;
+    size_t npaths = 0;
+    int shape = SG_SHAPE_AUTO, check_only = 0, strict = 0, connect = 0, c, rc;
+    sg_config *cfg;
+    sg_daemon_settings *ds;
+
+    if ((paths = calloc((size_t)argc + 1, sizeof *paths)) == NULL) {
+        fprintf(stderr, "slotgated: out of memory\n");
+        return 1;
+    }
+    while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': paths[npaths++] = optarg; break;
+        case 's':
+            if (strcmp(optarg, "gateway") == 0) shape = SG_SHAPE_GATEWAY;
+            else if (strcmp(optarg, "dashboard") == 0) shape = SG_SHAPE_DASHBOARD;
+            else if (strcmp(optarg, "pump") == 0) shape = SG_SHAPE_PUMP;
+            else {
+                fprintf(stderr,
+                        "slotgated: --shape \"%s\": expected gateway, dashboard "
+                        "or pump\n",
+                        optarg);
+                free(paths);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'k': check_only = 1; break;
+        case 'S': strict = 1; break;
+        case 'C': connect = 1; break;
+        case 'v': printf("slotgated %s\n", sg_version()); free(paths); return 0;
+        case 'h': usage(stdout); free(paths); return 0;
+        default: usage(stderr); free(paths); return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "slotgated: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        free(paths);
+        return EXIT_USAGE;
+    }
+    if (!check_only && (strict || connect || npaths > 1)) {
+        fprintf(stderr, "slotgated: %s goes with --check (slotgated serves one settings "
+                "file)\n", strict ? "--strict" : connect ? "--connect" : "-c given twice");
+        free(paths);
+        return EXIT_USAGE;
+    }
+    /* Warnings are part of the dumps: with --check, log only errors. */
+    log_setup(SG_LOG_ERROR, 0);
+    if (check_only) {
+        rc = check(paths, npaths, shape, strict, connect);
+        free(paths);
+        return rc;
+    }
+    cfg = sg_config_new();
+    ds = sg_daemon_settings_new();
+    if (cfg == NULL || ds == NULL) {
+        fprintf(stderr, "slotgated: out of memory\n");
+        sg_config_free(cfg);
+        sg_daemon_settings_free(ds);
+        free(paths);
+        return 1;
+    }
+    rc = sg_config_load(cfg, paths[0], shape, NULL);
+    if (rc != SG_OK) fprintf(stderr, "slotgated: %s\n", sg_errmsg(cfg));
+    if (rc != SG_EIO && rc != SG_EJSON && rc != SG_ENOMEM) {
+        int dsrc = sg_daemon_settings_load(ds, paths[0], NULL);
+        if (dsrc != SG_OK) fprintf(stderr, "slotgated: %s\n", sg_errmsg(ds));
+        if (rc == SG_OK && dsrc == SG_OK) rc = serve(cfg, ds, paths[0]);
+        else rc = 1;
+    } else {
+        rc = 1;
+    }
     sg_config_free(cfg);
     sg_daemon_settings_free(ds);
-    return rc == SG_OK && dsrc == SG_OK ? 0 : 1;
+    free(paths);
+    return rc;
 }

@@ -1186,6 +1186,13 @@ const sg_storage *sg_config_upstream(const sg_config *cfg, const char *name) {
     return NULL;
 }
 
+const char *sg_config_field_key(int shape, const char *field) {
+    int fid;
+    for (fid = 0; fid < SG_F_COUNT; fid++)
+        if (strcmp(field, field_canonical(fid)) == 0) return field_key(shape, fid);
+    return NULL;
+}
+
 static const char *masked(const sg_field *f) {
     return f->text && f->text[0] ? "********" : "";
 }

@@ -126,6 +126,11 @@ struct sg_config {
 /* The upstream called name, or NULL. */
 const sg_storage *sg_config_upstream(const sg_config *cfg, const char *name);
 
+/* The JSON key a shape gives the field sg_config_get() knows as field
+ * ("redis_addrs" for the dashboard's "addrs"), for messages that name a
+ * file's own key; NULL when the shape has no such key. Static storage. */
+const char *sg_config_field_key(int shape, const char *field);
+
 /* The variables the storage settings are read from, for help texts: for a
  * shape, fn(ud, upstream, prefix, suffix) for each variable prefix+suffix, in
  * the order they are applied (the gateway's two switches last, upstream

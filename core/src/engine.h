@@ -20,6 +20,7 @@
 #include "config.h"
 #include "conn.h"
 #include "sg_internal.h"
+#include "tls.h" /* sg_tls_context */
 
 typedef struct sg_node sg_node;
 typedef struct sg_ttl_req {
@@ -429,7 +430,5 @@ typedef struct sg_waiter {
 } sg_waiter;
 void sg_waiter_reply(sg_client *c, sg_reply *reply, int status, const char *errmsg, void *ud);
 
-/* TLS (tls.c): a context from the upstream's settings, or NULL with err set. */
-SSL_CTX *sg_tls_context(const sg_storage *st, sg_error *err);
 
 #endif

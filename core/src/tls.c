@@ -8,7 +8,7 @@
 #include <openssl/err.h>
 #include <stdio.h>
 
-#include "engine.h"
+#include "tls.h"
 
 static int tls_fail(sg_error *err, SSL_CTX *ctx, const char *what, const char *path) {
     char buf[256];
