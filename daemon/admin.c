@@ -142,17 +142,6 @@ int admin_local_addr(session *s, char *ip, size_t iplen, int *port) {
 
 static void put_str(sg_resp_out *o, const char *s) { sg_resp_put_bulk(o, s, strlen(s)); }
 
-void admin_role(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
-    reply_slot *rs = reply_slot_at(s, seq);
-    (void)cmd;
-    (void)r;
-    sg_resp_put_array(&rs->out, 3);
-    sg_resp_put_bulk(&rs->out, "master", 6);
-    sg_resp_put_int(&rs->out, 0);
-    sg_resp_put_array(&rs->out, 0);
-    reply_slot_done(rs);
-}
-
 static void ignore_reply(sg_client *c, sg_reply *r, int status, const char *errmsg, void *ud) {
     (void)c;
     (void)status;
@@ -161,14 +150,16 @@ static void ignore_reply(sg_client *c, sg_reply *r, int status, const char *errm
     sg_reply_free(r);
 }
 
-/* CLUSTER INFO tells the truth, as /health does (metrics.c): the state is ok
- * only when every upstream's client of this worker serves all the slots; the
- * slot counts are the default upstream's. A client that has not found its
- * map yet is sent a PING, which starts the discovery (nothing else would
- * before a command came), and counts as failed meanwhile. */
-static int cluster_info(session *s, char *text, size_t len) {
+/* What this worker can serve, as /health judges it (metrics.c): ok only
+ * when every upstream's client serves all the slots; covered counts the
+ * default upstream's. A client that has not found its map yet is sent a
+ * PING, which starts the discovery (nothing else would before a command
+ * came), and counts as failed meanwhile. CLUSTER INFO, ROLE and INFO's
+ * replication section all answer from it, so they agree. */
+int admin_health(session *s, int *covered) {
     const sg_config *cfg = s->w->srv->cfg;
-    int u, ok = 1, covered = 0;
+    int u, ok = 1;
+    *covered = 0;
     for (u = 0; u < sg_config_upstream_count(cfg); u++) {
         const char *name = sg_config_upstream_name(cfg, u);
         sg_client *c = sg_gateway_client(s->w->gw, name);
@@ -178,8 +169,44 @@ static int cluster_info(session *s, char *text, size_t len) {
             ok = 0;
             if (c) sg_client_send_argv(c, 1, ping, NULL, ignore_reply, NULL);
         }
-        if (strcmp(name, "default") == 0) covered = n;
+        if (strcmp(name, "default") == 0) *covered = n;
     }
+    return ok;
+}
+
+/* ROLE: the master of a one-node cluster while the gateway serves every
+ * slot; otherwise a replica whose link to its master is down, as a Redis
+ * replica that lost its master answers (state "connect", offset -1), so a
+ * client that checks the role before it writes (Sentinel-aware clients,
+ * health checks) does not take the gateway for a writable master. The master
+ * is named "?", port 0, as Redis names an endpoint it cannot give: slotgated
+ * hides its nodes, and no client is sent around it (its policies).
+ * docs/DIFFERENCES.md says why. */
+void admin_role(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
+    reply_slot *rs = reply_slot_at(s, seq);
+    int covered;
+    (void)cmd;
+    (void)r;
+    if (admin_health(s, &covered)) {
+        sg_resp_put_array(&rs->out, 3);
+        sg_resp_put_bulk(&rs->out, "master", 6);
+        sg_resp_put_int(&rs->out, 0);
+        sg_resp_put_array(&rs->out, 0);
+    } else {
+        sg_resp_put_array(&rs->out, 5);
+        sg_resp_put_bulk(&rs->out, "slave", 5);
+        sg_resp_put_bulk(&rs->out, "?", 1);
+        sg_resp_put_int(&rs->out, 0);
+        sg_resp_put_bulk(&rs->out, "connect", 7);
+        sg_resp_put_int(&rs->out, -1);
+    }
+    reply_slot_done(rs);
+}
+
+/* CLUSTER INFO tells the truth, as /health does: cluster_state:fail and the
+ * slots it cannot serve while an upstream is down (admin_health). */
+static int cluster_info(session *s, char *text, size_t len) {
+    int covered, ok = admin_health(s, &covered);
     return snprintf(text, len,
                     "cluster_state:%s\r\ncluster_slots_assigned:%d\r\ncluster_slots_ok:%d\r\n"
                     "cluster_slots_pfail:0\r\ncluster_slots_fail:%d\r\ncluster_known_nodes:%d\r\n"

@@ -13,7 +13,13 @@
 
 #include "session.h"
 
+/* ROLE: "master" while every slot is served, else a replica whose master
+ * link is down (admin_health). */
 void admin_role(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq);
+/* Whether the worker of s serves every slot of every upstream, as /health
+ * judges it (an upstream not yet discovered is asked to start); *covered:
+ * the default upstream's slots served. */
+int admin_health(session *s, int *covered);
 /* CLUSTER KEYSLOT, MYID, INFO, SLOTS, SHARDS, NODES. */
 void admin_cluster(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq);
 /* The node id slotgated shows as a cluster's only node (40 hex digits, one

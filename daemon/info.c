@@ -502,8 +502,12 @@ static void errorstats_section(sg_buf *t, const server *srv) {
 static void upstream_section(sg_buf *t, sg_client *c, const char *name) {
     uint64_t errors = 0, moved = 0, ask = 0, timeouts = 0, waits = 0, pool_timeouts = 0;
     uint64_t dwaits = 0, unconfirmed = 0;
-    int i, conns = 0, in_use = 0, idle = 0, masters = 0;
+    int i, conns = 0, in_use = 0, idle = 0, masters = 0, max_active, max_idle, timeout_ms;
     sg_buf_printf(t, "# Upstream %s\r\n", name);
+    /* the settings in force, which a reload may have changed */
+    sg_client_limits(c, &max_active, &max_idle, &timeout_ms);
+    sg_buf_printf(t, "pool_max_active:%d\r\npool_max_idle:%d\r\ntimeout_ms:%d\r\n", max_active,
+                  max_idle, timeout_ms);
     for (i = 0; i < sg_client_node_count(c); i++) {
         sg_node_stats st;
         if (sg_client_node_stats(c, i, &st) != SG_OK) continue;
@@ -583,10 +587,19 @@ static void render(session *s, unsigned want, info_nodes *n, sg_buf *t) {
         next_section(t);
         stats_section(t, &g, n);
     }
-    if (want & S_REPLICATION) { /* the gateway as the master of a one-node cluster, as ROLE */
+    if (want & S_REPLICATION) { /* as ROLE: a master, or a replica whose link is down */
+        int covered;
         next_section(t);
+        if (admin_health(s, &covered))
+            sg_buf_puts(t, "# Replication\r\nrole:master\r\n");
+        else
+            sg_buf_puts(t, "# Replication\r\nrole:slave\r\nmaster_host:?\r\nmaster_port:0\r\n"
+                           "master_link_status:down\r\nmaster_last_io_seconds_ago:-1\r\n"
+                           "master_sync_in_progress:0\r\nslave_read_repl_offset:-1\r\n"
+                           "slave_repl_offset:-1\r\nslave_priority:100\r\nslave_read_only:1\r\n"
+                           "replica_announced:1\r\n");
         sg_buf_printf(t,
-                      "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n"
+                      "connected_slaves:0\r\n"
                       "master_failover_state:no-failover\r\nmaster_replid:%s\r\n"
                       "master_replid2:0000000000000000000000000000000000000000\r\n"
                       "master_repl_offset:0\r\nsecond_repl_offset:-1\r\n"

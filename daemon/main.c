@@ -73,8 +73,9 @@ static void usage(FILE *out) {
             "\n"
             "Serves Redis clients in front of the storage the settings name, until\n"
             "SIGTERM or SIGINT (in-flight commands finish first); SIGHUP reads the\n"
-            "settings again: users, passwords, policy scripts, limits and the TLS\n"
-            "certificate change without dropping clients (all of it or none). With\n"
+            "settings again: users, passwords, policy scripts, limits, the TLS\n"
+            "certificate and the upstreams' seeds, pool sizes, timeout, credentials\n"
+            "and TLS files change without dropping clients (all of it or none). With\n"
             "the metrics setting, http://ADDR/metrics (Prometheus) and /health (200\n"
             "once every upstream's slot map is full) are served.\n"
             "\n"
@@ -153,13 +154,16 @@ static struct ssl_ctx_st *tls_context(const sg_daemon_settings *ds, char *err, s
 }
 
 /* Options made from settings, with what they point into: free_opts gets
- * back &o (the first member). */
+ * back &o (the first member). A reload's are shared by the workers on them
+ * and by main, which compares the next reload's storage settings with the
+ * last ones taken: the last to let go frees them. */
 typedef struct built {
     sg_serve_opts o;
     sg_daemon_settings *ds; /* owned by a reload's options; the first are main's */
     sg_config *storage;     /* a reload's storage settings (o.storage), owned */
     const char **listen;
     sg_serve_user *users;
+    int refs;               /* a reload's: atomic, the workers' one and main's one */
 } built;
 
 static void built_clear(built *b) {
@@ -211,12 +215,22 @@ static int build(built *b, sg_daemon_settings *ds, int tls, char *err, size_t er
     return 0;
 }
 
-/* What a reload needs: the file the settings came from, and the settings
- * serving started with. */
+/* A reload's options let go of (a worker's thread, or main's). */
+static void built_drop(built *b) {
+    if (b == NULL || __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+    built_clear(b);
+    sg_config_free(b->storage);
+    sg_daemon_settings_free(b->ds);
+    free(b);
+}
+
+/* What a reload needs: the file the settings came from, the settings
+ * serving started with, and the last storage settings a reload took. */
 typedef struct served {
     const char *path;
     sg_daemon_settings *first;
     sg_config *cfg; /* the storage settings serving started with */
+    built *last;    /* the last reload's (a reference), NULL before one */
 } served;
 
 static int has_tls(const sg_daemon_settings *ds) {
@@ -243,43 +257,106 @@ static void warn_restart_only(sg_daemon_settings *first, sg_daemon_settings *now
     }
 }
 
-/* Storage settings the workers cannot take while serving: a reload that
- * changes one says so. The credentials (username, password,
- * sentinel_password) are taken. 0 when the upstreams are the same ones. */
-static int storage_restart_only(sg_config *first, sg_config *now) {
-    static const char *const keys[] = {
-        "mode", "addresses", "master_name", "database", "optimisation_max_idle",
-        "optimisation_max_active", "timeout", "use_ssl", "ssl_insecure_skip_verify", "ca_file",
-        "cert_file", "key_file", "tls_min_version", "tls_max_version", NULL};
+/* An upstream's setting as text ("" when unset), copied: the next get on
+ * the same handle may reuse the string. */
+static void storage_value(sg_config *cfg, const char *up, const char *key, char *out, size_t len) {
+    const char *v = NULL;
+    if (sg_config_get(cfg, up, key, 0, &v, NULL) != SG_OK || v == NULL) v = "";
+    snprintf(out, len, "%s", v);
+}
+
+/* "" for the default upstream, "NAME " for the others: the log's prefix. */
+static const char *up_label(const char *name, char *buf, size_t len) {
+    if (strcmp(name, "default") == 0) return "";
+    snprintf(buf, len, "%s ", name);
+    return buf;
+}
+
+/* Whether the workers can take the storage settings now while serving. The
+ * same upstreams, each with the same mode, use_ssl and (outside a cluster)
+ * database: else -1 with the first change that takes a restart in err, and
+ * the reload is refused whole. Compared with the settings serving started
+ * with: a reload never changes these. */
+static int storage_refused(sg_config *first, sg_config *now, char *err, size_t errlen) {
+    static const char *const fixed[] = {"mode", "use_ssl", "database", NULL};
     int u, i, n = sg_config_upstream_count(first);
-    if (sg_config_upstream_count(now) != n) {
-        sg_log(SG_LOG_WARN, "SIGHUP: the storage upstreams changed (%d -> %d): it takes a "
-               "restart; the running ones and their credentials stay", n,
-               sg_config_upstream_count(now));
-        return -1;
-    }
-    for (u = 0; u < n; u++) {
-        const char *name = sg_config_upstream_name(first, u), *a, *b;
-        if (sg_config_get(now, name, "mode", 0, &a, NULL) != SG_OK) {
-            sg_log(SG_LOG_WARN, "SIGHUP: the storage upstream \"%s\" is gone: it takes a "
-                   "restart; the running ones and their credentials stay", name);
+    char a[512], b[512], label[160], mode[32];
+    for (u = 0; u < sg_config_upstream_count(now); u++)
+        if (sg_config_get(first, sg_config_upstream_name(now, u), "mode", 0, NULL, NULL) != SG_OK) {
+            snprintf(err, errlen, "storage upstream \"%s\" is new: the upstreams are read at "
+                     "start only, it takes a restart", sg_config_upstream_name(now, u));
             return -1;
         }
-        for (i = 0; keys[i]; i++) {
-            if (sg_config_get(first, name, keys[i], 0, &a, NULL) != SG_OK ||
-                sg_config_get(now, name, keys[i], 0, &b, NULL) != SG_OK)
-                continue;
-            if (strcmp(a ? a : "", b ? b : "") != 0)
-                sg_log(SG_LOG_WARN, "SIGHUP: storage %s%s%s changed (%s -> %s): it takes a "
-                       "restart; the running value stays", strcmp(name, "default") ? name : "",
-                       strcmp(name, "default") ? " " : "", keys[i], a ? a : "", b ? b : "");
+    for (u = 0; u < n; u++) {
+        const char *name = sg_config_upstream_name(first, u);
+        if (sg_config_get(now, name, "mode", 0, NULL, NULL) != SG_OK) {
+            snprintf(err, errlen, "storage upstream \"%s\" is gone: the upstreams are read at "
+                     "start only, it takes a restart", name);
+            return -1;
+        }
+        storage_value(first, name, "mode", mode, sizeof mode);
+        for (i = 0; fixed[i]; i++) {
+            /* a cluster ignores the database (with a warning) */
+            if (strcmp(fixed[i], "database") == 0 && strcmp(mode, "cluster") == 0) continue;
+            storage_value(first, name, fixed[i], a, sizeof a);
+            storage_value(now, name, fixed[i], b, sizeof b);
+            if (strcmp(a, b) != 0) {
+                snprintf(err, errlen, "storage %s%s changed (%s -> %s): it cannot change under "
+                         "open connections, it takes a restart",
+                         up_label(name, label, sizeof label), fixed[i], a, b);
+                return -1;
+            }
         }
     }
     return 0;
 }
 
-/* The storage settings read again for a reload: NULL (logged) when they
- * cannot be, or the upstreams are not the same ones. */
+/* Says what a reload changes in the storage settings (before: the last
+ * ones taken), as the workers take it. */
+static void storage_changes(sg_config *before, sg_config *now) {
+    static const struct {
+        const char *key, *effect;
+    } taken[] = {
+        {"addresses", "the map (or master) is asked of them now"},
+        {"master_name", "the sentinels are asked for it now"},
+        {"optimisation_max_active", "surplus connections close when idle"},
+        {"optimisation_max_idle", "surplus idle connections close"},
+        {"timeout", "taken for new connections and commands"},
+        {"username", "new connections authenticate with it"},
+        {"ssl_insecure_skip_verify", "new connections use it"},
+        {"ca_file", "new connections use it"},
+        {"cert_file", "new connections use it"},
+        {"key_file", "new connections use it"},
+        {"tls_min_version", "new connections use it"},
+        {"tls_max_version", "new connections use it"},
+        {NULL, NULL}};
+    int u, i;
+    char a[512], b[512], label[160];
+    for (u = 0; u < sg_config_upstream_count(now); u++) {
+        const char *name = sg_config_upstream_name(now, u), *pa = NULL, *pb = NULL;
+        for (i = 0; taken[i].key; i++) {
+            storage_value(before, name, taken[i].key, a, sizeof a);
+            storage_value(now, name, taken[i].key, b, sizeof b);
+            if (strcmp(a, b) != 0)
+                sg_log(SG_LOG_INFO, "SIGHUP: storage %s%s changed (%s -> %s): %s",
+                       up_label(name, label, sizeof label), taken[i].key, a, b, taken[i].effect);
+        }
+        for (i = 0; i < 2; i++) { /* secrets: that they changed, never their values */
+            const char *key = i ? "sentinel_password" : "password";
+            if (sg_config_get(before, name, key, 1, &pa, NULL) == SG_OK &&
+                sg_config_get(now, name, key, 1, &pb, NULL) == SG_OK &&
+                strcmp(pa ? pa : "", pb ? pb : "") != 0)
+                sg_log(SG_LOG_INFO, "SIGHUP: storage %s%s changed: new connections "
+                       "authenticate with it", up_label(name, label, sizeof label), key);
+        }
+        if (sg_config_tls_changed(before, now, name))
+            sg_log(SG_LOG_INFO, "SIGHUP: storage %sTLS files changed (their contents): new "
+                   "connections use them", up_label(name, label, sizeof label));
+    }
+}
+/* The storage settings read again for a reload, their TLS files loaded:
+ * NULL with why in err when they do not read, a TLS file does not load, or
+ * they change what takes a restart (the whole reload is refused then). */
 static sg_config *reload_storage(served *sv, char *err, size_t errlen) {
     sg_config *cfg = sg_config_new();
     int i;
@@ -287,22 +364,23 @@ static sg_config *reload_storage(served *sv, char *err, size_t errlen) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    if (sg_config_load(cfg, sv->path, sg_config_shape_of(sv->cfg), NULL) != SG_OK) {
+    if (sg_config_load(cfg, sv->path, sg_config_shape_of(sv->cfg), NULL) != SG_OK ||
+        sg_config_load_tls(cfg) != SG_OK) {
         snprintf(err, errlen, "%s", sg_errmsg(cfg));
+        sg_config_free(cfg);
+        return NULL;
+    }
+    if (storage_refused(sv->cfg, cfg, err, errlen) != 0) {
         sg_config_free(cfg);
         return NULL;
     }
     for (i = 0; i < sg_config_warning_count(cfg); i++)
         sg_log(SG_LOG_WARN, "SIGHUP: %s", sg_config_warning(cfg, i));
-    if (storage_restart_only(sv->cfg, cfg) != 0) {
-        sg_config_free(cfg);
-        return NULL;
-    }
     return cfg;
 }
 
-/* SIGHUP (the main thread): the daemon's settings read again from the same
- * file and environment. */
+/* SIGHUP (the main thread): the daemon's and the storage settings read
+ * again from the same file and environment; all of them are taken, or none. */
 static sg_serve_opts *reload_settings(void *ud, char *err, size_t errlen) {
     served *sv = ud;
     sg_daemon_settings *ds = sg_daemon_settings_new();
@@ -320,12 +398,7 @@ static sg_serve_opts *reload_settings(void *ud, char *err, size_t errlen) {
         free(b);
         return NULL;
     }
-    for (i = 0; i < sg_daemon_settings_warning_count(ds); i++)
-        sg_log(SG_LOG_WARN, "SIGHUP: %s", sg_daemon_settings_warning(ds, i));
-    /* a storage file that no longer reads fails the reload as a bad
-     * daemon setting does; other upstreams only keep their credentials */
-    err[0] = '\0';
-    if ((storage = reload_storage(sv, err, errlen)) == NULL && err[0]) {
+    if ((storage = reload_storage(sv, err, errlen)) == NULL) {
         sg_daemon_settings_free(ds);
         free(b);
         return NULL;
@@ -337,28 +410,37 @@ static sg_serve_opts *reload_settings(void *ud, char *err, size_t errlen) {
         free(b);
         return NULL;
     }
+    for (i = 0; i < sg_daemon_settings_warning_count(ds); i++)
+        sg_log(SG_LOG_WARN, "SIGHUP: %s", sg_daemon_settings_warning(ds, i));
     b->storage = storage;
     b->o.storage = storage;
+    b->refs = 2; /* the workers' (free_reloaded), and main's as the last taken */
     warn_restart_only(sv->first, ds);
+    storage_changes(sv->last ? sv->last->storage : sv->cfg, storage);
+    built_drop(sv->last);
+    sv->last = b;
     return &b->o;
 }
 
+/* The workers are done with a reload's options (any worker's thread). */
 static void free_reloaded(void *ud, sg_serve_opts *o) {
-    built *b = (built *)o;
     (void)ud;
-    built_clear(b);
-    sg_config_free(b->storage);
-    sg_daemon_settings_free(b->ds);
-    free(b);
+    built_drop((built *)o);
 }
 
 /* Serves with the settings read; the exit status. */
 static int serve(sg_config *cfg, sg_daemon_settings *ds, const char *path) {
     built b;
-    served sv = {path, ds, cfg};
+    served sv = {path, ds, cfg, NULL};
     char err[SG_ERRMSG_MAX];
     int rc;
     log_setup(ds->log_level, ds->syslog);
+    /* one TLS context per upstream for every worker's clients, and what a
+     * reload compares the files with */
+    if (sg_config_load_tls(cfg) != SG_OK) {
+        log_fatal("%s", sg_errmsg(cfg));
+        return 1;
+    }
     if (build(&b, ds, has_tls(ds), err, sizeof err) != 0) {
         fprintf(stderr, "slotgated: %s\n", err);
         return 1;
@@ -370,6 +452,7 @@ static int serve(sg_config *cfg, sg_daemon_settings *ds, const char *path) {
     b.o.reload_ud = &sv;
     rc = sg_serve(cfg, &b.o, err, sizeof err);
     if (rc != 0) log_fatal("%s", err);
+    built_drop(sv.last); /* the workers let go of theirs before sg_serve returned */
     built_clear(&b);
     return rc == 0 ? 0 : 1;
 }

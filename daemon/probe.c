@@ -698,7 +698,8 @@ int probe_upstream(FILE *out, sg_config *cfg, const char *upstream, const char *
             p.st->naddrs == 1 ? "" : "s");
     if (p.st->use_ssl) {
         sg_error err = {0};
-        if ((p.ssl = sg_tls_context(p.st, &err)) == NULL) {
+        unsigned char digest[SG_TLS_DIGEST_LEN];
+        if ((p.ssl = sg_tls_context(p.st, digest, &err)) == NULL) {
             fail(&p, "%s", err.msg);
             return p.failures;
         }

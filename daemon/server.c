@@ -481,8 +481,10 @@ static void on_reload(evutil_socket_t fd, short what, void *arg) {
     old = w->o_ref;
     w->o_ref = ref;
     w->o = ref->o;
-    if (ref->o->storage && sg_gateway_set_credentials(w->gw, ref->o->storage) != SG_OK)
-        sg_log(SG_LOG_WARN, "SIGHUP: the upstreams' credentials stay: %s", sg_errmsg(w->gw));
+    /* seeds, pools, timeouts, credentials, TLS: main checked they can change */
+    if (ref->o->storage && sg_gateway_reload(w->gw, ref->o->storage) != SG_OK)
+        sg_log(SG_LOG_WARN, "SIGHUP: worker %d: the storage settings are not all taken: %s",
+               w->id, sg_errmsg(w->gw));
     users_moved(w, old->o);
     ref_drop(w->srv, old);
 }
@@ -635,8 +637,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
             char why[SG_ERRMSG_MAX + 100];
             sg_serve_opts *no = srv->o->reload(srv->o->reload_ud, why, sizeof why);
             if (no == NULL) {
-                sg_log(SG_LOG_ERROR,
-                       "SIGHUP: the settings cannot be read again, nothing changes: %s", why);
+                sg_log(SG_LOG_ERROR, "SIGHUP: the settings are not taken, nothing changes: %s",
+                       why);
                 return;
             }
             if ((ref = sg_calloc(1, sizeof *ref)) == NULL) {
@@ -648,7 +650,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
             ref->owned = 1;
             ref->refs = srv->nw;
             sg_log(SG_LOG_INFO, "SIGHUP: settings read again; reloading users, limits, the TLS "
-                   "certificate and the policy scripts");
+                   "certificate, the policy scripts and the upstreams' settings");
         } else {
             sg_log(SG_LOG_INFO, "SIGHUP: reloading policy scripts");
         }

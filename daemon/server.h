@@ -53,13 +53,15 @@ typedef struct sg_serve_opts {
      * when they cannot be: the old ones stay). What can change while serving
      * takes effect in each worker at its next loop turn: the users and
      * passwords, the policy scripts, the limits, the TLS certificate, the
-     * upstreams' credentials (storage); the rest (listen, threads, metrics,
-     * unix_mode, the other storage settings) is read at start only.
+     * upstreams' settings that can change under open connections (storage:
+     * sg_gateway_reload); the rest (listen, threads, metrics, unix_mode) is
+     * read at start only.
      * free_opts gets them back once no worker uses them. reload NULL: SIGHUP
      * loads the same scripts again. */
     struct sg_serve_opts *(*reload)(void *ud, char *err, size_t errlen);
-    /* A reload's storage settings: the upstreams' credentials are taken from
-     * them (sg_gateway_set_credentials); NULL keeps those in use. */
+    /* A reload's storage settings, which every worker's gateway takes
+     * (sg_gateway_reload: seeds, pools, timeout, credentials, TLS); NULL
+     * keeps those in use. */
     const sg_config *storage;
     void (*free_opts)(void *ud, struct sg_serve_opts *o);
     void *reload_ud;

@@ -123,6 +123,8 @@ int sg_config_get(sg_config *cfg, const char *upstream, const char *field, int u
 int sg_config_warning_count(const sg_config *cfg);
 const char *sg_config_warning(const sg_config *cfg, int i);
 const char *sg_config_dump(sg_config *cfg);
+int sg_config_load_tls(sg_config *cfg);
+int sg_config_tls_changed(const sg_config *before, const sg_config *now, const char *upstream);
 
 typedef enum sg_reply_type {
     SG_REPLY_STRING = 1,
@@ -221,6 +223,8 @@ int sg_client_node_count(sg_client *c);
 int sg_client_node_stats(sg_client *c, int i, sg_node_stats *out);
 uint64_t sg_client_refresh_count(sg_client *c);
 int sg_client_coverage(sg_client *c, const char **why);
+void sg_client_limits(sg_client *c, int *max_active, int *max_idle, int *timeout_ms);
+int sg_client_reload(sg_client *c, const sg_config *cfg);
 
 typedef struct sg_policy sg_policy;
 typedef struct sg_request_ctx {
@@ -260,6 +264,7 @@ void sg_gateway_set_policy(sg_gateway *g, sg_policy *p);
 int sg_gateway_unblock(sg_gateway *g, void *ud, int error);
 int sg_gateway_set_batching(sg_gateway *g, int on);
 int sg_gateway_set_credentials(sg_gateway *g, const sg_config *cfg);
+int sg_gateway_reload(sg_gateway *g, const sg_config *cfg);
 sg_client *sg_gateway_client(sg_gateway *g, const char *upstream);
 int sg_gateway_send_argv(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                          const char *const *argv, const size_t *argvlen, sg_reply_fn fn,

@@ -224,6 +224,19 @@ SG_API int sg_config_get(sg_config *cfg, const char *upstream,
                          const char *field, int unmasked, const char **value,
                          const char **source);
 
+/* Makes the OpenSSL context of every upstream that has use_ssl now, reading
+ * its CA, certificate and key files: the clients made from cfg then share it
+ * (one context, not one per client) and sg_client_reload compares what it was
+ * made from (the settings and the files' contents) with theirs, so files
+ * that do not load refuse a reload before any client is touched. SG_OK, or
+ * SG_ETLS naming the upstream, the file and OpenSSL's reason. cfg keeps the
+ * contexts until it is loaded again or freed. */
+SG_API int sg_config_load_tls(sg_config *cfg);
+/* 1 when upstream's contexts in before and now were both loaded
+ * (sg_config_load_tls) from different TLS settings or file contents, else 0. */
+SG_API int sg_config_tls_changed(const sg_config *before, const sg_config *now,
+                                 const char *upstream);
+
 /* Warnings from the last load (e.g. addresses ignored in single-node mode).
  * Strings owned by cfg. */
 SG_API int sg_config_warning_count(const sg_config *cfg);
@@ -455,6 +468,23 @@ SG_API uint64_t sg_client_refresh_count(sg_client *c);
  * tried yet); the string is owned by the client and valid until the next
  * call into it. */
 SG_API int sg_client_coverage(sg_client *c, const char **why);
+/* The pool sizes and the timeout (milliseconds) in force. */
+SG_API void sg_client_limits(sg_client *c, int *max_active, int *max_idle, int *timeout_ms);
+/* A reload while serving: the client takes the settings of its upstream in
+ * cfg (the same name) that can change under open connections, for what
+ * starts from now on — the seeds (Cluster: the map is asked of them at once,
+ * the map in force serving meanwhile; Sentinel: the sentinels and the master
+ * name; one node: the node new commands go to), optimisation_max_active and
+ * optimisation_max_idle (idle connections beyond them close now, busy ones
+ * when they come back), the timeout (new connections and the waits that
+ * start from now on), the credentials, and the TLS files and settings: a
+ * new context when the files' contents or the settings changed (compared
+ * by content: a certificate renewed in place is taken), which connections
+ * opened from now on use. Connections open keep going as they are. The
+ * mode, use_ssl and, outside a cluster, database cannot change: SG_EINVAL
+ * names which, and nothing changed. SG_ETLS names a TLS file that does not
+ * load (nothing changed); SG_ENOMEM. cfg may be freed after. */
+SG_API int sg_client_reload(sg_client *c, const sg_config *cfg);
 
 
 /* ---- Policies --------------------------------------------------------------
@@ -540,6 +570,14 @@ SG_API int sg_gateway_set_batching(sg_gateway *g, int on);
  * SG_OK, or SG_EINVAL naming an upstream cfg lacks (nothing changed), or
  * SG_ENOMEM. Call it from the thread that runs g's loop. */
 SG_API int sg_gateway_set_credentials(sg_gateway *g, const sg_config *cfg);
+/* A reload: every upstream's clients take cfg's settings (sg_client_reload),
+ * cfg naming the same upstreams. Everything is checked first: SG_EINVAL
+ * naming an upstream cfg lacks or a setting that cannot change while serving
+ * leaves every client as it was. SG_ETLS (a TLS file that cannot be read
+ * when cfg's contexts were not loaded) or SG_ENOMEM may leave the upstreams
+ * before it changed. cfg may be freed after. Call it from the thread that
+ * runs g's loop. */
+SG_API int sg_gateway_reload(sg_gateway *g, const sg_config *cfg);
 /* The client of an upstream, made on first use (NULL: unknown upstream or
  * out of memory; see sg_errmsg(g)). Owned by the gateway. */
 SG_API sg_client *sg_gateway_client(sg_gateway *g, const char *upstream);

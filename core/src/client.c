@@ -63,6 +63,108 @@ int sg_client_take_credentials(sg_client *c, const sg_storage *st) {
     return SG_OK;
 }
 
+/* Whether st's seeds (or Sentinel master name) are not the client's. */
+static int seeds_changed(const sg_client *c, const sg_storage *st) {
+    const char *mn = st->f[SG_F_MASTER_NAME].s;
+    size_t i;
+    if ((size_t)c->nseeds != st->naddrs) return 1;
+    for (i = 0; i < st->naddrs; i++)
+        if (strcmp(c->seeds[i], st->addrs[i]) != 0) return 1;
+    return strcmp(c->master_name ? c->master_name : "", mn ? mn : "") != 0;
+}
+
+static void free_strings(char **v, int n) {
+    while (n-- > 0) sg_free(v[n]);
+    sg_free(v);
+}
+
+/* A reload. What cannot change under connections already open is refused:
+ * the mode, TLS or not (a TLS cluster announces other ports to TLS clients),
+ * and the database outside a cluster (connections would write to two).
+ * The rest is taken for what starts from now on: the seeds (the map is asked
+ * of them at once; the map in force serves meanwhile), the pool sizes, the
+ * timeout, the credentials and the TLS context, made again only when the
+ * files' contents or the TLS settings changed (their digest). */
+int sg_client_take_settings(sg_client *c, const sg_storage *st, int check_only) {
+    unsigned char digest[SG_TLS_DIGEST_LEN];
+    SSL_CTX *ssl = NULL;
+    char **seeds = NULL, *master = NULL;
+    const char *mn = st->f[SG_F_MASTER_NAME].s;
+    int n = 0, reseed, rc;
+    if (st->mode != c->mode)
+        return sg_seterr(&c->err, SG_EINVAL, "upstream %s: mode %s -> %s cannot change while "
+                         "serving", c->name, sg_mode_name(c->mode), sg_mode_name(st->mode));
+    if (!st->use_ssl != !c->net.ssl)
+        return sg_seterr(&c->err, SG_EINVAL, "upstream %s: use_ssl %s -> %s cannot change "
+                         "while serving (the nodes' ports differ for TLS)", c->name,
+                         c->net.ssl ? "true" : "false", st->use_ssl ? "true" : "false");
+    if (c->mode != SG_MODE_CLUSTER && st->database != c->database)
+        return sg_seterr(&c->err, SG_EINVAL, "upstream %s: database %lld -> %lld cannot change "
+                         "while serving (open connections have selected %lld)", c->name,
+                         c->database, st->database, c->database);
+    if (check_only) return SG_OK;
+    if (st->use_ssl) { /* a new context only when what it is made of changed */
+        if (st->tls_ctx) memcpy(digest, st->tls_digest, sizeof digest);
+        else if (sg_tls_digest(st, digest, &c->err) != SG_OK) return c->err.code;
+        if (memcmp(digest, c->tls_digest, sizeof digest) != 0) {
+            if (st->tls_ctx && SSL_CTX_up_ref(st->tls_ctx)) ssl = st->tls_ctx;
+            else if (st->tls_ctx) return sg_seterr(&c->err, SG_ENOMEM, "out of memory");
+            else if ((ssl = sg_tls_context(st, digest, &c->err)) == NULL) return c->err.code;
+        }
+    }
+    if ((reseed = seeds_changed(c, st)) != 0) {
+        size_t i;
+        if ((seeds = sg_calloc(st->naddrs ? st->naddrs : 1, sizeof *seeds)) == NULL ||
+            (mn && (master = sg_strdup(mn)) == NULL))
+            goto oom;
+        for (i = 0; i < st->naddrs; i++, n++)
+            if ((seeds[i] = sg_strdup(st->addrs[i])) == NULL) goto oom;
+    }
+    if (sg_client_take_credentials(c, st) != SG_OK) goto oom;
+    /* nothing fails from here on but the new seeds' nodes */
+    c->net.timeout_ms = (int)(st->timeout * 1000);
+    c->max_active = (int)st->max_active;
+    c->max_idle = (int)st->max_idle;
+    if (ssl) {
+        SSL_CTX_free(c->net.ssl); /* the connections open hold their own references */
+        c->net.ssl = ssl;
+        c->net.tls_skip_verify = st->skip_verify;
+        memcpy(c->tls_digest, digest, sizeof digest);
+    }
+    sg_cluster_trim_pools(c);
+    if (!reseed) return SG_OK;
+    free_strings(c->seeds, c->nseeds);
+    sg_free(c->master_name);
+    c->seeds = seeds;
+    c->nseeds = n;
+    c->master_name = master;
+    if ((rc = sg_cluster_reseed(c)) != SG_OK)
+        return sg_seterr(&c->err, rc, "upstream %s: out of memory adding the seeds", c->name);
+    return SG_OK;
+oom:
+    free_strings(seeds, n);
+    sg_free(master);
+    SSL_CTX_free(ssl);
+    return sg_seterr(&c->err, SG_ENOMEM, "upstream %s: out of memory", c->name);
+}
+
+int sg_client_reload(sg_client *c, const sg_config *cfg) {
+    const sg_storage *st = cfg ? sg_config_upstream(cfg, c->name ? c->name : "default") : NULL;
+    if (st == NULL)
+        return sg_seterr(&c->err, SG_EINVAL, "the new settings have no upstream \"%s\"",
+                         c->name ? c->name : "default");
+    if (sg_client_take_settings(c, st, 1) != SG_OK) return c->err.code;
+    if (sg_client_take_settings(c, st, 0) != SG_OK) return c->err.code;
+    sg_clearerr(&c->err);
+    return SG_OK;
+}
+
+void sg_client_limits(sg_client *c, int *max_active, int *max_idle, int *timeout_ms) {
+    if (max_active) *max_active = c->max_active;
+    if (max_idle) *max_idle = c->max_idle;
+    if (timeout_ms) *timeout_ms = c->net.timeout_ms;
+}
+
 /* A write to a connection the server reset raises SIGPIPE, which kills a
  * process by default: ignore it, unless the host set a handler of its own. */
 static void ignore_sigpipe(void) {
@@ -120,7 +222,13 @@ sg_client *sg_client_new(const sg_config *cfg, const char *upstream, struct even
         sg_seterr(&c->err, SG_ENOMEM, "cannot create a DNS resolver");
         return c;
     }
-    if (st->use_ssl && (c->net.ssl = sg_tls_context(st, &c->err)) == NULL) return c;
+    if (st->use_ssl && st->tls_ctx) { /* made once for every client (sg_config_load_tls) */
+        SSL_CTX_up_ref(st->tls_ctx);
+        c->net.ssl = st->tls_ctx;
+        memcpy(c->tls_digest, st->tls_digest, sizeof c->tls_digest);
+    } else if (st->use_ssl && (c->net.ssl = sg_tls_context(st, c->tls_digest, &c->err)) == NULL) {
+        return c;
+    }
     if (!c->own_base && (c->net.flush_ev = event_new(c->net.base, -1, 0, on_flush, c)) == NULL) {
         sg_seterr(&c->err, SG_ENOMEM, "out of memory creating an event");
         return c;

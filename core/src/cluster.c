@@ -161,22 +161,34 @@ sg_conn *sg_pool_open(sg_node *node) {
     return conn;
 }
 
-void sg_pool_idle(void *owner, sg_conn *conn) {
-    sg_node *node = owner;
+/* Keeps at most max_idle idle connections, and no idle one beyond
+ * max_active (a reload may have made the pool smaller). */
+static void trim_pool(sg_node *node) {
     sg_client *c = node->client;
     int idle = 0, i;
-    if (conn->role == SG_CONN_POOLED) conn->exclusive = 0; /* a subscriber stays apart */
-    if (node->waiters) c->events->node_room(node); /* waiters first, in order */
-    /* Keep at most max_idle idle connections. */
     for (i = 0; i < node->nconns; i++)
         if (node->conns[i]->pcount == 0 && !node->conns[i]->exclusive) idle++;
-    for (i = node->nconns - 1; i >= 0 && idle > c->max_idle; i--) {
+    for (i = node->nconns - 1; i >= 0 && (idle > c->max_idle || node->nconns > c->max_active);
+         i--) {
         sg_conn *k = node->conns[i];
-        if (k->pcount == 0 && !k->exclusive) {
+        if (k->pcount == 0 && !k->exclusive && k->role == SG_CONN_POOLED) {
             sg_conn_close(k);
             idle--;
         }
     }
+}
+
+void sg_pool_idle(void *owner, sg_conn *conn) {
+    sg_node *node = owner;
+    sg_client *c = node->client;
+    if (conn->role == SG_CONN_POOLED) conn->exclusive = 0; /* a subscriber stays apart */
+    if (node->waiters) c->events->node_room(node); /* waiters first, in order */
+    trim_pool(node);
+}
+
+void sg_cluster_trim_pools(sg_client *c) {
+    int i;
+    for (i = 0; i < c->nnodes; i++) trim_pool(c->nodes[i]);
 }
 
 /* Closes connections idle for 240 × timeout, as Tyk's pool does. */
@@ -399,12 +411,20 @@ int sg_cluster_apply_slots(sg_client *c, const sg_reply *r, const sg_node *asked
 
 static void start_refresh(sg_client *c);
 
-/* The node to ask next: map nodes first (rotating), then the seeds. */
+/* Whether a refresh may ask node: a seed, or (unless the refresh asks the
+ * seeds only, after a reload changed them) a node of the map. A node that
+ * is neither is not asked: it left the cluster, or belongs to the cluster
+ * the old seeds named. */
+static int askable(const sg_client *c, const sg_node *n) {
+    return n->seed || (!c->from_seeds && n->in_map);
+}
+
+/* The node to ask next: the seeds and map nodes, rotating. */
 static sg_node *next_candidate(sg_client *c, int attempt) {
     int total = c->nnodes, i;
     for (i = 0; i < total; i++) {
         sg_node *n = c->nodes[(c->refresh_seed + attempt + i) % total];
-        if (n->sentinel) continue;
+        if (n->sentinel || !askable(c, n)) continue;
         if (usable(n)) {
             c->refresh_seed = (c->refresh_seed + attempt + i + 1) % total;
             return n;
@@ -415,8 +435,11 @@ static sg_node *next_candidate(sg_client *c, int attempt) {
 
 static void refresh_done(sg_client *c, int ok) {
     c->refreshing = 0;
+    c->from_seeds = 0;
     c->last_refresh = sg_now_ms();
     c->refreshes++;
+    /* the seeds changed while it ran: ask them now */
+    if (c->reseeded && !c->net.freeing) sg_cluster_refresh(c, 1);
     if (ok) {
         sg_buf_free(&c->refresh_errors);
         if (!c->ready) {
@@ -440,7 +463,8 @@ static void refresh_failed_once(sg_client *c, sg_node *node, int code, const cha
     int limit = c->nnodes < 16 ? c->nnodes : 16, i;
     sg_node *next;
     if (c->mode == SG_MODE_SENTINEL) /* each sentinel once */
-        for (limit = 0, i = 0; i < c->nnodes; i++) limit += c->nodes[i]->sentinel;
+        for (limit = 0, i = 0; i < c->nnodes; i++)
+            limit += c->nodes[i]->sentinel && c->nodes[i]->seed;
     if (c->refresh_errors.len < 2000)
         sg_buf_printf(&c->refresh_errors, "%s%s: %s", c->refresh_errors.len ? "; " : "", node->addr,
                       why);
@@ -660,7 +684,7 @@ static sg_node *next_sentinel(sg_client *c) {
     int i;
     for (i = 0; i < c->nnodes; i++) {
         sg_node *n = c->nodes[(c->refresh_seed + i) % c->nnodes];
-        if (n->sentinel && usable(n)) {
+        if (n->sentinel && n->seed && usable(n)) { /* a Sentinel still named */
             c->refresh_seed = (c->refresh_seed + i + 1) % c->nnodes;
             return n;
         }
@@ -690,14 +714,18 @@ static void start_refresh(sg_client *c) {
     if (c->refreshing || c->net.freeing) return;
     if (c->mode == SG_MODE_SINGLE) return;
     c->refreshing = 1;
+    c->from_seeds = c->reseeded;
+    c->reseeded = 0;
     c->refresh_attempts = 0;
     sg_buf_free(&c->refresh_errors);
     node = c->mode == SG_MODE_SENTINEL ? next_sentinel(c) : next_candidate(c, 0);
     if (node == NULL) {
-        /* everybody is backing off: ask the least recently failed anyway */
+        /* everybody is backing off: ask one anyway */
         int i;
         for (i = 0; i < c->nnodes && node == NULL; i++)
-            if (c->nodes[i]->sentinel == (c->mode == SG_MODE_SENTINEL)) node = c->nodes[i];
+            if (c->nodes[i]->sentinel == (c->mode == SG_MODE_SENTINEL) &&
+                (c->mode == SG_MODE_SENTINEL ? c->nodes[i]->seed : askable(c, c->nodes[i])))
+                node = c->nodes[i];
         if (node == NULL) {
             refresh_done(c, 0);
             c->events->map_failed(c, SG_ECONFIG, "no node to ask for the slot map");
@@ -758,6 +786,7 @@ int sg_cluster_start(sg_client *c) {
         if (n == NULL)
             return sg_seterr(&c->err, SG_ENOMEM, "out of memory adding seed %s", c->seeds[i]);
         n->sentinel = c->mode == SG_MODE_SENTINEL;
+        n->seed = 1;
         if (c->mode == SG_MODE_SINGLE) {
             n->in_map = 1;
             c->single = n;
@@ -790,4 +819,69 @@ void sg_cluster_discover(sg_client *c) {
     if (c->ready || c->refreshing) return;
     c->discovery_failed = 0;
     start_refresh(c);
+}
+
+/* Closes node's idle pooled connections (a node the client no longer uses). */
+static void close_idle(sg_node *node) {
+    int k;
+    for (k = node->nconns - 1; k >= 0; k--)
+        if (node->conns[k]->pcount == 0 && !node->conns[k]->exclusive)
+            sg_conn_close(node->conns[k]);
+}
+
+int sg_cluster_reseed(sg_client *c) {
+    int i, rc = SG_OK;
+    sg_node *first = NULL;
+    for (i = 0; i < c->nnodes; i++) c->nodes[i]->seed = 0;
+    for (i = 0; i < c->nseeds; i++) {
+        sg_node *n = sg_node_by_addr(c, c->seeds[i]);
+        if (n == NULL) {
+            rc = SG_ENOMEM;
+            continue;
+        }
+        if (c->mode == SG_MODE_SENTINEL) n->sentinel = 1;
+        n->seed = 1;
+        n->retry_at = 0; /* a seed just named is tried now, whatever it did before */
+        if (first == NULL) first = n;
+    }
+    if (c->mode == SG_MODE_SINGLE) {
+        /* the first address is the node: commands go to it from now on;
+         * those on the old one finish there */
+        if (first && first != c->single) {
+            if (c->single) {
+                sg_log(SG_LOG_INFO, "upstream %s: the node is now %s (was %s)", c->name,
+                       first->addr, c->single->addr);
+                c->single->in_map = 0;
+                close_idle(c->single);
+            }
+            first->in_map = 1;
+            first->role = SG_ROLE_MASTER;
+            c->single = first;
+        }
+        return rc;
+    }
+    for (i = 0; i < c->nnodes; i++) { /* nodes asked before and not now */
+        sg_node *n = c->nodes[i];
+        if (n->seed || (n->in_map && !n->sentinel)) continue;
+        if (c->sub && n->sentinel) {
+            int k;
+            for (k = 0; k < n->nconns; k++)
+                if (n->conns[k] == c->sub) { /* sub_closed asks the new ones */
+                    sg_conn_fail(c->sub, SG_ECLOSED, "upstream %s: sentinel %s is no longer "
+                                 "named", c->name, n->addr);
+                    break;
+                }
+        }
+        close_idle(n);
+    }
+    /* the next refresh asks the seeds only; the map (master) in force
+     * serves until one answers */
+    c->reseeded = 1;
+    if (!c->ready) {
+        c->discovery_failed = 0;
+        if (!c->refreshing) start_refresh(c);
+    } else {
+        sg_cluster_refresh(c, 1);
+    }
+    return rc;
 }

@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,6 +212,7 @@ static void storage_free(sg_storage *st) {
     sg_free(st->addrs_source);
     sg_free(st->name);
     sg_free(st->section);
+    SSL_CTX_free(st->tls_ctx); /* clients that use it hold references of their own */
     memset(st, 0, sizeof *st);
 }
 
@@ -1274,4 +1276,29 @@ const char *sg_config_dump(sg_config *cfg) {
     if ((cfg->dump = sg_buf_take(&b)) == NULL)
         sg_seterr(&cfg->err, SG_ENOMEM, "out of memory while dumping settings");
     return cfg->dump;
+}
+
+/* ---- TLS contexts (tls.c makes them) ------------------------------------------ */
+
+int sg_config_load_tls(sg_config *cfg) {
+    int i;
+    for (i = 0; i < cfg->nup; i++) {
+        sg_storage *st = &cfg->up[i];
+        sg_error why = {0};
+        struct ssl_ctx_st *ctx;
+        if (!st->use_ssl) continue;
+        if ((ctx = sg_tls_context(st, st->tls_digest, &why)) == NULL)
+            return sg_seterr(&cfg->err, why.code, "upstream %s: %s", st->name, why.msg);
+        SSL_CTX_free(st->tls_ctx);
+        st->tls_ctx = ctx;
+    }
+    sg_clearerr(&cfg->err);
+    return SG_OK;
+}
+
+int sg_config_tls_changed(const sg_config *before, const sg_config *now, const char *upstream) {
+    const sg_storage *a = sg_config_upstream(before, upstream),
+                     *b = sg_config_upstream(now, upstream);
+    return a && b && a->tls_ctx && b->tls_ctx &&
+           memcmp(a->tls_digest, b->tls_digest, sizeof a->tls_digest) != 0;
 }

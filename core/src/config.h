@@ -92,6 +92,8 @@ typedef struct sg_field {
     char *text;      /* the effective value as text (after resolution) */
 } sg_field;
 
+#define SG_TLS_DIGEST_LEN 32 /* SHA-256 */
+
 /* One storage upstream, read and resolved. */
 typedef struct sg_storage {
     char *name;    /* "default", "cache", "analytics" */
@@ -109,6 +111,10 @@ typedef struct sg_storage {
     int tls_min, tls_max; /* 10, 11, 12, 13 */
     long long timeout, max_active, max_idle, database;
     const char *key_prefix; /* pump: the analytics key prefix */
+    /* sg_config_load_tls (use_ssl only): the context the upstream's clients
+     * share, and the digest of what it was made from (tls.c) */
+    struct ssl_ctx_st *tls_ctx;
+    unsigned char tls_digest[SG_TLS_DIGEST_LEN];
 } sg_storage;
 
 struct sg_config {
@@ -122,6 +128,15 @@ struct sg_config {
     int nwarnings;
     char *dump;
 };
+
+/* TLS (tls.c): a context from the upstream's settings, or NULL with err set;
+ * digest gets sg_tls_digest's (read before the files are loaded). */
+struct ssl_ctx_st *sg_tls_context(const sg_storage *st, unsigned char digest[SG_TLS_DIGEST_LEN],
+                                  sg_error *err);
+/* The SHA-256 of the upstream's TLS settings and of the contents of its CA,
+ * certificate and key files: equal digests, the same context. SG_OK, or
+ * SG_ETLS naming a file that cannot be read. */
+int sg_tls_digest(const sg_storage *st, unsigned char out[SG_TLS_DIGEST_LEN], sg_error *err);
 
 /* The upstream called name, or NULL. */
 const sg_storage *sg_config_upstream(const sg_config *cfg, const char *name);

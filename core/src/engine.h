@@ -256,6 +256,9 @@ struct sg_node {
     int nreplicas, cap_replicas;
     int rr;          /* round-robin cursor over replicas */
     int in_map;      /* listed by the current slot map (or a seed/master) */
+    int seed;        /* one of the client's seeds now (a reload may change them):
+                        discovery asks seeds and map nodes, never a node left
+                        behind by both (it may belong to another cluster) */
     int index;       /* in client->nodes: slot_master[] holds index + 1 */
     sg_conn **conns;
     int nconns, cap_conns;
@@ -298,6 +301,7 @@ struct sg_client {
     char *master_name;
     long long database;
     int max_active, max_idle;
+    unsigned char tls_digest[SG_TLS_DIGEST_LEN]; /* what net.ssl was made from */
     int read_policy;
     int max_redirects;
     int max_retries;
@@ -332,6 +336,8 @@ struct sg_client {
     uint64_t last_refresh;
     uint64_t refreshes;
     int refresh_seed;         /* rotates the node asked */
+    int reseeded;             /* the seeds changed: the next refresh asks them */
+    int from_seeds;           /* this refresh asks the seeds only (it began reseeded) */
     unsigned any_rr;          /* sg_any_master's turn: the client's own, as each
                                  worker's client is its thread's */
     int refresh_attempts;     /* nodes asked in this refresh */
@@ -414,12 +420,24 @@ void sg_client_flush(sg_client *c);
 int sg_cluster_start(sg_client *c);
 /* Starts discovery when there is no map yet (and none running). */
 void sg_cluster_discover(sg_client *c);
+/* c->seeds (or c->master_name) changed: marks the seed nodes, moves a
+ * single-node client to its new node, drops a subscription to a Sentinel no
+ * longer named, and asks the new seeds for the map (master) at once; the
+ * map in force serves until one answers. SG_OK or SG_ENOMEM. */
+int sg_cluster_reseed(sg_client *c);
+/* The pools after a change of max_active or max_idle: idle connections
+ * beyond them close now; busy ones close when they come back idle. */
+void sg_cluster_trim_pools(sg_client *c);
 void sg_cluster_free(sg_client *c);
 
 /* ---- the client (client.c) ------------------------------------------------- */
 
 /* The upstream's credentials for connections opened from now on. */
 int sg_client_take_credentials(sg_client *c, const sg_storage *st);
+/* The settings of st that a client takes while it serves (sg_client_reload);
+ * check_only: only whether it can take them (SG_OK, or SG_EINVAL naming what
+ * cannot change while serving), nothing changed. */
+int sg_client_take_settings(sg_client *c, const sg_storage *st, int check_only);
 
 /* A blocking call's outcome: sg_waiter_reply is the callback that fills it. */
 typedef struct sg_waiter {
@@ -429,6 +447,5 @@ typedef struct sg_waiter {
     char msg[SG_ERRMSG_MAX];
 } sg_waiter;
 void sg_waiter_reply(sg_client *c, sg_reply *reply, int status, const char *errmsg, void *ud);
-
 
 #endif

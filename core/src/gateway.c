@@ -157,6 +157,36 @@ static sg_client *client_of(sg_gateway *g, const char *upstream, const sg_reques
     return NULL;
 }
 
+int sg_gateway_reload(sg_gateway *g, const sg_config *cfg) {
+    const sg_storage **st = sg_calloc((size_t)(g->n ? g->n : 1), sizeof *st);
+    int i, k, rc = SG_OK;
+    if (st == NULL) return sg_seterr(&g->err, SG_ENOMEM, "out of memory");
+    if (sg_config_upstream_count(cfg) != g->n)
+        rc = sg_seterr(&g->err, SG_EINVAL, "the upstreams cannot change while serving (%d -> %d)",
+                       g->n, sg_config_upstream_count(cfg));
+    /* every check before any change: all upstreams take the settings or none */
+    for (i = 0; i < g->n && rc == SG_OK; i++) {
+        if ((st[i] = sg_config_upstream(cfg, g->names[i])) == NULL) {
+            rc = sg_seterr(&g->err, SG_EINVAL, "the new settings have no upstream \"%s\"",
+                           g->names[i]);
+            break;
+        }
+        for (k = 0; k < 2 && rc == SG_OK; k++) {
+            sg_client *c = k ? g->clients3[i] : g->clients[i];
+            if (c && sg_client_take_settings(c, st[i], 1) != SG_OK)
+                rc = sg_seterr(&g->err, sg_errcode(c), "%s", sg_errmsg(c));
+        }
+    }
+    for (i = 0; i < g->n && rc == SG_OK; i++)
+        for (k = 0; k < 2 && rc == SG_OK; k++) {
+            sg_client *c = k ? g->clients3[i] : g->clients[i];
+            if (c && sg_client_take_settings(c, st[i], 0) != SG_OK)
+                rc = sg_seterr(&g->err, sg_errcode(c), "%s", sg_errmsg(c));
+        }
+    sg_free(st);
+    return rc;
+}
+
 sg_client *sg_gateway_client(sg_gateway *g, const char *upstream) {
     return client_of(g, upstream, NULL);
 }

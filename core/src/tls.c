@@ -3,10 +3,15 @@
  * (or the system's roots), client certificate when both cert and key are
  * given, verification unless ssl_insecure_skip_verify, and the TLS version
  * range. Each connection gets its own SSL with SNI and the host check
- * (conn.c).
+ * (conn.c). The digest of what the context was made from (the settings and
+ * the files' contents, not their paths) tells a reload whether a file was
+ * renewed in place.
  */
+#include <errno.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "tls.h"
 
@@ -29,10 +34,50 @@ static int proto(int v) {
     }
 }
 
-SSL_CTX *sg_tls_context(const sg_storage *st, sg_error *err) {
+/* Feeds the contents of the file at path (NULL or "": none) to md. */
+static int digest_file(EVP_MD_CTX *md, const char *what, const char *path, sg_error *err) {
+    unsigned char buf[16384];
+    size_t n;
+    FILE *f;
+    if (path == NULL || path[0] == '\0') return EVP_DigestUpdate(md, "-", 1) ? SG_OK : SG_ETLS;
+    if ((f = fopen(path, "rb")) == NULL)
+        return sg_seterr(err, SG_ETLS, "TLS: cannot read the %s \"%s\": %s", what, path,
+                         strerror(errno));
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        if (!EVP_DigestUpdate(md, buf, n)) break;
+    if (ferror(f) || n > 0) {
+        fclose(f);
+        return sg_seterr(err, SG_ETLS, "TLS: cannot read the %s \"%s\"", what, path);
+    }
+    fclose(f);
+    /* a separator, so that bytes moved from one file to the next still differ */
+    return EVP_DigestUpdate(md, "\0", 1) ? SG_OK : SG_ETLS;
+}
+
+int sg_tls_digest(const sg_storage *st, unsigned char out[SG_TLS_DIGEST_LEN], sg_error *err) {
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int v[3] = {st->skip_verify, st->tls_min, st->tls_max}, rc = SG_OK;
+    if (md == NULL || !EVP_DigestInit_ex(md, EVP_sha256(), NULL) ||
+        !EVP_DigestUpdate(md, v, sizeof v))
+        rc = sg_seterr(err, SG_ENOMEM, "TLS: out of memory reading the files");
+    if (rc == SG_OK) rc = digest_file(md, "CA file", st->f[SG_F_CA_FILE].s, err);
+    if (rc == SG_OK) rc = digest_file(md, "client certificate", st->f[SG_F_CERT_FILE].s, err);
+    if (rc == SG_OK) rc = digest_file(md, "client key", st->f[SG_F_KEY_FILE].s, err);
+    if (rc == SG_OK && !EVP_DigestFinal_ex(md, out, NULL))
+        rc = sg_seterr(err, SG_ETLS, "TLS: cannot digest the files");
+    EVP_MD_CTX_free(md);
+    return rc;
+}
+
+SSL_CTX *sg_tls_context(const sg_storage *st, unsigned char digest[SG_TLS_DIGEST_LEN],
+                        sg_error *err) {
     const char *ca = st->f[SG_F_CA_FILE].s, *cert = st->f[SG_F_CERT_FILE].s,
                *key = st->f[SG_F_KEY_FILE].s;
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX *ctx;
+    /* the digest first: a file replaced while the context loads shows as a
+     * change at the next reload (the context made again), never as none */
+    if (sg_tls_digest(st, digest, err) != SG_OK) return NULL;
+    ctx = SSL_CTX_new(TLS_client_method());
     if (ctx == NULL) {
         tls_fail(err, NULL, "cannot create a context", NULL);
         return NULL;

@@ -10,8 +10,9 @@
 
 #include "config.h"
 
-/* A context from the upstream's settings (CA, client certificate, versions,
- * verification), or NULL with err set. The caller frees it (SSL_CTX_free). */
-SSL_CTX *sg_tls_context(const sg_storage *st, sg_error *err);
+/* sg_tls_context and sg_tls_digest are declared in config.h (config.c
+ * loads the contexts of a reload): a context from the upstream's settings
+ * (CA, client certificate, versions, verification), or NULL with err set;
+ * the caller frees it (SSL_CTX_free). */
 
 #endif

@@ -529,6 +529,43 @@ static void test_credentials(void) {
     sg_gateway_free(g);
 }
 
+/* A reload: pool sizes and the timeout are taken by every upstream's
+ * client; a mode change or a missing upstream is refused, nothing taken. */
+static void test_reload(void) {
+    const char *two[] = {"TYK_GW_STORAGE_ADDRS=127.0.0.1:1", "TYK_GW_ENABLESEPERATECACHESTORE=true",
+                         "TYK_GW_CACHESTORAGE_ADDRS=127.0.0.1:2", "TYK_GW_STORAGE_MAXACTIVE=10",
+                         NULL};
+    const char *pools[] = {"TYK_GW_STORAGE_ADDRS=127.0.0.1:3", "TYK_GW_ENABLESEPERATECACHESTORE=true",
+                           "TYK_GW_CACHESTORAGE_ADDRS=127.0.0.1:2", "TYK_GW_STORAGE_MAXACTIVE=4",
+                           "TYK_GW_STORAGE_MAXIDLE=2", "TYK_GW_STORAGE_TIMEOUT=3", NULL};
+    const char *mode[] = {"TYK_GW_STORAGE_ADDRS=127.0.0.1:1", "TYK_GW_ENABLESEPERATECACHESTORE=true",
+                          "TYK_GW_CACHESTORAGE_ADDRS=127.0.0.1:2", "TYK_GW_STORAGE_MAXACTIVE=7",
+                          "TYK_GW_CACHESTORAGE_ENABLECLUSTER=true", NULL};
+    const char *one[] = {"TYK_GW_STORAGE_ADDRS=127.0.0.1:1", "TYK_GW_STORAGE_MAXACTIVE=7", NULL};
+    sg_config *cfg = sg_config_new(), *next = sg_config_new();
+    sg_gateway *g;
+    int active, idle, timeout;
+    CHECK_INT(sg_config_load(cfg, NULL, SG_SHAPE_GATEWAY, two), SG_OK);
+    g = sg_gateway_new(cfg, NULL);
+    CHECK_INT(sg_errcode(g), SG_OK);
+    CHECK_INT(sg_config_load(next, NULL, SG_SHAPE_GATEWAY, mode), SG_OK);
+    CHECK_INT(sg_gateway_reload(g, next), SG_EINVAL);
+    CHECK(strstr(sg_errmsg(g), "upstream cache: mode single -> cluster cannot change") != NULL);
+    sg_client_limits(sg_gateway_client(g, "default"), &active, NULL, NULL);
+    CHECK_INT(active, 10); /* the default upstream, checked first, took nothing either */
+    CHECK_INT(sg_config_load(next, NULL, SG_SHAPE_GATEWAY, one), SG_OK);
+    CHECK_INT(sg_gateway_reload(g, next), SG_EINVAL);
+    CHECK_INT(sg_config_load(next, NULL, SG_SHAPE_GATEWAY, pools), SG_OK);
+    CHECK_INT(sg_gateway_reload(g, next), SG_OK);
+    sg_config_free(next); /* copied: the gateway keeps no pointer into it */
+    sg_client_limits(sg_gateway_client(g, "default"), &active, &idle, &timeout);
+    CHECK_INT(active, 4);
+    CHECK_INT(idle, 2);
+    CHECK_INT(timeout, 3000);
+    sg_config_free(cfg);
+    sg_gateway_free(g);
+}
+
 /* The keymap of command under g's policies (NULL when it gets none). */
 static sg_keymap *keymap_of(sg_gateway *g, const char *command) {
     sg_request_ctx ctx = {"alice", NULL, NULL, 0};
@@ -676,6 +713,7 @@ int main(void) {
     RUN(test_glob);
     RUN(test_keymap);
     RUN(test_credentials);
+    RUN(test_reload);
     return test_report();
 }
 

@@ -338,7 +338,8 @@ end
 -- its log. opts, all optional:
 --   env     variables over the defaults: TYK_GW_STORAGE_ADDRS the masters,
 --           TYK_GW_STORAGE_ENABLECLUSTER true, SLOTGATE_THREADS 2, and
---           SLOTGATE_LISTEN the addresses below
+--           SLOTGATE_LISTEN the addresses below; false leaves one unset
+--           (the settings file's value is then read)
 --   args    command-line words after the program (say {"-c", path})
 --   port    its TCP port (default: daemon.port())
 --   unix    its Unix socket: a path, true (default) for one in daemon.dir,
@@ -370,7 +371,7 @@ function daemon.start(opts)
     vars.SLOTGATE_TLSCERTFILE, vars.SLOTGATE_TLSKEYFILE = opts.tls.cert, opts.tls.key
   end
   vars.SLOTGATE_LISTEN = concat(listen, ",")
-  for k, v in pairs(opts.env or {}) do vars[k] = v end
+  for k, v in pairs(opts.env or {}) do vars[k] = v or nil end -- false: left unset
   local words = { opts.prefix or "exec", "env" }
   for k, v in pairs(vars) do words[#words + 1] = q(k .. "=" .. v) end
   words[#words + 1] = q(helper.slotgated)

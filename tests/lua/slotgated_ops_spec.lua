@@ -233,7 +233,7 @@ describe("slotgated settings read again on SIGHUP", function()
     -- a file that no longer parses: nothing changes, and why is logged
     write(path, '{"slotgate": {"users": ')
     daemon.signal(d, "HUP")
-    assert.matches("the settings cannot be read again, nothing changes: .*reload.json",
+    assert.matches("the settings are not taken, nothing changes: .*reload.json",
                    daemon.wait_log(d, "nothing changes"))
     assert.equal("PONG\n", cli(d, "--user gina --pass g-pass PING"))
     erin:send({ "PING" })
@@ -264,7 +264,7 @@ describe("slotgated upstream credentials read again on SIGHUP", function()
     return path
   end
 
-  it("authenticates new connections with a rotated password; other storage settings take a restart", function()
+  it("authenticates new connections with a rotated password", function()
     assert.equal("OK\n", acl("ACL SETUSER sgrot reset on '>rot-1' '~*' '&*' '+@all'"))
     local path = storage(dir .. "/rotate.json", "rot-1", 5)
     local d = start{ args = { "-c", path }, env = { SLOTGATE_THREADS = "1", TYK_GW_STORAGE_ADDRS = acl_addr,
@@ -279,11 +279,13 @@ describe("slotgated upstream credentials read again on SIGHUP", function()
     assert.equal("OK\n", acl("ACL SETUSER sgrot resetpass '>rot-2'"))
     acl("CLIENT KILL USER sgrot")
     assert.is_truthy(wait_for(function() return cli(d, "GET rot:k"):find("WRONGPASS", 1, true) end))
-    -- the new one read on SIGHUP; the timeout's change only said
+    -- the new one read on SIGHUP, with the timeout's change
     storage(path, "rot-2", 7)
     daemon.signal(d, "HUP")
-    assert.matches("storage timeout changed %(5 %-> 7%): it takes a restart",
+    assert.matches("storage timeout changed %(5 %-> 7%): taken for new connections",
                    daemon.wait_log(d, "storage timeout"))
+    assert.matches("storage password changed: new connections authenticate with it",
+                   daemon.wait_log(d, "storage password"))
     assert.is_truthy(wait_for(function() return cli(d, "GET rot:k") == "v1\n" end))
     assert.equal("OK\n", cli(d, "SET rot:k v2"))
     -- a storage file that no longer reads: nothing changes, and why is logged
