@@ -670,15 +670,33 @@ static int use_default_int(loader *ld, sg_field *f, long long def) {
     return rc;
 }
 
+/* A boolean with a deprecated alias OR-ed into it: true when either is, its source the
+   alias's when only the alias made it true. */
+static int or_deprecated(loader *ld, sg_storage *st, int fid, int alias) {
+    sg_field *f = &st->f[fid], *a = &st->f[alias];
+    char name[128];
+    if (f->b || !a->b) return SG_OK;
+    qualified(st, st->key_shape, alias, name, sizeof name);
+    f->b = 1;
+    return set_source(ld, f, "%s, deprecated %s, OR-ed in", a->source ? a->source : "default",
+                      name);
+}
+
 static int resolve_tls(loader *ld, sg_storage *st) {
     static const int files[] = {SG_F_CA_FILE, SG_F_CERT_FILE, SG_F_KEY_FILE};
     sg_field *min = &st->f[SG_F_TLS_MIN_VERSION], *max = &st->f[SG_F_TLS_MAX_VERSION];
     char name[128];
     size_t i;
     int rc;
-    st->use_ssl = st->f[SG_F_USE_SSL].b || st->f[SG_F_REDIS_USE_SSL].b;
-    st->skip_verify = st->f[SG_F_SSL_INSECURE_SKIP_VERIFY].b ||
-                      st->f[SG_F_REDIS_SSL_INSECURE_SKIP_VERIFY].b;
+    /* The Pump's deprecated redis_use_ssl and redis_ssl_insecure_skip_verify are OR-ed
+       in, as Tyk Pump does: fold them into the fields themselves so that what --check
+       and sg_config_get show is what the connections do, and say where it came from. */
+    if ((rc = or_deprecated(ld, st, SG_F_USE_SSL, SG_F_REDIS_USE_SSL))) return rc;
+    if ((rc = or_deprecated(ld, st, SG_F_SSL_INSECURE_SKIP_VERIFY,
+                            SG_F_REDIS_SSL_INSECURE_SKIP_VERIFY)))
+        return rc;
+    st->use_ssl = st->f[SG_F_USE_SSL].b;
+    st->skip_verify = st->f[SG_F_SSL_INSECURE_SKIP_VERIFY].b;
     if (!st->use_ssl) {
         /* Read only with use_ssl: say so when they were given. */
         for (i = 0; i < 3; i++) {

@@ -259,7 +259,24 @@ static const cfg_case cases[] = {
     {"pump deprecated use_ssl OR-ed", AUTO,
      "{'analytics_storage_config': {'port': 1, 'redis_use_ssl': true, "
      "'redis_ssl_insecure_skip_verify': true}}",
-     NULL, SG_OK, "default.use_ssl=false;W0"},
+     NULL, SG_OK,
+     "default.use_ssl=true@analytics_storage_config.redis_use_ssl;"
+     "default.use_ssl=true@file ;"
+     "default.ssl_insecure_skip_verify=true@redis_ssl_insecure_skip_verify;W0"},
+    {"pump deprecated use_ssl alone", AUTO,
+     "{'analytics_storage_config': {'port': 1, 'redis_use_ssl': true, 'ssl_ca_file': '%TLS'}}",
+     NULL, SG_OK,
+     "default.use_ssl=true@deprecated;default.ssl_insecure_skip_verify=false@default;"
+     "default.ca_file=%TLS;W0"},
+    {"pump deprecated use_ssl from env", AUTO, "{'analytics_storage_config': {'port': 1}}",
+     "TYK_PMP_ANALYTICSSTORAGECONFIG_REDISUSESSL=true", SG_OK,
+     "default.use_ssl=true@env TYK_PMP_ANALYTICSSTORAGECONFIG_REDISUSESSL"},
+    {"pump use_ssl itself wins the source", AUTO,
+     "{'analytics_storage_config': {'port': 1, 'use_ssl': true, 'redis_use_ssl': true}}", NULL,
+     SG_OK, "default.use_ssl=true@:1:"},
+    {"pump deprecated false leaves use_ssl off", AUTO,
+     "{'analytics_storage_config': {'port': 1, 'redis_use_ssl': false}}", NULL, SG_OK,
+     "default.use_ssl=false@default"},
     {"pump key prefixes", AUTO,
      "{'analytics_storage_config': {'port': 1, 'redis_key_prefix': 'old-'}}", NULL, SG_OK,
      "default.key_prefix=old-"},

@@ -45,10 +45,10 @@ local settings_h = read("daemon/settings.h")
 local config_h = read("core/src/config.h")
 local config_c = read("core/src/config.c")
 
--- slotgated's own settings: { key = ..., env = ... }
+-- slotgated's own settings: { key = ..., env = ..., def = default (false: computed) }
 local daemon = {}
 for _, r in ipairs(rows(xmacro(settings_h, "SG_DAEMON_SETTINGS"))) do
-  daemon[#daemon + 1] = { key = r[2], env = r[4] }
+  daemon[#daemon + 1] = { key = r[2], env = r[4], def = r[5] }
 end
 
 -- Storage fields: gateway key, env suffix, pump key, dashboard key, its suffix.
@@ -83,8 +83,22 @@ for _, f in ipairs(fields) do
     table.insert(vars.named, define(config_c, "ENV_NAMED_PREFIX") .. "<NAME>_" .. f.env)
   end
 end
+-- The same variables by prefix (each prefix is a heading of --help).
+local by_prefix = {}
+for _, shape in ipairs({ "gateway", "dashboard", "pump" }) do
+  for _, p in ipairs(prefixes[shape]) do
+    by_prefix[p] = {}
+    for _, f in ipairs(fields) do
+      local suffix = shape == "dashboard" and f.dashenv or shape ~= "dashboard" and
+        (shape == "gateway" and f.gw or shape == "pump" and f.pump) and f.env
+      if suffix then table.insert(by_prefix[p], p .. suffix) end
+    end
+  end
+end
+local switches = {}
 for name in config_c:gmatch('#define ENV_SEPARATE_[A-Z_]+ "([A-Z_]+)"') do
   table.insert(vars.gateway, name)
+  table.insert(switches, name)
 end
 table.insert(vars.named, define(config_c, "ENV_NAMED_LIST"))
 local named_key = define(config_h, "SG_CONFIG_NAMED_KEY")
@@ -160,6 +174,66 @@ describe("slotgated --help and slotgated(8)", function()
     end
     assert.equal("", missing(envs, help_words))
     assert.equal("", missing(keys, help_words))
+  end)
+
+  it("--help gives each slotgated setting a row: its key, its variable, its default", function()
+    -- a row per setting, as settings.h pairs them: a variable shown beside another
+    -- setting's key, or a wrong default, fails here (not only a missing word)
+    local function lit(text) return (text:gsub("%p", "%%%0")) end
+    for _, d in ipairs(daemon) do
+      local def = d.def == false and "computed" or d.def == "" and "unset" or d.def
+      assert.matches("\n  " .. lit(d.key) .. " +" .. lit(d.env) .. " +%[" .. lit(def) .. "%]\n",
+        help)
+    end
+    assert.matches("\n  " .. named_key .. " +%(named upstreams: below%) +%[unset%]\n", help)
+    local n = select(2, help:gsub("\n  [%l_]+ +SLOTGATE_[A-Z]+ +%[[^\n]*%]", ""))
+    assert.equal(#daemon, n)
+  end)
+
+  it("--help lists each storage variable under its own heading, and no other", function()
+    -- heading → its variables, as --help prints them
+    local groups, cur = {}, nil
+    for line in help:gmatch("([^\n]*)\n") do
+      local head = line:match("^  (%S.*):$")
+      if head then
+        cur = {}
+        groups[head] = cur
+      elseif cur and line:match("^    %S") then
+        for v in line:gmatch("%S+") do cur[#cur + 1] = v end
+      else
+        cur = nil
+      end
+    end
+    local function group(pattern)
+      local found
+      for head, list in pairs(groups) do
+        if head:find(pattern) then
+          assert.is_nil(found, "two headings match " .. pattern)
+          found = list
+        end
+      end
+      return assert(found, "no heading matches " .. pattern)
+    end
+    local shape_name = { gateway = "gateway %(tyk%.conf%)", pump = "pump %(pump%.conf%)",
+                         dashboard = "dashboard %(tyk_analytics%.conf%)" }
+    local checked = 0
+    for _, shape in ipairs({ "gateway", "dashboard", "pump" }) do
+      for _, p in ipairs(prefixes[shape]) do
+        local list = group("^" .. shape_name[shape] .. ", upstream [%w]+, " .. p .. "%*$")
+        assert.same(by_prefix[p], list)
+        checked = checked + 1
+      end
+    end
+    assert.same(switches, group("^gateway %(tyk%.conf%), the separate%-store switches$"))
+    -- the list of names first, then each field's variable
+    local named = { vars.named[#vars.named] }
+    for i = 1, #vars.named - 1 do named[#named + 1] = vars.named[i] end
+    assert.same(named, group("^any file, upstreams named in slotgate%." .. named_key))
+    assert.equal(checked + 2, (function()
+      local n = 0
+      for _ in pairs(groups) do n = n + 1 end
+      return n
+    end)())
   end)
 
   for _, shape in ipairs({ "gateway", "dashboard", "pump", "named" }) do

@@ -241,12 +241,43 @@ describe("slotgated stopping", function()
   it("exits on SIGTERM after finishing what is in flight", function()
     local d = start()
     finally(function() stop(d) end)
-    -- a blocking pop in flight when the signal comes: it finishes first
+    -- a blocking pop in flight when the signal comes: slotgated keeps serving it, so a
+    -- value pushed after the signal wakes it and the client reads that value, then
+    -- slotgated exits 0
     local out = dir .. "/blpop.out"
-    os.execute("redis-cli -p " .. d.port .. " BLPOP stop:none 1 >" .. q(out) .. " 2>&1 &")
-    wait_for(function() return cli(d, "INFO"):match("connected_clients:2") end)
-    assert.is_true(stop(d))
-    assert.matches("finishing in%-flight commands", slurp(d.log))
+    daemon.cluster_cli("DEL stop:list")
+    os.execute("redis-cli -p " .. d.port .. " BLPOP stop:list 8 >" .. q(out) .. " 2>&1 &")
+    assert.is_truthy(wait_for(function()
+      return cli(d, "INFO clients"):match("blocked_clients:1\r?\n")
+    end))
+    daemon.signal(d, "TERM")
+    assert.matches("SIGTERM: finishing in%-flight commands", daemon.wait_log(d, "SIGTERM: finishing"))
+    assert.is_true(daemon.alive(d))
+    assert.equal("1\n", daemon.cluster_cli("RPUSH stop:list item"))
+    assert.is_truthy(wait_for(function() return not daemon.alive(d) end))
+    assert.equal(0, daemon.exit_status(d))
+    assert.equal("stop:list\nitem\n", wait_for(function()
+      local text = slurp(out)
+      return text ~= "" and text
+    end))
+    assert.equal("0\n", daemon.cluster_cli("EXISTS stop:list")) -- popped, not lost
+  end)
+
+  it("on SIGTERM waits at most shutdown_timeout for a command that does not end", function()
+    local d = start{ env = { SLOTGATE_SHUTDOWNTIMEOUT = "1" } }
+    finally(function() stop(d) end)
+    local out = dir .. "/blpop0.out"
+    os.execute("redis-cli -p " .. d.port .. " BLPOP stop:never 0 >" .. q(out) .. " 2>&1 &")
+    assert.is_truthy(wait_for(function()
+      return cli(d, "INFO clients"):match("blocked_clients:1\r?\n")
+    end))
+    local t0 = helper.now()
+    daemon.signal(d, "TERM")
+    assert.is_truthy(wait_for(function() return not daemon.alive(d) end))
+    local took = helper.now() - t0
+    assert.is_true(took >= 0.9 and took < 5, "exited after " .. took .. " s")
+    assert.equal(0, daemon.exit_status(d))
+    assert.matches("commands still in flight after 1 s; exiting anyway", slurp(d.log), 1, true)
   end)
 
   it("refuses to start on a bad setting, naming it", function()
