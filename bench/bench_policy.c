@@ -1,8 +1,9 @@
 /*
  * bench_policy.c — what a policy costs a command: sg_gateway_call_argv() on a
  * blocking gateway in front of a real Redis Cluster, with no policy, with a
- * declarative prefix, and with a Lua rewrite_key hook that adds the same
- * prefix, side by side in one process.
+ * declarative prefix, with a Lua rewrite_key hook that adds the same
+ * prefix, and with one that also runs Lua patterns on the key (what
+ * string.find/match cost a policy), side by side in one process.
  *
  * The three variants send exactly the same commands to exactly the same keys
  * on the same connections (one gateway; the policy is switched between
@@ -12,6 +13,10 @@
  *   prefix  the script  return {prefix = "p:"}                 sends KEY
  *   hook    the script  return {rewrite_key = function(k)
  *                                  return "p:" .. k end}        sends KEY
+ *   pattern the script  return {rewrite_key = function(k)
+ *                                  -- string.match, a find with a pattern and
+ *                                  -- a plain find on every key
+ *                                  ...  return "p:" .. k end}  sends KEY
  *   client  (reference) sg_client_call_argv() on the gateway's own client of
  *           "default" (sg_gateway_client), sending "p:KEY": what the gateway
  *           layer itself costs, policies aside.
@@ -29,7 +34,7 @@
  * of the per-round overheads, and the extra CPU µs per command.
  *
  *   bench_policy [--addrs H:P,...] [--keys N] [--rounds R] [--ops N]
- *                [--seed S] [--only none|prefix|hook|client]
+ *                [--seed S] [--only none|prefix|hook|pattern|client]
  *
  * --addrs defaults to $SG_TEST_CLUSTER (the harness's servers.env). --only
  * runs one variant alone (no ratios): for perf or callgrind (the runner is
@@ -42,15 +47,22 @@
 #include "bench.h"
 
 #define MAX_ROUNDS 200
-#define NVARIANTS 4
+#define NVARIANTS 5
 #define PREFIX "p:"
 
-enum { V_NONE, V_PREFIX, V_HOOK, V_CLIENT };
-static const char *const variant_name[NVARIANTS] = {"none", "prefix", "hook", "client"};
+enum { V_NONE, V_PREFIX, V_HOOK, V_PATTERN, V_CLIENT };
+static const char *const variant_name[NVARIANTS] = {"none", "prefix", "hook", "pattern", "client"};
 
 static const char *const prefix_script = "return {name = 'prefix', prefix = '" PREFIX "'}";
 static const char *const hook_script =
     "return {name = 'hook', rewrite_key = function(k) return '" PREFIX "' .. k end}";
+/* the kind of checks a policy makes of a key: a namespace, a number at the
+ * end, a word it must not contain; every key passes them */
+static const char *const pattern_script =
+    "return {name = 'pattern', rewrite_key = function(k)"
+    " local ns = k:match('^(%w+):') local at = k:find('%d+$')"
+    " if not ns or not at or k:find('secret', 1, true) then error('bad key ' .. k) end"
+    " return '" PREFIX "' .. k end}";
 
 typedef struct bench {
     const char *addrs;
@@ -171,7 +183,7 @@ static void rounds(bench *b) {
 static void usage(void) {
     fprintf(stderr,
             "usage: bench_policy [--addrs H:P,...] [--keys N] [--rounds R] [--ops N]\n"
-            "                    [--seed S] [--only none|prefix|hook|client]\n"
+            "                    [--seed S] [--only none|prefix|hook|pattern|client]\n"
             "--addrs defaults to $SG_TEST_CLUSTER\n");
     exit(2);
 }
@@ -232,14 +244,16 @@ int main(int argc, char **argv) {
     b->policy[V_NONE] = b->policy[V_CLIENT] = NULL;
     b->policy[V_PREFIX] = policy_of("prefix.lua", prefix_script);
     b->policy[V_HOOK] = policy_of("hook.lua", hook_script);
+    b->policy[V_PATTERN] = policy_of("pattern.lua", pattern_script);
 
     printf("# bench_policy: libslotgate %s, blocking gateway (sg_gateway_call_argv) on %s\n",
            sg_version(), b->addrs);
     printf("# %d keys over %d slots, 50%% SET (16..100-byte values) / 50%% GET, seed %llu;"
            " %d rounds of %ld ops per variant\n",
            b->keys, b->keys, b->seed, b->rounds, b->nops_round);
-    printf("# none: no policy | prefix: %s | hook: %s | client: sg_client_call_argv\n",
-           prefix_script, hook_script);
+    printf("# none: no policy | prefix: %s | hook: %s | pattern: %s"
+           " | client: sg_client_call_argv\n",
+           prefix_script, hook_script, pattern_script);
     fflush(stdout);
 
     /* every key exists before the GETs: one SET per key, pipelined */
@@ -264,14 +278,14 @@ int main(int argc, char **argv) {
     rounds(b);
 
     /* the policies did what they should: every command rewritten, no hook failed */
-    for (v = V_PREFIX; v <= V_HOOK; v++) {
+    for (v = V_PREFIX; v <= V_PATTERN; v++) {
         sg_policy_stats_get(b->policy[v], &st);
-        printf("# policy %-6s: %llu commands, %llu rewritten, %llu hook calls, %llu hook errors\n",
+        printf("# policy %-7s: %llu commands, %llu rewritten, %llu hook calls, %llu hook errors\n",
                variant_name[v], (unsigned long long)st.commands, (unsigned long long)st.rewritten,
                (unsigned long long)st.hook_calls,
                (unsigned long long)(st.hook_errors + st.hook_timeouts));
         if (st.rewritten != st.commands || st.hook_errors || st.hook_timeouts ||
-            (v == V_HOOK && st.hook_calls != st.commands) || (b->only < 0 && st.commands == 0))
+            (v >= V_HOOK && st.hook_calls != st.commands) || (b->only < 0 && st.commands == 0))
             fail = 1;
     }
     if (bad_replies) {

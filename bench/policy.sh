@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # policy.sh — what a policy costs a blocking command through a gateway
 # (sg_gateway_call_argv) on a real 6-node Redis Cluster: no policy, a
-# declarative prefix, a Lua rewrite_key hook. Starts the servers, runs
+# declarative prefix, a Lua rewrite_key hook, and
+# one that also runs string.match/find on every key. Starts the servers, runs
 # bench_policy K times, prints the medians and overheads, stops the servers
 # (always, also on failure).
 #
@@ -58,7 +59,7 @@ echo "==== summary: $DONE_RUNS runs x $ROUNDS rounds x $OPS ops per variant; eac
 echo "==== median over the runs of each run's median, (min..max) the spread of the runs"
 read -r ncpu _ _ < <(field none cpu_us | stats)
 printf '%-7s %9s %24s %26s %10s %12s   %s\n' variant ops/s "overhead vs none" "paired per round" "CPU us/op" "extra CPU" "target"
-for v in none prefix hook client; do
+for v in none prefix hook pattern client; do
     [[ -n $(field "$v" ops) ]] || continue
     read -r om _ _ < <(field "$v" ops | stats)
     read -r rm rmin rmax < <(field "$v" overhead | stats)
@@ -67,7 +68,7 @@ for v in none prefix hook client; do
     read -r xm _ _ < <(field "$v" extra_cpu_us | stats)
     case $v in
     prefix) want=0.05 ;;
-    hook) want=0.15 ;;
+    hook | pattern) want=0.15 ;;
     *) want= ;;
     esac
     verdict=
@@ -79,7 +80,7 @@ for v in none prefix hook client; do
         "$cm" "$xm" "$verdict"
 done
 printf 'extra client CPU per command as a share of the no-policy CPU per command (%.2f us):' "$ncpu"
-for v in prefix hook; do
+for v in prefix hook pattern; do
     read -r xm _ _ < <(field "$v" extra_cpu_us | stats)
     printf ' %s %s' "$v" "$(awk -v x="$xm" -v n="$ncpu" 'BEGIN { printf "%+.1f%%", 100 * x / n }')"
 done

@@ -529,7 +529,9 @@ SG_API int sg_policy_load(sg_policy *p, const char *const *paths, int n);
 SG_API int sg_policy_load_string(sg_policy *p, const char *name, const char *code);
 /* Bounds on each hook call (and on a script's loading): instructions and
  * milliseconds; defaults 1 000 000 and 50. A hook that runs past them fails
- * its command with an error, and the next command runs normally. While
+ * its command with an error, and the next command runs normally. Each step
+ * of a Lua pattern match (string.find, match, gmatch, gsub: slotgate's own
+ * matcher, as LuaJIT's but bounded) counts as an instruction. While
  * scripts run, the set's Lua memory is also capped (32 MiB; on LuaJIT built
  * with GC64, the x86-64 default): a script that needs more fails the same
  * way, with "not enough memory". */

@@ -37,6 +37,7 @@
 #include <time.h>
 
 #include "commands.h"
+#include "pattern.h"
 #include "policy.h"
 
 #define DEFAULT_INSTR_LIMIT 1000000L /* per hook call */
@@ -98,6 +99,8 @@ struct sg_policy {
     int mem_refused;     /* an allocation over MEM_LIMIT failed */
     const void *cur;     /* the command hooks are deciding on (ctx_src) */
     unsigned gen;        /* ctx tables' generation */
+    /* string.find, match, gmatch and gsub ask it whether to go on */
+    sg_pattern_budget patterns;
     sg_policy_stats st;
 };
 
@@ -259,6 +262,36 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
         luaL_error(L, "%s ran too long (limits: %s): an endless loop?",
                    p->running ? p->running : "policy", limits);
     }
+}
+
+/* The budget of string.find, match, gmatch and gsub (pattern.c), which the
+ * count hook cannot reach: LuaJIT would run each as one instruction, however
+ * long it backtracks. Each step of the matcher counts as an instruction (it
+ * takes a few times as long as one), and it is stopped as the hook stops Lua
+ * code, naming the script's line that called it. */
+static void pattern_check(lua_State *L, void *ud, const char *fname, long steps) {
+    sg_policy *p = ud;
+    char limits[64];
+    lua_Debug ar;
+    int level;
+    p->instr_used += steps;
+    if (!p->running) return; /* only scripts run patterns: never, in fact */
+    if (!p->timed_out && p->instr_used <= p->instr_limit && now_ms() <= p->deadline_ms) return;
+    p->timed_out = 1;
+    snprintf(limits, sizeof limits, "%ld instructions, %d ms", p->instr_limit, p->time_limit_ms);
+    /* the script's line that called fname: the nearest Lua caller (fname may
+     * have been called through pcall); none after a tail call */
+    lua_pushliteral(L, "");
+    for (level = 1; lua_getstack(L, level, &ar); level++)
+        if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+            lua_pop(L, 1);
+            lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+            break;
+        }
+    lua_pushfstring(L, "%s ran too long (limits: %s): %s on a pattern that backtracks?",
+                    p->running, limits, fname);
+    lua_concat(L, 2);
+    lua_error(L);
 }
 
 /* Calls the function below nargs arguments with the limits on. */
@@ -425,6 +458,12 @@ static lua_State *new_state(sg_policy *p) {
     lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
     lua_pushlightuserdata(L, p);
     lua_setfield(L, LUA_REGISTRYINDEX, "sg.policy");
+    /* patterns that can be stopped, in the string table itself: the strings'
+     * metatable indexes it, so ("x"):find(...) gets them too */
+    p->patterns = (sg_pattern_budget){pattern_check, p};
+    lua_getfield(L, LUA_GLOBALSINDEX, "string");
+    sg_pattern_register(L, -1, &p->patterns);
+    lua_pop(L, 1);
     /* the libraries scripts get copies of, kept where scripts cannot reach */
     lua_newtable(L);
     lua_getfield(L, LUA_GLOBALSINDEX, "string");

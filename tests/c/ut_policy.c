@@ -308,6 +308,40 @@ static void test_endless_hook(void) {
     sg_policy_free(p);
 }
 
+/* A pattern that backtracks for minutes is one instruction to LuaJIT: the
+ * policy's own matcher counts its steps as instructions, so with a time limit
+ * of a minute the instruction limit alone stops it, at once, naming the line;
+ * the loading of a script too. */
+static void test_backtracking_pattern(void) {
+    sg_policy *p = sg_policy_new();
+    sg_policy_stats st;
+    CHECK_INT(sg_policy_set_limits(p, 200000, 60000), SG_OK);
+    CHECK_INT(sg_policy_load_string(
+                  p, "bt.lua",
+                  "local s, pat = ('a'):rep(40), ('a*'):rep(40) .. 'b'\n"
+                  "return {on_command = function(ctx)\n"
+                  "  if ctx.command == 'GET' then local at = s:find(pat) return at end\n"
+                  "  if ctx.command == 'DEL' then pcall(string.gsub, s, pat, '') end\n"
+                  "end}"),
+              SG_OK);
+    expect_explain(p, NULL, "GET a",
+                   "deny: ERR policy bt: on_command failed: bt.lua:3: policy bt: on_command ran "
+                   "too long (limits: 200000 instructions, 60000 ms): string.find on a pattern "
+                   "that backtracks?",
+                   "backtracking find");
+    expect_explain(p, NULL, "DEL a", "deny: ERR|bt.lua:4: |ran too long|string.gsub on a pattern",
+                   "backtracking gsub under pcall");
+    expect_explain(p, NULL, "SET a b", "command: SET a b", "after the patterns");
+    sg_policy_stats_get(p, &st);
+    CHECK_INT(st.hook_timeouts, 2);
+    CHECK_INT(sg_policy_load_string(p, "btload.lua",
+                                    "string.match(('a'):rep(40), ('a*'):rep(40) .. 'b')\n"
+                                    "return {}"),
+              SG_ESCRIPT);
+    CHECK_CONTAINS(sg_errmsg(p), "btload.lua:1: policy btload.lua: loading ran too long");
+    sg_policy_free(p);
+}
+
 /* One instruction can ask for gigabytes (string.rep, s .. s): memory is
  * capped while scripts run, so such a hook (or load) fails at once, within
  * the limits, and the next command works. Found probing fuzz_policy (a timeout there). */
@@ -705,6 +739,7 @@ int main(void) {
     RUN(test_cases);
     RUN(test_load_errors);
     RUN(test_endless_hook);
+    RUN(test_backtracking_pattern);
     RUN(test_memory_bomb);
     RUN(test_chain);
     RUN(test_stale_ctx);
