@@ -76,6 +76,9 @@ struct sg_req {
     char *failed_msg;
     sg_reply *early;    /* an outcome known at submit (CROSSSLOT), delivered from the loop */
     sg_scan_place *scan; /* a SCAN over a cluster, once placed (scan_state) */
+    const void *order;  /* whose commands it keeps its order among: a proxy's session
+                           (the gateway passes its ctx->addr, unique while the session
+                           lives); NULL: its client's callers alike */
     struct sg_durable *wait; /* durable: the WAIT that will confirm it (router.c) */
     sg_reply *durable_reply; /* durable: its reply, held until that WAIT answers */
     size_t cmdlen;
@@ -130,6 +133,7 @@ typedef struct sg_submit_opts {
                                    looked up here) */
     int durable;                /* replicas that must confirm it (sg_call_opts) */
     int durable_ms;
+    const void *order;          /* sg_req.order */
 } sg_submit_opts;
 
 int sg_router_submit(sg_client *c, int argc, const char *const *argv, const size_t *argvlen,

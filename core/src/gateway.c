@@ -358,7 +358,8 @@ int sg_gateway_forward_cmd(sg_gateway *g, const sg_command *cmd, const sg_reques
                            const char *resp, size_t resplen, sg_reply_fn fn,
                            sg_raw_reply_fn raw_fn, void *ud) {
     sg_decision d;
-    sg_submit_opts opts = {-1, NULL, NULL, NULL, 0, raw_fn, resp, resplen, NULL, 0, 0};
+    sg_submit_opts opts = {-1, NULL, NULL, NULL, 0, raw_fn, resp, resplen, NULL, 0, 0,
+                           ctx ? ctx->addr : NULL};
     const char **tkeys = NULL;
     size_t *tlens = NULL, *lens = NULL;
     long long *tsecs = NULL;
@@ -376,7 +377,8 @@ int sg_gateway_forward_cmd(sg_gateway *g, const sg_command *cmd, const sg_reques
         (c = client_of(g, NULL, ctx)) != NULL) {
         /* no policy: nothing to decide (this runs for every command) */
         opts.info = cmd;
-        rc = sg_router_submit(c, argc, argv, argvlen, fn, ud, raw_fn || resp || cmd ? &opts : NULL);
+        rc = sg_router_submit(c, argc, argv, argvlen, fn, ud,
+                              raw_fn || resp || cmd || opts.order ? &opts : NULL);
         if (rc != SG_OK) sg_seterr(&g->err, rc, "%s", c->err.msg);
         sg_free(lens);
         return rc;

@@ -249,10 +249,14 @@ static int older_retried(const sg_req *req) {
         if (r != req && r->slot == req->slot && r->seq < req->seq && !r->exclusive &&
             (r->in_retry == SG_RETRY_BACKOFF || r->in_retry == SG_RETRY_HELD))
             return 1;
-    for (i = 0; i < c->nretried; i++)
-        if (c->retried[i] != req && c->retried[i]->slot == req->slot &&
-            c->retried[i]->seq < req->seq)
+    for (i = 0; i < c->nretried; i++) {
+        const sg_req *o = c->retried[i];
+        /* a script holds back its own session's commands only: another
+         * session's get the node's BUSY, as from Redis directly */
+        if (o != req && o->slot == req->slot && o->seq < req->seq &&
+            (!o->exclusive || o->order == req->order))
             return 1;
+    }
     return 0;
 }
 
@@ -283,9 +287,10 @@ static void live_retry_add(sg_req *req) {
 
 /* An exclusive command that is not blocking (a script: EVAL, FCALL) goes on a
  * connection of its own, so the node may run a later command of its slot,
- * sent on the shared one, first: the slot's later requests wait for its end,
- * as for a retried one. (A blocking command holds nothing: BLPOP k then
- * LPUSH k from another caller must not wait for each other.) */
+ * sent on the shared one, first: the slot's later requests of the same
+ * caller (req->order) wait for its end, as for a retried one. (A blocking
+ * command holds nothing: BLPOP k then LPUSH k from another caller must not
+ * wait for each other.) */
 static void ordered_add(sg_req *req) {
     retried_push(req);
 }
@@ -1235,6 +1240,7 @@ static sg_req *new_part(sg_req *parent, int idx, int argc, const char *const *ar
     part->block_ms = parent->block_ms;
     part->durable = parent->durable;
     part->durable_ms = parent->durable_ms;
+    part->order = parent->order;
     part->started = 0;
     return part;
 }
@@ -1283,6 +1289,7 @@ static int take_opts(sg_req *req, const sg_submit_opts *o) {
     req->raw_fn = o->raw_fn;
     req->durable = (uint8_t)o->durable;
     req->durable_ms = o->durable_ms;
+    req->order = o->order;
     if (o->nttls == 0) return SG_OK;
     if ((req->ttls = sg_calloc((size_t)o->nttls, sizeof *req->ttls)) == NULL) return SG_ENOMEM;
     for (i = 0; i < o->nttls; i++) {
