@@ -324,7 +324,7 @@ static node_figs *sum_nodes(metrics *m, int u, int *count) {
 #define COMMAND_FIGURES(XX)                                                                        \
     XX(calls, "slotgate_command_calls_total", "Commands run, by command (INFO commandstats).")     \
     XX(rejected, "slotgate_command_rejected_calls_total",                                          \
-       "Commands refused before they ran (arity, auth, policy), by command.")                      \
+       "Commands slotgated refused before running them (before AUTH, not served), by command.")    \
     XX(failed, "slotgate_command_failed_calls_total", "Commands run that failed, by command.")
 
 /* Per command: the calls, their time and failures (a command never called
