@@ -136,7 +136,7 @@ static void on_ready(void *ud) {
         exit(1);
     }
     if (ds->uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) {
-        fprintf(stderr, "slotgated: user %s could become root again\n", ds->user);
+        log_fatal("user %s could become root again", ds->user);
         exit(1);
     }
     sg_log(SG_LOG_INFO, "running as user %s (uid %ld, gid %ld)", ds->user, (long)ds->uid,
@@ -243,7 +243,7 @@ static int has_tls(const sg_daemon_settings *ds) {
 /* Settings read at start only: a reload that changes them says so. */
 static void warn_restart_only(sg_daemon_settings *first, sg_daemon_settings *now) {
     static const char *const keys[] = {"listen", "unix_mode", "threads", "metrics",
-                                       "log_level", "syslog", "user", NULL};
+                                       "log_level", "log_format", "syslog", "user", NULL};
     int i;
     for (i = 0; keys[i]; i++) {
         const char *a = NULL, *b = NULL, *src;
@@ -434,7 +434,7 @@ static int serve(sg_config *cfg, sg_daemon_settings *ds, const char *path) {
     served sv = {path, ds, cfg, NULL};
     char err[SG_ERRMSG_MAX];
     int rc;
-    log_setup(ds->log_level, ds->syslog);
+    log_setup(ds->log_level, ds->syslog, ds->log_format == SG_DS_LOG_JSON);
     /* one TLS context per upstream for every worker's clients, and what a
      * reload compares the files with */
     if (sg_config_load_tls(cfg) != SG_OK) {
@@ -442,7 +442,7 @@ static int serve(sg_config *cfg, sg_daemon_settings *ds, const char *path) {
         return 1;
     }
     if (build(&b, ds, has_tls(ds), err, sizeof err) != 0) {
-        fprintf(stderr, "slotgated: %s\n", err);
+        log_fatal("%s", err);
         return 1;
     }
     b.o.ready = on_ready;
@@ -711,7 +711,7 @@ int main(int argc, char **argv) {
         return EXIT_USAGE;
     }
     /* Warnings are part of the dumps: with --check, log only errors. */
-    log_setup(SG_LOG_ERROR, 0);
+    log_setup(SG_LOG_ERROR, 0, 0);
     if (check_only) {
         rc = check(paths, npaths, shape, strict, connect);
         free(paths);

@@ -2,7 +2,9 @@
  * metrics.c — slotgated's HTTP endpoint, on a thread and event loop of its
  * own (libevent's evhttp):
  *   GET /metrics  the figures in the Prometheus text format (0.0.4): clients,
- *                 commands, error replies, per upstream and node the
+ *                 commands, error replies, per command its calls, time,
+ *                 rejections and failures (INFO commandstats), error
+ *                 replies by code (INFO errorstats), per upstream and node the
  *                 commands, errors, redirections, timeouts and pool figures,
  *                 map refreshes, slots covered, policy figures;
  *   GET /health   200 "ok" when every worker's client of every upstream can
@@ -91,6 +93,9 @@ typedef struct upstream_figs {
 /* One worker's figures. */
 typedef struct scrape_figs {
     uint64_t commands, errors;
+    cmd_figs *cmd; /* SG_COMMAND_COUNT of them, by sg_command_index */
+    err_figs *err; /* nerr of them */
+    int nerr;
     int scripts, has_policy;
     sg_policy_stats policy;
     upstream_figs *ups; /* one per upstream of the settings */
@@ -124,12 +129,35 @@ static void figs_clear(scrape_figs *f, int nups) {
     if (f->ups)
         for (u = 0; u < nups; u++) sg_free(f->ups[u].nodes);
     sg_free(f->ups);
+    sg_free(f->cmd);
+    sg_free(f->err);
     memset(f, 0, sizeof *f);
 }
 
 static void ignore_reply(sg_client *c, sg_reply *reply, int status, const char *errmsg, void *ud) {
     (void)c, (void)status, (void)errmsg, (void)ud;
     sg_reply_free(reply);
+}
+
+/* Per command and per error code (INFO commandstats and errorstats): the
+ * worker's own counters, copied whole so the sums below read no worker's
+ * memory. Out of memory leaves them out of this scrape. */
+static void read_commands(const worker_figs *wf, scrape_figs *f) {
+    int i, nerr = __atomic_load_n(&wf->nerr, __ATOMIC_ACQUIRE); /* their codes are whole */
+    if ((f->cmd = sg_calloc(SG_COMMAND_COUNT, sizeof *f->cmd)) != NULL)
+        for (i = 0; i < SG_COMMAND_COUNT; i++) {
+            f->cmd[i].calls = figs_get(&wf->cmd[i].calls);
+            f->cmd[i].usec = figs_get(&wf->cmd[i].usec);
+            f->cmd[i].rejected = figs_get(&wf->cmd[i].rejected);
+            f->cmd[i].failed = figs_get(&wf->cmd[i].failed);
+        }
+    if (nerr > 0 && (f->err = sg_calloc((size_t)nerr, sizeof *f->err)) != NULL) {
+        for (i = 0; i < nerr; i++) {
+            memcpy(f->err[i].code, wf->err[i].code, sizeof f->err[i].code);
+            f->err[i].count = figs_get(&wf->err[i].count);
+        }
+        f->nerr = nerr;
+    }
 }
 
 /* On the worker's thread: copies its figures. An upstream it cannot serve
@@ -143,6 +171,7 @@ static void read_worker(worker *w, scrape_figs *f, int nups) {
     f->has_policy = w->policy != NULL || w->user_policy != NULL;
     f->scripts = w->policy ? sg_policy_count(w->policy) : 0;
     policies_stats(w, &f->policy);
+    read_commands(&w->figs, f);
     if ((f->ups = sg_calloc((size_t)(nups ? nups : 1), sizeof *f->ups)) == NULL) return;
     for (u = 0; u < nups; u++) {
         upstream_figs *uf = &f->ups[u];
@@ -291,6 +320,75 @@ static node_figs *sum_nodes(metrics *m, int u, int *count) {
     return all;
 }
 
+/* XX(field of cmd_figs, name, help): per command, summed over the workers. */
+#define COMMAND_FIGURES(XX)                                                                        \
+    XX(calls, "slotgate_command_calls_total", "Commands run, by command (INFO commandstats).")     \
+    XX(rejected, "slotgate_command_rejected_calls_total",                                          \
+       "Commands slotgated refused before running them (before AUTH, not served), by command.")    \
+    XX(failed, "slotgate_command_failed_calls_total", "Commands run that failed, by command.")
+
+/* Per command: the calls, their time and failures (a command never called
+ * nor rejected is left out, as INFO commandstats does); error replies by
+ * code. The time is a total, not a histogram: rate(seconds) / rate(calls)
+ * is the mean latency, and the request path adds nothing for it. */
+static void render_commands(metrics *m, sg_buf *b) {
+    size_t ncmd, ci;
+    const sg_command *cmds = sg_command_table(&ncmd);
+    cmd_figs *all = sg_calloc(SG_COMMAND_COUNT, sizeof *all);
+    err_figs codes[FIGS_ERRCODES];
+    int i, j, k, n = 0;
+    if (all == NULL) {
+        b->oom = 1; /* the reply says out of memory, not a partial scrape */
+        return;
+    }
+    for (i = 0; i < m->srv->nw; i++) {
+        const scrape_figs *f = &m->ws[i].figs;
+        if (!m->ws[i].done) continue;
+        for (ci = 0; f->cmd && ci < SG_COMMAND_COUNT; ci++) {
+            all[ci].calls += f->cmd[ci].calls;
+            all[ci].usec += f->cmd[ci].usec;
+            all[ci].rejected += f->cmd[ci].rejected;
+            all[ci].failed += f->cmd[ci].failed;
+        }
+        for (j = 0; j < f->nerr; j++) {
+            for (k = 0; k < n && strcmp(codes[k].code, f->err[j].code) != 0; k++) {}
+            if (k == n) {
+                if (n == FIGS_ERRCODES) continue;
+                memcpy(codes[n].code, f->err[j].code, sizeof codes[n].code);
+                codes[n++].count = 0;
+            }
+            codes[k].count += f->err[j].count;
+        }
+    }
+    if (ncmd > SG_COMMAND_COUNT) ncmd = SG_COMMAND_COUNT;
+#define PUTC_(fld, fam, help)                                                                      \
+    put_head(b, fam, "counter", help);                                                             \
+    for (ci = 0; ci < ncmd; ci++) {                                                                \
+        if (all[ci].calls == 0 && all[ci].rejected == 0) continue;                                 \
+        sg_buf_puts(b, fam "{command=\"");                                                         \
+        put_label(b, cmds[ci].name);                                                               \
+        sg_buf_printf(b, "\"} %llu\n", (unsigned long long)all[ci].fld);                           \
+    }
+    COMMAND_FIGURES(PUTC_)
+#undef PUTC_
+    put_head(b, "slotgate_command_duration_seconds_total", "counter",
+             "Time spent on commands, from read to reply, by command.");
+    for (ci = 0; ci < ncmd; ci++) {
+        if (all[ci].calls == 0 && all[ci].rejected == 0) continue;
+        sg_buf_puts(b, "slotgate_command_duration_seconds_total{command=\"");
+        put_label(b, cmds[ci].name);
+        sg_buf_printf(b, "\"} %.6f\n", (double)all[ci].usec / 1e6);
+    }
+    put_head(b, "slotgate_error_replies_by_code_total", "counter",
+             "Error replies sent to clients, by code (INFO errorstats).");
+    for (k = 0; k < n; k++) {
+        sg_buf_puts(b, "slotgate_error_replies_by_code_total{code=\"");
+        put_label(b, codes[k].code);
+        sg_buf_printf(b, "\"} %llu\n", (unsigned long long)codes[k].count);
+    }
+    sg_free(all);
+}
+
 static void render_metrics(metrics *m, sg_buf *b) {
     server *srv = m->srv;
     uint64_t commands = 0, errors = 0;
@@ -334,6 +432,7 @@ static void render_metrics(metrics *m, sg_buf *b) {
         POLICY_FIGURES(PUTP_)
 #undef PUTP_
     }
+    render_commands(m, b);
     put_head(b, "slotgate_upstream_slots_covered", "gauge",
              "Slots the least ready worker can serve (16384: all).");
     for (u = 0; u < m->nups; u++) {

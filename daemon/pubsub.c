@@ -139,8 +139,9 @@ static int deliver(psub *ps, const sg_reply *r) {
         ps->held = 0;
         sg_resp_put_reply(&s->out, r);
         if (s->out.buf.oom) {
-            sg_log(SG_LOG_WARN, "subscriber %s (id %llu) closed: out of memory", s->addr,
-                   (unsigned long long)s->id);
+            sg_log_fields at = session_log_fields(s);
+            sg_log_at(SG_LOG_WARN, &at, "subscriber %s (id %llu) closed: out of memory", s->addr,
+                      (unsigned long long)s->id);
             session_close(s);
             return 0;
         }
@@ -152,10 +153,11 @@ static int deliver(psub *ps, const sg_reply *r) {
     }
     unread = s->out.buf.len - s->outoff + ps->held;
     if (limit > 0 && unread > (size_t)limit) {
-        sg_log(SG_LOG_WARN,
-               "subscriber %s (id %llu) closed: %zu bytes of messages unread, over the "
-               "pubsub_output_limit of %lld",
-               s->addr, (unsigned long long)s->id, unread, limit);
+        sg_log_fields at = session_log_fields(s);
+        sg_log_at(SG_LOG_WARN, &at,
+                  "subscriber %s (id %llu) closed: %zu bytes of messages unread, over the "
+                  "pubsub_output_limit of %lld",
+                  s->addr, (unsigned long long)s->id, unread, limit);
         session_close(s);
         return 0;
     }
@@ -196,9 +198,10 @@ static void on_link(sg_link *l, sg_reply *r, int status, const char *errmsg, voi
     session *s = ps->s;
     (void)l;
     if (r == NULL) {
-        sg_log(SG_LOG_WARN,
-               "subscriber %s (id %llu) closed: its subscription connection failed: %s",
-               s->addr, (unsigned long long)s->id, errmsg);
+        sg_log_fields at = session_log_fields(s);
+        sg_log_at(SG_LOG_WARN, &at,
+                  "subscriber %s (id %llu) closed: its subscription connection failed: %s", s->addr,
+                  (unsigned long long)s->id, errmsg);
         (void)status;
         session_close(s); /* the server loop frees pl with it */
         return;

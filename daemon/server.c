@@ -37,6 +37,7 @@
 
 #include "dispatch.h"
 #include "info.h"
+#include "log.h"
 #include "metrics.h"
 #include "pubsub.h"
 #include "resp.h"
@@ -64,8 +65,9 @@ static void close_now(session *s) {
 static int write_out(session *s) {
     size_t left;
     if (s->out.buf.oom) { /* a reply could not be queued: the order is lost */
-        sg_log(SG_LOG_WARN, "client %s (id %llu) closed: out of memory for its replies", s->addr,
-               (unsigned long long)s->id);
+        sg_log_fields at = session_log_fields(s);
+        sg_log_at(SG_LOG_WARN, &at, "client %s (id %llu) closed: out of memory for its replies",
+                  s->addr, (unsigned long long)s->id);
         close_now(s);
         return -1;
     }
@@ -171,9 +173,10 @@ static void process(session *s, int eof);
 /* Idle: no request for client_idle_timeout; one waiting for its replies (a
  * blocking pop, say) or subscribed is not idle. */
 static void on_idle(session *s) {
+    sg_log_fields at = session_log_fields(s);
     if (s->count > 0 || s->inflight > 0 || pubsub_active(s)) return;
-    sg_log(SG_LOG_INFO, "client %s (id %llu) closed: idle for %lld s", s->addr,
-           (unsigned long long)s->id, s->w->o->idle_timeout);
+    sg_log_at(SG_LOG_INFO, &at, "client %s (id %llu) closed: idle for %lld s", s->addr,
+              (unsigned long long)s->id, s->w->o->idle_timeout);
     close_now(s);
 }
 
@@ -273,9 +276,10 @@ static void on_tls_event(struct bufferevent *bev, short what, void *arg) {
     }
     if (what & BEV_EVENT_ERROR) {
         char why[256];
+        sg_log_fields at = session_log_fields(s);
         if (sg_tls_server_error(bev, why, sizeof why))
-            sg_log(SG_LOG_INFO, "client %s (id %llu) closed: TLS: %s", s->addr,
-                   (unsigned long long)s->id, why);
+            sg_log_at(SG_LOG_INFO, &at, "client %s (id %llu) closed: TLS: %s", s->addr,
+                      (unsigned long long)s->id, why);
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) close_now(s);
 }
@@ -548,6 +552,7 @@ static void on_sample(evutil_socket_t fd, short what, void *arg) {
 
 static void *worker_main(void *arg) {
     worker *w = arg;
+    log_set_worker(w->id);
     event_base_dispatch(w->base);
     return NULL;
 }

@@ -214,9 +214,11 @@ void session_flush(session *s) {
     if (s->w->o->output_limit > 0 && len > (size_t)s->w->o->output_limit) {
         /* it does not read its replies: it alone pays, as redis's
          * client-output-buffer-limit */
-        sg_log(SG_LOG_WARN, "client %s (id %llu) closed: %zu bytes of replies unread, over the "
-               "client_output_limit of %lld", s->addr, (unsigned long long)s->id, len,
-               s->w->o->output_limit);
+        sg_log_fields at = session_log_fields(s);
+        sg_log_at(SG_LOG_WARN, &at,
+                  "client %s (id %llu) closed: %zu bytes of replies unread, over the "
+                  "client_output_limit of %lld",
+                  s->addr, (unsigned long long)s->id, len, s->w->o->output_limit);
         session_close(s);
         return;
     }

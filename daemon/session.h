@@ -179,6 +179,14 @@ struct session {
     struct psub *psub; /* subscriptions (pubsub.c), NULL when none */
 };
 
+/* What a log line about s concerns (sg_log_at): its address, and the user
+ * it authenticated as (none for the default user). */
+static inline sg_log_fields session_log_fields(const session *s) {
+    sg_log_fields f = {.client = s->addr,
+                       .user = s->user >= 0 ? s->w->o->users[s->user].name : NULL};
+    return f;
+}
+
 /* ---- reply slots ---- */
 /* A new slot at the tail of s's replies, for the next request's reply; its
  * sequence number in *seq. NULL when out of memory. The pointer is valid

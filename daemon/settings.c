@@ -41,6 +41,7 @@ typedef enum kind {
     K_USERS,
     K_ADDR,
     K_LEVEL,
+    K_LOGFORMAT,
     K_BOOL,
     K_USER,
     K_PATH,
@@ -61,6 +62,7 @@ typedef enum kind {
 #define NOFF_SECRET(k) 0
 #define NOFF_ADDR(k) 0
 #define NOFF_LEVEL(k) 0
+#define NOFF_LOGFORMAT(k) 0
 #define NOFF_BOOL(k) 0
 #define NOFF_USER(k) 0
 #define NOFF_PATH(k) 0
@@ -201,6 +203,15 @@ static int parse_level(const char *s) {
     int i;
     for (i = 0; i < 4; i++)
         if (strcmp(s, level_names[i]) == 0) return SG_LOG_DEBUG + i;
+    return -1;
+}
+
+static const char *const log_format_names[] = {"text", "json"};
+
+static int parse_log_format(const char *s) {
+    int i;
+    for (i = 0; i < 2; i++)
+        if (strcmp(s, log_format_names[i]) == 0) return SG_DS_LOG_TEXT + i;
     return -1;
 }
 
@@ -683,6 +694,19 @@ static int json_level(loader *ld, int id, const sg_json *v) {
     return parse_level_text(ld, id, v->str);
 }
 
+/* LOGFORMAT. */
+static int parse_log_format_text(loader *ld, int id, const char *text) {
+    int f = parse_log_format(text);
+    if (f < 0) return read_error(ld, id, NULL, "text or json");
+    *AT(ld->s, id, int) = f;
+    return SG_OK;
+}
+
+static int json_log_format(loader *ld, int id, const sg_json *v) {
+    if (v->type != SG_JSON_STRING) return read_error(ld, id, v, "text or json");
+    return parse_log_format_text(ld, id, v->str);
+}
+
 /* BOOL: JSON true/false; Go's ParseBool for variables. */
 static int json_bool(loader *ld, int id, const sg_json *v) {
     if (v->type != SG_JSON_BOOL) return read_error(ld, id, v, "true or false");
@@ -980,6 +1004,12 @@ static void text_level(sg_buf *b, const sg_daemon_settings *s, int id, int maske
     sg_buf_puts(b, level >= SG_LOG_DEBUG && level <= SG_LOG_ERROR ? level_names[level] : "?");
 }
 
+static void text_log_format(sg_buf *b, const sg_daemon_settings *s, int id, int masked) {
+    int f = *AT(s, id, int);
+    (void)masked;
+    sg_buf_puts(b, f == SG_DS_LOG_TEXT || f == SG_DS_LOG_JSON ? log_format_names[f] : "?");
+}
+
 static void text_verify(sg_buf *b, const sg_daemon_settings *s, int id, int masked) {
     int v = *AT(s, id, int);
     (void)masked;
@@ -1021,6 +1051,8 @@ static const kind_ops kinds[K_COUNT] = {
     [K_USERS] = {json_users, parse_users, check_users, text_users, clear_users},
     [K_ADDR] = {json_addr, parse_addr_text, check_addr, text_addr, clear_addr},
     [K_LEVEL] = {json_level, parse_level_text, check_nothing, text_level, clear_scalar},
+    [K_LOGFORMAT] = {json_log_format, parse_log_format_text, check_nothing, text_log_format,
+                     clear_scalar},
     [K_BOOL] = {json_bool, parse_bool, check_nothing, text_bool, clear_scalar},
     [K_USER] = {json_string, parse_string, check_user, text_string, clear_string},
     [K_PATH] = {json_string, parse_string, check_path, text_string, clear_string},

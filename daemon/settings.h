@@ -62,6 +62,7 @@
        "33554432", 0, SG_DS_SIZE_CAP)                                                        \
     XX(METRICS, metrics, ADDR, "SLOTGATE_METRICS", "", 0, 0)                                 \
     XX(LOG_LEVEL, log_level, LEVEL, "SLOTGATE_LOGLEVEL", "info", 0, 0)                       \
+    XX(LOG_FORMAT, log_format, LOGFORMAT, "SLOTGATE_LOGFORMAT", "text", 0, 0)                \
     XX(SYSLOG, syslog, BOOL, "SLOTGATE_SYSLOG", "false", 0, 0)                               \
     XX(USER, user, USER, "SLOTGATE_USER", "", 0, 0)                                          \
     XX(SHUTDOWN_TIMEOUT, shutdown_timeout, SECONDS, "SLOTGATE_SHUTDOWNTIMEOUT", "10", 0, 3600)
@@ -115,6 +116,7 @@ typedef struct sg_ds_origin {
 #define SG_DS_MEMBER_USERS(k) sg_daemon_user *k; size_t n##k;
 #define SG_DS_MEMBER_ADDR(k) sg_listen_addr *k; /* NULL: off */
 #define SG_DS_MEMBER_LEVEL(k) int k;           /* SG_LOG_DEBUG..SG_LOG_ERROR */
+#define SG_DS_MEMBER_LOGFORMAT(k) int k;       /* SG_DS_LOG_TEXT or SG_DS_LOG_JSON */
 #define SG_DS_MEMBER_BOOL(k) int k;            /* 0 or 1 */
 #define SG_DS_MEMBER_USER(k) char *k;          /* "" when not set */
 #define SG_DS_MEMBER_PATH(k) char *k;          /* a readable file; "" when not set */
@@ -125,6 +127,9 @@ typedef struct sg_ds_origin {
 /* tls_verify_clients: whether TLS clients must show a certificate signed by
  * tls_ca_file. Its default follows tls_ca_file: yes when set, no otherwise. */
 enum { SG_DS_VERIFY_NO = 0, SG_DS_VERIFY_YES = 1, SG_DS_VERIFY_OPTIONAL = 2 };
+
+/* log_format: "slotgated: LEVEL: message" lines, or one JSON object a line. */
+enum { SG_DS_LOG_TEXT = 0, SG_DS_LOG_JSON = 1 };
 
 /* tls_protocols: the TLS versions offered to clients. */
 enum { SG_DS_TLS1 = 1, SG_DS_TLS1_1 = 2, SG_DS_TLS1_2 = 4, SG_DS_TLS1_3 = 8 };

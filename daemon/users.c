@@ -60,6 +60,16 @@ int users_auth(session *s, const sg_resp_req *r, sg_resp_out *out) {
     /* an unknown user fails the same way (a password is never empty) */
     ok = equal_ct(r->argv[r->argc - 1], r->argvlen[r->argc - 1], pass ? pass : "") && pass;
     if (!ok) {
+        /* an operator wants to see guessing; the name is the client's
+         * bytes, cut and escaped by the log */
+        char tried[65];
+        size_t n = r->argc == 2 ? 7 : r->argvlen[1];
+        sg_log_fields at = {.client = s->addr, .user = tried};
+        if (n >= sizeof tried) n = sizeof tried - 1;
+        memcpy(tried, r->argc == 2 ? "default" : r->argv[1], n);
+        tried[n] = '\0';
+        sg_log_at(SG_LOG_INFO, &at, "client %s (id %llu): AUTH refused for user %s", s->addr,
+                  (unsigned long long)s->id, tried);
         sg_resp_put_error(out, wrongpass);
         return 0;
     }
@@ -207,8 +217,10 @@ void users_moved(worker *w, const sg_serve_opts *old) {
             for (i = 0; i < o->nusers && strcmp(o->users[i].name, name) != 0; i++) {
             }
             if (i == o->nusers) {
-                sg_log(SG_LOG_INFO, "client %s (id %llu) closed: its user %s is no longer in the "
-                       "settings", s->addr, (unsigned long long)s->id, name);
+                sg_log_fields at = {.client = s->addr, .user = name};
+                sg_log_at(SG_LOG_INFO, &at,
+                          "client %s (id %llu) closed: its user %s is no longer in the settings",
+                          s->addr, (unsigned long long)s->id, name);
                 session_close(s);
                 continue;
             }

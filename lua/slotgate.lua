@@ -84,6 +84,14 @@ typedef enum sg_log_level {
 typedef void (*sg_log_fn)(int level, const char *msg, void *ud);
 void sg_set_log(sg_log_fn fn, int level, void *ud);
 const char *sg_log_level_name(int level);
+typedef struct sg_log_fields {
+    const char *node;
+    const char *client;
+    const char *user;
+} sg_log_fields;
+typedef void (*sg_log_fields_fn)(int level, const char *msg, const sg_log_fields *fields,
+                                 void *ud);
+void sg_set_log_fields(sg_log_fields_fn fn, int level, void *ud);
 
 uint16_t sg_crc16(const char *buf, size_t len);
 unsigned sg_keyslot(const char *key, size_t len);

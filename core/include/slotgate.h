@@ -110,6 +110,24 @@ SG_API void sg_set_log(sg_log_fn fn, int level, void *ud);
 /* "debug", "info", "warn", "error", "none". Static storage. */
 SG_API const char *sg_log_level_name(int level);
 
+/* What a message concerns, where the code that logs it knows: the node
+ * ("host:port"), and for a host that serves clients the client's address and
+ * the user it authenticated as. NULL: not known or not concerned. Valid
+ * during the callback only. */
+typedef struct sg_log_fields {
+    const char *node;
+    const char *client;
+    const char *user;
+} sg_log_fields;
+
+typedef void (*sg_log_fields_fn)(int level, const char *msg, const sg_log_fields *fields,
+                                 void *ud);
+
+/* As sg_set_log, for a callback that takes the fields too (never NULL: every
+ * member NULL when none is known), so a host can write structured lines. It
+ * replaces the callback either function set. */
+SG_API void sg_set_log_fields(sg_log_fields_fn fn, int level, void *ud);
+
 /* ---- Slots ---------------------------------------------------------------
  * Redis Cluster's key → slot rule: CRC16 (XMODEM) of the key, or of the part
  * between the first '{' and the next '}' when that part is non-empty, mod 16384. */

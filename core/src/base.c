@@ -179,10 +179,19 @@ int sg_grow(void **arr, int *cap, int n, size_t elem, int first) {
 
 int sg_log_threshold = SG_LOG_NONE;
 static sg_log_fn log_fn;
+static sg_log_fields_fn log_fields_fn; /* set instead of log_fn: takes the fields */
 static void *log_ud;
 
 void sg_set_log(sg_log_fn fn, int level, void *ud) {
     log_fn = fn;
+    log_fields_fn = NULL;
+    log_ud = ud;
+    sg_log_threshold = fn ? level : SG_LOG_NONE;
+}
+
+void sg_set_log_fields(sg_log_fields_fn fn, int level, void *ud) {
+    log_fn = NULL;
+    log_fields_fn = fn;
     log_ud = ud;
     sg_log_threshold = fn ? level : SG_LOG_NONE;
 }
@@ -194,14 +203,27 @@ const char *sg_log_level_name(int level) {
     return names[level];
 }
 
-void sg_log_emit(int level, const char *fmt, ...) {
+static void log_vemit(int level, const sg_log_fields *fields, const char *fmt, va_list ap) {
+    static const sg_log_fields none = {NULL, NULL, NULL};
     char msg[1024];
-    va_list ap;
-    if (log_fn == NULL) return;
-    va_start(ap, fmt);
+    if (log_fn == NULL && log_fields_fn == NULL) return;
     vsnprintf(msg, sizeof msg, fmt, ap);
+    if (log_fields_fn) log_fields_fn(level, msg, fields ? fields : &none, log_ud);
+    else log_fn(level, msg, log_ud);
+}
+
+void sg_log_emit(int level, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    log_vemit(level, NULL, fmt, ap);
     va_end(ap);
-    log_fn(level, msg, log_ud);
+}
+
+void sg_log_emit_at(int level, const sg_log_fields *fields, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    log_vemit(level, fields, fmt, ap);
+    va_end(ap);
 }
 
 /* ---- byte buffer --------------------------------------------------------- */

@@ -531,8 +531,10 @@ static void on_refresh_reply(sg_client *c, sg_reply *reply, int status, const ch
     }
     if (covered < c->covered && !c->suspect) {
         /* fewer slots than before: believe it when another node agrees */
-        sg_log(SG_LOG_WARN, "node %s reports %d covered slots, %d before: asking another node",
-               asked->addr, covered, c->covered);
+        sg_log_fields at = {.node = asked->addr};
+        sg_log_at(SG_LOG_WARN, &at,
+                  "node %s reports %d covered slots, %d before: asking another node", asked->addr,
+                  covered, c->covered);
         c->suspect = 1;
         sg_free(slots);
         sg_reply_free(reply);

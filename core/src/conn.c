@@ -180,7 +180,10 @@ void sg_conn_fail(sg_conn *conn, int code, const char *fmt, ...) {
     conn->state = SG_CONN_CLOSED;
     sent = conn->queued - evbuffer_get_length(bufferevent_get_output(conn->bev)) -
            evbuffer_get_length(conn->held) - evbuffer_get_length(conn->cork);
-    if (!conn->cfg->freeing) sg_log(SG_LOG_WARN, "%s", msg);
+    if (!conn->cfg->freeing) {
+        sg_log_fields at = {.node = conn->addr};
+        sg_log_at(SG_LOG_WARN, &at, "%s", msg);
+    }
     /* Take the pending list first: the requests may be sent again, to other
      * connections, while we go through it. */
     n = conn->pcount;
@@ -244,7 +247,11 @@ static int take_reply(sg_conn *conn, sg_reply *r) {
             conn->ops->push(conn->owner, conn, r);
             return conn->state == SG_CONN_CLOSED ? -1 : 0;
         }
-        sg_log(SG_LOG_DEBUG, "node %s: a push nobody subscribed to, dropped", conn->addr);
+        {
+            sg_log_fields at = {.node = conn->addr};
+            sg_log_at(SG_LOG_DEBUG, &at, "node %s: a push nobody subscribed to, dropped",
+                      conn->addr);
+        }
         sg_reply_free(r);
         return 0;
     }

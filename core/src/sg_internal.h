@@ -68,6 +68,15 @@ void sg_log_emit(int level, const char *fmt, ...)
     do {                                                                       \
         if ((level) >= sg_log_threshold) sg_log_emit((level), __VA_ARGS__);   \
     } while (0)
+/* The same with what the message concerns (sg_log_fields: the node, the
+ * client, the user), for hosts that write structured lines. */
+void sg_log_emit_at(int level, const sg_log_fields *fields, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define sg_log_at(level, fields, ...)                                          \
+    do {                                                                       \
+        if ((level) >= sg_log_threshold)                                       \
+            sg_log_emit_at((level), (fields), __VA_ARGS__);                    \
+    } while (0)
 
 /* A growable byte buffer (for dumps and messages). On allocation failure it
  * sets oom and ignores further appends. */
