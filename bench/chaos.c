@@ -1041,6 +1041,56 @@ static int check_all(int direct, tally *all, tally *repl) {
     return 0;
 }
 
+/* When ordered writer w sent the first append to its key keyno (ms since T0). */
+static uint32_t seq_when(const writer *w, size_t keyno) {
+    size_t i = keyno / SEQ_KEYS * SEQ_GROUP + keyno % SEQ_KEYS;
+    return i < w->n ? w->r[i].sent : 0;
+}
+
+/* What a key whose final value does not rise looks like around its master b,
+ * for the first few: its length there and on b's replica (READONLY), and
+ * once per node its replication state (the ids and offsets a partial
+ * resynchronization goes by). */
+static void seq_diagnose(int b, const char *key, size_t len) {
+    static int shown, info_shown[OPS_MAX_NODES];
+    ops_node *m = &cl.node[b], *rep;
+    redisReply *x;
+    char line[512] = "";
+    int i;
+    if (shown++ >= 6) return;
+    rep = ops_replica(&cl, m);
+    if (rep) {
+        x = ops_cmd(rep, "READONLY");
+        if (x) freeReplyObject(x);
+        x = ops_cmd(rep, "STRLEN %s", key);
+        snprintf(line, sizeof line, "; on its replica %s: %lld bytes", rep->addr,
+                 x && x->type == REDIS_REPLY_INTEGER ? x->integer : -1);
+        if (x) freeReplyObject(x);
+    }
+    say("  diagnose %s: master %s, %zu bytes%s", key, m->addr, len, line);
+    for (i = 0; i < cl.n; i++) {
+        static const char *f[] = {"role", "master_host", "master_port", "master_replid",
+                                  "master_replid2", "master_repl_offset", "second_repl_offset",
+                                  "repl_backlog_first_byte_offset", "repl_backlog_histlen"};
+        size_t k, o = 0;
+        if (info_shown[i]++) continue;
+        x = ops_cmd(&cl.node[i], "INFO replication");
+        if (x == NULL || x->type != REDIS_REPLY_STRING) {
+            say("    %s: INFO replication: %s", cl.node[i].addr,
+                x ? "not a string" : cl.node[i].err);
+            if (x) freeReplyObject(x);
+            continue;
+        }
+        for (k = 0; k < sizeof f / sizeof *f && o < sizeof line; k++) {
+            char v[64];
+            ops_info_field(x->str, f[k], v, sizeof v);
+            if (*v) o += (size_t)snprintf(line + o, sizeof line - o, " %s=%s", f[k], v);
+        }
+        say("    %s:%s", cl.node[i].addr, line);
+        freeReplyObject(x);
+    }
+}
+
 /* The ordered writers' keys read directly from their masters: each must
  * rise, hold every acknowledged append (else lost), and an append a GET
  * missed after its acknowledgement found here was overtaken. Adds to *acked,
@@ -1052,10 +1102,13 @@ static int check_seq(uint64_t *acked, uint64_t *lost_acked, uint64_t *lost_repl)
         writer *w = &Q[t];
         size_t nkeys = w->n ? seq_key_no(w->n - 1) + 1 : 0, k, i;
         uint64_t *bits = calloc(nkeys + 1, sizeof *bits);
+        int nbad[OPS_MAX_NODES] = {0}, b;
+        uint32_t bad_last[OPS_MAX_NODES] = {0}, good_first[OPS_MAX_NODES];
         if (bits == NULL) return -1;
+        for (b = 0; b < OPS_MAX_NODES; b++) good_first[b] = UINT32_MAX;
         for (k = 0; k < nkeys; k++) {
             char key[96];
-            int b, rising, future;
+            int rising, future;
             size_t max;
             redisContext *c;
             redisReply *r;
@@ -1072,10 +1125,22 @@ static int check_seq(uint64_t *acked, uint64_t *lost_acked, uint64_t *lost_repl)
             }
             if (r->type == REDIS_REPLY_STRING &&
                 (seq_parse(r->str, r->len, k, (size_t)-1, &bits[k], &rising, &future, &max) != 0 ||
-                 !rising))
+                 !rising)) {
                 reordered(w, "a key's final value does not rise", key, r->str);
+                seq_diagnose(b, key, r->len);
+                nbad[b]++;
+                if (seq_when(w, k) > bad_last[b]) bad_last[b] = seq_when(w, k);
+            } else if (r->type == REDIS_REPLY_STRING && seq_when(w, k) < good_first[b]) {
+                good_first[b] = seq_when(w, k);
+            }
             freeReplyObject(r);
         }
+        for (b = 0; b < cl.n; b++)
+            if (nbad[b])
+                say("  ordered writer %d: %d keys on %s do not rise, the last written +%.3fs; "
+                    "the first that rises there written +%.3fs",
+                    t, nbad[b], cl.node[b].addr, bad_last[b] / 1000.0,
+                    good_first[b] == UINT32_MAX ? -1.0 : good_first[b] / 1000.0);
         for (i = 0; i < w->n; i++) {
             size_t j = (i % SEQ_GROUP) / SEQ_KEYS;
             if (w->r[i].outcome != W_ACK) continue;

@@ -8,7 +8,7 @@
 # out, however it comes.
 #
 #   bench/chaos.sh [--duration SECONDS] [--conns N] [--seq-conns N] [--pipeline N]
-#                  [--seed N] [--port PORT] [--durable]
+#                  [--seed N] [--port PORT] [--durable] [--keep]
 #
 #   --duration S   how long the load and the faults last (default 180); the
 #                  check at the end comes on top (seconds to a minute)
@@ -25,6 +25,11 @@
 #                  confirms it): then no acknowledged write may be lost
 #   --seed N       the faults' random choices (default: the time)
 #   --port PORT    slotgated's port (default 18500)
+#   --keep         when the run fails, leave the servers running (and their
+#                  temp dir: each node's redis.log, nodes.conf and dump.rdb)
+#                  for a look; the last lines say where and how to stop them.
+#                  Also SG_CHAOS_KEEP=1; SG_CHAOS_KEEP=always keeps them
+#                  after a run that passed too.
 #
 # Exit status: 0 when no write confirmed replicated was lost (with --durable:
 # no acknowledged write), no reply was wrong, no write or read was reordered
@@ -49,6 +54,9 @@ SEED=0
 PORT=18500
 SEQ=2
 DURABLE=0
+KEEP=${SG_CHAOS_KEEP:-0}
+[[ $KEEP == always ]] && KEEP=2
+[[ $KEEP =~ ^[012]$ ]] || die "SG_CHAOS_KEEP: 1 or always, not \"$KEEP\""
 
 script_option() {
     case $1 in
@@ -59,6 +67,7 @@ script_option() {
     --port) posint_option "$@"; PORT=$2; TOOK=2 ;;
     --seq-conns) [[ ${2:-} =~ ^[0-9]+$ ]] || die "--seq-conns needs a number"; SEQ=$2; TOOK=2 ;;
     --durable) DURABLE=1; TOOK=1 ;;
+    --keep) KEEP=1; TOOK=1 ;;
     *) return 1 ;;
     esac
 }
@@ -96,4 +105,11 @@ case $rc in
 1) say "A WRITE CONFIRMED REPLICATED (or durable) WAS LOST, A REPLY WAS WRONG OR REORDERED, or the check failed (above)"; status=1 ;;
 *) say "bench/chaos failed (status $rc)"; status=1 ;;
 esac
+if ((KEEP == 2 || (KEEP && status))); then
+    # resumed, so that they answer (a stall may have been cut short)
+    while read -r _ p; do kill -CONT "$p" 2>/dev/null || true; done <"$STATE/pids"
+    say "--keep: the servers are left running: logs in $(<"$STATE/tmpdir")/NAME/redis.log;" \
+        "stop them with: tests/harness/servers.sh stop $STATE && rm -rf $STATE"
+    STATE= # the EXIT trap leaves them be
+fi
 finish "$status"
