@@ -682,7 +682,7 @@ static int wait_promoted(int r, int timeout_ms) {
 static void fault_kill(void) {
     int r, m = pick_master(&r);
     long pid, new_pid;
-    char conf[1024], pidfile[1024], err[1200];
+    char conf[1024], pidfile[1024], err[1200], dir[512], rdb[256], rdbpath[800];
     uint32_t t0;
     if (m < 0) {
         say("kill: no master whose replica can take over now; skipped");
@@ -692,6 +692,15 @@ static void fault_kill(void) {
         say("kill: cannot tell %s's process: %s", cl.node[m].addr, cl.node[m].err);
         return;
     }
+    /* The harness keeps no data on disk (save "", appendonly no), but a node
+     * that was a replica holds the RDB of its last full sync, with that
+     * sync's replication id and offset: restarted on it, the node would come
+     * back with old data that a partial resync may build on. A killed server
+     * restarts empty, as the harness means it to. */
+    rdbpath[0] = '\0';
+    if (ops_config_get(&cl.node[m], "dir", dir, sizeof dir) == 0 &&
+        ops_config_get(&cl.node[m], "dbfilename", rdb, sizeof rdb) == 0)
+        snprintf(rdbpath, sizeof rdbpath, "%s/%s", dir, rdb);
     round_();
     t0 = rel_ms();
     say("kill: SIGKILL master %s (pid %ld); its replica %s should take over", cl.node[m].addr,
@@ -706,6 +715,8 @@ static void fault_kill(void) {
         promoted_at[r] = ops_now_ms();
         say("kill: %s took over %u ms after the kill", cl.node[r].addr, rel_ms() - t0);
     }
+    if (rdbpath[0] && unlink(rdbpath) == 0)
+        say("kill: removed %s's stale %s", cl.node[m].addr, rdbpath);
     new_pid = ops_start_server(conf, pidfile, pid, err, sizeof err);
     if (new_pid <= 0) {
         say("kill: %s", err);
