@@ -272,6 +272,10 @@ struct sg_client {
      * up only through these */
     const sg_conn_ops *pool_ops;          /* the pool's connections' */
     const struct sg_cluster_events *events;
+    /* a new map is in force: the near cache above drops the entries of slots
+     * that moved (cache.c installs it; NULL: none) */
+    void (*map_hook)(void *ud, sg_client *c);
+    void *map_hook_ud;
     /* settings copied from the upstream */
     int mode;
     char *name;

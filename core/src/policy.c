@@ -17,6 +17,8 @@
  *   default_ttl = {["cache-*"] = 3600}    seconds, for writes that set none
  *   route = {["analytics-*"] = "analytics"}   upstream by the first key
  *   read = {["apikey-*"] = "replica"}     read policy for read-only commands
+ *   cache = {["apikey-*"] = 30}           reads answered from the gateway's near
+ *                                         cache, an entry living at most that long
  *   dry_run = true                        report, change nothing
  *   rewrite_key = function(key, ctx) return key end
  *   on_command = function(ctx) return {deny=..., upstream=..., read=...} end
@@ -70,6 +72,8 @@ typedef struct script {
     int nroutes;
     pat_int *reads;
     int nreads;
+    pat_int *caches;
+    int ncaches;
     int dry_run;
     int ref_rewrite_key, ref_on_command; /* LUA_NOREF when absent */
     char label_on_command[160], label_rewrite_key[160]; /* "policy NAME: HOOK" */
@@ -182,6 +186,8 @@ static void script_free(lua_State *L, script *s) {
     sg_free(s->routes);
     for (i = 0; i < s->nreads; i++) sg_free(s->reads[i].pattern);
     sg_free(s->reads);
+    for (i = 0; i < s->ncaches; i++) sg_free(s->caches[i].pattern);
+    sg_free(s->caches);
     if (L) {
         luaL_unref(L, LUA_REGISTRYINDEX, s->ref_rewrite_key);
         luaL_unref(L, LUA_REGISTRYINDEX, s->ref_on_command);
@@ -657,7 +663,8 @@ static int read_hook(loading *ld, int t, const char *field, int *ref) {
 
 static const char *const known_fields[] = {
     "name",        "version", "prefix", "deny_commands", "deny_keys",   "deny_message",
-    "default_ttl", "route",   "read",   "dry_run",       "rewrite_key", "on_command", NULL};
+    "default_ttl", "route",   "read",   "dry_run",       "rewrite_key", "on_command",
+    "cache",       NULL};
 
 /* The base name of a path without ".lua": the default policy name. */
 static char *base_name(const char *path) {
@@ -703,8 +710,8 @@ static int load_script(sg_policy *p, script *s, const char *file) {
             rc =
                 load_error(&ld,
                            "unknown field \"%s\" (known: name, version, prefix, deny_commands, "
-                           "deny_keys, deny_message, default_ttl, route, read, dry_run, "
-                           "rewrite_key, on_command)",
+                           "deny_keys, deny_message, default_ttl, route, read, cache, "
+                           "dry_run, rewrite_key, on_command)",
                            lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(not a string)");
             lua_settop(L, t - 1);
             return rc;
@@ -720,6 +727,7 @@ static int load_script(sg_policy *p, script *s, const char *file) {
         (rc = read_pattern_map(&ld, t, "default_ttl", 'i', (void **)&s->ttls, &s->nttls)) ||
         (rc = read_pattern_map(&ld, t, "route", 's', (void **)&s->routes, &s->nroutes)) ||
         (rc = read_pattern_map(&ld, t, "read", 'r', (void **)&s->reads, &s->nreads)) ||
+        (rc = read_pattern_map(&ld, t, "cache", 'i', (void **)&s->caches, &s->ncaches)) ||
         (rc = read_hook(&ld, t, "rewrite_key", &s->ref_rewrite_key)) ||
         (rc = read_hook(&ld, t, "on_command", &s->ref_on_command))) {
         lua_settop(L, t - 1);
@@ -1108,6 +1116,24 @@ static int apply_script(sg_policy *p, script *s, const sg_request_ctx *ctx, cmdv
                 else d->read_policy = (int)s->reads[i].value;
                 break;
             }
+        /* a read may be answered from the near cache when every key it names
+         * matches a cache pattern: it lives as long as the shortest allows */
+        if (info && (info->flags & SG_CMD_READONLY) && s->ncaches > 0) {
+            long long secs = 0;
+            for (j = 0; j < nkeys; j++) {
+                long long k = 0;
+                for (i = 0; i < s->ncaches && k == 0; i++)
+                    if (glob(s->caches[i].pattern, v->argv[keyidx[j]], v->argvlen[keyidx[j]]))
+                        k = s->caches[i].value;
+                if (k == 0) {
+                    secs = 0;
+                    break;
+                }
+                if (secs == 0 || k < secs) secs = k;
+            }
+            if (secs > 0 && s->dry_run) dry(p, s, "answer %s from the cache (%lld s)", cmd, secs);
+            else if (secs > 0) d->cache_secs = secs;
+        }
     }
 
     /* 4. key rewrites: the prefix, then the hook. New keys are collected
@@ -1239,6 +1265,7 @@ char *sg_policy_explain(sg_policy *p, const sg_request_ctx *ctx, int argc, const
         if (d.upstream) sg_buf_printf(&b, "\nupstream: %s", d.upstream);
         if (d.read_policy >= 0)
             sg_buf_printf(&b, "\nread: %s", sg_read_policy_label(d.read_policy));
+        if (d.cache_secs > 0) sg_buf_printf(&b, "\ncache: %lld", d.cache_secs);
         for (i = 0; i < d.nttls; i++) {
             int ai = d.ttls[i].argi;
             sg_buf_printf(&b, "\nttl: %.*s %lld", (int)(d.rewritten ? d.argvlen[ai] : argvlen[ai]),

@@ -28,6 +28,8 @@ typedef struct sg_decision {
     size_t *argvlen;
     sg_ttl_key *ttls;     /* default TTLs to apply after the write */
     int nttls;
+    long long cache_secs; /* a read every key of which matches a cache pattern: how
+                             long its answer may live in the near cache (0: not) */
     const struct sg_command *info; /* the command's entry (NULL: unknown), as the
                                       policies looked it up */
 } sg_decision;

@@ -654,6 +654,7 @@ static void reverse_retrying(sg_client *c) {
  * GET k went before its SET k, and read nil. */
 static void map_changed(sg_client *c) {
     sg_req *r;
+    if (c->map_hook) c->map_hook(c->map_hook_ud, c); /* before anything is sent again */
     reverse_retrying(c);
     for (r = c->retrying; r; r = r->next)
         if (r->timer && evtimer_pending(r->timer, NULL)) event_active(r->timer, EV_TIMEOUT, 1);
