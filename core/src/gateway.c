@@ -422,6 +422,9 @@ static int through_cache(sg_gateway *g, sg_client *c, const sg_command *info,
     if (secs > 0 && (ctx == NULL || ctx->proto != 3) && sg_cache_cacheable(info, argc)) {
         const char *bytes;
         size_t len;
+        /* a blocking gateway's loop runs only inside its calls: the
+         * invalidations that came meanwhile are read before the cache answers */
+        if (g->own_base) event_base_loop(g->base, EVLOOP_NONBLOCK);
         if (sg_cache_read(g->cache, c, info, argc, argv, argvlen, secs, &bytes, &len, fn, raw_fn,
                           ud, call)) {
             *rc = answer_hit(g, c, now, bytes, len, *fn, *raw_fn, *ud);
