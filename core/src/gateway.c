@@ -412,6 +412,13 @@ static int through_cache(sg_gateway *g, sg_client *c, const sg_command *info,
         (g->cache = sg_cache_new(&g->cstats, g->cache_max)) == NULL)
         return 0; /* no memory for it: the read goes as it is */
     if (g->cache == NULL) return 0;
+    if (!(info->flags & SG_CMD_READONLY) && (info->flags & SG_CMD_BLOCKING)) {
+        /* BLPOP and the like: sg_gateway_unblock finds them by the caller's
+         * ud, which must stay theirs. Their keys go now; what they change
+         * when they unblock, the node's invalidation tells */
+        sg_cache_drop_keys(g->cache, resp2_twin(g, c), info, argc, argv, argvlen);
+        return 0;
+    }
     if (!(info->flags & SG_CMD_READONLY)) {
         sg_raw_reply_fn had = *raw_fn;
         sg_cache_write(g->cache, resp2_twin(g, c), info, argc, argv, argvlen, fn, raw_fn, ud,

@@ -164,6 +164,26 @@ describe("slotgated's near cache", function()
     assert.equal(first[4], assert(direct:read_bytes()))
   end)
 
+  it("leaves a blocking write to CLIENT UNBLOCK (the cache does not stand in its way)", function()
+    call(c, "GET", "ck:hits") -- the cache exists: writes go through it
+    local b = assert(daemon.connect_served(d.port))
+    finally(function() b:close() end)
+    local id = call(b, "CLIENT", "ID").v
+    call(c, "DEL", "ck:blpop")
+    b:send({ "BLPOP", "ck:blpop", "0" })
+    assert.is_truthy(wait_for(function() return call(c, "CLIENT", "UNBLOCK", id).v == 1 end, 10))
+    local r = assert(b:read())
+    assert.equal("nil", r.t)
+    -- ended on the node too (not only answered here): nothing stays blocked
+    -- there to pop, and drop, what comes next
+    local m = master_of("ck:blpop")
+    assert.is_truthy(wait_for(function()
+      return call(m, "INFO", "clients").v:match("blocked_clients:0\r\n") ~= nil
+    end, 5), "the BLPOP still blocks on its node")
+    assert.equal(1, call(c, "RPUSH", "ck:blpop", "x").v)
+    assert.equal(1, call(c, "LLEN", "ck:blpop").v)
+  end)
+
   it("empties on FLUSHALL on the nodes", function()
     assert.equal("OK", call(c, "SET", "ck:flush", "v").v)
     assert.is_truthy(wait_for(function()
@@ -252,6 +272,70 @@ describe("slotgated's near cache", function()
     assert.is_true(i.cache_fills > i.cache_entries)
     assert.is_true(i.cache_entries > 100, i.cache_entries .. " entries")
     daemon.stop(e)
+  end)
+
+  it("stays exact through a failover of the key's master, and back", function()
+    local key = "ck:failover"
+    local old = master_of(key)
+    -- its replica, from the master's ROLE: {"master", offset, {{host, port, offset}, ...}}
+    local role = call(old, "ROLE").v
+    assert.is_true(#role[3].v >= 1, "the master has no replica")
+    local rep = node_conn(tonumber(role[3].v[1].v[2].v))
+    local function is_master(conn) return call(conn, "ROLE").v[1].v == "master" end
+    local function fail_over_to(conn, was)
+      -- CLUSTER FAILOVER waits for the replica to catch up, then both roles
+      -- swap; sent again while the replica refuses it (its link to the
+      -- master still coming up) or the node's manual failover timed out (5 s)
+      local deadline = now() + 30
+      while now() < deadline do
+        local r = call(conn, "CLUSTER", "FAILOVER")
+        if r.t ~= "error" and wait_for(function() return is_master(conn) and not is_master(was) end, 6) then
+          return
+        end
+        if r.t == "error" then helper.sleep(0.2) end -- between tries
+      end
+      error("no failover to port " .. conn.port .. " within 30 s")
+    end
+    finally(function() -- the harness's masters are the same after the test
+      if not is_master(old) then fail_over_to(old, rep) end
+      assert.is_truthy(wait_for(function()
+        return call(old, "CLUSTER", "INFO").v:match("cluster_state:ok") ~= nil
+      end, 20))
+    end)
+    assert.equal("OK", call(c, "SET", key, "0").v)
+    assert.is_truthy(wait_for(function()
+      call(c, "GET", key)
+      return call(c, "GET", key).v == "0" and cache_info(c).cache_entries > 0
+    end))
+    local before = cache_info(c)
+    fail_over_to(rep, old)
+    -- writes on the new master, past slotgated, and through it; reads never
+    -- go back, the first see each write once its invalidation (or the new
+    -- map) came, the second at once
+    local seen = 0
+    for i = 1, 20 do
+      if i % 2 == 0 then
+        assert.equal("OK", call(rep, "SET", key, tostring(i)).v)
+      else
+        assert.equal("OK", call(c, "SET", key, tostring(i)).v)
+        assert.equal(tostring(i), call(c, "GET", key).v)
+      end
+      assert.is_truthy(wait_for(function()
+        local v = tonumber(call(c, "GET", key).v)
+        assert.is_true(v >= seen and v <= i, "read " .. v .. " after " .. seen .. ", write " .. i)
+        seen = v
+        return v == i
+      end, 10), "write " .. i .. " not seen within 10 s")
+    end
+    local after = cache_info(c)
+    assert.is_true(after.cache_dropped_moved + after.cache_dropped_invalidated +
+                   after.cache_dropped_written >
+                   before.cache_dropped_moved + before.cache_dropped_invalidated +
+                   before.cache_dropped_written)
+    -- and back: the old master serves the key again, cached and exact
+    fail_over_to(old, rep)
+    assert.equal("OK", call(old, "SET", key, "back").v)
+    assert.is_truthy(wait_for(function() return call(c, "GET", key).v == "back" end, 10))
   end)
 
   it("never reads older than the last write acknowledged (writers through slotgated and on the node)", function()
