@@ -701,6 +701,11 @@ static void on_raw(sg_client *c, const char *resp, size_t len, void *ud) {
     sg_cache *ca = call->ca;
     if (call->write) {
         call_release(call);
+    } else if (c->reply_redirected) {
+        /* after an ASK the answer came from a node the map does not give the
+         * slot (a migration's target), whose tracker may not be open: the
+         * changes made there would go untold. After a MOVED the map changed */
+        call_kill(call);
     } else if (call->n == 1 && call->at[0]) {
         fill(ca, call->at[0], resp, len, call->secs);
     } else if (call->n > 1) {

@@ -105,6 +105,7 @@ struct sg_req {
     uint8_t finished;   /* completed (a request finishes once) */
     uint8_t scan_state; /* SCAN over a cluster: 0 not one; 1 cursor in scan, not yet
                            placed; 2 placed */
+    uint8_t redirected; /* a split's part followed a MOVED or ASK */
 };
 
 /* Options of a submitted command (the gateway's policies decide them). */
@@ -276,6 +277,10 @@ struct sg_client {
      * that moved (cache.c installs it; NULL: none) */
     void (*map_hook)(void *ud, sg_client *c);
     void *map_hook_ud;
+    /* the reply a raw_fn is given now came after a MOVED or ASK (for one of a
+     * split's parts, at least): from another node than the map named when it
+     * left, which the near cache then does not keep */
+    uint8_t reply_redirected;
     /* settings copied from the upstream */
     int mode;
     char *name;

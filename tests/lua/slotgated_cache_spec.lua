@@ -338,6 +338,40 @@ describe("slotgated's near cache", function()
     assert.is_truthy(wait_for(function() return call(c, "GET", key).v == "back" end, 10))
   end)
 
+  it("keeps no answer that came after an ASK (a slot migrating to a node it may not track)", function()
+    local key = "ck:migrating"
+    assert.equal("OK", call(c, "SET", key, "0").v)
+    local a = master_of(key)
+    local slot = call(a, "CLUSTER", "KEYSLOT", key).v
+    local b
+    for _, range in ipairs(call(a, "CLUSTER", "SLOTS").v) do
+      local conn = node_conn(range.v[3].v[2].v)
+      if conn ~= a then b = conn end
+    end
+    local ida, idb = call(a, "CLUSTER", "MYID").v, call(b, "CLUSTER", "MYID").v
+    finally(function() -- the slot back as it was, the key gone from b
+      call(b, "ASKING")
+      call(b, "DEL", key)
+      call(a, "CLUSTER", "SETSLOT", slot, "STABLE")
+      call(b, "CLUSTER", "SETSLOT", slot, "STABLE")
+      call(a, "DEL", key)
+    end)
+    assert.equal("OK", call(b, "CLUSTER", "SETSLOT", slot, "IMPORTING", ida).v)
+    assert.equal("OK", call(a, "CLUSTER", "SETSLOT", slot, "MIGRATING", idb).v)
+    local host, port = "127.0.0.1", b.port
+    assert.equal("OK", call(a, "MIGRATE", host, port, key, 0, 5000).v)
+    -- reads go to a, which says ASK: b answers; none of it is kept
+    local before = cache_info(c)
+    for _ = 1, 5 do assert.equal("0", call(c, "GET", key).v) end
+    local after = cache_info(c)
+    assert.equal(before.cache_hits, after.cache_hits)
+    assert.equal(before.cache_fills, after.cache_fills)
+    -- so a write on b, which slotgated may not hear of, is read at once
+    call(b, "ASKING")
+    assert.equal("OK", call(b, "SET", key, "1").v)
+    assert.equal("1", call(c, "GET", key).v)
+  end)
+
   it("never reads older than the last write acknowledged (writers through slotgated and on the node)", function()
     local readers = {}
     for r = 1, 4 do readers[r] = assert(daemon.connect_served(d.port)) end
