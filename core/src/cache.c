@@ -34,6 +34,8 @@ enum { DROP_INVALIDATED, DROP_WRITTEN, DROP_FLUSHED, DROP_LOST, DROP_MOVED, DROP
 enum { T_NONE = 0, T_OPENING, T_SUBSCRIBING, T_READY };
 
 #define RETRY_MS 1000       /* a tracker that failed is not opened again before */
+#define PING_MS 1000        /* a tracker in use is asked for a sign of life this often */
+#define FRESH_MS 3000       /* ... and trusted only while it gave one this recently */
 #define REFUSED_MS 30000    /* ... one the node refused (no CLIENT TRACKING) */
 #define FORM_INLINE 64      /* forms this long are made on the stack */
 
@@ -76,6 +78,8 @@ struct tracker {
     sg_conn *conn;
     int state;         /* T_* */
     uint64_t retry_at; /* ms: not opened again before */
+    uint64_t heard;    /* ms: the node last said something on it */
+    uint64_t pinged;   /* ms: the last PING sent */
 };
 
 /* What the cache keeps per client (upstream). */
@@ -341,6 +345,7 @@ static void trk_push(void *owner, sg_conn *conn, sg_reply *r) {
     tracker *t = owner;
     sg_cache *ca = t->ca;
     (void)conn;
+    t->heard = sg_now_ms(); /* an invalidation, a reply, PING's pong: it lives */
     if (r->type == SG_REPLY_ERROR) {
         char why[300];
         snprintf(why, sizeof why, "the node refused tracking: %.200s", r->str);
@@ -352,6 +357,7 @@ static void trk_push(void *owner, sg_conn *conn, sg_reply *r) {
         const sg_reply *p = r->element[2];
         if (str_is(r->element[0], "subscribe") && t->state == T_SUBSCRIBING) {
             t->state = T_READY;
+            t->pinged = t->heard;
             ST_ADD(ca, trackers, 1);
         } else if (str_is(r->element[0], "message") && t->state == T_READY) {
             if (p->type == SG_REPLY_NIL) {
@@ -390,12 +396,26 @@ static void trk_closed(void *owner, sg_conn *conn, int code, const char *msg) {
 
 static const sg_conn_ops trk_ops = {NULL, NULL, NULL, trk_push, trk_idle, trk_closed, NULL};
 
+/* Whether a ready tracker still hears from its node: a connection can stay up
+ * while nothing comes (a hung node, a silent network), and then changes go
+ * untold. It is asked for a pong every PING_MS while in use, and trusted only
+ * FRESH_MS after the node last said anything. */
+static int fresh(tracker *t, uint64_t now) {
+    static const char ping[] = "*1\r\n$4\r\nPING\r\n";
+    if (t == NULL || t->state != T_READY) return 0;
+    if (now - t->pinged >= PING_MS) {
+        t->pinged = now;
+        if (sg_conn_write(t->conn, ping, sizeof ping - 1) != SG_OK) return 0;
+    }
+    return now - t->heard < FRESH_MS;
+}
+
 /* Whether node's tracker tells of every change now; opens it when asked to
  * and none is open (a read that meets none goes by uncached). */
 static int tracked(sg_cache *ca, cclient *cc, sg_node *node) {
     tracker *t = tracker_of(cc, node, 1);
     if (t == NULL) return 0;
-    if (t->state == T_READY) return 1;
+    if (t->state == T_READY) return fresh(t, sg_now_ms());
     if (t->conn == NULL && sg_now_ms() >= t->retry_at && !ca->freeing) {
         t->ca = ca;
         if ((t->conn = sg_node_open_conn(node, &trk_ops, t, SG_CONN_SUBSCRIBER)) != NULL)
@@ -578,6 +598,10 @@ static cform *lookup(sg_cache *ca, cclient *cc, const char *key, size_t klen, co
         *busy = 1;
         return NULL;
     }
+    if (k->node == NULL || !fresh(tracker_of(cc, k->node, 0), now)) {
+        *busy = 1; /* not from memory, nor filled: sent as it is */
+        return NULL;
+    }
     if (now >= f->expires) {
         form_drop(ca, f, DROP_EXPIRED);
         if (k->forms == NULL && k->wbusy == 0) {
@@ -628,7 +652,7 @@ static void fill(sg_cache *ca, cform *f, const char *resp, size_t len, long long
     cclient *cc = k->cc;
     tracker *t = tracker_of(cc, k->node, 0);
     char *val = NULL;
-    if (k->node != owner_of(cc->c, k->slot) || t == NULL || t->state != T_READY || len == 0 ||
+    if (k->node != owner_of(cc->c, k->slot) || t == NULL || !fresh(t, sg_now_ms()) || len == 0 ||
         !strchr("$*:+", resp[0]) || sizeof *f + len > ca->max / 4 ||
         (val = sg_malloc(len)) == NULL) {
         form_drop(ca, f, DROP_EVICTED); /* a placeholder: counts as a lost fill */

@@ -224,6 +224,39 @@ describe("slotgated's near cache", function()
     assert.is_truthy(wait_for(function() return call(c, "GET", key).v == "again" end, 5))
   end)
 
+  it("stops answering from memory when its invalidation connection goes silent", function()
+    -- CLIENT PAUSE ALL stops the node answering anyone, the tracker's PING
+    -- included, while the connection stays up: as a hung node or a silent
+    -- network would. Within a few seconds the cached key is read from the
+    -- node again (the read then waits for the pause to end)
+    local key = "ck:silent"
+    assert.equal("OK", call(c, "SET", key, "v").v)
+    assert.is_truthy(wait_for(function()
+      local h = cache_info(c).cache_hits
+      call(c, "GET", key)
+      return cache_info(c).cache_hits > h
+    end))
+    local m = master_of(key)
+    local t0, sent = now(), nil
+    assert.equal("OK", call(m, "CLIENT", "PAUSE", "4500", "ALL").v)
+    finally(function() call(m, "CLIENT", "UNPAUSE") end)
+    local missed = wait_for(function()
+      local h = cache_info(c).cache_hits
+      sent = now()
+      assert.equal("v", call(c, "GET", key).v)
+      return cache_info(c).cache_hits == h
+    end, 15)
+    assert.is_truthy(missed, "still answered from memory 15 s into the node's silence")
+    assert.is_true(sent - t0 < 4.5, "answered from memory until the pause ended")
+    call(m, "CLIENT", "UNPAUSE")
+    -- and once the node speaks again, from memory again
+    assert.is_truthy(wait_for(function()
+      local h = cache_info(c).cache_hits
+      call(c, "GET", key)
+      return cache_info(c).cache_hits > h
+    end, 10))
+  end)
+
   it("shows its figures in /metrics", function()
     local mport = daemon.port()
     local e = start{ env = { SLOTGATE_POLICY = policy, SLOTGATE_THREADS = "2",
