@@ -495,7 +495,9 @@ int sg_gateway_forward_cmd(sg_gateway *g, const sg_command *cmd, const sg_reques
         return rc;
     }
     sg_decision_init(&d);
-    if ((rc = sg_policy_apply(g->policy, ctx, argc, argv, argvlen, &d)) != SG_OK) {
+    rc = cmd ? sg_policy_apply_cmd(g->policy, cmd, ctx, argc, argv, argvlen, &d)
+             : sg_policy_apply(g->policy, ctx, argc, argv, argvlen, &d);
+    if (rc != SG_OK) {
         sg_seterr(&g->err, rc, "out of memory applying the policies");
         goto done;
     }
