@@ -329,11 +329,12 @@ describe("slotgated's near cache", function()
       end
       error("no failover to port " .. conn.port .. " within 30 s")
     end
-    finally(function() -- the harness's masters are the same after the test
+    finally(function() -- the harness's masters are the same after the test, and settled
       if not is_master(old) then fail_over_to(old, rep) end
       assert.is_truthy(wait_for(function()
-        return call(old, "CLUSTER", "INFO").v:match("cluster_state:ok") ~= nil
-      end, 20))
+        return call(old, "CLUSTER", "INFO").v:match("cluster_state:ok") ~= nil and
+               call(rep, "INFO", "replication").v:match("master_link_status:up") ~= nil
+      end, 20), "the cluster did not settle after the failover back")
     end)
     assert.equal("OK", call(c, "SET", key, "0").v)
     assert.is_truthy(wait_for(function()
