@@ -50,12 +50,13 @@ enum {
     S_KEYSPACE = 1 << 12,
     S_UPSTREAM = 1 << 13, /* slotgated's own, as a module's sections */
     S_POLICY = 1 << 14,
+    S_CACHE = 1 << 15,
     /* Redis 7.0's sets: default leaves out commandstats and latencystats,
      * all the modules' sections too */
     S_DEFAULT = S_SERVER | S_CLIENTS | S_MEMORY | S_PERSISTENCE | S_STATS | S_REPLICATION |
                 S_CPU | S_MODULES | S_ERRORSTATS | S_CLUSTER | S_KEYSPACE,
     S_ALL = S_DEFAULT | S_COMMANDSTATS | S_LATENCYSTATS,
-    S_EVERYTHING = S_ALL | S_UPSTREAM | S_POLICY,
+    S_EVERYTHING = S_ALL | S_UPSTREAM | S_POLICY | S_CACHE,
     S_NODES = S_PERSISTENCE | S_STATS | S_KEYSPACE, /* asked of the masters */
 };
 
@@ -71,6 +72,7 @@ static const struct {
     {"latencystats", S_LATENCYSTATS}, {"cluster", S_CLUSTER},
     {"keyspace", S_KEYSPACE},     {"upstream", S_UPSTREAM},
     {"upstreams", S_UPSTREAM},    {"policy", S_POLICY},
+    {"cache", S_CACHE},
     {"default", S_DEFAULT},       {"all", S_ALL},
     {"everything", S_EVERYTHING}, {NULL, 0}};
 
@@ -548,6 +550,36 @@ static void upstream_section(sg_buf *t, sg_client *c, const char *name) {
                   (unsigned long long)unconfirmed);
 }
 
+/* The near cache of every worker, summed: each worker's gateway keeps its own
+ * (sg_gateway_cache_stats reads them from any thread). */
+static void cache_section(sg_buf *t, const server *srv) {
+    sg_cache_stats sum = {0}, one;
+    uint64_t *a = (uint64_t *)&sum, *b = (uint64_t *)&one;
+    size_t k;
+    int i;
+    for (i = 0; i < srv->nw; i++) {
+        sg_gateway_cache_stats(srv->w[i].gw, &one);
+        for (k = 0; k < sizeof sum / sizeof(uint64_t); k++) a[k] += b[k];
+    }
+    sg_buf_printf(t,
+                  "# Cache\r\ncache_max_bytes:%llu\r\ncache_bytes:%llu\r\ncache_entries:%llu\r\n"
+                  "cache_hits:%llu\r\ncache_misses:%llu\r\ncache_fills:%llu\r\n"
+                  "cache_fills_lost:%llu\r\ncache_invalidations:%llu\r\ncache_flushes:%llu\r\n"
+                  "cache_dropped_invalidated:%llu\r\ncache_dropped_written:%llu\r\n"
+                  "cache_dropped_flushed:%llu\r\ncache_dropped_lost:%llu\r\n"
+                  "cache_dropped_moved:%llu\r\ncache_dropped_expired:%llu\r\n"
+                  "cache_evictions:%llu\r\ncache_trackers:%llu\r\n",
+                  (unsigned long long)sum.max_bytes, (unsigned long long)sum.bytes,
+                  (unsigned long long)sum.entries, (unsigned long long)sum.hits,
+                  (unsigned long long)sum.misses, (unsigned long long)sum.fills,
+                  (unsigned long long)sum.fills_lost, (unsigned long long)sum.invalidations,
+                  (unsigned long long)sum.flushes, (unsigned long long)sum.dropped_invalidated,
+                  (unsigned long long)sum.dropped_written, (unsigned long long)sum.dropped_flushed,
+                  (unsigned long long)sum.dropped_lost, (unsigned long long)sum.dropped_moved,
+                  (unsigned long long)sum.dropped_expired, (unsigned long long)sum.evictions,
+                  (unsigned long long)sum.trackers);
+}
+
 /* Redis's header before each section but the first has a blank line. */
 static void next_section(sg_buf *t) {
     if (t->len) sg_buf_puts(t, "\r\n");
@@ -631,6 +663,7 @@ static void render(session *s, unsigned want, info_nodes *n, sg_buf *t) {
             sg_client *c = sg_gateway_client(wk->gw, name);
             if (c) next_section(t), upstream_section(t, c, name);
         }
+    if (want & S_CACHE) next_section(t), cache_section(t, srv);
     if ((want & S_POLICY) && (wk->policy || wk->user_policy)) {
         sg_policy_stats ps;
         policies_stats(wk, &ps); /* the shared set's and the users' own */

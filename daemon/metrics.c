@@ -72,6 +72,36 @@
     XX(dry_run_events, "slotgate_policy_dry_run_events_total", "Changes dry-run policies reported.") \
     XX(durable, "slotgate_policy_durable_total", "Writes the policies made durable.")
 
+/* XX(field of sg_cache_stats, type, name, help) */
+#define CACHE_FIGURES(XX)                                                                          \
+    XX(hits, counter, "slotgate_cache_hits_total", "Reads answered from the near cache.")          \
+    XX(misses, counter, "slotgate_cache_misses_total", "Cacheable reads sent to the nodes.")       \
+    XX(fills, counter, "slotgate_cache_fills_total", "Answers kept in the near cache.")            \
+    XX(fills_lost, counter, "slotgate_cache_fills_lost_total",                                     \
+       "Answers not kept: the key changed while the read was out.")                                \
+    XX(invalidations, counter, "slotgate_cache_invalidations_total",                               \
+       "Keys the nodes' invalidation messages named.")                                             \
+    XX(flushes, counter, "slotgate_cache_flushes_total", "Flush messages from the nodes.")         \
+    XX(dropped_invalidated, counter, "slotgate_cache_dropped_invalidated_total",                   \
+       "Entries dropped: a node said the key changed.")                                            \
+    XX(dropped_written, counter, "slotgate_cache_dropped_written_total",                           \
+       "Entries dropped: a write through slotgated.")                                              \
+    XX(dropped_flushed, counter, "slotgate_cache_dropped_flushed_total",                           \
+       "Entries dropped: a flush.")                                                                \
+    XX(dropped_lost, counter, "slotgate_cache_dropped_lost_total",                                 \
+       "Entries dropped: their node's invalidation connection was lost.")                          \
+    XX(dropped_moved, counter, "slotgate_cache_dropped_moved_total",                               \
+       "Entries dropped: their slot moved to another node.")                                       \
+    XX(dropped_expired, counter, "slotgate_cache_dropped_expired_total",                           \
+       "Entries dropped: older than their pattern allows.")                                        \
+    XX(evictions, counter, "slotgate_cache_evictions_total",                                       \
+       "Entries evicted (least recently used) to stay within cache_max_bytes.")                    \
+    XX(bytes, gauge, "slotgate_cache_bytes", "Bytes the near cache holds.")                        \
+    XX(entries, gauge, "slotgate_cache_entries", "Entries in the near cache.")                     \
+    XX(max_bytes, gauge, "slotgate_cache_max_bytes", "The near cache's bound (cache_max_bytes).")  \
+    XX(trackers, gauge, "slotgate_cache_trackers",                                                 \
+       "Invalidation connections to the nodes, subscribed.")
+
 typedef struct node_figs {
     char addr[300];
     int is_master;
@@ -393,8 +423,16 @@ static void render_metrics(metrics *m, sg_buf *b) {
     server *srv = m->srv;
     uint64_t commands = 0, errors = 0;
     sg_policy_stats pol;
+    sg_cache_stats cache = {0}, one;
     int i, u, answered = 0, has_policy = 0, scripts = 0;
     memset(&pol, 0, sizeof pol);
+    /* each worker's cache figures are atomics its gateway keeps: read here */
+    for (i = 0; i < srv->nw; i++) {
+        sg_gateway_cache_stats(srv->w[i].gw, &one);
+#define ADDC_(fld, type, name, help) cache.fld += one.fld;
+        CACHE_FIGURES(ADDC_)
+#undef ADDC_
+    }
     for (i = 0; i < srv->nw; i++) {
         const scrape_figs *f = &m->ws[i].figs;
         if (!m->ws[i].done) continue;
@@ -433,6 +471,11 @@ static void render_metrics(metrics *m, sg_buf *b) {
 #undef PUTP_
     }
     render_commands(m, b);
+#define PUTC_(fld, type, name, help)                                                               \
+    put_head(b, name, #type, help);                                                                \
+    sg_buf_printf(b, name " %llu\n", (unsigned long long)cache.fld);
+    CACHE_FIGURES(PUTC_)
+#undef PUTC_
     put_head(b, "slotgate_upstream_slots_covered", "gauge",
              "Slots the least ready worker can serve (16384: all).");
     for (u = 0; u < m->nups; u++) {

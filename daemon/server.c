@@ -485,6 +485,7 @@ static void on_reload(evutil_socket_t fd, short what, void *arg) {
     old = w->o_ref;
     w->o_ref = ref;
     w->o = ref->o;
+    sg_gateway_set_cache(w->gw, (size_t)(ref->o->cache_max_bytes / w->srv->nw));
     /* seeds, pools, timeouts, credentials, TLS: main checked they can change */
     if (ref->o->storage && sg_gateway_reload(w->gw, ref->o->storage) != SG_OK)
         sg_log(SG_LOG_WARN, "SIGHUP: worker %d: the storage settings are not all taken: %s",
@@ -603,6 +604,8 @@ static int worker_init(worker *w, server *srv, int id, char *err, size_t errlen)
     if (policies_load(w, err, errlen) != 0) return -1;
     /* the commands of every client read in one loop turn share a write per node */
     sg_gateway_set_batching(w->gw, 1);
+    /* each worker its own cache (a gateway is its thread's): the bound is shared */
+    sg_gateway_set_cache(w->gw, (size_t)(o->cache_max_bytes / srv->nw));
     if ((w->ls = sg_calloc((size_t)(o->nlisten ? o->nlisten : 1), sizeof *w->ls)) == NULL) {
         snprintf(err, errlen, "out of memory");
         return -1;

@@ -43,6 +43,9 @@ typedef struct sg_serve_opts {
                                   before it is closed; 0: no limit */
     long long pubsub_output_limit; /* bytes of messages a subscriber may leave
                                   unread before it is closed; 0: no limit */
+    long long cache_max_bytes; /* the near cache's bound for the process, shared
+                                  evenly by the workers (each has its own cache);
+                                  0: off */
     int shutdown_timeout;      /* seconds to finish in-flight commands */
     struct ssl_ctx_st *tls_ctx; /* for "tls:" addresses (tls_server.h); NULL:
                                   none may be given */

@@ -60,6 +60,8 @@
        "67108864", 0, SG_DS_SIZE_CAP)                                                        \
     XX(PUBSUB_OUTPUT_LIMIT, pubsub_output_limit, SIZE, "SLOTGATE_PUBSUBOUTPUTLIMIT",         \
        "33554432", 0, SG_DS_SIZE_CAP)                                                        \
+    XX(CACHE_MAX_BYTES, cache_max_bytes, SIZE, "SLOTGATE_CACHEMAXBYTES", "67108864", 0,       \
+       SG_DS_SIZE_CAP)                                                                       \
     XX(METRICS, metrics, ADDR, "SLOTGATE_METRICS", "", 0, 0)                                 \
     XX(LOG_LEVEL, log_level, LEVEL, "SLOTGATE_LOGLEVEL", "info", 0, 0)                       \
     XX(LOG_FORMAT, log_format, LOGFORMAT, "SLOTGATE_LOGFORMAT", "text", 0, 0)                \

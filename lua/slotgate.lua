@@ -277,6 +277,24 @@ sg_client *sg_gateway_client(sg_gateway *g, const char *upstream);
 int sg_gateway_send_argv(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                          const char *const *argv, const size_t *argvlen, sg_reply_fn fn,
                          void *ud);
+int sg_gateway_set_cache(sg_gateway *g, size_t max_bytes);
+typedef struct sg_cache_stats {
+    uint64_t hits, misses;
+    uint64_t fills;
+    uint64_t fills_lost;
+    uint64_t invalidations;
+    uint64_t flushes;
+    uint64_t dropped_invalidated;
+    uint64_t dropped_written;
+    uint64_t dropped_flushed;
+    uint64_t dropped_lost;
+    uint64_t dropped_moved;
+    uint64_t dropped_expired;
+    uint64_t evictions;
+    uint64_t bytes, entries, max_bytes;
+    uint64_t trackers;
+} sg_cache_stats;
+void sg_gateway_cache_stats(const sg_gateway *g, sg_cache_stats *out);
 typedef void (*sg_raw_reply_fn)(sg_client *c, const char *resp, size_t len, void *ud);
 int sg_gateway_forward(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                        const char *const *argv, const size_t *argvlen, const char *resp,
@@ -1228,6 +1246,39 @@ function gateway_methods.set_policy(self, policy)
     users[self] = true
   end
   return true
+end
+
+local cache_stats_out = ffi_new("sg_cache_stats[1]")
+local CACHE_FIGURES = { "hits", "misses", "fills", "fills_lost", "invalidations", "flushes",
+                        "dropped_invalidated", "dropped_written", "dropped_flushed",
+                        "dropped_lost", "dropped_moved", "dropped_expired", "evictions", "bytes",
+                        "entries", "max_bytes", "trackers" }
+
+-- gateway:set_cache(max_bytes) → true: the near cache's bound in bytes (0:
+-- off, and emptied). Reads a policy's `cache` patterns name are answered
+-- from it (docs/CACHE.md).
+function gateway_methods.set_cache(self, max_bytes)
+  if type(max_bytes) ~= "number" or max_bytes < 0 or max_bytes ~= math_floor(max_bytes) then
+    error("bad argument #1 to 'set_cache' (a whole number of bytes, 0 or more, expected, got " ..
+          tostring(max_bytes) .. ")", 2)
+  end
+  local g = self.g
+  if g == nil then return nil, GATEWAY_CLOSED, "ECLOSED" end
+  C.sg_gateway_set_cache(g, max_bytes)
+  return true
+end
+
+-- gateway:cache_stats() → { hits =, misses =, fills =, fills_lost =,
+-- invalidations =, flushes =, dropped_invalidated =, dropped_written =,
+-- dropped_flushed =, dropped_lost =, dropped_moved =, dropped_expired =,
+-- evictions =, bytes =, entries =, max_bytes =, trackers = }.
+function gateway_methods.cache_stats(self)
+  local g = self.g
+  if g == nil then return nil, GATEWAY_CLOSED, "ECLOSED" end
+  C.sg_gateway_cache_stats(g, cache_stats_out)
+  local st, out = cache_stats_out[0], {}
+  for _, k in ipairs(CACHE_FIGURES) do out[k] = tonumber(st[k]) end
+  return out
 end
 
 -- gateway:policy() → the policy set in force, or nil.

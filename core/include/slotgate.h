@@ -606,6 +606,39 @@ SG_API sg_client *sg_gateway_client(sg_gateway *g, const char *upstream);
 SG_API int sg_gateway_send_argv(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                                 const char *const *argv, const size_t *argvlen,
                                 sg_reply_fn fn, void *ud);
+/* The near cache (docs/CACHE.md): reads whose keys match a policy's `cache`
+ * patterns (GET, MGET per key, HGET, HMGET, HGETALL, EXISTS of one key, and
+ * the other plain reads the document lists) are answered from the gateway's
+ * memory, kept exact by the nodes' invalidation messages (CLIENT TRACKING,
+ * one connection per node that serves a cached key) and by the gateway's own
+ * writes, which drop their keys at once. RESP2 requests only. max_bytes bounds
+ * the memory the entries take (least recently used go first); 0 turns the
+ * cache off and empties it. The default is SG_CACHE_DEFAULT_BYTES; the cache
+ * does nothing until a policy names patterns. Call it from the thread that
+ * runs g's loop. SG_OK. */
+#define SG_CACHE_DEFAULT_BYTES ((size_t)64 << 20)
+SG_API int sg_gateway_set_cache(sg_gateway *g, size_t max_bytes);
+typedef struct sg_cache_stats {
+    uint64_t hits, misses;   /* reads of cacheable keys (MGET: per key) */
+    uint64_t fills;          /* answers kept */
+    uint64_t fills_lost;     /* answers not kept: a change came while the read was out */
+    uint64_t invalidations;  /* keys the nodes' invalidation messages named */
+    uint64_t flushes;        /* flush messages (FLUSHALL, FLUSHDB on a node) */
+    /* entries dropped, by cause */
+    uint64_t dropped_invalidated; /* a node said the key changed */
+    uint64_t dropped_written;     /* a write through this gateway */
+    uint64_t dropped_flushed;     /* a flush (a node's message, or through this gateway) */
+    uint64_t dropped_lost;        /* the node's invalidation connection was lost */
+    uint64_t dropped_moved;       /* the key's slot is served by another node now */
+    uint64_t dropped_expired;     /* older than its pattern's seconds */
+    uint64_t evictions;           /* the least recently used, for room */
+    uint64_t bytes, entries, max_bytes; /* now */
+    uint64_t trackers;       /* invalidation connections subscribed now */
+} sg_cache_stats;
+/* The cache's figures. Unlike the rest of the gateway, this one may be called
+ * from any thread (each figure is read atomically; together they are not a
+ * snapshot). */
+SG_API void sg_gateway_cache_stats(const sg_gateway *g, sg_cache_stats *out);
 /* A reply as the node sent it: len bytes of RESP2, valid only during the
  * call. */
 typedef void (*sg_raw_reply_fn)(sg_client *c, const char *resp, size_t len, void *ud);

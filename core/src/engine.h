@@ -117,6 +117,7 @@ struct sg_req {
     uint8_t resent;     /* a read whose connection was lost after it was sent */
     uint8_t durable;    /* replicas that must confirm it (WAIT) before it is
                            acknowledged; 0: it is acknowledged as the node does */
+    uint8_t redirected; /* a split's part followed a MOVED or ASK */
 };
 
 /* Options of a submitted command (the gateway's policies decide them). */
@@ -297,6 +298,14 @@ struct sg_client {
      * up only through these */
     const sg_conn_ops *pool_ops;          /* the pool's connections' */
     const struct sg_cluster_events *events;
+    /* a new map is in force: the near cache above drops the entries of slots
+     * that moved (cache.c installs it; NULL: none) */
+    void (*map_hook)(void *ud, sg_client *c);
+    void *map_hook_ud;
+    /* the reply a raw_fn is given now came after a MOVED or ASK (for one of a
+     * split's parts, at least): from another node than the map named when it
+     * left, which the near cache then does not keep */
+    uint8_t reply_redirected;
     /* settings copied from the upstream */
     int mode;
     char *name;

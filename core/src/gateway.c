@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cache.h"
 #include "engine.h"
 #include "policy.h"
 
@@ -24,6 +25,9 @@ struct sg_gateway {
     sg_client **clients3; /* by upstream: RESP3 to the nodes */
     int n;
     int def;              /* the index of "default" (-1: none), looked up once */
+    sg_cache *cache;      /* the near cache, made when a policy first asks for it */
+    size_t cache_max;     /* its bound (0: off) */
+    sg_cache_stats cstats; /* its figures: read from any thread (sg_gateway_cache_stats) */
 };
 
 void sg_free_string(char *s) { sg_free(s); }
@@ -41,6 +45,8 @@ sg_gateway *sg_gateway_new(const sg_config *cfg, struct event_base *base) {
     }
     g->base = base;
     g->def = -1;
+    g->cache_max = SG_CACHE_DEFAULT_BYTES;
+    g->cstats.max_bytes = g->cache_max;
     if (cfg == NULL) {
         sg_seterr(&g->err, SG_EINVAL, "no settings given");
         return g;
@@ -89,6 +95,9 @@ sg_gateway *sg_gateway_new(const sg_config *cfg, struct event_base *base) {
 void sg_gateway_free(sg_gateway *g) {
     int i;
     if (g == NULL) return;
+    /* the trackers use the clients' settings; what the clients still owe
+     * completes through the cache, which goes last */
+    sg_cache_close_trackers(g->cache);
     for (i = 0; i < g->n; i++) {
         if (g->clients[i]) g->clients[i]->own_base = 0; /* the base is the gateway's */
         if (g->clients3 && g->clients3[i]) g->clients3[i]->own_base = 0;
@@ -99,8 +108,23 @@ void sg_gateway_free(sg_gateway *g) {
     sg_free(g->clients);
     sg_free(g->clients3);
     sg_free(g->names);
+    sg_cache_free(g->cache);
     if (g->own_base && g->base) event_base_free(g->base);
     sg_free(g);
+}
+
+int sg_gateway_set_cache(sg_gateway *g, size_t max_bytes) {
+    g->cache_max = max_bytes;
+    __atomic_store_n(&g->cstats.max_bytes, (uint64_t)max_bytes, __ATOMIC_RELAXED);
+    if (g->cache) sg_cache_set_max(g->cache, max_bytes);
+    return SG_OK;
+}
+
+void sg_gateway_cache_stats(const sg_gateway *g, sg_cache_stats *out) {
+    const uint64_t *in = (const uint64_t *)&g->cstats;
+    uint64_t *o = (uint64_t *)out;
+    size_t i;
+    for (i = 0; i < sizeof *out / sizeof(uint64_t); i++) o[i] = __atomic_load_n(&in[i], __ATOMIC_RELAXED);
 }
 
 void sg_gateway_set_policy(sg_gateway *g, sg_policy *p) { g->policy = p; }
@@ -340,6 +364,114 @@ static void reply_named_back(sg_client *c, sg_reply *reply, int status, const ch
     sg_free(m);
 }
 
+/* ---- the near cache ------------------------------------------------------------------ */
+
+/* The RESP2 client of c's upstream: the cache's entries are its (a RESP3
+ * session's write drops them as well). */
+static sg_client *resp2_twin(const sg_gateway *g, sg_client *c) {
+    int i;
+    for (i = 0; i < g->n; i++)
+        if (g->clients3[i] == c) return g->clients[i];
+    return c;
+}
+
+/* A cached answer for a host that takes it from the loop. */
+typedef struct hit {
+    sg_client *c;
+    sg_reply_fn fn;
+    sg_raw_reply_fn raw_fn;
+    void *ud;
+    size_t len;
+    char bytes[];
+} hit;
+
+static void deliver_hit(evutil_socket_t fd, short what, void *arg) {
+    hit *h = arg;
+    (void)fd;
+    (void)what;
+    if (h->raw_fn) {
+        h->raw_fn(h->c, h->bytes, h->len, h->ud);
+    } else {
+        int status;
+        sg_reply *r = sg_reply_parse(h->bytes, h->len, &status);
+        h->fn(h->c, r, r ? SG_OK : status, r ? NULL : "out of memory reading a cached reply",
+              h->ud);
+    }
+    sg_free(h);
+}
+
+/* A read answered from the cache: the daemon (cmd resolved, bytes taken)
+ * gets it at once, inside its call; any other host from the loop, as every
+ * reply comes. */
+static int answer_hit(sg_gateway *g, sg_client *c, int now, const char *bytes, size_t len,
+                      sg_reply_fn fn, sg_raw_reply_fn raw_fn, void *ud) {
+    struct timeval zero = {0, 0};
+    hit *h;
+    if (now && raw_fn) {
+        raw_fn(c, bytes, len, ud);
+        return SG_OK;
+    }
+    if ((h = sg_malloc(sizeof *h + len)) == NULL)
+        return sg_seterr(&g->err, SG_ENOMEM, "out of memory");
+    h->c = c;
+    h->fn = fn;
+    h->raw_fn = raw_fn;
+    h->ud = ud;
+    h->len = len;
+    memcpy(h->bytes, bytes, len);
+    if (event_base_once(g->base, -1, EV_TIMEOUT, deliver_hit, h, &zero) != 0) {
+        sg_free(h);
+        return sg_seterr(&g->err, SG_ENOMEM, "out of memory");
+    }
+    return SG_OK;
+}
+
+/* What the cache makes of a command about to go (argv as the node will get
+ * it): 1 when it answered it; else 0, with the callbacks replaced when the
+ * reply concerns it (*call set), and *read_policy the master's for a read
+ * that fills. secs: the policies' cache life for the read (0: none). */
+static int through_cache(sg_gateway *g, sg_client *c, const sg_command *info,
+                         const sg_request_ctx *ctx, long long secs, int argc,
+                         const char *const *argv, const size_t *argvlen, int now,
+                         sg_reply_fn *fn, sg_raw_reply_fn *raw_fn, void **ud, int *read_policy,
+                         sg_cache_call **call, int *rc) {
+    *call = NULL;
+    *rc = SG_OK;
+    if (info == NULL) return 0;
+    if (secs > 0 && g->cache == NULL && g->cache_max > 0 &&
+        (g->cache = sg_cache_new(&g->cstats, g->cache_max)) == NULL)
+        return 0; /* no memory for it: the read goes as it is */
+    if (g->cache == NULL) return 0;
+    if (!(info->flags & SG_CMD_READONLY) && (info->flags & SG_CMD_BLOCKING)) {
+        /* BLPOP and the like: sg_gateway_unblock finds them by the caller's
+         * ud, which must stay theirs. Their keys go now; what they change
+         * when they unblock, the node's invalidation tells */
+        sg_cache_drop_keys(g->cache, resp2_twin(g, c), info, argc, argv, argvlen);
+        return 0;
+    }
+    if (!(info->flags & SG_CMD_READONLY)) {
+        sg_raw_reply_fn had = *raw_fn;
+        sg_cache_write(g->cache, resp2_twin(g, c), info, argc, argv, argvlen, fn, raw_fn, ud,
+                       call);
+        if (had == NULL) *raw_fn = NULL; /* a tree, as the caller asked */
+        return 0;
+    }
+    if (secs > 0 && (ctx == NULL || ctx->proto != 3) && sg_cache_cacheable(info, argc)) {
+        const char *bytes;
+        size_t len;
+        /* a blocking gateway's loop runs only inside its calls: the
+         * invalidations that came meanwhile are read before the cache answers */
+        if (g->own_base) event_base_loop(g->base, EVLOOP_NONBLOCK);
+        if (sg_cache_read(g->cache, c, info, argc, argv, argvlen, secs, &bytes, &len, fn, raw_fn,
+                          ud, call)) {
+            *rc = answer_hit(g, c, now, bytes, len, *fn, *raw_fn, *ud);
+            return 1;
+        }
+        if (*call) *read_policy = SG_READ_MASTER; /* the node tracked is the master */
+    }
+    return 0;
+}
+
 int sg_gateway_send_argv(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                          const char *const *argv, const size_t *argvlen, sg_reply_fn fn,
                          void *ud) {
@@ -376,15 +508,27 @@ int sg_gateway_forward_cmd(sg_gateway *g, const sg_command *cmd, const sg_reques
     if ((g->policy == NULL || sg_policy_count(g->policy) == 0) &&
         (c = client_of(g, NULL, ctx)) != NULL) {
         /* no policy: nothing to decide (this runs for every command) */
+        sg_cache_call *call = NULL;
         opts.info = cmd;
+        if (g->cache) { /* no read of this caller is cached, but its writes drop entries */
+            const sg_command *info = cmd ? cmd : sg_command_resolve(argc, argv, argvlen);
+            int crc;
+            through_cache(g, c, info, ctx, 0, argc, argv, argvlen, 0, &fn, &opts.raw_fn, &ud,
+                          &opts.read_policy, &call, &crc);
+        }
         rc = sg_router_submit(c, argc, argv, argvlen, fn, ud,
-                              raw_fn || resp || cmd || opts.order ? &opts : NULL);
-        if (rc != SG_OK) sg_seterr(&g->err, rc, "%s", c->err.msg);
+                              opts.raw_fn || resp || cmd || opts.order ? &opts : NULL);
+        if (rc != SG_OK) {
+            sg_cache_call_abort(call);
+            sg_seterr(&g->err, rc, "%s", c->err.msg);
+        }
         sg_free(lens);
         return rc;
     }
     sg_decision_init(&d);
-    if ((rc = sg_policy_apply(g->policy, ctx, argc, argv, argvlen, &d)) != SG_OK) {
+    rc = cmd ? sg_policy_apply_cmd(g->policy, cmd, ctx, argc, argv, argvlen, &d)
+             : sg_policy_apply(g->policy, ctx, argc, argv, argvlen, &d);
+    if (rc != SG_OK) {
         sg_seterr(&g->err, rc, "out of memory applying the policies");
         goto done;
     }
@@ -443,6 +587,7 @@ int sg_gateway_forward_cmd(sg_gateway *g, const sg_command *cmd, const sg_reques
     }
     if (d.rewritten) {
         sg_keymap *m;
+        sg_cache_call *call;
         if ((rc = keymap_new(d.info, argc, argv, argvlen, &d, &m)) != SG_OK) {
             sg_seterr(&g->err, rc, "out of memory");
             goto done;
@@ -455,10 +600,24 @@ int sg_gateway_forward_cmd(sg_gateway *g, const sg_command *cmd, const sg_reques
             opts.raw_fn = NULL;
         }
         opts.resp = NULL; /* not what is sent any more */
+        if (through_cache(g, c, d.info, ctx, d.cache_secs, d.argc, (const char *const *)d.argv,
+                          d.argvlen, cmd != NULL, &fn, &opts.raw_fn, &ud, &opts.read_policy,
+                          &call, &rc)) {
+            if (rc != SG_OK) sg_free(m);
+            goto done; /* answered from the cache */
+        }
         rc = sg_router_submit(c, d.argc, (const char *const *)d.argv, d.argvlen, fn, ud, &opts);
-        if (rc != SG_OK) sg_free(m); /* the callback never runs */
+        if (rc != SG_OK) { /* the callbacks never run */
+            sg_cache_call_abort(call);
+            sg_free(m);
+        }
     } else {
+        sg_cache_call *call;
+        if (through_cache(g, c, d.info, ctx, d.cache_secs, argc, argv, argvlen, cmd != NULL, &fn,
+                          &opts.raw_fn, &ud, &opts.read_policy, &call, &rc))
+            goto done; /* answered from the cache */
         rc = sg_router_submit(c, argc, argv, argvlen, fn, ud, &opts);
+        if (rc != SG_OK) sg_cache_call_abort(call);
     }
     if (rc != SG_OK) sg_seterr(&g->err, rc, "%s", c->err.msg);
 done:
@@ -597,6 +756,11 @@ int sg_gateway_prepare(sg_gateway *g, const sg_request_ctx *ctx, int argc,
         argv = (const char *const *)d.argv;
         argvlen = d.argvlen;
     }
+    /* a transaction's write runs on a link, past the cache: its keys' entries
+     * go now (an entry a read fills before the EXEC goes with the node's
+     * invalidation) */
+    if (g->cache && !(info->flags & SG_CMD_READONLY))
+        sg_cache_drop_keys(g->cache, resp2_twin(g, out->client), info, argc, argv, argvlen);
     route = sg_command_route(info);
     if (route == SG_ROUTE_ALL_MASTERS || route == SG_ROUTE_ALL_NODES) out->flags |= SG_PREP_FANOUT;
     if (route == SG_ROUTE_GATEWAY) out->flags |= SG_PREP_LOCAL;

@@ -30,6 +30,8 @@ typedef struct sg_decision {
     int nttls;
     int durable;          /* a write: replicas that must confirm it (WAIT); 0: none */
     int durable_ms;       /* how long they may take (0: the upstream's timeout) */
+    long long cache_secs; /* a read every key of which matches a cache pattern: how
+                             long its answer may live in the near cache (0: not) */
     const struct sg_command *info; /* the command's entry (NULL: unknown), as the
                                       policies looked it up */
 } sg_decision;
@@ -41,6 +43,12 @@ void sg_decision_clear(sg_decision *d);
  * have been initialised). Returns SG_OK (d says what to do) or SG_ENOMEM. */
 int sg_policy_apply(sg_policy *p, const sg_request_ctx *ctx, int argc,
                     const char *const *argv, const size_t *argvlen, sg_decision *d);
+/* The same for a caller that resolved the command already: info is what
+ * sg_command_resolve() gives for argv (NULL: an unknown command). */
+struct sg_command;
+int sg_policy_apply_cmd(sg_policy *p, const struct sg_command *info, const sg_request_ctx *ctx,
+                        int argc, const char *const *argv, const size_t *argvlen,
+                        sg_decision *d);
 
 /* Redis-style glob: * ? [abc] [^a-z] and \ escapes. 1 on a match. */
 int sg_glob_match(const char *pat, size_t plen, const char *s, size_t slen);

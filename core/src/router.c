@@ -173,6 +173,7 @@ static void req_raw(void *owner, void *tag, const char *resp, size_t len) {
     }
     assert(!req->finished && "a request finished twice");
     req->finished = 1;
+    req->client->reply_redirected = req->redirects > 0;
     req->raw_fn(req->client, resp, len, req->ud);
     sg_req_free(req);
 }
@@ -191,6 +192,7 @@ static void merge_and_finish(sg_req *p) {
     }
     assert(!p->finished && "a request finished twice");
     p->finished = 1;
+    p->client->reply_redirected = p->redirected;
     p->raw_fn(p->client, bytes.data, bytes.len, p->ud);
     sg_buf_free(&bytes);
     sg_req_free(p);
@@ -198,14 +200,18 @@ static void merge_and_finish(sg_req *p) {
 
 static void finish_parent_part(sg_req *part, sg_reply *reply, int status, const char *msg) {
     sg_req *p = part->parent;
-    int last = sg_split_take(part, reply, status, msg);
+    int last;
+    if (part->redirects) p->redirected = 1;
+    last = sg_split_take(part, reply, status, msg);
     sg_req_free(part);
     if (last) merge_and_finish(p);
 }
 
 static void finish_parent_part_raw(sg_req *part, const char *resp, size_t len) {
     sg_req *p = part->parent;
-    int last = sg_split_take_raw(part, resp, len);
+    int last;
+    if (part->redirects) p->redirected = 1;
+    last = sg_split_take_raw(part, resp, len);
     sg_req_free(part);
     if (last) merge_and_finish(p);
 }
@@ -919,6 +925,7 @@ static void reverse_retrying(sg_client *c) {
  * GET k went before its SET k, and read nil. */
 static void map_changed(sg_client *c) {
     sg_req *r;
+    if (c->map_hook) c->map_hook(c->map_hook_ud, c); /* before anything is sent again */
     reverse_retrying(c);
     for (r = c->retrying; r; r = r->next)
         if (r->timer && evtimer_pending(r->timer, NULL)) event_active(r->timer, EV_TIMEOUT, 1);

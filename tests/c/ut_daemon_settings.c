@@ -51,7 +51,8 @@ static const ds_case cases[] = {
      "listen=127.0.0.1:6380@default;L:0=127.0.0.1 6380;#listen=1;unix_mode=0660@default;"
      "threads@cores online;policy=@default;#policy=0;requirepass=;users=;#users=0;"
      "max_clients=10000;max_request_bytes=536870912;client_idle_timeout=0;"
-     "client_output_limit=67108864;pubsub_output_limit=33554432;metrics=;M=off;"
+     "client_output_limit=67108864;pubsub_output_limit=33554432;cache_max_bytes=67108864;"
+     "metrics=;M=off;"
      "log_level=info;syslog=false;user=;shutdown_timeout=10@default;tls_cert_file=;"
      "tls_key_file=;tls_key_file_pass=;tls_ca_file=;tls_verify_clients=no@no tls_ca_file;"
      "tls_protocols=TLSv1.2 TLSv1.3@default;tls_ciphers=;tls_ciphersuites=;T:0=0;W0"},

@@ -1,0 +1,923 @@
+/*
+ * cache.c — the gateway's near cache: the answers of reads (GET, HGET,
+ * HGETALL, EXISTS, MGET per key ...) kept as the node's RESP2 bytes, by key
+ * and by the read's form (the command and its arguments after the key), in
+ * an LRU bounded in bytes; each entry lives at most its pattern's seconds.
+ *
+ * It stays exact through the nodes' own word: one connection per master that
+ * serves a cached key runs CLIENT TRACKING ON REDIRECT <itself> BCAST and
+ * SUBSCRIBE __redis__:invalidate, so the node names every key changed on it
+ * (by anyone), and a flush as a null. The race between a read's reply (on a
+ * data connection) and an invalidation (on the tracker) is settled by a
+ * placeholder: it is put before the read leaves; an invalidation, a write
+ * through the gateway, the tracker's loss or a slot's move kill it; the reply
+ * fills only a live one. A write executed on the node after the read was
+ * sends its invalidation after the placeholder was put, so either it kills
+ * the placeholder or it drops the entry the reply made.
+ *
+ * Writes through the gateway drop their keys at once and hold back fills of
+ * them until their reply came (so a client reads its own writes). A lost
+ * tracker drops its node's entries; a new map drops those of slots that moved;
+ * an entry whose node no longer serves its slot is a miss.
+ */
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cache.h"
+#include "commands_index.h"
+
+/* Why an entry went: the counters of sg_cache_stats. */
+enum { DROP_INVALIDATED, DROP_WRITTEN, DROP_FLUSHED, DROP_LOST, DROP_MOVED, DROP_EXPIRED,
+       DROP_EVICTED };
+
+enum { T_NONE = 0, T_OPENING, T_SUBSCRIBING, T_READY };
+
+#define RETRY_MS 1000       /* a tracker that failed is not opened again before */
+#define PING_MS 1000        /* a tracker in use is asked for a sign of life this often */
+#define FRESH_MS 3000       /* ... and trusted only while it gave one this recently */
+#define REFUSED_MS 30000    /* ... one the node refused (no CLIENT TRACKING) */
+#define FORM_INLINE 64      /* forms this long are made on the stack */
+
+typedef struct ckey ckey;
+typedef struct cform cform;
+typedef struct cclient cclient;
+typedef struct tracker tracker;
+
+/* One answer of a key: its form (the command's index and the arguments after
+ * the key) and the node's bytes. */
+struct cform {
+    ckey *k;
+    cform *next;          /* the key's other forms */
+    cform *lprev, *lnext; /* the LRU (ready forms only), most recent first */
+    sg_cache_call *call;  /* filling: the read in flight; NULL once ready */
+    int callidx;          /* its place in call->at */
+    uint64_t expires;     /* ms */
+    char *val;
+    size_t vallen, formlen;
+    char form[];
+};
+
+struct ckey {
+    ckey *hnext;
+    cclient *cc;
+    sg_node *node; /* the master that served it (tracks it) */
+    uint64_t hash;
+    int slot;
+    int wbusy;     /* writes through the gateway in flight: no fill */
+    cform *forms;
+    size_t keylen;
+    char key[];
+};
+
+/* The invalidation connection to one node of a client. */
+struct tracker {
+    sg_cache *ca;
+    cclient *cc;
+    sg_node *node;
+    sg_conn *conn;
+    int state;         /* T_* */
+    uint64_t retry_at; /* ms: not opened again before */
+    uint64_t heard;    /* ms: the node last said something on it */
+    uint64_t pinged;   /* ms: the last PING sent */
+};
+
+/* What the cache keeps per client (upstream). */
+struct cclient {
+    sg_client *c;
+    tracker **trk; /* by node->index */
+    int ntrk;
+    int flushing;  /* FLUSHALL or FLUSHDB through the gateway in flight */
+    sg_node *snap_single;
+    uint16_t snap[SG_SLOTS]; /* the map as the cache last saw it */
+};
+
+struct sg_cache {
+    sg_cache_stats *st;
+    size_t max, bytes;
+    uint64_t entries;
+    ckey **buckets;
+    size_t nbuckets, nkeys;
+    cform *lru_head, *lru_tail;
+    cclient **ccs;
+    int ncc, capcc;
+    int freeing;
+    sg_buf scratch; /* MGET's answer */
+};
+
+struct sg_cache_call {
+    sg_cache *ca;
+    cclient *cc;
+    sg_reply_fn fn;
+    sg_raw_reply_fn raw_fn;
+    void *ud;
+    long long secs;
+    int write; /* 0: a read (at: forms); 1: a write (at: keys); 2: a flush */
+    int n;
+    void *at[];
+};
+
+/* ---- figures: single writer (the gateway's thread), read from any ------------------ */
+
+#define ST_ADD(ca, f, n) __atomic_store_n(&(ca)->st->f, (ca)->st->f + (n), __ATOMIC_RELAXED)
+#define ST_SET(ca, f, v) __atomic_store_n(&(ca)->st->f, (v), __ATOMIC_RELAXED)
+
+static void count_drop(sg_cache *ca, int cause) {
+    switch (cause) {
+    case DROP_INVALIDATED: ST_ADD(ca, dropped_invalidated, 1); break;
+    case DROP_WRITTEN: ST_ADD(ca, dropped_written, 1); break;
+    case DROP_FLUSHED: ST_ADD(ca, dropped_flushed, 1); break;
+    case DROP_LOST: ST_ADD(ca, dropped_lost, 1); break;
+    case DROP_MOVED: ST_ADD(ca, dropped_moved, 1); break;
+    case DROP_EXPIRED: ST_ADD(ca, dropped_expired, 1); break;
+    default: ST_ADD(ca, evictions, 1); break;
+    }
+}
+
+static void charge(sg_cache *ca, size_t add, size_t sub) {
+    ca->bytes = ca->bytes + add - sub;
+    ST_SET(ca, bytes, ca->bytes);
+}
+
+/* ---- keys and forms ----------------------------------------------------------------- */
+
+static uint64_t hash_of(const cclient *cc, const char *key, size_t len) {
+    uint64_t h = 14695981039346656037ull ^ (uint64_t)(uintptr_t)cc;
+    size_t i;
+    for (i = 0; i < len; i++) h = (h ^ (unsigned char)key[i]) * 1099511628211ull;
+    return h ^ (h >> 29);
+}
+
+static ckey *key_find(sg_cache *ca, cclient *cc, const char *key, size_t len, uint64_t h) {
+    ckey *k;
+    if (ca->nbuckets == 0) return NULL;
+    for (k = ca->buckets[h & (ca->nbuckets - 1)]; k; k = k->hnext)
+        if (k->hash == h && k->cc == cc && k->keylen == len && memcmp(k->key, key, len) == 0)
+            return k;
+    return NULL;
+}
+
+/* Room for one more key: the table doubles once it holds as many keys as
+ * buckets. Without memory it stays as it is (longer chains). */
+static void grow_table(sg_cache *ca) {
+    size_t n = ca->nbuckets ? ca->nbuckets * 2 : 1024, i;
+    ckey **nb;
+    if (ca->nkeys < ca->nbuckets) return;
+    if ((nb = sg_calloc(n, sizeof *nb)) == NULL) return;
+    for (i = 0; i < ca->nbuckets; i++) {
+        ckey *k = ca->buckets[i], *next;
+        for (; k; k = next) {
+            next = k->hnext;
+            k->hnext = nb[k->hash & (n - 1)];
+            nb[k->hash & (n - 1)] = k;
+        }
+    }
+    sg_free(ca->buckets);
+    charge(ca, n * sizeof *nb, ca->nbuckets * sizeof *nb);
+    ca->buckets = nb;
+    ca->nbuckets = n;
+}
+
+static ckey *key_new(sg_cache *ca, cclient *cc, const char *key, size_t len, uint64_t h,
+                     sg_node *node, int slot) {
+    ckey *k;
+    grow_table(ca);
+    if (ca->nbuckets == 0 || (k = sg_malloc(sizeof *k + len)) == NULL) return NULL;
+    memset(k, 0, sizeof *k);
+    k->cc = cc;
+    k->node = node;
+    k->hash = h;
+    k->slot = slot;
+    k->keylen = len;
+    memcpy(k->key, key, len);
+    k->hnext = ca->buckets[h & (ca->nbuckets - 1)];
+    ca->buckets[h & (ca->nbuckets - 1)] = k;
+    ca->nkeys++;
+    charge(ca, sizeof *k + len, 0);
+    return k;
+}
+
+static void key_free(sg_cache *ca, ckey *k) {
+    ckey **pp = &ca->buckets[k->hash & (ca->nbuckets - 1)];
+    assert(k->forms == NULL && k->wbusy == 0);
+    while (*pp != k) pp = &(*pp)->hnext;
+    *pp = k->hnext;
+    ca->nkeys--;
+    charge(ca, 0, sizeof *k + k->keylen);
+    sg_free(k);
+}
+
+static void lru_unlink(sg_cache *ca, cform *f) {
+    if (f->lprev) f->lprev->lnext = f->lnext;
+    else ca->lru_head = f->lnext;
+    if (f->lnext) f->lnext->lprev = f->lprev;
+    else ca->lru_tail = f->lprev;
+    f->lprev = f->lnext = NULL;
+}
+
+static void lru_push(sg_cache *ca, cform *f) {
+    f->lprev = NULL;
+    f->lnext = ca->lru_head;
+    if (ca->lru_head) ca->lru_head->lprev = f;
+    else ca->lru_tail = f;
+    ca->lru_head = f;
+}
+
+static cform *form_find(const ckey *k, const char *form, size_t len) {
+    cform *f;
+    for (f = k->forms; f; f = f->next)
+        if (f->formlen == len && memcmp(f->form, form, len) == 0) return f;
+    return NULL;
+}
+
+/* Takes f off its key and frees it: a ready entry counts as dropped for
+ * cause; a placeholder dies (its read's answer will not be kept). */
+static void form_drop(sg_cache *ca, cform *f, int cause) {
+    cform **pp = &f->k->forms;
+    while (*pp != f) pp = &(*pp)->next;
+    *pp = f->next;
+    if (f->call) {
+        f->call->at[f->callidx] = NULL;
+        ST_ADD(ca, fills_lost, 1);
+    } else {
+        lru_unlink(ca, f);
+        ca->entries--;
+        ST_SET(ca, entries, ca->entries);
+        count_drop(ca, cause);
+    }
+    charge(ca, 0, sizeof *f + f->formlen + f->vallen);
+    sg_free(f->val);
+    sg_free(f);
+}
+
+/* Drops every form of k; k itself goes unless a write holds it. */
+static void key_drop(sg_cache *ca, ckey *k, int cause) {
+    while (k->forms) form_drop(ca, k->forms, cause);
+    if (k->wbusy == 0) key_free(ca, k);
+}
+
+/* Drops the keys of cc that match (node NULL: all of them). */
+static void drop_where(sg_cache *ca, cclient *cc, const sg_node *node, int moved, int cause) {
+    size_t i;
+    for (i = 0; i < ca->nbuckets; i++) {
+        ckey *k = ca->buckets[i], *next;
+        for (; k; k = next) {
+            next = k->hnext;
+            if (k->cc != cc) continue;
+            if (moved) {
+                const sg_client *c = cc->c;
+                sg_node *now = c->mode == SG_MODE_CLUSTER ? sg_slot_master(c, k->slot) : c->single;
+                if (now == k->node) continue;
+            } else if (node && k->node != node) {
+                continue;
+            }
+            key_drop(ca, k, cause);
+        }
+    }
+}
+
+static void evict(sg_cache *ca) {
+    while (ca->bytes > ca->max && ca->lru_tail) {
+        ckey *k = ca->lru_tail->k;
+        form_drop(ca, ca->lru_tail, DROP_EVICTED);
+        if (k->forms == NULL && k->wbusy == 0) key_free(ca, k);
+    }
+}
+
+/* ---- the invalidation connections ----------------------------------------------------- */
+
+static tracker *tracker_of(cclient *cc, const sg_node *node, int make) {
+    tracker *t;
+    if (node->index < cc->ntrk && cc->trk[node->index]) return cc->trk[node->index];
+    if (!make) return NULL;
+    if (node->index >= cc->ntrk) {
+        int n = cc->ntrk ? cc->ntrk : 8;
+        tracker **nt;
+        while (n <= node->index) n *= 2;
+        if ((nt = sg_realloc(cc->trk, (size_t)n * sizeof *nt)) == NULL) return NULL;
+        memset(nt + cc->ntrk, 0, (size_t)(n - cc->ntrk) * sizeof *nt);
+        cc->trk = nt;
+        cc->ntrk = n;
+    }
+    if ((t = sg_calloc(1, sizeof *t)) == NULL) return NULL;
+    t->cc = cc;
+    t->node = (sg_node *)node;
+    cc->trk[node->index] = t;
+    return t;
+}
+
+static void trk_fail(tracker *t, uint64_t retry_ms, const char *why) {
+    sg_log(SG_LOG_WARN, "cache: invalidations from node %s: %s; its entries are dropped",
+           t->node->addr, why);
+    t->retry_at = sg_now_ms() + retry_ms;
+    sg_conn_fail(t->conn, SG_EPROTO, "cache: node %s: %s", t->node->addr, why);
+}
+
+/* The handshake is done (the connection's CLIENT ID is known): tracking, to
+ * itself, of every key, then the channel the node tells it on. */
+static void trk_idle(void *owner, sg_conn *conn) {
+    tracker *t = owner;
+    char id[24], cmd[160];
+    int n;
+    if (t->state != T_OPENING) return;
+    if (conn->peer_id <= 0) {
+        trk_fail(t, REFUSED_MS, "CLIENT ID refused, so tracking cannot be redirected");
+        return;
+    }
+    n = snprintf(id, sizeof id, "%lld", conn->peer_id);
+    n = snprintf(cmd, sizeof cmd,
+                 "*6\r\n$6\r\nCLIENT\r\n$8\r\nTRACKING\r\n$2\r\nON\r\n$8\r\nREDIRECT\r\n"
+                 "$%d\r\n%s\r\n$5\r\nBCAST\r\n"
+                 "*2\r\n$9\r\nSUBSCRIBE\r\n$20\r\n__redis__:invalidate\r\n",
+                 n, id);
+    t->state = T_SUBSCRIBING;
+    if (sg_conn_write(conn, cmd, (size_t)n) != SG_OK) trk_fail(t, RETRY_MS, "out of memory");
+}
+
+static int str_is(const sg_reply *r, const char *s) {
+    return r && (r->type == SG_REPLY_STRING || r->type == SG_REPLY_STATUS) &&
+           r->len == strlen(s) && memcmp(r->str, s, r->len) == 0;
+}
+
+/* What the node says on the tracker: the replies to TRACKING and SUBSCRIBE,
+ * then the invalidations: ["message", "__redis__:invalidate", [keys] or nil]. */
+static void trk_push(void *owner, sg_conn *conn, sg_reply *r) {
+    tracker *t = owner;
+    sg_cache *ca = t->ca;
+    (void)conn;
+    t->heard = sg_now_ms(); /* an invalidation, a reply, PING's pong: it lives */
+    if (r->type == SG_REPLY_ERROR) {
+        char why[300];
+        snprintf(why, sizeof why, "the node refused tracking: %.200s", r->str);
+        sg_reply_free(r);
+        trk_fail(t, REFUSED_MS, why);
+        return;
+    }
+    if ((r->type == SG_REPLY_ARRAY || r->type == SG_REPLY_PUSH) && r->elements == 3) {
+        const sg_reply *p = r->element[2];
+        if (str_is(r->element[0], "subscribe") && t->state == T_SUBSCRIBING) {
+            t->state = T_READY;
+            t->pinged = t->heard;
+            ST_ADD(ca, trackers, 1);
+        } else if (str_is(r->element[0], "message") && t->state == T_READY) {
+            if (p->type == SG_REPLY_NIL) {
+                /* FLUSHALL, FLUSHDB: everything the node served is gone */
+                ST_ADD(ca, flushes, 1);
+                drop_where(ca, t->cc, t->node, 0, DROP_FLUSHED);
+            } else if (p->type == SG_REPLY_ARRAY) {
+                size_t i;
+                for (i = 0; i < p->elements; i++) {
+                    const sg_reply *e = p->element[i];
+                    ckey *k;
+                    if (e->type != SG_REPLY_STRING) continue;
+                    ST_ADD(ca, invalidations, 1);
+                    k = key_find(ca, t->cc, e->str, e->len, hash_of(t->cc, e->str, e->len));
+                    if (k) key_drop(ca, k, DROP_INVALIDATED);
+                }
+            }
+        }
+    }
+    sg_reply_free(r);
+}
+
+static void trk_closed(void *owner, sg_conn *conn, int code, const char *msg) {
+    tracker *t = owner;
+    sg_cache *ca = t->ca;
+    (void)conn;
+    (void)msg;
+    if (t->state == T_READY) ST_ADD(ca, trackers, (uint64_t)-1);
+    t->conn = NULL;
+    t->state = T_NONE;
+    if (code != SG_OK && t->retry_at < sg_now_ms() + RETRY_MS)
+        t->retry_at = sg_now_ms() + RETRY_MS;
+    /* what the node changed from now on goes untold: its entries go */
+    if (!ca->freeing) drop_where(ca, t->cc, t->node, 0, DROP_LOST);
+}
+
+static const sg_conn_ops trk_ops = {NULL, NULL, NULL, trk_push, trk_idle, trk_closed, NULL};
+
+/* Whether a ready tracker still hears from its node: a connection can stay up
+ * while nothing comes (a hung node, a silent network), and then changes go
+ * untold. It is asked for a pong every PING_MS while in use, and trusted only
+ * FRESH_MS after the node last said anything. */
+static int fresh(tracker *t, uint64_t now) {
+    static const char ping[] = "*1\r\n$4\r\nPING\r\n";
+    if (t == NULL || t->state != T_READY) return 0;
+    if (now - t->pinged >= PING_MS) {
+        t->pinged = now;
+        if (sg_conn_write(t->conn, ping, sizeof ping - 1) != SG_OK) return 0;
+    }
+    return now - t->heard < FRESH_MS;
+}
+
+/* Whether node's tracker tells of every change now; opens it when asked to
+ * and none is open (a read that meets none goes by uncached). */
+static int tracked(sg_cache *ca, cclient *cc, sg_node *node) {
+    tracker *t = tracker_of(cc, node, 1);
+    if (t == NULL) return 0;
+    if (t->state == T_READY) return fresh(t, sg_now_ms());
+    if (t->conn == NULL && sg_now_ms() >= t->retry_at && !ca->freeing) {
+        t->ca = ca;
+        if ((t->conn = sg_node_open_conn(node, &trk_ops, t, SG_CONN_SUBSCRIBER)) != NULL)
+            t->state = T_OPENING;
+        else
+            t->retry_at = sg_now_ms() + RETRY_MS;
+    }
+    return 0;
+}
+
+/* ---- clients ---------------------------------------------------------------------------- */
+
+static sg_node *owner_of(const sg_client *c, int slot) {
+    return c->mode == SG_MODE_CLUSTER ? sg_slot_master(c, slot) : c->single;
+}
+
+/* A new map: the entries of slots whose master changed go (the hook the
+ * router calls; see sg_client.map_hook). */
+static void on_map(void *ud, sg_client *c) {
+    sg_cache *ca = ud;
+    int i, changed;
+    cclient *cc = NULL;
+    for (i = 0; i < ca->ncc; i++)
+        if (ca->ccs[i]->c == c) cc = ca->ccs[i];
+    if (cc == NULL) return;
+    if (c->mode == SG_MODE_CLUSTER)
+        changed = memcmp(cc->snap, c->slot_master, sizeof cc->snap) != 0;
+    else
+        changed = cc->snap_single != c->single;
+    if (!changed) return;
+    drop_where(ca, cc, NULL, 1, DROP_MOVED);
+    memcpy(cc->snap, c->slot_master, sizeof cc->snap);
+    cc->snap_single = c->single;
+}
+
+static cclient *cc_of(sg_cache *ca, sg_client *c) {
+    cclient *cc;
+    int i;
+    for (i = 0; i < ca->ncc; i++)
+        if (ca->ccs[i]->c == c) return ca->ccs[i];
+    if (sg_grow((void **)&ca->ccs, &ca->capcc, ca->ncc, sizeof *ca->ccs, 2) != SG_OK ||
+        (cc = sg_calloc(1, sizeof *cc)) == NULL)
+        return NULL;
+    cc->c = c;
+    memcpy(cc->snap, c->slot_master, sizeof cc->snap);
+    cc->snap_single = c->single;
+    ca->ccs[ca->ncc++] = cc;
+    c->map_hook = on_map;
+    c->map_hook_ud = ca;
+    return cc;
+}
+
+/* ---- the cache -------------------------------------------------------------------------- */
+
+sg_cache *sg_cache_new(sg_cache_stats *st, size_t max_bytes) {
+    sg_cache *ca = sg_calloc(1, sizeof *ca);
+    if (ca == NULL) return NULL;
+    ca->st = st;
+    ca->max = max_bytes;
+    ST_SET(ca, max_bytes, max_bytes);
+    return ca;
+}
+
+void sg_cache_set_max(sg_cache *ca, size_t max_bytes) {
+    ca->max = max_bytes;
+    ST_SET(ca, max_bytes, max_bytes);
+    evict(ca);
+}
+
+void sg_cache_close_trackers(sg_cache *ca) {
+    int i, k;
+    if (ca == NULL) return;
+    ca->freeing = 1;
+    for (i = 0; i < ca->ncc; i++)
+        for (k = 0; k < ca->ccs[i]->ntrk; k++) {
+            tracker *t = ca->ccs[i]->trk[k];
+            if (t && t->conn) sg_conn_close(t->conn);
+        }
+}
+
+void sg_cache_free(sg_cache *ca) {
+    size_t i;
+    int c, k;
+    if (ca == NULL) return;
+    sg_cache_close_trackers(ca);
+    for (i = 0; i < ca->nbuckets; i++)
+        while (ca->buckets[i]) {
+            ckey *key = ca->buckets[i];
+            key->wbusy = 0; /* no write is in flight any more: the clients are gone */
+            key_drop(ca, key, DROP_EVICTED);
+        }
+    for (c = 0; c < ca->ncc; c++) {
+        cclient *cc = ca->ccs[c];
+        for (k = 0; k < cc->ntrk; k++) sg_free(cc->trk[k]);
+        sg_free(cc->trk);
+        sg_free(cc);
+    }
+    sg_free(ca->ccs);
+    sg_free(ca->buckets);
+    sg_buf_free(&ca->scratch);
+    sg_free(ca);
+}
+
+int sg_cache_live(const sg_cache *ca) { return ca->nkeys > 0; }
+
+int sg_cache_cacheable(const sg_command *info, int argc) {
+    switch (sg_command_index(info)) {
+    case SG_CI_MGET:
+        return argc >= 2;
+    case SG_CI_EXISTS: /* one key: EXISTS k1 k2 sums */
+        return argc == 2;
+    case SG_CI_GET: case SG_CI_HGET: case SG_CI_HMGET: case SG_CI_HGETALL: case SG_CI_STRLEN:
+    case SG_CI_HEXISTS: case SG_CI_HLEN: case SG_CI_HSTRLEN: case SG_CI_SISMEMBER:
+    case SG_CI_SMISMEMBER: case SG_CI_SMEMBERS: case SG_CI_SCARD: case SG_CI_LLEN:
+    case SG_CI_LRANGE: case SG_CI_LINDEX: case SG_CI_ZSCORE: case SG_CI_ZMSCORE:
+    case SG_CI_ZCARD: case SG_CI_ZRANGE: case SG_CI_TYPE: case SG_CI_GETRANGE:
+        return argc >= 2;
+    default:
+        return 0;
+    }
+}
+
+/* A read's form: its command's index, then each argument after the key as
+ * four bytes of length and the bytes. Written to buf (cap bytes), or to a
+ * new allocation when longer; NULL when out of memory. */
+static char *form_of(size_t ci, int argc, const char *const *argv, const size_t *argvlen,
+                     char *buf, size_t cap, size_t *len) {
+    size_t n = 2;
+    int i;
+    char *p, *out;
+    for (i = 2; i < argc; i++) n += 4 + argvlen[i];
+    if ((out = n <= cap ? buf : sg_malloc(n)) == NULL) return NULL;
+    out[0] = (char)(ci & 0xff);
+    out[1] = (char)(ci >> 8);
+    for (p = out + 2, i = 2; i < argc; i++) {
+        uint32_t l = (uint32_t)argvlen[i];
+        memcpy(p, &l, 4);
+        memcpy(p + 4, argv[i], argvlen[i]);
+        p += 4 + argvlen[i];
+    }
+    *len = n;
+    return out;
+}
+
+static sg_cache_call *call_new(sg_cache *ca, cclient *cc, int write, int n) {
+    sg_cache_call *call = sg_calloc(1, sizeof *call + (size_t)(n ? n : 1) * sizeof(void *));
+    if (call == NULL) return NULL;
+    call->ca = ca;
+    call->cc = cc;
+    call->write = write;
+    call->n = n;
+    return call;
+}
+
+/* The entry of a key's form, when it may answer now (else it is dropped, or
+ * a read of it is being filled). *k is the key (NULL: none), *busy set when a
+ * read or a write of it is in flight. */
+static cform *lookup(sg_cache *ca, cclient *cc, const char *key, size_t klen, const char *form,
+                     size_t flen, uint64_t now, ckey **kout, int *busy) {
+    const sg_client *c = cc->c;
+    uint64_t h = hash_of(cc, key, klen);
+    ckey *k = key_find(ca, cc, key, klen, h);
+    cform *f;
+    *kout = k;
+    *busy = 0;
+    if (k == NULL) return NULL;
+    if (k->node != owner_of(c, k->slot)) {
+        /* its slot moved (a MOVED, a failover): what it holds is the old node's */
+        while (k->forms) form_drop(ca, k->forms, DROP_MOVED);
+        k->node = owner_of(c, k->slot);
+        if (k->wbusy == 0) {
+            key_free(ca, k);
+            *kout = NULL;
+            return NULL;
+        }
+    }
+    *busy = k->wbusy > 0;
+    if ((f = form_find(k, form, flen)) == NULL) return NULL;
+    if (f->call) {
+        *busy = 1;
+        return NULL;
+    }
+    if (k->node == NULL || !fresh(tracker_of(cc, k->node, 0), now)) {
+        *busy = 1; /* not from memory, nor filled: sent as it is */
+        return NULL;
+    }
+    if (now >= f->expires) {
+        form_drop(ca, f, DROP_EXPIRED);
+        if (k->forms == NULL && k->wbusy == 0) {
+            key_free(ca, k);
+            *kout = NULL;
+        }
+        return NULL;
+    }
+    if (f != ca->lru_head) {
+        lru_unlink(ca, f);
+        lru_push(ca, f);
+    }
+    return f;
+}
+
+/* A placeholder for a key's form, filled by the read about to leave; NULL
+ * when the read may not fill (the key's master is not known, or not tracked
+ * yet, or a write of the key, or a flush, is in flight). */
+static cform *placeholder(sg_cache *ca, cclient *cc, ckey *k, const char *key, size_t klen,
+                          const char *form, size_t flen) {
+    sg_client *c = cc->c;
+    int slot = c->mode == SG_MODE_CLUSTER ? (int)sg_keyslot(key, klen) : 0;
+    sg_node *node = owner_of(c, slot);
+    cform *f;
+    if (cc->flushing || node == NULL || !tracked(ca, cc, node)) return NULL;
+    if (k == NULL &&
+        (k = key_new(ca, cc, key, klen, hash_of(cc, key, klen), node, slot)) == NULL)
+        return NULL;
+    if ((f = sg_malloc(sizeof *f + flen)) == NULL) {
+        if (k->forms == NULL && k->wbusy == 0) key_free(ca, k);
+        return NULL;
+    }
+    memset(f, 0, sizeof *f);
+    f->k = k;
+    f->formlen = flen;
+    memcpy(f->form, form, flen);
+    f->next = k->forms;
+    k->forms = f;
+    charge(ca, sizeof *f + flen, 0);
+    return f;
+}
+
+/* The reply to a placeholder's read: kept when the placeholder lives, the
+ * key's master is still the one tracked, and it is a plain RESP2 answer (the
+ * placeholder is f, still in its call). */
+static void fill(sg_cache *ca, cform *f, const char *resp, size_t len, long long secs) {
+    ckey *k = f->k;
+    cclient *cc = k->cc;
+    tracker *t = tracker_of(cc, k->node, 0);
+    char *val = NULL;
+    if (k->node != owner_of(cc->c, k->slot) || t == NULL || !fresh(t, sg_now_ms()) || len == 0 ||
+        !strchr("$*:+", resp[0]) || sizeof *f + len > ca->max / 4 ||
+        (val = sg_malloc(len)) == NULL) {
+        form_drop(ca, f, DROP_EVICTED); /* a placeholder: counts as a lost fill */
+        if (k->forms == NULL && k->wbusy == 0) key_free(ca, k);
+        return;
+    }
+    f->call->at[f->callidx] = NULL;
+    f->call = NULL;
+    memcpy(val, resp, len);
+    f->val = val;
+    f->vallen = len;
+    f->expires = sg_now_ms() + (uint64_t)secs * 1000;
+    lru_push(ca, f);
+    ca->entries++;
+    ST_SET(ca, entries, ca->entries);
+    ST_ADD(ca, fills, 1);
+    charge(ca, len, 0);
+    evict(ca);
+}
+
+/* A read's placeholders that did not fill: the read failed, or came as a tree. */
+static void call_kill(sg_cache_call *call) {
+    sg_cache *ca = call->ca;
+    int i;
+    for (i = 0; i < call->n; i++) {
+        cform *f = call->at[i];
+        ckey *k;
+        if (f == NULL) continue;
+        k = f->k;
+        form_drop(ca, f, DROP_EVICTED); /* a placeholder: counts as a lost fill */
+        if (k->forms == NULL && k->wbusy == 0) key_free(ca, k);
+    }
+}
+
+/* The end of a write: its keys may be filled again. */
+static void call_release(sg_cache_call *call) {
+    sg_cache *ca = call->ca;
+    int i;
+    for (i = 0; i < call->n; i++) {
+        ckey *k = call->at[i];
+        k->wbusy--;
+        if (k->forms == NULL && k->wbusy == 0) key_free(ca, k);
+    }
+    if (call->write == 2) call->cc->flushing--;
+}
+
+static void on_tree(sg_client *c, sg_reply *reply, int status, const char *errmsg, void *ud) {
+    sg_cache_call *call = ud;
+    if (call->write) call_release(call);
+    else call_kill(call);
+    call->fn(c, reply, status, errmsg, call->ud);
+    sg_free(call);
+}
+
+/* The caller's raw_fn gets the bytes; a caller without one, their tree. */
+static void deliver_raw(sg_client *c, sg_reply_fn fn, sg_raw_reply_fn raw_fn, void *ud,
+                        const char *resp, size_t len) {
+    int status;
+    sg_reply *r;
+    if (raw_fn) {
+        raw_fn(c, resp, len, ud);
+        return;
+    }
+    r = sg_reply_parse(resp, len, &status);
+    fn(c, r, r ? SG_OK : status, r ? NULL : "out of memory reading a reply", ud);
+}
+
+static void on_raw(sg_client *c, const char *resp, size_t len, void *ud) {
+    sg_cache_call *call = ud;
+    sg_cache *ca = call->ca;
+    if (call->write) {
+        call_release(call);
+    } else if (c->reply_redirected) {
+        /* after an ASK the answer came from a node the map does not give the
+         * slot (a migration's target), whose tracker may not be open: the
+         * changes made there would go untold. After a MOVED the map changed */
+        call_kill(call);
+    } else if (call->n == 1 && call->at[0]) {
+        fill(ca, call->at[0], resp, len, call->secs);
+    } else if (call->n > 1) {
+        /* MGET: one element per key, each as GET answers it */
+        long long n = 0;
+        size_t at = 1;
+        int i;
+        while (at < len && resp[at] >= '0' && resp[at] <= '9') n = n * 10 + (resp[at++] - '0');
+        at += 2;
+        if (resp[0] != '*' || n != call->n || at > len) {
+            call_kill(call);
+        } else {
+            for (i = 0; i < call->n; i++) {
+                long long el = sg_reply_scan(resp + at, len - at);
+                if (el <= 0) {
+                    call_kill(call);
+                    break;
+                }
+                if (call->at[i]) fill(ca, call->at[i], resp + at, (size_t)el, call->secs);
+                at += (size_t)el;
+            }
+        }
+    }
+    deliver_raw(c, call->fn, call->raw_fn, call->ud, resp, len);
+    sg_free(call);
+}
+
+static void wrap(sg_cache_call *call, sg_reply_fn *fn, sg_raw_reply_fn *raw_fn, void **ud) {
+    call->fn = *fn;
+    call->raw_fn = *raw_fn;
+    call->ud = *ud;
+    *fn = on_tree;
+    *raw_fn = on_raw;
+    *ud = call;
+}
+
+void sg_cache_call_abort(sg_cache_call *call) {
+    if (call == NULL) return;
+    if (call->write) call_release(call);
+    else call_kill(call);
+    sg_free(call);
+}
+
+int sg_cache_read(sg_cache *ca, sg_client *c, const sg_command *info, int argc,
+                  const char *const *argv, const size_t *argvlen, long long secs,
+                  const char **out, size_t *outlen, sg_reply_fn *fn, sg_raw_reply_fn *raw_fn,
+                  void **ud, sg_cache_call **callp) {
+    size_t ci = sg_command_index(info), flen;
+    char small[FORM_INLINE], *form;
+    uint64_t now = sg_now_ms();
+    cclient *cc;
+    sg_cache_call *call;
+    ckey *k;
+    cform *f;
+    int busy, i, n, missing = 0, placed = 0;
+    *callp = NULL;
+    if (ca->max == 0 || (cc = cc_of(ca, c)) == NULL) return 0;
+    if (ci != SG_CI_MGET) {
+        if ((form = form_of(ci, argc, argv, argvlen, small, sizeof small, &flen)) == NULL) return 0;
+        f = lookup(ca, cc, argv[1], argvlen[1], form, flen, now, &k, &busy);
+        if (f) {
+            ST_ADD(ca, hits, 1);
+            *out = f->val;
+            *outlen = f->vallen;
+        } else {
+            ST_ADD(ca, misses, 1);
+            if (!busy && (call = call_new(ca, cc, 0, 1)) != NULL) {
+                if ((f = placeholder(ca, cc, k, argv[1], argvlen[1], form, flen)) == NULL) {
+                    sg_free(call);
+                } else {
+                    f->call = call;
+                    f->callidx = 0;
+                    call->at[0] = f;
+                    call->secs = secs;
+                    wrap(call, fn, raw_fn, ud);
+                    *callp = call;
+                }
+            }
+        }
+        if (form != small) sg_free(form);
+        return f != NULL && *callp == NULL;
+    }
+    /* MGET: answered here when every key is; else sent as it is, its
+     * elements filling the keys that missed */
+    n = argc - 1;
+    form = form_of(SG_CI_GET, 2, argv, argvlen, small, sizeof small, &flen);
+    ca->scratch.len = 0;
+    sg_buf_printf(&ca->scratch, "*%d\r\n", n);
+    for (i = 1; i < argc; i++) {
+        f = lookup(ca, cc, argv[i], argvlen[i], form, flen, now, &k, &busy);
+        if (f == NULL) missing++;
+        else if (missing == 0) sg_buf_append(&ca->scratch, f->val, f->vallen);
+    }
+    if (missing == 0 && !ca->scratch.oom) {
+        ST_ADD(ca, hits, (uint64_t)n);
+        *out = ca->scratch.data;
+        *outlen = ca->scratch.len;
+        return 1;
+    }
+    ST_ADD(ca, misses, (uint64_t)missing);
+    if ((call = call_new(ca, cc, 0, n)) == NULL) return 0;
+    for (i = 1; i < argc; i++) {
+        f = lookup(ca, cc, argv[i], argvlen[i], form, flen, now, &k, &busy);
+        if (f || busy) continue;
+        if ((f = placeholder(ca, cc, k, argv[i], argvlen[i], form, flen)) == NULL) continue;
+        f->call = call;
+        f->callidx = i - 1;
+        call->at[i - 1] = f;
+        placed++;
+    }
+    if (placed == 0) {
+        sg_free(call);
+        return 0;
+    }
+    call->secs = secs;
+    wrap(call, fn, raw_fn, ud);
+    *callp = call;
+    return 0;
+}
+
+/* The keys of a command (its key specs' arguments), in a small array or a
+ * new one (*keyidx; caller frees when not small). */
+static int keys_of(const sg_command *info, int argc, const char *const *argv,
+                   const size_t *argvlen, int *small, int nsmall, int **keyidx) {
+    *keyidx = small;
+    if (argc > nsmall && (*keyidx = sg_malloc((size_t)argc * sizeof **keyidx)) == NULL) return -1;
+    return sg_command_keys(info, argc, argv, argvlen, *keyidx, argc);
+}
+
+void sg_cache_drop_keys(sg_cache *ca, sg_client *c, const sg_command *info, int argc,
+                        const char *const *argv, const size_t *argvlen) {
+    int small[16], *keyidx, n, i;
+    size_t ci = sg_command_index(info);
+    cclient *cc = cc_of(ca, c);
+    if (cc == NULL) return;
+    if (ci == SG_CI_FLUSHALL || ci == SG_CI_FLUSHDB) {
+        drop_where(ca, cc, NULL, 0, DROP_FLUSHED);
+        return;
+    }
+    n = keys_of(info, argc, argv, argvlen, small, 16, &keyidx);
+    for (i = 0; i < n; i++) {
+        const char *key = argv[keyidx[i]];
+        size_t len = argvlen[keyidx[i]];
+        ckey *k = key_find(ca, cc, key, len, hash_of(cc, key, len));
+        if (k) key_drop(ca, k, DROP_WRITTEN);
+    }
+    if (keyidx != small) sg_free(keyidx);
+}
+
+void sg_cache_write(sg_cache *ca, sg_client *c, const sg_command *info, int argc,
+                    const char *const *argv, const size_t *argvlen, sg_reply_fn *fn,
+                    sg_raw_reply_fn *raw_fn, void **ud, sg_cache_call **callp) {
+    int small[16], *keyidx, n, i;
+    size_t ci = sg_command_index(info);
+    cclient *cc = cc_of(ca, c);
+    sg_cache_call *call;
+    *callp = NULL;
+    if (cc == NULL) return;
+    if (ci == SG_CI_FLUSHALL || ci == SG_CI_FLUSHDB) {
+        drop_where(ca, cc, NULL, 0, DROP_FLUSHED);
+        if ((call = call_new(ca, cc, 2, 0)) == NULL) return;
+        cc->flushing++;
+        wrap(call, fn, raw_fn, ud);
+        *callp = call;
+        return;
+    }
+    n = keys_of(info, argc, argv, argvlen, small, 16, &keyidx);
+    if (n <= 0 || (call = call_new(ca, cc, 1, n)) == NULL) {
+        if (n > 0) sg_cache_drop_keys(ca, c, info, argc, argv, argvlen);
+        if (keyidx != small) sg_free(keyidx);
+        return;
+    }
+    call->n = 0;
+    for (i = 0; i < n; i++) {
+        const char *key = argv[keyidx[i]];
+        size_t len = argvlen[keyidx[i]];
+        uint64_t h = hash_of(cc, key, len);
+        ckey *k = key_find(ca, cc, key, len, h);
+        if (k) {
+            while (k->forms) form_drop(ca, k->forms, DROP_WRITTEN);
+        } else {
+            int slot = c->mode == SG_MODE_CLUSTER ? (int)sg_keyslot(key, len) : 0;
+            if ((k = key_new(ca, cc, key, len, h, owner_of(c, slot), slot)) == NULL) continue;
+        }
+        k->wbusy++;
+        call->at[call->n++] = k;
+    }
+    if (keyidx != small) sg_free(keyidx);
+    wrap(call, fn, raw_fn, ud);
+    *callp = call;
+}
