@@ -874,6 +874,8 @@ int sg_policy_load_string(sg_policy *p, const char *name, const char *code) {
 
 /* Field by field: the error text's 512 bytes are written only by a denial
  * (a memset of them was a tenth of a cached read's cost). */
+/* Every field but errmsg's bytes (512 of them, per command: only the first
+ * is set). A field added to sg_decision must be set here. */
 void sg_decision_init(sg_decision *d) {
     d->deny = 0;
     d->errmsg[0] = '\0';
@@ -886,6 +888,8 @@ void sg_decision_init(sg_decision *d) {
     d->ttls = NULL;
     d->nttls = 0;
     d->cache_secs = 0;
+    d->durable = 0;
+    d->durable_ms = 0;
     d->info = NULL;
 }
 
