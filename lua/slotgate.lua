@@ -728,21 +728,27 @@ local CLOSED = "client closed"
 
 local client_methods = {}
 
--- client:call(cmd, ...) → the reply's value; false, msg for a Redis error
--- reply; nil, err, code when the command failed.
-function client_methods.call(self, ...)
-  local c = self.c
-  local n = fill_argv("call", 0, ...)
+-- The value of a blocking call of client c with options o (NULL: none), argv
+-- filled by fill_argv(fname, skip, ...). Called as a tail call, so that
+-- fill_argv's errors name the caller's line.
+local function call_with(c, o, fname, skip, ...)
+  local n = fill_argv(fname, skip, ...)
   if c == nil then
     clear_anchor(n)
     return nil, CLOSED, "ECLOSED"
   end
-  local r = C.sg_client_call_argv(c, n, argv, argvlen)
+  local r = C.sg_client_call_opts(c, o, n, argv, argvlen)
   clear_anchor(n)
   if r == nil then return fail(c) end
   local v, msg, code = reply_value(r, false)
   C.sg_reply_free(r)
   return v, msg, code
+end
+
+-- client:call(cmd, ...) → the reply's value; false, msg for a Redis error
+-- reply; nil, err, code when the command failed.
+function client_methods.call(self, ...)
+  return call_with(self.c, nil, "call", 0, ...)
 end
 
 local call_opts = ffi_new("sg_call_opts[1]")
@@ -765,20 +771,9 @@ function client_methods.call_opts(self, opts, ...)
       error("bad argument #1 to 'call_opts' (" .. k .. " must be a non-negative integer)", 2)
     end
   end
-  local c = self.c
-  local n = fill_argv("call_opts", 1, ...)
-  if c == nil then
-    clear_anchor(n)
-    return nil, CLOSED, "ECLOSED"
-  end
   call_opts[0].durable = opts.durable or 0
   call_opts[0].durable_timeout_ms = opts.durable_timeout_ms or 0
-  local r = C.sg_client_call_opts(c, call_opts, n, argv, argvlen)
-  clear_anchor(n)
-  if r == nil then return fail(c) end
-  local v, msg, code = reply_value(r, false)
-  C.sg_reply_free(r)
-  return v, msg, code
+  return call_with(self.c, call_opts, "call_opts", 1, ...)
 end
 
 -- client:set_read_policy(name) → the previous one's name. Names: "master",
