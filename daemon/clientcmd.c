@@ -6,7 +6,8 @@
  *    MULTI's queue from txn.c, the last command and its time from
  *    dispatch.c);
  *  - the session's own settings: SETNAME, REPLY ON|OFF|SKIP (dispatch.c
- *    makes a reply slot quiet; session.c drops it), NO-EVICT, TRACKING OFF;
+ *    makes a reply slot quiet; session.c drops it), NO-EVICT; TRACKING,
+ *    TRACKINGINFO, GETREDIR and CACHING go to tracking.c;
  *  - the process-wide subcommands LIST, KILL and UNBLOCK. A session belongs
  *    to its worker's thread, and no other thread reads it: the asking worker
  *    posts a part of the job to every worker's loop (event_base_once), each
@@ -15,8 +16,7 @@
  *    the reply slot. The asking session counts the job in its inflight, so a
  *    session that goes meanwhile is freed only once the job is back
  *    (session_owed_done);
- *  - the refusals: PAUSE (it would pause the whole gateway), TRACKING ON
- *    (client-side caching is not implemented yet).
+ *  - the refusal of PAUSE (it would pause the whole gateway).
  * CLIENT SETINFO is answered as Redis 7.0 does, unknown (README.md).
  */
 #include <ctype.h>
@@ -30,6 +30,7 @@
 #include "admin.h"
 #include "clientcmd.h"
 #include "pubsub.h"
+#include "tracking.h"
 #include "txn.h"
 #include "users.h"
 
@@ -521,32 +522,6 @@ static job *parse_unblock(session *s, const sg_resp_req *r, sg_resp_out *o) {
     return j;
 }
 
-/* CLIENT TRACKING ON|OFF [options]: OFF is what every client is; ON is
- * refused until client-side caching is implemented. */
-static void tracking(session *s, const sg_command *cmd, const sg_resp_req *r, sg_resp_out *o) {
-    int i;
-    for (i = 3; i < r->argc; i++) {
-        if (sg_resp_arg_is(r, i, "BCAST") || sg_resp_arg_is(r, i, "OPTIN") ||
-            sg_resp_arg_is(r, i, "OPTOUT") || sg_resp_arg_is(r, i, "NOLOOP"))
-            continue;
-        if ((sg_resp_arg_is(r, i, "REDIRECT") || sg_resp_arg_is(r, i, "PREFIX")) &&
-            i + 1 < r->argc) {
-            i++;
-            continue;
-        }
-        put_error(s, o, "ERR syntax error");
-        return;
-    }
-    if (sg_resp_arg_is(r, 2, "OFF")) {
-        sg_resp_put_status(o, "OK");
-    } else if (sg_resp_arg_is(r, 2, "ON")) {
-        admin_put_refusal(o, cmd, "client-side caching needs invalidation messages from every "
-                                  "node; it is not implemented yet: TRACKING OFF is accepted");
-    } else {
-        put_error(s, o, "ERR syntax error");
-    }
-}
-
 /* Redis 7.0's CLIENT HELP, as slotgated answers it. */
 static const char *const help[] = {
     "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -588,8 +563,9 @@ static const char *const help[] = {
     "    Assign the name <name> to the current connection.",
     "UNBLOCK <clientid> [TIMEOUT|ERROR]",
     "    Unblock the specified blocked client.",
-    "TRACKING OFF",
-    "    Client side caching is not implemented yet: TRACKING ON is refused.",
+    "TRACKING (ON|OFF) [REDIRECT <id>] [BCAST] [PREFIX <prefix> [...]]",
+    "         [OPTIN] [OPTOUT] [NOLOOP]",
+    "    Control server assisted client side caching.",
     "TRACKINGINFO",
     "    Report tracking status for the current connection.",
     "NO-EVICT (ON|OFF)",
@@ -653,24 +629,10 @@ static void own(session *s, const sg_command *cmd, size_t ci, const sg_resp_req 
         sg_resp_put_status(o, "OK");
         return;
     case SG_CI_CLIENT_GETREDIR:
-        sg_resp_put_int(o, -1);
-        return;
     case SG_CI_CLIENT_TRACKINGINFO:
-        sg_resp_put_array(o, 6);
-        sg_resp_put_bulk(o, "flags", 5);
-        sg_resp_put_array(o, 1);
-        sg_resp_put_bulk(o, "off", 3);
-        sg_resp_put_bulk(o, "redirect", 8);
-        sg_resp_put_int(o, -1);
-        sg_resp_put_bulk(o, "prefixes", 8);
-        sg_resp_put_array(o, 0);
-        return;
     case SG_CI_CLIENT_TRACKING:
-        tracking(s, cmd, r, o);
-        return;
     case SG_CI_CLIENT_CACHING:
-        put_error(s, o, "ERR CLIENT CACHING can be called only when the client is in tracking "
-                        "mode with OPTIN or OPTOUT mode enabled");
+        tracking_command(s, ci, r, o);
         return;
     case SG_CI_CLIENT_PAUSE:
         admin_put_refusal(o, cmd, "it would hold every client of the gateway, not one node's; "

@@ -28,6 +28,7 @@
 #include "dispatch.h"
 #include "info.h"
 #include "pubsub.h"
+#include "tracking.h"
 #include "txn.h"
 #include "users.h"
 
@@ -161,6 +162,7 @@ static void forward(session *s, const sg_command *cmd, const sg_resp_req *r, uin
     o->seq = seq;
     o->next_blocked = NULL;
     session_ctx(s, &ctx);
+    if (s->trk) tracking_forward(s, cmd, r); /* before the reply can come */
     s->inflight++;
     if (sg_gateway_forward_cmd(s->w->gw, cmd, &ctx, r->argc, r->argv, r->argvlen,
                                r->is_inline ? NULL : r->raw, r->rawlen, on_reply, on_raw_reply,
@@ -326,6 +328,7 @@ static void do_reset(session *s, const sg_command *cmd, const sg_resp_req *r, ui
     (void)r;
     txn_reset(s);
     pubsub_reset(s);
+    tracking_free(s); /* RESET turns tracking off, as in Redis */
     sg_free(s->name);
     s->name = NULL;
     /* as Redis's RESET: replies on again (this one too), NO-EVICT off */
@@ -488,6 +491,7 @@ void dispatch(session *s, const sg_resp_req *r) {
     if (cmd) s->lastcmd = cmd;
     s->last_us = s->w->read_us; /* the read's clock: no reading of its own */
     d = cmd ? &table[sg_command_index(cmd)] : entry_of_unknown(r);
+    if (s->trk) tracking_next(s, cmd); /* CLIENT CACHING's answer is for this one */
     /* the common case: a command of the cluster's from a session that never
      * used MULTI or SUBSCRIBE (their state is NULL) */
     if (d->fn == NULL && cmd && s->authed && s->txn == NULL && s->psub == NULL) {

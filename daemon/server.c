@@ -43,6 +43,7 @@
 #include "resp.h"
 #include "server.h"
 #include "session.h"
+#include "tracking.h"
 #include "txn.h"
 #include "users.h"
 #include "tls_server.h"
@@ -57,6 +58,7 @@ static void close_now(session *s) {
     s->close_asap = 1; /* nothing more is written while its features go */
     txn_free(s);
     pubsub_free(s);
+    tracking_free(s);
     session_end(s);
 }
 
@@ -568,6 +570,7 @@ static void worker_free(worker *w) {
     /* the gateway answers what is still in flight (SG_ECLOSED) */
     while ((s = w->sessions) != NULL) close_now(s);
     sg_gateway_free(w->gw);
+    tracking_worker_free(w);
     policies_free(w);
     if (w->reload_ev) event_free(w->reload_ev);
     if (w->write_ev) event_free(w->write_ev);

@@ -96,6 +96,7 @@ typedef struct worker {
     void *free_bufs; /* reply slots' buffers for reuse (session.c) */
     int nfree_bufs;
     struct event *sample_ev; /* every 100 ms: figs_sample (session.c) */
+    struct trk_worker *trk; /* CLIENT TRACKING's table (tracking.c), NULL: never used */
     uint64_t read_us; /* when the requests being handled were read (server.c):
                          one clock reading per read, not one per request */
     worker_figs figs;
@@ -177,6 +178,7 @@ struct session {
     owed *blocked;   /* blocking commands in flight, oldest first (flag b) */
     struct txn *txn;   /* MULTI/WATCH state (txn.c), NULL when none */
     struct psub *psub; /* subscriptions (pubsub.c), NULL when none */
+    struct trk *trk;   /* CLIENT TRACKING (tracking.c), NULL when never turned on */
 };
 
 /* What a log line about s concerns (sg_log_at): its address, and the user

@@ -639,6 +639,23 @@ typedef struct sg_cache_stats {
  * from any thread (each figure is read atomically; together they are not a
  * snapshot). */
 SG_API void sg_gateway_cache_stats(const sg_gateway *g, sg_cache_stats *out);
+/* Key-change notices for a host that serves CLIENT TRACKING to its own
+ * clients (slotgated): the gateway opens the near cache's invalidation
+ * connections (one per master of the default upstream, CLIENT TRACKING ... BCAST)
+ * and tells fn of every key a node names as changed (as the node stores it),
+ * whether a cache policy exists or not. SG_TRACK_FLUSH: a node flushed, or an
+ * invalidation connection was lost, or the map changed: whatever the host's
+ * clients read may have changed untold. SG_TRACK_READY: a connection became
+ * ready; sg_gateway_tracking_ready tells whether all are. Loop thread only. */
+#define SG_TRACK_KEY 0
+#define SG_TRACK_FLUSH 1
+#define SG_TRACK_READY 2
+typedef void (*sg_track_fn)(void *ud, int event, const char *key, size_t len);
+/* Starts (fn non-NULL) the notices; SG_OK, or SG_ENOMEM. */
+SG_API int sg_gateway_track(sg_gateway *g, sg_track_fn fn, void *ud);
+/* 1 when every master known now has its invalidation connection ready (a key
+ * read now will be told of); else 0, and the missing ones are being opened. */
+SG_API int sg_gateway_tracking_ready(sg_gateway *g);
 /* A reply as the node sent it: len bytes of RESP2, valid only during the
  * call. */
 typedef void (*sg_raw_reply_fn)(sg_client *c, const char *resp, size_t len, void *ud);

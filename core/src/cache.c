@@ -88,6 +88,8 @@ struct cclient {
     tracker **trk; /* by node->index */
     int ntrk;
     int flushing;  /* FLUSHALL or FLUSHDB through the gateway in flight */
+    int watch_ok;  /* sg_cache_watch found every master's tracker ready since the
+                      last loss or map change */
     sg_node *snap_single;
     uint16_t snap[SG_SLOTS]; /* the map as the cache last saw it */
 };
@@ -103,6 +105,8 @@ struct sg_cache {
     int ncc, capcc;
     int freeing;
     sg_buf scratch; /* MGET's answer */
+    sg_track_fn listen; /* the host's CLIENT TRACKING (sg_gateway_track) */
+    void *listen_ud;
 };
 
 struct sg_cache_call {
@@ -359,11 +363,13 @@ static void trk_push(void *owner, sg_conn *conn, sg_reply *r) {
             t->state = T_READY;
             t->pinged = t->heard;
             ST_ADD(ca, trackers, 1);
+            if (ca->listen) ca->listen(ca->listen_ud, SG_TRACK_READY, NULL, 0);
         } else if (str_is(r->element[0], "message") && t->state == T_READY) {
             if (p->type == SG_REPLY_NIL) {
                 /* FLUSHALL, FLUSHDB: everything the node served is gone */
                 ST_ADD(ca, flushes, 1);
                 drop_where(ca, t->cc, t->node, 0, DROP_FLUSHED);
+                if (ca->listen) ca->listen(ca->listen_ud, SG_TRACK_FLUSH, NULL, 0);
             } else if (p->type == SG_REPLY_ARRAY) {
                 size_t i;
                 for (i = 0; i < p->elements; i++) {
@@ -373,6 +379,7 @@ static void trk_push(void *owner, sg_conn *conn, sg_reply *r) {
                     ST_ADD(ca, invalidations, 1);
                     k = key_find(ca, t->cc, e->str, e->len, hash_of(t->cc, e->str, e->len));
                     if (k) key_drop(ca, k, DROP_INVALIDATED);
+                    if (ca->listen) ca->listen(ca->listen_ud, SG_TRACK_KEY, e->str, e->len);
                 }
             }
         }
@@ -392,6 +399,10 @@ static void trk_closed(void *owner, sg_conn *conn, int code, const char *msg) {
         t->retry_at = sg_now_ms() + RETRY_MS;
     /* what the node changed from now on goes untold: its entries go */
     if (!ca->freeing) drop_where(ca, t->cc, t->node, 0, DROP_LOST);
+    t->cc->watch_ok = 0;
+    /* the host's clients may have missed a change too: Redis tells them with
+     * a flush when their invalidations cannot be delivered */
+    if (!ca->freeing && ca->listen) ca->listen(ca->listen_ud, SG_TRACK_FLUSH, NULL, 0);
 }
 
 static const sg_conn_ops trk_ops = {NULL, NULL, NULL, trk_push, trk_idle, trk_closed, NULL};
@@ -447,8 +458,14 @@ static void on_map(void *ud, sg_client *c) {
         changed = cc->snap_single != c->single;
     if (!changed) return;
     drop_where(ca, cc, NULL, 1, DROP_MOVED);
+    if (cc->watch_ok) { /* a new master may have no tracker yet */
+        cc->watch_ok = 0;
+        if (ca->listen) ca->listen(ca->listen_ud, SG_TRACK_FLUSH, NULL, 0);
+    }
     memcpy(cc->snap, c->slot_master, sizeof cc->snap);
     cc->snap_single = c->single;
+    /* the host's CLIENT TRACKING wants every master told of at once */
+    if (ca->listen && !cc->watch_ok) sg_cache_watch(ca, c);
 }
 
 static cclient *cc_of(sg_cache *ca, sg_client *c) {
@@ -517,6 +534,39 @@ void sg_cache_free(sg_cache *ca) {
     sg_free(ca->buckets);
     sg_buf_free(&ca->scratch);
     sg_free(ca);
+}
+
+void sg_cache_listen(sg_cache *ca, sg_track_fn fn, void *ud) {
+    ca->listen = fn;
+    ca->listen_ud = ud;
+}
+
+int sg_cache_watch(sg_cache *ca, sg_client *c) {
+    cclient *cc = cc_of(ca, c);
+    unsigned char seen[SG_MAX_NODES + 1];
+    int slot, ok = 1;
+    if (cc == NULL) return 0;
+    if (cc->watch_ok) return 1;
+    if (c->mode != SG_MODE_CLUSTER) {
+        ok = c->single != NULL && tracked(ca, cc, c->single);
+    } else {
+        /* each master once; a slot nobody serves yet has no one to ask */
+        memset(seen, 0, sizeof seen);
+        for (slot = 0; slot < SG_SLOTS; slot++) {
+            unsigned k = c->slot_master[slot];
+            if (k == 0 || seen[k]) continue;
+            seen[k] = 1;
+            if (!tracked(ca, cc, c->nodes[k - 1])) ok = 0;
+        }
+        if (!c->ready) {
+            /* this client never served a request yet (a RESP3 host's go by
+             * its twin): it needs a map to know the masters; on_map comes back */
+            ok = 0;
+            sg_cluster_discover(c);
+        }
+    }
+    cc->watch_ok = ok;
+    return ok;
 }
 
 int sg_cache_live(const sg_cache *ca) { return ca->nkeys > 0; }

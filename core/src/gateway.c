@@ -120,6 +120,28 @@ int sg_gateway_set_cache(sg_gateway *g, size_t max_bytes) {
     return SG_OK;
 }
 
+/* The upstream whose nodes CLIENT TRACKING listens to: the default one. */
+static sg_client *track_client(sg_gateway *g) {
+    if (g->n == 0) return NULL;
+    return g->clients[g->def >= 0 ? g->def : 0];
+}
+
+int sg_gateway_track(sg_gateway *g, sg_track_fn fn, void *ud) {
+    /* the trackers are the near cache's: it exists from now on (bounded as
+     * set; with 0 it keeps nothing, the trackers serve the host alone) */
+    if (g->cache == NULL && (g->cache = sg_cache_new(&g->cstats, g->cache_max)) == NULL)
+        return SG_ENOMEM;
+    sg_cache_listen(g->cache, fn, ud);
+    if (fn && track_client(g)) sg_cache_watch(g->cache, track_client(g));
+    return SG_OK;
+}
+
+int sg_gateway_tracking_ready(sg_gateway *g) {
+    sg_client *c = track_client(g);
+    if (g->cache == NULL || c == NULL) return 0;
+    return sg_cache_watch(g->cache, c);
+}
+
 void sg_gateway_cache_stats(const sg_gateway *g, sg_cache_stats *out) {
     const uint64_t *in = (const uint64_t *)&g->cstats;
     uint64_t *o = (uint64_t *)out;

@@ -5,11 +5,13 @@
 // tests/lua/slotgated_node_clients_spec.lua makes each line a test.
 //
 //   node client_checks.js --lib redis|ioredis ADDRESS [--user U --password P]
-//        [--prefix P] [--tenant USER] [--cluster] [--list]
+//        [--prefix P] [--tenant USER] [--cluster] [--direct HOST:PORT] [--list]
 //
 // ADDRESS is HOST:PORT or a Unix socket's path. --tenant USER: the daemon
 // runs scripts/tenant_prefix.lua (adds the `tenant` check, leaves out what it
 // refuses). --cluster: ioredis in Cluster mode (TCP only; adds `cluster`).
+// --direct HOST:PORT: a node of the cluster behind slotgated, written to
+// straight (node-redis only; adds `client_cache`).
 // --list prints the names of the checks the options select. Every check is
 // bounded (CHECK_MS): a gateway that stops answering fails it, never hangs.
 // Exits 1 when a check failed, 2 on bad usage.
@@ -26,7 +28,7 @@ function usage(msg) {
 }
 
 const o = { lib: null, address: null, user: null, password: null, prefix: null,
-  tenant: null, cluster: false, list: false };
+  tenant: null, cluster: false, direct: null, list: false };
 {
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i++) {
@@ -41,6 +43,7 @@ const o = { lib: null, address: null, user: null, password: null, prefix: null,
     else if (a === '--prefix') o.prefix = val();
     else if (a === '--tenant') o.tenant = val();
     else if (a === '--cluster') o.cluster = true;
+    else if (a === '--direct') o.direct = val();
     else if (a === '--list') o.list = true;
     else if (a.startsWith('--')) usage(`unknown option ${a}`);
     else if (o.address) usage(`a second address ${a}`);
@@ -48,6 +51,7 @@ const o = { lib: null, address: null, user: null, password: null, prefix: null,
   }
   if (o.lib !== 'redis' && o.lib !== 'ioredis') usage('--lib redis|ioredis');
   if (o.cluster && o.lib !== 'ioredis') usage('--cluster is ioredis only');
+  if (o.direct && o.lib !== 'redis') usage('--direct is node-redis only');
 }
 
 // the library, loaded now so that --list fails without it (the spec's own failure)
@@ -607,13 +611,52 @@ checks.cluster = async () => {
   same('DEL', 9, await c.del(...keys));
 };
 
+// node-redis 5's own client-side cache (RESP3, CLIENT TRACKING answered by
+// slotgated): a second GET comes from the library's memory, a write made
+// straight on the cluster (past slotgated) invalidates it, and the next GET
+// reads the new value
+checks.client_cache = async () => {
+  const key = k('csc');
+  const { createCluster } = require('redis');
+  const c = await connect({ RESP: 3, clientSideCache: { ttl: 0, maxEntries: 0 } });
+  const direct = createCluster({ rootNodes: [{ url: `redis://${o.direct}` }] });
+  direct.on('error', () => {});
+  try {
+    await within(direct.connect(), CONNECT_MS + 1000, 'connect to the cluster');
+    const cache = c.lib.clientSideCache;
+    truthy('node-redis made its cache', cache);
+    same('SET', 'OK', await c.lib.set(key, 'v1'));
+    // slotgated opens its invalidation connections with the first tracking
+    // client: a read before they are ready is followed by a flush (which
+    // empties the library's cache), so read until a second GET is a hit
+    let hit = false;
+    for (const until = Date.now() + 5000; !hit && Date.now() < until;) {
+      const h0 = cache.stats().hitCount;
+      same('GET', 'v1', await c.lib.get(key));
+      same('GET again', 'v1', await c.lib.get(key));
+      hit = cache.stats().hitCount > h0;
+      if (!hit) await sleep(20);
+    }
+    truthy('a second GET answered from the library\'s cache', hit);
+    let told = false;
+    cache.on('invalidate', (x) => { if (x === null || String(x) === key) told = true; });
+    same('SET straight on the cluster', 'OK', await direct.set(key, 'v2'));
+    await waitFor(() => told, 5000, 'the invalidation of the direct write');
+    same('GET after the direct write', 'v2', await c.lib.get(key));
+  } finally {
+    c.close();
+    direct.destroy();
+  }
+};
+
 function selected() {
   let names = ['strings', 'hashes', 'lists', 'sets', 'sorted_sets', 'multikey', 'pipeline',
     'transactions', 'crossslot', 'blocking', 'pubsub', 'client_name', 'refused', 'large',
-    'auth', 'tenant', 'cluster'];
+    'auth', 'tenant', 'cluster', 'client_cache'];
   if (!o.user && !o.password) names = names.filter((n) => n !== 'auth');
   if (!o.tenant) names = names.filter((n) => n !== 'tenant');
   if (!o.cluster) names = names.filter((n) => n !== 'cluster');
+  if (!o.direct) names = names.filter((n) => n !== 'client_cache');
   return names;
 }
 

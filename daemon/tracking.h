@@ -1,0 +1,27 @@
+/*
+ * tracking.h — CLIENT TRACKING for slotgated's sessions (tracking.c): the
+ * session is told when a key it read changes, whoever changed it, as a node
+ * would tell it (RESP3 invalidate pushes, or RESP2 messages on
+ * __redis__:invalidate to the REDIRECT target). The changes come from the
+ * gateway's invalidation connections (sg_gateway_track); each worker keeps
+ * which of its sessions read which key. See docs/CACHE.md.
+ */
+#ifndef SG_TRACKING_H
+#define SG_TRACKING_H
+
+#include "session.h"
+
+/* CLIENT TRACKING, TRACKINGINFO, GETREDIR, CACHING: answered into o. */
+void tracking_command(session *s, size_t ci, const sg_resp_req *r, sg_resp_out *o);
+/* Every request of a session with tracking state, before it runs: a
+ * CLIENT CACHING answer applies to the next command only. */
+void tracking_next(session *s, const sg_command *cmd);
+/* A command of s about to be forwarded: its keys are recorded when it reads
+ * (default mode), a NOLOOP session's writes are not told back to it. */
+void tracking_forward(session *s, const sg_command *cmd, const sg_resp_req *r);
+/* The session ends: its state goes. */
+void tracking_free(session *s);
+/* The worker ends (after its gateway): its table goes. */
+void tracking_worker_free(worker *w);
+
+#endif
