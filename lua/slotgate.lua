@@ -295,6 +295,9 @@ typedef struct sg_cache_stats {
     uint64_t trackers;
 } sg_cache_stats;
 void sg_gateway_cache_stats(const sg_gateway *g, sg_cache_stats *out);
+typedef void (*sg_track_fn)(void *ud, int event, const char *key, size_t len);
+int sg_gateway_track(sg_gateway *g, sg_track_fn fn, void *ud);
+int sg_gateway_tracking_ready(sg_gateway *g);
 typedef void (*sg_raw_reply_fn)(sg_client *c, const char *resp, size_t len, void *ud);
 int sg_gateway_forward(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                        const char *const *argv, const size_t *argvlen, const char *resp,
