@@ -841,4 +841,27 @@ FN_API sg_client *fn_client(const fn_node *seed, int cluster, struct event_base 
     return fn_client_env(env, base);
 }
 
+/* ---- running the tests ---------------------------------------------------------------
+ * FN_RUN_T(fn): the test under a 60 s alarm (fn_on_alarm, installed for
+ * SIGALRM by main, fails the run when one hangs), with its time printed. RUN
+ * comes from test.h. */
+FN_API void fn_on_alarm(int sig) {
+    static const char msg[] = "FAIL: a test hung (60 s)\n";
+    (void)sig;
+    if (write(2, msg, sizeof msg - 1) < 0) {
+    }
+    _exit(1);
+}
+
+#define FN_RUN_T(fn)                                                                           \
+    do {                                                                                       \
+        uint64_t t_ = fn_now_ms();                                                             \
+        alarm(60);                                                                             \
+        printf("%s\n", #fn);                                                                   \
+        fflush(stdout);                                                                        \
+        RUN(fn);                                                                               \
+        printf("  (%llu ms)\n", (unsigned long long)(fn_now_ms() - t_));                       \
+        alarm(0);                                                                              \
+    } while (0)
+
 #endif

@@ -380,29 +380,13 @@ static void test_read_any_and_fallback(void) {
     fn_free(m);
 }
 
-static void on_alarm(int sig) {
-    static const char msg[] = "FAIL: a test hung (60 s)\n";
-    (void)sig;
-    if (write(2, msg, sizeof msg - 1) < 0) {
-    }
-    _exit(1);
-}
-
-#define RUN_T(fn)                                                                              \
-    do {                                                                                       \
-        alarm(60);                                                                             \
-        printf("%s\n", #fn);                                                                   \
-        RUN(fn);                                                                               \
-        alarm(0);                                                                              \
-    } while (0)
-
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    signal(SIGALRM, on_alarm);
+    signal(SIGALRM, fn_on_alarm);
     signal(SIGPIPE, SIG_IGN);
-    RUN_T(test_connect_timeout);
-    RUN_T(test_read_any_and_fallback);
-    RUN_T(test_refresh_single_flight_and_spacing);
-    RUN_T(test_periodic_refresh);
+    FN_RUN_T(test_connect_timeout);
+    FN_RUN_T(test_read_any_and_fallback);
+    FN_RUN_T(test_refresh_single_flight_and_spacing);
+    FN_RUN_T(test_periodic_refresh);
     return test_report();
 }

@@ -1334,7 +1334,8 @@ static void test_durable_one_wait_per_turn(void) {
     if (o[9].reply) {
         CHECK_CONTAINS(o[9].reply->str, "NOTCONFIRMED the write was applied on the master");
         CHECK_CONTAINS(o[9].reply->str, a->addr);
-        CHECK_CONTAINS(o[9].reply->str, "not confirmed by 2 replicas: WAIT counted 1 within 100 ms");
+        CHECK_CONTAINS(o[9].reply->str,
+                       "not confirmed by 2 replicas: WAIT counted 1 within 100 ms");
     }
     CHECK_INT(stats_of(c, a->addr).waits, 1);
     CHECK_INT(stats_of(c, a->addr).unconfirmed, 1);
@@ -1388,52 +1389,33 @@ static void test_durable_errors(void) {
 
 /* ---- main ------------------------------------------------------------------------------------ */
 
-static void on_alarm(int sig) {
-    static const char msg[] = "FAIL: a test hung (60 s)\n";
-    (void)sig;
-    if (write(2, msg, sizeof msg - 1) < 0) {
-    }
-    _exit(1);
-}
-
-#define RUN_T(fn)                                                                              \
-    do {                                                                                       \
-        uint64_t t_ = fn_now_ms();                                                             \
-        alarm(60);                                                                             \
-        printf("%s\n", #fn);                                                                   \
-        fflush(stdout);                                                                        \
-        RUN(fn);                                                                               \
-        printf("  (%llu ms)\n", (unsigned long long)(fn_now_ms() - t_));                       \
-        alarm(0);                                                                              \
-    } while (0)
-
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    signal(SIGALRM, on_alarm);
-    RUN_T(test_fakenode_basics);
-    RUN_T(test_moved_mid_pipeline);
-    RUN_T(test_moved_updates_map);
-    RUN_T(test_moved_stale_map);
-    RUN_T(test_ask);
-    RUN_T(test_too_many_redirects);
-    RUN_T(test_transient_then_ok);
-    RUN_T(test_transient_keeps_order);
-    RUN_T(test_transient_mixed_backoffs_keep_order);
-    RUN_T(test_transient_forever);
-    RUN_T(test_stall);
-    RUN_T(test_stall_blocking);
-    RUN_T(test_drop_mid_pipeline);
-    RUN_T(test_script_holds_its_slot);
-    RUN_T(test_read_not_resent_past_unknown_write);
-    RUN_T(test_durable_one_wait_per_turn);
-    RUN_T(test_durable_errors);
-    RUN_T(test_drop_mid_reply);
-    RUN_T(test_pool_wait);
-    RUN_T(test_pool_waiter_after_loss);
-    RUN_T(test_refused);
-    RUN_T(test_wrongpass);
-    RUN_T(test_async_callbacks);
-    RUN_T(test_async_free_in_flight);
-    RUN_T(test_malformed);
+    signal(SIGALRM, fn_on_alarm);
+    FN_RUN_T(test_fakenode_basics);
+    FN_RUN_T(test_moved_mid_pipeline);
+    FN_RUN_T(test_moved_updates_map);
+    FN_RUN_T(test_moved_stale_map);
+    FN_RUN_T(test_ask);
+    FN_RUN_T(test_too_many_redirects);
+    FN_RUN_T(test_transient_then_ok);
+    FN_RUN_T(test_transient_keeps_order);
+    FN_RUN_T(test_transient_mixed_backoffs_keep_order);
+    FN_RUN_T(test_transient_forever);
+    FN_RUN_T(test_stall);
+    FN_RUN_T(test_stall_blocking);
+    FN_RUN_T(test_drop_mid_pipeline);
+    FN_RUN_T(test_script_holds_its_slot);
+    FN_RUN_T(test_read_not_resent_past_unknown_write);
+    FN_RUN_T(test_durable_one_wait_per_turn);
+    FN_RUN_T(test_durable_errors);
+    FN_RUN_T(test_drop_mid_reply);
+    FN_RUN_T(test_pool_wait);
+    FN_RUN_T(test_pool_waiter_after_loss);
+    FN_RUN_T(test_refused);
+    FN_RUN_T(test_wrongpass);
+    FN_RUN_T(test_async_callbacks);
+    FN_RUN_T(test_async_free_in_flight);
+    FN_RUN_T(test_malformed);
     return test_report();
 }
