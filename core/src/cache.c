@@ -145,10 +145,23 @@ static void charge(sg_cache *ca, size_t add, size_t sub) {
 
 /* ---- keys and forms ----------------------------------------------------------------- */
 
+/* Eight bytes a step (a byte at a time was a tenth of a cached GET's
+ * instructions), then a final mix, as the table's index is the low bits. */
 static uint64_t hash_of(const cclient *cc, const char *key, size_t len) {
-    uint64_t h = 14695981039346656037ull ^ (uint64_t)(uintptr_t)cc;
-    size_t i;
-    for (i = 0; i < len; i++) h = (h ^ (unsigned char)key[i]) * 1099511628211ull;
+    const uint64_t m = 0xff51afd7ed558ccdull;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)cc ^ len, w;
+    for (; len >= 8; key += 8, len -= 8) {
+        memcpy(&w, key, 8);
+        h = (h ^ w) * m;
+        h ^= h >> 32;
+    }
+    if (len > 0) {
+        w = 0;
+        memcpy(&w, key, len);
+        h = (h ^ w) * m;
+    }
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
     return h ^ (h >> 29);
 }
 
