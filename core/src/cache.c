@@ -7,7 +7,10 @@
  * It stays exact through the nodes' own word: one connection per master that
  * serves a cached key runs CLIENT TRACKING ON REDIRECT <itself> BCAST and
  * SUBSCRIBE __redis__:invalidate, so the node names every key changed on it
- * (by anyone), and a flush as a null. The race between a read's reply (on a
+ * (by anyone), and a flush as a null. BCAST takes a PREFIX per literal start
+ * of the policies' cache patterns (sg_cache_cover), so that writes of keys
+ * never cached cost neither the node nor the gateway anything; a key outside
+ * them is never filled. The race between a read's reply (on a
  * data connection) and an invalidation (on the tracker) is settled by a
  * placeholder: it is put before the read leaves; an invalidation, a write
  * through the gateway, the tracker's loss or a slot's move kill it; the reply
@@ -107,6 +110,9 @@ struct sg_cache {
     sg_buf scratch; /* MGET's answer */
     sg_track_fn listen; /* the host's CLIENT TRACKING (sg_gateway_track) */
     void *listen_ud;
+    int all;            /* the trackers hear of every key */
+    sg_buf prefixes;    /* else of the keys starting with one of these (each with its NUL) */
+    int nprefixes;
 };
 
 struct sg_cache_call {
@@ -301,6 +307,17 @@ static void evict(sg_cache *ca) {
     }
 }
 
+/* Whether the trackers hear of key. */
+static int covered(const sg_cache *ca, const char *key, size_t klen) {
+    size_t at, n;
+    if (ca->all) return 1;
+    for (at = 0; at < ca->prefixes.len; at += n + 1) {
+        n = strlen(ca->prefixes.data + at);
+        if (n <= klen && memcmp(ca->prefixes.data + at, key, n) == 0) return 1;
+    }
+    return 0;
+}
+
 /* ---- the invalidation connections ----------------------------------------------------- */
 
 static tracker *tracker_of(cclient *cc, const sg_node *node, int make) {
@@ -331,24 +348,34 @@ static void trk_fail(tracker *t, uint64_t retry_ms, const char *why) {
 }
 
 /* The handshake is done (the connection's CLIENT ID is known): tracking, to
- * itself, of every key, then the channel the node tells it on. */
+ * itself, of the keys the cache may hold, then the channel the node tells it
+ * on. */
 static void trk_idle(void *owner, sg_conn *conn) {
     tracker *t = owner;
-    char id[24], cmd[160];
-    int n;
+    sg_cache *ca = t->ca;
+    sg_buf b = {0};
+    char id[24];
+    size_t at;
+    int rc;
     if (t->state != T_OPENING) return;
     if (conn->peer_id <= 0) {
         trk_fail(t, REFUSED_MS, "CLIENT ID refused, so tracking cannot be redirected");
         return;
     }
-    n = snprintf(id, sizeof id, "%lld", conn->peer_id);
-    n = snprintf(cmd, sizeof cmd,
-                 "*6\r\n$6\r\nCLIENT\r\n$8\r\nTRACKING\r\n$2\r\nON\r\n$8\r\nREDIRECT\r\n"
-                 "$%d\r\n%s\r\n$5\r\nBCAST\r\n"
-                 "*2\r\n$9\r\nSUBSCRIBE\r\n$20\r\n__redis__:invalidate\r\n",
-                 n, id);
+    snprintf(id, sizeof id, "%lld", conn->peer_id);
+    sg_buf_printf(&b,
+                  "*%d\r\n$6\r\nCLIENT\r\n$8\r\nTRACKING\r\n$2\r\nON\r\n$8\r\nREDIRECT\r\n"
+                  "$%zu\r\n%s\r\n$5\r\nBCAST\r\n",
+                  6 + (ca->all ? 0 : 2 * ca->nprefixes), strlen(id), id);
+    for (at = 0; !ca->all && at < ca->prefixes.len; at += strlen(ca->prefixes.data + at) + 1) {
+        const char *pre = ca->prefixes.data + at;
+        sg_buf_printf(&b, "$6\r\nPREFIX\r\n$%zu\r\n%s\r\n", strlen(pre), pre);
+    }
+    sg_buf_puts(&b, "*2\r\n$9\r\nSUBSCRIBE\r\n$20\r\n__redis__:invalidate\r\n");
     t->state = T_SUBSCRIBING;
-    if (sg_conn_write(conn, cmd, (size_t)n) != SG_OK) trk_fail(t, RETRY_MS, "out of memory");
+    rc = b.oom ? SG_ENOMEM : sg_conn_write(conn, b.data, b.len);
+    sg_buf_free(&b);
+    if (rc != SG_OK) trk_fail(t, RETRY_MS, "out of memory");
 }
 
 static int str_is(const sg_reply *r, const char *s) {
@@ -546,10 +573,64 @@ void sg_cache_free(sg_cache *ca) {
     sg_free(ca->ccs);
     sg_free(ca->buckets);
     sg_buf_free(&ca->scratch);
+    sg_buf_free(&ca->prefixes);
     sg_free(ca);
 }
 
+/* The trackers open again, hearing of what ca->all and ca->prefixes say
+ * now: what they held goes with them (their closing drops it). */
+static void trk_restart(sg_cache *ca) {
+    int i, k;
+    for (i = 0; i < ca->ncc; i++)
+        for (k = 0; k < ca->ccs[i]->ntrk; k++) {
+            tracker *t = ca->ccs[i]->trk[k];
+            if (t && t->conn) sg_conn_close(t->conn);
+        }
+}
+
+void sg_cache_cover(sg_cache *ca, const char *list, int n) {
+    sg_buf b = {0};
+    size_t at, pn;
+    int i, widened = 0, kept = 0;
+    if (ca->all) return;
+    if (n < 0) {
+        ca->all = 1;
+        sg_buf_free(&ca->prefixes);
+        ca->nprefixes = 0;
+        trk_restart(ca);
+        return;
+    }
+    for (i = 0; i < n; i++, list += strlen(list) + 1) {
+        if (covered(ca, list, strlen(list))) continue;
+        /* a new prefix: those it covers go, as Redis refuses overlapping ones */
+        sg_buf_free(&b);
+        kept = 0;
+        for (at = 0; at < ca->prefixes.len; at += pn + 1) {
+            const char *q = ca->prefixes.data + at;
+            pn = strlen(q);
+            if (pn >= strlen(list) && memcmp(q, list, strlen(list)) == 0) continue;
+            sg_buf_append(&b, q, pn + 1);
+            kept++;
+        }
+        sg_buf_append(&b, list, strlen(list) + 1);
+        if (b.oom) { /* no memory for the list: every key, which needs none */
+            sg_buf_free(&b);
+            sg_cache_cover(ca, NULL, -1);
+            return;
+        }
+        sg_buf_free(&ca->prefixes);
+        ca->prefixes = b;
+        b = (sg_buf){0};
+        ca->nprefixes = kept + 1;
+        widened = 1;
+    }
+    if (widened) trk_restart(ca);
+}
+
 void sg_cache_listen(sg_cache *ca, sg_track_fn fn, void *ud) {
+    /* the host's clients may read any key (trackers that close for it now
+     * are no news to a host that was not listening) */
+    if (fn) sg_cache_cover(ca, NULL, -1);
     ca->listen = fn;
     ca->listen_ud = ud;
 }
@@ -689,7 +770,8 @@ static cform *placeholder(sg_cache *ca, cclient *cc, ckey *k, const char *key, s
     int slot = c->mode == SG_MODE_CLUSTER ? (int)sg_keyslot(key, klen) : 0;
     sg_node *node = owner_of(c, slot);
     cform *f;
-    if (cc->flushing || node == NULL || !tracked(ca, cc, node)) return NULL;
+    if (cc->flushing || node == NULL || !covered(ca, key, klen) || !tracked(ca, cc, node))
+        return NULL;
     if (k == NULL &&
         (k = key_new(ca, cc, key, klen, hash_of(cc, key, klen), node, slot)) == NULL)
         return NULL;

@@ -28,6 +28,9 @@ struct sg_gateway {
     sg_cache *cache;      /* the near cache, made when a policy first asks for it */
     size_t cache_max;     /* its bound (0: off) */
     sg_cache_stats cstats; /* its figures: read from any thread (sg_gateway_cache_stats) */
+    uint64_t *covered;    /* the serials of the policies whose cache patterns it covers */
+    int ncovered, capcovered;
+    uint64_t cover_serial; /* the last one covered */
 };
 
 void sg_free_string(char *s) { sg_free(s); }
@@ -108,6 +111,7 @@ void sg_gateway_free(sg_gateway *g) {
     sg_free(g->clients);
     sg_free(g->clients3);
     sg_free(g->names);
+    sg_free(g->covered);
     sg_cache_free(g->cache);
     if (g->own_base && g->base) event_base_free(g->base);
     sg_free(g);
@@ -147,6 +151,23 @@ void sg_gateway_cache_stats(const sg_gateway *g, sg_cache_stats *out) {
     uint64_t *o = (uint64_t *)out;
     size_t i;
     for (i = 0; i < sizeof *out / sizeof(uint64_t); i++) o[i] = __atomic_load_n(&in[i], __ATOMIC_RELAXED);
+}
+
+/* The cache's trackers hear of the keys p's cache patterns name (once per
+ * set of scripts: the daemon sets each session's own policy). */
+static void cover(sg_gateway *g, const sg_policy *p) {
+    uint64_t serial = sg_policy_serial(p);
+    sg_buf b = {0};
+    int i, n;
+    g->cover_serial = serial;
+    for (i = 0; i < g->ncovered; i++)
+        if (g->covered[i] == serial) return;
+    n = sg_policy_cache_prefixes(p, &b);
+    if (n != 0) sg_cache_cover(g->cache, b.oom ? NULL : b.data, b.oom ? -1 : n);
+    sg_buf_free(&b);
+    if (sg_grow((void **)&g->covered, &g->capcovered, g->ncovered, sizeof *g->covered, 4) ==
+        SG_OK)
+        g->covered[g->ncovered++] = serial;
 }
 
 void sg_gateway_set_policy(sg_gateway *g, sg_policy *p) { g->policy = p; }
@@ -460,9 +481,10 @@ static int through_cache(sg_gateway *g, sg_client *c, const sg_command *info,
     *call = NULL;
     *rc = SG_OK;
     if (info == NULL) return 0;
-    if (secs > 0 && g->cache == NULL && g->cache_max > 0 &&
-        (g->cache = sg_cache_new(&g->cstats, g->cache_max)) == NULL)
-        return 0; /* no memory for it: the read goes as it is */
+    if (secs > 0 && g->cache == NULL && g->cache_max > 0) {
+        if ((g->cache = sg_cache_new(&g->cstats, g->cache_max)) == NULL)
+            return 0; /* no memory for it: the read goes as it is */
+    }
     if (g->cache == NULL) return 0;
     if (!(info->flags & SG_CMD_READONLY) && (info->flags & SG_CMD_BLOCKING)) {
         /* BLPOP and the like: sg_gateway_unblock finds them by the caller's
@@ -481,6 +503,7 @@ static int through_cache(sg_gateway *g, sg_client *c, const sg_command *info,
     if (secs > 0 && (ctx == NULL || ctx->proto != 3) && sg_cache_cacheable(info, argc)) {
         const char *bytes;
         size_t len;
+        if (g->policy && sg_policy_serial(g->policy) != g->cover_serial) cover(g, g->policy);
         /* a blocking gateway's loop runs only inside its calls: the
          * invalidations that came meanwhile are read before the cache answers */
         if (g->own_base) event_base_loop(g->base, EVLOOP_NONBLOCK);
