@@ -19,7 +19,15 @@
  * the placeholder or it drops the entry the reply made.
  *
  * Writes through the gateway drop their keys at once and hold back fills of
- * them until their reply came (so a client reads its own writes). A lost
+ * them until their reply came (so a client reads its own writes). Other
+ * gateways of the process (slotgated's other workers) learn of such a write
+ * before its reply is delivered, through the write stamps: a counter per key
+ * hash, shared by every cache of the process, that a write bumps when it
+ * leaves and again when its reply came. An entry remembers the stamp of its
+ * key when its read left, and answers only while it is unchanged, so a
+ * client whose write was acknowledged on one connection never reads the old
+ * value on another, whichever worker serves it (the node's invalidation
+ * would come, but after the reply: Redis sends BCAST messages last). A lost
  * tracker drops its node's entries; a new map drops those of slots that moved;
  * an entry whose node no longer serves its slot is a miss.
  */
@@ -56,6 +64,8 @@ struct cform {
     sg_cache_call *call;  /* filling: the read in flight; NULL once ready */
     int callidx;          /* its place in call->at */
     uint64_t expires;     /* ms */
+    uint64_t stamp;       /* the key's write stamp when its read left */
+    uint64_t fstamp;      /* the flush stamp then */
     char *val;
     size_t vallen, formlen;
     char form[];
@@ -132,6 +142,19 @@ struct sg_cache_call {
 #define ST_ADD(ca, f, n) __atomic_store_n(&(ca)->st->f, (ca)->st->f + (n), __ATOMIC_RELAXED)
 #define ST_SET(ca, f, v) __atomic_store_n(&(ca)->st->f, (v), __ATOMIC_RELAXED)
 
+/* ---- write stamps: shared by every cache of the process ------------------------------ */
+
+#define NSTAMPS (1u << 16) /* keys share a stamp by hash: a write costs the others a miss */
+static uint64_t stamps[NSTAMPS];
+static uint64_t flush_stamp; /* FLUSHALL, FLUSHDB */
+static int stamps_used;      /* some cache of the process filled an entry */
+
+static uint64_t *stamp_of(uint64_t hash) { return &stamps[(hash >> 40) & (NSTAMPS - 1)]; }
+static uint64_t stamp_get(uint64_t *s) { return __atomic_load_n(s, __ATOMIC_ACQUIRE); }
+static void stamp_bump(uint64_t *s) { __atomic_add_fetch(s, 1, __ATOMIC_ACQ_REL); }
+
+int sg_cache_in_use(void) { return __atomic_load_n(&stamps_used, __ATOMIC_RELAXED); }
+
 static void count_drop(sg_cache *ca, int cause) {
     switch (cause) {
     case DROP_INVALIDATED: ST_ADD(ca, dropped_invalidated, 1); break;
@@ -152,10 +175,12 @@ static void charge(sg_cache *ca, size_t add, size_t sub) {
 /* ---- keys and forms ----------------------------------------------------------------- */
 
 /* Eight bytes a step (a byte at a time was a tenth of a cached GET's
- * instructions), then a final mix, as the table's index is the low bits. */
-static uint64_t hash_of(const cclient *cc, const char *key, size_t len) {
+ * instructions), then a final mix, as the table's index is the low bits and
+ * the write stamp's the high ones. The same for every client (upstream): the
+ * stamps are the process's. */
+static uint64_t hash_of(const char *key, size_t len) {
     const uint64_t m = 0xff51afd7ed558ccdull;
-    uint64_t h = 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)cc ^ len, w;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ len, w;
     for (; len >= 8; key += 8, len -= 8) {
         memcpy(&w, key, 8);
         h = (h ^ w) * m;
@@ -417,7 +442,7 @@ static void trk_push(void *owner, sg_conn *conn, sg_reply *r) {
                     ckey *k;
                     if (e->type != SG_REPLY_STRING) continue;
                     ST_ADD(ca, invalidations, 1);
-                    k = key_find(ca, t->cc, e->str, e->len, hash_of(t->cc, e->str, e->len));
+                    k = key_find(ca, t->cc, e->str, e->len, hash_of(e->str, e->len));
                     if (k) key_drop(ca, k, DROP_INVALIDATED);
                     if (ca->listen) ca->listen(ca->listen_ud, SG_TRACK_KEY, e->str, e->len);
                 }
@@ -720,7 +745,7 @@ static sg_cache_call *call_new(sg_cache *ca, cclient *cc, int write, int n) {
 static cform *lookup(sg_cache *ca, cclient *cc, const char *key, size_t klen, const char *form,
                      size_t flen, uint64_t now, ckey **kout, int *busy) {
     const sg_client *c = cc->c;
-    uint64_t h = hash_of(cc, key, klen);
+    uint64_t h = hash_of(key, klen);
     ckey *k = key_find(ca, cc, key, klen, h);
     cform *f;
     *kout = k;
@@ -746,8 +771,11 @@ static cform *lookup(sg_cache *ca, cclient *cc, const char *key, size_t klen, co
         *busy = 1; /* not from memory, nor filled: sent as it is */
         return NULL;
     }
-    if (now >= f->expires) {
-        form_drop(ca, f, DROP_EXPIRED);
+    if (now >= f->expires || stamp_get(stamp_of(k->hash)) != f->stamp ||
+        stamp_get(&flush_stamp) != f->fstamp) {
+        /* its life ran out, or a write (a flush) through another gateway of
+         * the process left since its read did: the node's word may not be in */
+        form_drop(ca, f, now >= f->expires ? DROP_EXPIRED : DROP_WRITTEN);
         if (k->forms == NULL && k->wbusy == 0) {
             key_free(ca, k);
             *kout = NULL;
@@ -773,7 +801,7 @@ static cform *placeholder(sg_cache *ca, cclient *cc, ckey *k, const char *key, s
     if (cc->flushing || node == NULL || !covered(ca, key, klen) || !tracked(ca, cc, node))
         return NULL;
     if (k == NULL &&
-        (k = key_new(ca, cc, key, klen, hash_of(cc, key, klen), node, slot)) == NULL)
+        (k = key_new(ca, cc, key, klen, hash_of(key, klen), node, slot)) == NULL)
         return NULL;
     if ((f = sg_malloc(sizeof *f + flen)) == NULL) {
         if (k->forms == NULL && k->wbusy == 0) key_free(ca, k);
@@ -781,6 +809,8 @@ static cform *placeholder(sg_cache *ca, cclient *cc, ckey *k, const char *key, s
     }
     memset(f, 0, sizeof *f);
     f->k = k;
+    f->stamp = stamp_get(stamp_of(k->hash));
+    f->fstamp = stamp_get(&flush_stamp);
     f->formlen = flen;
     memcpy(f->form, form, flen);
     f->next = k->forms;
@@ -799,6 +829,7 @@ static void fill(sg_cache *ca, cform *f, const char *resp, size_t len, long long
     char *val = NULL;
     if (k->node != owner_of(cc->c, k->slot) || t == NULL || !fresh(t, sg_now_ms()) || len == 0 ||
         !strchr("$*:+", resp[0]) || sizeof *f + len > ca->max / 4 ||
+        stamp_get(stamp_of(k->hash)) != f->stamp || stamp_get(&flush_stamp) != f->fstamp ||
         (val = sg_malloc(len)) == NULL) {
         form_drop(ca, f, DROP_EVICTED); /* a placeholder: counts as a lost fill */
         if (k->forms == NULL && k->wbusy == 0) key_free(ca, k);
@@ -806,6 +837,7 @@ static void fill(sg_cache *ca, cform *f, const char *resp, size_t len, long long
     }
     f->call->at[f->callidx] = NULL;
     f->call = NULL;
+    if (!stamps_used) __atomic_store_n(&stamps_used, 1, __ATOMIC_RELAXED);
     memcpy(val, resp, len);
     f->val = val;
     f->vallen = len;
@@ -838,10 +870,14 @@ static void call_release(sg_cache_call *call) {
     int i;
     for (i = 0; i < call->n; i++) {
         ckey *k = call->at[i];
+        stamp_bump(stamp_of(k->hash)); /* before the reply is delivered */
         k->wbusy--;
         if (k->forms == NULL && k->wbusy == 0) key_free(ca, k);
     }
-    if (call->write == 2) call->cc->flushing--;
+    if (call->write == 2) {
+        stamp_bump(&flush_stamp);
+        call->cc->flushing--;
+    }
 }
 
 static void on_tree(sg_client *c, sg_reply *reply, int status, const char *errmsg, void *ud) {
@@ -1011,6 +1047,7 @@ void sg_cache_drop_keys(sg_cache *ca, sg_client *c, const sg_command *info, int 
     cclient *cc = cc_of(ca, c);
     if (cc == NULL) return;
     if (ci == SG_CI_FLUSHALL || ci == SG_CI_FLUSHDB) {
+        stamp_bump(&flush_stamp);
         drop_where(ca, cc, NULL, 0, DROP_FLUSHED);
         return;
     }
@@ -1018,7 +1055,9 @@ void sg_cache_drop_keys(sg_cache *ca, sg_client *c, const sg_command *info, int 
     for (i = 0; i < n; i++) {
         const char *key = argv[keyidx[i]];
         size_t len = argvlen[keyidx[i]];
-        ckey *k = key_find(ca, cc, key, len, hash_of(cc, key, len));
+        uint64_t h = hash_of(key, len);
+        ckey *k = key_find(ca, cc, key, len, h);
+        stamp_bump(stamp_of(h));
         if (k) key_drop(ca, k, DROP_WRITTEN);
     }
     if (keyidx != small) sg_free(keyidx);
@@ -1034,6 +1073,7 @@ void sg_cache_write(sg_cache *ca, sg_client *c, const sg_command *info, int argc
     *callp = NULL;
     if (cc == NULL) return;
     if (ci == SG_CI_FLUSHALL || ci == SG_CI_FLUSHDB) {
+        stamp_bump(&flush_stamp);
         drop_where(ca, cc, NULL, 0, DROP_FLUSHED);
         if ((call = call_new(ca, cc, 2, 0)) == NULL) return;
         cc->flushing++;
@@ -1051,8 +1091,9 @@ void sg_cache_write(sg_cache *ca, sg_client *c, const sg_command *info, int argc
     for (i = 0; i < n; i++) {
         const char *key = argv[keyidx[i]];
         size_t len = argvlen[keyidx[i]];
-        uint64_t h = hash_of(cc, key, len);
+        uint64_t h = hash_of(key, len);
         ckey *k = key_find(ca, cc, key, len, h);
+        stamp_bump(stamp_of(h)); /* the other gateways' entries of it stop answering */
         if (k) {
             while (k->forms) form_drop(ca, k->forms, DROP_WRITTEN);
         } else {

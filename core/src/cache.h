@@ -29,6 +29,11 @@ void sg_cache_free(sg_cache *ca);
  * filled, a write in flight): else writes go by untouched. */
 int sg_cache_live(const sg_cache *ca);
 
+/* Whether some cache of the process keeps an entry, or did: from then on a
+ * gateway with no cache yet makes one for its writes, whose write stamps
+ * tell the others' entries to stop answering (see cache.c). */
+int sg_cache_in_use(void);
+
 /* Whether info (a resolved command) is a read the cache can answer. */
 int sg_cache_cacheable(const sg_command *info, int argc);
 

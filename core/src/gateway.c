@@ -481,7 +481,8 @@ static int through_cache(sg_gateway *g, sg_client *c, const sg_command *info,
     *call = NULL;
     *rc = SG_OK;
     if (info == NULL) return 0;
-    if (secs > 0 && g->cache == NULL && g->cache_max > 0) {
+    if (g->cache == NULL && g->cache_max > 0 &&
+        (secs > 0 || (!(info->flags & SG_CMD_READONLY) && sg_cache_in_use()))) {
         if ((g->cache = sg_cache_new(&g->cstats, g->cache_max)) == NULL)
             return 0; /* no memory for it: the read goes as it is */
     }
@@ -555,7 +556,9 @@ int sg_gateway_forward_cmd(sg_gateway *g, const sg_command *cmd, const sg_reques
         /* no policy: nothing to decide (this runs for every command) */
         sg_cache_call *call = NULL;
         opts.info = cmd;
-        if (g->cache) { /* no read of this caller is cached, but its writes drop entries */
+        if (g->cache || sg_cache_in_use()) {
+            /* no read of this caller is cached, but its writes drop entries
+             * (the other gateways' too: see sg_cache_in_use) */
             const sg_command *info = cmd ? cmd : sg_command_resolve(argc, argv, argvlen);
             int crc;
             through_cache(g, c, info, ctx, 0, argc, argv, argvlen, 0, &fn, &opts.raw_fn, &ud,

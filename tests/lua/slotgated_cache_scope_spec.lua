@@ -184,3 +184,50 @@ return { name = "scoped2", cache = { ["apikey-*"] = 30 } }
     daemon.stop(d)
   end)
 end)
+
+-- A write acknowledged on one connection is read on any other, whichever
+-- worker serves it: the node's BCAST message comes after the write's reply,
+-- so the workers' own write stamps (cache.c) must tell first.
+describe("the near cache across slotgated's workers", function()
+  teardown(function()
+    for _, n in pairs(nodes) do n:close() end
+    daemon.stop_all()
+  end)
+
+  it("never answers a read with a value older than a write acknowledged before it", function()
+    local policy = helper.write(dir .. "/ryw.lua", [[
+return { name = "ryw", cache = { ["ryw:*"] = 30 } }
+]])
+    local d = start{ env = { SLOTGATE_POLICY = policy, SLOTGATE_THREADS = "2" } }
+    -- eight connections: the kernel spreads them over the two workers, so
+    -- about half the ordered pairs below cross from one worker to the other
+    local conns = {}
+    for i = 1, 8 do conns[i] = assert(daemon.connect_served(d.port)) end
+    local stale, rounds = {}, 0
+    for a = 1, 8 do
+      for b = 1, 8 do
+        if a ~= b then
+          local key = "ryw:" .. a .. ":" .. b
+          assert.equal("OK", call(conns[a], "SET", key, "0").v)
+          for i = 1, 300 do
+            assert.equal("OK", call(conns[a], "SET", key, tostring(i)).v)
+            local v = call(conns[b], "GET", key).v
+            if v ~= tostring(i) then stale[#stale + 1] = key .. " read " .. tostring(v) .. " after " .. i end
+            -- read again: this one may come from the cache, and the next
+            -- write must stop the entry it filled from answering
+            v = call(conns[b], "GET", key).v
+            if v ~= tostring(i) then stale[#stale + 1] = key .. " read " .. tostring(v) .. " after " .. i end
+            rounds = rounds + 1
+          end
+        end
+      end
+    end
+    local info = cache_info(conns[1])
+    for _, c in ipairs(conns) do c:close() end
+    daemon.stop(d)
+    assert.same({}, stale)
+    -- entries were made, and answered, between the writes
+    assert.is_true(info.cache_fills > 0 and info.cache_hits > 0)
+    print(string.format("\n  %d writes, each read back on another connection: none stale", rounds))
+  end)
+end)
