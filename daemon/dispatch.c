@@ -264,11 +264,14 @@ static void hello(session *s, const sg_resp_req *r, sg_resp_out *o) {
         clientcmd_set_name(s, r->argv[setname], r->argvlen[setname]);
     }
     if (ver) s->out.proto = o->proto = ver == 3 ? SG_RESP_PROTO_3 : SG_RESP_PROTO_2;
+    /* as INFO's redis_version: clients decide what to use by it (redis-py's
+     * client-side cache wants "redis" 7.4 or later), and slotgated speaks
+     * the commands of that Redis; slotgated's own version is in INFO */
     sg_resp_put_map(o, 7);
     put_str(o, "server");
-    put_str(o, "slotgate");
+    put_str(o, "redis");
     put_str(o, "version");
-    put_str(o, sg_version());
+    put_str(o, s->w->o->redis_version ? s->w->o->redis_version : sg_commands_redis_version());
     put_str(o, "proto");
     sg_resp_put_int(o, o->proto == SG_RESP_PROTO_3 ? 3 : 2);
     put_str(o, "id");
