@@ -117,6 +117,7 @@ struct sg_cache_call {
     void *ud;
     long long secs;
     int write; /* 0: a read (at: forms); 1: a write (at: keys); 2: a flush */
+    int mget;  /* MGET: at[i] fills from the reply's element i (MGET k too) */
     int n;
     void *at[];
 };
@@ -780,9 +781,9 @@ static void on_raw(sg_client *c, const char *resp, size_t len, void *ud) {
          * slot (a migration's target), whose tracker may not be open: the
          * changes made there would go untold. After a MOVED the map changed */
         call_kill(call);
-    } else if (call->n == 1 && call->at[0]) {
+    } else if (!call->mget && call->at[0]) {
         fill(ca, call->at[0], resp, len, call->secs);
-    } else if (call->n > 1) {
+    } else if (call->mget) {
         /* MGET: one element per key, each as GET answers it */
         long long n = 0;
         size_t at = 1;
@@ -895,6 +896,7 @@ int sg_cache_read(sg_cache *ca, sg_client *c, const sg_command *info, int argc,
         return 0;
     }
     call->secs = secs;
+    call->mget = 1;
     wrap(call, fn, raw_fn, ud);
     *callp = call;
     return 0;

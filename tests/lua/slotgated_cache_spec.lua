@@ -134,13 +134,16 @@ describe("slotgated's near cache", function()
   end)
 
   it("answers GET, MGET, HGET, HMGET, HGETALL and EXISTS from the cache, as the node would", function()
-    assert.equal("OK", call(c, "MSET", "{ck:m}1", "a", "{ck:m}2", "b").v)
-    call(c, "DEL", "ch:all", "ck:nokey")
+    assert.equal("OK", call(c, "MSET", "{ck:m}1", "a", "{ck:m}2", "b", "{ck:m}one", "1").v)
+    call(c, "DEL", "ch:all", "ck:nokey", "ck:nokey1")
     assert.equal(2, call(c, "HSET", "ch:all", "x", "1", "y", "2").v)
     local cmds = {
       { "GET", "{ck:m}1" }, { "MGET", "{ck:m}1", "ck:nokey", "{ck:m}2", "{ck:m}1" },
       { "HGET", "ch:all", "x" }, { "HMGET", "ch:all", "y", "zz", "x" }, { "HGETALL", "ch:all" },
       { "EXISTS", "ch:all" }, { "EXISTS", "ck:nokey" }, { "GET", "ck:nokey" },
+      -- MGET of one key fills GET's entry with its element, not its array
+      { "MGET", "{ck:m}one" }, { "GET", "{ck:m}one" }, { "MGET", "ck:nokey1" },
+      { "GET", "ck:nokey1" },
     }
     local first = {}
     for i, cmd in ipairs(cmds) do
@@ -162,6 +165,11 @@ describe("slotgated's near cache", function()
     local direct = master_of("ch:all")
     direct:send({ "HMGET", "ch:all", "y", "zz", "x" })
     assert.equal(first[4], assert(direct:read_bytes()))
+    for i = 9, 12 do
+      local node = master_of(cmds[i][2])
+      node:send(cmds[i])
+      assert.equal(assert(node:read_bytes()), first[i], table.concat(cmds[i], " "))
+    end
   end)
 
   it("leaves a blocking write to CLIENT UNBLOCK (the cache does not stand in its way)", function()
