@@ -19,6 +19,10 @@
  * them until their reply came (so a client reads its own writes). A lost
  * tracker drops its node's entries; a new map drops those of slots that moved;
  * an entry whose node no longer serves its slot is a miss.
+ *
+ * A RESP3 session's reads use the same entries: they are read from the RESP2
+ * connections, and the answer, kept or live, is turned into what a Redis 7.0
+ * node says to HELLO 3 on the way out (to_resp3: nulls, maps, sets, doubles).
  */
 #include <assert.h>
 #include <stdio.h>
@@ -104,7 +108,8 @@ struct sg_cache {
     cclient **ccs;
     int ncc, capcc;
     int freeing;
-    sg_buf scratch; /* MGET's answer */
+    sg_buf scratch;  /* MGET's answer */
+    sg_buf scratch3; /* a hit's answer in RESP3 */
     sg_track_fn listen; /* the host's CLIENT TRACKING (sg_gateway_track) */
     void *listen_ud;
 };
@@ -117,7 +122,8 @@ struct sg_cache_call {
     void *ud;
     long long secs;
     int write; /* 0: a read (at: forms); 1: a write (at: keys); 2: a flush */
-    int mget;  /* MGET: at[i] fills from the reply's element i (MGET k too) */
+    int shape3; /* a read of a RESP3 session: its R3_* (the reply is turned); else -1 */
+    int mget;   /* MGET: at[i] fills from the reply's element i (MGET k too) */
     int n;
     void *at[];
 };
@@ -534,6 +540,7 @@ void sg_cache_free(sg_cache *ca) {
     sg_free(ca->ccs);
     sg_free(ca->buckets);
     sg_buf_free(&ca->scratch);
+    sg_buf_free(&ca->scratch3);
     sg_free(ca);
 }
 
@@ -589,6 +596,135 @@ int sg_cache_cacheable(const sg_command *info, int argc) {
     }
 }
 
+/* ---- RESP3 sessions' answers -------------------------------------------------------------- */
+
+/* What a cacheable read's RESP2 answer becomes for a RESP3 session, as a
+ * Redis 7.0 node answers it after HELLO 3. Every shape turns a null bulk or
+ * null array, at the top or as an element, into RESP3's null. */
+enum {
+    R3_PLAIN,   /* nothing else: GET, MGET, HMGET, LRANGE, the integers ... */
+    R3_MAP,     /* HGETALL: field, value, ... as a map */
+    R3_SET,     /* SMEMBERS */
+    R3_DOUBLE,  /* ZSCORE: the score's bulk as a double */
+    R3_DOUBLES, /* ZMSCORE: each element */
+    R3_PAIRS    /* ZRANGE ... WITHSCORES: member, score, ... as [member, double] pairs */
+};
+
+static int resp3_shape(const sg_command *info, int argc, const char *const *argv,
+                       const size_t *argvlen) {
+    int i;
+    switch (sg_command_index(info)) {
+    case SG_CI_HGETALL: return R3_MAP;
+    case SG_CI_SMEMBERS: return R3_SET;
+    case SG_CI_ZSCORE: return R3_DOUBLE;
+    case SG_CI_ZMSCORE: return R3_DOUBLES;
+    case SG_CI_ZRANGE: /* key start stop [BYSCORE|BYLEX] [REV] [LIMIT o c] [WITHSCORES] */
+        for (i = 4; i < argc; i++)
+            if (argvlen[i] == 10 && strncasecmp(argv[i], "WITHSCORES", 10) == 0) return R3_PAIRS;
+        return R3_PLAIN;
+    default: return R3_PLAIN;
+    }
+}
+
+static int is_null2(const char *e, size_t len) {
+    return len == 5 && (memcmp(e, "$-1\r\n", 5) == 0 || memcmp(e, "*-1\r\n", 5) == 0);
+}
+
+/* A bulk string holding a score ("$3\r\n1.5\r\n") as a RESP3 double: Redis 7.0
+ * writes both with the same %.17g (and "inf", "-inf"), so the text is kept. */
+static int put_double(sg_buf *out, const char *e, size_t len) {
+    size_t at = 1, n = 0;
+    if (len < 4 || e[0] != '$') return -1;
+    while (at < len && e[at] >= '0' && e[at] <= '9') n = n * 10 + (size_t)(e[at++] - '0');
+    if (at + 2 + n + 2 != len) return -1;
+    sg_buf_append(out, ",", 1);
+    sg_buf_append(out, e + at + 2, n + 2); /* the text and its CRLF */
+    return 0;
+}
+
+/* Appends the RESP3 form of one whole RESP2 reply (in) of the shape to out.
+ * -1 when the bytes are not of the shape (out then holds a part). Errors,
+ * statuses and integers are the same in both. */
+static int to_resp3(int shape, const char *in, size_t len, sg_buf *out) {
+    long long n = 0, i, el;
+    size_t at = 1;
+    if (is_null2(in, len)) {
+        sg_buf_append(out, "_\r\n", 3);
+        return 0;
+    }
+    if (len > 0 && in[0] == '$' && shape == R3_DOUBLE) return put_double(out, in, len);
+    if (len == 0 || in[0] != '*' || shape == R3_DOUBLE) {
+        sg_buf_append(out, in, len);
+        return 0;
+    }
+    while (at < len && in[at] >= '0' && in[at] <= '9') n = n * 10 + (in[at++] - '0');
+    at += 2;
+    if (at > len || ((shape == R3_MAP || shape == R3_PAIRS) && n % 2)) return -1;
+    if (shape == R3_MAP) sg_buf_printf(out, "%%%lld\r\n", n / 2);
+    else if (shape == R3_SET) sg_buf_printf(out, "~%lld\r\n", n);
+    else sg_buf_printf(out, "*%lld\r\n", shape == R3_PAIRS ? n / 2 : n);
+    for (i = 0; i < n; i++) {
+        const char *e = in + at;
+        if ((el = sg_reply_scan(e, len - at)) <= 0) return -1;
+        if (is_null2(e, (size_t)el)) {
+            sg_buf_append(out, "_\r\n", 3);
+        } else if (shape == R3_DOUBLES || (shape == R3_PAIRS && i % 2)) {
+            if (put_double(out, e, (size_t)el) != 0) return -1;
+        } else {
+            if (shape == R3_PAIRS) sg_buf_append(out, "*2\r\n", 4);
+            sg_buf_append(out, e, (size_t)el);
+        }
+        at += (size_t)el;
+    }
+    return at == len ? 0 : -1;
+}
+
+/* A score's string as a RESP3 double, in a tree. */
+static void as_double(sg_reply *r) {
+    if (r == NULL || r->type != SG_REPLY_STRING) return;
+    r->type = SG_REPLY_DOUBLE;
+    r->dval = strtod(r->str, NULL);
+}
+
+/* The same for a reply that came as a tree: SG_OK, or SG_ENOMEM (*r as it was). */
+static int tree_to_resp3(int shape, sg_reply *r) {
+    size_t i;
+    if (r == NULL) return SG_OK;
+    if (shape == R3_DOUBLE) as_double(r);
+    if (r->type != SG_REPLY_ARRAY) return SG_OK;
+    switch (shape) {
+    case R3_MAP: r->type = SG_REPLY_MAP; break;
+    case R3_SET: r->type = SG_REPLY_SET; break;
+    case R3_DOUBLES:
+        for (i = 0; i < r->elements; i++) as_double(r->element[i]);
+        break;
+    case R3_PAIRS: { /* [m1, s1, m2, s2] -> [[m1, s1], [m2, s2]] */
+        size_t np = r->elements / 2;
+        sg_reply **pairs;
+        if (r->elements % 2) return SG_OK; /* not a WITHSCORES answer: as it is */
+        if ((pairs = sg_calloc(np ? np : 1, sizeof *pairs)) == NULL) return SG_ENOMEM;
+        for (i = 0; i < np; i++)
+            if ((pairs[i] = sg_reply_new_array(2)) == NULL) {
+                while (i > 0) sg_reply_free(pairs[--i]); /* their elements are NULL */
+                sg_free(pairs);
+                return SG_ENOMEM;
+            }
+        for (i = 0; i < np; i++) {
+            pairs[i]->element[0] = r->element[2 * i];
+            pairs[i]->element[1] = r->element[2 * i + 1];
+            as_double(pairs[i]->element[1]);
+        }
+        sg_free(r->element);
+        r->element = pairs;
+        r->elements = np;
+        break;
+    }
+    default:
+        break;
+    }
+    return SG_OK;
+}
+
 /* A read's form: its command's index, then each argument after the key as
  * four bytes of length and the bytes. Written to buf (cap bytes), or to a
  * new allocation when longer; NULL when out of memory. */
@@ -617,6 +753,7 @@ static sg_cache_call *call_new(sg_cache *ca, cclient *cc, int write, int n) {
     call->ca = ca;
     call->cc = cc;
     call->write = write;
+    call->shape3 = -1;
     call->n = n;
     return call;
 }
@@ -677,6 +814,12 @@ static cform *placeholder(sg_cache *ca, cclient *cc, ckey *k, const char *key, s
     int slot = c->mode == SG_MODE_CLUSTER ? (int)sg_keyslot(key, klen) : 0;
     sg_node *node = owner_of(c, slot);
     cform *f;
+    if (node == NULL && c->mode == SG_MODE_CLUSTER && !c->ready) {
+        /* a RESP3 session's reads go by the RESP2 twin, which may have served
+         * nothing yet: it needs a map (the next read may fill) */
+        sg_cluster_discover(c);
+        return NULL;
+    }
     if (cc->flushing || node == NULL || !tracked(ca, cc, node)) return NULL;
     if (k == NULL &&
         (k = key_new(ca, cc, key, klen, hash_of(cc, key, klen), node, slot)) == NULL)
@@ -754,7 +897,14 @@ static void on_tree(sg_client *c, sg_reply *reply, int status, const char *errms
     sg_cache_call *call = ud;
     if (call->write) call_release(call);
     else call_kill(call);
-    call->fn(c, reply, status, errmsg, call->ud);
+    /* an error, mostly (a read asks for bytes); anything else a RESP3 session
+     * gets as a node speaking RESP3 would have made it */
+    if (call->shape3 >= 0 && tree_to_resp3(call->shape3, reply) != SG_OK) {
+        sg_reply_free(reply);
+        call->fn(c, NULL, SG_ENOMEM, "out of memory making a reply RESP3", call->ud);
+    } else {
+        call->fn(c, reply, status, errmsg, call->ud);
+    }
     sg_free(call);
 }
 
@@ -804,7 +954,18 @@ static void on_raw(sg_client *c, const char *resp, size_t len, void *ud) {
             }
         }
     }
-    deliver_raw(c, call->fn, call->raw_fn, call->ud, resp, len);
+    if (call->shape3 >= 0) { /* a RESP3 session's read, answered on a RESP2 connection */
+        sg_buf b = {0};
+        if (to_resp3(call->shape3, resp, len, &b) == 0 && !b.oom)
+            deliver_raw(c, call->fn, call->raw_fn, call->ud, b.data, b.len);
+        else if (b.oom)
+            call->fn(c, NULL, SG_ENOMEM, "out of memory making a reply RESP3", call->ud);
+        else /* not the shape its command answers with: as it came */
+            deliver_raw(c, call->fn, call->raw_fn, call->ud, resp, len);
+        sg_buf_free(&b);
+    } else {
+        deliver_raw(c, call->fn, call->raw_fn, call->ud, resp, len);
+    }
     sg_free(call);
 }
 
@@ -824,8 +985,23 @@ void sg_cache_call_abort(sg_cache_call *call) {
     sg_free(call);
 }
 
+/* A hit's bytes for the caller, in its protocol (shape3 -1: RESP2, as kept);
+ * 0 when there is no memory to turn them. */
+static int answer(sg_cache *ca, int shape3, const char *val, size_t len, const char **out,
+                  size_t *outlen) {
+    if (shape3 >= 0) {
+        ca->scratch3.len = 0;
+        if (to_resp3(shape3, val, len, &ca->scratch3) != 0 || ca->scratch3.oom) return 0;
+        val = ca->scratch3.data;
+        len = ca->scratch3.len;
+    }
+    *out = val;
+    *outlen = len;
+    return 1;
+}
+
 int sg_cache_read(sg_cache *ca, sg_client *c, const sg_command *info, int argc,
-                  const char *const *argv, const size_t *argvlen, long long secs,
+                  const char *const *argv, const size_t *argvlen, long long secs, int proto,
                   const char **out, size_t *outlen, sg_reply_fn *fn, sg_raw_reply_fn *raw_fn,
                   void **ud, sg_cache_call **callp) {
     size_t ci = sg_command_index(info), flen;
@@ -836,15 +1012,16 @@ int sg_cache_read(sg_cache *ca, sg_client *c, const sg_command *info, int argc,
     ckey *k;
     cform *f;
     int busy, i, n, missing = 0, placed = 0;
+    int shape3 = proto == 3 ? resp3_shape(info, argc, argv, argvlen) : -1;
     *callp = NULL;
     if (ca->max == 0 || (cc = cc_of(ca, c)) == NULL) return 0;
     if (ci != SG_CI_MGET) {
         if ((form = form_of(ci, argc, argv, argvlen, small, sizeof small, &flen)) == NULL) return 0;
         f = lookup(ca, cc, argv[1], argvlen[1], form, flen, now, &k, &busy);
-        if (f) {
+        if (f && !answer(ca, shape3, f->val, f->vallen, out, outlen)) {
+            f = NULL; /* sent as it is */
+        } else if (f) {
             ST_ADD(ca, hits, 1);
-            *out = f->val;
-            *outlen = f->vallen;
         } else {
             ST_ADD(ca, misses, 1);
             if (!busy && (call = call_new(ca, cc, 0, 1)) != NULL) {
@@ -855,6 +1032,7 @@ int sg_cache_read(sg_cache *ca, sg_client *c, const sg_command *info, int argc,
                     f->callidx = 0;
                     call->at[0] = f;
                     call->secs = secs;
+                    call->shape3 = shape3;
                     wrap(call, fn, raw_fn, ud);
                     *callp = call;
                 }
@@ -874,10 +1052,9 @@ int sg_cache_read(sg_cache *ca, sg_client *c, const sg_command *info, int argc,
         if (f == NULL) missing++;
         else if (missing == 0) sg_buf_append(&ca->scratch, f->val, f->vallen);
     }
-    if (missing == 0 && !ca->scratch.oom) {
+    if (missing == 0 && !ca->scratch.oom &&
+        answer(ca, shape3, ca->scratch.data, ca->scratch.len, out, outlen)) {
         ST_ADD(ca, hits, (uint64_t)n);
-        *out = ca->scratch.data;
-        *outlen = ca->scratch.len;
         return 1;
     }
     ST_ADD(ca, misses, (uint64_t)missing);
@@ -896,6 +1073,7 @@ int sg_cache_read(sg_cache *ca, sg_client *c, const sg_command *info, int argc,
         return 0;
     }
     call->secs = secs;
+    call->shape3 = shape3;
     call->mget = 1;
     wrap(call, fn, raw_fn, ud);
     *callp = call;
