@@ -1109,6 +1109,17 @@ void sg_cache_drop_keys(sg_cache *ca, sg_client *c, const sg_command *info, int 
     if (keyidx != small) sg_free(keyidx);
 }
 
+sg_cache_call *sg_cache_hold(sg_cache *ca, sg_client *c, const sg_command *info, int argc,
+                             const char *const *argv, const size_t *argvlen) {
+    sg_reply_fn fn = NULL;
+    sg_raw_reply_fn raw_fn = NULL;
+    void *ud = NULL;
+    sg_cache_call *call;
+    /* a write whose callbacks never run: the hold's end is its reply */
+    sg_cache_write(ca, c, info, argc, argv, argvlen, &fn, &raw_fn, &ud, &call);
+    return call;
+}
+
 void sg_cache_write(sg_cache *ca, sg_client *c, const sg_command *info, int argc,
                     const char *const *argv, const size_t *argvlen, sg_reply_fn *fn,
                     sg_raw_reply_fn *raw_fn, void **ud, sg_cache_call **callp) {

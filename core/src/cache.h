@@ -51,12 +51,18 @@ int sg_cache_read(sg_cache *ca, sg_client *c, const sg_command *info, int argc,
 void sg_cache_write(sg_cache *ca, sg_client *c, const sg_command *info, int argc,
                     const char *const *argv, const size_t *argvlen, sg_reply_fn *fn,
                     sg_raw_reply_fn *raw_fn, void **ud, sg_cache_call **call);
-/* The keys of a command that will run elsewhere (a transaction's): dropped
- * now, with nothing held back. */
+/* sg_cache_write for a command that will run elsewhere (a transaction's, on
+ * a link) and whose reply the cache does not see: its keys' entries are
+ * dropped now, and none is filled until the call returned is ended with
+ * sg_cache_call_abort (NULL: nothing to hold). */
+sg_cache_call *sg_cache_hold(sg_cache *ca, sg_client *c, const sg_command *info, int argc,
+                             const char *const *argv, const size_t *argvlen);
+/* The keys of a command that will run elsewhere: dropped now, with nothing
+ * held back. */
 void sg_cache_drop_keys(sg_cache *ca, sg_client *c, const sg_command *info, int argc,
                         const char *const *argv, const size_t *argvlen);
 /* The call was wrapped but never sent (the submit failed): its callbacks will
- * not run. */
+ * not run. Ends a hold (sg_cache_hold) too. NULL does nothing. */
 void sg_cache_call_abort(sg_cache_call *call);
 
 /* Tells fn (sg_track_fn, see slotgate.h) of every invalidation, flush, loss

@@ -738,12 +738,21 @@ int sg_gateway_denies(sg_gateway *g, const sg_request_ctx *ctx, int argc, const 
 
 int sg_gateway_prepare(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                        const char *const *argv, const size_t *argvlen, sg_prepared *out) {
+    return sg_gateway_prepare_held(g, ctx, argc, argv, argvlen, out, NULL);
+}
+
+void sg_gateway_release(sg_cache_call *hold) { sg_cache_call_abort(hold); }
+
+int sg_gateway_prepare_held(sg_gateway *g, const sg_request_ctx *ctx, int argc,
+                            const char *const *argv, const size_t *argvlen, sg_prepared *out,
+                            sg_cache_call **hold) {
     sg_decision d;
     const sg_command *info;
     sg_buf b = {0};
     size_t *lens = NULL;
     int *keyidx = NULL, nkeys, i, rc = SG_OK, route;
     memset(out, 0, sizeof *out);
+    if (hold) *hold = NULL;
     if (g->n == 0) return g->err.code ? g->err.code : sg_seterr(&g->err, SG_EINVAL, "no upstreams");
     if (argc < 1 || argv == NULL)
         return sg_seterr(&g->err, SG_EINVAL, "a command needs at least its name");
@@ -786,10 +795,15 @@ int sg_gateway_prepare(sg_gateway *g, const sg_request_ctx *ctx, int argc,
         argvlen = d.argvlen;
     }
     /* a transaction's write runs on a link, past the cache: its keys' entries
-     * go now (an entry a read fills before the EXEC goes with the node's
-     * invalidation) */
-    if (g->cache && !(info->flags & SG_CMD_READONLY))
-        sg_cache_drop_keys(g->cache, resp2_twin(g, out->client), info, argc, argv, argvlen);
+     * go now; held, none is filled until the host's release (after EXEC's
+     * reply), so the writer reads its write. A host without a hold (the
+     * public call) gets the drop alone: an entry a read fills before its
+     * EXEC goes with the node's invalidation */
+    if (g->cache && !(info->flags & SG_CMD_READONLY)) {
+        sg_client *c2 = resp2_twin(g, out->client);
+        if (hold) *hold = sg_cache_hold(g->cache, c2, info, argc, argv, argvlen);
+        else sg_cache_drop_keys(g->cache, c2, info, argc, argv, argvlen);
+    }
     route = sg_command_route(info);
     if (route == SG_ROUTE_ALL_MASTERS || route == SG_ROUTE_ALL_NODES) out->flags |= SG_PREP_FANOUT;
     if (route == SG_ROUTE_GATEWAY) out->flags |= SG_PREP_LOCAL;
@@ -833,6 +847,10 @@ done:
     if (rc != SG_OK) {
         sg_keymap_free(out->keymap);
         memset(out, 0, sizeof *out);
+        if (hold) { /* nothing to send: nothing to hold */
+            sg_cache_call_abort(*hold);
+            *hold = NULL;
+        }
     }
     return rc;
 }
