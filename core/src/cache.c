@@ -20,9 +20,11 @@
  * tracker drops its node's entries; a new map drops those of slots that moved;
  * an entry whose node no longer serves its slot is a miss.
  *
- * A RESP3 session's reads use the same entries: they are read from the RESP2
- * connections, and the answer, kept or live, is turned into what a Redis 7.0
- * node says to HELLO 3 on the way out (to_resp3: nulls, maps, sets, doubles).
+ * A RESP3 session's reads use the same entries: the read goes on the RESP3
+ * connections, as every command of the session does (one connection per node
+ * keeps a session's pipeline in order), the node's answer reaches the session
+ * as it came and is kept as its RESP2 form (to_resp2), and a hit is turned
+ * back into what a Redis 7.0 node says after HELLO 3 (to_resp3).
  */
 #include <assert.h>
 #include <stdio.h>
@@ -122,7 +124,9 @@ struct sg_cache_call {
     void *ud;
     long long secs;
     int write; /* 0: a read (at: forms); 1: a write (at: keys); 2: a flush */
-    int shape3; /* a read of a RESP3 session: its R3_* (the reply is turned); else -1 */
+    int shape3;     /* a read carried by a RESP3 client: its R3_* (its answer is kept
+                       as RESP2); else -1 */
+    sg_client *via; /* ... that client (else NULL: the cache's own) */
     int mget;   /* MGET: at[i] fills from the reply's element i (MGET k too) */
     int n;
     void *at[];
@@ -679,50 +683,56 @@ static int to_resp3(int shape, const char *in, size_t len, sg_buf *out) {
     return at == len ? 0 : -1;
 }
 
-/* A score's string as a RESP3 double, in a tree. */
-static void as_double(sg_reply *r) {
-    if (r == NULL || r->type != SG_REPLY_STRING) return;
-    r->type = SG_REPLY_DOUBLE;
-    r->dval = strtod(r->str, NULL);
+/* A RESP3 double (",1.5") as RESP2's bulk string of the same text. */
+static void put_bulk_of_double(sg_buf *out, const char *e, size_t len) {
+    sg_buf_printf(out, "$%zu\r\n", len - 3);
+    sg_buf_append(out, e + 1, len - 1); /* the text and its CRLF */
 }
 
-/* The same for a reply that came as a tree: SG_OK, or SG_ENOMEM (*r as it was). */
-static int tree_to_resp3(int shape, sg_reply *r) {
-    size_t i;
-    if (r == NULL) return SG_OK;
-    if (shape == R3_DOUBLE) as_double(r);
-    if (r->type != SG_REPLY_ARRAY) return SG_OK;
-    switch (shape) {
-    case R3_MAP: r->type = SG_REPLY_MAP; break;
-    case R3_SET: r->type = SG_REPLY_SET; break;
-    case R3_DOUBLES:
-        for (i = 0; i < r->elements; i++) as_double(r->element[i]);
+/* The reverse of to_resp3: one whole RESP3 answer (in) of the shape, as RESP2
+ * appended to out, to be kept. -1 when the bytes hold anything the RESP2 form
+ * could not say as the node would (then nothing is kept). */
+static int to_resp2(int shape, const char *in, size_t len, sg_buf *out) {
+    long long n = 0, i, el, per;
+    size_t at = 1;
+    if (len == 0) return -1;
+    switch (in[0]) {
+    case '_': sg_buf_append(out, "$-1\r\n", 5); return 0; /* no cacheable read has a null array */
+    case ',': put_bulk_of_double(out, in, len); return 0;
+    case '$': case ':': case '+': case '-': /* the same in both */
+        sg_buf_append(out, in, len);
+        return 0;
+    case '*': case '%': case '~':
         break;
-    case R3_PAIRS: { /* [m1, s1, m2, s2] -> [[m1, s1], [m2, s2]] */
-        size_t np = r->elements / 2;
-        sg_reply **pairs;
-        if (r->elements % 2) return SG_OK; /* not a WITHSCORES answer: as it is */
-        if ((pairs = sg_calloc(np ? np : 1, sizeof *pairs)) == NULL) return SG_ENOMEM;
-        for (i = 0; i < np; i++)
-            if ((pairs[i] = sg_reply_new_array(2)) == NULL) {
-                while (i > 0) sg_reply_free(pairs[--i]); /* their elements are NULL */
-                sg_free(pairs);
-                return SG_ENOMEM;
-            }
-        for (i = 0; i < np; i++) {
-            pairs[i]->element[0] = r->element[2 * i];
-            pairs[i]->element[1] = r->element[2 * i + 1];
-            as_double(pairs[i]->element[1]);
+    default: return -1;
+    }
+    while (at < len && in[at] >= '0' && in[at] <= '9') n = n * 10 + (in[at++] - '0');
+    at += 2;
+    if (at > len) return -1;
+    per = in[0] == '%' ? 2 : 1; /* a map's n is its pairs */
+    sg_buf_printf(out, "*%lld\r\n", n * per * (shape == R3_PAIRS ? 2 : 1));
+    for (i = 0; i < n * per; i++) {
+        const char *e = in + at;
+        if ((el = sg_reply_scan(e, len - at)) <= 0) return -1;
+        if (shape == R3_PAIRS) { /* [member, double] */
+            long long m;
+            if (el < 4 || memcmp(e, "*2\r\n", 4) != 0 ||
+                (m = sg_reply_scan(e + 4, (size_t)el - 4)) <= 0 || 4 + m >= el || e[4 + m] != ',')
+                return -1;
+            sg_buf_append(out, e + 4, (size_t)m);
+            put_bulk_of_double(out, e + 4 + m, (size_t)(el - 4 - m));
+        } else if (e[0] == '_') {
+            sg_buf_append(out, "$-1\r\n", 5);
+        } else if (e[0] == ',') {
+            put_bulk_of_double(out, e, (size_t)el);
+        } else if (e[0] == '$' || e[0] == ':') {
+            sg_buf_append(out, e, (size_t)el);
+        } else {
+            return -1;
         }
-        sg_free(r->element);
-        r->element = pairs;
-        r->elements = np;
-        break;
+        at += (size_t)el;
     }
-    default:
-        break;
-    }
-    return SG_OK;
+    return at == len ? 0 : -1;
 }
 
 /* A read's form: its command's index, then each argument after the key as
@@ -808,12 +818,16 @@ static cform *lookup(sg_cache *ca, cclient *cc, const char *key, size_t klen, co
 /* A placeholder for a key's form, filled by the read about to leave; NULL
  * when the read may not fill (the key's master is not known, or not tracked
  * yet, or a write of the key, or a flush, is in flight). */
-static cform *placeholder(sg_cache *ca, cclient *cc, ckey *k, const char *key, size_t klen,
-                          const char *form, size_t flen) {
+static cform *placeholder(sg_cache *ca, cclient *cc, sg_client *via, ckey *k, const char *key,
+                          size_t klen, const char *form, size_t flen) {
     sg_client *c = cc->c;
     int slot = c->mode == SG_MODE_CLUSTER ? (int)sg_keyslot(key, klen) : 0;
-    sg_node *node = owner_of(c, slot);
+    sg_node *node = owner_of(c, slot), *vn;
     cform *f;
+    /* a RESP3 client carries the read: its map must send it where the
+     * cache's does (checked again when the answer comes) */
+    if (via && node && ((vn = owner_of(via, slot)) == NULL || strcmp(vn->addr, node->addr) != 0))
+        return NULL;
     if (node == NULL && c->mode == SG_MODE_CLUSTER && !c->ready) {
         /* a RESP3 session's reads go by the RESP2 twin, which may have served
          * nothing yet: it needs a map (the next read may fill) */
@@ -897,14 +911,7 @@ static void on_tree(sg_client *c, sg_reply *reply, int status, const char *errms
     sg_cache_call *call = ud;
     if (call->write) call_release(call);
     else call_kill(call);
-    /* an error, mostly (a read asks for bytes); anything else a RESP3 session
-     * gets as a node speaking RESP3 would have made it */
-    if (call->shape3 >= 0 && tree_to_resp3(call->shape3, reply) != SG_OK) {
-        sg_reply_free(reply);
-        call->fn(c, NULL, SG_ENOMEM, "out of memory making a reply RESP3", call->ud);
-    } else {
-        call->fn(c, reply, status, errmsg, call->ud);
-    }
+    call->fn(c, reply, status, errmsg, call->ud);
     sg_free(call);
 }
 
@@ -921,6 +928,48 @@ static void deliver_raw(sg_client *c, sg_reply_fn fn, sg_raw_reply_fn raw_fn, vo
     fn(c, r, r ? SG_OK : status, r ? NULL : "out of memory reading a reply", ud);
 }
 
+/* A read's RESP2 answer fills its placeholders. */
+static void fill_call(sg_cache *ca, sg_cache_call *call, const char *resp, size_t len) {
+    long long n = 0;
+    size_t at = 1;
+    int i;
+    if (!call->mget) {
+        if (call->at[0]) fill(ca, call->at[0], resp, len, call->secs);
+        return;
+    }
+    /* MGET: one element per key, each as GET answers it */
+    while (at < len && resp[at] >= '0' && resp[at] <= '9') n = n * 10 + (resp[at++] - '0');
+    at += 2;
+    if (len == 0 || resp[0] != '*' || n != call->n || at > len) {
+        call_kill(call);
+        return;
+    }
+    for (i = 0; i < call->n; i++) {
+        long long el = sg_reply_scan(resp + at, len - at);
+        if (el <= 0) {
+            call_kill(call);
+            return;
+        }
+        if (call->at[i]) fill(ca, call->at[i], resp + at, (size_t)el, call->secs);
+        at += (size_t)el;
+    }
+}
+
+/* Whether the RESP3 client that carried a read sends its slots where the
+ * cache's client does (each has a map of its own): else the answer may come
+ * from a node whose changes the trackers do not hear. */
+static int via_agrees(const sg_cache_call *call) {
+    int i;
+    for (i = 0; i < call->n; i++) {
+        const cform *f = call->at[i];
+        const sg_node *v;
+        if (f == NULL) continue;
+        v = owner_of(call->via, f->k->slot);
+        if (v == NULL || f->k->node == NULL || strcmp(v->addr, f->k->node->addr) != 0) return 0;
+    }
+    return 1;
+}
+
 static void on_raw(sg_client *c, const char *resp, size_t len, void *ud) {
     sg_cache_call *call = ud;
     sg_cache *ca = call->ca;
@@ -931,41 +980,17 @@ static void on_raw(sg_client *c, const char *resp, size_t len, void *ud) {
          * slot (a migration's target), whose tracker may not be open: the
          * changes made there would go untold. After a MOVED the map changed */
         call_kill(call);
-    } else if (!call->mget && call->at[0]) {
-        fill(ca, call->at[0], resp, len, call->secs);
-    } else if (call->mget) {
-        /* MGET: one element per key, each as GET answers it */
-        long long n = 0;
-        size_t at = 1;
-        int i;
-        while (at < len && resp[at] >= '0' && resp[at] <= '9') n = n * 10 + (resp[at++] - '0');
-        at += 2;
-        if (resp[0] != '*' || n != call->n || at > len) {
-            call_kill(call);
-        } else {
-            for (i = 0; i < call->n; i++) {
-                long long el = sg_reply_scan(resp + at, len - at);
-                if (el <= 0) {
-                    call_kill(call);
-                    break;
-                }
-                if (call->at[i]) fill(ca, call->at[i], resp + at, (size_t)el, call->secs);
-                at += (size_t)el;
-            }
-        }
-    }
-    if (call->shape3 >= 0) { /* a RESP3 session's read, answered on a RESP2 connection */
+    } else if (call->shape3 >= 0) {
+        /* a RESP3 client's: kept as RESP2, the session gets the node's bytes */
         sg_buf b = {0};
-        if (to_resp3(call->shape3, resp, len, &b) == 0 && !b.oom)
-            deliver_raw(c, call->fn, call->raw_fn, call->ud, b.data, b.len);
-        else if (b.oom)
-            call->fn(c, NULL, SG_ENOMEM, "out of memory making a reply RESP3", call->ud);
-        else /* not the shape its command answers with: as it came */
-            deliver_raw(c, call->fn, call->raw_fn, call->ud, resp, len);
+        if (via_agrees(call) && to_resp2(call->shape3, resp, len, &b) == 0 && !b.oom)
+            fill_call(ca, call, b.data, b.len);
+        else call_kill(call);
         sg_buf_free(&b);
     } else {
-        deliver_raw(c, call->fn, call->raw_fn, call->ud, resp, len);
+        fill_call(ca, call, resp, len);
     }
+    deliver_raw(c, call->fn, call->raw_fn, call->ud, resp, len);
     sg_free(call);
 }
 
@@ -986,7 +1011,7 @@ void sg_cache_call_abort(sg_cache_call *call) {
 }
 
 /* A hit's bytes for the caller, in its protocol (shape3 -1: RESP2, as kept);
- * 0 when there is no memory to turn them. */
+ * 0 when they cannot be turned (no memory). */
 static int answer(sg_cache *ca, int shape3, const char *val, size_t len, const char **out,
                   size_t *outlen) {
     if (shape3 >= 0) {
@@ -1001,7 +1026,7 @@ static int answer(sg_cache *ca, int shape3, const char *val, size_t len, const c
 }
 
 int sg_cache_read(sg_cache *ca, sg_client *c, const sg_command *info, int argc,
-                  const char *const *argv, const size_t *argvlen, long long secs, int proto,
+                  const char *const *argv, const size_t *argvlen, long long secs, sg_client *via,
                   const char **out, size_t *outlen, sg_reply_fn *fn, sg_raw_reply_fn *raw_fn,
                   void **ud, sg_cache_call **callp) {
     size_t ci = sg_command_index(info), flen;
@@ -1012,7 +1037,7 @@ int sg_cache_read(sg_cache *ca, sg_client *c, const sg_command *info, int argc,
     ckey *k;
     cform *f;
     int busy, i, n, missing = 0, placed = 0;
-    int shape3 = proto == 3 ? resp3_shape(info, argc, argv, argvlen) : -1;
+    int shape3 = via ? resp3_shape(info, argc, argv, argvlen) : -1;
     *callp = NULL;
     if (ca->max == 0 || (cc = cc_of(ca, c)) == NULL) return 0;
     if (ci != SG_CI_MGET) {
@@ -1025,7 +1050,7 @@ int sg_cache_read(sg_cache *ca, sg_client *c, const sg_command *info, int argc,
         } else {
             ST_ADD(ca, misses, 1);
             if (!busy && (call = call_new(ca, cc, 0, 1)) != NULL) {
-                if ((f = placeholder(ca, cc, k, argv[1], argvlen[1], form, flen)) == NULL) {
+                if ((f = placeholder(ca, cc, via, k, argv[1], argvlen[1], form, flen)) == NULL) {
                     sg_free(call);
                 } else {
                     f->call = call;
@@ -1033,6 +1058,7 @@ int sg_cache_read(sg_cache *ca, sg_client *c, const sg_command *info, int argc,
                     call->at[0] = f;
                     call->secs = secs;
                     call->shape3 = shape3;
+                    call->via = via;
                     wrap(call, fn, raw_fn, ud);
                     *callp = call;
                 }
@@ -1062,7 +1088,7 @@ int sg_cache_read(sg_cache *ca, sg_client *c, const sg_command *info, int argc,
     for (i = 1; i < argc; i++) {
         f = lookup(ca, cc, argv[i], argvlen[i], form, flen, now, &k, &busy);
         if (f || busy) continue;
-        if ((f = placeholder(ca, cc, k, argv[i], argvlen[i], form, flen)) == NULL) continue;
+        if ((f = placeholder(ca, cc, via, k, argv[i], argvlen[i], form, flen)) == NULL) continue;
         f->call = call;
         f->callidx = i - 1;
         call->at[i - 1] = f;
@@ -1074,6 +1100,7 @@ int sg_cache_read(sg_cache *ca, sg_client *c, const sg_command *info, int argc,
     }
     call->secs = secs;
     call->shape3 = shape3;
+    call->via = via;
     call->mget = 1;
     wrap(call, fn, raw_fn, ud);
     *callp = call;

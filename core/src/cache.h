@@ -32,17 +32,17 @@ int sg_cache_live(const sg_cache *ca);
 /* Whether info (a resolved command) is a read the cache can answer. */
 int sg_cache_cacheable(const sg_command *info, int argc);
 
-/* A cacheable read of c (a RESP2 client), its keys as the node names them,
- * each allowed to live secs, for a caller that takes replies in proto (3:
- * RESP3, else RESP2). 1: answered from the cache, *out and *outlen the reply's
- * bytes in proto, valid until the next call into the cache. 0: to be sent;
- * when its answer may fill the cache, the callbacks (fn, raw_fn, ud) are
- * replaced by the cache's, and *call is set (else NULL): the read must then go
- * on c (whatever proto says), and its callbacks get the reply in proto, as a
- * Redis 7.0 node answers after HELLO 3 (docs/CACHE.md). SG_ENOMEM is never
- * returned: without memory the read is sent as it is. */
+/* A cacheable read of c (a RESP2 client: the entries are its), its keys as
+ * the node names them, each allowed to live secs. via: NULL, or the RESP3
+ * client of c's upstream that will carry it (a RESP3 session's). 1: answered
+ * from the cache, *out and *outlen the reply's bytes (RESP3 ones, as a Redis
+ * 7.0 node answers after HELLO 3, when via is set), valid until the next call
+ * into the cache. 0: to be sent (on via when set, else on c); when its answer
+ * may fill the cache, the callbacks (fn, raw_fn, ud) are replaced by the
+ * cache's, and *call is set (else NULL). SG_ENOMEM is never returned: without
+ * memory the read is sent as it is. */
 int sg_cache_read(sg_cache *ca, sg_client *c, const sg_command *info, int argc,
-                  const char *const *argv, const size_t *argvlen, long long secs, int proto,
+                  const char *const *argv, const size_t *argvlen, long long secs, sg_client *via,
                   const char **out, size_t *outlen, sg_reply_fn *fn, sg_raw_reply_fn *raw_fn,
                   void **ud, sg_cache_call **call);
 /* A command of c that may change its keys (anything not read-only, FLUSHALL

@@ -452,14 +452,13 @@ static int answer_hit(sg_gateway *g, sg_client *c, int now, const char *bytes, s
  * it): 1 when it answered it; else 0, with the callbacks replaced when the
  * reply concerns it (*call set), and *read_policy the master's for a read
  * that fills. secs: the policies' cache life for the read (0: none). A RESP3
- * session's read that fills goes on the RESP2 twin (*cp): the entries hold
- * RESP2 bytes, and the cache turns the reply into RESP3 on its way back. */
-static int through_cache(sg_gateway *g, sg_client **cp, const sg_command *info,
+ * session's reads use the RESP2 twin's entries, and go on c as its every
+ * command does (one connection per node keeps its pipeline in order). */
+static int through_cache(sg_gateway *g, sg_client *c, const sg_command *info,
                          const sg_request_ctx *ctx, long long secs, int argc,
                          const char *const *argv, const size_t *argvlen, int now,
                          sg_reply_fn *fn, sg_raw_reply_fn *raw_fn, void **ud, int *read_policy,
                          sg_cache_call **call, int *rc) {
-    sg_client *c = *cp;
     *call = NULL;
     *rc = SG_OK;
     if (info == NULL) return 0;
@@ -488,15 +487,12 @@ static int through_cache(sg_gateway *g, sg_client **cp, const sg_command *info,
         /* a blocking gateway's loop runs only inside its calls: the
          * invalidations that came meanwhile are read before the cache answers */
         if (g->own_base) event_base_loop(g->base, EVLOOP_NONBLOCK);
-        if (sg_cache_read(g->cache, c2, info, argc, argv, argvlen, secs,
-                          ctx && ctx->proto == 3 ? 3 : 2, &bytes, &len, fn, raw_fn, ud, call)) {
+        if (sg_cache_read(g->cache, c2, info, argc, argv, argvlen, secs, c2 != c ? c : NULL,
+                          &bytes, &len, fn, raw_fn, ud, call)) {
             *rc = answer_hit(g, c, now, bytes, len, *fn, *raw_fn, *ud);
             return 1;
         }
-        if (*call) {
-            *read_policy = SG_READ_MASTER; /* the node tracked is the master */
-            *cp = c2;
-        }
+        if (*call) *read_policy = SG_READ_MASTER; /* the node tracked is the master */
     }
     return 0;
 }
@@ -542,7 +538,7 @@ int sg_gateway_forward_cmd(sg_gateway *g, const sg_command *cmd, const sg_reques
         if (g->cache) { /* no read of this caller is cached, but its writes drop entries */
             const sg_command *info = cmd ? cmd : sg_command_resolve(argc, argv, argvlen);
             int crc;
-            through_cache(g, &c, info, ctx, 0, argc, argv, argvlen, 0, &fn, &opts.raw_fn, &ud,
+            through_cache(g, c, info, ctx, 0, argc, argv, argvlen, 0, &fn, &opts.raw_fn, &ud,
                           &opts.read_policy, &call, &crc);
         }
         rc = sg_router_submit(c, argc, argv, argvlen, fn, ud,
@@ -629,7 +625,7 @@ int sg_gateway_forward_cmd(sg_gateway *g, const sg_command *cmd, const sg_reques
             opts.raw_fn = NULL;
         }
         opts.resp = NULL; /* not what is sent any more */
-        if (through_cache(g, &c, d.info, ctx, d.cache_secs, d.argc, (const char *const *)d.argv,
+        if (through_cache(g, c, d.info, ctx, d.cache_secs, d.argc, (const char *const *)d.argv,
                           d.argvlen, cmd != NULL, &fn, &opts.raw_fn, &ud, &opts.read_policy,
                           &call, &rc)) {
             if (rc != SG_OK) sg_free(m);
@@ -642,7 +638,7 @@ int sg_gateway_forward_cmd(sg_gateway *g, const sg_command *cmd, const sg_reques
         }
     } else {
         sg_cache_call *call;
-        if (through_cache(g, &c, d.info, ctx, d.cache_secs, argc, argv, argvlen, cmd != NULL, &fn,
+        if (through_cache(g, c, d.info, ctx, d.cache_secs, argc, argv, argvlen, cmd != NULL, &fn,
                           &opts.raw_fn, &ud, &opts.read_policy, &call, &rc))
             goto done; /* answered from the cache */
         rc = sg_router_submit(c, argc, argv, argvlen, fn, ud, &opts);
