@@ -123,11 +123,11 @@ struct sg_cache_call {
     sg_raw_reply_fn raw_fn;
     void *ud;
     long long secs;
-    int write; /* 0: a read (at: forms); 1: a write (at: keys); 2: a flush */
-    int shape3;     /* a read carried by a RESP3 client: its R3_* (its answer is kept
-                       as RESP2); else -1 */
+    int write;      /* 0: a read (at: forms); 1: a write (at: keys); 2: a flush */
+    int mget;       /* MGET: at[i] fills from the reply's element i (MGET k too) */
+    int shape3;     /* a read carried by a RESP3 client: its R3_* (its answer is
+                       kept as RESP2); else -1 */
     sg_client *via; /* ... that client (else NULL: the cache's own) */
-    int mget;   /* MGET: at[i] fills from the reply's element i (MGET k too) */
     int n;
     void *at[];
 };
@@ -602,9 +602,9 @@ int sg_cache_cacheable(const sg_command *info, int argc) {
 
 /* ---- RESP3 sessions' answers -------------------------------------------------------------- */
 
-/* What a cacheable read's RESP2 answer becomes for a RESP3 session, as a
- * Redis 7.0 node answers it after HELLO 3. Every shape turns a null bulk or
- * null array, at the top or as an element, into RESP3's null. */
+/* How a cacheable read's answer differs between RESP2 (as kept) and RESP3
+ * (as a Redis 7.0 node answers after HELLO 3). In every shape RESP2's null
+ * bulk or null array, at the top or as an element, is RESP3's null. */
 enum {
     R3_PLAIN,   /* nothing else: GET, MGET, HMGET, LRANGE, the integers ... */
     R3_MAP,     /* HGETALL: field, value, ... as a map */
@@ -829,8 +829,8 @@ static cform *placeholder(sg_cache *ca, cclient *cc, sg_client *via, ckey *k, co
     if (via && node && ((vn = owner_of(via, slot)) == NULL || strcmp(vn->addr, node->addr) != 0))
         return NULL;
     if (node == NULL && c->mode == SG_MODE_CLUSTER && !c->ready) {
-        /* a RESP3 session's reads go by the RESP2 twin, which may have served
-         * nothing yet: it needs a map (the next read may fill) */
+        /* the cache's client of a RESP3 session's reads (the RESP2 twin) may
+         * have served nothing yet: it needs a map (the next read may fill) */
         sg_cluster_discover(c);
         return NULL;
     }
