@@ -84,7 +84,7 @@ typedef struct txn {
     unsigned char *extra;
     sg_keymap **maps;   /* per queued command: NULL, or what names its reply's keys back */
     int nq, capq;
-    holds held;         /* the queued writes' keys */
+    holds held;         /* the queued writes' keys, until EXEC takes them */
 } txn;
 
 /* ---- connections ------------------------------------------------------------------------- */
@@ -416,22 +416,23 @@ static void queue(session *s, txn *t, const sg_command *cmd, const sg_resp_req *
         return;
     }
     session_ctx(s, &ctx);
-    if (sg_gateway_prepare_held(s->w->gw, &ctx, r->argc, r->argv, r->argvlen, &p, &hold) !=
-        SG_OK) {
+    if (sg_gateway_prepare_held(s->w->gw, &ctx, r->argc, r->argv, r->argvlen, &p, &hold) != SG_OK) {
         snprintf(err, sizeof err, "ERR slotgate: %s", sg_errmsg(s->w->gw));
         session_answer_error(s, seq, err);
         t->aborted = 1;
         return;
     }
-    /* the transaction's until EXEC's reply, or its end (even refused: EXEC
-     * then aborts, and releases it) */
-    if (hold && sg_grow((void **)&t->held.at, &t->held.cap, t->held.n, sizeof *t->held.at, 8) !=
-                    SG_OK) {
-        sg_gateway_release(hold);
-        session_answer_error(s, seq, "ERR slotgate: out of memory");
-        goto abort;
+    if (hold != NULL) {
+        /* the transaction's until EXEC's reply, or its end (even when the
+         * command is refused below: EXEC then aborts, and releases it) */
+        holds *h = &t->held;
+        if (sg_grow((void **)&h->at, &h->cap, h->n, sizeof *h->at, 8) != SG_OK) {
+            sg_gateway_release(hold);
+            session_answer_error(s, seq, "ERR slotgate: out of memory");
+            goto abort;
+        }
+        h->at[h->n++] = hold;
     }
-    if (hold) t->held.at[t->held.n++] = hold;
     if (p.error[0]) {
         session_answer_error(s, seq, p.error);
         goto abort;
