@@ -7,7 +7,10 @@
  * It stays exact through the nodes' own word: one connection per master that
  * serves a cached key runs CLIENT TRACKING ON REDIRECT <itself> BCAST and
  * SUBSCRIBE __redis__:invalidate, so the node names every key changed on it
- * (by anyone), and a flush as a null. The race between a read's reply (on a
+ * (by anyone), and a flush as a null. BCAST takes a PREFIX per literal start
+ * of the policies' cache patterns (sg_cache_cover), so that writes of keys
+ * never cached cost neither the node nor the gateway anything; a key outside
+ * them is never filled. The race between a read's reply (on a
  * data connection) and an invalidation (on the tracker) is settled by a
  * placeholder: it is put before the read leaves; an invalidation, a write
  * through the gateway, the tracker's loss or a slot's move kill it; the reply
@@ -16,7 +19,15 @@
  * the placeholder or it drops the entry the reply made.
  *
  * Writes through the gateway drop their keys at once and hold back fills of
- * them until their reply came (so a client reads its own writes). A lost
+ * them until their reply came (so a client reads its own writes). Other
+ * gateways of the process (slotgated's other workers) learn of such a write
+ * before its reply is delivered, through the write stamps: a counter per key
+ * hash, shared by every cache of the process, that a write bumps when it
+ * leaves and again when its reply came. An entry remembers the stamp of its
+ * key when its read left, and answers only while it is unchanged, so a
+ * client whose write was acknowledged on one connection never reads the old
+ * value on another, whichever worker serves it (the node's invalidation
+ * would come, but after the reply: Redis sends BCAST messages last). A lost
  * tracker drops its node's entries; a new map drops those of slots that moved;
  * an entry whose node no longer serves its slot is a miss.
  *
@@ -59,6 +70,8 @@ struct cform {
     sg_cache_call *call;  /* filling: the read in flight; NULL once ready */
     int callidx;          /* its place in call->at */
     uint64_t expires;     /* ms */
+    uint64_t stamp;       /* the key's write stamp when its read left */
+    uint64_t fstamp;      /* the flush stamp then */
     char *val;
     size_t vallen, formlen;
     char form[];
@@ -114,6 +127,9 @@ struct sg_cache {
     sg_buf scratch3; /* a hit's answer in RESP3 */
     sg_track_fn listen; /* the host's CLIENT TRACKING (sg_gateway_track) */
     void *listen_ud;
+    int all;            /* the trackers hear of every key */
+    sg_buf prefixes;    /* else of the keys starting with one of these (each with its NUL) */
+    int nprefixes;
 };
 
 struct sg_cache_call {
@@ -137,6 +153,19 @@ struct sg_cache_call {
 #define ST_ADD(ca, f, n) __atomic_store_n(&(ca)->st->f, (ca)->st->f + (n), __ATOMIC_RELAXED)
 #define ST_SET(ca, f, v) __atomic_store_n(&(ca)->st->f, (v), __ATOMIC_RELAXED)
 
+/* ---- write stamps: shared by every cache of the process ------------------------------ */
+
+#define NSTAMPS (1u << 16) /* keys share a stamp by hash: a write costs the others a miss */
+static uint64_t stamps[NSTAMPS];
+static uint64_t flush_stamp; /* FLUSHALL, FLUSHDB */
+static int stamps_used;      /* some cache of the process filled an entry */
+
+static uint64_t *stamp_of(uint64_t hash) { return &stamps[(hash >> 40) & (NSTAMPS - 1)]; }
+static uint64_t stamp_get(uint64_t *s) { return __atomic_load_n(s, __ATOMIC_ACQUIRE); }
+static void stamp_bump(uint64_t *s) { __atomic_add_fetch(s, 1, __ATOMIC_ACQ_REL); }
+
+int sg_cache_in_use(void) { return __atomic_load_n(&stamps_used, __ATOMIC_RELAXED); }
+
 static void count_drop(sg_cache *ca, int cause) {
     switch (cause) {
     case DROP_INVALIDATED: ST_ADD(ca, dropped_invalidated, 1); break;
@@ -156,10 +185,25 @@ static void charge(sg_cache *ca, size_t add, size_t sub) {
 
 /* ---- keys and forms ----------------------------------------------------------------- */
 
-static uint64_t hash_of(const cclient *cc, const char *key, size_t len) {
-    uint64_t h = 14695981039346656037ull ^ (uint64_t)(uintptr_t)cc;
-    size_t i;
-    for (i = 0; i < len; i++) h = (h ^ (unsigned char)key[i]) * 1099511628211ull;
+/* Eight bytes a step (a byte at a time was a tenth of a cached GET's
+ * instructions), then a final mix, as the table's index is the low bits and
+ * the write stamp's the high ones. The same for every client (upstream): the
+ * stamps are the process's. */
+static uint64_t hash_of(const char *key, size_t len) {
+    const uint64_t m = 0xff51afd7ed558ccdull;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ len, w;
+    for (; len >= 8; key += 8, len -= 8) {
+        memcpy(&w, key, 8);
+        h = (h ^ w) * m;
+        h ^= h >> 32;
+    }
+    if (len > 0) {
+        w = 0;
+        memcpy(&w, key, len);
+        h = (h ^ w) * m;
+    }
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
     return h ^ (h >> 29);
 }
 
@@ -299,6 +343,17 @@ static void evict(sg_cache *ca) {
     }
 }
 
+/* Whether the trackers hear of key. */
+static int covered(const sg_cache *ca, const char *key, size_t klen) {
+    size_t at, n;
+    if (ca->all) return 1;
+    for (at = 0; at < ca->prefixes.len; at += n + 1) {
+        n = strlen(ca->prefixes.data + at);
+        if (n <= klen && memcmp(ca->prefixes.data + at, key, n) == 0) return 1;
+    }
+    return 0;
+}
+
 /* ---- the invalidation connections ----------------------------------------------------- */
 
 static tracker *tracker_of(cclient *cc, const sg_node *node, int make) {
@@ -329,24 +384,34 @@ static void trk_fail(tracker *t, uint64_t retry_ms, const char *why) {
 }
 
 /* The handshake is done (the connection's CLIENT ID is known): tracking, to
- * itself, of every key, then the channel the node tells it on. */
+ * itself, of the keys the cache may hold, then the channel the node tells it
+ * on. */
 static void trk_idle(void *owner, sg_conn *conn) {
     tracker *t = owner;
-    char id[24], cmd[160];
-    int n;
+    sg_cache *ca = t->ca;
+    sg_buf b = {0};
+    char id[24];
+    size_t at;
+    int rc;
     if (t->state != T_OPENING) return;
     if (conn->peer_id <= 0) {
         trk_fail(t, REFUSED_MS, "CLIENT ID refused, so tracking cannot be redirected");
         return;
     }
-    n = snprintf(id, sizeof id, "%lld", conn->peer_id);
-    n = snprintf(cmd, sizeof cmd,
-                 "*6\r\n$6\r\nCLIENT\r\n$8\r\nTRACKING\r\n$2\r\nON\r\n$8\r\nREDIRECT\r\n"
-                 "$%d\r\n%s\r\n$5\r\nBCAST\r\n"
-                 "*2\r\n$9\r\nSUBSCRIBE\r\n$20\r\n__redis__:invalidate\r\n",
-                 n, id);
+    snprintf(id, sizeof id, "%lld", conn->peer_id);
+    sg_buf_printf(&b,
+                  "*%d\r\n$6\r\nCLIENT\r\n$8\r\nTRACKING\r\n$2\r\nON\r\n$8\r\nREDIRECT\r\n"
+                  "$%zu\r\n%s\r\n$5\r\nBCAST\r\n",
+                  6 + (ca->all ? 0 : 2 * ca->nprefixes), strlen(id), id);
+    for (at = 0; !ca->all && at < ca->prefixes.len; at += strlen(ca->prefixes.data + at) + 1) {
+        const char *pre = ca->prefixes.data + at;
+        sg_buf_printf(&b, "$6\r\nPREFIX\r\n$%zu\r\n%s\r\n", strlen(pre), pre);
+    }
+    sg_buf_puts(&b, "*2\r\n$9\r\nSUBSCRIBE\r\n$20\r\n__redis__:invalidate\r\n");
     t->state = T_SUBSCRIBING;
-    if (sg_conn_write(conn, cmd, (size_t)n) != SG_OK) trk_fail(t, RETRY_MS, "out of memory");
+    rc = b.oom ? SG_ENOMEM : sg_conn_write(conn, b.data, b.len);
+    sg_buf_free(&b);
+    if (rc != SG_OK) trk_fail(t, RETRY_MS, "out of memory");
 }
 
 static int str_is(const sg_reply *r, const char *s) {
@@ -388,7 +453,7 @@ static void trk_push(void *owner, sg_conn *conn, sg_reply *r) {
                     ckey *k;
                     if (e->type != SG_REPLY_STRING) continue;
                     ST_ADD(ca, invalidations, 1);
-                    k = key_find(ca, t->cc, e->str, e->len, hash_of(t->cc, e->str, e->len));
+                    k = key_find(ca, t->cc, e->str, e->len, hash_of(e->str, e->len));
                     if (k) key_drop(ca, k, DROP_INVALIDATED);
                     if (ca->listen) ca->listen(ca->listen_ud, SG_TRACK_KEY, e->str, e->len);
                 }
@@ -545,10 +610,64 @@ void sg_cache_free(sg_cache *ca) {
     sg_free(ca->buckets);
     sg_buf_free(&ca->scratch);
     sg_buf_free(&ca->scratch3);
+    sg_buf_free(&ca->prefixes);
     sg_free(ca);
 }
 
+/* The trackers open again, hearing of what ca->all and ca->prefixes say
+ * now: what they held goes with them (their closing drops it). */
+static void trk_restart(sg_cache *ca) {
+    int i, k;
+    for (i = 0; i < ca->ncc; i++)
+        for (k = 0; k < ca->ccs[i]->ntrk; k++) {
+            tracker *t = ca->ccs[i]->trk[k];
+            if (t && t->conn) sg_conn_close(t->conn);
+        }
+}
+
+void sg_cache_cover(sg_cache *ca, const char *list, int n) {
+    sg_buf b = {0};
+    size_t at, pn;
+    int i, widened = 0, kept = 0;
+    if (ca->all) return;
+    if (n < 0) {
+        ca->all = 1;
+        sg_buf_free(&ca->prefixes);
+        ca->nprefixes = 0;
+        trk_restart(ca);
+        return;
+    }
+    for (i = 0; i < n; i++, list += strlen(list) + 1) {
+        if (covered(ca, list, strlen(list))) continue;
+        /* a new prefix: those it covers go, as Redis refuses overlapping ones */
+        sg_buf_free(&b);
+        kept = 0;
+        for (at = 0; at < ca->prefixes.len; at += pn + 1) {
+            const char *q = ca->prefixes.data + at;
+            pn = strlen(q);
+            if (pn >= strlen(list) && memcmp(q, list, strlen(list)) == 0) continue;
+            sg_buf_append(&b, q, pn + 1);
+            kept++;
+        }
+        sg_buf_append(&b, list, strlen(list) + 1);
+        if (b.oom) { /* no memory for the list: every key, which needs none */
+            sg_buf_free(&b);
+            sg_cache_cover(ca, NULL, -1);
+            return;
+        }
+        sg_buf_free(&ca->prefixes);
+        ca->prefixes = b;
+        b = (sg_buf){0};
+        ca->nprefixes = kept + 1;
+        widened = 1;
+    }
+    if (widened) trk_restart(ca);
+}
+
 void sg_cache_listen(sg_cache *ca, sg_track_fn fn, void *ud) {
+    /* the host's clients may read any key (trackers that close for it now
+     * are no news to a host that was not listening) */
+    if (fn) sg_cache_cover(ca, NULL, -1);
     ca->listen = fn;
     ca->listen_ud = ud;
 }
@@ -774,7 +893,7 @@ static sg_cache_call *call_new(sg_cache *ca, cclient *cc, int write, int n) {
 static cform *lookup(sg_cache *ca, cclient *cc, const char *key, size_t klen, const char *form,
                      size_t flen, uint64_t now, ckey **kout, int *busy) {
     const sg_client *c = cc->c;
-    uint64_t h = hash_of(cc, key, klen);
+    uint64_t h = hash_of(key, klen);
     ckey *k = key_find(ca, cc, key, klen, h);
     cform *f;
     *kout = k;
@@ -800,8 +919,11 @@ static cform *lookup(sg_cache *ca, cclient *cc, const char *key, size_t klen, co
         *busy = 1; /* not from memory, nor filled: sent as it is */
         return NULL;
     }
-    if (now >= f->expires) {
-        form_drop(ca, f, DROP_EXPIRED);
+    if (now >= f->expires || stamp_get(stamp_of(k->hash)) != f->stamp ||
+        stamp_get(&flush_stamp) != f->fstamp) {
+        /* its life ran out, or a write (a flush) through another gateway of
+         * the process left since its read did: the node's word may not be in */
+        form_drop(ca, f, now >= f->expires ? DROP_EXPIRED : DROP_WRITTEN);
         if (k->forms == NULL && k->wbusy == 0) {
             key_free(ca, k);
             *kout = NULL;
@@ -834,9 +956,10 @@ static cform *placeholder(sg_cache *ca, cclient *cc, sg_client *via, ckey *k, co
         sg_cluster_discover(c);
         return NULL;
     }
-    if (cc->flushing || node == NULL || !tracked(ca, cc, node)) return NULL;
+    if (cc->flushing || node == NULL || !covered(ca, key, klen) || !tracked(ca, cc, node))
+        return NULL;
     if (k == NULL &&
-        (k = key_new(ca, cc, key, klen, hash_of(cc, key, klen), node, slot)) == NULL)
+        (k = key_new(ca, cc, key, klen, hash_of(key, klen), node, slot)) == NULL)
         return NULL;
     if ((f = sg_malloc(sizeof *f + flen)) == NULL) {
         if (k->forms == NULL && k->wbusy == 0) key_free(ca, k);
@@ -844,6 +967,8 @@ static cform *placeholder(sg_cache *ca, cclient *cc, sg_client *via, ckey *k, co
     }
     memset(f, 0, sizeof *f);
     f->k = k;
+    f->stamp = stamp_get(stamp_of(k->hash));
+    f->fstamp = stamp_get(&flush_stamp);
     f->formlen = flen;
     memcpy(f->form, form, flen);
     f->next = k->forms;
@@ -862,6 +987,7 @@ static void fill(sg_cache *ca, cform *f, const char *resp, size_t len, long long
     char *val = NULL;
     if (k->node != owner_of(cc->c, k->slot) || t == NULL || !fresh(t, sg_now_ms()) || len == 0 ||
         !strchr("$*:+", resp[0]) || sizeof *f + len > ca->max / 4 ||
+        stamp_get(stamp_of(k->hash)) != f->stamp || stamp_get(&flush_stamp) != f->fstamp ||
         (val = sg_malloc(len)) == NULL) {
         form_drop(ca, f, DROP_EVICTED); /* a placeholder: counts as a lost fill */
         if (k->forms == NULL && k->wbusy == 0) key_free(ca, k);
@@ -869,6 +995,7 @@ static void fill(sg_cache *ca, cform *f, const char *resp, size_t len, long long
     }
     f->call->at[f->callidx] = NULL;
     f->call = NULL;
+    if (!stamps_used) __atomic_store_n(&stamps_used, 1, __ATOMIC_RELAXED);
     memcpy(val, resp, len);
     f->val = val;
     f->vallen = len;
@@ -901,10 +1028,14 @@ static void call_release(sg_cache_call *call) {
     int i;
     for (i = 0; i < call->n; i++) {
         ckey *k = call->at[i];
+        stamp_bump(stamp_of(k->hash)); /* before the reply is delivered */
         k->wbusy--;
         if (k->forms == NULL && k->wbusy == 0) key_free(ca, k);
     }
-    if (call->write == 2) call->cc->flushing--;
+    if (call->write == 2) {
+        stamp_bump(&flush_stamp);
+        call->cc->flushing--;
+    }
 }
 
 static void on_tree(sg_client *c, sg_reply *reply, int status, const char *errmsg, void *ud) {
@@ -1123,6 +1254,7 @@ void sg_cache_drop_keys(sg_cache *ca, sg_client *c, const sg_command *info, int 
     cclient *cc = cc_of(ca, c);
     if (cc == NULL) return;
     if (ci == SG_CI_FLUSHALL || ci == SG_CI_FLUSHDB) {
+        stamp_bump(&flush_stamp);
         drop_where(ca, cc, NULL, 0, DROP_FLUSHED);
         return;
     }
@@ -1130,7 +1262,9 @@ void sg_cache_drop_keys(sg_cache *ca, sg_client *c, const sg_command *info, int 
     for (i = 0; i < n; i++) {
         const char *key = argv[keyidx[i]];
         size_t len = argvlen[keyidx[i]];
-        ckey *k = key_find(ca, cc, key, len, hash_of(cc, key, len));
+        uint64_t h = hash_of(key, len);
+        ckey *k = key_find(ca, cc, key, len, h);
+        stamp_bump(stamp_of(h));
         if (k) key_drop(ca, k, DROP_WRITTEN);
     }
     if (keyidx != small) sg_free(keyidx);
@@ -1157,6 +1291,7 @@ void sg_cache_write(sg_cache *ca, sg_client *c, const sg_command *info, int argc
     *callp = NULL;
     if (cc == NULL) return;
     if (ci == SG_CI_FLUSHALL || ci == SG_CI_FLUSHDB) {
+        stamp_bump(&flush_stamp);
         drop_where(ca, cc, NULL, 0, DROP_FLUSHED);
         if ((call = call_new(ca, cc, 2, 0)) == NULL) return;
         cc->flushing++;
@@ -1174,8 +1309,9 @@ void sg_cache_write(sg_cache *ca, sg_client *c, const sg_command *info, int argc
     for (i = 0; i < n; i++) {
         const char *key = argv[keyidx[i]];
         size_t len = argvlen[keyidx[i]];
-        uint64_t h = hash_of(cc, key, len);
+        uint64_t h = hash_of(key, len);
         ckey *k = key_find(ca, cc, key, len, h);
+        stamp_bump(stamp_of(h)); /* the other gateways' entries of it stop answering */
         if (k) {
             while (k->forms) form_drop(ca, k->forms, DROP_WRITTEN);
         } else {

@@ -29,6 +29,11 @@ void sg_cache_free(sg_cache *ca);
  * filled, a write in flight): else writes go by untouched. */
 int sg_cache_live(const sg_cache *ca);
 
+/* Whether some cache of the process keeps an entry, or did: from then on a
+ * gateway with no cache yet makes one for its writes, whose write stamps
+ * tell the others' entries to stop answering (see cache.c). */
+int sg_cache_in_use(void);
+
 /* Whether info (a resolved command) is a read the cache can answer. */
 int sg_cache_cacheable(const sg_command *info, int argc);
 
@@ -65,8 +70,16 @@ void sg_cache_drop_keys(sg_cache *ca, sg_client *c, const sg_command *info, int 
  * not run. Ends a hold (sg_cache_hold) too. NULL does nothing. */
 void sg_cache_call_abort(sg_cache_call *call);
 
+/* The keys the trackers must hear of: those starting with one of n prefixes
+ * (list: each with its NUL), or every key when n < 0. The set only widens:
+ * a prefix another one covers adds nothing. When it widens, open trackers
+ * close (their entries go) and open again with it, outside any call of the
+ * cache. Until the first call, nothing is filled. */
+void sg_cache_cover(sg_cache *ca, const char *list, int n);
+
 /* Tells fn (sg_track_fn, see slotgate.h) of every invalidation, flush, loss
- * and tracker made ready, besides what the cache does with them. */
+ * and tracker made ready, besides what the cache does with them. The
+ * trackers then hear of every key (sg_cache_cover(ca, NULL, -1)). */
 void sg_cache_listen(sg_cache *ca, sg_track_fn fn, void *ud);
 /* Opens a tracker for every master of c that has none; 1 when all are ready. */
 int sg_cache_watch(sg_cache *ca, sg_client *c);

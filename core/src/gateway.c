@@ -28,6 +28,9 @@ struct sg_gateway {
     sg_cache *cache;      /* the near cache, made when a policy first asks for it */
     size_t cache_max;     /* its bound (0: off) */
     sg_cache_stats cstats; /* its figures: read from any thread (sg_gateway_cache_stats) */
+    uint64_t *covered;    /* the serials of the policies whose cache patterns it covers */
+    int ncovered, capcovered;
+    uint64_t cover_serial; /* the last one covered */
 };
 
 void sg_free_string(char *s) { sg_free(s); }
@@ -108,6 +111,7 @@ void sg_gateway_free(sg_gateway *g) {
     sg_free(g->clients);
     sg_free(g->clients3);
     sg_free(g->names);
+    sg_free(g->covered);
     sg_cache_free(g->cache);
     if (g->own_base && g->base) event_base_free(g->base);
     sg_free(g);
@@ -147,6 +151,23 @@ void sg_gateway_cache_stats(const sg_gateway *g, sg_cache_stats *out) {
     uint64_t *o = (uint64_t *)out;
     size_t i;
     for (i = 0; i < sizeof *out / sizeof(uint64_t); i++) o[i] = __atomic_load_n(&in[i], __ATOMIC_RELAXED);
+}
+
+/* The cache's trackers hear of the keys p's cache patterns name (once per
+ * set of scripts: the daemon sets each session's own policy). */
+static void cover(sg_gateway *g, const sg_policy *p) {
+    uint64_t serial = sg_policy_serial(p);
+    sg_buf b = {0};
+    int i, n;
+    g->cover_serial = serial;
+    for (i = 0; i < g->ncovered; i++)
+        if (g->covered[i] == serial) return;
+    n = sg_policy_cache_prefixes(p, &b);
+    if (n != 0) sg_cache_cover(g->cache, b.oom ? NULL : b.data, b.oom ? -1 : n);
+    sg_buf_free(&b);
+    if (sg_grow((void **)&g->covered, &g->capcovered, g->ncovered, sizeof *g->covered, 4) ==
+        SG_OK)
+        g->covered[g->ncovered++] = serial;
 }
 
 void sg_gateway_set_policy(sg_gateway *g, sg_policy *p) { g->policy = p; }
@@ -462,9 +483,11 @@ static int through_cache(sg_gateway *g, sg_client *c, const sg_command *info,
     *call = NULL;
     *rc = SG_OK;
     if (info == NULL) return 0;
-    if (secs > 0 && g->cache == NULL && g->cache_max > 0 &&
-        (g->cache = sg_cache_new(&g->cstats, g->cache_max)) == NULL)
-        return 0; /* no memory for it: the read goes as it is */
+    if (g->cache == NULL && g->cache_max > 0 &&
+        (secs > 0 || (!(info->flags & SG_CMD_READONLY) && sg_cache_in_use()))) {
+        if ((g->cache = sg_cache_new(&g->cstats, g->cache_max)) == NULL)
+            return 0; /* no memory for it: the read goes as it is */
+    }
     if (g->cache == NULL) return 0;
     if (!(info->flags & SG_CMD_READONLY) && (info->flags & SG_CMD_BLOCKING)) {
         /* BLPOP and the like: sg_gateway_unblock finds them by the caller's
@@ -484,6 +507,7 @@ static int through_cache(sg_gateway *g, sg_client *c, const sg_command *info,
         const char *bytes;
         size_t len;
         sg_client *c2 = resp2_twin(g, c);
+        if (g->policy && sg_policy_serial(g->policy) != g->cover_serial) cover(g, g->policy);
         /* a blocking gateway's loop runs only inside its calls: the
          * invalidations that came meanwhile are read before the cache answers */
         if (g->own_base) event_base_loop(g->base, EVLOOP_NONBLOCK);
@@ -535,7 +559,9 @@ int sg_gateway_forward_cmd(sg_gateway *g, const sg_command *cmd, const sg_reques
         /* no policy: nothing to decide (this runs for every command) */
         sg_cache_call *call = NULL;
         opts.info = cmd;
-        if (g->cache) { /* no read of this caller is cached, but its writes drop entries */
+        if (g->cache || sg_cache_in_use()) {
+            /* no read of this caller is cached, but its writes drop entries
+             * (the other gateways' too: see sg_cache_in_use) */
             const sg_command *info = cmd ? cmd : sg_command_resolve(argc, argv, argvlen);
             int crc;
             through_cache(g, c, info, ctx, 0, argc, argv, argvlen, 0, &fn, &opts.raw_fn, &ud,
@@ -794,7 +820,12 @@ int sg_gateway_prepare_held(sg_gateway *g, const sg_request_ctx *ctx, int argc,
      * go now; held, none is filled until the host's release (after EXEC's
      * reply), so the writer reads its write. A host without a hold (the
      * public call) gets the drop alone: an entry a read fills before its
-     * EXEC goes with the node's invalidation */
+     * EXEC goes with the node's invalidation. As for a plain write, a
+     * gateway whose cache was never needed makes it once another gateway of
+     * the process caches: the hold's write stamps tell that one */
+    if (g->cache == NULL && g->cache_max > 0 && !(info->flags & SG_CMD_READONLY) &&
+        sg_cache_in_use())
+        g->cache = sg_cache_new(&g->cstats, g->cache_max); /* NULL: no memory, no hold */
     if (g->cache && !(info->flags & SG_CMD_READONLY)) {
         sg_client *c2 = resp2_twin(g, out->client);
         if (hold) *hold = sg_cache_hold(g->cache, c2, info, argc, argv, argvlen);

@@ -147,13 +147,14 @@ describe("slotgated's near cache", function()
       call(other, "GET", key)
       return cache_info(c).cache_hits > h
     end))
-    -- the transaction also writes many keys of the slot: the node's message
-    -- naming them all (BCAST: one message) is long, and Redis writes it in
-    -- 64 KiB steps, after the EXEC's reply has gone; so the writer's read
-    -- comes before the message that would drop a kept old value
+    -- the transaction also writes many keys of the slot, under a cached
+    -- prefix (the trackers hear of those): the node's message naming them
+    -- all (BCAST: one message) is long, and Redis writes it in 64 KiB steps,
+    -- after the EXEC's reply has gone; so the writer's read comes before the
+    -- message that would drop a kept old value
     local mset, fillers = { "MSET" }, { "DEL" }
     for n = 1, 20000 do
-      fillers[#fillers + 1] = "{ck:multi}:filler:" .. string.rep("x", 40) .. n
+      fillers[#fillers + 1] = "ck:{ck:multi}:filler:" .. string.rep("x", 40) .. n
       mset[#mset + 1] = fillers[#fillers]
       mset[#mset + 1] = "1"
     end
