@@ -30,6 +30,12 @@
  * would come, but after the reply: Redis sends BCAST messages last). A lost
  * tracker drops its node's entries; a new map drops those of slots that moved;
  * an entry whose node no longer serves its slot is a miss.
+ *
+ * A RESP3 session's reads use the same entries: the read goes on the RESP3
+ * connections, as every command of the session does (one connection per node
+ * keeps a session's pipeline in order), the node's answer reaches the session
+ * as it came and is kept as its RESP2 form (to_resp2), and a hit is turned
+ * back into what a Redis 7.0 node says after HELLO 3 (to_resp3).
  */
 #include <assert.h>
 #include <stdio.h>
@@ -117,7 +123,8 @@ struct sg_cache {
     cclient **ccs;
     int ncc, capcc;
     int freeing;
-    sg_buf scratch; /* MGET's answer */
+    sg_buf scratch;  /* MGET's answer */
+    sg_buf scratch3; /* a hit's answer in RESP3 */
     sg_track_fn listen; /* the host's CLIENT TRACKING (sg_gateway_track) */
     void *listen_ud;
     int all;            /* the trackers hear of every key */
@@ -132,7 +139,11 @@ struct sg_cache_call {
     sg_raw_reply_fn raw_fn;
     void *ud;
     long long secs;
-    int write; /* 0: a read (at: forms); 1: a write (at: keys); 2: a flush */
+    int write;      /* 0: a read (at: forms); 1: a write (at: keys); 2: a flush */
+    int mget;       /* MGET: at[i] fills from the reply's element i (MGET k too) */
+    int shape3;     /* a read carried by a RESP3 client: its R3_* (its answer is
+                       kept as RESP2); else -1 */
+    sg_client *via; /* ... that client (else NULL: the cache's own) */
     int n;
     void *at[];
 };
@@ -598,6 +609,7 @@ void sg_cache_free(sg_cache *ca) {
     sg_free(ca->ccs);
     sg_free(ca->buckets);
     sg_buf_free(&ca->scratch);
+    sg_buf_free(&ca->scratch3);
     sg_buf_free(&ca->prefixes);
     sg_free(ca);
 }
@@ -707,6 +719,141 @@ int sg_cache_cacheable(const sg_command *info, int argc) {
     }
 }
 
+/* ---- RESP3 sessions' answers -------------------------------------------------------------- */
+
+/* How a cacheable read's answer differs between RESP2 (as kept) and RESP3
+ * (as a Redis 7.0 node answers after HELLO 3). In every shape RESP2's null
+ * bulk or null array, at the top or as an element, is RESP3's null. */
+enum {
+    R3_PLAIN,   /* nothing else: GET, MGET, HMGET, LRANGE, the integers ... */
+    R3_MAP,     /* HGETALL: field, value, ... as a map */
+    R3_SET,     /* SMEMBERS */
+    R3_DOUBLE,  /* ZSCORE: the score's bulk as a double */
+    R3_DOUBLES, /* ZMSCORE: each element */
+    R3_PAIRS    /* ZRANGE ... WITHSCORES: member, score, ... as [member, double] pairs */
+};
+
+static int resp3_shape(const sg_command *info, int argc, const char *const *argv,
+                       const size_t *argvlen) {
+    int i;
+    switch (sg_command_index(info)) {
+    case SG_CI_HGETALL: return R3_MAP;
+    case SG_CI_SMEMBERS: return R3_SET;
+    case SG_CI_ZSCORE: return R3_DOUBLE;
+    case SG_CI_ZMSCORE: return R3_DOUBLES;
+    case SG_CI_ZRANGE: /* key start stop [BYSCORE|BYLEX] [REV] [LIMIT o c] [WITHSCORES] */
+        for (i = 4; i < argc; i++)
+            if (argvlen[i] == 10 && strncasecmp(argv[i], "WITHSCORES", 10) == 0) return R3_PAIRS;
+        return R3_PLAIN;
+    default: return R3_PLAIN;
+    }
+}
+
+static int is_null2(const char *e, size_t len) {
+    return len == 5 && (memcmp(e, "$-1\r\n", 5) == 0 || memcmp(e, "*-1\r\n", 5) == 0);
+}
+
+/* A bulk string holding a score ("$3\r\n1.5\r\n") as a RESP3 double: Redis 7.0
+ * writes both with the same %.17g (and "inf", "-inf"), so the text is kept. */
+static int put_double(sg_buf *out, const char *e, size_t len) {
+    size_t at = 1, n = 0;
+    if (len < 4 || e[0] != '$') return -1;
+    while (at < len && e[at] >= '0' && e[at] <= '9') n = n * 10 + (size_t)(e[at++] - '0');
+    if (at + 2 + n + 2 != len) return -1;
+    sg_buf_append(out, ",", 1);
+    sg_buf_append(out, e + at + 2, n + 2); /* the text and its CRLF */
+    return 0;
+}
+
+/* Appends the RESP3 form of one whole RESP2 reply (in) of the shape to out.
+ * -1 when the bytes are not of the shape (out then holds a part). Errors,
+ * statuses and integers are the same in both. */
+static int to_resp3(int shape, const char *in, size_t len, sg_buf *out) {
+    long long n = 0, i, el;
+    size_t at = 1;
+    if (is_null2(in, len)) {
+        sg_buf_append(out, "_\r\n", 3);
+        return 0;
+    }
+    if (len > 0 && in[0] == '$' && shape == R3_DOUBLE) return put_double(out, in, len);
+    if (len == 0 || in[0] != '*' || shape == R3_DOUBLE) {
+        sg_buf_append(out, in, len);
+        return 0;
+    }
+    while (at < len && in[at] >= '0' && in[at] <= '9') n = n * 10 + (in[at++] - '0');
+    at += 2;
+    if (at > len || ((shape == R3_MAP || shape == R3_PAIRS) && n % 2)) return -1;
+    if (shape == R3_MAP) sg_buf_printf(out, "%%%lld\r\n", n / 2);
+    else if (shape == R3_SET) sg_buf_printf(out, "~%lld\r\n", n);
+    else sg_buf_printf(out, "*%lld\r\n", shape == R3_PAIRS ? n / 2 : n);
+    for (i = 0; i < n; i++) {
+        const char *e = in + at;
+        if ((el = sg_reply_scan(e, len - at)) <= 0) return -1;
+        if (is_null2(e, (size_t)el)) {
+            sg_buf_append(out, "_\r\n", 3);
+        } else if (shape == R3_DOUBLES || (shape == R3_PAIRS && i % 2)) {
+            if (put_double(out, e, (size_t)el) != 0) return -1;
+        } else {
+            if (shape == R3_PAIRS) sg_buf_append(out, "*2\r\n", 4);
+            sg_buf_append(out, e, (size_t)el);
+        }
+        at += (size_t)el;
+    }
+    return at == len ? 0 : -1;
+}
+
+/* A RESP3 double (",1.5") as RESP2's bulk string of the same text. */
+static void put_bulk_of_double(sg_buf *out, const char *e, size_t len) {
+    sg_buf_printf(out, "$%zu\r\n", len - 3);
+    sg_buf_append(out, e + 1, len - 1); /* the text and its CRLF */
+}
+
+/* The reverse of to_resp3: one whole RESP3 answer (in) of the shape, as RESP2
+ * appended to out, to be kept. -1 when the bytes hold anything the RESP2 form
+ * could not say as the node would (then nothing is kept). */
+static int to_resp2(int shape, const char *in, size_t len, sg_buf *out) {
+    long long n = 0, i, el, per;
+    size_t at = 1;
+    if (len == 0) return -1;
+    switch (in[0]) {
+    case '_': sg_buf_append(out, "$-1\r\n", 5); return 0; /* no cacheable read has a null array */
+    case ',': put_bulk_of_double(out, in, len); return 0;
+    case '$': case ':': case '+': case '-': /* the same in both */
+        sg_buf_append(out, in, len);
+        return 0;
+    case '*': case '%': case '~':
+        break;
+    default: return -1;
+    }
+    while (at < len && in[at] >= '0' && in[at] <= '9') n = n * 10 + (in[at++] - '0');
+    at += 2;
+    if (at > len) return -1;
+    per = in[0] == '%' ? 2 : 1; /* a map's n is its pairs */
+    sg_buf_printf(out, "*%lld\r\n", n * per * (shape == R3_PAIRS ? 2 : 1));
+    for (i = 0; i < n * per; i++) {
+        const char *e = in + at;
+        if ((el = sg_reply_scan(e, len - at)) <= 0) return -1;
+        if (shape == R3_PAIRS) { /* [member, double] */
+            long long m;
+            if (el < 4 || memcmp(e, "*2\r\n", 4) != 0 ||
+                (m = sg_reply_scan(e + 4, (size_t)el - 4)) <= 0 || 4 + m >= el || e[4 + m] != ',')
+                return -1;
+            sg_buf_append(out, e + 4, (size_t)m);
+            put_bulk_of_double(out, e + 4 + m, (size_t)(el - 4 - m));
+        } else if (e[0] == '_') {
+            sg_buf_append(out, "$-1\r\n", 5);
+        } else if (e[0] == ',') {
+            put_bulk_of_double(out, e, (size_t)el);
+        } else if (e[0] == '$' || e[0] == ':') {
+            sg_buf_append(out, e, (size_t)el);
+        } else {
+            return -1;
+        }
+        at += (size_t)el;
+    }
+    return at == len ? 0 : -1;
+}
+
 /* A read's form: its command's index, then each argument after the key as
  * four bytes of length and the bytes. Written to buf (cap bytes), or to a
  * new allocation when longer; NULL when out of memory. */
@@ -735,6 +882,7 @@ static sg_cache_call *call_new(sg_cache *ca, cclient *cc, int write, int n) {
     call->ca = ca;
     call->cc = cc;
     call->write = write;
+    call->shape3 = -1;
     call->n = n;
     return call;
 }
@@ -792,12 +940,22 @@ static cform *lookup(sg_cache *ca, cclient *cc, const char *key, size_t klen, co
 /* A placeholder for a key's form, filled by the read about to leave; NULL
  * when the read may not fill (the key's master is not known, or not tracked
  * yet, or a write of the key, or a flush, is in flight). */
-static cform *placeholder(sg_cache *ca, cclient *cc, ckey *k, const char *key, size_t klen,
-                          const char *form, size_t flen) {
+static cform *placeholder(sg_cache *ca, cclient *cc, sg_client *via, ckey *k, const char *key,
+                          size_t klen, const char *form, size_t flen) {
     sg_client *c = cc->c;
     int slot = c->mode == SG_MODE_CLUSTER ? (int)sg_keyslot(key, klen) : 0;
-    sg_node *node = owner_of(c, slot);
+    sg_node *node = owner_of(c, slot), *vn;
     cform *f;
+    /* a RESP3 client carries the read: its map must send it where the
+     * cache's does (checked again when the answer comes) */
+    if (via && node && ((vn = owner_of(via, slot)) == NULL || strcmp(vn->addr, node->addr) != 0))
+        return NULL;
+    if (node == NULL && c->mode == SG_MODE_CLUSTER && !c->ready) {
+        /* the cache's client of a RESP3 session's reads (the RESP2 twin) may
+         * have served nothing yet: it needs a map (the next read may fill) */
+        sg_cluster_discover(c);
+        return NULL;
+    }
     if (cc->flushing || node == NULL || !covered(ca, key, klen) || !tracked(ca, cc, node))
         return NULL;
     if (k == NULL &&
@@ -901,6 +1059,48 @@ static void deliver_raw(sg_client *c, sg_reply_fn fn, sg_raw_reply_fn raw_fn, vo
     fn(c, r, r ? SG_OK : status, r ? NULL : "out of memory reading a reply", ud);
 }
 
+/* A read's RESP2 answer fills its placeholders. */
+static void fill_call(sg_cache *ca, sg_cache_call *call, const char *resp, size_t len) {
+    long long n = 0;
+    size_t at = 1;
+    int i;
+    if (!call->mget) {
+        if (call->at[0]) fill(ca, call->at[0], resp, len, call->secs);
+        return;
+    }
+    /* MGET: one element per key, each as GET answers it */
+    while (at < len && resp[at] >= '0' && resp[at] <= '9') n = n * 10 + (resp[at++] - '0');
+    at += 2;
+    if (len == 0 || resp[0] != '*' || n != call->n || at > len) {
+        call_kill(call);
+        return;
+    }
+    for (i = 0; i < call->n; i++) {
+        long long el = sg_reply_scan(resp + at, len - at);
+        if (el <= 0) {
+            call_kill(call);
+            return;
+        }
+        if (call->at[i]) fill(ca, call->at[i], resp + at, (size_t)el, call->secs);
+        at += (size_t)el;
+    }
+}
+
+/* Whether the RESP3 client that carried a read sends its slots where the
+ * cache's client does (each has a map of its own): else the answer may come
+ * from a node whose changes the trackers do not hear. */
+static int via_agrees(const sg_cache_call *call) {
+    int i;
+    for (i = 0; i < call->n; i++) {
+        const cform *f = call->at[i];
+        const sg_node *v;
+        if (f == NULL) continue;
+        v = owner_of(call->via, f->k->slot);
+        if (v == NULL || f->k->node == NULL || strcmp(v->addr, f->k->node->addr) != 0) return 0;
+    }
+    return 1;
+}
+
 static void on_raw(sg_client *c, const char *resp, size_t len, void *ud) {
     sg_cache_call *call = ud;
     sg_cache *ca = call->ca;
@@ -911,28 +1111,15 @@ static void on_raw(sg_client *c, const char *resp, size_t len, void *ud) {
          * slot (a migration's target), whose tracker may not be open: the
          * changes made there would go untold. After a MOVED the map changed */
         call_kill(call);
-    } else if (call->n == 1 && call->at[0]) {
-        fill(ca, call->at[0], resp, len, call->secs);
-    } else if (call->n > 1) {
-        /* MGET: one element per key, each as GET answers it */
-        long long n = 0;
-        size_t at = 1;
-        int i;
-        while (at < len && resp[at] >= '0' && resp[at] <= '9') n = n * 10 + (resp[at++] - '0');
-        at += 2;
-        if (resp[0] != '*' || n != call->n || at > len) {
-            call_kill(call);
-        } else {
-            for (i = 0; i < call->n; i++) {
-                long long el = sg_reply_scan(resp + at, len - at);
-                if (el <= 0) {
-                    call_kill(call);
-                    break;
-                }
-                if (call->at[i]) fill(ca, call->at[i], resp + at, (size_t)el, call->secs);
-                at += (size_t)el;
-            }
-        }
+    } else if (call->shape3 >= 0) {
+        /* a RESP3 client's: kept as RESP2, the session gets the node's bytes */
+        sg_buf b = {0};
+        if (via_agrees(call) && to_resp2(call->shape3, resp, len, &b) == 0 && !b.oom)
+            fill_call(ca, call, b.data, b.len);
+        else call_kill(call);
+        sg_buf_free(&b);
+    } else {
+        fill_call(ca, call, resp, len);
     }
     deliver_raw(c, call->fn, call->raw_fn, call->ud, resp, len);
     sg_free(call);
@@ -954,8 +1141,23 @@ void sg_cache_call_abort(sg_cache_call *call) {
     sg_free(call);
 }
 
+/* A hit's bytes for the caller, in its protocol (shape3 -1: RESP2, as kept);
+ * 0 when they cannot be turned (no memory). */
+static int answer(sg_cache *ca, int shape3, const char *val, size_t len, const char **out,
+                  size_t *outlen) {
+    if (shape3 >= 0) {
+        ca->scratch3.len = 0;
+        if (to_resp3(shape3, val, len, &ca->scratch3) != 0 || ca->scratch3.oom) return 0;
+        val = ca->scratch3.data;
+        len = ca->scratch3.len;
+    }
+    *out = val;
+    *outlen = len;
+    return 1;
+}
+
 int sg_cache_read(sg_cache *ca, sg_client *c, const sg_command *info, int argc,
-                  const char *const *argv, const size_t *argvlen, long long secs,
+                  const char *const *argv, const size_t *argvlen, long long secs, sg_client *via,
                   const char **out, size_t *outlen, sg_reply_fn *fn, sg_raw_reply_fn *raw_fn,
                   void **ud, sg_cache_call **callp) {
     size_t ci = sg_command_index(info), flen;
@@ -966,25 +1168,28 @@ int sg_cache_read(sg_cache *ca, sg_client *c, const sg_command *info, int argc,
     ckey *k;
     cform *f;
     int busy, i, n, missing = 0, placed = 0;
+    int shape3 = via ? resp3_shape(info, argc, argv, argvlen) : -1;
     *callp = NULL;
     if (ca->max == 0 || (cc = cc_of(ca, c)) == NULL) return 0;
     if (ci != SG_CI_MGET) {
         if ((form = form_of(ci, argc, argv, argvlen, small, sizeof small, &flen)) == NULL) return 0;
         f = lookup(ca, cc, argv[1], argvlen[1], form, flen, now, &k, &busy);
-        if (f) {
+        if (f && !answer(ca, shape3, f->val, f->vallen, out, outlen)) {
+            f = NULL; /* sent as it is */
+        } else if (f) {
             ST_ADD(ca, hits, 1);
-            *out = f->val;
-            *outlen = f->vallen;
         } else {
             ST_ADD(ca, misses, 1);
             if (!busy && (call = call_new(ca, cc, 0, 1)) != NULL) {
-                if ((f = placeholder(ca, cc, k, argv[1], argvlen[1], form, flen)) == NULL) {
+                if ((f = placeholder(ca, cc, via, k, argv[1], argvlen[1], form, flen)) == NULL) {
                     sg_free(call);
                 } else {
                     f->call = call;
                     f->callidx = 0;
                     call->at[0] = f;
                     call->secs = secs;
+                    call->shape3 = shape3;
+                    call->via = via;
                     wrap(call, fn, raw_fn, ud);
                     *callp = call;
                 }
@@ -1004,10 +1209,9 @@ int sg_cache_read(sg_cache *ca, sg_client *c, const sg_command *info, int argc,
         if (f == NULL) missing++;
         else if (missing == 0) sg_buf_append(&ca->scratch, f->val, f->vallen);
     }
-    if (missing == 0 && !ca->scratch.oom) {
+    if (missing == 0 && !ca->scratch.oom &&
+        answer(ca, shape3, ca->scratch.data, ca->scratch.len, out, outlen)) {
         ST_ADD(ca, hits, (uint64_t)n);
-        *out = ca->scratch.data;
-        *outlen = ca->scratch.len;
         return 1;
     }
     ST_ADD(ca, misses, (uint64_t)missing);
@@ -1015,7 +1219,7 @@ int sg_cache_read(sg_cache *ca, sg_client *c, const sg_command *info, int argc,
     for (i = 1; i < argc; i++) {
         f = lookup(ca, cc, argv[i], argvlen[i], form, flen, now, &k, &busy);
         if (f || busy) continue;
-        if ((f = placeholder(ca, cc, k, argv[i], argvlen[i], form, flen)) == NULL) continue;
+        if ((f = placeholder(ca, cc, via, k, argv[i], argvlen[i], form, flen)) == NULL) continue;
         f->call = call;
         f->callidx = i - 1;
         call->at[i - 1] = f;
@@ -1026,6 +1230,9 @@ int sg_cache_read(sg_cache *ca, sg_client *c, const sg_command *info, int argc,
         return 0;
     }
     call->secs = secs;
+    call->shape3 = shape3;
+    call->via = via;
+    call->mget = 1;
     wrap(call, fn, raw_fn, ud);
     *callp = call;
     return 0;
@@ -1061,6 +1268,17 @@ void sg_cache_drop_keys(sg_cache *ca, sg_client *c, const sg_command *info, int 
         if (k) key_drop(ca, k, DROP_WRITTEN);
     }
     if (keyidx != small) sg_free(keyidx);
+}
+
+sg_cache_call *sg_cache_hold(sg_cache *ca, sg_client *c, const sg_command *info, int argc,
+                             const char *const *argv, const size_t *argvlen) {
+    sg_reply_fn fn = NULL;
+    sg_raw_reply_fn raw_fn = NULL;
+    void *ud = NULL;
+    sg_cache_call *call;
+    /* a write whose callbacks never run: the hold's end is its reply */
+    sg_cache_write(ca, c, info, argc, argv, argvlen, &fn, &raw_fn, &ud, &call);
+    return call;
 }
 
 void sg_cache_write(sg_cache *ca, sg_client *c, const sg_command *info, int argc,

@@ -472,7 +472,9 @@ static int answer_hit(sg_gateway *g, sg_client *c, int now, const char *bytes, s
 /* What the cache makes of a command about to go (argv as the node will get
  * it): 1 when it answered it; else 0, with the callbacks replaced when the
  * reply concerns it (*call set), and *read_policy the master's for a read
- * that fills. secs: the policies' cache life for the read (0: none). */
+ * that fills. secs: the policies' cache life for the read (0: none). A RESP3
+ * session's reads use the RESP2 twin's entries, and go on c as its every
+ * command does (one connection per node keeps its pipeline in order). */
 static int through_cache(sg_gateway *g, sg_client *c, const sg_command *info,
                          const sg_request_ctx *ctx, long long secs, int argc,
                          const char *const *argv, const size_t *argvlen, int now,
@@ -501,15 +503,16 @@ static int through_cache(sg_gateway *g, sg_client *c, const sg_command *info,
         if (had == NULL) *raw_fn = NULL; /* a tree, as the caller asked */
         return 0;
     }
-    if (secs > 0 && (ctx == NULL || ctx->proto != 3) && sg_cache_cacheable(info, argc)) {
+    if (secs > 0 && sg_cache_cacheable(info, argc)) {
         const char *bytes;
         size_t len;
+        sg_client *c2 = resp2_twin(g, c);
         if (g->policy && sg_policy_serial(g->policy) != g->cover_serial) cover(g, g->policy);
         /* a blocking gateway's loop runs only inside its calls: the
          * invalidations that came meanwhile are read before the cache answers */
         if (g->own_base) event_base_loop(g->base, EVLOOP_NONBLOCK);
-        if (sg_cache_read(g->cache, c, info, argc, argv, argvlen, secs, &bytes, &len, fn, raw_fn,
-                          ud, call)) {
+        if (sg_cache_read(g->cache, c2, info, argc, argv, argvlen, secs, c2 != c ? c : NULL,
+                          &bytes, &len, fn, raw_fn, ud, call)) {
             *rc = answer_hit(g, c, now, bytes, len, *fn, *raw_fn, *ud);
             return 1;
         }
@@ -757,12 +760,21 @@ int sg_gateway_denies(sg_gateway *g, const sg_request_ctx *ctx, int argc, const 
 
 int sg_gateway_prepare(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                        const char *const *argv, const size_t *argvlen, sg_prepared *out) {
+    return sg_gateway_prepare_held(g, ctx, argc, argv, argvlen, out, NULL);
+}
+
+void sg_gateway_release(sg_cache_call *hold) { sg_cache_call_abort(hold); }
+
+int sg_gateway_prepare_held(sg_gateway *g, const sg_request_ctx *ctx, int argc,
+                            const char *const *argv, const size_t *argvlen, sg_prepared *out,
+                            sg_cache_call **hold) {
     sg_decision d;
     const sg_command *info;
     sg_buf b = {0};
     size_t *lens = NULL;
     int *keyidx = NULL, nkeys, i, rc = SG_OK, route;
     memset(out, 0, sizeof *out);
+    if (hold) *hold = NULL;
     if (g->n == 0) return g->err.code ? g->err.code : sg_seterr(&g->err, SG_EINVAL, "no upstreams");
     if (argc < 1 || argv == NULL)
         return sg_seterr(&g->err, SG_EINVAL, "a command needs at least its name");
@@ -805,10 +817,20 @@ int sg_gateway_prepare(sg_gateway *g, const sg_request_ctx *ctx, int argc,
         argvlen = d.argvlen;
     }
     /* a transaction's write runs on a link, past the cache: its keys' entries
-     * go now (an entry a read fills before the EXEC goes with the node's
-     * invalidation) */
-    if (g->cache && !(info->flags & SG_CMD_READONLY))
-        sg_cache_drop_keys(g->cache, resp2_twin(g, out->client), info, argc, argv, argvlen);
+     * go now; held, none is filled until the host's release (after EXEC's
+     * reply), so the writer reads its write. A host without a hold (the
+     * public call) gets the drop alone: an entry a read fills before its
+     * EXEC goes with the node's invalidation. As for a plain write, a
+     * gateway whose cache was never needed makes it once another gateway of
+     * the process caches: the hold's write stamps tell that one */
+    if (g->cache == NULL && g->cache_max > 0 && !(info->flags & SG_CMD_READONLY) &&
+        sg_cache_in_use())
+        g->cache = sg_cache_new(&g->cstats, g->cache_max); /* NULL: no memory, no hold */
+    if (g->cache && !(info->flags & SG_CMD_READONLY)) {
+        sg_client *c2 = resp2_twin(g, out->client);
+        if (hold) *hold = sg_cache_hold(g->cache, c2, info, argc, argv, argvlen);
+        else sg_cache_drop_keys(g->cache, c2, info, argc, argv, argvlen);
+    }
     route = sg_command_route(info);
     if (route == SG_ROUTE_ALL_MASTERS || route == SG_ROUTE_ALL_NODES) out->flags |= SG_PREP_FANOUT;
     if (route == SG_ROUTE_GATEWAY) out->flags |= SG_PREP_LOCAL;
@@ -852,6 +874,10 @@ done:
     if (rc != SG_OK) {
         sg_keymap_free(out->keymap);
         memset(out, 0, sizeof *out);
+        if (hold) { /* nothing to send: nothing to hold */
+            sg_cache_call_abort(*hold);
+            *hold = NULL;
+        }
     }
     return rc;
 }
