@@ -16,11 +16,22 @@ void tracking_command(session *s, size_t ci, const sg_resp_req *r, sg_resp_out *
 /* Every request of a session with tracking state, before it runs: a
  * CLIENT CACHING answer applies to the next command only. */
 void tracking_next(session *s, const sg_command *cmd);
-/* A command of s about to be forwarded: its keys are recorded when it reads
- * (default mode), a NOLOOP session's writes are not told back to it. */
-void tracking_forward(session *s, const sg_command *cmd, const sg_resp_req *r);
-/* The session ends: its state goes. */
+/* A command of s about to be forwarded with ctx: asks the gateway where it
+ * goes (ctx->routed), and then its keys, as the node names them, are
+ * recorded with the names s used when it reads (default mode), and a NOLOOP
+ * session's writes are not told back to it. */
+void tracking_forward(session *s, const sg_command *cmd, const sg_resp_req *r,
+                      sg_request_ctx *ctx);
+/* RESET: tracking is off, its state goes. */
+void tracking_reset(session *s);
+/* The session ends: its state goes, and REDIRECT finds it no more. */
 void tracking_free(session *s);
+/* A session starts (server.c): REDIRECT from any worker finds it by id. */
+void tracking_session_new(session *s);
+/* The process-wide registry of session ids: before the workers start and
+ * after they stopped (server.c). */
+void tracking_server_init(server *srv);
+void tracking_server_free(server *srv);
 /* The worker ends (after its gateway): its table goes. */
 void tracking_worker_free(worker *w);
 

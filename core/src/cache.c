@@ -105,7 +105,7 @@ struct sg_cache {
     int ncc, capcc;
     int freeing;
     sg_buf scratch; /* MGET's answer */
-    sg_track_fn listen; /* the host's CLIENT TRACKING (sg_gateway_track) */
+    sg_cache_listen_fn listen; /* the host's CLIENT TRACKING (sg_gateway_track) */
     void *listen_ud;
 };
 
@@ -363,13 +363,13 @@ static void trk_push(void *owner, sg_conn *conn, sg_reply *r) {
             t->state = T_READY;
             t->pinged = t->heard;
             ST_ADD(ca, trackers, 1);
-            if (ca->listen) ca->listen(ca->listen_ud, SG_TRACK_READY, NULL, 0);
+            if (ca->listen) ca->listen(ca->listen_ud, t->cc->c, SG_TRACK_READY, NULL, 0);
         } else if (str_is(r->element[0], "message") && t->state == T_READY) {
             if (p->type == SG_REPLY_NIL) {
                 /* FLUSHALL, FLUSHDB: everything the node served is gone */
                 ST_ADD(ca, flushes, 1);
                 drop_where(ca, t->cc, t->node, 0, DROP_FLUSHED);
-                if (ca->listen) ca->listen(ca->listen_ud, SG_TRACK_FLUSH, NULL, 0);
+                if (ca->listen) ca->listen(ca->listen_ud, t->cc->c, SG_TRACK_FLUSH, NULL, 0);
             } else if (p->type == SG_REPLY_ARRAY) {
                 size_t i;
                 for (i = 0; i < p->elements; i++) {
@@ -379,7 +379,8 @@ static void trk_push(void *owner, sg_conn *conn, sg_reply *r) {
                     ST_ADD(ca, invalidations, 1);
                     k = key_find(ca, t->cc, e->str, e->len, hash_of(t->cc, e->str, e->len));
                     if (k) key_drop(ca, k, DROP_INVALIDATED);
-                    if (ca->listen) ca->listen(ca->listen_ud, SG_TRACK_KEY, e->str, e->len);
+                    if (ca->listen)
+                        ca->listen(ca->listen_ud, t->cc->c, SG_TRACK_KEY, e->str, e->len);
                 }
             }
         }
@@ -402,7 +403,7 @@ static void trk_closed(void *owner, sg_conn *conn, int code, const char *msg) {
     t->cc->watch_ok = 0;
     /* the host's clients may have missed a change too: Redis tells them with
      * a flush when their invalidations cannot be delivered */
-    if (!ca->freeing && ca->listen) ca->listen(ca->listen_ud, SG_TRACK_FLUSH, NULL, 0);
+    if (!ca->freeing && ca->listen) ca->listen(ca->listen_ud, t->cc->c, SG_TRACK_FLUSH, NULL, 0);
 }
 
 static const sg_conn_ops trk_ops = {NULL, NULL, NULL, trk_push, trk_idle, trk_closed, NULL};
@@ -460,7 +461,7 @@ static void on_map(void *ud, sg_client *c) {
     drop_where(ca, cc, NULL, 1, DROP_MOVED);
     if (cc->watch_ok) { /* a new master may have no tracker yet */
         cc->watch_ok = 0;
-        if (ca->listen) ca->listen(ca->listen_ud, SG_TRACK_FLUSH, NULL, 0);
+        if (ca->listen) ca->listen(ca->listen_ud, c, SG_TRACK_FLUSH, NULL, 0);
     }
     memcpy(cc->snap, c->slot_master, sizeof cc->snap);
     cc->snap_single = c->single;
@@ -536,7 +537,7 @@ void sg_cache_free(sg_cache *ca) {
     sg_free(ca);
 }
 
-void sg_cache_listen(sg_cache *ca, sg_track_fn fn, void *ud) {
+void sg_cache_listen(sg_cache *ca, sg_cache_listen_fn fn, void *ud) {
     ca->listen = fn;
     ca->listen_ud = ud;
 }

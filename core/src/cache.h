@@ -56,9 +56,11 @@ void sg_cache_drop_keys(sg_cache *ca, sg_client *c, const sg_command *info, int 
  * not run. */
 void sg_cache_call_abort(sg_cache_call *call);
 
-/* Tells fn (sg_track_fn, see slotgate.h) of every invalidation, flush, loss
- * and tracker made ready, besides what the cache does with them. */
-void sg_cache_listen(sg_cache *ca, sg_track_fn fn, void *ud);
+/* Tells fn (as sg_track_fn, see slotgate.h, with the client whose tracker
+ * spoke) of every invalidation, flush, loss and tracker made ready, besides
+ * what the cache does with them. */
+typedef void (*sg_cache_listen_fn)(void *ud, sg_client *c, int event, const char *key, size_t len);
+void sg_cache_listen(sg_cache *ca, sg_cache_listen_fn fn, void *ud);
 /* Opens a tracker for every master of c that has none; 1 when all are ready. */
 int sg_cache_watch(sg_cache *ca, sg_client *c);
 

@@ -1,0 +1,255 @@
+-- CLIENT TRACKING where slotgated is not one node (docs/CACHE.md, "Tracking
+-- for clients"): under policies that rename keys (tenant_prefix: a prefix;
+-- tyk_hash_keys: a hash) a session is told of a key by the name it read it
+-- as, and BCAST maps the nodes' names back where the rename can be undone
+-- and is refused where it cannot; reads a policy routes to another upstream
+-- are told of too; a REDIRECT target may be served by another worker thread,
+-- and when it goes the reader gets tracking-redir-broken as from a Redis 7.0
+-- node (compared with the harness's standalone node).
+local helper = require "helper"
+local daemon = require "daemon"
+local trk = require "tracking_helper"
+
+local call, set_direct, next_invalidation = trk.call, trk.set_direct, trk.next_invalidation
+local wait_for = helper.wait_for
+
+daemon.ports_from(621)
+
+local scripts = helper.source_dir .. "/scripts/"
+local standalone = helper.server_var("SG_TEST_STANDALONE")
+local alice = { "alice", "alice-pw-1" }
+
+-- A write straight on the standalone node (db 0).
+local function set_standalone(key, value)
+  local out = daemon.node_cli(standalone, "SET " .. key .. " " .. value)
+  assert(out:match("OK"), out)
+end
+
+describe("slotgated's CLIENT TRACKING under a key prefix policy (tenant_prefix)", function()
+  local d, warm
+
+  setup(function()
+    d = daemon.start{ env = { SLOTGATE_THREADS = "1", SLOTGATE_POLICY = scripts .. "tenant_prefix.lua",
+                              SLOTGATE_USERS = alice[1] .. ":" .. alice[2] } }
+    warm = trk.session(d.port, alice)
+    call(warm, "GET", "trp:warm")
+    trk.wait_trackers(warm, 3)
+  end)
+  teardown(function()
+    if warm then warm:close() end
+    daemon.stop_all()
+  end)
+
+  it("tells a session of a key it read by the name it read it as", function()
+    local c = trk.session(d.port, alice)
+    finally(function() c:close() end)
+    call(c, "GET", "trp:k1")
+    set_direct("tenant:alice:trp:k1", "x") -- the node's name for it
+    assert.same({ "trp:k1" }, next_invalidation(c, 5, true))
+  end)
+
+  it("maps BCAST's keys back to the session's names, and its prefixes match those", function()
+    local c = trk.session(d.port, alice, "BCAST", "PREFIX", "trpb:")
+    finally(function() c:close() end)
+    set_direct("tenant:bob:trpb:1", "x") -- another tenant's: not alice's key
+    set_direct("trpb:2", "x")             -- outside every tenant
+    set_direct("tenant:alice:trpc:3", "x") -- alice's, not under the prefix
+    set_direct("tenant:alice:trpb:4", "x")
+    assert.same({ "trpb:4" }, next_invalidation(c, 5, true))
+    assert.is_nil(next_invalidation(c, 0.2))
+  end)
+end)
+
+describe("slotgated's CLIENT TRACKING under a hashing policy (tyk_hash_keys)", function()
+  local d, warm
+
+  setup(function()
+    d = daemon.start{ env = { SLOTGATE_THREADS = "1", SLOTGATE_POLICY = scripts .. "tyk_hash_keys.lua" } }
+    warm = trk.session(d.port)
+    call(warm, "GET", "trh:warm")
+    trk.wait_trackers(warm, 3)
+  end)
+  teardown(function()
+    if warm then warm:close() end
+    daemon.stop_all()
+  end)
+
+  it("tells a session of a hashed key by the token it read", function()
+    local c = trk.session(d.port)
+    local w = assert(daemon.connect_served(d.port))
+    finally(function() c:close(); w:close() end)
+    call(c, "GET", "apikey-trh-token-1")
+    -- another client's write: the node names the hash, not the token
+    assert.equal("OK", call(w, "SET", "apikey-trh-token-1", "v").v)
+    assert.same({ "apikey-trh-token-1" }, next_invalidation(c, 5, true))
+    local node_keys = daemon.cluster_cli("KEYS apikey-*")
+    assert.is_nil(node_keys:find("trh-token-1", 1, true)) -- stored under its hash indeed
+  end)
+
+  it("refuses BCAST, whose node names cannot be turned back into the client's", function()
+    local c = assert(daemon.connect_served(d.port))
+    finally(function() c:close() end)
+    local r = call(c, "CLIENT", "TRACKING", "ON", "BCAST")
+    assert.equal("error", r.t)
+    assert.equal("ERR slotgate: CLIENT TRACKING BCAST cannot tell this client of its keys: policy "
+                   .. "tyk_hash_keys rewrites keys with a rewrite_key hook, which cannot be undone "
+                   .. "(a key on the node does not say the client's name). Track without BCAST: "
+                   .. "each key is told by the name it was read as", r.v)
+    assert.same({ "flags", { "off" }, "redirect", -1, "prefixes", {} },
+                daemon.plain(call(c, "CLIENT", "TRACKINGINFO")))
+  end)
+end)
+
+describe("slotgated's CLIENT TRACKING with several upstreams (route_by_prefix)", function()
+  local d, warm
+
+  setup(function()
+    d = daemon.start{ env = {
+      SLOTGATE_THREADS = "1", SLOTGATE_POLICY = scripts .. "route_by_prefix.lua",
+      TYK_GW_ENABLESEPERATECACHESTORE = "true", TYK_GW_CACHESTORAGE_ADDRS = standalone,
+      TYK_GW_ENABLESEPERATEANALYTICSSTORE = "true", TYK_GW_ANALYTICSSTORAGE_ADDRS = standalone,
+      TYK_GW_ANALYTICSSTORAGE_DATABASE = "1" } }
+    warm = trk.session(d.port)
+    call(warm, "GET", "cache-tru:warm")
+    -- 3 masters of the cluster, the standalone node for "cache" and for "analytics"
+    trk.wait_trackers(warm, 5)
+  end)
+  teardown(function()
+    if warm then warm:close() end
+    daemon.stop_all()
+  end)
+
+  it("tells of a key read from another upstream than the default", function()
+    local c = trk.session(d.port)
+    finally(function() c:close() end)
+    call(c, "GET", "cache-tru:1")
+    set_standalone("cache-tru:1", "x")
+    assert.same({ "cache-tru:1" }, next_invalidation(c, 5, true))
+    -- and of the default upstream's, as before
+    call(c, "GET", "tru:2")
+    set_direct("tru:2", "x")
+    assert.same({ "tru:2" }, next_invalidation(c, 5, true))
+  end)
+
+  it("BCAST hears every upstream", function()
+    local c = trk.session(d.port, nil, "BCAST", "PREFIX", "cache-trub:")
+    finally(function() c:close() end)
+    set_standalone("cache-trub:1", "x")
+    assert.same({ "cache-trub:1" }, next_invalidation(c, 5, true))
+  end)
+end)
+
+describe("slotgated's CLIENT TRACKING REDIRECT across worker threads", function()
+  local d
+
+  setup(function()
+    -- a policy, for INFO policy's per-worker count (which worker serves whom)
+    d = daemon.start{ env = { SLOTGATE_THREADS = "2", SLOTGATE_POLICY = scripts .. "default_ttl.lua" } }
+  end)
+  teardown(function() daemon.stop_all() end)
+
+  local function worker_commands(c)
+    return tonumber(call(c, "INFO", "policy").v:match("policy_commands:(%d+)"))
+  end
+
+  -- Whether a and b are served by the same worker: a's reads count in the
+  -- figures b's worker shows.
+  local function same_worker(a, b)
+    local before = worker_commands(b)
+    for _ = 1, 20 do call(a, "GET", "trw:probe") end
+    return worker_commands(b) - before >= 20
+  end
+
+  -- Connections until two on different workers: target, reader (RESP2).
+  local function pair()
+    local conns = { assert(daemon.connect_served(d.port)) }
+    for _ = 1, 16 do
+      local c = assert(daemon.connect_served(d.port))
+      if not same_worker(conns[1], c) then
+        for i = 2, #conns do conns[i]:close() end
+        return conns[1], c
+      end
+      conns[#conns + 1] = c
+    end
+    error("17 connections, all on one worker")
+  end
+
+  it("delivers in order to a RESP2 subscriber on another worker", function()
+    local target, reader = pair()
+    finally(function() target:close(); reader:close() end)
+    local id = call(target, "CLIENT", "ID").v
+    assert.equal("subscribe", call(target, "SUBSCRIBE", "__redis__:invalidate").v[1].v)
+    assert.equal("OK", call(reader, "CLIENT", "TRACKING", "ON", "REDIRECT", tostring(id)).v)
+    assert.same({ "flags", { "on" }, "redirect", id, "prefixes", {} },
+                daemon.plain(call(reader, "CLIENT", "TRACKINGINFO")))
+    local keys, args = {}, { "MSET" }
+    for i = 1, 20 do
+      keys[i] = string.format("{trw}k%02d", i) -- a node names one write's keys sorted
+      call(reader, "GET", keys[i])
+      args[#args + 1] = keys[i]
+      args[#args + 1] = "v"
+    end
+    -- the first reads may precede the worker's trackers: a flush, skipped
+    local out = daemon.cluster_cli(table.concat(args, " "))
+    assert(out:match("OK"), out)
+    local got = {}
+    while #got < 20 do
+      local inv = next_invalidation(target, 5, true)
+      assert.is_table(inv, "invalidation " .. (#got + 1) .. " did not come")
+      for _, k in ipairs(inv) do got[#got + 1] = k end
+    end
+    assert.same(keys, got)
+  end)
+
+  it("pushes to a RESP3 target on another worker", function()
+    local target, reader = pair()
+    finally(function() target:close(); reader:close() end)
+    assert.equal("map", call(target, "HELLO", "3").t)
+    local id = call(target, "CLIENT", "ID").v
+    assert.equal("OK", call(reader, "CLIENT", "TRACKING", "ON", "REDIRECT", tostring(id)).v)
+    call(reader, "GET", "trw:r3")
+    assert.is_truthy(wait_for(function()
+      set_direct("trw:r3", "x")
+      local inv = next_invalidation(target, 0.5, true)
+      if inv then return assert.same({ "trw:r3" }, inv) or true end
+      call(reader, "GET", "trw:r3") -- told only after the trackers were up: read again
+    end, 10))
+  end)
+
+  -- What a reader gets when its REDIRECT target went: a RESP3 reader of port
+  -- (a node or slotgated), its target closed, then a key it read changed.
+  local function broken_redirect(port, target, reader, key, change)
+    local id = call(target, "CLIENT", "ID").v
+    assert.equal("map", call(reader, "HELLO", "3").t)
+    assert.equal("OK", call(reader, "CLIENT", "TRACKING", "ON", "REDIRECT", tostring(id)).v)
+    target:close()
+    local got
+    assert.is_truthy(wait_for(function()
+      call(reader, "GET", key)
+      change(key, "x")
+      local r = trk.next_message(reader, 0.5)
+      if r and r.t == "push" and r.v[1].v == "tracking-redir-broken" then
+        got = daemon.plain(r)
+        return true
+      end
+    end, 10), "no tracking-redir-broken from port " .. port)
+    local info = daemon.plain(call(reader, "CLIENT", "TRACKINGINFO"))
+    return got, info, id
+  end
+
+  it("tells the reader tracking-redir-broken when the target goes, as Redis 7.0", function()
+    local node_port = tonumber(standalone:match(":(%d+)$"))
+    local nt, nr = assert(daemon.connect(node_port)), assert(daemon.connect(node_port))
+    finally(function() nr:close() end)
+    local node_got, node_info, node_id = broken_redirect(node_port, nt, nr, "trw:broken",
+                                                         set_standalone)
+    assert.same({ "tracking-redir-broken", node_id }, node_got)
+
+    local target, reader = pair()
+    finally(function() reader:close() end)
+    local got, info, id = broken_redirect(d.port, target, reader, "trw:broken", set_direct)
+    assert.same({ "tracking-redir-broken", id }, got)
+    node_info[4], info[4] = nil, nil -- the ids differ
+    assert.same(node_info, info)
+  end)
+end)
