@@ -253,3 +253,99 @@ describe("slotgated's CLIENT TRACKING REDIRECT across worker threads", function(
     assert.same(node_info, info)
   end)
 end)
+
+describe("slotgated's CLIENT TRACKING figures", function()
+  local d, mport, warm
+
+  setup(function()
+    mport = daemon.port()
+    -- one worker: each worker keeps its own table, so a key two workers'
+    -- sessions read counts twice in the sums (docs/INFO.md)
+    d = daemon.start{ env = { SLOTGATE_THREADS = "1", SLOTGATE_METRICS = "127.0.0.1:" .. mport } }
+    warm = assert(daemon.connect_served(d.port))
+  end)
+  teardown(function()
+    if warm then warm:close() end
+    daemon.stop_all()
+  end)
+
+  -- INFO's tracking_* figures of port (slotgated or a node), by name.
+  local function info_figures(conn)
+    local f = {}
+    local text = call(conn, "INFO", "clients").v .. call(conn, "INFO", "stats").v
+    for k, v in text:gmatch("\n(tracking_[%w_]+):(%d+)") do f[k] = tonumber(v) end
+    return f
+  end
+
+  -- The same operations on slotgated and on a Redis 7.0 node: two readers
+  -- (one reads 3 keys, the other 1 of them), two BCAST sessions (2 prefixes,
+  -- none), then one of the keys changed; the figures after each step.
+  local function scenario(port, connect, change)
+    -- keys of their own: a node keeps a key read by a client that went (as
+    -- slotgated does) until it changes
+    local k = string.format("trf:%d:%d:", os.time(), math.random(1e6))
+    local conns = {}
+    local function session(...)
+      local c = assert(connect(port))
+      assert.equal("map", call(c, "HELLO", "3").t)
+      assert.equal("OK", call(c, "CLIENT", "TRACKING", "ON", ...).v)
+      conns[#conns + 1] = c
+      return c
+    end
+    local a, b = session(), session()
+    for i = 1, 3 do call(a, "GET", k .. i) end
+    call(b, "GET", k .. 1)
+    local bc = session("BCAST", "PREFIX", "trfa:", "PREFIX", "trfb:")
+    session("BCAST")
+    local probe = assert(connect(port))
+    local steps = { info_figures(probe) }
+    change(k .. 1, "x")
+    assert.same({ k .. 1 }, next_invalidation(a, 5, true))
+    assert.same({ k .. 1 }, next_invalidation(b, 5, true))
+    steps[2] = info_figures(probe)
+    bc:close()
+    assert.is_truthy(wait_for(function()
+      steps[3] = info_figures(probe)
+      return steps[3].tracking_clients == steps[2].tracking_clients - 1
+    end))
+    for _, c in ipairs(conns) do c:close() end
+    probe:close()
+    return steps
+  end
+
+  it("counts clients, keys, items and prefixes as Redis 7.0 does, in INFO and /metrics", function()
+    -- wait for this daemon's trackers first: reads before them owe a flush
+    local w = trk.session(d.port)
+    call(w, "GET", "trf:warm")
+    trk.wait_trackers(w, 3)
+    w:close()
+    -- as in Redis, a closed session's keys stay in the table until they
+    -- change: changed, they go
+    assert.is_truthy(wait_for(function()
+      set_direct("trf:warm", "x")
+      return info_figures(warm).tracking_total_keys == 0
+    end))
+    local node_port = tonumber(standalone:match(":(%d+)$"))
+    local before = info_figures(assert(daemon.connect(node_port)))
+    local node = scenario(node_port, daemon.connect, set_standalone)
+    local ours = scenario(d.port, daemon.connect_served, set_direct)
+    -- the node's figures count other clients too (none tracking here): its steps
+    -- less what it had before are what this scenario made
+    for i, step in ipairs(node) do
+      for k, v in pairs(step) do node[i][k] = v - (before[k] or 0) end
+    end
+    assert.same({ tracking_clients = 4, tracking_total_keys = 3, tracking_total_items = 4,
+                  tracking_total_prefixes = 3 }, ours[1])
+    assert.same(node, ours)
+    -- all closed: the keys read and not changed stay, as in Redis
+    local now_info = info_figures(warm)
+    assert.same({ tracking_clients = 0, tracking_total_keys = 2, tracking_total_items = 2,
+                  tracking_total_prefixes = 0 }, now_info)
+    local body = helper.sh("curl -s -m 10 http://127.0.0.1:" .. mport .. "/metrics")
+    for m, field in pairs({ clients = "tracking_clients", keys = "tracking_total_keys",
+                            items = "tracking_total_items", prefixes = "tracking_total_prefixes" }) do
+      assert.matches("\n# TYPE slotgate_tracking_" .. m .. " gauge\n", body, 1, true)
+      assert.matches("\nslotgate_tracking_" .. m .. " " .. now_info[field] .. "\n", body, 1, true)
+    end
+  end)
+end)
