@@ -719,7 +719,7 @@ static void tracking_onoff(session *s, const sg_resp_req *r, sg_resp_out *o) {
     t->optin = optin;
     t->optout = optout;
     t->noloop = noloop;
-    if (t->redir != redir) t->broken = 0;
+    t->broken = 0; /* as Redis: ON starts afresh */
     t->redir = redir;
     {
         trk_worker *tw = s->w->trk;
@@ -787,9 +787,8 @@ void tracking_command(session *s, size_t ci, const sg_resp_req *r, sg_resp_out *
             if (t->optout) flags[nf++] = "optout";
             if (t->caching_next) flags[nf++] = t->optin ? "caching-yes" : "caching-no";
             if (t->noloop) flags[nf++] = "noloop";
-            if (t->redir && (t->broken || (session_by_id(s->w, (uint64_t)t->redir) == NULL &&
-                                           reg_find(s->w->srv, (uint64_t)t->redir) < 0)))
-                flags[nf++] = "broken_redirect";
+            /* as Redis: known once an invalidation found the target gone */
+            if (t->broken) flags[nf++] = "broken_redirect";
         }
         sg_resp_put_map(o, 3);
         sg_resp_put_bulk(o, "flags", 5);
@@ -863,6 +862,18 @@ void tracking_forward(session *s, const sg_command *cmd, const sg_resp_req *r,
     t->cur_r = r;
     ctx->routed = on_routed;
     ctx->routed_ud = t;
+}
+
+void tracking_list_flags(const session *s, char **f) {
+    const trk *t = s->trk;
+    if (t == NULL || !t->on) return;
+    *(*f)++ = 't';
+    if (t->broken) *(*f)++ = 'R';
+    if (t->bcast) *(*f)++ = 'B';
+}
+
+long long tracking_list_redir(const session *s) {
+    return s->trk && s->trk->on ? s->trk->redir : -1;
 }
 
 void tracking_free(session *s) {

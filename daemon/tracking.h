@@ -22,6 +22,11 @@ void tracking_next(session *s, const sg_command *cmd);
  * session's writes are not told back to it. */
 void tracking_forward(session *s, const sg_command *cmd, const sg_resp_req *r,
                       sg_request_ctx *ctx);
+/* CLIENT LIST's view of s, as Redis 7.0 gives it: its flags (t: tracking on,
+ * R: its REDIRECT target is gone, B: BCAST) appended at *f, and the redir
+ * field (the target's id, 0 without one, -1 when tracking is off). */
+void tracking_list_flags(const session *s, char **f);
+long long tracking_list_redir(const session *s);
 /* RESET: tracking is off, its state goes. */
 void tracking_reset(session *s);
 /* The session ends: its state goes, and REDIRECT finds it no more. */

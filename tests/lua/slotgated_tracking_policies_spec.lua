@@ -216,42 +216,57 @@ describe("slotgated's CLIENT TRACKING REDIRECT across worker threads", function(
     end, 10))
   end)
 
-  -- What a reader gets when its REDIRECT target went: a RESP3 reader of port
-  -- (a node or slotgated), its target closed, then a key it read changed.
+  -- CLIENT INFO's flags and redir of conn.
+  local function info_fields(conn)
+    local line = call(conn, "CLIENT", "INFO").v
+    return line:match(" flags=(%S*) "), tonumber(line:match(" redir=(%-?%d+) "))
+  end
+
+  -- What a reader of port (a node or slotgated) sees when its REDIRECT
+  -- target goes: its CLIENT INFO flags and TRACKINGINFO before and after a
+  -- key it read changed (the ids in place of the target's id), and the push.
   local function broken_redirect(port, target, reader, key, change)
     local id = call(target, "CLIENT", "ID").v
+    local seen = {}
+    local function look(when)
+      local flags, redir = info_fields(reader)
+      local ti = daemon.plain(call(reader, "CLIENT", "TRACKINGINFO"))
+      ti[4] = ti[4] == id and "ID" or ti[4]
+      seen[when] = { flags = flags, redir = redir == id and "ID" or redir, trackinginfo = ti }
+    end
     assert.equal("map", call(reader, "HELLO", "3").t)
+    look("off")
     assert.equal("OK", call(reader, "CLIENT", "TRACKING", "ON", "REDIRECT", tostring(id)).v)
+    look("on")
     target:close()
-    local got
     assert.is_truthy(wait_for(function()
       call(reader, "GET", key)
       change(key, "x")
       local r = trk.next_message(reader, 0.5)
       if r and r.t == "push" and r.v[1].v == "tracking-redir-broken" then
-        got = daemon.plain(r)
+        seen.push = daemon.plain(r)
+        seen.push[2] = seen.push[2] == id and "ID" or seen.push[2]
         return true
       end
     end, 10), "no tracking-redir-broken from port " .. port)
-    local info = daemon.plain(call(reader, "CLIENT", "TRACKINGINFO"))
-    return got, info, id
+    look("broken")
+    assert.equal("OK", call(reader, "CLIENT", "TRACKING", "ON", "NOLOOP").v) -- afresh
+    look("on again")
+    return seen
   end
 
   it("tells the reader tracking-redir-broken when the target goes, as Redis 7.0", function()
     local node_port = tonumber(standalone:match(":(%d+)$"))
     local nt, nr = assert(daemon.connect(node_port)), assert(daemon.connect(node_port))
     finally(function() nr:close() end)
-    local node_got, node_info, node_id = broken_redirect(node_port, nt, nr, "trw:broken",
-                                                         set_standalone)
-    assert.same({ "tracking-redir-broken", node_id }, node_got)
-
+    local node = broken_redirect(node_port, nt, nr, "trw:broken", set_standalone)
+    assert.same({ "tracking-redir-broken", "ID" }, node.push)
+    assert.equal("tR", node.broken.flags) -- the node itself, to be sure of what is compared
     local target, reader = pair()
     finally(function() reader:close() end)
-    local got, info, id = broken_redirect(d.port, target, reader, "trw:broken", set_direct)
-    assert.same({ "tracking-redir-broken", id }, got)
-    node_info[4], info[4] = nil, nil -- the ids differ
-    assert.same(node_info, info)
+    assert.same(node, broken_redirect(d.port, target, reader, "trw:broken", set_direct))
   end)
+
 end)
 
 describe("slotgated's CLIENT TRACKING figures", function()
