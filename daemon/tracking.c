@@ -2,18 +2,27 @@
  * tracking.c — CLIENT TRACKING answered by slotgated for its own sessions.
  *
  * The nodes know nothing of slotgated's clients: the gateway's invalidation
- * connections (one per master, CLIENT TRACKING ... BCAST, the near cache's)
- * name every key changed on any node, and this module decides who is told:
- *  - default mode: a table per worker, key -> ids of the sessions that read
- *    it since its last invalidation (the keys of every read-only command a
- *    tracking session forwards, OPTIN/OPTOUT honoured); an invalidation tells
- *    them and forgets the key, as Redis does;
- *  - BCAST: every session whose prefixes match (none: all keys).
- * When an invalidation connection is lost, or a read was made while one was
- * not ready (a change then could go untold), the sessions get a flush (a
- * null invalidation), which is what Redis sends when it cannot tell.
- * Sessions are found by id (ids are never reused), so the table needs no
- * cleanup when a session goes: a stale id is skipped.
+ * connections (one per master of every upstream, CLIENT TRACKING ... BCAST,
+ * the near cache's) name every key changed on any node, as the node stores
+ * it, and this module decides who is told, and by which name:
+ *  - default mode: a table per worker, (upstream, node's key) -> the sessions
+ *    that read it since its last invalidation, each with the name it used
+ *    (the gateway says where each command of a tracking session went and its
+ *    keys after the policies' rewrites: sg_request_ctx.routed); OPTIN/OPTOUT
+ *    honoured; an invalidation tells them by their names and forgets the
+ *    key, as Redis does;
+ *  - BCAST: every session whose prefixes match the key as the session names
+ *    it (the policies' prefix taken off: sg_policy_key_prefix; a session
+ *    whose policies rename keys past undoing may not turn BCAST on).
+ * A REDIRECT target may be any worker's session: a process-wide registry
+ * (id -> worker, under a mutex) finds its worker, and an invalidation is
+ * posted to that worker's loop (event_base_once, run in order). A target
+ * that went gives the reader Redis 7.0's tracking-redir-broken.
+ * When an invalidation connection is lost, or a read was made while its
+ * upstream's were not ready (a change then could go untold), the sessions
+ * get a flush (a null invalidation), which is what Redis sends when it
+ * cannot tell. Sessions are found by id (ids are never reused), so the table
+ * needs no cleanup when a session goes: a stale id is skipped.
  */
 #include <event2/event.h>
 #include <pthread.h>

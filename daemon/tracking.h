@@ -1,10 +1,11 @@
 /*
  * tracking.h — CLIENT TRACKING for slotgated's sessions (tracking.c): the
- * session is told when a key it read changes, whoever changed it, as a node
- * would tell it (RESP3 invalidate pushes, or RESP2 messages on
- * __redis__:invalidate to the REDIRECT target). The changes come from the
- * gateway's invalidation connections (sg_gateway_track); each worker keeps
- * which of its sessions read which key. See docs/CACHE.md.
+ * session is told when a key it read changes, whoever changed it, on
+ * whichever upstream, by the name it read it as, as a node would tell it
+ * (RESP3 invalidate pushes, or RESP2 messages on __redis__:invalidate to
+ * the REDIRECT target, which any worker may serve). The changes come from
+ * the gateway's invalidation connections (sg_gateway_track); each worker
+ * keeps which of its sessions read which key. See docs/CACHE.md.
  */
 #ifndef SG_TRACKING_H
 #define SG_TRACKING_H
