@@ -837,9 +837,11 @@ static void on_routed(void *ud, int up, int argc, const char *const *nargv,
     t->cur_r = NULL;
     ro = (cmd->flags & SG_CMD_READONLY) != 0;
     if (t->bcast) {
-        /* changes told from now on; while a connection is not ready one may
-         * go untold: a flush follows once they all are */
-        if (!sg_gateway_tracking_ready(s->w->gw, -1)) t->owes = up_bit(63);
+        /* changes told from now on; while a connection of the upstream it
+         * uses is not ready one may go untold: a flush follows once they
+         * are (only that upstream is asked: one that is down is not asked
+         * for a new map at every command) */
+        if (!sg_gateway_tracking_ready(s->w->gw, up)) t->owes |= up_bit(up);
         return;
     }
     if (ro) {

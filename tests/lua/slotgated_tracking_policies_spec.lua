@@ -131,6 +131,26 @@ describe("slotgated's CLIENT TRACKING with several upstreams (route_by_prefix)",
     assert.same({ "tru:2" }, next_invalidation(c, 5, true))
   end)
 
+  it("keeps telling of the other upstreams' keys while one upstream is down", function()
+    local e = daemon.start{ env = {
+      SLOTGATE_THREADS = "1", SLOTGATE_POLICY = scripts .. "route_by_prefix.lua",
+      TYK_GW_ENABLESEPERATEANALYTICSSTORE = "true",
+      TYK_GW_ANALYTICSSTORAGE_ADDRS = "127.0.0.1:" .. daemon.port() } } -- nobody listens
+    local c = trk.session(e.port)
+    local b = trk.session(e.port, nil, "BCAST", "PREFIX", "trud:")
+    finally(function() c:close(); b:close(); daemon.stop(e) end)
+    local got, gotb
+    assert.is_truthy(wait_for(function()
+      call(c, "GET", "trud:1")
+      call(b, "GET", "trud:1")
+      set_direct("trud:1", "x")
+      got, gotb = next_invalidation(c, 0.5, true), next_invalidation(b, 0.5, true)
+      return got and gotb
+    end, 10), "no invalidation of the default upstream's key")
+    assert.same({ "trud:1" }, got)
+    assert.same({ "trud:1" }, gotb)
+  end)
+
   it("BCAST hears every upstream", function()
     local c = trk.session(d.port, nil, "BCAST", "PREFIX", "cache-trub:")
     finally(function() c:close() end)
