@@ -36,7 +36,8 @@
 
 typedef struct trk {
     session *s;
-    struct trk *next; /* in the worker's list */
+    struct trk *next;   /* in the worker's list */
+    struct trk *idnext; /* in the worker's table by session id */
     int on, bcast, optin, optout, noloop;
     int caching_next; /* CLIENT CACHING came: for the next command */
     int caching;      /* ... this command's */
@@ -71,6 +72,8 @@ typedef struct kent {
 
 typedef struct trk_worker {
     trk *list;
+    trk **byid; /* the same sessions by id: an invalidation finds its readers */
+    size_t nbyid, nlist;
     kent **buckets;
     size_t nb, nkeys, nitems;
     int started; /* sg_gateway_track called */
@@ -232,6 +235,17 @@ static session *session_by_id(worker *w, uint64_t id) {
     for (s = w->sessions; s; s = s->next)
         if (s->id == id) return s;
     return NULL;
+}
+
+static trk **byid_slot(trk_worker *tw, uint64_t id) {
+    trk **pp = &tw->byid[(id * 0x9E3779B97F4A7C15ULL >> 32) & (tw->nbyid - 1)];
+    while (*pp && (*pp)->s->id != id) pp = &(*pp)->idnext;
+    return pp;
+}
+
+/* The worker's tracking state of session id; NULL: none (it went). */
+static trk *trk_by_id(trk_worker *tw, uint64_t id) {
+    return tw->nbyid ? *byid_slot(tw, id) : NULL;
 }
 
 /* ---- the registry of session ids ---------------------------------------------------- */
@@ -535,23 +549,46 @@ static void on_track(void *ud, int up, int event, const char *key, size_t n) {
         if (e == NULL) return;
         *pp = e->next; /* told once: a new read tracks it again */
         for (i = 0; i < e->n; i++)
-            for (t = tw->list; t; t = t->next)
-                if (t->s->id == e->r[i].id && t->on && !t->bcast) {
-                    if (e->r[i].name) send_to(t, e->r[i].name, e->r[i].namelen);
-                    else send_to(t, key, n);
-                }
+            if ((t = trk_by_id(tw, e->r[i].id)) != NULL && t->on && !t->bcast) {
+                if (e->r[i].name) send_to(t, e->r[i].name, e->r[i].namelen);
+                else send_to(t, key, n);
+            }
         kent_free(w, e);
     }
 }
 
 static trk *trk_of(session *s) {
     trk_worker *tw = tw_of(s->w);
-    trk *t;
+    trk *t, **pp;
     if (s->trk) return s->trk;
-    if (tw == NULL || (t = sg_calloc(1, sizeof *t)) == NULL) return NULL;
+    if (tw == NULL) return NULL;
+    if (tw->nlist + 1 > tw->nbyid) { /* twice as many buckets, the sessions moved over */
+        size_t nb = tw->nbyid ? tw->nbyid * 2 : 64, i;
+        trk **old = tw->byid, **nt = sg_calloc(nb, sizeof *nt);
+        size_t onb = tw->nbyid;
+        if (nt == NULL && tw->nbyid == 0) return NULL;
+        if (nt) {
+            tw->byid = nt;
+            tw->nbyid = nb;
+            for (i = 0; i < onb; i++)
+                while (old[i]) {
+                    trk *x = old[i];
+                    old[i] = x->idnext;
+                    pp = byid_slot(tw, x->s->id);
+                    x->idnext = *pp;
+                    *pp = x;
+                }
+            sg_free(old);
+        } /* else: longer chains, still found */
+    }
+    if ((t = sg_calloc(1, sizeof *t)) == NULL) return NULL;
     t->s = s;
     t->next = tw->list;
     tw->list = t;
+    pp = byid_slot(tw, s->id);
+    t->idnext = *pp;
+    *pp = t;
+    tw->nlist++;
     s->trk = t;
     return t;
 }
@@ -902,6 +939,10 @@ void tracking_reset(session *s) {
             *pp = s->trk->next;
             break;
         }
+    pp = byid_slot(tw, s->id);
+    assert(*pp == s->trk); /* every state is in both */
+    *pp = s->trk->idnext;
+    tw->nlist--;
     prefixes_free(s->trk);
     sg_free(s->trk);
     s->trk = NULL;
@@ -912,6 +953,7 @@ void tracking_worker_free(worker *w) {
     if (tw == NULL) return;
     forget_all(w);
     sg_free(tw->buckets);
+    sg_free(tw->byid);
     sg_free(tw);
     w->trk = NULL;
 }
