@@ -41,7 +41,7 @@ typedef struct trk {
     int on, bcast, optin, optout, noloop;
     int caching_next; /* CLIENT CACHING came: for the next command */
     int caching;      /* ... this command's */
-    uint64_t owes;    /* upstreams (bit i; bit 63: i >= 63) read while their
+    uint64_t owes;    /* upstreams (bit i; bit 63: those past 62) read while their
                          invalidation connections were not all ready */
     int broken;       /* the REDIRECT target went (TRACKINGINFO's broken_redirect) */
     long long redir;  /* 0: none */
@@ -504,13 +504,24 @@ static void tell_bcast(trk *t, const char *key, size_t n) {
 
 static uint64_t up_bit(int up) { return up >= 63 ? 1ULL << 63 : 1ULL << up; }
 
-/* Whether every upstream in mask has its invalidation connections ready. */
-static int ready_for(sg_gateway *g, uint64_t mask) {
+/* What is still owed of mask: the upstreams whose invalidation connections
+ * are not all ready (bit 63 stands for every upstream past 62). */
+static uint64_t still_owed(sg_gateway *g, uint64_t mask) {
     int i;
-    if (mask >> 63) return sg_gateway_tracking_ready(g, -1);
-    for (i = 0; i < 63; i++)
-        if ((mask >> i & 1) && !sg_gateway_tracking_ready(g, i)) return 0;
-    return 1;
+    for (i = 0; i < 64; i++)
+        if ((mask >> i & 1) && sg_gateway_tracking_ready(g, i < 63 ? i : -1))
+            mask &= ~(1ULL << i);
+    return mask;
+}
+
+/* The upstreams of w's gateway whose invalidation connections are not all
+ * ready now (a mask as trk.owes). */
+static uint64_t not_ready(worker *w) {
+    int i, n = sg_config_upstream_count(w->srv->cfg);
+    uint64_t mask = 0;
+    for (i = 0; i < n; i++)
+        if (!sg_gateway_tracking_ready(w->gw, i)) mask |= up_bit(i);
+    return mask;
 }
 
 /* What the gateway's invalidation connections say (sg_track_fn). */
@@ -520,11 +531,15 @@ static void on_track(void *ud, int up, int event, const char *key, size_t n) {
     trk *t;
     if (tw == NULL) return;
     if (event == SG_TRACK_READY) {
-        for (t = tw->list; t; t = t->next)
-            if (t->on && t->owes && ready_for(w->gw, t->owes)) {
-                t->owes = 0;
-                send_to(t, NULL, 0);
-            }
+        /* each upstream's flush as soon as its connections are: one that is
+         * down does not hold back the others' */
+        for (t = tw->list; t; t = t->next) {
+            uint64_t left;
+            if (!t->on || t->owes == 0 || (left = still_owed(w->gw, t->owes)) == t->owes)
+                continue;
+            t->owes = left;
+            send_to(t, NULL, 0);
+        }
         return;
     }
     if (event == SG_TRACK_FLUSH) {
@@ -779,7 +794,7 @@ static void tracking_onoff(session *s, const sg_resp_req *r, sg_resp_out *o) {
         }
         /* BCAST tells of changes from now, on every upstream: one made before
          * every node's connection is ready may go untold, so a flush follows */
-        if (bcast && !sg_gateway_tracking_ready(s->w->gw, -1)) t->owes = up_bit(63);
+        if (bcast) t->owes = not_ready(s->w);
     }
     figs_of(t, 1);
     sg_resp_put_status(o, "OK");

@@ -391,9 +391,10 @@ static void trk_push(void *owner, sg_conn *conn, sg_reply *r) {
 static void trk_closed(void *owner, sg_conn *conn, int code, const char *msg) {
     tracker *t = owner;
     sg_cache *ca = t->ca;
+    int was_ready = t->state == T_READY;
     (void)conn;
     (void)msg;
-    if (t->state == T_READY) ST_ADD(ca, trackers, (uint64_t)-1);
+    if (was_ready) ST_ADD(ca, trackers, (uint64_t)-1);
     t->conn = NULL;
     t->state = T_NONE;
     if (code != SG_OK && t->retry_at < sg_now_ms() + RETRY_MS)
@@ -402,8 +403,12 @@ static void trk_closed(void *owner, sg_conn *conn, int code, const char *msg) {
     if (!ca->freeing) drop_where(ca, t->cc, t->node, 0, DROP_LOST);
     t->cc->watch_ok = 0;
     /* the host's clients may have missed a change too: Redis tells them with
-     * a flush when their invalidations cannot be delivered */
-    if (!ca->freeing && ca->listen) ca->listen(ca->listen_ud, t->cc->c, SG_TRACK_FLUSH, NULL, 0);
+     * a flush when their invalidations cannot be delivered. Not for one that
+     * never was ready: it told of nothing, the host knows reads made without
+     * it (sg_gateway_tracking_ready), and a node that stays down would flush
+     * every client at each retry */
+    if (was_ready && !ca->freeing && ca->listen)
+        ca->listen(ca->listen_ud, t->cc->c, SG_TRACK_FLUSH, NULL, 0);
 }
 
 static const sg_conn_ops trk_ops = {NULL, NULL, NULL, trk_push, trk_idle, trk_closed, NULL};
