@@ -162,7 +162,7 @@ static void forward(session *s, const sg_command *cmd, const sg_resp_req *r, uin
     o->seq = seq;
     o->next_blocked = NULL;
     session_ctx(s, &ctx);
-    if (s->trk) tracking_forward(s, cmd, r); /* before the reply can come */
+    if (s->trk) tracking_forward(s, cmd, r, &ctx); /* before the reply can come */
     s->inflight++;
     if (sg_gateway_forward_cmd(s->w->gw, cmd, &ctx, r->argc, r->argv, r->argvlen,
                                r->is_inline ? NULL : r->raw, r->rawlen, on_reply, on_raw_reply,
@@ -331,7 +331,7 @@ static void do_reset(session *s, const sg_command *cmd, const sg_resp_req *r, ui
     (void)r;
     txn_reset(s);
     pubsub_reset(s);
-    tracking_free(s); /* RESET turns tracking off, as in Redis */
+    tracking_reset(s); /* RESET turns tracking off, as in Redis */
     sg_free(s->name);
     s->name = NULL;
     /* as Redis's RESET: replies on again (this one too), NO-EVICT off */

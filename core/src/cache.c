@@ -125,7 +125,7 @@ struct sg_cache {
     int freeing;
     sg_buf scratch;  /* MGET's answer */
     sg_buf scratch3; /* a hit's answer in RESP3 */
-    sg_track_fn listen; /* the host's CLIENT TRACKING (sg_gateway_track) */
+    sg_cache_listen_fn listen; /* the host's CLIENT TRACKING (sg_gateway_track) */
     void *listen_ud;
     int all;            /* the trackers hear of every key */
     sg_buf prefixes;    /* else of the keys starting with one of these (each with its NUL) */
@@ -439,13 +439,13 @@ static void trk_push(void *owner, sg_conn *conn, sg_reply *r) {
             t->state = T_READY;
             t->pinged = t->heard;
             ST_ADD(ca, trackers, 1);
-            if (ca->listen) ca->listen(ca->listen_ud, SG_TRACK_READY, NULL, 0);
+            if (ca->listen) ca->listen(ca->listen_ud, t->cc->c, SG_TRACK_READY, NULL, 0);
         } else if (str_is(r->element[0], "message") && t->state == T_READY) {
             if (p->type == SG_REPLY_NIL) {
                 /* FLUSHALL, FLUSHDB: everything the node served is gone */
                 ST_ADD(ca, flushes, 1);
                 drop_where(ca, t->cc, t->node, 0, DROP_FLUSHED);
-                if (ca->listen) ca->listen(ca->listen_ud, SG_TRACK_FLUSH, NULL, 0);
+                if (ca->listen) ca->listen(ca->listen_ud, t->cc->c, SG_TRACK_FLUSH, NULL, 0);
             } else if (p->type == SG_REPLY_ARRAY) {
                 size_t i;
                 for (i = 0; i < p->elements; i++) {
@@ -455,7 +455,8 @@ static void trk_push(void *owner, sg_conn *conn, sg_reply *r) {
                     ST_ADD(ca, invalidations, 1);
                     k = key_find(ca, t->cc, e->str, e->len, hash_of(e->str, e->len));
                     if (k) key_drop(ca, k, DROP_INVALIDATED);
-                    if (ca->listen) ca->listen(ca->listen_ud, SG_TRACK_KEY, e->str, e->len);
+                    if (ca->listen)
+                        ca->listen(ca->listen_ud, t->cc->c, SG_TRACK_KEY, e->str, e->len);
                 }
             }
         }
@@ -466,9 +467,10 @@ static void trk_push(void *owner, sg_conn *conn, sg_reply *r) {
 static void trk_closed(void *owner, sg_conn *conn, int code, const char *msg) {
     tracker *t = owner;
     sg_cache *ca = t->ca;
+    int was_ready = t->state == T_READY;
     (void)conn;
     (void)msg;
-    if (t->state == T_READY) ST_ADD(ca, trackers, (uint64_t)-1);
+    if (was_ready) ST_ADD(ca, trackers, (uint64_t)-1);
     t->conn = NULL;
     t->state = T_NONE;
     if (code != SG_OK && t->retry_at < sg_now_ms() + RETRY_MS)
@@ -477,8 +479,12 @@ static void trk_closed(void *owner, sg_conn *conn, int code, const char *msg) {
     if (!ca->freeing) drop_where(ca, t->cc, t->node, 0, DROP_LOST);
     t->cc->watch_ok = 0;
     /* the host's clients may have missed a change too: Redis tells them with
-     * a flush when their invalidations cannot be delivered */
-    if (!ca->freeing && ca->listen) ca->listen(ca->listen_ud, SG_TRACK_FLUSH, NULL, 0);
+     * a flush when their invalidations cannot be delivered. Not for one that
+     * never was ready: it told of nothing, the host knows reads made without
+     * it (sg_gateway_tracking_ready), and a node that stays down would flush
+     * every client at each retry */
+    if (was_ready && !ca->freeing && ca->listen)
+        ca->listen(ca->listen_ud, t->cc->c, SG_TRACK_FLUSH, NULL, 0);
 }
 
 static const sg_conn_ops trk_ops = {NULL, NULL, NULL, trk_push, trk_idle, trk_closed, NULL};
@@ -536,7 +542,7 @@ static void on_map(void *ud, sg_client *c) {
     drop_where(ca, cc, NULL, 1, DROP_MOVED);
     if (cc->watch_ok) { /* a new master may have no tracker yet */
         cc->watch_ok = 0;
-        if (ca->listen) ca->listen(ca->listen_ud, SG_TRACK_FLUSH, NULL, 0);
+        if (ca->listen) ca->listen(ca->listen_ud, c, SG_TRACK_FLUSH, NULL, 0);
     }
     memcpy(cc->snap, c->slot_master, sizeof cc->snap);
     cc->snap_single = c->single;
@@ -664,7 +670,7 @@ void sg_cache_cover(sg_cache *ca, const char *list, int n) {
     if (widened) trk_restart(ca);
 }
 
-void sg_cache_listen(sg_cache *ca, sg_track_fn fn, void *ud) {
+void sg_cache_listen(sg_cache *ca, sg_cache_listen_fn fn, void *ud) {
     /* the host's clients may read any key (trackers that close for it now
      * are no news to a host that was not listening) */
     if (fn) sg_cache_cover(ca, NULL, -1);

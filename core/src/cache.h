@@ -77,10 +77,12 @@ void sg_cache_call_abort(sg_cache_call *call);
  * cache. Until the first call, nothing is filled. */
 void sg_cache_cover(sg_cache *ca, const char *list, int n);
 
-/* Tells fn (sg_track_fn, see slotgate.h) of every invalidation, flush, loss
- * and tracker made ready, besides what the cache does with them. The
- * trackers then hear of every key (sg_cache_cover(ca, NULL, -1)). */
-void sg_cache_listen(sg_cache *ca, sg_track_fn fn, void *ud);
+/* Tells fn (as sg_track_fn, see slotgate.h, with the client whose tracker
+ * spoke) of every invalidation, flush, loss and tracker made ready, besides
+ * what the cache does with them. The trackers then hear of every key
+ * (sg_cache_cover(ca, NULL, -1)). */
+typedef void (*sg_cache_listen_fn)(void *ud, sg_client *c, int event, const char *key, size_t len);
+void sg_cache_listen(sg_cache *ca, sg_cache_listen_fn fn, void *ud);
 /* Opens a tracker for every master of c that has none; 1 when all are ready. */
 int sg_cache_watch(sg_cache *ca, sg_client *c);
 

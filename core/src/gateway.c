@@ -31,6 +31,8 @@ struct sg_gateway {
     uint64_t *covered;    /* the serials of the policies whose cache patterns it covers */
     int ncovered, capcovered;
     uint64_t cover_serial; /* the last one covered */
+    sg_track_fn track;     /* the host's CLIENT TRACKING (sg_gateway_track); NULL: none */
+    void *track_ud;
 };
 
 void sg_free_string(char *s) { sg_free(s); }
@@ -124,26 +126,42 @@ int sg_gateway_set_cache(sg_gateway *g, size_t max_bytes) {
     return SG_OK;
 }
 
-/* The upstream whose nodes CLIENT TRACKING listens to: the default one. */
-static sg_client *track_client(sg_gateway *g) {
-    if (g->n == 0) return NULL;
-    return g->clients[g->def >= 0 ? g->def : 0];
+/* The index of the upstream c serves (either protocol's client); -1: none. */
+static int upstream_of(const sg_gateway *g, const sg_client *c) {
+    int i;
+    for (i = 0; i < g->n; i++)
+        if (g->clients[i] == c || g->clients3[i] == c) return i;
+    return -1;
+}
+
+/* The cache's notices, for the host: which upstream's node spoke. */
+static void on_track(void *ud, sg_client *c, int event, const char *key, size_t len) {
+    sg_gateway *g = ud;
+    int up = upstream_of(g, c);
+    if (g->track && up >= 0) g->track(g->track_ud, up, event, key, len);
 }
 
 int sg_gateway_track(sg_gateway *g, sg_track_fn fn, void *ud) {
+    int i;
     /* the trackers are the near cache's: it exists from now on (bounded as
      * set; with 0 it keeps nothing, the trackers serve the host alone) */
     if (g->cache == NULL && (g->cache = sg_cache_new(&g->cstats, g->cache_max)) == NULL)
         return SG_ENOMEM;
-    sg_cache_listen(g->cache, fn, ud);
-    if (fn && track_client(g)) sg_cache_watch(g->cache, track_client(g));
+    g->track = fn;
+    g->track_ud = ud;
+    sg_cache_listen(g->cache, fn ? on_track : NULL, g);
+    /* every upstream: a policy may send a session's reads to any of them */
+    for (i = 0; fn && i < g->n; i++) sg_cache_watch(g->cache, g->clients[i]);
     return SG_OK;
 }
 
-int sg_gateway_tracking_ready(sg_gateway *g) {
-    sg_client *c = track_client(g);
-    if (g->cache == NULL || c == NULL) return 0;
-    return sg_cache_watch(g->cache, c);
+int sg_gateway_tracking_ready(sg_gateway *g, int upstream) {
+    int i, ok = 1;
+    if (g->cache == NULL || g->n == 0 || upstream >= g->n) return 0;
+    if (upstream >= 0) return sg_cache_watch(g->cache, g->clients[upstream]);
+    for (i = 0; i < g->n; i++) /* each asked: the missing ones are opened */
+        if (!sg_cache_watch(g->cache, g->clients[i])) ok = 0;
+    return ok;
 }
 
 void sg_gateway_cache_stats(const sg_gateway *g, sg_cache_stats *out) {
@@ -559,6 +577,7 @@ int sg_gateway_forward_cmd(sg_gateway *g, const sg_command *cmd, const sg_reques
         /* no policy: nothing to decide (this runs for every command) */
         sg_cache_call *call = NULL;
         opts.info = cmd;
+        if (ctx && ctx->routed) ctx->routed(ctx->routed_ud, upstream_of(g, c), argc, argv, argvlen);
         if (g->cache || sg_cache_in_use()) {
             /* no read of this caller is cached, but its writes drop entries
              * (the other gateways' too: see sg_cache_in_use) */
@@ -613,6 +632,13 @@ int sg_gateway_forward_cmd(sg_gateway *g, const sg_command *cmd, const sg_reques
             rc = sg_seterr(&g->err, SG_ENOMEM, "out of memory");
         }
         goto done;
+    }
+    if (ctx && ctx->routed) {
+        if (d.rewritten)
+            ctx->routed(ctx->routed_ud, upstream_of(g, c), d.argc, (const char *const *)d.argv,
+                        d.argvlen);
+        else
+            ctx->routed(ctx->routed_ud, upstream_of(g, c), argc, argv, argvlen);
     }
     opts.read_policy = d.read_policy;
     opts.durable = d.durable;

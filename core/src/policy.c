@@ -1387,6 +1387,44 @@ int sg_policy_apply_cmd(sg_policy *p, const sg_command *info, const sg_request_c
     return SG_OK;
 }
 
+int sg_policy_key_prefix(sg_policy *p, const sg_request_ctx *ctx, char **prefix, size_t *len) {
+    sg_buf b = {0};
+    int i;
+    *prefix = NULL;
+    *len = 0;
+    /* the last script's prefix goes before the earlier ones': it saw the key
+     * as they left it */
+    for (i = p->n - 1; i >= 0; i--) {
+        const script *s = &p->scripts[i];
+        if (s->dry_run) continue; /* it renames nothing */
+        if (s->ref_rewrite_key != LUA_NOREF) {
+            sg_buf_free(&b);
+            return sg_seterr(&p->err, SG_EINVAL,
+                             "policy %s rewrites keys with a rewrite_key hook, which cannot be "
+                             "undone (a key on the node does not say the client's name)",
+                             s->name);
+        }
+        if (s->prefix == NULL) continue;
+        if (s->prefix_dynamic && strstr(s->prefix, "{command}")) {
+            sg_buf_free(&b);
+            return sg_seterr(&p->err, SG_EINVAL,
+                             "policy %s prefixes keys with the command's name ({command}), which "
+                             "a key on the node does not say",
+                             s->name);
+        }
+        if (s->prefix_dynamic) expand(s->prefix, ctx, NULL, &b);
+        else sg_buf_puts(&b, s->prefix);
+    }
+    if (b.oom) {
+        sg_buf_free(&b);
+        return sg_seterr(&p->err, SG_ENOMEM, "out of memory");
+    }
+    *len = b.len;
+    *prefix = b.len ? sg_buf_take(&b) : NULL;
+    sg_buf_free(&b);
+    return SG_OK;
+}
+
 /* A description of the decision, for tests and operators. */
 char *sg_policy_explain(sg_policy *p, const sg_request_ctx *ctx, int argc, const char *const *argv,
                         const size_t *argvlen) {
