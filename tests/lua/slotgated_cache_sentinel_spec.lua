@@ -34,7 +34,9 @@ end
 
 local function cache_info(conn)
   local out = {}
-  for k, v in call(conn, "INFO", "cache").v:gmatch("(cache_[%w_]+):(%d+)") do out[k] = tonumber(v) end
+  for k, v in call(conn, "INFO", "cache").v:gmatch("(cache_[%w_]+):(%d+)") do
+    out[k] = tonumber(v)
+  end
   return out
 end
 
@@ -99,7 +101,9 @@ local function unsettled(m, r)
   for i = 1, #sentinels do
     if named_by(i) ~= m then return "Sentinel " .. sentinels[i] .. " names " .. named_by(i) end
     local mf = fields(sentinel(i):call("SENTINEL", "MASTER", master_name))
-    if mf.flags ~= "master" then return "Sentinel " .. sentinels[i] .. " sees flags " .. mf.flags end
+    if mf.flags ~= "master" then
+      return "Sentinel " .. sentinels[i] .. " sees flags " .. mf.flags
+    end
     local reps = sentinel(i):call("SENTINEL", "REPLICAS", master_name).v
     if #reps ~= 1 then return "Sentinel " .. sentinels[i] .. " knows " .. #reps .. " replicas" end
     local rf = fields(reps[1])
@@ -137,7 +141,8 @@ describe("slotgated's near cache in Sentinel mode", function()
     daemon.stop_all()
   end)
 
-  it("stays exact through a Sentinel failover under readers, and drops the old master's entries", function()
+  it("stays exact through a Sentinel failover under readers, drops the old master's entries",
+     function()
     -- the group as it is now (ct_sentinel leaves it swapped): put back at the end
     local m0 = named_by(1)
     local r0
@@ -250,7 +255,9 @@ describe("slotgated's near cache in Sentinel mode", function()
     for i = 1, 20 do assert.equal("o" .. i, call(c, "GET", "sk:old:" .. i).v) end
     local after = cache_info(c)
     assert.equal(mid.cache_hits, after.cache_hits, "an entry of the old master answered")
-    local function gone(i) return i.cache_dropped_moved + i.cache_dropped_lost + i.cache_dropped_flushed end
+    local function gone(i)
+      return i.cache_dropped_moved + i.cache_dropped_lost + i.cache_dropped_flushed
+    end
     assert.is_true(gone(after) >= gone(before) + 20, "the old master's entries not dropped")
     -- and the new master's keys are cached again, and exact
     assert.is_truthy(wait_for(function() return hit(key) end), "never answered from memory again")
