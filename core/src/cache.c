@@ -4,14 +4,14 @@
  * and by the read's form (the command and its arguments after the key), in
  * an LRU bounded in bytes; each entry lives at most its pattern's seconds.
  *
- * It stays exact through the nodes' own word: one connection per master that
- * serves a cached key runs CLIENT TRACKING ON REDIRECT <itself> BCAST and
- * SUBSCRIBE __redis__:invalidate, so the node names every key changed on it
- * (by anyone), and a flush as a null. The race between a read's reply (on a
- * data connection) and an invalidation (on the tracker) is settled by a
- * placeholder: it is put before the read leaves; an invalidation, a write
- * through the gateway, the tracker's loss or a slot's move kill it; the reply
- * fills only a live one. A write executed on the node after the read was
+ * It stays exact through the nodes' own word: one connection per master of
+ * the map (every one: see all_tracked) runs CLIENT TRACKING ON REDIRECT
+ * <itself> BCAST and SUBSCRIBE __redis__:invalidate, so the node names every
+ * key changed on it (by anyone), and a flush as a null. The race between a
+ * read's reply (on a data connection) and an invalidation (on the tracker) is
+ * settled by a placeholder: it is put before the read leaves; an
+ * invalidation, a write through the gateway, the tracker's loss or a slot's
+ * move kill it; the reply fills only a live one. A write executed on the node after the read was
  * sends its invalidation after the placeholder was put, so either it kills
  * the placeholder or it drops the entry the reply made.
  *
@@ -90,6 +90,7 @@ struct cclient {
     int flushing;  /* FLUSHALL or FLUSHDB through the gateway in flight */
     int watch_ok;  /* sg_cache_watch found every master's tracker ready since the
                       last loss or map change */
+    uint64_t watch_at; /* ms: when a read last asked sg_cache_watch (it walks the map) */
     sg_node *snap_single;
     uint16_t snap[SG_SLOTS]; /* the map as the cache last saw it */
 };
@@ -667,16 +668,36 @@ static cform *lookup(sg_cache *ca, cclient *cc, const char *key, size_t klen, co
     return f;
 }
 
+/* Whether every master of the map has a ready tracker (opening those that
+ * have none). The key's own master is not enough: a slot can move (a
+ * migration's ASKING writes, or one finished that the map does not show yet)
+ * and its keys be written on the new owner while its old master, which no
+ * read goes to when all are answered from memory, has nothing to say — a key
+ * cached as a null there never existed on it to be migrated. Only the new
+ * owner's tracker names such a key, so fills wait until every master has
+ * one. The walk over the map runs at most once a millisecond while some
+ * tracker is missing. */
+static int all_tracked(sg_cache *ca, cclient *cc) {
+    uint64_t now;
+    if (cc->watch_ok) return 1;
+    now = sg_now_ms();
+    if (cc->watch_at == now) return 0;
+    cc->watch_at = now;
+    return sg_cache_watch(ca, cc->c);
+}
+
 /* A placeholder for a key's form, filled by the read about to leave; NULL
- * when the read may not fill (the key's master is not known, or not tracked
- * yet, or a write of the key, or a flush, is in flight). */
+ * when the read may not fill (the key's master is not known, or it or some
+ * other master is not tracked yet, or a write of the key, or a flush, is in
+ * flight). */
 static cform *placeholder(sg_cache *ca, cclient *cc, ckey *k, const char *key, size_t klen,
                           const char *form, size_t flen) {
     sg_client *c = cc->c;
     int slot = c->mode == SG_MODE_CLUSTER ? (int)sg_keyslot(key, klen) : 0;
     sg_node *node = owner_of(c, slot);
     cform *f;
-    if (cc->flushing || node == NULL || !tracked(ca, cc, node)) return NULL;
+    if (cc->flushing || node == NULL || !tracked(ca, cc, node) || !all_tracked(ca, cc))
+        return NULL;
     if (k == NULL &&
         (k = key_new(ca, cc, key, klen, hash_of(cc, key, klen), node, slot)) == NULL)
         return NULL;
