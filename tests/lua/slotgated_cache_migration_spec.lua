@@ -134,7 +134,8 @@ describe("slotgated's near cache through a completed slot migration", function()
       for i, r in ipairs(rs) do
         for _, k in ipairs(keys) do
           local reply = call(r, "GET", k)
-          assert.is_true(reply.t ~= "error", "reader " .. i .. ", " .. k .. ": " .. tostring(reply.v))
+          assert.is_true(reply.t ~= "error",
+                         "reader " .. i .. ", " .. k .. ": " .. tostring(reply.v))
           local v = reply.t == "nil" and 0 or tonumber(reply.v)
           local was = seen[i][k] or 0
           assert.is_true(v >= was, "reader " .. i .. " went back on " .. k .. " from " .. was ..
@@ -194,7 +195,8 @@ describe("slotgated's near cache through a completed slot migration", function()
       rd.written[k] = n
       local t0 = now()
       assert.is_truthy(wait_for(rd.read_all, 2),
-                       "the write of " .. k .. " straight on port " .. b.port .. " not read within 2 s")
+                       "the write of " .. k .. " straight on port " .. b.port ..
+                       " not read within 2 s")
       return now() - t0
     end
     local step = 0
