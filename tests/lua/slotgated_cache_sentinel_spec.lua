@@ -14,7 +14,7 @@ local daemon = require "daemon"
 
 local wait_for, now = helper.wait_for, helper.now
 
-daemon.ports_from(631)
+daemon.ports_from(631) -- 631..635 (636..640: the million-key cache spec)
 
 local dir = helper.tmpdir()
 local policy = helper.write(dir .. "/cache.lua", [[
