@@ -550,6 +550,10 @@ int sg_cache_watch(sg_cache *ca, sg_client *c) {
     if (cc->watch_ok) return 1;
     if (c->mode != SG_MODE_CLUSTER) {
         ok = c->single != NULL && tracked(ca, cc, c->single);
+        /* Sentinel mode: a client that never served a request (a RESP3
+         * host's go by its twin) has asked no Sentinel for the master yet;
+         * on_map comes back when one names it (switch_master) */
+        if (c->single == NULL && c->mode == SG_MODE_SENTINEL) sg_cluster_discover(c);
     } else {
         /* each master once; a slot nobody serves yet has no one to ask */
         memset(seen, 0, sizeof seen);

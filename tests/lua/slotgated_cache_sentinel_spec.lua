@@ -11,6 +11,7 @@
 -- the next run of this spec expect a settled group).
 local helper = require "helper"
 local daemon = require "daemon"
+local Py = require "redispy_cache"
 
 local wait_for, now = helper.wait_for, helper.now
 
@@ -151,11 +152,13 @@ describe("slotgated's near cache in Sentinel mode", function()
     end
     assert.is_truthy(wait_for(function() return unsettled(m0, r0) == nil end, 30),
                      "the group is not settled before the test: " .. tostring(unsettled(m0, r0)))
-    local d, c, readers = nil, nil, {}
+    local d, c, readers, t, tc, py = nil, nil, {}, nil, nil, nil
     -- busted keeps one finally per test: the connections, then the roles
     finally(function()
       if c then c:close() end
       for _, r in ipairs(readers) do r:close() end
+      if tc then tc:close() end
+      if py then py:close() end
       if d then print("\n  slotgated's log: " .. d.log) end
       if named_by(1) ~= m0 then fail_over_to(m0) end
       local why
@@ -165,16 +168,23 @@ describe("slotgated's near cache in Sentinel mode", function()
       end, 60), "the group did not settle back: " .. tostring(why))
     end)
 
-    d = daemon.start{ env = {
+    local env = {
       TYK_GW_STORAGE_ADDRS = helper.server_var("SG_TEST_SENTINELS"),
       TYK_GW_STORAGE_ENABLECLUSTER = "false",
       TYK_GW_STORAGE_MASTERNAME = master_name,
       TYK_GW_STORAGE_SENTINELPASSWORD = sentinel_pass,
       TYK_GW_STORAGE_PASSWORD = data_pass,
       SLOTGATE_POLICY = policy, SLOTGATE_THREADS = "1",
-    } }
+    }
+    d = daemon.start{ env = env }
     c = assert(daemon.connect_served(d.port))
     for i = 1, 4 do readers[i] = assert(daemon.connect_served(d.port)) end
+    -- and one with no near cache, for a client-side cache (CLIENT TRACKING):
+    -- only its sessions' tracking opens trackers there
+    env.SLOTGATE_POLICY = false
+    t = daemon.start{ env = env }
+    tc = assert(daemon.connect_served(t.port))
+    py = Py.connect(t.port)
 
     local key, old = "sk:failover", data(m0)
     local function hit(k)
@@ -198,6 +208,13 @@ describe("slotgated's near cache in Sentinel mode", function()
       for i = 1, 20 do assert.equal("o" .. i, call(c, "GET", "sk:old:" .. i).v) end
       return cache_info(c).cache_hits == h + 20
     end), "the old master's keys never all cached")
+    -- the client-side cache told of a write on the master
+    local tkey = "tk:failover"
+    assert.equal("OK", old:call("SET", tkey, "before").v)
+    assert.equal("before", py:call({ tkey }, "GET", tkey).v)
+    assert.equal("OK", old:call("SET", tkey, "before2").v)
+    assert.is_truthy(wait_for(function() return py:call({ tkey }, "GET", tkey).v == "before2" end,
+                              5), "the client-side cache not told of a write on the master")
     assert.equal(1, old:call("WAIT", "1", "5000").v) -- the replica has it all
     local before = cache_info(c)
 
@@ -223,6 +240,7 @@ describe("slotgated's near cache in Sentinel mode", function()
     end
 
     fail_over_to(r0, read_all)
+    local promoted = now()
     local new = data(r0)
     -- slotgated serves the new master once a key written only there is read
     -- through it (the old master does not replicate from it yet)
@@ -232,6 +250,20 @@ describe("slotgated's near cache in Sentinel mode", function()
       read_all()
       return call(c, "GET", "failover:mark").v == mark
     end, 20), "slotgated never served the new master")
+    -- the client-side cache through the other slotgated: once that one
+    -- serves the new master, a write there reaches it (a flush when the
+    -- master changed, then the new master's invalidations)
+    assert.is_truthy(wait_for(function() return call(tc, "GET", "failover:mark").v == mark end, 20),
+                     "the second slotgated never served the new master")
+    -- (what this shows holds while the old master has not yet been made a
+    -- replica: the Sentinels then kill its clients, the trackers too, and
+    -- that loss alone would flush)
+    local still = old:call("ROLE").v[1].v == "master"
+    print(string.format("\n  write on the new master %.2f s after the promotion; the old one %s",
+                        now() - promoted, still and "still a master" or "already a replica"))
+    assert.equal("OK", new:call("SET", tkey, "after").v)
+    assert.is_truthy(wait_for(function() return py:call({ tkey }, "GET", tkey).v == "after" end, 2),
+                     "the client-side cache not told of a write on the new master within 2 s")
     -- writes straight on the new master, and through slotgated: each read
     -- within the time the invalidation takes (2 s is plenty; a stale entry of
     -- the old master would stay until that one became a replica, seconds on)
