@@ -52,10 +52,32 @@ local function owner_seen_by(n, slot)
   end
 end
 
+-- Whether every master names `to` for slot and knows every master's config
+-- epoch as that master does. The epochs matter: SETSLOT NODE on an importing
+-- node bumps its epoch only when it is not already the greatest it knows of;
+-- a move back made before the first move's bump reached it keeps an epoch
+-- that loses to the other node's older claim, and the slot ends up owned by
+-- no one in that node's view (the cluster stays split).
+local function settled(slot, to)
+  local own = {}
+  for _, m in ipairs(masters) do
+    own[m.port] = call(m, "CLUSTER", "NODES").v:match("[^\n]*myself[^\n]*")
+                    :match("^%S+ %S+ %S+ %S+ %S+ %S+ (%d+)")
+  end
+  for _, m in ipairs(masters) do
+    if owner_seen_by(m, slot) ~= to then return false end
+    for line in call(m, "CLUSTER", "NODES").v:gmatch("[^\n]+") do
+      local port, epoch = line:match("^%S+ [%d.]+:(%d+)@%d+ %S+ %S+ %S+ %S+ (%d+)")
+      if port and own[tonumber(port)] and own[tonumber(port)] ~= epoch then return false end
+    end
+  end
+  return true
+end
+
 -- Moves slot from one master to another as redis-cli --cluster does: the
 -- target imports, the source migrates, every key goes (MIGRATE), then SETSLOT
 -- NODE on the target, the source and every other master; between() runs
--- after each step (the readers). Waits until every master names the target.
+-- after each step (the readers). Waits until the masters agree (settled).
 local function move_slot(slot, from, to, between)
   between = between or function() end
   local idf, idt = call(from, "CLUSTER", "MYID").v, call(to, "CLUSTER", "MYID").v
@@ -79,9 +101,9 @@ local function move_slot(slot, from, to, between)
   end
   assert.is_truthy(wait_for(function()
     between()
-    for _, m in ipairs(masters) do if owner_seen_by(m, slot) ~= to then return false end end
-    return true
-  end, 20), "the masters do not all name port " .. to.port .. " for slot " .. slot)
+    return settled(slot, to)
+  end, 20), "the masters do not all name port " .. to.port .. " for slot " .. slot ..
+            " with the same config epochs")
 end
 
 -- The slot back on its first owner, whatever a failed test left: no
@@ -100,10 +122,9 @@ local function put_back(slot, a, b)
   end
   assert.is_truthy(wait_for(function()
     for _, m in ipairs(masters) do
-      if owner_seen_by(m, slot) ~= a then return false end
       if not call(m, "CLUSTER", "INFO").v:match("cluster_state:ok") then return false end
     end
-    return true
+    return settled(slot, a)
   end, 20), "slot " .. slot .. " not back on port " .. a.port)
 end
 
