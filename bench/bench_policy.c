@@ -109,7 +109,8 @@ static void run_ops(bench *b, int v, long from, long n) {
     long i;
     /* none and client: the program adds "p:" itself */
     const keyset *ks = v == V_NONE || v == V_CLIENT ? &b->pkey : &b->key;
-    static const sg_request_ctx ctx = {"bench", "bench_policy", "127.0.0.1:0"};
+    static const sg_request_ctx ctx = {.user = "bench", .client = "bench_policy",
+                                       .addr = "127.0.0.1:0"};
     for (i = from; i < from + n; i++) {
         const op *o = &b->ops[i % b->nops];
         int argc = op_argv(o, ks, argv, lens);

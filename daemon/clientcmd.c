@@ -82,6 +82,7 @@ static void put_line(sg_buf *b, const session *t) {
     if (pubsub_active(t)) *f++ = 'P';
     if (multi >= 0) *f++ = 'x';
     if (t->blocked) *f++ = 'b';
+    tracking_list_flags(t, &f);
     if (dirty) *f++ = 'd';
     if (t->closing) *f++ = 'c';
     if (t->close_asap) *f++ = 'A';
@@ -93,7 +94,7 @@ static void put_line(sg_buf *b, const session *t) {
                   "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=%s db=0 "
                   "sub=%ld psub=%ld ssub=%ld multi=%ld qbuf=%zu qbuf-free=0 argv-mem=0 "
                   "multi-mem=%zu rbs=%zu rbp=0 obl=0 oll=0 omem=%zu tot-mem=%zu events=%s "
-                  "cmd=%s user=%s redir=-1 resp=%d\n",
+                  "cmd=%s user=%s redir=%lld resp=%d\n",
                   (unsigned long long)t->id, t->addr, t->laddr, (int)t->fd,
                   t->name ? t->name : "", (long long)(time(NULL) - t->created),
                   (long long)((session_now_us() - t->last_us) / 1000000u), flags, sub, psub,
@@ -103,7 +104,7 @@ static void put_line(sg_buf *b, const session *t) {
                       t->cap * sizeof(reply_slot),
                   t->wev && event_pending(t->wev, EV_WRITE, NULL) ? "rw" : "r",
                   t->lastcmd ? t->lastcmd->name : "NULL", user ? user : "default",
-                  t->out.proto == SG_RESP_PROTO_3 ? 3 : 2);
+                  tracking_list_redir(t), t->out.proto == SG_RESP_PROTO_3 ? 3 : 2);
 }
 
 /* ---- jobs over every worker's sessions ------------------------------------------------------- */

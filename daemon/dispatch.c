@@ -162,7 +162,7 @@ static void forward(session *s, const sg_command *cmd, const sg_resp_req *r, uin
     o->seq = seq;
     o->next_blocked = NULL;
     session_ctx(s, &ctx);
-    if (s->trk) tracking_forward(s, cmd, r); /* before the reply can come */
+    if (s->trk) tracking_forward(s, cmd, r, &ctx); /* before the reply can come */
     s->inflight++;
     if (sg_gateway_forward_cmd(s->w->gw, cmd, &ctx, r->argc, r->argv, r->argvlen,
                                r->is_inline ? NULL : r->raw, r->rawlen, on_reply, on_raw_reply,
@@ -264,11 +264,14 @@ static void hello(session *s, const sg_resp_req *r, sg_resp_out *o) {
         clientcmd_set_name(s, r->argv[setname], r->argvlen[setname]);
     }
     if (ver) s->out.proto = o->proto = ver == 3 ? SG_RESP_PROTO_3 : SG_RESP_PROTO_2;
+    /* as INFO's redis_version: clients decide what to use by it (redis-py's
+     * client-side cache wants "redis" 7.4 or later), and slotgated speaks
+     * the commands of that Redis; slotgated's own version is in INFO */
     sg_resp_put_map(o, 7);
     put_str(o, "server");
-    put_str(o, "slotgate");
+    put_str(o, "redis");
     put_str(o, "version");
-    put_str(o, sg_version());
+    put_str(o, s->w->o->redis_version ? s->w->o->redis_version : sg_commands_redis_version());
     put_str(o, "proto");
     sg_resp_put_int(o, o->proto == SG_RESP_PROTO_3 ? 3 : 2);
     put_str(o, "id");
@@ -328,7 +331,7 @@ static void do_reset(session *s, const sg_command *cmd, const sg_resp_req *r, ui
     (void)r;
     txn_reset(s);
     pubsub_reset(s);
-    tracking_free(s); /* RESET turns tracking off, as in Redis */
+    tracking_reset(s); /* RESET turns tracking off, as in Redis */
     sg_free(s->name);
     s->name = NULL;
     /* as Redis's RESET: replies on again (this one too), NO-EVICT off */

@@ -111,8 +111,7 @@ static const char sum_fields[] =
     "evicted_keys,evicted_clients,total_eviction_exceeded_time,keyspace_hits,keyspace_misses,"
     "pubsub_channels,pubsub_patterns,pubsubshard_channels,total_forks,migrate_cached_sockets,"
     "slave_expires_tracked_keys,active_defrag_hits,active_defrag_misses,active_defrag_key_hits,"
-    "active_defrag_key_misses,total_active_defrag_time,tracking_total_keys,tracking_total_items,"
-    "tracking_total_prefixes,dump_payload_sanitizations,";
+    "active_defrag_key_misses,total_active_defrag_time,dump_payload_sanitizations,";
 
 static int is_sum(const char *name) {
     char key[52];
@@ -128,8 +127,7 @@ static const char *const node_stats[] = {
     "keyspace_misses", "pubsub_channels", "pubsub_patterns", "pubsubshard_channels",
     "latest_fork_usec", "total_forks", "migrate_cached_sockets", "slave_expires_tracked_keys",
     "active_defrag_hits", "active_defrag_misses", "active_defrag_key_hits",
-    "active_defrag_key_misses", "total_active_defrag_time", "current_active_defrag_time",
-    "tracking_total_keys", "tracking_total_items", "tracking_total_prefixes", NULL};
+    "active_defrag_key_misses", "total_active_defrag_time", "current_active_defrag_time", NULL};
 
 /* Whether a master's stats field is one the gateway takes from the nodes. */
 static int node_stat(const char *name) {
@@ -262,6 +260,7 @@ static const char *dflt_of(const char *name) {
 typedef struct figs_sum {
     uint64_t commands, errors, conns, rejected_conns, net_in, net_out, reads, writes, blocked;
     uint64_t ops_sec, in_bps, out_bps;
+    uint64_t trk_clients, trk_keys, trk_items, trk_prefixes; /* CLIENT TRACKING's (tracking.c) */
 } figs_sum;
 
 static void sum_figs(const server *srv, figs_sum *t) {
@@ -281,6 +280,10 @@ static void sum_figs(const server *srv, figs_sum *t) {
         t->ops_sec += figs_get(&f->ops_sec);
         t->in_bps += figs_get(&f->in_bps);
         t->out_bps += figs_get(&f->out_bps);
+        t->trk_clients += figs_get(&f->trk_clients);
+        t->trk_keys += figs_get(&f->trk_keys);
+        t->trk_items += figs_get(&f->trk_items);
+        t->trk_prefixes += figs_get(&f->trk_prefixes);
     }
 }
 
@@ -400,7 +403,8 @@ static void server_section(sg_buf *t, session *s) {
                   "hz:10\r\nconfigured_hz:10\r\nlru_clock:%lld\r\nexecutable:%s\r\n"
                   "config_file:\r\nio_threads_active:0\r\nslotgate_version:%s\r\n"
                   "worker_threads:%d\r\n",
-                  sg_commands_redis_version(), un.sysname, un.release, un.machine,
+                  s->w->o->redis_version ? s->w->o->redis_version : sg_commands_redis_version(),
+                  un.sysname, un.release, un.machine,
                   (int)(sizeof(long) * 8), event_base_get_method(s->w->base),
 #ifdef __GNUC__
                   __GNUC__, __GNUC_MINOR__, __GNUC_PATCHLEVEL__,
@@ -444,6 +448,11 @@ static void stats_section(sg_buf *t, const figs_sum *g, info_nodes *n) {
     for (i = 0; node_stats[i]; i++)
         sg_buf_printf(t, "%s:%s\r\n", node_stats[i],
                       nv(n, S_STATS, node_stats[i], dflt_of(node_stats[i])));
+    /* slotgated's own sessions' tracking (the nodes track only its trackers) */
+    sg_buf_printf(t, "tracking_total_keys:%llu\r\ntracking_total_items:%llu\r\n"
+                     "tracking_total_prefixes:%llu\r\n",
+                  (unsigned long long)g->trk_keys, (unsigned long long)g->trk_items,
+                  (unsigned long long)g->trk_prefixes);
     sg_buf_printf(t,
                   "unexpected_error_replies:0\r\ntotal_error_replies:%llu\r\n"
                   "dump_payload_sanitizations:%s\r\ntotal_reads_processed:%llu\r\n"
@@ -600,9 +609,9 @@ static void render(session *s, unsigned want, info_nodes *n, sg_buf *t) {
                       "# Clients\r\nconnected_clients:%lld\r\ncluster_connections:0\r\n"
                       "maxclients:%lld\r\nclient_recent_max_input_buffer:0\r\n"
                       "client_recent_max_output_buffer:0\r\nblocked_clients:%llu\r\n"
-                      "tracking_clients:0\r\nclients_in_timeout_table:0\r\n",
+                      "tracking_clients:%llu\r\nclients_in_timeout_table:0\r\n",
                       __atomic_load_n(&srv->clients, __ATOMIC_RELAXED), wk->o->max_clients,
-                      (unsigned long long)g.blocked);
+                      (unsigned long long)g.blocked, (unsigned long long)g.trk_clients);
     }
     if (want & S_MEMORY) next_section(t), memory_section(t);
     if (want & S_PERSISTENCE) {

@@ -102,6 +102,14 @@
     XX(trackers, gauge, "slotgate_cache_trackers",                                                 \
        "Invalidation connections to the nodes, subscribed.")
 
+/* XX(field of worker_figs, name, help): CLIENT TRACKING's gauges (tracking.c) */
+#define TRACKING_FIGURES(XX)                                                                       \
+    XX(trk_clients, "slotgate_tracking_clients", "Clients with CLIENT TRACKING on.")               \
+    XX(trk_keys, "slotgate_tracking_keys", "Keys tracked for clients (default mode).")             \
+    XX(trk_items, "slotgate_tracking_items",                                                       \
+       "Clients tracked per key, summed over the keys (default mode).")                            \
+    XX(trk_prefixes, "slotgate_tracking_prefixes", "Prefixes of BCAST clients (none counts one).")
+
 typedef struct node_figs {
     char addr[300];
     int is_master;
@@ -476,6 +484,16 @@ static void render_metrics(metrics *m, sg_buf *b) {
     sg_buf_printf(b, name " %llu\n", (unsigned long long)cache.fld);
     CACHE_FIGURES(PUTC_)
 #undef PUTC_
+    /* single-writer atomics of each worker's: read here, as INFO does */
+#define PUTT_(fld, name, help)                                                                     \
+    {                                                                                              \
+        uint64_t v = 0;                                                                            \
+        for (i = 0; i < srv->nw; i++) v += figs_get(&srv->w[i].figs.fld);                          \
+        put_head(b, name, "gauge", help);                                                          \
+        sg_buf_printf(b, name " %llu\n", (unsigned long long)v);                                   \
+    }
+    TRACKING_FIGURES(PUTT_)
+#undef PUTT_
     put_head(b, "slotgate_upstream_slots_covered", "gauge",
              "Slots the least ready worker can serve (16384: all).");
     for (u = 0; u < m->nups; u++) {

@@ -345,6 +345,7 @@ static void accept_client(worker *w, evutil_socket_t fd, struct sockaddr *sa, in
     figs_add(&w->figs.conns, 1);
     s->w = w;
     s->id = __atomic_add_fetch(&srv->next_id, 1, __ATOMIC_RELAXED);
+    tracking_session_new(s);
     s->created = time(NULL);
     s->authed = !users_required(w->o);
     s->user = -1;
@@ -701,6 +702,7 @@ int sg_serve(const sg_config *cfg, const sg_serve_opts *o, char *err, size_t err
     signal(SIGPIPE, SIG_IGN);
     if (sg_listen_check(o, err, errlen) != 0) return -1;
     dispatch_init();
+    tracking_server_init(&srv);
     if ((srv.w = sg_calloc((size_t)srv.nw, sizeof *srv.w)) == NULL) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -748,5 +750,6 @@ done:
     for (i = 0; i < srv.nw; i++) worker_free(&srv.w[i]);
     metrics_free(metrics_srv); /* after the workers' loops, which may hold its events */
     sg_free(srv.w);
+    tracking_server_free(&srv); /* after every session went */
     return rc;
 }

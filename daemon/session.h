@@ -47,6 +47,9 @@ typedef struct worker_figs {
     uint64_t errors;           /* error replies (total_error_replies) */
     uint64_t conns, rejected_conns, net_in, net_out, reads, writes;
     uint64_t blocked;          /* sessions waiting on a blocking command */
+    /* CLIENT TRACKING (tracking.c): sessions with it on, keys and (key,
+     * session) pairs in the table, BCAST prefixes */
+    uint64_t trk_clients, trk_keys, trk_items, trk_prefixes;
     uint64_t ops_sec, in_bps, out_bps; /* averages of the ring, per second */
     int nerr;                  /* err[0..nerr) are in use: release/acquire */
     err_figs err[FIGS_ERRCODES];
@@ -112,6 +115,7 @@ struct server {
     time_t started;    /* INFO's uptime */
     int stop;          /* SIGTERM or SIGINT came (main thread only) */
     uint64_t next_id;  /* atomic */
+    struct trk_reg *trk_reg; /* which worker serves which session id (tracking.c) */
 };
 
 /* The place of one reply a client is owed, in request order. */

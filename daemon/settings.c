@@ -48,6 +48,7 @@ typedef enum kind {
     K_STRING,
     K_VERIFY,
     K_PROTOCOLS,
+    K_VERSION,
     K_COUNT
 } kind;
 
@@ -67,6 +68,7 @@ typedef enum kind {
 #define NOFF_USER(k) 0
 #define NOFF_PATH(k) 0
 #define NOFF_STRING(k) 0
+#define NOFF_VERSION(k) 0
 #define NOFF_VERIFY(k) 0
 #define NOFF_PROTOCOLS(k) 0
 
@@ -923,6 +925,22 @@ static int check_users(loader *ld, int id) {
     return SG_OK;
 }
 
+/* VERSION: what HELLO and INFO say the server is, as Redis writes it. */
+static int check_version(loader *ld, int id) {
+    const char *v = *AT(ld->s, id, char *), *p = v;
+    int part;
+    if (v[0] == '\0') return SG_OK;
+    for (part = 0; part < 3; part++) {
+        const char *start = p;
+        while (*p >= '0' && *p <= '9' && p - start < 5) p++;
+        if (p == start || (part < 2 && *p++ != '.')) break;
+    }
+    if (part < 3 || *p != '\0')
+        return check_error(ld, id, -1, "\"%s\" is not a version as Redis writes it "
+                                       "(MAJOR.MINOR.PATCH, say 7.4.0)", v);
+    return SG_OK;
+}
+
 static int check_user(loader *ld, int id) {
     const char *name = *AT(ld->s, id, char *);
     struct passwd pw, *found = NULL;
@@ -1060,6 +1078,7 @@ static const kind_ops kinds[K_COUNT] = {
     [K_VERIFY] = {json_verify, parse_verify_text, check_nothing, text_verify, clear_scalar},
     [K_PROTOCOLS] = {json_protocols, parse_protocols_text, check_nothing, text_protocols,
                      clear_scalar},
+    [K_VERSION] = {json_string, parse_string, check_version, text_string, clear_string},
 };
 
 /* ---- origins ---------------------------------------------------------------------------- */

@@ -62,6 +62,7 @@
        "33554432", 0, SG_DS_SIZE_CAP)                                                        \
     XX(CACHE_MAX_BYTES, cache_max_bytes, SIZE, "SLOTGATE_CACHEMAXBYTES", "67108864", 0,       \
        SG_DS_SIZE_CAP)                                                                       \
+    XX(REDIS_VERSION, redis_version, VERSION, "SLOTGATE_REDISVERSION", "", 0, 0)             \
     XX(METRICS, metrics, ADDR, "SLOTGATE_METRICS", "", 0, 0)                                 \
     XX(LOG_LEVEL, log_level, LEVEL, "SLOTGATE_LOGLEVEL", "info", 0, 0)                       \
     XX(LOG_FORMAT, log_format, LOGFORMAT, "SLOTGATE_LOGFORMAT", "text", 0, 0)                \
@@ -123,6 +124,7 @@ typedef struct sg_ds_origin {
 #define SG_DS_MEMBER_USER(k) char *k;          /* "" when not set */
 #define SG_DS_MEMBER_PATH(k) char *k;          /* a readable file; "" when not set */
 #define SG_DS_MEMBER_STRING(k) char *k;        /* "" when not set */
+#define SG_DS_MEMBER_VERSION(k) char *k;       /* "MAJOR.MINOR.PATCH", or "" */
 #define SG_DS_MEMBER_VERIFY(k) int k;          /* SG_DS_VERIFY_* */
 #define SG_DS_MEMBER_PROTOCOLS(k) int k;       /* SG_DS_TLS* bits, at least one */
 

@@ -2,42 +2,69 @@
  * tracking.c — CLIENT TRACKING answered by slotgated for its own sessions.
  *
  * The nodes know nothing of slotgated's clients: the gateway's invalidation
- * connections (one per master, CLIENT TRACKING ... BCAST, the near cache's)
- * name every key changed on any node, and this module decides who is told:
- *  - default mode: a table per worker, key -> ids of the sessions that read
- *    it since its last invalidation (the keys of every read-only command a
- *    tracking session forwards, OPTIN/OPTOUT honoured); an invalidation tells
- *    them and forgets the key, as Redis does;
- *  - BCAST: every session whose prefixes match (none: all keys).
- * When an invalidation connection is lost, or a read was made while one was
- * not ready (a change then could go untold), the sessions get a flush (a
- * null invalidation), which is what Redis sends when it cannot tell.
- * Sessions are found by id (ids are never reused), so the table needs no
- * cleanup when a session goes: a stale id is skipped.
+ * connections (one per master of every upstream, CLIENT TRACKING ... BCAST,
+ * the near cache's) name every key changed on any node, as the node stores
+ * it, and this module decides who is told, and by which name:
+ *  - default mode: a table per worker, (upstream, node's key) -> the sessions
+ *    that read it since its last invalidation, each with the name it used
+ *    (the gateway says where each command of a tracking session went and its
+ *    keys after the policies' rewrites: sg_request_ctx.routed); OPTIN/OPTOUT
+ *    honoured; an invalidation tells them by their names and forgets the
+ *    key, as Redis does;
+ *  - BCAST: every session whose prefixes match the key as the session names
+ *    it (the policies' prefix taken off: sg_policy_key_prefix; a session
+ *    whose policies rename keys past undoing may not turn BCAST on).
+ * A REDIRECT target may be any worker's session: a process-wide registry
+ * (id -> worker, under a mutex) finds its worker, and an invalidation is
+ * posted to that worker's loop (event_base_once, run in order). A target
+ * that went gives the reader Redis 7.0's tracking-redir-broken.
+ * When an invalidation connection is lost, or a read was made while its
+ * upstream's were not ready (a change then could go untold), the sessions
+ * get a flush (a null invalidation), which is what Redis sends when it
+ * cannot tell. Sessions are found by id (ids are never reused), so the table
+ * needs no cleanup when a session goes: a stale id is skipped.
  */
+#include <event2/event.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "pubsub.h"
 #include "tracking.h"
+#include "users.h"
 
 typedef struct trk {
     session *s;
-    struct trk *next; /* in the worker's list */
+    struct trk *next;   /* in the worker's list */
+    struct trk *idnext; /* in the worker's table by session id */
     int on, bcast, optin, optout, noloop;
     int caching_next; /* CLIENT CACHING came: for the next command */
     int caching;      /* ... this command's */
-    int owes_flush;   /* read while an invalidation connection was not ready */
+    uint64_t owes;    /* upstreams (bit i; bit 63: those past 62) read while their
+                         invalidation connections were not all ready */
+    int broken;       /* the REDIRECT target went (TRACKINGINFO's broken_redirect) */
     long long redir;  /* 0: none */
     char **prefix;
     size_t *prefixlen;
     int nprefix;
+    /* the command being forwarded, for the gateway's routed call */
+    const sg_command *cur_cmd;
+    const sg_resp_req *cur_r;
 } trk;
 
+/* One session that read a key: the name it used, when not the node's. */
+typedef struct reader {
+    uint64_t id;
+    char *name; /* NULL: the node's */
+    size_t namelen;
+} reader;
+
+/* A key read by tracking sessions: the upstream's index (one byte first)
+ * and the node's name. */
 typedef struct kent {
     struct kent *next;
-    uint64_t *ids;
+    reader *r;
     int n, cap;
     size_t len;
     char key[];
@@ -45,10 +72,30 @@ typedef struct kent {
 
 typedef struct trk_worker {
     trk *list;
+    trk **byid; /* the same sessions by id: an invalidation finds its readers */
+    size_t nbyid, nlist;
     kent **buckets;
-    size_t nb, nkeys;
+    size_t nb, nkeys, nitems;
     int started; /* sg_gateway_track called */
 } trk_worker;
+
+/* Which worker serves which session id, for REDIRECT to any worker's: every
+ * session is in it from its start to its close (server.c). */
+typedef struct reg_ent {
+    struct reg_ent *next;
+    uint64_t id;
+    int worker;
+} reg_ent;
+
+struct trk_reg {
+    pthread_mutex_t mu;
+    reg_ent **b;
+    size_t nb, n;
+};
+
+/* ---- figures (INFO, /metrics): the worker's thread writes them ---------------------- */
+
+static void fig(uint64_t *c, long long d) { figs_add(c, (uint64_t)d); }
 
 static trk_worker *tw_of(worker *w) {
     if (w->trk == NULL) w->trk = sg_calloc(1, sizeof(trk_worker));
@@ -68,8 +115,15 @@ static kent **slot_of(trk_worker *tw, const char *k, size_t n) {
     return pp;
 }
 
-static void kent_free(kent *e) {
-    sg_free(e->ids);
+static void kent_free(worker *w, kent *e) {
+    trk_worker *tw = w->trk;
+    int i;
+    for (i = 0; i < e->n; i++) sg_free(e->r[i].name);
+    tw->nitems -= (size_t)e->n;
+    tw->nkeys--;
+    fig(&w->figs.trk_items, -(long long)e->n);
+    fig(&w->figs.trk_keys, -1);
+    sg_free(e->r);
     sg_free(e);
 }
 
@@ -91,34 +145,89 @@ static int grow(trk_worker *tw) {
     return 0;
 }
 
-/* s read key: it is told of the key's next change. */
-static void remember(trk_worker *tw, const session *s, const char *k, size_t n) {
-    kent **pp, *e;
-    int i;
-    if ((tw->nkeys + 1 > tw->nb || tw->nb == 0) && grow(tw) != 0) return;
-    pp = slot_of(tw, k, n);
-    if ((e = *pp) == NULL) {
-        if ((e = sg_calloc(1, sizeof *e + n)) == NULL) return;
-        memcpy(e->key, k, n);
-        e->len = n;
-        *pp = e;
-        tw->nkeys++;
-    }
-    for (i = 0; i < e->n; i++)
-        if (e->ids[i] == s->id) return;
-    if (sg_grow((void **)&e->ids, &e->cap, e->n, sizeof *e->ids, 1) != SG_OK) return;
-    e->ids[e->n++] = s->id;
+/* The table's key of node key k of upstream up: up's byte, then k. */
+static char *tkey(int up, const char *k, size_t n, char *small, size_t smalln, size_t *len) {
+    char *b = n + 1 <= smalln ? small : sg_malloc(n + 1);
+    if (b == NULL) return NULL;
+    b[0] = (char)(unsigned char)up;
+    memcpy(b + 1, k, n);
+    *len = n + 1;
+    return b;
 }
 
-static void forget_all(trk_worker *tw) {
+/* s read node key k of upstream up, naming it sk: it is told of the key's
+ * next change, by the name it used. */
+static void remember(worker *w, const session *s, int up, const char *k, size_t n, const char *sk,
+                     size_t sn) {
+    trk_worker *tw = w->trk;
+    char small[256], *key;
+    size_t len;
+    kent **pp, *e;
+    reader *r;
+    int i, same = sn == n && memcmp(sk, k, n) == 0;
+    if ((tw->nkeys + 1 > tw->nb || tw->nb == 0) && grow(tw) != 0) return;
+    if ((key = tkey(up, k, n, small, sizeof small, &len)) == NULL) return;
+    pp = slot_of(tw, key, len);
+    if ((e = *pp) == NULL) {
+        if ((e = sg_calloc(1, sizeof *e + len)) == NULL) goto out;
+        memcpy(e->key, key, len);
+        e->len = len;
+        *pp = e;
+        tw->nkeys++;
+        fig(&w->figs.trk_keys, 1);
+    }
+    for (i = 0; i < e->n; i++) {
+        r = &e->r[i];
+        if (r->id != s->id) continue;
+        if (same ? r->name == NULL
+                 : r->name && r->namelen == sn && memcmp(r->name, sk, sn) == 0)
+            goto out;
+    }
+    if (sg_grow((void **)&e->r, &e->cap, e->n, sizeof *e->r, 1) != SG_OK) goto out;
+    r = &e->r[e->n];
+    r->id = s->id;
+    r->name = NULL;
+    r->namelen = 0;
+    if (!same) {
+        if ((r->name = sg_malloc(sn ? sn : 1)) == NULL) goto out;
+        memcpy(r->name, sk, sn);
+        r->namelen = sn;
+    }
+    e->n++;
+    tw->nitems++;
+    fig(&w->figs.trk_items, 1);
+out:
+    if (key != small) sg_free(key);
+}
+
+/* NOLOOP: s wrote node key k of upstream up; it is not told of it. */
+static void forget_reader(worker *w, const session *s, int up, const char *k, size_t n) {
+    trk_worker *tw = w->trk;
+    char small[256], *key;
+    size_t len;
+    kent *e;
+    int j;
+    if (tw->nb == 0 || (key = tkey(up, k, n, small, sizeof small, &len)) == NULL) return;
+    e = *slot_of(tw, key, len);
+    for (j = 0; e && j < e->n; j++)
+        if (e->r[j].id == s->id) {
+            sg_free(e->r[j].name);
+            e->r[j--] = e->r[--e->n];
+            tw->nitems--;
+            fig(&w->figs.trk_items, -1);
+        }
+    if (key != small) sg_free(key);
+}
+
+static void forget_all(worker *w) {
+    trk_worker *tw = w->trk;
     size_t i;
     for (i = 0; i < tw->nb; i++)
         while (tw->buckets[i]) {
             kent *e = tw->buckets[i];
             tw->buckets[i] = e->next;
-            kent_free(e);
+            kent_free(w, e);
         }
-    tw->nkeys = 0;
 }
 
 static session *session_by_id(worker *w, uint64_t id) {
@@ -128,16 +237,121 @@ static session *session_by_id(worker *w, uint64_t id) {
     return NULL;
 }
 
-/* One invalidation (key, or NULL: everything) as Redis sends it to target:
- * RESP3, a push; RESP2 (a redirect's target in subscribed mode), a message
- * on __redis__:invalidate; else nothing, as Redis. */
-static void send_to(trk *t, const char *key, size_t n) {
-    session *s = t->redir ? session_by_id(t->s->w, (uint64_t)t->redir) : t->s;
+static trk **byid_slot(trk_worker *tw, uint64_t id) {
+    trk **pp = &tw->byid[(id * 0x9E3779B97F4A7C15ULL >> 32) & (tw->nbyid - 1)];
+    while (*pp && (*pp)->s->id != id) pp = &(*pp)->idnext;
+    return pp;
+}
+
+/* The worker's tracking state of session id; NULL: none (it went). */
+static trk *trk_by_id(trk_worker *tw, uint64_t id) {
+    return tw->nbyid ? *byid_slot(tw, id) : NULL;
+}
+
+/* ---- the registry of session ids ---------------------------------------------------- */
+
+static reg_ent **reg_slot(struct trk_reg *g, uint64_t id) {
+    reg_ent **pp = &g->b[(id * 0x9E3779B97F4A7C15ULL >> 32) & (g->nb - 1)];
+    while (*pp && (*pp)->id != id) pp = &(*pp)->next;
+    return pp;
+}
+
+/* The worker that serves session id; -1: none (it went, or never was). */
+static int reg_find(server *srv, uint64_t id) {
+    struct trk_reg *g = srv->trk_reg;
+    reg_ent *e;
+    int k = -1;
+    if (g == NULL) return -1;
+    pthread_mutex_lock(&g->mu);
+    if (g->nb && (e = *reg_slot(g, id)) != NULL) k = e->worker;
+    pthread_mutex_unlock(&g->mu);
+    return k;
+}
+
+void tracking_server_init(server *srv) {
+    struct trk_reg *g = sg_calloc(1, sizeof *g);
+    if (g == NULL) return; /* REDIRECT then finds only the worker's own sessions */
+    pthread_mutex_init(&g->mu, NULL);
+    srv->trk_reg = g;
+}
+
+void tracking_server_free(server *srv) {
+    struct trk_reg *g = srv->trk_reg;
+    size_t i;
+    if (g == NULL) return;
+    for (i = 0; i < g->nb; i++)
+        while (g->b[i]) {
+            reg_ent *e = g->b[i];
+            g->b[i] = e->next;
+            sg_free(e);
+        }
+    sg_free(g->b);
+    pthread_mutex_destroy(&g->mu);
+    sg_free(g);
+    srv->trk_reg = NULL;
+}
+
+void tracking_session_new(session *s) {
+    struct trk_reg *g = s->w->srv->trk_reg;
+    reg_ent *e;
+    if (g == NULL || (e = sg_malloc(sizeof *e)) == NULL) return;
+    e->id = s->id;
+    e->worker = s->w->id;
+    pthread_mutex_lock(&g->mu);
+    if (g->n + 1 > g->nb) { /* a table twice as large, the entries moved over */
+        size_t nb = g->nb ? g->nb * 2 : 256, i;
+        reg_ent **ob = g->b, **nbk = sg_calloc(nb, sizeof *nbk);
+        size_t onb = g->nb;
+        if (nbk) {
+            g->b = nbk;
+            g->nb = nb;
+            for (i = 0; i < onb; i++)
+                while (ob[i]) {
+                    reg_ent *x = ob[i], **pp;
+                    ob[i] = x->next;
+                    pp = reg_slot(g, x->id);
+                    x->next = *pp;
+                    *pp = x;
+                }
+            sg_free(ob);
+        }
+    }
+    if (g->nb) {
+        reg_ent **pp = reg_slot(g, e->id);
+        e->next = *pp;
+        *pp = e;
+        g->n++;
+        e = NULL;
+    }
+    pthread_mutex_unlock(&g->mu);
+    sg_free(e); /* no table: not found, as a gone session */
+}
+
+static void reg_remove(session *s) {
+    struct trk_reg *g = s->w->srv->trk_reg;
+    reg_ent **pp, *e = NULL;
+    if (g == NULL) return;
+    pthread_mutex_lock(&g->mu);
+    if (g->nb && *(pp = reg_slot(g, s->id)) != NULL) {
+        e = *pp;
+        *pp = e->next;
+        g->n--;
+    }
+    pthread_mutex_unlock(&g->mu);
+    sg_free(e);
+}
+
+/* ---- telling -------------------------------------------------------------------------- */
+
+/* One invalidation (key, or NULL: everything) into target s as Redis sends
+ * it: RESP3, a push; RESP2 (a redirect's target in subscribed mode), a
+ * message on __redis__:invalidate; else nothing, as Redis. */
+static void put_invalidation(session *s, int redirected, const char *key, size_t n) {
     sg_resp_out *o;
     reply_slot *rs = NULL;
     uint64_t seq;
-    if (s == NULL || !session_open(s)) return;
-    if (s->out.proto != SG_RESP_PROTO_3 && !(t->redir && pubsub_active(s))) return;
+    if (!session_open(s)) return;
+    if (s->out.proto != SG_RESP_PROTO_3 && !(redirected && pubsub_active(s))) return;
     /* after the replies it is still owed, so it follows the read it is about */
     if (s->count > 0) {
         if ((rs = reply_slot_new(s, &seq)) == NULL) return;
@@ -163,6 +377,86 @@ static void send_to(trk *t, const char *key, size_t n) {
     session_flush(s);
 }
 
+/* An invalidation for a REDIRECT target served by another worker: posted to
+ * that worker's loop, which runs them in the order posted. */
+typedef struct remote_msg {
+    worker *w; /* the target's */
+    uint64_t target;
+    int flush;
+    size_t len;
+    char key[];
+} remote_msg;
+
+static void on_remote(evutil_socket_t fd, short what, void *arg) {
+    remote_msg *m = arg;
+    session *s = session_by_id(m->w, m->target);
+    (void)fd;
+    (void)what;
+    /* gone meanwhile: dropped, as a node drops the output of a client that
+     * closes; the reader learns of it at its next invalidation */
+    if (s) put_invalidation(s, 1, m->flush ? NULL : m->key, m->len);
+    sg_free(m);
+}
+
+/* Redis 7.0 when the target is gone: the reader, when RESP3, gets
+ * ["tracking-redir-broken", id] instead of each invalidation. */
+static void redir_broken(trk *t) {
+    session *s = t->s;
+    sg_resp_out *o;
+    reply_slot *rs = NULL;
+    uint64_t seq;
+    t->broken = 1;
+    if (!session_open(s) || s->out.proto != SG_RESP_PROTO_3) return;
+    if (s->count > 0) {
+        if ((rs = reply_slot_new(s, &seq)) == NULL) return;
+        o = &rs->out;
+    } else {
+        o = &s->out;
+    }
+    sg_resp_put_push(o, 2);
+    sg_resp_put_bulk(o, "tracking-redir-broken", 21);
+    sg_resp_put_int(o, t->redir);
+    if (rs) reply_slot_done(rs);
+    session_flush(s);
+}
+
+/* One invalidation for t's session, to it or to its REDIRECT target,
+ * whichever worker serves that. */
+static void send_to(trk *t, const char *key, size_t n) {
+    worker *w = t->s->w;
+    session *s;
+    remote_msg *m;
+    int k;
+    struct timeval zero = {0, 0};
+    if (t->redir == 0) {
+        put_invalidation(t->s, 0, key, n);
+        return;
+    }
+    if ((s = session_by_id(w, (uint64_t)t->redir)) != NULL) {
+        put_invalidation(s, 1, key, n);
+        return;
+    }
+    if ((k = reg_find(w->srv, (uint64_t)t->redir)) < 0 || k == w->id) {
+        redir_broken(t);
+        return;
+    }
+    if ((m = sg_malloc(sizeof *m + (key ? n : 0) + 1)) == NULL) {
+        sg_log(SG_LOG_ERROR, "CLIENT TRACKING: out of memory telling client %lld of a change",
+               t->redir);
+        return;
+    }
+    m->w = &w->srv->w[k];
+    m->target = (uint64_t)t->redir;
+    m->flush = key == NULL;
+    m->len = key ? n : 0;
+    if (key) memcpy(m->key, key, n);
+    if (event_base_once(m->w->base, -1, EV_TIMEOUT, on_remote, m, &zero) != 0) {
+        sg_log(SG_LOG_ERROR, "CLIENT TRACKING: cannot reach worker %d to tell client %lld", k,
+               t->redir);
+        sg_free(m);
+    }
+}
+
 static int prefix_match(const trk *t, const char *key, size_t n) {
     int i;
     if (t->nprefix == 0) return 1;
@@ -171,53 +465,145 @@ static int prefix_match(const trk *t, const char *key, size_t n) {
     return 0;
 }
 
+/* The policies' prefix for s's keys (see sg_policy_key_prefix): SG_OK with
+ * *pfx (NULL: none; the caller frees it), or SG_EINVAL with why in err. */
+static int key_prefix(session *s, char **pfx, size_t *len, char *err, size_t errlen) {
+    sg_policy *p = session_policy(s);
+    sg_request_ctx ctx = {0};
+    int rc;
+    *pfx = NULL;
+    *len = 0;
+    if (p == NULL || sg_policy_count(p) == 0) return SG_OK;
+    ctx.user = session_user(s);
+    ctx.client = s->name;
+    ctx.addr = s->addr;
+    if ((rc = sg_policy_key_prefix(p, &ctx, pfx, len)) != SG_OK)
+        snprintf(err, errlen, "%s", sg_errmsg(p));
+    return rc;
+}
+
+/* A BCAST session and a key a node of any upstream named: it is told, by
+ * its own name for the key, when that is under one of its prefixes. The
+ * policies' prefix is found again each time: the user (AUTH), the name
+ * (SETNAME) or the scripts (a reload) may have changed since. */
+static void tell_bcast(trk *t, const char *key, size_t n) {
+    char *pfx, err[SG_ERRMSG_MAX];
+    size_t plen;
+    if (key_prefix(t->s, &pfx, &plen, err, sizeof err) != SG_OK) {
+        /* the session's names cannot be found any more (it became a user
+         * whose policy hashes keys): a flush is what Redis sends when it
+         * cannot say which */
+        send_to(t, NULL, 0);
+        return;
+    }
+    if (plen <= n && (plen == 0 || memcmp(key, pfx, plen) == 0) &&
+        prefix_match(t, key + plen, n - plen))
+        send_to(t, key + plen, n - plen);
+    sg_free(pfx);
+}
+
+static uint64_t up_bit(int up) { return up >= 63 ? 1ULL << 63 : 1ULL << up; }
+
+/* What is still owed of mask: the upstreams whose invalidation connections
+ * are not all ready (bit 63 stands for every upstream past 62). */
+static uint64_t still_owed(sg_gateway *g, uint64_t mask) {
+    int i;
+    for (i = 0; i < 64; i++)
+        if ((mask >> i & 1) && sg_gateway_tracking_ready(g, i < 63 ? i : -1))
+            mask &= ~(1ULL << i);
+    return mask;
+}
+
+/* The upstreams of w's gateway whose invalidation connections are not all
+ * ready now (a mask as trk.owes). */
+static uint64_t not_ready(worker *w) {
+    int i, n = sg_config_upstream_count(w->srv->cfg);
+    uint64_t mask = 0;
+    for (i = 0; i < n; i++)
+        if (!sg_gateway_tracking_ready(w->gw, i)) mask |= up_bit(i);
+    return mask;
+}
+
 /* What the gateway's invalidation connections say (sg_track_fn). */
-static void on_track(void *ud, int event, const char *key, size_t n) {
+static void on_track(void *ud, int up, int event, const char *key, size_t n) {
     worker *w = ud;
     trk_worker *tw = w->trk;
     trk *t;
     if (tw == NULL) return;
     if (event == SG_TRACK_READY) {
-        if (!sg_gateway_tracking_ready(w->gw)) return;
-        for (t = tw->list; t; t = t->next)
-            if (t->on && t->owes_flush) {
-                t->owes_flush = 0;
-                send_to(t, NULL, 0);
-            }
+        /* each upstream's flush as soon as its connections are: one that is
+         * down does not hold back the others' */
+        for (t = tw->list; t; t = t->next) {
+            uint64_t left;
+            if (!t->on || t->owes == 0 || (left = still_owed(w->gw, t->owes)) == t->owes)
+                continue;
+            t->owes = left;
+            send_to(t, NULL, 0);
+        }
         return;
     }
     if (event == SG_TRACK_FLUSH) {
-        forget_all(tw);
+        forget_all(w);
         for (t = tw->list; t; t = t->next)
             if (t->on) {
-                t->owes_flush = 0;
+                t->owes = 0;
                 send_to(t, NULL, 0);
             }
         return;
     }
     for (t = tw->list; t; t = t->next)
-        if (t->on && t->bcast && prefix_match(t, key, n)) send_to(t, key, n);
+        if (t->on && t->bcast) tell_bcast(t, key, n);
     if (tw->nb) {
-        kent **pp = slot_of(tw, key, n), *e = *pp;
+        char small[256], *tk;
+        size_t len;
+        kent **pp, *e;
         int i;
+        if ((tk = tkey(up, key, n, small, sizeof small, &len)) == NULL) return;
+        e = *(pp = slot_of(tw, tk, len));
+        if (tk != small) sg_free(tk);
         if (e == NULL) return;
         *pp = e->next; /* told once: a new read tracks it again */
-        tw->nkeys--;
         for (i = 0; i < e->n; i++)
-            for (t = tw->list; t; t = t->next)
-                if (t->s->id == e->ids[i] && t->on && !t->bcast) send_to(t, key, n);
-        kent_free(e);
+            if ((t = trk_by_id(tw, e->r[i].id)) != NULL && t->on && !t->bcast) {
+                if (e->r[i].name) send_to(t, e->r[i].name, e->r[i].namelen);
+                else send_to(t, key, n);
+            }
+        kent_free(w, e);
     }
 }
 
 static trk *trk_of(session *s) {
     trk_worker *tw = tw_of(s->w);
-    trk *t;
+    trk *t, **pp;
     if (s->trk) return s->trk;
-    if (tw == NULL || (t = sg_calloc(1, sizeof *t)) == NULL) return NULL;
+    if (tw == NULL) return NULL;
+    if (tw->nlist + 1 > tw->nbyid) { /* twice as many buckets, the sessions moved over */
+        size_t nb = tw->nbyid ? tw->nbyid * 2 : 64, i;
+        trk **old = tw->byid, **nt = sg_calloc(nb, sizeof *nt);
+        size_t onb = tw->nbyid;
+        if (nt == NULL && tw->nbyid == 0) return NULL;
+        if (nt) {
+            tw->byid = nt;
+            tw->nbyid = nb;
+            for (i = 0; i < onb; i++)
+                while (old[i]) {
+                    trk *x = old[i];
+                    old[i] = x->idnext;
+                    pp = byid_slot(tw, x->s->id);
+                    x->idnext = *pp;
+                    *pp = x;
+                }
+            sg_free(old);
+        } /* else: longer chains, still found */
+    }
+    if ((t = sg_calloc(1, sizeof *t)) == NULL) return NULL;
     t->s = s;
     t->next = tw->list;
     tw->list = t;
+    pp = byid_slot(tw, s->id);
+    t->idnext = *pp;
+    *pp = t;
+    tw->nlist++;
     s->trk = t;
     return t;
 }
@@ -230,6 +616,16 @@ static void prefixes_free(trk *t) {
     t->prefix = NULL;
     t->prefixlen = NULL;
     t->nprefix = 0;
+}
+
+/* What t counts in the figures (sign -1: taken off, before a change): a
+ * session with tracking on, and a BCAST one's prefixes (none: the empty
+ * prefix, as Redis counts it). */
+static void figs_of(trk *t, int sign) {
+    worker *w = t->s->w;
+    if (!t->on) return;
+    fig(&w->figs.trk_clients, sign);
+    if (t->bcast) fig(&w->figs.trk_prefixes, sign * (long long)(t->nprefix ? t->nprefix : 1));
 }
 
 /* Redis's own check: no prefix of a client's may start another (the pair
@@ -277,11 +673,9 @@ static void tracking_onoff(session *s, const sg_resp_req *r, sg_resp_out *o) {
                 sg_resp_put_error(o, "ERR value is not an integer or out of range");
                 goto out;
             }
-            if (session_by_id(s->w, (uint64_t)redir) == NULL) {
-                /* slotgated's workers each serve their own sessions */
-                sg_resp_put_error(o, "ERR The client ID you want redirect to does not exist "
-                                     "(slotgate: or it is served by another worker thread; "
-                                     "REDIRECT needs both clients on one, e.g. threads 1)");
+            if (session_by_id(s->w, (uint64_t)redir) == NULL &&
+                reg_find(s->w->srv, (uint64_t)redir) < 0) {
+                sg_resp_put_error(o, "ERR The client ID you want redirect to does not exist");
                 goto out;
             }
         } else if (sg_resp_arg_is(r, i, "BCAST")) {
@@ -301,8 +695,10 @@ static void tracking_onoff(session *s, const sg_resp_req *r, sg_resp_out *o) {
     }
     if (sg_resp_arg_is(r, 2, "OFF")) {
         if (t) {
+            figs_of(t, -1);
             t->on = t->bcast = t->optin = t->optout = t->noloop = 0;
-            t->caching_next = t->caching = t->owes_flush = 0;
+            t->caching_next = t->caching = t->broken = 0;
+            t->owes = 0;
             t->redir = 0;
             prefixes_free(t);
         }
@@ -336,10 +732,31 @@ static void tracking_onoff(session *s, const sg_resp_req *r, sg_resp_out *o) {
         goto out;
     }
     if (bcast && prefixes_collide(r, at, np, o)) goto out;
+    if (bcast) {
+        /* a BCAST session is told of the keys under its prefixes by the
+         * node's names: its own must be found again from those */
+        char *pfx, why[SG_ERRMSG_MAX], msg[SG_ERRMSG_MAX + 200];
+        size_t plen;
+        int rc = key_prefix(s, &pfx, &plen, why, sizeof why);
+        sg_free(pfx);
+        if (rc == SG_EINVAL) {
+            snprintf(msg, sizeof msg,
+                     "ERR slotgate: CLIENT TRACKING BCAST cannot tell this client of its keys: "
+                     "%s. Track without BCAST: each key is told by the name it was read as",
+                     why);
+            sg_resp_put_error(o, msg);
+            goto out;
+        }
+        if (rc != SG_OK) {
+            sg_resp_put_error(o, "ERR slotgate: out of memory");
+            goto out;
+        }
+    }
     if ((t = trk_of(s)) == NULL) {
         sg_resp_put_error(o, "ERR slotgate: out of memory");
         goto out;
     }
+    figs_of(t, -1);
     /* Redis adds the new prefixes to those it had; they must not overlap */
     for (i = 0; i < np; i++) {
         char *p = sg_malloc(r->argvlen[at[i]] + 1), **pv;
@@ -363,6 +780,7 @@ static void tracking_onoff(session *s, const sg_resp_req *r, sg_resp_out *o) {
     t->optin = optin;
     t->optout = optout;
     t->noloop = noloop;
+    t->broken = 0; /* as Redis: ON starts afresh */
     t->redir = redir;
     {
         trk_worker *tw = s->w->trk;
@@ -374,10 +792,11 @@ static void tracking_onoff(session *s, const sg_resp_req *r, sg_resp_out *o) {
             }
             tw->started = 1;
         }
-        /* BCAST tells of changes from now: one made before every node's
-         * connection is ready may go untold, so a flush follows */
-        if (bcast && !sg_gateway_tracking_ready(s->w->gw)) t->owes_flush = 1;
+        /* BCAST tells of changes from now, on every upstream: one made before
+         * every node's connection is ready may go untold, so a flush follows */
+        if (bcast) t->owes = not_ready(s->w);
     }
+    figs_of(t, 1);
     sg_resp_put_status(o, "OK");
 out:
     sg_free(at);
@@ -429,8 +848,8 @@ void tracking_command(session *s, size_t ci, const sg_resp_req *r, sg_resp_out *
             if (t->optout) flags[nf++] = "optout";
             if (t->caching_next) flags[nf++] = t->optin ? "caching-yes" : "caching-no";
             if (t->noloop) flags[nf++] = "noloop";
-            if (t->redir && session_by_id(s->w, (uint64_t)t->redir) == NULL)
-                flags[nf++] = "broken_redirect";
+            /* as Redis: known once an invalidation found the target gone */
+            if (t->broken) flags[nf++] = "broken_redirect";
         }
         sg_resp_put_map(o, 3);
         sg_resp_put_bulk(o, "flags", 5);
@@ -456,52 +875,89 @@ void tracking_next(session *s, const sg_command *cmd) {
     t->caching_next = 0;
 }
 
-void tracking_forward(session *s, const sg_command *cmd, const sg_resp_req *r) {
-    trk *t = s->trk;
-    trk_worker *tw = s->w->trk;
-    int small[16], *idx = small, n, i;
-    if (!t->on || cmd == NULL) return;
+/* The gateway's routed call for a tracking session's command: where it goes
+ * and its keys as the node names them (the policies' rewrites made). */
+static void on_routed(void *ud, int up, int argc, const char *const *nargv,
+                      const size_t *nargvlen) {
+    trk *t = ud;
+    session *s = t->s;
+    const sg_command *cmd = t->cur_cmd;
+    const sg_resp_req *r = t->cur_r;
+    int small[16], *idx = small, n, i, ro;
+    if (cmd == NULL || r == NULL || up < 0) return;
+    t->cur_cmd = NULL;
+    t->cur_r = NULL;
+    ro = (cmd->flags & SG_CMD_READONLY) != 0;
     if (t->bcast) {
-        /* changes told from now on; while a connection is not ready one may
-         * go untold: a flush follows once they all are */
-        if (!sg_gateway_tracking_ready(s->w->gw)) t->owes_flush = 1;
+        /* changes told from now on; while a connection of the upstream it
+         * uses is not ready one may go untold: a flush follows once they
+         * are (only that upstream is asked: one that is down is not asked
+         * for a new map at every command) */
+        if (!sg_gateway_tracking_ready(s->w->gw, up)) t->owes |= up_bit(up);
         return;
     }
-    if (cmd->flags & SG_CMD_READONLY) {
+    if (ro) {
         if (t->optin && !t->caching) return;
         if (t->optout && t->caching) return;
-    } else if (!t->noloop || tw->nb == 0) {
+    } else if (!t->noloop || s->w->trk->nb == 0) {
         return; /* the node's message tells of the write, the writer too */
     }
     if (r->argc > 16 && (idx = sg_malloc((size_t)r->argc * sizeof *idx)) == NULL) return;
     n = sg_command_keys(cmd, r->argc, (const char *const *)r->argv, r->argvlen, idx, r->argc);
-    if (n > 0 && (cmd->flags & SG_CMD_READONLY) && !sg_gateway_tracking_ready(s->w->gw))
-        t->owes_flush = 1;
+    if (n > 0 && ro && !sg_gateway_tracking_ready(s->w->gw, up)) t->owes |= up_bit(up);
     for (i = 0; i < n; i++) {
-        const char *k = r->argv[idx[i]];
-        size_t len = r->argvlen[idx[i]];
-        if (cmd->flags & SG_CMD_READONLY) {
-            remember(tw, s, k, len);
-        } else {
-            /* NOLOOP: the writer is not told of its own write */
-            kent *e = *slot_of(tw, k, len);
-            int j;
-            for (j = 0; e && j < e->n; j++)
-                if (e->ids[j] == s->id) e->ids[j--] = e->ids[--e->n];
-        }
+        int ai = idx[i];
+        if (ai >= argc) continue; /* a rewrite keeps every argument: never */
+        if (ro)
+            remember(s->w, s, up, nargv[ai], nargvlen[ai], r->argv[ai], r->argvlen[ai]);
+        else /* NOLOOP: the writer is not told of its own write */
+            forget_reader(s->w, s, up, nargv[ai], nargvlen[ai]);
     }
     if (idx != small) sg_free(idx);
 }
 
+void tracking_forward(session *s, const sg_command *cmd, const sg_resp_req *r,
+                      sg_request_ctx *ctx) {
+    trk *t = s->trk;
+    if (!t->on || cmd == NULL) return;
+    /* the keys are known once the policies decided: the gateway says */
+    t->cur_cmd = cmd;
+    t->cur_r = r;
+    ctx->routed = on_routed;
+    ctx->routed_ud = t;
+}
+
+void tracking_list_flags(const session *s, char **f) {
+    const trk *t = s->trk;
+    if (t == NULL || !t->on) return;
+    *(*f)++ = 't';
+    if (t->broken) *(*f)++ = 'R';
+    if (t->bcast) *(*f)++ = 'B';
+}
+
+long long tracking_list_redir(const session *s) {
+    return s->trk && s->trk->on ? s->trk->redir : -1;
+}
+
 void tracking_free(session *s) {
+    reg_remove(s);
+    tracking_reset(s);
+}
+
+void tracking_reset(session *s) {
     trk_worker *tw = s->w->trk;
     trk **pp;
     if (s->trk == NULL) return;
+    figs_of(s->trk, -1);
     for (pp = &tw->list; *pp; pp = &(*pp)->next)
         if (*pp == s->trk) {
             *pp = s->trk->next;
             break;
         }
+    pp = byid_slot(tw, s->id);
+    assert(*pp == s->trk); /* every state is in both */
+    *pp = s->trk->idnext;
+    tw->nlist--;
     prefixes_free(s->trk);
     sg_free(s->trk);
     s->trk = NULL;
@@ -510,8 +966,9 @@ void tracking_free(session *s) {
 void tracking_worker_free(worker *w) {
     trk_worker *tw = w->trk;
     if (tw == NULL) return;
-    forget_all(tw);
+    forget_all(w);
     sg_free(tw->buckets);
+    sg_free(tw->byid);
     sg_free(tw);
     w->trk = NULL;
 }

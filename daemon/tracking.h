@@ -1,10 +1,11 @@
 /*
  * tracking.h — CLIENT TRACKING for slotgated's sessions (tracking.c): the
- * session is told when a key it read changes, whoever changed it, as a node
- * would tell it (RESP3 invalidate pushes, or RESP2 messages on
- * __redis__:invalidate to the REDIRECT target). The changes come from the
- * gateway's invalidation connections (sg_gateway_track); each worker keeps
- * which of its sessions read which key. See docs/CACHE.md.
+ * session is told when a key it read changes, whoever changed it, on
+ * whichever upstream, by the name it read it as, as a node would tell it
+ * (RESP3 invalidate pushes, or RESP2 messages on __redis__:invalidate to
+ * the REDIRECT target, which any worker may serve). The changes come from
+ * the gateway's invalidation connections (sg_gateway_track); each worker
+ * keeps which of its sessions read which key. See docs/CACHE.md.
  */
 #ifndef SG_TRACKING_H
 #define SG_TRACKING_H
@@ -16,11 +17,27 @@ void tracking_command(session *s, size_t ci, const sg_resp_req *r, sg_resp_out *
 /* Every request of a session with tracking state, before it runs: a
  * CLIENT CACHING answer applies to the next command only. */
 void tracking_next(session *s, const sg_command *cmd);
-/* A command of s about to be forwarded: its keys are recorded when it reads
- * (default mode), a NOLOOP session's writes are not told back to it. */
-void tracking_forward(session *s, const sg_command *cmd, const sg_resp_req *r);
-/* The session ends: its state goes. */
+/* A command of s about to be forwarded with ctx: asks the gateway where it
+ * goes (ctx->routed), and then its keys, as the node names them, are
+ * recorded with the names s used when it reads (default mode), and a NOLOOP
+ * session's writes are not told back to it. */
+void tracking_forward(session *s, const sg_command *cmd, const sg_resp_req *r,
+                      sg_request_ctx *ctx);
+/* CLIENT LIST's view of s, as Redis 7.0 gives it: its flags (t: tracking on,
+ * R: its REDIRECT target is gone, B: BCAST) appended at *f, and the redir
+ * field (the target's id, 0 without one, -1 when tracking is off). */
+void tracking_list_flags(const session *s, char **f);
+long long tracking_list_redir(const session *s);
+/* RESET: tracking is off, its state goes. */
+void tracking_reset(session *s);
+/* The session ends: its state goes, and REDIRECT finds it no more. */
 void tracking_free(session *s);
+/* A session starts (server.c): REDIRECT from any worker finds it by id. */
+void tracking_session_new(session *s);
+/* The process-wide registry of session ids: before the workers start and
+ * after they stopped (server.c). */
+void tracking_server_init(server *srv);
+void tracking_server_free(server *srv);
 /* The worker ends (after its gateway): its table goes. */
 void tracking_worker_free(worker *w);
 

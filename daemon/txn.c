@@ -16,6 +16,12 @@
  * connection gone before EXEC: a clear error, never a part of the
  * transaction applied in silence. DISCARD, UNWATCH and the client's close
  * release the connection (closing it ends the WATCHes server-side).
+ *
+ * The near cache does not see the link's traffic: a queued write drops its
+ * keys' entries and holds them unfilled from its queueing until EXEC's reply
+ * came (or the transaction ended without running), so a read by another
+ * session meanwhile cannot keep the old value for the writer to read after
+ * EXEC.
  */
 #include <assert.h>
 #include <stdio.h>
@@ -27,6 +33,21 @@
 
 enum { W_WATCH = 1, W_EXEC };
 
+/* The near cache's holds on the keys of queued writes (sg_gateway_prepare_held):
+ * none of those keys is filled from MULTI's queueing until EXEC's reply came,
+ * or the transaction went without running. */
+typedef struct holds {
+    struct sg_cache_call **at;
+    int n, cap;
+} holds;
+
+static void holds_release(holds *h) {
+    int i;
+    for (i = 0; i < h->n; i++) sg_gateway_release(h->at[i]);
+    sg_free(h->at);
+    memset(h, 0, sizeof *h);
+}
+
 /* A reply (or, for EXEC, a run of replies) a connection owes the client. */
 typedef struct txn_wait {
     struct txn_wait *next;
@@ -37,6 +58,7 @@ typedef struct txn_wait {
     sg_keymap **maps;     /* EXEC: per queued command, its keymap or NULL */
     int nq;
     char *moved;          /* EXEC: the first MOVED/ASK a queued command got */
+    holds held;           /* EXEC: its writes' keys, released with its reply */
 } txn_wait;
 
 /* One of the transaction's connections. */
@@ -62,6 +84,7 @@ typedef struct txn {
     unsigned char *extra;
     sg_keymap **maps;   /* per queued command: NULL, or what names its reply's keys back */
     int nq, capq;
+    holds held;         /* the queued writes' keys, until EXEC takes them */
 } txn;
 
 /* ---- connections ------------------------------------------------------------------------- */
@@ -74,6 +97,7 @@ static void free_maps(sg_keymap **maps, int n) {
 }
 
 static void wait_free(txn_wait *w) {
+    holds_release(&w->held); /* answered, failed, or never sent */
     free_maps(w->maps, w->nq);
     sg_free(w->extra);
     sg_free(w->moved);
@@ -250,6 +274,7 @@ static void clear_queue(txn *t) {
     t->maps = NULL;
     t->nq = t->capq = 0;
     t->multi = t->aborted = 0;
+    holds_release(&t->held); /* an EXEC took them; else nothing runs */
 }
 
 /* DISCARD, UNWATCH (outside MULTI), after EXEC: nothing bound any more. */
@@ -353,8 +378,10 @@ static void do_exec(session *s, txn *t, uint64_t seq) {
     w->nq = t->nq;
     w->extra = t->extra;
     w->maps = t->maps;
+    w->held = t->held; /* until the EXEC's reply */
     t->extra = NULL;
     t->maps = NULL;
+    memset(&t->held, 0, sizeof t->held);
     if (sg_link_send(tl->l, b.data, b.len, w->n) != SG_OK) {
         /* not a byte of it left */
         snprintf(err, sizeof err, "ERR slotgate: %s; the transaction was not applied",
@@ -378,6 +405,7 @@ static void queue(session *s, txn *t, const sg_command *cmd, const sg_resp_req *
     size_t ci = cmd ? sg_command_index(cmd) : SG_COMMAND_COUNT;
     sg_request_ctx ctx;
     sg_prepared p;
+    struct sg_cache_call *hold;
     char err[600];
     int i, own_conn = (how & TXN_OWN_CONN) != 0;
     if (cmd && (cmd->flags & SG_CMD_NO_MULTI)) {
@@ -388,11 +416,22 @@ static void queue(session *s, txn *t, const sg_command *cmd, const sg_resp_req *
         return;
     }
     session_ctx(s, &ctx);
-    if (sg_gateway_prepare(s->w->gw, &ctx, r->argc, r->argv, r->argvlen, &p) != SG_OK) {
+    if (sg_gateway_prepare_held(s->w->gw, &ctx, r->argc, r->argv, r->argvlen, &p, &hold) != SG_OK) {
         snprintf(err, sizeof err, "ERR slotgate: %s", sg_errmsg(s->w->gw));
         session_answer_error(s, seq, err);
         t->aborted = 1;
         return;
+    }
+    if (hold != NULL) {
+        /* the transaction's until EXEC's reply, or its end (even when the
+         * command is refused below: EXEC then aborts, and releases it) */
+        holds *h = &t->held;
+        if (sg_grow((void **)&h->at, &h->cap, h->n, sizeof *h->at, 8) != SG_OK) {
+            sg_gateway_release(hold);
+            session_answer_error(s, seq, "ERR slotgate: out of memory");
+            goto abort;
+        }
+        h->at[h->n++] = hold;
     }
     if (p.error[0]) {
         session_answer_error(s, seq, p.error);

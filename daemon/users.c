@@ -97,6 +97,8 @@ void session_ctx(const session *s, sg_request_ctx *ctx) {
     ctx->client = s->name;
     ctx->addr = s->addr;
     ctx->proto = s->out.proto == SG_RESP_PROTO_3 ? 3 : 2;
+    ctx->routed = NULL; /* tracking.c asks for it, for its sessions */
+    ctx->routed_ud = NULL;
     sg_gateway_set_policy(s->w->gw, session_policy(s)); /* the user's own, if any */
 }
 

@@ -240,6 +240,9 @@ typedef struct sg_request_ctx {
     const char *client;
     const char *addr;
     int proto;
+    void (*routed)(void *ud, int upstream, int argc, const char *const *argv,
+                   const size_t *argvlen);
+    void *routed_ud;
 } sg_request_ctx;
 typedef struct sg_policy_stats {
     uint64_t commands;
@@ -263,6 +266,7 @@ const char *sg_policy_name(const sg_policy *p, int i);
 void sg_policy_stats_get(const sg_policy *p, sg_policy_stats *out);
 char *sg_policy_explain(sg_policy *p, const sg_request_ctx *ctx, int argc,
                         const char *const *argv, const size_t *argvlen);
+int sg_policy_key_prefix(sg_policy *p, const sg_request_ctx *ctx, char **prefix, size_t *len);
 void sg_free_string(char *s);
 
 typedef struct sg_gateway sg_gateway;
@@ -295,9 +299,9 @@ typedef struct sg_cache_stats {
     uint64_t trackers;
 } sg_cache_stats;
 void sg_gateway_cache_stats(const sg_gateway *g, sg_cache_stats *out);
-typedef void (*sg_track_fn)(void *ud, int event, const char *key, size_t len);
+typedef void (*sg_track_fn)(void *ud, int upstream, int event, const char *key, size_t len);
 int sg_gateway_track(sg_gateway *g, sg_track_fn fn, void *ud);
-int sg_gateway_tracking_ready(sg_gateway *g);
+int sg_gateway_tracking_ready(sg_gateway *g, int upstream);
 typedef void (*sg_raw_reply_fn)(sg_client *c, const char *resp, size_t len, void *ud);
 int sg_gateway_forward(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                        const char *const *argv, const size_t *argvlen, const char *resp,

@@ -520,6 +520,15 @@ typedef struct sg_request_ctx {
     const char *addr;   /* the client's address */
     int proto;          /* 3: the replies in RESP3 (from connections that speak it to
                            the nodes: a RESP3 client's); 0 or 2: RESP2 */
+    /* When not NULL, sg_gateway_forward (and the calls built on it) tells it
+     * where a command goes once the policies decided, before it is sent or
+     * answered from the near cache: the upstream's index (the settings'
+     * order, as sg_track_fn names it) and the command as the node gets it
+     * (the policies' rewrites made; a key keeps its argument's index).
+     * argv is valid during the call only. Not called for a denied command. */
+    void (*routed)(void *ud, int upstream, int argc, const char *const *argv,
+                   const size_t *argvlen);
+    void *routed_ud;
 } sg_request_ctx;
 
 typedef struct sg_policy_stats {
@@ -564,6 +573,16 @@ SG_API void sg_policy_stats_get(const sg_policy *p, sg_policy_stats *out);
  * NULL when out of memory. argvlen NULL means strlen. */
 SG_API char *sg_policy_explain(sg_policy *p, const sg_request_ctx *ctx, int argc,
                                const char *const *argv, const size_t *argvlen);
+/* How the set renames every key of a request from ctx, when that can be
+ * undone: the keys are stored as *prefix followed by the client's name (the
+ * prefixes of the scripts that have one, expanded for ctx, the last script's
+ * first). SG_OK with *prefix a string the caller frees with sg_free_string()
+ * (NULL: keys keep their names), *len its length. SG_EINVAL when a key's
+ * name on the node cannot be turned back into the client's (a rewrite_key
+ * hook, or a prefix that names {command}): sg_errmsg(p) names the script and
+ * why. SG_ENOMEM. */
+SG_API int sg_policy_key_prefix(sg_policy *p, const sg_request_ctx *ctx, char **prefix,
+                                size_t *len);
 SG_API void sg_free_string(char *s);
 
 /* ---- Gateways --------------------------------------------------------------
@@ -641,21 +660,24 @@ typedef struct sg_cache_stats {
 SG_API void sg_gateway_cache_stats(const sg_gateway *g, sg_cache_stats *out);
 /* Key-change notices for a host that serves CLIENT TRACKING to its own
  * clients (slotgated): the gateway opens the near cache's invalidation
- * connections (one per master of the default upstream, CLIENT TRACKING ... BCAST)
+ * connections (one per master of every upstream, CLIENT TRACKING ... BCAST)
  * and tells fn of every key a node names as changed (as the node stores it),
- * whether a cache policy exists or not. SG_TRACK_FLUSH: a node flushed, or an
- * invalidation connection was lost, or the map changed: whatever the host's
- * clients read may have changed untold. SG_TRACK_READY: a connection became
- * ready; sg_gateway_tracking_ready tells whether all are. Loop thread only. */
+ * whether a cache policy exists or not; upstream is the index of the
+ * upstream whose node spoke (the settings' order, as sg_request_ctx.routed
+ * names it). SG_TRACK_FLUSH: a node flushed, or an invalidation connection
+ * was lost, or the map changed: whatever the host's clients read there may
+ * have changed untold. SG_TRACK_READY: a connection became ready;
+ * sg_gateway_tracking_ready tells whether all are. Loop thread only. */
 #define SG_TRACK_KEY 0
 #define SG_TRACK_FLUSH 1
 #define SG_TRACK_READY 2
-typedef void (*sg_track_fn)(void *ud, int event, const char *key, size_t len);
+typedef void (*sg_track_fn)(void *ud, int upstream, int event, const char *key, size_t len);
 /* Starts (fn non-NULL) the notices; SG_OK, or SG_ENOMEM. */
 SG_API int sg_gateway_track(sg_gateway *g, sg_track_fn fn, void *ud);
-/* 1 when every master known now has its invalidation connection ready (a key
- * read now will be told of); else 0, and the missing ones are being opened. */
-SG_API int sg_gateway_tracking_ready(sg_gateway *g);
+/* 1 when every master known now of upstream (its index; -1: of every
+ * upstream) has its invalidation connection ready (a key read there now will
+ * be told of); else 0, and the missing ones are being opened. */
+SG_API int sg_gateway_tracking_ready(sg_gateway *g, int upstream);
 /* A reply as the node sent it: len bytes of RESP2, valid only during the
  * call. */
 typedef void (*sg_raw_reply_fn)(sg_client *c, const char *resp, size_t len, void *ud);

@@ -28,6 +28,11 @@ struct sg_gateway {
     sg_cache *cache;      /* the near cache, made when a policy first asks for it */
     size_t cache_max;     /* its bound (0: off) */
     sg_cache_stats cstats; /* its figures: read from any thread (sg_gateway_cache_stats) */
+    uint64_t *covered;    /* the serials of the policies whose cache patterns it covers */
+    int ncovered, capcovered;
+    uint64_t cover_serial; /* the last one covered */
+    sg_track_fn track;     /* the host's CLIENT TRACKING (sg_gateway_track); NULL: none */
+    void *track_ud;
 };
 
 void sg_free_string(char *s) { sg_free(s); }
@@ -108,6 +113,7 @@ void sg_gateway_free(sg_gateway *g) {
     sg_free(g->clients);
     sg_free(g->clients3);
     sg_free(g->names);
+    sg_free(g->covered);
     sg_cache_free(g->cache);
     if (g->own_base && g->base) event_base_free(g->base);
     sg_free(g);
@@ -120,26 +126,42 @@ int sg_gateway_set_cache(sg_gateway *g, size_t max_bytes) {
     return SG_OK;
 }
 
-/* The upstream whose nodes CLIENT TRACKING listens to: the default one. */
-static sg_client *track_client(sg_gateway *g) {
-    if (g->n == 0) return NULL;
-    return g->clients[g->def >= 0 ? g->def : 0];
+/* The index of the upstream c serves (either protocol's client); -1: none. */
+static int upstream_of(const sg_gateway *g, const sg_client *c) {
+    int i;
+    for (i = 0; i < g->n; i++)
+        if (g->clients[i] == c || g->clients3[i] == c) return i;
+    return -1;
+}
+
+/* The cache's notices, for the host: which upstream's node spoke. */
+static void on_track(void *ud, sg_client *c, int event, const char *key, size_t len) {
+    sg_gateway *g = ud;
+    int up = upstream_of(g, c);
+    if (g->track && up >= 0) g->track(g->track_ud, up, event, key, len);
 }
 
 int sg_gateway_track(sg_gateway *g, sg_track_fn fn, void *ud) {
+    int i;
     /* the trackers are the near cache's: it exists from now on (bounded as
      * set; with 0 it keeps nothing, the trackers serve the host alone) */
     if (g->cache == NULL && (g->cache = sg_cache_new(&g->cstats, g->cache_max)) == NULL)
         return SG_ENOMEM;
-    sg_cache_listen(g->cache, fn, ud);
-    if (fn && track_client(g)) sg_cache_watch(g->cache, track_client(g));
+    g->track = fn;
+    g->track_ud = ud;
+    sg_cache_listen(g->cache, fn ? on_track : NULL, g);
+    /* every upstream: a policy may send a session's reads to any of them */
+    for (i = 0; fn && i < g->n; i++) sg_cache_watch(g->cache, g->clients[i]);
     return SG_OK;
 }
 
-int sg_gateway_tracking_ready(sg_gateway *g) {
-    sg_client *c = track_client(g);
-    if (g->cache == NULL || c == NULL) return 0;
-    return sg_cache_watch(g->cache, c);
+int sg_gateway_tracking_ready(sg_gateway *g, int upstream) {
+    int i, ok = 1;
+    if (g->cache == NULL || g->n == 0 || upstream >= g->n) return 0;
+    if (upstream >= 0) return sg_cache_watch(g->cache, g->clients[upstream]);
+    for (i = 0; i < g->n; i++) /* each asked: the missing ones are opened */
+        if (!sg_cache_watch(g->cache, g->clients[i])) ok = 0;
+    return ok;
 }
 
 void sg_gateway_cache_stats(const sg_gateway *g, sg_cache_stats *out) {
@@ -147,6 +169,23 @@ void sg_gateway_cache_stats(const sg_gateway *g, sg_cache_stats *out) {
     uint64_t *o = (uint64_t *)out;
     size_t i;
     for (i = 0; i < sizeof *out / sizeof(uint64_t); i++) o[i] = __atomic_load_n(&in[i], __ATOMIC_RELAXED);
+}
+
+/* The cache's trackers hear of the keys p's cache patterns name (once per
+ * set of scripts: the daemon sets each session's own policy). */
+static void cover(sg_gateway *g, const sg_policy *p) {
+    uint64_t serial = sg_policy_serial(p);
+    sg_buf b = {0};
+    int i, n;
+    g->cover_serial = serial;
+    for (i = 0; i < g->ncovered; i++)
+        if (g->covered[i] == serial) return;
+    n = sg_policy_cache_prefixes(p, &b);
+    if (n != 0) sg_cache_cover(g->cache, b.oom ? NULL : b.data, b.oom ? -1 : n);
+    sg_buf_free(&b);
+    if (sg_grow((void **)&g->covered, &g->capcovered, g->ncovered, sizeof *g->covered, 4) ==
+        SG_OK)
+        g->covered[g->ncovered++] = serial;
 }
 
 void sg_gateway_set_policy(sg_gateway *g, sg_policy *p) { g->policy = p; }
@@ -451,7 +490,9 @@ static int answer_hit(sg_gateway *g, sg_client *c, int now, const char *bytes, s
 /* What the cache makes of a command about to go (argv as the node will get
  * it): 1 when it answered it; else 0, with the callbacks replaced when the
  * reply concerns it (*call set), and *read_policy the master's for a read
- * that fills. secs: the policies' cache life for the read (0: none). */
+ * that fills. secs: the policies' cache life for the read (0: none). A RESP3
+ * session's reads use the RESP2 twin's entries, and go on c as its every
+ * command does (one connection per node keeps its pipeline in order). */
 static int through_cache(sg_gateway *g, sg_client *c, const sg_command *info,
                          const sg_request_ctx *ctx, long long secs, int argc,
                          const char *const *argv, const size_t *argvlen, int now,
@@ -460,9 +501,11 @@ static int through_cache(sg_gateway *g, sg_client *c, const sg_command *info,
     *call = NULL;
     *rc = SG_OK;
     if (info == NULL) return 0;
-    if (secs > 0 && g->cache == NULL && g->cache_max > 0 &&
-        (g->cache = sg_cache_new(&g->cstats, g->cache_max)) == NULL)
-        return 0; /* no memory for it: the read goes as it is */
+    if (g->cache == NULL && g->cache_max > 0 &&
+        (secs > 0 || (!(info->flags & SG_CMD_READONLY) && sg_cache_in_use()))) {
+        if ((g->cache = sg_cache_new(&g->cstats, g->cache_max)) == NULL)
+            return 0; /* no memory for it: the read goes as it is */
+    }
     if (g->cache == NULL) return 0;
     if (!(info->flags & SG_CMD_READONLY) && (info->flags & SG_CMD_BLOCKING)) {
         /* BLPOP and the like: sg_gateway_unblock finds them by the caller's
@@ -478,14 +521,16 @@ static int through_cache(sg_gateway *g, sg_client *c, const sg_command *info,
         if (had == NULL) *raw_fn = NULL; /* a tree, as the caller asked */
         return 0;
     }
-    if (secs > 0 && (ctx == NULL || ctx->proto != 3) && sg_cache_cacheable(info, argc)) {
+    if (secs > 0 && sg_cache_cacheable(info, argc)) {
         const char *bytes;
         size_t len;
+        sg_client *c2 = resp2_twin(g, c);
+        if (g->policy && sg_policy_serial(g->policy) != g->cover_serial) cover(g, g->policy);
         /* a blocking gateway's loop runs only inside its calls: the
          * invalidations that came meanwhile are read before the cache answers */
         if (g->own_base) event_base_loop(g->base, EVLOOP_NONBLOCK);
-        if (sg_cache_read(g->cache, c, info, argc, argv, argvlen, secs, &bytes, &len, fn, raw_fn,
-                          ud, call)) {
+        if (sg_cache_read(g->cache, c2, info, argc, argv, argvlen, secs, c2 != c ? c : NULL,
+                          &bytes, &len, fn, raw_fn, ud, call)) {
             *rc = answer_hit(g, c, now, bytes, len, *fn, *raw_fn, *ud);
             return 1;
         }
@@ -532,7 +577,10 @@ int sg_gateway_forward_cmd(sg_gateway *g, const sg_command *cmd, const sg_reques
         /* no policy: nothing to decide (this runs for every command) */
         sg_cache_call *call = NULL;
         opts.info = cmd;
-        if (g->cache) { /* no read of this caller is cached, but its writes drop entries */
+        if (ctx && ctx->routed) ctx->routed(ctx->routed_ud, upstream_of(g, c), argc, argv, argvlen);
+        if (g->cache || sg_cache_in_use()) {
+            /* no read of this caller is cached, but its writes drop entries
+             * (the other gateways' too: see sg_cache_in_use) */
             const sg_command *info = cmd ? cmd : sg_command_resolve(argc, argv, argvlen);
             int crc;
             through_cache(g, c, info, ctx, 0, argc, argv, argvlen, 0, &fn, &opts.raw_fn, &ud,
@@ -584,6 +632,13 @@ int sg_gateway_forward_cmd(sg_gateway *g, const sg_command *cmd, const sg_reques
             rc = sg_seterr(&g->err, SG_ENOMEM, "out of memory");
         }
         goto done;
+    }
+    if (ctx && ctx->routed) {
+        if (d.rewritten)
+            ctx->routed(ctx->routed_ud, upstream_of(g, c), d.argc, (const char *const *)d.argv,
+                        d.argvlen);
+        else
+            ctx->routed(ctx->routed_ud, upstream_of(g, c), argc, argv, argvlen);
     }
     opts.read_policy = d.read_policy;
     opts.durable = d.durable;
@@ -731,12 +786,21 @@ int sg_gateway_denies(sg_gateway *g, const sg_request_ctx *ctx, int argc, const 
 
 int sg_gateway_prepare(sg_gateway *g, const sg_request_ctx *ctx, int argc,
                        const char *const *argv, const size_t *argvlen, sg_prepared *out) {
+    return sg_gateway_prepare_held(g, ctx, argc, argv, argvlen, out, NULL);
+}
+
+void sg_gateway_release(sg_cache_call *hold) { sg_cache_call_abort(hold); }
+
+int sg_gateway_prepare_held(sg_gateway *g, const sg_request_ctx *ctx, int argc,
+                            const char *const *argv, const size_t *argvlen, sg_prepared *out,
+                            sg_cache_call **hold) {
     sg_decision d;
     const sg_command *info;
     sg_buf b = {0};
     size_t *lens = NULL;
     int *keyidx = NULL, nkeys, i, rc = SG_OK, route;
     memset(out, 0, sizeof *out);
+    if (hold) *hold = NULL;
     if (g->n == 0) return g->err.code ? g->err.code : sg_seterr(&g->err, SG_EINVAL, "no upstreams");
     if (argc < 1 || argv == NULL)
         return sg_seterr(&g->err, SG_EINVAL, "a command needs at least its name");
@@ -779,10 +843,20 @@ int sg_gateway_prepare(sg_gateway *g, const sg_request_ctx *ctx, int argc,
         argvlen = d.argvlen;
     }
     /* a transaction's write runs on a link, past the cache: its keys' entries
-     * go now (an entry a read fills before the EXEC goes with the node's
-     * invalidation) */
-    if (g->cache && !(info->flags & SG_CMD_READONLY))
-        sg_cache_drop_keys(g->cache, resp2_twin(g, out->client), info, argc, argv, argvlen);
+     * go now; held, none is filled until the host's release (after EXEC's
+     * reply), so the writer reads its write. A host without a hold (the
+     * public call) gets the drop alone: an entry a read fills before its
+     * EXEC goes with the node's invalidation. As for a plain write, a
+     * gateway whose cache was never needed makes it once another gateway of
+     * the process caches: the hold's write stamps tell that one */
+    if (g->cache == NULL && g->cache_max > 0 && !(info->flags & SG_CMD_READONLY) &&
+        sg_cache_in_use())
+        g->cache = sg_cache_new(&g->cstats, g->cache_max); /* NULL: no memory, no hold */
+    if (g->cache && !(info->flags & SG_CMD_READONLY)) {
+        sg_client *c2 = resp2_twin(g, out->client);
+        if (hold) *hold = sg_cache_hold(g->cache, c2, info, argc, argv, argvlen);
+        else sg_cache_drop_keys(g->cache, c2, info, argc, argv, argvlen);
+    }
     route = sg_command_route(info);
     if (route == SG_ROUTE_ALL_MASTERS || route == SG_ROUTE_ALL_NODES) out->flags |= SG_PREP_FANOUT;
     if (route == SG_ROUTE_GATEWAY) out->flags |= SG_PREP_LOCAL;
@@ -826,6 +900,10 @@ done:
     if (rc != SG_OK) {
         sg_keymap_free(out->keymap);
         memset(out, 0, sizeof *out);
+        if (hold) { /* nothing to send: nothing to hold */
+            sg_cache_call_abort(*hold);
+            *hold = NULL;
+        }
     }
     return rc;
 }

@@ -102,6 +102,7 @@ struct sg_policy {
     size_t mem;          /* bytes the state holds (its allocator counts) */
     int mem_refused;     /* an allocation over MEM_LIMIT failed */
     const void *cur;     /* the command hooks are deciding on (ctx_src) */
+    uint64_t serial;     /* new for each set of scripts loaded (sg_policy_serial) */
     unsigned gen;        /* ctx tables' generation */
     /* string.find, match, gmatch and gsub ask it whether to go on */
     sg_pattern_budget patterns;
@@ -503,9 +504,17 @@ static lua_State *new_state(sg_policy *p) {
     return L;
 }
 
+/* Serials name a set of scripts for as long as the process runs: a freed
+ * policy's address can come back, its serial cannot. */
+static uint64_t next_serial(void) {
+    static uint64_t last;
+    return __atomic_add_fetch(&last, 1, __ATOMIC_RELAXED);
+}
+
 sg_policy *sg_policy_new(void) {
     sg_policy *p = sg_calloc(1, sizeof *p);
     if (p == NULL) return NULL;
+    p->serial = next_serial();
     p->instr_limit = DEFAULT_INSTR_LIMIT;
     p->time_limit_ms = DEFAULT_TIME_LIMIT_MS;
     if ((p->L = new_state(p)) == NULL) {
@@ -538,6 +547,31 @@ const char *sg_policy_name(const sg_policy *p, int i) {
 }
 
 void sg_policy_stats_get(const sg_policy *p, sg_policy_stats *out) { *out = p->st; }
+
+uint64_t sg_policy_serial(const sg_policy *p) { return p->serial; }
+
+int sg_policy_cache_prefixes(const sg_policy *p, sg_buf *out) {
+    int i, j, k, n = 0;
+    for (i = 0; i < p->n; i++) {
+        const script *s = &p->scripts[i];
+        for (j = 0; j < s->ncaches; j++) {
+            const char *pat = s->caches[j].pattern;
+            size_t lit = strcspn(pat, "*?[\\"), start = out->len;
+            /* the scripts from this one on put their prefixes in front, the
+             * last one's first; a computed rewrite can start a key anyhow */
+            for (k = p->n - 1; k >= i; k--) {
+                if (p->scripts[k].prefix_dynamic || p->scripts[k].ref_rewrite_key != LUA_NOREF)
+                    return -1;
+                if (p->scripts[k].prefix) sg_buf_puts(out, p->scripts[k].prefix);
+            }
+            sg_buf_append(out, pat, lit);
+            if (out->len == start) return -1; /* "*...": any key */
+            sg_buf_append(out, "", 1);
+            n++;
+        }
+    }
+    return n;
+}
 
 /* ---- loading ---------------------------------------------------------------- */
 
@@ -857,6 +891,7 @@ static int load_set(sg_policy *p, int n, const char *const *names, const char *c
     scripts_free(p->L, p->scripts, p->n);
     p->scripts = list;
     p->n = n;
+    p->serial = next_serial();
     lua_gc(p->L, LUA_GCCOLLECT, 0);
     sg_clearerr(&p->err);
     return SG_OK;
@@ -1349,6 +1384,44 @@ int sg_policy_apply_cmd(sg_policy *p, const sg_command *info, const sg_request_c
     if (d->upstream) p->st.routed++;
     if (d->nttls) p->st.ttls++;
     if (d->durable) p->st.durable++;
+    return SG_OK;
+}
+
+int sg_policy_key_prefix(sg_policy *p, const sg_request_ctx *ctx, char **prefix, size_t *len) {
+    sg_buf b = {0};
+    int i;
+    *prefix = NULL;
+    *len = 0;
+    /* the last script's prefix goes before the earlier ones': it saw the key
+     * as they left it */
+    for (i = p->n - 1; i >= 0; i--) {
+        const script *s = &p->scripts[i];
+        if (s->dry_run) continue; /* it renames nothing */
+        if (s->ref_rewrite_key != LUA_NOREF) {
+            sg_buf_free(&b);
+            return sg_seterr(&p->err, SG_EINVAL,
+                             "policy %s rewrites keys with a rewrite_key hook, which cannot be "
+                             "undone (a key on the node does not say the client's name)",
+                             s->name);
+        }
+        if (s->prefix == NULL) continue;
+        if (s->prefix_dynamic && strstr(s->prefix, "{command}")) {
+            sg_buf_free(&b);
+            return sg_seterr(&p->err, SG_EINVAL,
+                             "policy %s prefixes keys with the command's name ({command}), which "
+                             "a key on the node does not say",
+                             s->name);
+        }
+        if (s->prefix_dynamic) expand(s->prefix, ctx, NULL, &b);
+        else sg_buf_puts(&b, s->prefix);
+    }
+    if (b.oom) {
+        sg_buf_free(&b);
+        return sg_seterr(&p->err, SG_ENOMEM, "out of memory");
+    }
+    *len = b.len;
+    *prefix = b.len ? sg_buf_take(&b) : NULL;
+    sg_buf_free(&b);
     return SG_OK;
 }
 

@@ -50,6 +50,15 @@ int sg_policy_apply_cmd(sg_policy *p, const struct sg_command *info, const sg_re
                         int argc, const char *const *argv, const size_t *argvlen,
                         sg_decision *d);
 
+/* What the near cache may be asked to keep, as the nodes name the keys: the
+ * literal start of every cache pattern (up to its first wildcard), behind
+ * the prefixes its script and the later ones add. Each is appended to out
+ * with its NUL; returns how many, or -1 when a cached key may start with
+ * anything (a pattern starting with a wildcard, a computed rewrite). */
+int sg_policy_cache_prefixes(const sg_policy *p, sg_buf *out);
+/* Changes whenever p's scripts do (and differs between policies). */
+uint64_t sg_policy_serial(const sg_policy *p);
+
 /* Redis-style glob: * ? [abc] [^a-z] and \ escapes. 1 on a match. */
 int sg_glob_match(const char *pat, size_t plen, const char *s, size_t slen);
 

@@ -111,4 +111,20 @@ int sg_gateway_forward_cmd(sg_gateway *g, const struct sg_command *cmd, const sg
                            const char *resp, size_t resplen, sg_reply_fn fn,
                            sg_raw_reply_fn raw_fn, void *ud);
 
+/* sg_gateway_prepare for a host that sends the command later on a link, past
+ * the near cache (slotgated's transactions, at EXEC). A command that may
+ * write its keys drops their entries now, and *hold (NULL when there is
+ * nothing to hold: a read, no key, no cache) keeps them from being filled
+ * until sg_gateway_release(*hold): once the reply of what carried it came (the
+ * EXEC's), or when it will not be sent (DISCARD, EXECABORT). So a read that
+ * meets the old value while the command waits cannot leave it behind for
+ * the writer to read after the reply. The hold is the gateway's: release it
+ * before sg_gateway_free. */
+struct sg_cache_call;
+int sg_gateway_prepare_held(sg_gateway *g, const sg_request_ctx *ctx, int argc,
+                            const char *const *argv, const size_t *argvlen, sg_prepared *out,
+                            struct sg_cache_call **hold);
+/* Ends a hold of sg_gateway_prepare_held; NULL does nothing. */
+void sg_gateway_release(struct sg_cache_call *hold);
+
 #endif

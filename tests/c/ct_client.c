@@ -865,7 +865,7 @@ static void forward(sg_gateway *g, struct event_base *base, const char *command,
     const char *argv[16];
     char buf[512], *save = NULL, *t;
     int argc = 0;
-    sg_request_ctx ctx = {"alice", NULL, NULL, 0};
+    sg_request_ctx ctx = {.user = "alice"};
     memset(f, 0, sizeof *f);
     snprintf(buf, sizeof buf, "%s", command);
     for (t = strtok_r(buf, " ", &save); t && argc < 16; t = strtok_r(NULL, " ", &save))

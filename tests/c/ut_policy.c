@@ -173,7 +173,7 @@ static int split(const char *command, const char **argv, char *buf, size_t bufle
 
 static void expect_explain(sg_policy *p, const char *user, const char *command, const char *expect,
                            const char *name) {
-    sg_request_ctx ctx = {user, "cli", "127.0.0.1:5555", 0};
+    sg_request_ctx ctx = {.user = user, .client = "cli", .addr = "127.0.0.1:5555", .proto = 0};
     const char *argv[16];
     char buf[512], *parts, *part, *save = NULL;
     int argc = split(command, argv, buf, sizeof buf);
@@ -413,6 +413,52 @@ static void test_chain(void) {
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }
 
+/* The prefix a set gives every key (the last script's first), for undoing
+ * the rename; a hook or {command} cannot be undone. */
+static void test_key_prefix(void) {
+    char dir[] = "/tmp/sg-ut-policy-XXXXXX", a[300], b[300], c[300], cmd[400];
+    const char *paths[3];
+    sg_request_ctx ctx = {.user = "alice", .client = "cli"};
+    sg_policy *p = sg_policy_new();
+    char *pfx;
+    size_t len;
+    if (mkdtemp(dir) == NULL) return;
+    snprintf(a, sizeof a, "%s/a.lua", dir);
+    snprintf(b, sizeof b, "%s/b.lua", dir);
+    snprintf(c, sizeof c, "%s/c.lua", dir);
+    write_file(a, "return {prefix = 'one:{user}:'}");
+    write_file(b, "return {name = 'dry', prefix = 'no:', dry_run = true}");
+    write_file(c, "return {prefix = '{client}:'}");
+    paths[0] = a;
+    paths[1] = b;
+    paths[2] = c;
+    /* no script: keys keep their names */
+    CHECK_INT(sg_policy_key_prefix(p, &ctx, &pfx, &len), SG_OK);
+    CHECK(pfx == NULL);
+    CHECK_INT(len, 0);
+    CHECK_INT(sg_policy_load(p, paths, 3), SG_OK);
+    expect_explain(p, "alice", "GET k", "command: GET cli:one:alice:k", "prefix chain");
+    CHECK_INT(sg_policy_key_prefix(p, &ctx, &pfx, &len), SG_OK);
+    CHECK_STR(pfx, "cli:one:alice:");
+    CHECK_INT(len, 14);
+    sg_free_string(pfx);
+    CHECK_INT(sg_policy_load_string(
+                  p, "hash.lua", "return {name = 'hash', rewrite_key = function(k) return k end}"),
+              SG_OK);
+    CHECK_INT(sg_policy_key_prefix(p, &ctx, &pfx, &len), SG_EINVAL);
+    CHECK(pfx == NULL);
+    CHECK_STR(sg_errmsg(p), "policy hash rewrites keys with a rewrite_key hook, which cannot be "
+                            "undone (a key on the node does not say the client's name)");
+    CHECK_INT(sg_policy_load_string(p, "cmd.lua", "return {name = 'bycmd', prefix = '{command}:'}"),
+              SG_OK);
+    CHECK_INT(sg_policy_key_prefix(p, &ctx, &pfx, &len), SG_EINVAL);
+    CHECK_STR(sg_errmsg(p), "policy bycmd prefixes keys with the command's name ({command}), which "
+                            "a key on the node does not say");
+    sg_policy_free(p);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
 /* A ctx read after its command is over gives nil, not the next command's. */
 static void test_stale_ctx(void) {
     sg_policy *p = sg_policy_new();
@@ -602,7 +648,7 @@ static void test_reload(void) {
 
 /* The keymap of command under g's policies (NULL when it gets none). */
 static sg_keymap *keymap_of(sg_gateway *g, const char *command) {
-    sg_request_ctx ctx = {"alice", NULL, NULL, 0};
+    sg_request_ctx ctx = {.user = "alice"};
     const char *argv[16];
     char buf[512];
     sg_prepared p;
@@ -709,7 +755,7 @@ static void test_keymap(void) {
 
     /* a failed prepare leaves nothing to free, keymap included */
     {
-        sg_request_ctx ctx = {"alice", NULL, NULL, 0};
+        sg_request_ctx ctx = {.user = "alice"};
         const char *argv[] = {"BRPOP", "longname", "0"};
         sg_prepared pr;
         unsigned long n, made;
@@ -742,6 +788,7 @@ int main(void) {
     RUN(test_backtracking_pattern);
     RUN(test_memory_bomb);
     RUN(test_chain);
+    RUN(test_key_prefix);
     RUN(test_stale_ctx);
     RUN(test_isolation);
     RUN(test_bytecode_refused);

@@ -57,7 +57,8 @@ static void check_decision(const sg_decision *d, int argc) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static const sg_request_ctx ctx = {"alice", "app-1", "127.0.0.1:5000", 0};
+    static const sg_request_ctx ctx = {.user = "alice", .client = "app-1",
+                                       .addr = "127.0.0.1:5000"};
     sg_policy *p;
     char *code = malloc(size + 1);
     size_t i;

@@ -27,7 +27,8 @@
 # TLS servers accept clients with or without a certificate
 # (tls-auth-clients optional). Each server has its own directory (config,
 # log, data) in one temporary directory made by mktemp -d; nothing is saved to
-# disk (save "", appendonly no). cluster-node-timeout is 2000 ms and DEBUG is
+# disk (save "", appendonly no, and a new replica loads its first full sync
+# from the socket: repl-diskless-load on-empty-db). cluster-node-timeout is 2000 ms and DEBUG is
 # enabled, for failover and timeout tests.
 #
 # The Sentinel group: sentinel-master and sentinel-replica need a password
@@ -470,6 +471,9 @@ write_conf() {
         echo "enable-debug-command yes"
         echo "shutdown-timeout 1"
         echo "repl-diskless-sync-delay 0"
+        # a replica with nothing yet loads a full sync from the socket, so no
+        # dump.rdb is left for a restart to come back with stale data
+        echo "repl-diskless-load on-empty-db"
         if is_cluster "$name"; then
             echo "cluster-enabled yes"
             echo "cluster-config-file $d/nodes.conf"

@@ -38,8 +38,8 @@ local function run(lib, title, env, address, args, after)
               after = after and function(d) after(d, prefix) end }
 end
 
--- node-redis's own cache (client_cache) writes straight on the cluster; not
--- under tenant_prefix (docs/CACHE.md: tracking names keys as the node has them)
+-- node-redis's own cache (client_cache) writes straight on the cluster (under
+-- tenant_prefix, to the key as stored: slotgated names it back)
 local DIRECT = " --direct " .. helper.server_var("SG_TEST_CLUSTER_MASTERS"):match("^[^,]+")
 
 local function tcp(d) return "127.0.0.1:" .. d.port end
@@ -55,7 +55,7 @@ for _, lib in ipairs({ "redis", "ioredis" }) do
   run(lib, "under tenant_prefix",
       { SLOTGATE_USERS = "alice:alice-pw-3,bob:bob-pw-5",
         SLOTGATE_POLICY = helper.source_dir .. "/scripts/tenant_prefix.lua" },
-      unix, "--user alice --password alice-pw-3 --tenant alice",
+      unix, "--user alice --password alice-pw-3 --tenant alice" .. direct,
       checks.tenant_keys_rewritten)
 end
 

@@ -73,4 +73,40 @@ describe("redis-cli -3 through slotgated", function()
     assert.matches(" resp=2\n", ci.v)
     c:close()
   end)
+
+  -- HELLO's map as a field -> value table.
+  local function hello_of(port, proto)
+    local c = assert(daemon.connect(port))
+    c:send({ "HELLO", proto })
+    local r = assert(c:read())
+    c:close()
+    local out = {}
+    for i = 1, #r.v, 2 do out[r.v[i].v] = r.v[i + 1].v end
+    return out
+  end
+
+  it("says in HELLO what INFO says it is: redis, of the version whose commands it speaks", function()
+    local node = hello_of(tonumber(helper.server_var("SG_TEST_STANDALONE"):match(":(%d+)$")), "3")
+    local gw = hello_of(d.port, "3")
+    local info = daemon.call(d.port, { "INFO", "server" }).v
+    -- a client deciding by HELLO (redis-py's client-side cache wants
+    -- server "redis") sees what a node of that version would tell it
+    assert.equal(node.server, gw.server)
+    assert.equal("redis", gw.server)
+    assert.equal(info:match("redis_version:([%d.]+)"), gw.version)
+    assert.equal(node.version:match("^%d+%.%d+"), gw.version:match("^%d+%.%d+"))
+    assert.equal(3, gw.proto)
+    assert.equal("redis", hello_of(d.port, "2").server)
+  end)
+
+  it("says the version an operator sets (redis_version), and refuses one Redis would not write", function()
+    local d2 = daemon.start{ env = { SLOTGATE_REDISVERSION = "7.4.0" } }
+    assert.equal("7.4.0", hello_of(d2.port, "3").version)
+    assert.matches("\r\nredis_version:7.4.0\r\n", daemon.call(d2.port, { "INFO", "server" }).v)
+    daemon.stop(d2)
+    local out = sh("SLOTGATE_REDISVERSION=7.4 " .. q(helper.slotgated) .. " --check 2>&1; echo rc=$?")
+    assert.matches("redis_version", out, 1, true)
+    assert.matches('"7.4" is not a version as Redis writes it', out, 1, true)
+    assert.matches("rc=1", out, 1, true)
+  end)
 end)

@@ -16,9 +16,10 @@
 --            before its reply processed, and the reply kept only if the
 --            entry is still there (not invalidated meanwhile) and not a
 --            null (a null drops it).
--- The check of the handshake is what keeps redis-py from using slotgated (or
--- a Redis node before 7.4): the spec shows which way it decides and then
--- plays the rest as if it had passed, to show the cache stays exact.
+-- The check of the handshake refuses a Redis node before 7.4, and slotgated
+-- unless its redis_version setting says 7.4.0 or later (HELLO reports it);
+-- the spec shows which way it decides, then plays the rest through a
+-- slotgated set so, to show the cache stays exact.
 local helper = require "helper"
 local daemon = require "daemon"
 
@@ -56,7 +57,8 @@ describe("redis-py 5.1's client-side cache through slotgated", function()
     -- on the one worker
     local policy = helper.write(dir .. "/cache.lua",
                                 'return { name = "c", cache = { ["py:*"] = 30 } }')
-    d = daemon.start{ env = { SLOTGATE_POLICY = policy, SLOTGATE_THREADS = "1" } }
+    d = daemon.start{ env = { SLOTGATE_POLICY = policy, SLOTGATE_THREADS = "1",
+                              SLOTGATE_REDISVERSION = "7.4.0" } }
     plain = assert(daemon.connect_served(d.port))
   end)
   teardown(function()
@@ -65,25 +67,27 @@ describe("redis-py 5.1's client-side cache through slotgated", function()
     daemon.stop_all()
   end)
 
-  it("is refused by redis-py's handshake check, on slotgated and on a node before 7.4", function()
-    local py = Py.connect(d.port)
+  it("passes redis-py's handshake check with redis_version 7.4.0, not with the default",
+     function()
+    local dflt = daemon.start{ env = { SLOTGATE_THREADS = "1" } }
+    local py, old = Py.connect(d.port), Py.connect(dflt.port)
     local node = Py.connect(first)
     finally(function()
       py:close()
+      old:close()
       node:close()
+      daemon.stop(dflt)
     end)
-    print(string.format("\n  slotgated's HELLO: server %s, version %s: redis-py 5.1 %s",
-                        py.meta.server, py.meta.version, py.refused or "caches"))
-    print(string.format("  the node's HELLO: server %s, version %s: redis-py 5.1 %s",
-                        node.meta.server, node.meta.version, node.refused or "caches"))
-    -- what redis-py reads is there; CLIENT TRACKING ON is taken as by a node
-    assert.is_string(py.meta.server)
-    assert.is_string(py.meta.version)
-    assert.equal("OK", py.tracking_reply.v)
-    assert.equal("OK", node.tracking_reply.v)
-    -- and the check decides on the name first: slotgated is refused by name
-    assert.equal("slotgate", py.meta.server)
-    assert.truthy(py.refused)
+    for _, x in ipairs({ { "slotgated, redis_version 7.4.0", py }, { "slotgated", old },
+                         { "the node", node } }) do
+      print(string.format("\n  %s: HELLO says server %s, version %s: redis-py 5.1 %s", x[1],
+                          x[2].meta.server, x[2].meta.version, x[2].refused or "caches"))
+      -- what redis-py reads is there; CLIENT TRACKING ON is taken as by a node
+      assert.equal("redis", x[2].meta.server)
+      assert.equal("OK", x[2].tracking_reply.v)
+    end
+    assert.is_nil(py.refused)
+    assert.truthy(old.refused) -- slotgated's default: the Redis 7.0 it speaks
     local v74 = compare_versions(node.meta.version, "7.4.0") ~= 1
     assert.equal(not v74, node.refused ~= nil)
   end)

@@ -7,69 +7,16 @@
 -- GETREDIR and CACHING as a Redis 7.0 node gives them.
 local helper = require "helper"
 local daemon = require "daemon"
+local trk = require "tracking_helper"
 
-local wait_for, now = helper.wait_for, helper.now
+local now = helper.now
 
 daemon.ports_from(931)
 
--- One command's reply; RESP3 pushes that come before it are kept for
--- next_invalidation (conn.pushes).
-local function call(conn, ...)
-  conn:send({ ... })
-  while true do
-    local r, why = conn:read()
-    assert(r, why)
-    if r.t ~= "push" then return r end
-    conn.pushes = conn.pushes or {}
-    table.insert(conn.pushes, r)
-  end
-end
-
--- A write straight on the cluster (redis-cli -c through a master).
-local function set_direct(key, value)
-  local out = daemon.cluster_cli("SET " .. key .. " " .. value)
-  assert(out:match("OK"), out)
-end
-
--- The next invalidation conn receives within secs: its keys (a list), or
--- "flush" for a null one; nil when nothing came. Flushes are skipped when
--- skip_flush (a connection to a node may not have been ready at the read).
-local function next_invalidation(conn, secs, skip_flush)
-  local deadline = now() + (secs or 5)
-  while now() < deadline do
-    local r
-    if conn.pushes and #conn.pushes > 0 then
-      r = table.remove(conn.pushes, 1)
-    else
-      r = conn:read(math.max(0.01, deadline - now()))
-    end
-    if r == nil then return nil end
-    local kind, payload
-    if r.t == "push" and r.v[1].v == "invalidate" then
-      payload = r.v[2]
-    elseif r.t == "array" and r.v[1].v == "message" and r.v[2].v == "__redis__:invalidate" then
-      payload = r.v[3]
-    else
-      error("not an invalidation: " .. require("pl.pretty").write(r))
-    end
-    if payload.t == "nil" then
-      if not skip_flush then return "flush" end
-    else
-      kind = {}
-      for i, e in ipairs(payload.v) do kind[i] = e.v end
-      return kind
-    end
-  end
-  return nil
-end
+local call, set_direct, next_invalidation = trk.call, trk.set_direct, trk.next_invalidation
 
 -- A RESP3 session with tracking on (options after ON).
-local function tracking_session(port, ...)
-  local c = assert(daemon.connect_served(port))
-  assert.equal("map", call(c, "HELLO", "3").t)
-  assert.equal("OK", call(c, "CLIENT", "TRACKING", "ON", ...).v)
-  return c
-end
+local function tracking_session(port, ...) return trk.session(port, nil, ...) end
 
 describe("slotgated's CLIENT TRACKING", function()
   local d, warm
@@ -81,11 +28,7 @@ describe("slotgated's CLIENT TRACKING", function()
     -- the first (a read before that gets a flush once they are)
     warm = tracking_session(d.port)
     call(warm, "GET", "trk:warm")
-    assert.is_truthy(wait_for(function()
-      local info = call(warm, "INFO", "cache")
-      return tonumber(info.v:match("cache_trackers:(%d+)")) >= 3
-    end), "the invalidation connections did not come up")
-    next_invalidation(warm, 0.2) -- the flush owed for the read above, if any
+    trk.wait_trackers(warm, 3)
   end)
   teardown(function()
     if warm then warm:close() end

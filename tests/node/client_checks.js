@@ -614,7 +614,8 @@ checks.cluster = async () => {
 // node-redis 5's own client-side cache (RESP3, CLIENT TRACKING answered by
 // slotgated): a second GET comes from the library's memory, a write made
 // straight on the cluster (past slotgated) invalidates it, and the next GET
-// reads the new value
+// reads the new value. Under --tenant the write names the key as the node
+// stores it (tenant:USER:key); slotgated tells the library the name it read.
 checks.client_cache = async () => {
   const key = k('csc');
   const { createCluster } = require('redis');
@@ -640,7 +641,8 @@ checks.client_cache = async () => {
     truthy('a second GET answered from the library\'s cache', hit);
     let told = false;
     cache.on('invalidate', (x) => { if (x === null || String(x) === key) told = true; });
-    same('SET straight on the cluster', 'OK', await direct.set(key, 'v2'));
+    const stored = o.tenant ? `tenant:${o.tenant}:${key}` : key;
+    same('SET straight on the cluster', 'OK', await direct.set(stored, 'v2'));
     await waitFor(() => told, 5000, 'the invalidation of the direct write');
     same('GET after the direct write', 'v2', await c.lib.get(key));
   } finally {
