@@ -4,19 +4,20 @@
  * and by the read's form (the command and its arguments after the key), in
  * an LRU bounded in bytes; each entry lives at most its pattern's seconds.
  *
- * It stays exact through the nodes' own word: one connection per master that
- * serves a cached key runs CLIENT TRACKING ON REDIRECT <itself> BCAST and
- * SUBSCRIBE __redis__:invalidate, so the node names every key changed on it
- * (by anyone), and a flush as a null. BCAST takes a PREFIX per literal start
- * of the policies' cache patterns (sg_cache_cover), so that writes of keys
- * never cached cost neither the node nor the gateway anything; a key outside
- * them is never filled. The race between a read's reply (on a
- * data connection) and an invalidation (on the tracker) is settled by a
- * placeholder: it is put before the read leaves; an invalidation, a write
- * through the gateway, the tracker's loss or a slot's move kill it; the reply
- * fills only a live one. A write executed on the node after the read was
- * sends its invalidation after the placeholder was put, so either it kills
- * the placeholder or it drops the entry the reply made.
+ * It stays exact through the nodes' own word: one connection per master of
+ * the map (every one: see all_tracked) runs CLIENT TRACKING ON REDIRECT
+ * <itself> BCAST and SUBSCRIBE __redis__:invalidate, so the node names every
+ * key changed on it (by anyone), and a flush as a null. BCAST takes a PREFIX
+ * per literal start of the policies' cache patterns (sg_cache_cover), so that
+ * writes of keys never cached cost neither the node nor the gateway
+ * anything; a key outside them is never filled. The race between a read's
+ * reply (on a data connection) and an invalidation (on the tracker) is
+ * settled by a placeholder: it is put before the read leaves; an
+ * invalidation, a write through the gateway, the tracker's loss or a slot's
+ * move kill it; the reply fills only a live one. A write executed on the
+ * node after the read was sends its invalidation after the placeholder was
+ * put, so either it kills the placeholder or it drops the entry the reply
+ * made.
  *
  * Writes through the gateway drop their keys at once and hold back fills of
  * them until their reply came (so a client reads its own writes). Other
@@ -109,6 +110,7 @@ struct cclient {
     int flushing;  /* FLUSHALL or FLUSHDB through the gateway in flight */
     int watch_ok;  /* sg_cache_watch found every master's tracker ready since the
                       last loss or map change */
+    uint64_t watch_at; /* ms: when a read last asked sg_cache_watch (it walks the map) */
     sg_node *snap_single;
     uint16_t snap[SG_SLOTS]; /* the map as the cache last saw it */
 };
@@ -686,6 +688,10 @@ int sg_cache_watch(sg_cache *ca, sg_client *c) {
     if (cc->watch_ok) return 1;
     if (c->mode != SG_MODE_CLUSTER) {
         ok = c->single != NULL && tracked(ca, cc, c->single);
+        /* Sentinel mode: a client that never served a request (a RESP3
+         * host's go by its twin) has asked no Sentinel for the master yet;
+         * on_map comes back when one names it (switch_master) */
+        if (c->single == NULL && c->mode == SG_MODE_SENTINEL) sg_cluster_discover(c);
     } else {
         /* each master once; a slot nobody serves yet has no one to ask */
         memset(seen, 0, sizeof seen);
@@ -943,9 +949,28 @@ static cform *lookup(sg_cache *ca, cclient *cc, const char *key, size_t klen, co
     return f;
 }
 
+/* Whether every master of the map has a ready tracker (opening those that
+ * have none). The key's own master is not enough: a slot can move (a
+ * migration's ASKING writes, or one finished that the map does not show yet)
+ * and its keys be written on the new owner while its old master, which no
+ * read goes to when all are answered from memory, has nothing to say — a key
+ * cached as a null there never existed on it to be migrated. Only the new
+ * owner's tracker names such a key, so fills wait until every master has
+ * one. The walk over the map runs at most once a millisecond while some
+ * tracker is missing. */
+static int all_tracked(sg_cache *ca, cclient *cc) {
+    uint64_t now;
+    if (cc->watch_ok) return 1;
+    now = sg_now_ms();
+    if (cc->watch_at == now) return 0;
+    cc->watch_at = now;
+    return sg_cache_watch(ca, cc->c);
+}
+
 /* A placeholder for a key's form, filled by the read about to leave; NULL
- * when the read may not fill (the key's master is not known, or not tracked
- * yet, or a write of the key, or a flush, is in flight). */
+ * when the read may not fill (the key's master is not known, or it or some
+ * other master is not tracked yet, or a write of the key, or a flush, is in
+ * flight). */
 static cform *placeholder(sg_cache *ca, cclient *cc, sg_client *via, ckey *k, const char *key,
                           size_t klen, const char *form, size_t flen) {
     sg_client *c = cc->c;
@@ -962,7 +987,8 @@ static cform *placeholder(sg_cache *ca, cclient *cc, sg_client *via, ckey *k, co
         sg_cluster_discover(c);
         return NULL;
     }
-    if (cc->flushing || node == NULL || !covered(ca, key, klen) || !tracked(ca, cc, node))
+    if (cc->flushing || node == NULL || !covered(ca, key, klen) || !tracked(ca, cc, node) ||
+        !all_tracked(ca, cc))
         return NULL;
     if (k == NULL &&
         (k = key_new(ca, cc, key, klen, hash_of(key, klen), node, slot)) == NULL)

@@ -573,6 +573,11 @@ static void switch_master(sg_client *c, sg_node *master, const sg_node *sentinel
     master->role = SG_ROLE_MASTER;
     master->in_map = 1;
     c->single = master;
+    /* as a new slot map: the near cache drops what the old master served and
+     * tracks the new one, and CLIENT TRACKING's sessions are flushed — those
+     * answer from their own caches and would hear of nothing else (the first
+     * master named too: sessions that read before it was known owe a flush) */
+    if (old != master) c->events->map_changed(c);
 }
 
 /* A message on +switch-master: "name oldip oldport newip newport". */
