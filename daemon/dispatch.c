@@ -113,6 +113,14 @@ static void on_reply(sg_client *c, sg_reply *reply, int status, const char *errm
     owed *o = ud;
     session *s = o->s;
     (void)c;
+    if (o->gate) { /* held until every worker told its sessions of the write */
+        int held = session_owed_done(s);
+        if (held) session_reply_held(s, o->seq, reply, status, errmsg);
+        tracking_gate_pass(o->gate, held);
+        sg_reply_free(reply);
+        owed_free(o->w, o);
+        return;
+    }
     /* s NULL: CLIENT UNBLOCK answered it; what the node says now is stale */
     if (s && s->blocked) unblocked(s, o);
     if (s && session_owed_done(s)) session_reply(s, o->seq, reply, status, errmsg);
@@ -125,6 +133,13 @@ static void on_raw_reply(sg_client *c, const char *resp, size_t len, void *ud) {
     owed *o = ud;
     session *s = o->s;
     (void)c;
+    if (o->gate) { /* held until every worker told its sessions of the write */
+        int held = session_owed_done(s);
+        if (held) sg_resp_put_raw(&reply_slot_at(s, o->seq)->out, resp, len);
+        tracking_gate_pass(o->gate, held);
+        owed_free(o->w, o);
+        return;
+    }
     if (s && s->blocked) unblocked(s, o);
     if (s && session_owed_done(s)) {
         reply_slot *rs = reply_slot_at(s, o->seq);
@@ -161,8 +176,13 @@ static void forward(session *s, const sg_command *cmd, const sg_resp_req *r, uin
     o->w = s->w;
     o->seq = seq;
     o->next_blocked = NULL;
+    o->gate = NULL;
     session_ctx(s, &ctx);
-    if (s->trk) tracking_forward(s, cmd, r, &ctx); /* before the reply can come */
+    /* a tracking session's reads, and any session's writes while some
+     * session tracks, before the reply can come; a blocking command's reply
+     * is not held (CLIENT UNBLOCK answers it) */
+    if (s->trk || tracking_any(s->w->srv))
+        tracking_forward(s, cmd, r, &ctx, blocks(cmd, r) ? NULL : o);
     s->inflight++;
     if (sg_gateway_forward_cmd(s->w->gw, cmd, &ctx, r->argc, r->argv, r->argvlen,
                                r->is_inline ? NULL : r->raw, r->rawlen, on_reply, on_raw_reply,
@@ -170,6 +190,7 @@ static void forward(session *s, const sg_command *cmd, const sg_resp_req *r, uin
         char msg[SG_ERRMSG_MAX + 32];
         reply_slot *rs = reply_slot_at(s, seq);
         s->inflight--;
+        if (o->gate) tracking_gate_pass(o->gate, 0);
         owed_free(s->w, o);
         rs->rejected = 1;
         snprintf(msg, sizeof msg, "ERR slotgate: %s", sg_errmsg(s->w->gw));

@@ -48,9 +48,6 @@ typedef struct trk {
     char **prefix;
     size_t *prefixlen;
     int nprefix;
-    /* the command being forwarded, for the gateway's routed call */
-    const sg_command *cur_cmd;
-    const sg_resp_req *cur_r;
 } trk;
 
 /* One session that read a key: the name it used, when not the node's. */
@@ -77,6 +74,12 @@ typedef struct trk_worker {
     kent **buckets;
     size_t nb, nkeys, nitems;
     int started; /* sg_gateway_track called */
+    /* the command being forwarded, for the gateway's routed call (made
+     * within sg_gateway_forward_cmd, before the next command) */
+    session *cur_s;
+    const sg_command *cur_cmd;
+    const sg_resp_req *cur_r;
+    owed *cur_hold;
 } trk_worker;
 
 /* Which worker serves which session id, for REDIRECT to any worker's: every
@@ -197,25 +200,6 @@ static void remember(worker *w, const session *s, int up, const char *k, size_t 
     tw->nitems++;
     fig(&w->figs.trk_items, 1);
 out:
-    if (key != small) sg_free(key);
-}
-
-/* NOLOOP: s wrote node key k of upstream up; it is not told of it. */
-static void forget_reader(worker *w, const session *s, int up, const char *k, size_t n) {
-    trk_worker *tw = w->trk;
-    char small[256], *key;
-    size_t len;
-    kent *e;
-    int j;
-    if (tw->nb == 0 || (key = tkey(up, k, n, small, sizeof small, &len)) == NULL) return;
-    e = *slot_of(tw, key, len);
-    for (j = 0; e && j < e->n; j++)
-        if (e->r[j].id == s->id) {
-            sg_free(e->r[j].name);
-            e->r[j--] = e->r[--e->n];
-            tw->nitems--;
-            fig(&w->figs.trk_items, -1);
-        }
     if (key != small) sg_free(key);
 }
 
@@ -524,6 +508,181 @@ static uint64_t not_ready(worker *w) {
     return mask;
 }
 
+/* Node key k of upstream up changed, or is about to (writer: the session
+ * whose write it is, NULL: a node's message): this worker's BCAST sessions
+ * whose prefixes match are told, and the sessions that read it (default
+ * mode), each by its own name, once: the key is forgotten, as Redis does. A
+ * NOLOOP writer is not told of its own write. */
+static void tell_key(worker *w, const session *writer, int up, const char *k, size_t n) {
+    trk_worker *tw = w->trk;
+    trk *t;
+    char small[256], *tk;
+    size_t len;
+    kent **pp, *e;
+    int i;
+    for (t = tw->list; t; t = t->next)
+        if (t->on && t->bcast && !(t->noloop && t->s == writer)) tell_bcast(t, k, n);
+    if (tw->nb == 0) return;
+    if ((tk = tkey(up, k, n, small, sizeof small, &len)) == NULL) return;
+    e = *(pp = slot_of(tw, tk, len));
+    if (tk != small) sg_free(tk);
+    if (e == NULL) return;
+    *pp = e->next; /* told once: a new read tracks it again */
+    for (i = 0; i < e->n; i++) {
+        if ((t = trk_by_id(tw, e->r[i].id)) == NULL || !t->on || t->bcast) continue;
+        if (t->noloop && t->s == writer) continue;
+        if (e->r[i].name) send_to(t, e->r[i].name, e->r[i].namelen);
+        else send_to(t, k, n);
+    }
+    kent_free(w, e);
+}
+
+/* A write's keys for another worker's sessions, posted to its loop: each
+ * key as a length (size_t) and its bytes, one after the other. */
+typedef struct remote_write {
+    worker *w; /* the target worker */
+    struct trk_gate *gate; /* NULL: the writer's reply does not wait */
+    int up;
+    size_t len;
+    char keys[];
+} remote_write;
+
+/* A write's reply held until the other workers told their sessions. */
+struct trk_gate {
+    session *s;   /* the writer: s->inflight held by the gate */
+    worker *home; /* s's */
+    uint64_t seq; /* the write's reply slot */
+    int left;     /* atomic: the workers still telling, the reply, the poster */
+    int held;     /* the reply is in its slot, not done */
+};
+
+/* The gate opens (s's worker): the reply goes out, after every push. */
+static void gate_open(evutil_socket_t fd, short what, void *arg) {
+    struct trk_gate *g = arg;
+    session *s = g->s;
+    (void)fd;
+    (void)what;
+    if (g->held && !s->gone) {
+        reply_slot_done(reply_slot_at(s, g->seq));
+        session_flush(s);
+    }
+    session_owed_done(s); /* the gate's hold: s is freed here when it went */
+    sg_free(g);
+}
+
+/* One of the gate's holds ends (on any worker's thread). */
+static void gate_drop(struct trk_gate *g, worker *on) {
+    struct timeval zero = {0, 0};
+    if (__atomic_sub_fetch(&g->left, 1, __ATOMIC_ACQ_REL) != 0) return;
+    if (on == g->home) {
+        gate_open(-1, 0, g);
+        return;
+    }
+    if (event_base_once(g->home->base, -1, EV_TIMEOUT, gate_open, g, &zero) != 0) {
+        /* the writer's loop cannot be reached: its reply waits for ever,
+         * said once in the log; the session leaks with it */
+        sg_log(SG_LOG_ERROR, "CLIENT TRACKING: cannot reach worker %d to let a write's reply "
+               "go", g->home->id);
+    }
+}
+
+void tracking_gate_pass(struct trk_gate *g, int held) {
+    g->held = held;
+    gate_drop(g, g->home);
+}
+
+/* The target worker's sessions were told, and the turn's writes carried
+ * their pushes out: the gate's hold goes (a timer: after the turn's writes). */
+static void on_remote_told(evutil_socket_t fd, short what, void *arg) {
+    remote_write *m = arg;
+    (void)fd;
+    (void)what;
+    gate_drop(m->gate, m->w);
+    sg_free(m);
+}
+
+static void on_remote_write(evutil_socket_t fd, short what, void *arg) {
+    remote_write *m = arg;
+    size_t at = 0, n;
+    struct timeval zero = {0, 0};
+    (void)fd;
+    (void)what;
+    while (m->w->trk && at + sizeof n <= m->len) {
+        memcpy(&n, m->keys + at, sizeof n);
+        at += sizeof n;
+        tell_key(m->w, NULL, m->up, m->keys + at, n);
+        at += n;
+    }
+    if (m->gate == NULL) {
+        sg_free(m);
+        return;
+    }
+    /* the pushes are written at the end of this turn (server.c): the
+     * writer's reply goes after that, from the next one */
+    if (event_base_once(m->w->base, -1, EV_TIMEOUT, on_remote_told, m, &zero) != 0)
+        on_remote_told(-1, 0, m);
+}
+
+/* Session s writes keys (their argument indexes idx, the node's names in
+ * nargv) on upstream up: told before the write leaves, as a node tells
+ * during the write, so that no one is served an old copy once the writer
+ * has its reply. This worker's sessions at once (the writer's own push
+ * follows its reply: put_invalidation); the other workers' with a tracking
+ * session are posted the keys, and their loops tell them while the write
+ * is on its way to the node. */
+static void tell_write(worker *w, session *s, owed *hold, int up, const int *idx, int n,
+                       int argc, const char *const *nargv, const size_t *nargvlen) {
+    server *srv = w->srv;
+    struct trk_gate *g = NULL;
+    size_t len = 0;
+    int i, k;
+    struct timeval zero = {0, 0};
+    if (__atomic_load_n(&w->figs.trk_clients, __ATOMIC_RELAXED) != 0)
+        for (i = 0; i < n; i++)
+            if (idx[i] < argc) tell_key(w, s, up, nargv[idx[i]], nargvlen[idx[i]]);
+    for (i = 0; i < n; i++)
+        if (idx[i] < argc) len += sizeof(size_t) + nargvlen[idx[i]];
+    for (k = 0; k < srv->nw && len; k++) {
+        remote_write *m;
+        size_t at = 0;
+        if (k == w->id || __atomic_load_n(&srv->w[k].figs.trk_clients, __ATOMIC_RELAXED) == 0)
+            continue;
+        if ((m = sg_malloc(sizeof *m + len)) == NULL) {
+            sg_log(SG_LOG_ERROR, "CLIENT TRACKING: out of memory telling worker %d of a write "
+                   "(its sessions hear of it from the node)", k);
+            continue;
+        }
+        if (hold && g == NULL && (g = sg_calloc(1, sizeof *g)) != NULL) {
+            g->s = s;
+            g->home = w;
+            g->seq = hold->seq;
+            g->left = 2; /* the reply, and this loop's until it posted all */
+            s->inflight++;
+            hold->gate = g;
+        }
+        m->w = &srv->w[k];
+        m->gate = g;
+        m->up = up;
+        m->len = len;
+        for (i = 0; i < n; i++) {
+            size_t kn;
+            if (idx[i] >= argc) continue;
+            kn = nargvlen[idx[i]];
+            memcpy(m->keys + at, &kn, sizeof kn);
+            memcpy(m->keys + at + sizeof kn, nargv[idx[i]], kn);
+            at += sizeof kn + kn;
+        }
+        if (g) __atomic_add_fetch(&g->left, 1, __ATOMIC_ACQ_REL);
+        if (event_base_once(m->w->base, -1, EV_TIMEOUT, on_remote_write, m, &zero) != 0) {
+            sg_log(SG_LOG_ERROR, "CLIENT TRACKING: cannot reach worker %d to tell it of a write "
+                   "(its sessions hear of it from the node)", k);
+            if (g) gate_drop(g, w);
+            sg_free(m);
+        }
+    }
+    if (g) gate_drop(g, w); /* the reply's hold remains: never opens here */
+}
+
 /* What the gateway's invalidation connections say (sg_track_fn). */
 static void on_track(void *ud, int up, int event, const char *key, size_t n) {
     worker *w = ud;
@@ -551,25 +710,7 @@ static void on_track(void *ud, int up, int event, const char *key, size_t n) {
             }
         return;
     }
-    for (t = tw->list; t; t = t->next)
-        if (t->on && t->bcast) tell_bcast(t, key, n);
-    if (tw->nb) {
-        char small[256], *tk;
-        size_t len;
-        kent **pp, *e;
-        int i;
-        if ((tk = tkey(up, key, n, small, sizeof small, &len)) == NULL) return;
-        e = *(pp = slot_of(tw, tk, len));
-        if (tk != small) sg_free(tk);
-        if (e == NULL) return;
-        *pp = e->next; /* told once: a new read tracks it again */
-        for (i = 0; i < e->n; i++)
-            if ((t = trk_by_id(tw, e->r[i].id)) != NULL && t->on && !t->bcast) {
-                if (e->r[i].name) send_to(t, e->r[i].name, e->r[i].namelen);
-                else send_to(t, key, n);
-            }
-        kent_free(w, e);
-    }
+    tell_key(w, NULL, up, key, n);
 }
 
 static trk *trk_of(session *s) {
@@ -625,6 +766,7 @@ static void figs_of(trk *t, int sign) {
     worker *w = t->s->w;
     if (!t->on) return;
     fig(&w->figs.trk_clients, sign);
+    __atomic_add_fetch(&w->srv->trk_on, sign, __ATOMIC_RELAXED);
     if (t->bcast) fig(&w->figs.trk_prefixes, sign * (long long)(t->nprefix ? t->nprefix : 1));
 }
 
@@ -875,56 +1017,65 @@ void tracking_next(session *s, const sg_command *cmd) {
     t->caching_next = 0;
 }
 
-/* The gateway's routed call for a tracking session's command: where it goes
- * and its keys as the node names them (the policies' rewrites made). */
+/* The gateway's routed call for a command tracking_forward saw: where it
+ * goes and its keys as the node names them (the policies' rewrites made). */
 static void on_routed(void *ud, int up, int argc, const char *const *nargv,
                       const size_t *nargvlen) {
-    trk *t = ud;
-    session *s = t->s;
-    const sg_command *cmd = t->cur_cmd;
-    const sg_resp_req *r = t->cur_r;
+    worker *w = ud;
+    trk_worker *tw = w->trk;
+    session *s = tw->cur_s;
+    const sg_command *cmd = tw->cur_cmd;
+    const sg_resp_req *r = tw->cur_r;
+    owed *hold = tw->cur_hold;
+    trk *t;
     int small[16], *idx = small, n, i, ro;
-    if (cmd == NULL || r == NULL || up < 0) return;
-    t->cur_cmd = NULL;
-    t->cur_r = NULL;
+    tw->cur_hold = NULL;
+    tw->cur_s = NULL;
+    tw->cur_cmd = NULL;
+    tw->cur_r = NULL;
+    if (s == NULL || cmd == NULL || r == NULL || up < 0) return;
+    t = s->trk && s->trk->on ? s->trk : NULL;
     ro = (cmd->flags & SG_CMD_READONLY) != 0;
-    if (t->bcast) {
+    if (t && t->bcast) {
         /* changes told from now on; while a connection of the upstream it
          * uses is not ready one may go untold: a flush follows once they
          * are (only that upstream is asked: one that is down is not asked
          * for a new map at every command) */
-        if (!sg_gateway_tracking_ready(s->w->gw, up)) t->owes |= up_bit(up);
-        return;
+        if (!sg_gateway_tracking_ready(w->gw, up)) t->owes |= up_bit(up);
+        if (ro) return;
     }
     if (ro) {
+        if (t == NULL) return;
         if (t->optin && !t->caching) return;
         if (t->optout && t->caching) return;
-    } else if (!t->noloop || s->w->trk->nb == 0) {
-        return; /* the node's message tells of the write, the writer too */
     }
     if (r->argc > 16 && (idx = sg_malloc((size_t)r->argc * sizeof *idx)) == NULL) return;
     n = sg_command_keys(cmd, r->argc, (const char *const *)r->argv, r->argvlen, idx, r->argc);
-    if (n > 0 && ro && !sg_gateway_tracking_ready(s->w->gw, up)) t->owes |= up_bit(up);
-    for (i = 0; i < n; i++) {
-        int ai = idx[i];
-        if (ai >= argc) continue; /* a rewrite keeps every argument: never */
-        if (ro)
-            remember(s->w, s, up, nargv[ai], nargvlen[ai], r->argv[ai], r->argvlen[ai]);
-        else /* NOLOOP: the writer is not told of its own write */
-            forget_reader(s->w, s, up, nargv[ai], nargvlen[ai]);
+    if (n > 0 && ro && !sg_gateway_tracking_ready(w->gw, up)) t->owes |= up_bit(up);
+    if (ro) {
+        for (i = 0; i < n; i++) /* a rewrite keeps every argument: idx[i] < argc */
+            if (idx[i] < argc)
+                remember(w, s, up, nargv[idx[i]], nargvlen[idx[i]], r->argv[idx[i]],
+                         r->argvlen[idx[i]]);
+    } else if (n > 0) {
+        tell_write(w, s, hold, up, idx, n, argc, nargv, nargvlen);
     }
     if (idx != small) sg_free(idx);
 }
 
 void tracking_forward(session *s, const sg_command *cmd, const sg_resp_req *r,
-                      sg_request_ctx *ctx) {
-    trk *t = s->trk;
-    if (!t->on || cmd == NULL) return;
+                      sg_request_ctx *ctx, owed *hold) {
+    trk_worker *tw;
+    int on = s->trk && s->trk->on;
+    if (cmd == NULL || (!on && (cmd->flags & SG_CMD_READONLY))) return;
+    if ((tw = tw_of(s->w)) == NULL) return; /* out of memory: the node's message tells */
     /* the keys are known once the policies decided: the gateway says */
-    t->cur_cmd = cmd;
-    t->cur_r = r;
+    tw->cur_s = s;
+    tw->cur_cmd = cmd;
+    tw->cur_r = r;
+    tw->cur_hold = hold;
     ctx->routed = on_routed;
-    ctx->routed_ud = t;
+    ctx->routed_ud = s->w;
 }
 
 void tracking_list_flags(const session *s, char **f) {

@@ -17,12 +17,27 @@ void tracking_command(session *s, size_t ci, const sg_resp_req *r, sg_resp_out *
 /* Every request of a session with tracking state, before it runs: a
  * CLIENT CACHING answer applies to the next command only. */
 void tracking_next(session *s, const sg_command *cmd);
-/* A command of s about to be forwarded with ctx: asks the gateway where it
- * goes (ctx->routed), and then its keys, as the node names them, are
- * recorded with the names s used when it reads (default mode), and a NOLOOP
- * session's writes are not told back to it. */
+/* Whether any session of the process has tracking on: else no write needs
+ * tracking_forward (one load on the request path). */
+static inline int tracking_any(const server *srv) {
+    return __atomic_load_n(&srv->trk_on, __ATOMIC_RELAXED) != 0;
+}
+/* A command of s about to be forwarded with ctx (s tracks, or
+ * tracking_any): asks the gateway where it goes (ctx->routed), and then its
+ * keys, as the node names them, are recorded with the names s used when it
+ * reads (default mode); a write's keys are told, before it leaves, to the
+ * sessions that read them and the BCAST sessions whose prefixes match, on
+ * every worker (the others by their loops), as a node tells them during
+ * the write (a NOLOOP writer excepted). */
 void tracking_forward(session *s, const sg_command *cmd, const sg_resp_req *r,
-                      sg_request_ctx *ctx);
+                      sg_request_ctx *ctx, owed *hold);
+/* hold (when not NULL) is the write's forwarding record: when other workers
+ * are posted its keys, hold->gate is set, and the write's reply waits until
+ * they told their sessions: the caller puts the reply in its slot without
+ * marking it done and calls tracking_gate_pass (held 1), or, when there is
+ * no reply to wait for (the session went, the forward failed), with held 0.
+ * The gate holds s->inflight until it opens. */
+void tracking_gate_pass(struct trk_gate *g, int held);
 /* CLIENT LIST's view of s, as Redis 7.0 gives it: its flags (t: tracking on,
  * R: its REDIRECT target is gone, B: BCAST) appended at *f, and the redir
  * field (the target's id, 0 without one, -1 when tracking is off). */
