@@ -135,3 +135,18 @@ describe("slotgated's CLIENT TRACKING and writes through another worker", functi
     end
   end)
 end)
+
+-- node-redis 5's clientSideCache (a client library not ours): set then get,
+-- 200 times in a row, on one connection, from a pool, and from another
+-- client, with two worker threads (tests/node/csc_checks.js).
+local checks = require "client_checks"
+local q = helper.shell_quote
+checks.run{
+  script = checks.script("cd " .. q(helper.source_dir .. "/tests/node") ..
+                         " && timeout 120 node csc_checks.js",
+                         "install node and run `npm ci --prefix tests/node` (.ci/run does)"),
+  title = "node-redis 5 clientSideCache through slotgated", what = "node and node-redis",
+  env = { SLOTGATE_THREADS = "2" },
+  address = function(d) return tostring(d.port) end,
+  args = q(string.format("trwr:csc:%d:%d:", os.time(), math.random(1e6))),
+}
