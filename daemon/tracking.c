@@ -48,7 +48,21 @@ typedef struct trk {
     char **prefix;
     size_t *prefixlen;
     int nprefix;
+    /* BCAST NOLOOP: the keys of its writes in flight, whose node messages
+     * are not told back to it (till the write's reply: own_forget) */
+    struct own_write *own;
+    int nown, capown;
+    uint64_t wseq; /* its writes that made own entries */
 } trk;
+
+/* A key a BCAST NOLOOP session is writing: the node's message for it is
+ * its own write's (the node sends it before the write's reply). */
+typedef struct own_write {
+    uint64_t tag; /* the write's (trk.wseq) */
+    int up;
+    size_t len;
+    char *key;
+} own_write;
 
 /* One session that read a key: the name it used, when not the node's. */
 typedef struct reader {
@@ -508,6 +522,40 @@ static uint64_t not_ready(worker *w) {
     return mask;
 }
 
+/* Whether node key k of upstream up is one t is writing: the node's
+ * message of its own write, taken off its list. */
+static int own_consume(trk *t, int up, const char *k, size_t n) {
+    int i;
+    for (i = 0; i < t->nown; i++) {
+        own_write *o = &t->own[i];
+        if (o->up != up || o->len != n || memcmp(o->key, k, n) != 0) continue;
+        sg_free(o->key);
+        memmove(o, o + 1, (size_t)(t->nown - i - 1) * sizeof *o);
+        t->nown--;
+        return 1;
+    }
+    return 0;
+}
+
+/* The write tagged tag has its reply: a message for its keys from now on
+ * is someone else's change (or a later one), told again. */
+static void own_forget(trk *t, uint64_t tag) {
+    int i, j = 0;
+    for (i = 0; i < t->nown; i++) {
+        if (t->own[i].tag == tag) sg_free(t->own[i].key);
+        else t->own[j++] = t->own[i];
+    }
+    t->nown = j;
+}
+
+static void own_free(trk *t) {
+    int i;
+    for (i = 0; i < t->nown; i++) sg_free(t->own[i].key);
+    sg_free(t->own);
+    t->own = NULL;
+    t->nown = t->capown = 0;
+}
+
 /* Node key k of upstream up changed, or is about to (writer: the session
  * whose write it is, NULL: a node's message): this worker's BCAST sessions
  * whose prefixes match are told, and the sessions that read it (default
@@ -520,8 +568,11 @@ static void tell_key(worker *w, const session *writer, int up, const char *k, si
     size_t len;
     kent **pp, *e;
     int i;
-    for (t = tw->list; t; t = t->next)
-        if (t->on && t->bcast && !(t->noloop && t->s == writer)) tell_bcast(t, k, n);
+    for (t = tw->list; t; t = t->next) {
+        if (!t->on || !t->bcast || (t->noloop && t->s == writer)) continue;
+        if (writer == NULL && t->nown && own_consume(t, up, k, n)) continue;
+        tell_bcast(t, k, n);
+    }
     if (tw->nb == 0) return;
     if ((tk = tkey(up, k, n, small, sizeof small, &len)) == NULL) return;
     e = *(pp = slot_of(tw, tk, len));
@@ -554,7 +605,41 @@ struct trk_gate {
     uint64_t seq; /* the write's reply slot */
     int left;     /* atomic: the workers still telling, the reply, the poster */
     int held;     /* the reply is in its slot, not done */
+    uint64_t own; /* not 0: the writer's own_write tag, forgotten at the reply */
 };
+
+/* A NOLOOP writer's keys, forgotten 1 ms after its write's reply: the node
+ * writes its message with the reply (before it, as a rule), but the other
+ * connection's bytes may be read a turn or two later; a message later than
+ * that is told (a duplicate, never a loss). Within that time, a change by
+ * another client of a key whose own write changed nothing (a DEL of no
+ * key, a SET NX that did not set) is taken for its own and not told. */
+typedef struct own_later {
+    worker *w;
+    uint64_t id, tag;
+} own_later;
+
+static void on_own_later(evutil_socket_t fd, short what, void *arg) {
+    own_later *l = arg;
+    trk *t = l->w->trk ? trk_by_id(l->w->trk, l->id) : NULL;
+    (void)fd;
+    (void)what;
+    if (t) own_forget(t, l->tag);
+    sg_free(l);
+}
+
+static void own_forget_later(session *s, uint64_t tag) {
+    static const struct timeval soon = {0, 1000};
+    own_later *l = sg_malloc(sizeof *l);
+    if (l) {
+        l->w = s->w;
+        l->id = s->id;
+        l->tag = tag;
+        if (event_base_once(s->w->base, -1, EV_TIMEOUT, on_own_later, l, &soon) == 0) return;
+        sg_free(l);
+    }
+    own_forget(s->trk, tag); /* now: a message after it is told */
+}
 
 /* The gate opens (s's worker): the reply goes out, after every push. */
 static void gate_open(evutil_socket_t fd, short what, void *arg) {
@@ -562,6 +647,7 @@ static void gate_open(evutil_socket_t fd, short what, void *arg) {
     session *s = g->s;
     (void)fd;
     (void)what;
+    if (g->own && s->trk) own_forget_later(s, g->own);
     if (g->held && !s->gone) {
         reply_slot_done(reply_slot_at(s, g->seq));
         session_flush(s);
@@ -630,13 +716,44 @@ static void on_remote_write(evutil_socket_t fd, short what, void *arg) {
  * follows its reply: put_invalidation); the other workers' with a tracking
  * session are posted the keys, and their loops tell them while the write
  * is on its way to the node. */
+static struct trk_gate *gate_new(worker *w, session *s, owed *hold) {
+    struct trk_gate *g = sg_calloc(1, sizeof *g);
+    if (g == NULL) return NULL;
+    g->s = s;
+    g->home = w;
+    g->seq = hold->seq;
+    g->left = 2; /* the reply, and tell_write's until it posted all */
+    s->inflight++;
+    hold->gate = g;
+    return g;
+}
+
 static void tell_write(worker *w, session *s, owed *hold, int up, const int *idx, int n,
                        int argc, const char *const *nargv, const size_t *nargvlen) {
     server *srv = w->srv;
     struct trk_gate *g = NULL;
+    trk *t = s->trk && s->trk->on ? s->trk : NULL;
     size_t len = 0;
     int i, k;
     struct timeval zero = {0, 0};
+    if (hold && t && t->bcast && t->noloop && (g = gate_new(w, s, hold)) != NULL) {
+        /* NOLOOP: the node's messages for these keys until the reply are
+         * this write's (Redis sends them before the reply) */
+        g->own = ++t->wseq;
+        for (i = 0; i < n; i++) {
+            own_write *o;
+            if (idx[i] >= argc ||
+                sg_grow((void **)&t->own, &t->capown, t->nown, sizeof *t->own, 1) != SG_OK)
+                continue;
+            o = &t->own[t->nown];
+            if ((o->key = sg_malloc(nargvlen[idx[i]] + 1)) == NULL) continue;
+            memcpy(o->key, nargv[idx[i]], nargvlen[idx[i]]);
+            o->len = nargvlen[idx[i]];
+            o->up = up;
+            o->tag = g->own;
+            t->nown++;
+        }
+    }
     if (__atomic_load_n(&w->figs.trk_clients, __ATOMIC_RELAXED) != 0)
         for (i = 0; i < n; i++)
             if (idx[i] < argc) tell_key(w, s, up, nargv[idx[i]], nargvlen[idx[i]]);
@@ -652,14 +769,7 @@ static void tell_write(worker *w, session *s, owed *hold, int up, const int *idx
                    "(its sessions hear of it from the node)", k);
             continue;
         }
-        if (hold && g == NULL && (g = sg_calloc(1, sizeof *g)) != NULL) {
-            g->s = s;
-            g->home = w;
-            g->seq = hold->seq;
-            g->left = 2; /* the reply, and this loop's until it posted all */
-            s->inflight++;
-            hold->gate = g;
-        }
+        if (hold && g == NULL) g = gate_new(w, s, hold);
         m->w = &srv->w[k];
         m->gate = g;
         m->up = up;
@@ -843,6 +953,7 @@ static void tracking_onoff(session *s, const sg_resp_req *r, sg_resp_out *o) {
             t->owes = 0;
             t->redir = 0;
             prefixes_free(t);
+            own_free(t);
         }
         sg_resp_put_status(o, "OK");
         goto out;
@@ -1110,6 +1221,7 @@ void tracking_reset(session *s) {
     *pp = s->trk->idnext;
     tw->nlist--;
     prefixes_free(s->trk);
+    own_free(s->trk);
     sg_free(s->trk);
     s->trk = NULL;
 }

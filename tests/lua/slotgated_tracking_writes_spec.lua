@@ -75,7 +75,7 @@ describe("slotgated's CLIENT TRACKING and writes through it", function()
     local bcast = trk.session(d.port, nil, "BCAST", "PREFIX", "trwr:b")
     local writer = assert(daemon.connect_served(d.port)) -- RESP2, not tracking
     finally(function() reader:close(); bcast:close(); writer:close() end)
-    for i = 1, 20 do
+    for i = 1, 40 do
       local key = "trwr:b" .. i
       call(reader, "GET", key)
       assert.equal("OK", call(writer, "SET", key, "v").v)
@@ -87,6 +87,42 @@ describe("slotgated's CLIENT TRACKING and writes through it", function()
       -- nothing more
       assert.is_nil(trk.next_invalidation(reader, 0.05))
       while trk.next_invalidation(bcast, 0.05) do end
+    end
+  end)
+end)
+
+describe("slotgated's CLIENT TRACKING BCAST NOLOOP and the writer's own writes", function()
+  local d
+
+  setup(function()
+    d = daemon.start{ env = { SLOTGATE_THREADS = "1" } }
+  end)
+  teardown(function() daemon.stop_all() end)
+
+  -- The writer writes keys under its prefix, then a change comes from
+  -- elsewhere (change): the first invalidation it gets.
+  local function own_then_other(conn, change)
+    for i = 1, 5 do assert.equal("OK", call(conn, "SET", "trwr:nl" .. i, "v").v) end
+    assert.equal(0, call(conn, "DEL", "trwr:nl:none").v)
+    change("trwr:nl:other", "x")
+    return trk.next_invalidation(conn, 5, true)
+  end
+
+  it("tells the writer of others' writes only, as a node does", function()
+    local node = assert(daemon.connect(node_port))
+    finally(function() node:close() end)
+    assert.equal("map", call(node, "HELLO", "3").t)
+    assert.equal("OK", call(node, "CLIENT", "TRACKING", "ON", "BCAST", "NOLOOP", "PREFIX", "trwr:nl").v)
+    local want = { "trwr:nl:other" }
+    assert.same(want, own_then_other(node, function(k, v)
+      assert(daemon.node_cli(standalone, "SET " .. k .. " " .. v):match("OK"))
+    end)) -- the node itself
+    local c = trk.session(d.port, nil, "BCAST", "NOLOOP", "PREFIX", "trwr:nl")
+    finally(function() c:close() end)
+    call(c, "GET", "trwr:nl:warm")
+    trk.wait_trackers(c, 3)
+    for round = 1, 20 do
+      assert.same(want, own_then_other(c, trk.set_direct), "round " .. round)
     end
   end)
 end)
