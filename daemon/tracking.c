@@ -53,7 +53,18 @@ typedef struct trk {
     struct own_write *own;
     int nown, capown;
     uint64_t wseq; /* its writes that made own entries */
+    /* MULTI: the queued reads' keys, tracked when EXEC leaves */
+    struct txn_read *txr;
+    int ntxr, captxr;
+    int txn_caching; /* CLIENT CACHING's answer before MULTI: for EXEC's reads */
 } trk;
+
+/* A read queued in MULTI: its upstream, the node's name and the session's. */
+typedef struct txn_read {
+    int up;
+    char *nk, *sk;
+    size_t nkl, skl;
+} txn_read;
 
 /* A key a BCAST NOLOOP session is writing: the node's message for it is
  * its own write's (the node sends it before the write's reply). */
@@ -94,6 +105,7 @@ typedef struct trk_worker {
     const sg_command *cur_cmd;
     const sg_resp_req *cur_r;
     owed *cur_hold;
+    int cur_queued; /* the command is queued in MULTI, not sent */
 } trk_worker;
 
 /* Which worker serves which session id, for REDIRECT to any worker's: every
@@ -1126,6 +1138,42 @@ void tracking_next(session *s, const sg_command *cmd) {
         return;
     t->caching = t->caching_next;
     t->caching_next = 0;
+    /* as Redis: the answer given before MULTI holds for the reads EXEC runs */
+    if (cmd && sg_command_index(cmd) == SG_CI_MULTI) t->txn_caching = t->caching;
+}
+
+/* A read t queued in MULTI: its keys kept (the node's names and t's) for
+ * tracking_exec; OPTIN/OPTOUT by CLIENT CACHING's answer before MULTI, which
+ * lasts through the transaction in Redis. */
+static void queue_read(trk *t, int up, const sg_command *cmd, const sg_resp_req *r, int argc,
+                       const char *const *nargv, const size_t *nargvlen) {
+    int small[16], *idx = small, n, i;
+    if (t->optin && !t->txn_caching) return;
+    if (t->optout && t->txn_caching) return;
+    if (r->argc > 16 && (idx = sg_malloc((size_t)r->argc * sizeof *idx)) == NULL) return;
+    n = sg_command_keys(cmd, r->argc, (const char *const *)r->argv, r->argvlen, idx, r->argc);
+    for (i = 0; i < n; i++) {
+        txn_read *x;
+        int ai = idx[i];
+        if (ai >= argc ||
+            sg_grow((void **)&t->txr, &t->captxr, t->ntxr, sizeof *t->txr, 4) != SG_OK)
+            continue;
+        x = &t->txr[t->ntxr];
+        x->up = up;
+        x->nkl = nargvlen[ai];
+        x->skl = r->argvlen[ai];
+        x->nk = sg_malloc(x->nkl + 1);
+        x->sk = sg_malloc(x->skl + 1);
+        if (x->nk == NULL || x->sk == NULL) {
+            sg_free(x->nk);
+            sg_free(x->sk);
+            continue;
+        }
+        memcpy(x->nk, nargv[ai], x->nkl);
+        memcpy(x->sk, r->argv[ai], x->skl);
+        t->ntxr++;
+    }
+    if (idx != small) sg_free(idx);
 }
 
 /* The gateway's routed call for a command tracking_forward saw: where it
@@ -1138,15 +1186,21 @@ static void on_routed(void *ud, int up, int argc, const char *const *nargv,
     const sg_command *cmd = tw->cur_cmd;
     const sg_resp_req *r = tw->cur_r;
     owed *hold = tw->cur_hold;
+    int queued = tw->cur_queued;
     trk *t;
     int small[16], *idx = small, n, i, ro;
     tw->cur_hold = NULL;
+    tw->cur_queued = 0;
     tw->cur_s = NULL;
     tw->cur_cmd = NULL;
     tw->cur_r = NULL;
     if (s == NULL || cmd == NULL || r == NULL || up < 0) return;
     t = s->trk && s->trk->on ? s->trk : NULL;
     ro = (cmd->flags & SG_CMD_READONLY) != 0;
+    if (queued) {
+        if (t && ro && !t->bcast) queue_read(t, up, cmd, r, argc, nargv, nargvlen);
+        return;
+    }
     if (t && t->bcast) {
         /* changes told from now on; while a connection of the upstream it
          * uses is not ready one may go untold: a flush follows once they
@@ -1172,6 +1226,43 @@ static void on_routed(void *ud, int up, int argc, const char *const *nargv,
         tell_write(w, s, hold, up, idx, n, argc, nargv, nargvlen);
     }
     if (idx != small) sg_free(idx);
+}
+
+void tracking_queue(session *s, const sg_command *cmd, const sg_resp_req *r,
+                    sg_request_ctx *ctx) {
+    trk_worker *tw;
+    if (cmd == NULL || !s->trk->on || s->trk->bcast || !(cmd->flags & SG_CMD_READONLY)) return;
+    if ((tw = tw_of(s->w)) == NULL) return;
+    tw->cur_s = s;
+    tw->cur_cmd = cmd;
+    tw->cur_r = r;
+    tw->cur_hold = NULL;
+    tw->cur_queued = 1;
+    ctx->routed = on_routed;
+    ctx->routed_ud = s->w;
+}
+
+void tracking_exec(session *s) {
+    trk *t = s->trk;
+    int i;
+    for (i = 0; t->on && !t->bcast && i < t->ntxr; i++) {
+        txn_read *x = &t->txr[i];
+        if (!sg_gateway_tracking_ready(s->w->gw, x->up)) t->owes |= up_bit(x->up);
+        remember(s->w, s, x->up, x->nk, x->nkl, x->sk, x->skl);
+    }
+    tracking_txn_drop(s);
+}
+
+void tracking_txn_drop(session *s) {
+    trk *t = s->trk;
+    int i;
+    for (i = 0; i < t->ntxr; i++) {
+        sg_free(t->txr[i].nk);
+        sg_free(t->txr[i].sk);
+    }
+    sg_free(t->txr);
+    t->txr = NULL;
+    t->ntxr = t->captxr = 0;
 }
 
 void tracking_forward(session *s, const sg_command *cmd, const sg_resp_req *r,
@@ -1222,6 +1313,7 @@ void tracking_reset(session *s) {
     tw->nlist--;
     prefixes_free(s->trk);
     own_free(s->trk);
+    tracking_txn_drop(s);
     sg_free(s->trk);
     s->trk = NULL;
 }

@@ -38,6 +38,16 @@ void tracking_forward(session *s, const sg_command *cmd, const sg_resp_req *r,
  * no reply to wait for (the session went, the forward failed), with held 0.
  * The gate holds s->inflight until it opens. */
 void tracking_gate_pass(struct trk_gate *g, int held);
+/* A command of s queued in MULTI (txn.c), prepared with ctx: a read's keys,
+ * as the node names them, are kept for tracking_exec. */
+void tracking_queue(session *s, const sg_command *cmd, const sg_resp_req *r,
+                    sg_request_ctx *ctx);
+/* EXEC is about to leave: the queued reads' keys are tracked, as Redis
+ * tracks the reads EXEC runs (default mode; OPTIN when CLIENT CACHING yes
+ * came before MULTI, OPTOUT unless CLIENT CACHING no did). */
+void tracking_exec(session *s);
+/* The transaction ended (after EXEC, DISCARD, an abort): what was kept goes. */
+void tracking_txn_drop(session *s);
 /* CLIENT LIST's view of s, as Redis 7.0 gives it: its flags (t: tracking on,
  * R: its REDIRECT target is gone, B: BCAST) appended at *f, and the redir
  * field (the target's id, 0 without one, -1 when tracking is off). */

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "tracking.h"
 #include "txn.h"
 #include "users.h"
 
@@ -275,6 +276,7 @@ static void clear_queue(txn *t) {
     t->nq = t->capq = 0;
     t->multi = t->aborted = 0;
     holds_release(&t->held); /* an EXEC took them; else nothing runs */
+    if (t->s->trk) tracking_txn_drop(t->s); /* EXEC tracked them; else none ran */
 }
 
 /* DISCARD, UNWATCH (outside MULTI), after EXEC: nothing bound any more. */
@@ -379,6 +381,7 @@ static void do_exec(session *s, txn *t, uint64_t seq) {
     w->extra = t->extra;
     w->maps = t->maps;
     w->held = t->held; /* until the EXEC's reply */
+    if (s->trk) tracking_exec(s); /* as Redis: the reads EXEC runs are tracked */
     t->extra = NULL;
     t->maps = NULL;
     memset(&t->held, 0, sizeof t->held);
@@ -416,6 +419,7 @@ static void queue(session *s, txn *t, const sg_command *cmd, const sg_resp_req *
         return;
     }
     session_ctx(s, &ctx);
+    if (s->trk) tracking_queue(s, cmd, r, &ctx); /* its reads, tracked once EXEC sends them */
     if (sg_gateway_prepare_held(s->w->gw, &ctx, r->argc, r->argv, r->argvlen, &p, &hold) != SG_OK) {
         snprintf(err, sizeof err, "ERR slotgate: %s", sg_errmsg(s->w->gw));
         session_answer_error(s, seq, err);

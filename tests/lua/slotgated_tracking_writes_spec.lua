@@ -91,6 +91,52 @@ describe("slotgated's CLIENT TRACKING and writes through it", function()
   end)
 end)
 
+describe("slotgated's CLIENT TRACKING and reads inside MULTI/EXEC", function()
+  local d
+
+  setup(function()
+    d = daemon.start{ env = { SLOTGATE_THREADS = "1" } }
+  end)
+  teardown(function() daemon.stop_all() end)
+
+  -- A transaction that reads key (run, or discarded), then key and other
+  -- changed elsewhere (change): the first invalidation the session gets.
+  local function read_in_multi(conn, change)
+    assert.equal("OK", call(conn, "MULTI").v)
+    assert.equal("QUEUED", call(conn, "GET", "{trwr:m}d").v)
+    assert.equal("OK", call(conn, "DISCARD").v)
+    assert.equal("OK", call(conn, "MULTI").v)
+    assert.equal("QUEUED", call(conn, "GET", "{trwr:m}k").v)
+    assert.equal("QUEUED", call(conn, "STRLEN", "{trwr:m}s").v)
+    assert.equal("QUEUED", call(conn, "SET", "{trwr:m}w", "v").v)
+    assert.equal("array", call(conn, "EXEC").t)
+    change("{trwr:m}d", "x") -- discarded: not tracked
+    change("{trwr:m}w", "x") -- written only: not tracked
+    local got = {}
+    change("{trwr:m}k", "x")
+    got[1] = trk.next_invalidation(conn, 5, true)
+    change("{trwr:m}s", "x")
+    got[2] = trk.next_invalidation(conn, 5, true)
+    return got
+  end
+
+  it("tracks the keys of the reads EXEC runs, as a node does", function()
+    local node = assert(daemon.connect(node_port))
+    finally(function() node:close() end)
+    assert.equal("map", call(node, "HELLO", "3").t)
+    assert.equal("OK", call(node, "CLIENT", "TRACKING", "ON").v)
+    local want = { { "{trwr:m}k" }, { "{trwr:m}s" } }
+    assert.same(want, read_in_multi(node, function(k, v)
+      assert(daemon.node_cli(standalone, "SET " .. k .. " " .. v):match("OK"))
+    end)) -- the node itself
+    local c = trk.session(d.port)
+    finally(function() c:close() end)
+    call(c, "GET", "trwr:m:warm")
+    trk.wait_trackers(c, 3)
+    assert.same(want, read_in_multi(c, trk.set_direct))
+  end)
+end)
+
 describe("slotgated's CLIENT TRACKING BCAST NOLOOP and the writer's own writes", function()
   local d
 
@@ -112,7 +158,8 @@ describe("slotgated's CLIENT TRACKING BCAST NOLOOP and the writer's own writes",
     local node = assert(daemon.connect(node_port))
     finally(function() node:close() end)
     assert.equal("map", call(node, "HELLO", "3").t)
-    assert.equal("OK", call(node, "CLIENT", "TRACKING", "ON", "BCAST", "NOLOOP", "PREFIX", "trwr:nl").v)
+    assert.equal("OK",
+                 call(node, "CLIENT", "TRACKING", "ON", "BCAST", "NOLOOP", "PREFIX", "trwr:nl").v)
     local want = { "trwr:nl:other" }
     assert.same(want, own_then_other(node, function(k, v)
       assert(daemon.node_cli(standalone, "SET " .. k .. " " .. v):match("OK"))
