@@ -18,6 +18,15 @@
  * (id -> worker, under a mutex) finds its worker, and an invalidation is
  * posted to that worker's loop (event_base_once, run in order). A target
  * that went gives the reader Redis 7.0's tracking-redir-broken.
+ * A write through slotgated does not wait for the node's message: its keys
+ * (sg_request_ctx.routed, for any session's write while some session of
+ * the process tracks) are told before it leaves, as a node tells during the
+ * write — at once to this worker's sessions, and by a post to each other
+ * worker with a tracking session, whose telling the write's reply waits for
+ * (a gate on its forwarding record), so no client has the reply before the
+ * pushes. A BCAST NOLOOP writer's keys are kept until just after its reply:
+ * the node's message for them meanwhile is its own write's. Reads queued in
+ * MULTI are remembered when EXEC leaves (sg_gateway_prepare's routed call).
  * When an invalidation connection is lost, or a read was made while its
  * upstream's were not ready (a change then could go untold), the sessions
  * get a flush (a null invalidation), which is what Redis sends when it
