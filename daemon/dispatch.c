@@ -547,9 +547,12 @@ void dispatch(session *s, const sg_resp_req *r) {
         return;
     }
     if (txn_queuing(s) && !(d->flags & D_IN_MULTI)) {
+        sg_request_ctx hook = {0}; /* a tracking session's reads: their keys */
+        if (s->trk) tracking_queue(s, cmd, r, &hook);
         txn_queue(s, cmd, r, seq,
                   ((d->flags & D_OWN_CONN) ? TXN_OWN_CONN : 0) |
-                      ((d->flags & D_LOCAL) ? TXN_LOCAL : 0));
+                      ((d->flags & D_LOCAL) ? TXN_LOCAL : 0),
+                  &hook);
         return;
     }
     if (d->fn == NULL) {

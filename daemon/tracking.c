@@ -41,6 +41,7 @@
 
 #include "pubsub.h"
 #include "tracking.h"
+#include "txn.h"
 #include "users.h"
 
 typedef struct trk {
@@ -1139,6 +1140,9 @@ void tracking_command(session *s, size_t ci, const sg_resp_req *r, sg_resp_out *
     }
 }
 
+static void tracking_exec(session *s);
+static void tracking_txn_drop(session *s);
+
 void tracking_next(session *s, const sg_command *cmd) {
     trk *t = s->trk;
     /* as Redis: CLIENT's subcommands (TRACKINGINFO ...) leave it for the next */
@@ -1147,8 +1151,15 @@ void tracking_next(session *s, const sg_command *cmd) {
         return;
     t->caching = t->caching_next;
     t->caching_next = 0;
-    /* as Redis: the answer given before MULTI holds for the reads EXEC runs */
-    if (cmd && sg_command_index(cmd) == SG_CI_MULTI) t->txn_caching = t->caching;
+    if (cmd == NULL) return;
+    if (sg_command_index(cmd) == SG_CI_MULTI && !txn_queuing(s)) {
+        /* as Redis: the answer given before MULTI holds for the reads EXEC
+         * runs; a discarded transaction's reads are forgotten */
+        t->txn_caching = t->caching;
+        tracking_txn_drop(s);
+    } else if (sg_command_index(cmd) == SG_CI_EXEC && t->ntxr && txn_exec_runs(s)) {
+        tracking_exec(s);
+    }
 }
 
 /* A read t queued in MULTI: its keys kept (the node's names and t's) for
@@ -1251,7 +1262,8 @@ void tracking_queue(session *s, const sg_command *cmd, const sg_resp_req *r,
     ctx->routed_ud = s->w;
 }
 
-void tracking_exec(session *s) {
+/* An EXEC that runs is about to leave: the queued reads are tracked. */
+static void tracking_exec(session *s) {
     trk *t = s->trk;
     int i;
     for (i = 0; t->on && !t->bcast && i < t->ntxr; i++) {
@@ -1262,7 +1274,7 @@ void tracking_exec(session *s) {
     tracking_txn_drop(s);
 }
 
-void tracking_txn_drop(session *s) {
+static void tracking_txn_drop(session *s) {
     trk *t = s->trk;
     int i;
     for (i = 0; i < t->ntxr; i++) {

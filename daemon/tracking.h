@@ -15,7 +15,8 @@
 /* CLIENT TRACKING, TRACKINGINFO, GETREDIR, CACHING: answered into o. */
 void tracking_command(session *s, size_t ci, const sg_resp_req *r, sg_resp_out *o);
 /* Every request of a session with tracking state, before it runs: a
- * CLIENT CACHING answer applies to the next command only. */
+ * CLIENT CACHING answer applies to the next command only; MULTI and EXEC
+ * start and end what a transaction's reads track (tracking_queue). */
 void tracking_next(session *s, const sg_command *cmd);
 /* Whether any session of the process has tracking on: else no write needs
  * tracking_forward (one load on the request path). */
@@ -38,16 +39,14 @@ void tracking_forward(session *s, const sg_command *cmd, const sg_resp_req *r,
  * no reply to wait for (the session went, the forward failed), with held 0.
  * The gate holds s->inflight until it opens. */
 void tracking_gate_pass(struct trk_gate *g, int held);
-/* A command of s queued in MULTI (txn.c), prepared with ctx: a read's keys,
- * as the node names them, are kept for tracking_exec. */
+/* A command of s about to be queued in MULTI: sets hook's routed call,
+ * which txn_queue hands the policies, so that a read's keys, as the node
+ * names them, are kept; tracking_next remembers them when an EXEC that
+ * runs comes (as Redis tracks the reads EXEC runs: default mode; OPTIN
+ * when CLIENT CACHING yes came before MULTI, OPTOUT unless CLIENT CACHING
+ * no did), and drops them at the next MULTI. */
 void tracking_queue(session *s, const sg_command *cmd, const sg_resp_req *r,
-                    sg_request_ctx *ctx);
-/* EXEC is about to leave: the queued reads' keys are tracked, as Redis
- * tracks the reads EXEC runs (default mode; OPTIN when CLIENT CACHING yes
- * came before MULTI, OPTOUT unless CLIENT CACHING no did). */
-void tracking_exec(session *s);
-/* The transaction ended (after EXEC, DISCARD, an abort): what was kept goes. */
-void tracking_txn_drop(session *s);
+                    sg_request_ctx *hook);
 /* CLIENT LIST's view of s, as Redis 7.0 gives it: its flags (t: tracking on,
  * R: its REDIRECT target is gone, B: BCAST) appended at *f, and the redir
  * field (the target's id, 0 without one, -1 when tracking is off). */
