@@ -109,10 +109,29 @@ static void unblocked(session *s, owed *o) {
         }
 }
 
+/* A write's reply held until every worker told its sessions of the write
+ * (tracking.c's gate): into its slot, not done. Out of line: the common
+ * path stays as it was. */
+static __attribute__((noinline)) void gated_reply(owed *o, const sg_reply *reply, int status,
+                                                  const char *errmsg, const char *resp,
+                                                  size_t len) {
+    session *s = o->s;
+    int held = session_owed_done(s);
+    if (held && resp) sg_resp_put_raw(&reply_slot_at(s, o->seq)->out, resp, len);
+    else if (held) session_reply_held(s, o->seq, reply, status, errmsg);
+    tracking_gate_pass(o->gate, held);
+    owed_free(o->w, o);
+}
+
 static void on_reply(sg_client *c, sg_reply *reply, int status, const char *errmsg, void *ud) {
     owed *o = ud;
     session *s = o->s;
     (void)c;
+    if (__builtin_expect(o->gate != NULL, 0)) {
+        gated_reply(o, reply, status, errmsg, NULL, 0);
+        sg_reply_free(reply);
+        return;
+    }
     /* s NULL: CLIENT UNBLOCK answered it; what the node says now is stale */
     if (s && s->blocked) unblocked(s, o);
     if (s && session_owed_done(s)) session_reply(s, o->seq, reply, status, errmsg);
@@ -125,6 +144,10 @@ static void on_raw_reply(sg_client *c, const char *resp, size_t len, void *ud) {
     owed *o = ud;
     session *s = o->s;
     (void)c;
+    if (__builtin_expect(o->gate != NULL, 0)) {
+        gated_reply(o, NULL, SG_OK, NULL, resp, len);
+        return;
+    }
     if (s && s->blocked) unblocked(s, o);
     if (s && session_owed_done(s)) {
         reply_slot *rs = reply_slot_at(s, o->seq);
@@ -151,6 +174,7 @@ static int blocks(const sg_command *cmd, const sg_resp_req *r) {
 static void forward(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
     owed *o = owed_new(s->w);
     sg_request_ctx ctx;
+    int blocking = blocks(cmd, r);
     if (o == NULL) {
         reply_slot *rs = reply_slot_at(s, seq);
         sg_resp_put_error(&rs->out, "ERR slotgate: out of memory");
@@ -161,8 +185,13 @@ static void forward(session *s, const sg_command *cmd, const sg_resp_req *r, uin
     o->w = s->w;
     o->seq = seq;
     o->next_blocked = NULL;
+    o->gate = NULL;
     session_ctx(s, &ctx);
-    if (s->trk) tracking_forward(s, cmd, r, &ctx); /* before the reply can come */
+    /* a tracking session's reads, and any session's writes while some
+     * session tracks, before the reply can come; a blocking command's reply
+     * is not held (CLIENT UNBLOCK answers it) */
+    if (__builtin_expect(s->trk != NULL || tracking_any(s->w->srv), 0))
+        tracking_forward(s, cmd, r, &ctx, blocking ? NULL : o);
     s->inflight++;
     if (sg_gateway_forward_cmd(s->w->gw, cmd, &ctx, r->argc, r->argv, r->argvlen,
                                r->is_inline ? NULL : r->raw, r->rawlen, on_reply, on_raw_reply,
@@ -170,6 +199,7 @@ static void forward(session *s, const sg_command *cmd, const sg_resp_req *r, uin
         char msg[SG_ERRMSG_MAX + 32];
         reply_slot *rs = reply_slot_at(s, seq);
         s->inflight--;
+        if (o->gate) tracking_gate_pass(o->gate, 0);
         owed_free(s->w, o);
         rs->rejected = 1;
         snprintf(msg, sizeof msg, "ERR slotgate: %s", sg_errmsg(s->w->gw));
@@ -177,7 +207,7 @@ static void forward(session *s, const sg_command *cmd, const sg_resp_req *r, uin
         reply_slot_done(rs);
         return;
     }
-    if (blocks(cmd, r)) { /* at the tail of s->blocked; INFO's blocked_clients */
+    if (blocking) { /* at the tail of s->blocked; INFO's blocked_clients */
         owed **pp = &s->blocked;
         while (*pp) pp = &(*pp)->next_blocked;
         *pp = o;
@@ -526,9 +556,12 @@ void dispatch(session *s, const sg_resp_req *r) {
         return;
     }
     if (txn_queuing(s) && !(d->flags & D_IN_MULTI)) {
+        sg_request_ctx hook = {0}; /* a tracking session's reads: their keys */
+        if (s->trk) tracking_queue(s, cmd, r, &hook);
         txn_queue(s, cmd, r, seq,
                   ((d->flags & D_OWN_CONN) ? TXN_OWN_CONN : 0) |
-                      ((d->flags & D_LOCAL) ? TXN_LOCAL : 0));
+                      ((d->flags & D_LOCAL) ? TXN_LOCAL : 0),
+                  &hook);
         return;
     }
     if (d->fn == NULL) {

@@ -239,6 +239,14 @@ void session_reply(session *s, uint64_t seq, const sg_reply *reply, int status,
         session_flush(s);
         return;
     }
+    session_reply_held(s, seq, reply, status, errmsg);
+    reply_slot_done(rs);
+    session_flush(s);
+}
+
+void session_reply_held(session *s, uint64_t seq, const sg_reply *reply, int status,
+                        const char *errmsg) {
+    reply_slot *rs = reply_slot_at(s, seq);
     if (reply) {
         sg_resp_put_reply(&rs->out, reply);
     } else {
@@ -246,8 +254,6 @@ void session_reply(session *s, uint64_t seq, const sg_reply *reply, int status,
         snprintf(msg, sizeof msg, "ERR slotgate: %s", errmsg ? errmsg : sg_strerror(status));
         sg_resp_put_error(&rs->out, msg);
     }
-    reply_slot_done(rs);
-    session_flush(s);
 }
 
 /* ---- life ---------------------------------------------------------------------- */

@@ -116,6 +116,8 @@ struct server {
     int stop;          /* SIGTERM or SIGINT came (main thread only) */
     uint64_t next_id;  /* atomic */
     struct trk_reg *trk_reg; /* which worker serves which session id (tracking.c) */
+    long long trk_on; /* atomic: sessions with CLIENT TRACKING on, every worker's:
+                         while 0, a write tells no one before it leaves (tracking.c) */
 };
 
 /* The place of one reply a client is owed, in request order. */
@@ -140,6 +142,7 @@ typedef struct owed {
     uint64_t seq;
     struct owed *next;      /* in the worker's free list */
     struct owed *next_blocked; /* in s->blocked, oldest first */
+    struct trk_gate *gate;  /* not NULL: the reply waits for it (tracking.c) */
 } owed;
 
 struct session {
@@ -217,6 +220,10 @@ void session_answer_error(session *s, uint64_t seq, const char *msg);
  * errmsg), marks it done and writes what is ready. */
 void session_reply(session *s, uint64_t seq, const sg_reply *reply, int status,
                    const char *errmsg);
+/* As session_reply, but the slot is not marked done: its reply waits (a
+ * write whose other workers' tracking sessions are being told: tracking.c). */
+void session_reply_held(session *s, uint64_t seq, const sg_reply *reply, int status,
+                        const char *errmsg);
 /* Moves every finished reply at the head to the output, in order (and
  * enforces the output limit); they are written at the end of the turn. */
 void session_flush(session *s);

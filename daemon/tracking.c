@@ -18,6 +18,15 @@
  * (id -> worker, under a mutex) finds its worker, and an invalidation is
  * posted to that worker's loop (event_base_once, run in order). A target
  * that went gives the reader Redis 7.0's tracking-redir-broken.
+ * A write through slotgated does not wait for the node's message: its keys
+ * (sg_request_ctx.routed, for any session's write while some session of
+ * the process tracks) are told before it leaves, as a node tells during the
+ * write — at once to this worker's sessions, and by a post to each other
+ * worker with a tracking session, whose telling the write's reply waits for
+ * (a gate on its forwarding record), so no client has the reply before the
+ * pushes. A BCAST NOLOOP writer's keys are kept until just after its reply:
+ * the node's message for them meanwhile is its own write's. Reads queued in
+ * MULTI are remembered when EXEC leaves (sg_gateway_prepare's routed call).
  * When an invalidation connection is lost, or a read was made while its
  * upstream's were not ready (a change then could go untold), the sessions
  * get a flush (a null invalidation), which is what Redis sends when it
@@ -32,6 +41,7 @@
 
 #include "pubsub.h"
 #include "tracking.h"
+#include "txn.h"
 #include "users.h"
 
 typedef struct trk {
@@ -48,10 +58,32 @@ typedef struct trk {
     char **prefix;
     size_t *prefixlen;
     int nprefix;
-    /* the command being forwarded, for the gateway's routed call */
-    const sg_command *cur_cmd;
-    const sg_resp_req *cur_r;
+    /* BCAST NOLOOP: the keys of its writes in flight, whose node messages
+     * are not told back to it (till the write's reply: own_forget) */
+    struct own_write *own;
+    int nown, capown;
+    uint64_t wseq; /* its writes that made own entries */
+    /* MULTI: the queued reads' keys, tracked when EXEC leaves */
+    struct txn_read *txr;
+    int ntxr, captxr;
+    int txn_caching; /* CLIENT CACHING's answer before MULTI: for EXEC's reads */
 } trk;
+
+/* A read queued in MULTI: its upstream, the node's name and the session's. */
+typedef struct txn_read {
+    int up;
+    char *nk, *sk;
+    size_t nkl, skl;
+} txn_read;
+
+/* A key a BCAST NOLOOP session is writing: the node's message for it is
+ * its own write's (the node sends it before the write's reply). */
+typedef struct own_write {
+    uint64_t tag; /* the write's (trk.wseq) */
+    int up;
+    size_t len;
+    char *key;
+} own_write;
 
 /* One session that read a key: the name it used, when not the node's. */
 typedef struct reader {
@@ -77,6 +109,13 @@ typedef struct trk_worker {
     kent **buckets;
     size_t nb, nkeys, nitems;
     int started; /* sg_gateway_track called */
+    /* the command being forwarded, for the gateway's routed call (made
+     * within sg_gateway_forward_cmd, before the next command) */
+    session *cur_s;
+    const sg_command *cur_cmd;
+    const sg_resp_req *cur_r;
+    owed *cur_hold;
+    int cur_queued; /* the command is queued in MULTI, not sent */
 } trk_worker;
 
 /* Which worker serves which session id, for REDIRECT to any worker's: every
@@ -197,25 +236,6 @@ static void remember(worker *w, const session *s, int up, const char *k, size_t 
     tw->nitems++;
     fig(&w->figs.trk_items, 1);
 out:
-    if (key != small) sg_free(key);
-}
-
-/* NOLOOP: s wrote node key k of upstream up; it is not told of it. */
-static void forget_reader(worker *w, const session *s, int up, const char *k, size_t n) {
-    trk_worker *tw = w->trk;
-    char small[256], *key;
-    size_t len;
-    kent *e;
-    int j;
-    if (tw->nb == 0 || (key = tkey(up, k, n, small, sizeof small, &len)) == NULL) return;
-    e = *slot_of(tw, key, len);
-    for (j = 0; e && j < e->n; j++)
-        if (e->r[j].id == s->id) {
-            sg_free(e->r[j].name);
-            e->r[j--] = e->r[--e->n];
-            tw->nitems--;
-            fig(&w->figs.trk_items, -1);
-        }
     if (key != small) sg_free(key);
 }
 
@@ -524,6 +544,277 @@ static uint64_t not_ready(worker *w) {
     return mask;
 }
 
+/* Whether node key k of upstream up is one t is writing: the node's
+ * message of its own write, taken off its list. */
+static int own_consume(trk *t, int up, const char *k, size_t n) {
+    int i;
+    for (i = 0; i < t->nown; i++) {
+        own_write *o = &t->own[i];
+        if (o->up != up || o->len != n || memcmp(o->key, k, n) != 0) continue;
+        sg_free(o->key);
+        memmove(o, o + 1, (size_t)(t->nown - i - 1) * sizeof *o);
+        t->nown--;
+        return 1;
+    }
+    return 0;
+}
+
+/* The write tagged tag has its reply: a message for its keys from now on
+ * is someone else's change (or a later one), told again. */
+static void own_forget(trk *t, uint64_t tag) {
+    int i, j = 0;
+    for (i = 0; i < t->nown; i++) {
+        if (t->own[i].tag == tag) sg_free(t->own[i].key);
+        else t->own[j++] = t->own[i];
+    }
+    t->nown = j;
+}
+
+static void own_free(trk *t) {
+    int i;
+    for (i = 0; i < t->nown; i++) sg_free(t->own[i].key);
+    sg_free(t->own);
+    t->own = NULL;
+    t->nown = t->capown = 0;
+}
+
+/* Node key k of upstream up changed, or is about to (writer: the session
+ * whose write it is, NULL: a node's message): this worker's BCAST sessions
+ * whose prefixes match are told, and the sessions that read it (default
+ * mode), each by its own name, once: the key is forgotten, as Redis does. A
+ * NOLOOP writer is not told of its own write. */
+static void tell_key(worker *w, const session *writer, int up, const char *k, size_t n) {
+    trk_worker *tw = w->trk;
+    trk *t;
+    char small[256], *tk;
+    size_t len;
+    kent **pp, *e;
+    int i;
+    for (t = tw->list; t; t = t->next) {
+        if (!t->on || !t->bcast || (t->noloop && t->s == writer)) continue;
+        if (writer == NULL && t->nown && own_consume(t, up, k, n)) continue;
+        tell_bcast(t, k, n);
+    }
+    if (tw->nb == 0) return;
+    if ((tk = tkey(up, k, n, small, sizeof small, &len)) == NULL) return;
+    e = *(pp = slot_of(tw, tk, len));
+    if (tk != small) sg_free(tk);
+    if (e == NULL) return;
+    *pp = e->next; /* told once: a new read tracks it again */
+    for (i = 0; i < e->n; i++) {
+        if ((t = trk_by_id(tw, e->r[i].id)) == NULL || !t->on || t->bcast) continue;
+        if (t->noloop && t->s == writer) continue;
+        if (e->r[i].name) send_to(t, e->r[i].name, e->r[i].namelen);
+        else send_to(t, k, n);
+    }
+    kent_free(w, e);
+}
+
+/* A write's keys for another worker's sessions, posted to its loop: each
+ * key as a length (size_t) and its bytes, one after the other. */
+typedef struct remote_write {
+    worker *w; /* the target worker */
+    struct trk_gate *gate; /* NULL: the writer's reply does not wait */
+    int up;
+    size_t len;
+    char keys[];
+} remote_write;
+
+/* A write's reply held until the other workers told their sessions. */
+struct trk_gate {
+    session *s;   /* the writer: s->inflight held by the gate */
+    worker *home; /* s's */
+    uint64_t seq; /* the write's reply slot */
+    int left;     /* atomic: the workers still telling, the reply, the poster */
+    int held;     /* the reply is in its slot, not done */
+    uint64_t own; /* not 0: the writer's own_write tag, forgotten at the reply */
+};
+
+/* A NOLOOP writer's keys, forgotten 1 ms after its write's reply: the node
+ * writes its message with the reply (before it, as a rule), but the other
+ * connection's bytes may be read a turn or two later; a message later than
+ * that is told (a duplicate, never a loss). Within that time, a change by
+ * another client of a key whose own write changed nothing (a DEL of no
+ * key, a SET NX that did not set) is taken for its own and not told. */
+typedef struct own_later {
+    worker *w;
+    uint64_t id, tag;
+} own_later;
+
+static void on_own_later(evutil_socket_t fd, short what, void *arg) {
+    own_later *l = arg;
+    trk *t = l->w->trk ? trk_by_id(l->w->trk, l->id) : NULL;
+    (void)fd;
+    (void)what;
+    if (t) own_forget(t, l->tag);
+    sg_free(l);
+}
+
+static void own_forget_later(session *s, uint64_t tag) {
+    static const struct timeval soon = {0, 1000};
+    own_later *l = sg_malloc(sizeof *l);
+    if (l) {
+        l->w = s->w;
+        l->id = s->id;
+        l->tag = tag;
+        if (event_base_once(s->w->base, -1, EV_TIMEOUT, on_own_later, l, &soon) == 0) return;
+        sg_free(l);
+    }
+    own_forget(s->trk, tag); /* now: a message after it is told */
+}
+
+/* The gate opens (s's worker): the reply goes out, after every push. */
+static void gate_open(evutil_socket_t fd, short what, void *arg) {
+    struct trk_gate *g = arg;
+    session *s = g->s;
+    (void)fd;
+    (void)what;
+    if (g->own && s->trk) own_forget_later(s, g->own);
+    if (g->held && !s->gone) {
+        reply_slot_done(reply_slot_at(s, g->seq));
+        session_flush(s);
+    }
+    session_owed_done(s); /* the gate's hold: s is freed here when it went */
+    sg_free(g);
+}
+
+/* One of the gate's holds ends (on any worker's thread). */
+static void gate_drop(struct trk_gate *g, worker *on) {
+    struct timeval zero = {0, 0};
+    if (__atomic_sub_fetch(&g->left, 1, __ATOMIC_ACQ_REL) != 0) return;
+    if (on == g->home) {
+        gate_open(-1, 0, g);
+        return;
+    }
+    if (event_base_once(g->home->base, -1, EV_TIMEOUT, gate_open, g, &zero) != 0) {
+        /* the writer's loop cannot be reached: its reply waits for ever,
+         * said once in the log; the session leaks with it */
+        sg_log(SG_LOG_ERROR, "CLIENT TRACKING: cannot reach worker %d to let a write's reply "
+               "go", g->home->id);
+    }
+}
+
+void tracking_gate_pass(struct trk_gate *g, int held) {
+    g->held = held;
+    gate_drop(g, g->home);
+}
+
+/* The target worker's sessions were told, and the turn's writes carried
+ * their pushes out: the gate's hold goes (a timer: after the turn's writes). */
+static void on_remote_told(evutil_socket_t fd, short what, void *arg) {
+    remote_write *m = arg;
+    (void)fd;
+    (void)what;
+    gate_drop(m->gate, m->w);
+    sg_free(m);
+}
+
+static void on_remote_write(evutil_socket_t fd, short what, void *arg) {
+    remote_write *m = arg;
+    size_t at = 0, n;
+    struct timeval zero = {0, 0};
+    (void)fd;
+    (void)what;
+    while (m->w->trk && at + sizeof n <= m->len) {
+        memcpy(&n, m->keys + at, sizeof n);
+        at += sizeof n;
+        tell_key(m->w, NULL, m->up, m->keys + at, n);
+        at += n;
+    }
+    if (m->gate == NULL) {
+        sg_free(m);
+        return;
+    }
+    /* the pushes are written at the end of this turn (server.c): the
+     * writer's reply goes after that, from the next one */
+    if (event_base_once(m->w->base, -1, EV_TIMEOUT, on_remote_told, m, &zero) != 0)
+        on_remote_told(-1, 0, m);
+}
+
+/* Session s writes keys (their argument indexes idx, the node's names in
+ * nargv) on upstream up: told before the write leaves, as a node tells
+ * during the write, so that no one is served an old copy once the writer
+ * has its reply. This worker's sessions at once (the writer's own push
+ * follows its reply: put_invalidation); the other workers' with a tracking
+ * session are posted the keys, and their loops tell them while the write
+ * is on its way to the node. */
+static struct trk_gate *gate_new(worker *w, session *s, owed *hold) {
+    struct trk_gate *g = sg_calloc(1, sizeof *g);
+    if (g == NULL) return NULL;
+    g->s = s;
+    g->home = w;
+    g->seq = hold->seq;
+    g->left = 2; /* the reply, and tell_write's until it posted all */
+    s->inflight++;
+    hold->gate = g;
+    return g;
+}
+
+static void tell_write(worker *w, session *s, owed *hold, int up, const int *idx, int n,
+                       int argc, const char *const *nargv, const size_t *nargvlen) {
+    server *srv = w->srv;
+    struct trk_gate *g = NULL;
+    trk *t = s->trk && s->trk->on ? s->trk : NULL;
+    size_t len = 0;
+    int i, k;
+    struct timeval zero = {0, 0};
+    if (hold && t && t->bcast && t->noloop && (g = gate_new(w, s, hold)) != NULL) {
+        /* NOLOOP: the node's messages for these keys until the reply are
+         * this write's (Redis sends them before the reply) */
+        g->own = ++t->wseq;
+        for (i = 0; i < n; i++) {
+            own_write *o;
+            if (idx[i] >= argc ||
+                sg_grow((void **)&t->own, &t->capown, t->nown, sizeof *t->own, 1) != SG_OK)
+                continue;
+            o = &t->own[t->nown];
+            if ((o->key = sg_malloc(nargvlen[idx[i]] + 1)) == NULL) continue;
+            memcpy(o->key, nargv[idx[i]], nargvlen[idx[i]]);
+            o->len = nargvlen[idx[i]];
+            o->up = up;
+            o->tag = g->own;
+            t->nown++;
+        }
+    }
+    if (__atomic_load_n(&w->figs.trk_clients, __ATOMIC_RELAXED) != 0)
+        for (i = 0; i < n; i++)
+            if (idx[i] < argc) tell_key(w, s, up, nargv[idx[i]], nargvlen[idx[i]]);
+    for (i = 0; i < n; i++)
+        if (idx[i] < argc) len += sizeof(size_t) + nargvlen[idx[i]];
+    for (k = 0; k < srv->nw && len; k++) {
+        remote_write *m;
+        size_t at = 0;
+        if (k == w->id || __atomic_load_n(&srv->w[k].figs.trk_clients, __ATOMIC_RELAXED) == 0)
+            continue;
+        if ((m = sg_malloc(sizeof *m + len)) == NULL) {
+            sg_log(SG_LOG_ERROR, "CLIENT TRACKING: out of memory telling worker %d of a write "
+                   "(its sessions hear of it from the node)", k);
+            continue;
+        }
+        if (hold && g == NULL) g = gate_new(w, s, hold);
+        m->w = &srv->w[k];
+        m->gate = g;
+        m->up = up;
+        m->len = len;
+        for (i = 0; i < n; i++) {
+            size_t kn;
+            if (idx[i] >= argc) continue;
+            kn = nargvlen[idx[i]];
+            memcpy(m->keys + at, &kn, sizeof kn);
+            memcpy(m->keys + at + sizeof kn, nargv[idx[i]], kn);
+            at += sizeof kn + kn;
+        }
+        if (g) __atomic_add_fetch(&g->left, 1, __ATOMIC_ACQ_REL);
+        if (event_base_once(m->w->base, -1, EV_TIMEOUT, on_remote_write, m, &zero) != 0) {
+            sg_log(SG_LOG_ERROR, "CLIENT TRACKING: cannot reach worker %d to tell it of a write "
+                   "(its sessions hear of it from the node)", k);
+            if (g) gate_drop(g, w);
+            sg_free(m);
+        }
+    }
+    if (g) gate_drop(g, w); /* the reply's hold remains: never opens here */
+}
+
 /* What the gateway's invalidation connections say (sg_track_fn). */
 static void on_track(void *ud, int up, int event, const char *key, size_t n) {
     worker *w = ud;
@@ -551,25 +842,7 @@ static void on_track(void *ud, int up, int event, const char *key, size_t n) {
             }
         return;
     }
-    for (t = tw->list; t; t = t->next)
-        if (t->on && t->bcast) tell_bcast(t, key, n);
-    if (tw->nb) {
-        char small[256], *tk;
-        size_t len;
-        kent **pp, *e;
-        int i;
-        if ((tk = tkey(up, key, n, small, sizeof small, &len)) == NULL) return;
-        e = *(pp = slot_of(tw, tk, len));
-        if (tk != small) sg_free(tk);
-        if (e == NULL) return;
-        *pp = e->next; /* told once: a new read tracks it again */
-        for (i = 0; i < e->n; i++)
-            if ((t = trk_by_id(tw, e->r[i].id)) != NULL && t->on && !t->bcast) {
-                if (e->r[i].name) send_to(t, e->r[i].name, e->r[i].namelen);
-                else send_to(t, key, n);
-            }
-        kent_free(w, e);
-    }
+    tell_key(w, NULL, up, key, n);
 }
 
 static trk *trk_of(session *s) {
@@ -625,6 +898,7 @@ static void figs_of(trk *t, int sign) {
     worker *w = t->s->w;
     if (!t->on) return;
     fig(&w->figs.trk_clients, sign);
+    __atomic_add_fetch(&w->srv->trk_on, sign, __ATOMIC_RELAXED);
     if (t->bcast) fig(&w->figs.trk_prefixes, sign * (long long)(t->nprefix ? t->nprefix : 1));
 }
 
@@ -701,6 +975,7 @@ static void tracking_onoff(session *s, const sg_resp_req *r, sg_resp_out *o) {
             t->owes = 0;
             t->redir = 0;
             prefixes_free(t);
+            own_free(t);
         }
         sg_resp_put_status(o, "OK");
         goto out;
@@ -865,6 +1140,9 @@ void tracking_command(session *s, size_t ci, const sg_resp_req *r, sg_resp_out *
     }
 }
 
+static void tracking_exec(session *s);
+static void tracking_txn_drop(session *s);
+
 void tracking_next(session *s, const sg_command *cmd) {
     trk *t = s->trk;
     /* as Redis: CLIENT's subcommands (TRACKINGINFO ...) leave it for the next */
@@ -873,58 +1151,154 @@ void tracking_next(session *s, const sg_command *cmd) {
         return;
     t->caching = t->caching_next;
     t->caching_next = 0;
+    if (cmd == NULL) return;
+    if (sg_command_index(cmd) == SG_CI_MULTI && !txn_queuing(s)) {
+        /* as Redis: the answer given before MULTI holds for the reads EXEC
+         * runs; a discarded transaction's reads are forgotten */
+        t->txn_caching = t->caching;
+        tracking_txn_drop(s);
+    } else if (sg_command_index(cmd) == SG_CI_EXEC && t->ntxr && txn_exec_runs(s)) {
+        tracking_exec(s);
+    }
 }
 
-/* The gateway's routed call for a tracking session's command: where it goes
- * and its keys as the node names them (the policies' rewrites made). */
-static void on_routed(void *ud, int up, int argc, const char *const *nargv,
-                      const size_t *nargvlen) {
-    trk *t = ud;
-    session *s = t->s;
-    const sg_command *cmd = t->cur_cmd;
-    const sg_resp_req *r = t->cur_r;
-    int small[16], *idx = small, n, i, ro;
-    if (cmd == NULL || r == NULL || up < 0) return;
-    t->cur_cmd = NULL;
-    t->cur_r = NULL;
-    ro = (cmd->flags & SG_CMD_READONLY) != 0;
-    if (t->bcast) {
-        /* changes told from now on; while a connection of the upstream it
-         * uses is not ready one may go untold: a flush follows once they
-         * are (only that upstream is asked: one that is down is not asked
-         * for a new map at every command) */
-        if (!sg_gateway_tracking_ready(s->w->gw, up)) t->owes |= up_bit(up);
-        return;
-    }
-    if (ro) {
-        if (t->optin && !t->caching) return;
-        if (t->optout && t->caching) return;
-    } else if (!t->noloop || s->w->trk->nb == 0) {
-        return; /* the node's message tells of the write, the writer too */
-    }
+/* A read t queued in MULTI: its keys kept (the node's names and t's) for
+ * tracking_exec; OPTIN/OPTOUT by CLIENT CACHING's answer before MULTI, which
+ * lasts through the transaction in Redis. */
+static void queue_read(trk *t, int up, const sg_command *cmd, const sg_resp_req *r, int argc,
+                       const char *const *nargv, const size_t *nargvlen) {
+    int small[16], *idx = small, n, i;
+    if (t->optin && !t->txn_caching) return;
+    if (t->optout && t->txn_caching) return;
     if (r->argc > 16 && (idx = sg_malloc((size_t)r->argc * sizeof *idx)) == NULL) return;
     n = sg_command_keys(cmd, r->argc, (const char *const *)r->argv, r->argvlen, idx, r->argc);
-    if (n > 0 && ro && !sg_gateway_tracking_ready(s->w->gw, up)) t->owes |= up_bit(up);
     for (i = 0; i < n; i++) {
+        txn_read *x;
         int ai = idx[i];
-        if (ai >= argc) continue; /* a rewrite keeps every argument: never */
-        if (ro)
-            remember(s->w, s, up, nargv[ai], nargvlen[ai], r->argv[ai], r->argvlen[ai]);
-        else /* NOLOOP: the writer is not told of its own write */
-            forget_reader(s->w, s, up, nargv[ai], nargvlen[ai]);
+        if (ai >= argc ||
+            sg_grow((void **)&t->txr, &t->captxr, t->ntxr, sizeof *t->txr, 4) != SG_OK)
+            continue;
+        x = &t->txr[t->ntxr];
+        x->up = up;
+        x->nkl = nargvlen[ai];
+        x->skl = r->argvlen[ai];
+        x->nk = sg_malloc(x->nkl + 1);
+        x->sk = sg_malloc(x->skl + 1);
+        if (x->nk == NULL || x->sk == NULL) {
+            sg_free(x->nk);
+            sg_free(x->sk);
+            continue;
+        }
+        memcpy(x->nk, nargv[ai], x->nkl);
+        memcpy(x->sk, r->argv[ai], x->skl);
+        t->ntxr++;
     }
     if (idx != small) sg_free(idx);
 }
 
-void tracking_forward(session *s, const sg_command *cmd, const sg_resp_req *r,
-                      sg_request_ctx *ctx) {
-    trk *t = s->trk;
-    if (!t->on || cmd == NULL) return;
-    /* the keys are known once the policies decided: the gateway says */
-    t->cur_cmd = cmd;
-    t->cur_r = r;
+/* The gateway's routed call for a command tracking_forward saw: where it
+ * goes and its keys as the node names them (the policies' rewrites made). */
+static void on_routed(void *ud, int up, int argc, const char *const *nargv,
+                      const size_t *nargvlen) {
+    worker *w = ud;
+    trk_worker *tw = w->trk;
+    session *s = tw->cur_s;
+    const sg_command *cmd = tw->cur_cmd;
+    const sg_resp_req *r = tw->cur_r;
+    owed *hold = tw->cur_hold;
+    int queued = tw->cur_queued;
+    trk *t;
+    int small[16], *idx = small, n, i, ro;
+    tw->cur_hold = NULL;
+    tw->cur_queued = 0;
+    tw->cur_s = NULL;
+    tw->cur_cmd = NULL;
+    tw->cur_r = NULL;
+    if (s == NULL || cmd == NULL || r == NULL || up < 0) return;
+    t = s->trk && s->trk->on ? s->trk : NULL;
+    ro = (cmd->flags & SG_CMD_READONLY) != 0;
+    if (queued) {
+        if (t && ro && !t->bcast) queue_read(t, up, cmd, r, argc, nargv, nargvlen);
+        return;
+    }
+    if (t && t->bcast) {
+        /* changes told from now on; while a connection of the upstream it
+         * uses is not ready one may go untold: a flush follows once they
+         * are (only that upstream is asked: one that is down is not asked
+         * for a new map at every command) */
+        if (!sg_gateway_tracking_ready(w->gw, up)) t->owes |= up_bit(up);
+        if (ro) return;
+    }
+    if (ro) {
+        if (t == NULL) return;
+        if (t->optin && !t->caching) return;
+        if (t->optout && t->caching) return;
+    }
+    if (r->argc > 16 && (idx = sg_malloc((size_t)r->argc * sizeof *idx)) == NULL) return;
+    n = sg_command_keys(cmd, r->argc, (const char *const *)r->argv, r->argvlen, idx, r->argc);
+    if (n > 0 && ro && !sg_gateway_tracking_ready(w->gw, up)) t->owes |= up_bit(up);
+    if (ro) {
+        for (i = 0; i < n; i++) /* a rewrite keeps every argument: idx[i] < argc */
+            if (idx[i] < argc)
+                remember(w, s, up, nargv[idx[i]], nargvlen[idx[i]], r->argv[idx[i]],
+                         r->argvlen[idx[i]]);
+    } else if (n > 0) {
+        tell_write(w, s, hold, up, idx, n, argc, nargv, nargvlen);
+    }
+    if (idx != small) sg_free(idx);
+}
+
+void tracking_queue(session *s, const sg_command *cmd, const sg_resp_req *r,
+                    sg_request_ctx *ctx) {
+    trk_worker *tw;
+    if (cmd == NULL || !s->trk->on || s->trk->bcast || !(cmd->flags & SG_CMD_READONLY)) return;
+    if ((tw = tw_of(s->w)) == NULL) return;
+    tw->cur_s = s;
+    tw->cur_cmd = cmd;
+    tw->cur_r = r;
+    tw->cur_hold = NULL;
+    tw->cur_queued = 1;
     ctx->routed = on_routed;
-    ctx->routed_ud = t;
+    ctx->routed_ud = s->w;
+}
+
+/* An EXEC that runs is about to leave: the queued reads are tracked. */
+static void tracking_exec(session *s) {
+    trk *t = s->trk;
+    int i;
+    for (i = 0; t->on && !t->bcast && i < t->ntxr; i++) {
+        txn_read *x = &t->txr[i];
+        if (!sg_gateway_tracking_ready(s->w->gw, x->up)) t->owes |= up_bit(x->up);
+        remember(s->w, s, x->up, x->nk, x->nkl, x->sk, x->skl);
+    }
+    tracking_txn_drop(s);
+}
+
+static void tracking_txn_drop(session *s) {
+    trk *t = s->trk;
+    int i;
+    for (i = 0; i < t->ntxr; i++) {
+        sg_free(t->txr[i].nk);
+        sg_free(t->txr[i].sk);
+    }
+    sg_free(t->txr);
+    t->txr = NULL;
+    t->ntxr = t->captxr = 0;
+}
+
+void tracking_forward(session *s, const sg_command *cmd, const sg_resp_req *r,
+                      sg_request_ctx *ctx, owed *hold) {
+    trk_worker *tw;
+    int on = s->trk && s->trk->on;
+    if (cmd == NULL || (!on && (cmd->flags & SG_CMD_READONLY))) return;
+    if ((tw = tw_of(s->w)) == NULL) return; /* out of memory: the node's message tells */
+    /* the keys are known once the policies decided: the gateway says */
+    tw->cur_s = s;
+    tw->cur_cmd = cmd;
+    tw->cur_r = r;
+    tw->cur_hold = hold;
+    ctx->routed = on_routed;
+    ctx->routed_ud = s->w;
 }
 
 void tracking_list_flags(const session *s, char **f) {
@@ -959,6 +1333,8 @@ void tracking_reset(session *s) {
     *pp = s->trk->idnext;
     tw->nlist--;
     prefixes_free(s->trk);
+    own_free(s->trk);
+    tracking_txn_drop(s);
     sg_free(s->trk);
     s->trk = NULL;
 }

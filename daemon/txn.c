@@ -399,7 +399,7 @@ done:
 
 /* A command inside MULTI: checked, then queued (or refused, which aborts). */
 static void queue(session *s, txn *t, const sg_command *cmd, const sg_resp_req *r, uint64_t seq,
-                  int how) {
+                  int how, const sg_request_ctx *hook) {
     /* ECHO (answered by slotgated outside a transaction) and PING (sent to
      * every master outside one) run on the transaction's node */
     size_t ci = cmd ? sg_command_index(cmd) : SG_COMMAND_COUNT;
@@ -416,6 +416,10 @@ static void queue(session *s, txn *t, const sg_command *cmd, const sg_resp_req *
         return;
     }
     session_ctx(s, &ctx);
+    if (hook) { /* CLIENT TRACKING's (dispatch.c): the keys as the node names them */
+        ctx.routed = hook->routed;
+        ctx.routed_ud = hook->routed_ud;
+    }
     if (sg_gateway_prepare_held(s->w->gw, &ctx, r->argc, r->argv, r->argvlen, &p, &hold) != SG_OK) {
         snprintf(err, sizeof err, "ERR slotgate: %s", sg_errmsg(s->w->gw));
         session_answer_error(s, seq, err);
@@ -502,10 +506,15 @@ void txn_state(const session *s, long *multi, size_t *multi_mem, int *dirty) {
     *dirty = t && t->watch_lost[0] != '\0';
 }
 
-void txn_queue(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq,
-               int how) {
+void txn_queue(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq, int how,
+               const sg_request_ctx *hook) {
     assert(txn_queuing(s));
-    queue(s, s->txn, cmd, r, seq, how);
+    queue(s, s->txn, cmd, r, seq, how, hook);
+}
+
+int txn_exec_runs(const session *s) {
+    const txn *t = s->txn;
+    return t && t->multi && !t->aborted && !t->watch_lost[0];
 }
 
 void txn_command(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq) {
@@ -519,7 +528,7 @@ void txn_command(session *s, const sg_command *cmd, const sg_resp_req *r, uint64
         return;
     }
     if (ci == SG_CI_UNWATCH && t && t->multi) {
-        queue(s, t, cmd, r, seq, 0); /* Redis queues it, and runs it in the EXEC */
+        queue(s, t, cmd, r, seq, 0, NULL); /* Redis queues it, and runs it in the EXEC */
         return;
     }
     if (t == NULL && (ci == SG_CI_MULTI || ci == SG_CI_WATCH) && (t = get_txn(s)) == NULL) {

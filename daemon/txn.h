@@ -27,8 +27,14 @@ enum { TXN_OWN_CONN = 1, TXN_LOCAL = 2 };
 /* A command refused inside MULTI by someone else (dispatch.c's refusals):
  * EXEC aborts, as Redis aborts on an error at queue time. */
 void txn_abort(session *s);
-void txn_queue(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq,
-               int how);
+/* hook: when not NULL, its routed and routed_ud go into the request context
+ * the policies prepare the command with (CLIENT TRACKING learns the keys as
+ * the node names them: tracking_queue). */
+void txn_queue(session *s, const sg_command *cmd, const sg_resp_req *r, uint64_t seq, int how,
+               const sg_request_ctx *hook);
+/* Whether an EXEC now would send the transaction (in MULTI, nothing refused
+ * at queue time, the WATCH connection not lost). */
+int txn_exec_runs(const session *s);
 /* RESET: the queue and the WATCHes dropped; the connections still owing
  * replies finish. */
 void txn_reset(session *s);

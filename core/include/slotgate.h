@@ -520,12 +520,13 @@ typedef struct sg_request_ctx {
     const char *addr;   /* the client's address */
     int proto;          /* 3: the replies in RESP3 (from connections that speak it to
                            the nodes: a RESP3 client's); 0 or 2: RESP2 */
-    /* When not NULL, sg_gateway_forward (and the calls built on it) tells it
-     * where a command goes once the policies decided, before it is sent or
-     * answered from the near cache: the upstream's index (the settings'
-     * order, as sg_track_fn names it) and the command as the node gets it
-     * (the policies' rewrites made; a key keeps its argument's index).
-     * argv is valid during the call only. Not called for a denied command. */
+    /* When not NULL, sg_gateway_forward (and the calls built on it) and
+     * sg_gateway_prepare tell it where a command goes once the policies
+     * decided, before it is sent or answered from the near cache: the
+     * upstream's index (the settings' order, as sg_track_fn names it) and
+     * the command as the node gets it (the policies' rewrites made; a key
+     * keeps its argument's index). argv is valid during the call only. Not
+     * called for a denied command. */
     void (*routed)(void *ud, int upstream, int argc, const char *const *argv,
                    const size_t *argvlen);
     void *routed_ud;

@@ -842,6 +842,8 @@ int sg_gateway_prepare_held(sg_gateway *g, const sg_request_ctx *ctx, int argc,
         argv = (const char *const *)d.argv;
         argvlen = d.argvlen;
     }
+    if (ctx && ctx->routed) ctx->routed(ctx->routed_ud, upstream_of(g, out->client), argc, argv,
+                                        argvlen);
     /* a transaction's write runs on a link, past the cache: its keys' entries
      * go now; held, none is filled until the host's release (after EXEC's
      * reply), so the writer reads its write. A host without a hold (the

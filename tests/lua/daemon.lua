@@ -223,6 +223,29 @@ function Conn:read(timeout)
   end
 end
 
+-- The next reply if it is already here: received, or readable without
+-- waiting (poll with a zero timeout); else nil and "nothing".
+function Conn:read_now()
+  while true do
+    local r, after = parse(self.buf, 1)
+    if r then
+      self.last_bytes = self.buf:sub(1, after - 1)
+      self.buf = self.buf:sub(after)
+      return r
+    end
+    pfd[0].fd, pfd[0].events, pfd[0].revents = self.fd, POLLIN, 0
+    local ready = C.poll(pfd, 1, 0)
+    if ready == 0 then return nil, "nothing" end
+    if ready > 0 then
+      local n = tonumber(C.recv(self.fd, chunk, 65536, 0))
+      if n <= 0 then return nil, "closed" end
+      self.buf = self.buf .. ffi.string(chunk, n)
+    elseif ffi.errno() ~= EINTR then
+      error("poll: errno " .. ffi.errno())
+    end
+  end
+end
+
 -- As read, but the reply's bytes as they came (a differential spec compares
 -- them byte for byte), and the parsed reply.
 function Conn:read_bytes(timeout)
