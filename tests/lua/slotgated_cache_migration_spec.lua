@@ -10,6 +10,7 @@
 -- at the end.
 local helper = require "helper"
 local daemon = require "daemon"
+local cache = require "cache_helper"
 
 local wait_for, now = helper.wait_for, helper.now
 
@@ -20,37 +21,9 @@ local policy = helper.write(dir .. "/cache.lua", [[
 return { name = "cache", cache = { ["cm:*"] = 30 } }
 ]])
 
-local function call(conn, ...)
-  conn:send({ ... })
-  local r, why = conn:read()
-  assert(r, why)
-  return r
-end
-
-local function cache_info(conn)
-  local out = {}
-  for k, v in call(conn, "INFO", "cache").v:gmatch("(cache_[%w_]+):(%d+)") do
-    out[k] = tonumber(v)
-  end
-  return out
-end
-
-local nodes = {}
-local function node_conn(port)
-  if not nodes[port] then nodes[port] = assert(daemon.connect(port)) end
-  return nodes[port]
-end
+local call, cache_info, owner_seen_by = cache.call, cache.cache_info, cache.owner_seen_by
 local masters = {}
-for port in helper.server_var("SG_TEST_CLUSTER_MASTERS"):gmatch(":(%d+)") do
-  masters[#masters + 1] = node_conn(tonumber(port))
-end
-
--- The master that owns slot, as node n sees it (nil: none).
-local function owner_seen_by(n, slot)
-  for _, range in ipairs(call(n, "CLUSTER", "SLOTS").v) do
-    if slot >= range.v[1].v and slot <= range.v[2].v then return node_conn(range.v[3].v[2].v) end
-  end
-end
+for _, port in ipairs(cache.master_ports()) do masters[#masters + 1] = cache.node_conn(port) end
 
 -- Whether every master names `to` for slot and knows every master's config
 -- epoch as that master does. The epochs matter: SETSLOT NODE on an importing
@@ -136,7 +109,7 @@ describe("slotgated's near cache through a completed slot migration", function()
   end)
   teardown(function()
     if c then c:close() end
-    for _, n in pairs(nodes) do n:close() end
+    cache.close_nodes()
     daemon.stop_all()
   end)
 

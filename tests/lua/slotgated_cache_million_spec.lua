@@ -11,6 +11,7 @@
 local ffi = require "ffi"
 local helper = require "helper"
 local daemon = require "daemon"
+local cache = require "cache_helper"
 
 local slurp, now = helper.slurp, helper.now
 
@@ -33,20 +34,7 @@ local policy = helper.write(dir .. "/cache.lua", [[
 return { name = "cache", cache = { ["mil:*"] = 300 } }
 ]])
 
-local function call(conn, ...)
-  conn:send({ ... })
-  local r, why = conn:read()
-  assert(r, why)
-  return r
-end
-
-local function cache_info(conn)
-  local out = {}
-  for k, v in call(conn, "INFO", "cache").v:gmatch("(cache_[%w_]+):(%d+)") do
-    out[k] = tonumber(v)
-  end
-  return out
-end
+local cache_info = cache.cache_info
 
 local function rss_kb(pid)
   return tonumber(slurp("/proc/" .. pid .. "/status"):match("VmRSS:%s*(%d+)"))

@@ -6,6 +6,7 @@
 -- session: a write straight on the node is seen, its own writes at once.
 local helper = require "helper"
 local daemon = require "daemon"
+local cache = require "cache_helper"
 
 local start, wait_for = daemon.start, helper.wait_for
 
@@ -16,35 +17,16 @@ local policy = helper.write(dir .. "/cache.lua", [[
 return { name = "cache", cache = { ["{r3}*"] = 30, ["r3:*"] = 30 } }
 ]])
 
-local function call(conn, ...)
-  conn:send({ ... })
-  local r, why = conn:read()
-  assert(r, why)
-  return r
-end
+local call, cache_info = cache.call, cache.cache_info
 
-local function cache_info(conn)
-  local out = {}
-  for k, v in call(conn, "INFO", "cache").v:gmatch("(cache_[%w_]+):(%d+)") do out[k] = tonumber(v) end
-  return out
-end
-
--- The master of a key, spoken to directly in proto (2 or 3).
-local first_master = tonumber(helper.server_var("SG_TEST_CLUSTER_MASTERS"):match("^[^:]+:(%d+)"))
+-- The master of a key, spoken to directly in proto (2 or 3): a connection of
+-- its own.
 local opened = {}
 local function master_of(key, proto)
-  local c = assert(daemon.connect(first_master))
-  opened[#opened + 1] = c
-  local slot = call(c, "CLUSTER", "KEYSLOT", key).v
-  for _, range in ipairs(call(c, "CLUSTER", "SLOTS").v) do
-    if slot >= range.v[1].v and slot <= range.v[2].v then
-      local m = assert(daemon.connect(range.v[3].v[2].v))
-      opened[#opened + 1] = m
-      if proto == 3 then assert.equal("map", call(m, "HELLO", "3").t) end
-      return m
-    end
-  end
-  error("no master for slot " .. slot)
+  local m = assert(daemon.connect(cache.master_of(key).port))
+  opened[#opened + 1] = m
+  if proto == 3 then assert.equal("map", call(m, "HELLO", "3").t) end
+  return m
 end
 
 -- Every read sg_cache_cacheable takes, on values that make nulls, empty
@@ -118,6 +100,7 @@ describe("slotgated's near cache for RESP3 sessions", function()
   teardown(function()
     for _, conn in ipairs({ c2, c3 }) do conn:close() end
     for _, conn in ipairs(opened) do conn:close() end
+    cache.close_nodes()
     daemon.stop_all()
   end)
 

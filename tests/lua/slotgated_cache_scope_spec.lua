@@ -6,6 +6,7 @@
 -- session's CLIENT TRACKING widens it to every key, since it may read any.
 local helper = require "helper"
 local daemon = require "daemon"
+local cache = require "cache_helper"
 
 local start, wait_for = daemon.start, helper.wait_for
 
@@ -13,36 +14,8 @@ daemon.ports_from(651)
 
 local dir = helper.tmpdir()
 
-local function call(conn, ...)
-  conn:send({ ... })
-  local r, why = conn:read()
-  assert(r, why)
-  return r
-end
-
-local function cache_info(conn)
-  local out = {}
-  for k, v in call(conn, "INFO", "cache").v:gmatch("(cache_[%w_]+):(%d+)") do out[k] = tonumber(v) end
-  return out
-end
-
-local nodes = {}
-local function node_conn(port)
-  if not nodes[port] then nodes[port] = assert(daemon.connect(port)) end
-  return nodes[port]
-end
-local masters = {}
-for port in helper.server_var("SG_TEST_CLUSTER_MASTERS"):gmatch(":(%d+)") do
-  masters[#masters + 1] = tonumber(port)
-end
-local function master_of(key)
-  local c = node_conn(masters[1])
-  local slot = call(c, "CLUSTER", "KEYSLOT", key).v
-  for _, range in ipairs(call(c, "CLUSTER", "SLOTS").v) do
-    if slot >= range.v[1].v and slot <= range.v[2].v then return node_conn(range.v[3].v[2].v) end
-  end
-  error("no master for slot " .. slot)
-end
+local call, cache_info, node_conn = cache.call, cache.cache_info, cache.node_conn
+local masters, master_of = cache.master_ports(), cache.master_of
 
 -- The prefixes the masters' BCAST clients registered, summed over the
 -- masters (INFO stats' tracking_total_prefixes; "" counts as one).
@@ -83,7 +56,7 @@ end
 
 describe("the near cache's invalidation connections", function()
   teardown(function()
-    for _, n in pairs(nodes) do n:close() end
+    cache.close_nodes()
     daemon.stop_all()
   end)
 
@@ -190,7 +163,7 @@ end)
 -- so the workers' own write stamps (cache.c) must tell first.
 describe("the near cache across slotgated's workers", function()
   teardown(function()
-    for _, n in pairs(nodes) do n:close() end
+    cache.close_nodes()
     daemon.stop_all()
   end)
 

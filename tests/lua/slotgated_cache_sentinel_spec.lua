@@ -11,6 +11,7 @@
 -- the next run of this spec expect a settled group).
 local helper = require "helper"
 local daemon = require "daemon"
+local cache = require "cache_helper"
 local Py = require "redispy_cache"
 
 local wait_for, now = helper.wait_for, helper.now
@@ -26,20 +27,7 @@ local master_name = helper.server_var("SG_TEST_SENTINEL_MASTER_NAME")
 local data_pass = helper.server_var("SG_TEST_SENTINEL_DATA_PASS")
 local sentinel_pass = helper.server_var("SG_TEST_SENTINEL_PASS")
 
-local function call(conn, ...)
-  conn:send({ ... })
-  local r, why = conn:read()
-  assert(r, why)
-  return r
-end
-
-local function cache_info(conn)
-  local out = {}
-  for k, v in call(conn, "INFO", "cache").v:gmatch("(cache_[%w_]+):(%d+)") do
-    out[k] = tonumber(v)
-  end
-  return out
-end
+local call, cache_info = cache.call, cache.cache_info
 
 -- Authenticated connections, kept by port. A Sentinel that promotes or
 -- demotes a node kills its clients (CLIENT KILL TYPE normal, pubsub): a

@@ -8,6 +8,7 @@
 -- connections.
 local helper = require "helper"
 local daemon = require "daemon"
+local cache = require "cache_helper"
 
 local start, wait_for, sh, slurp, q = daemon.start, helper.wait_for, helper.sh, helper.slurp,
   helper.shell_quote
@@ -20,43 +21,8 @@ local policy = helper.write(dir .. "/cache.lua", [[
 return { name = "cache", cache = { ["ck:*"] = 30, ["ch:*"] = 30 } }
 ]])
 
--- One command on conn: its reply (a table, see daemon.lua); a failure to
--- read raises.
-local function call(conn, ...)
-  conn:send({ ... })
-  local r, why = conn:read()
-  assert(r, why)
-  return r
-end
-
--- INFO cache of d as { field = number }.
-local function cache_info(conn)
-  local out = {}
-  for k, v in call(conn, "INFO", "cache").v:gmatch("(cache_[%w_]+):(%d+)") do out[k] = tonumber(v) end
-  return out
-end
-
--- Connections straight to the nodes, by port, and the master of a key.
-local nodes = {}
-local function node_conn(port)
-  if not nodes[port] then nodes[port] = assert(daemon.connect(port)) end
-  return nodes[port]
-end
-local first_master = tonumber(helper.server_var("SG_TEST_CLUSTER_MASTERS"):match("^[^:]+:(%d+)"))
-local function master_of(key)
-  local c = node_conn(first_master)
-  local slot = call(c, "CLUSTER", "KEYSLOT", key).v
-  for _, range in ipairs(call(c, "CLUSTER", "SLOTS").v) do
-    if slot >= range.v[1].v and slot <= range.v[2].v then return node_conn(range.v[3].v[2].v) end
-  end
-  error("no master for slot " .. slot)
-end
-
--- A value written straight on the key's master (past slotgated).
-local function set_direct(key, value)
-  local r = call(master_of(key), "SET", key, value)
-  assert(r.v == "OK", r.v)
-end
+local call, cache_info, node_conn = cache.call, cache.cache_info, cache.node_conn
+local master_of, set_direct = cache.master_of, cache.set_direct
 
 describe("slotgated's near cache", function()
   local d, c
@@ -67,7 +33,7 @@ describe("slotgated's near cache", function()
   end)
   teardown(function()
     if c then c:close() end
-    for _, n in pairs(nodes) do n:close() end
+    cache.close_nodes()
     daemon.stop_all()
   end)
 

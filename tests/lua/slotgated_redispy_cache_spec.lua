@@ -22,6 +22,7 @@
 -- slotgated set so, to show the cache stays exact.
 local helper = require "helper"
 local daemon = require "daemon"
+local cache = require "cache_helper"
 
 local wait_for = helper.wait_for
 
@@ -32,26 +33,11 @@ local compare_versions = Py.compare_versions
 
 local dir = helper.tmpdir()
 
+local call, master_of = cache.call, cache.master_of
+local first = cache.master_ports()[1]
+
 describe("redis-py 5.1's client-side cache through slotgated", function()
   local d, plain
-  local nodes = {}
-  local function node_conn(port)
-    if not nodes[port] then nodes[port] = assert(daemon.connect(port)) end
-    return nodes[port]
-  end
-  local function call(conn, ...)
-    conn:send({ ... })
-    return assert(conn:read())
-  end
-  local first = tonumber(helper.server_var("SG_TEST_CLUSTER_MASTERS"):match(":(%d+)"))
-  local function master_of(key)
-    local c = node_conn(first)
-    local slot = call(c, "CLUSTER", "KEYSLOT", key).v
-    for _, range in ipairs(call(c, "CLUSTER", "SLOTS").v) do
-      if slot >= range.v[1].v and slot <= range.v[2].v then return node_conn(range.v[3].v[2].v) end
-    end
-  end
-
   setup(function()
     -- a near cache too (its trackers tell both); threads 1: every session
     -- on the one worker
@@ -63,7 +49,7 @@ describe("redis-py 5.1's client-side cache through slotgated", function()
   end)
   teardown(function()
     if plain then plain:close() end
-    for _, n in pairs(nodes) do n:close() end
+    cache.close_nodes()
     daemon.stop_all()
   end)
 
