@@ -487,6 +487,16 @@ static int answer_hit(sg_gateway *g, sg_client *c, int now, const char *bytes, s
     return SG_OK;
 }
 
+/* The gateway's cache, made when first needed: for a read a policy caches
+ * (secs > 0), or for a write once some cache of the process holds entries
+ * (its write stamps must tell the others). NULL: none, or no memory. */
+static sg_cache *cache_for(sg_gateway *g, const sg_command *info, long long secs) {
+    if (g->cache == NULL && g->cache_max > 0 &&
+        (secs > 0 || (!(info->flags & SG_CMD_READONLY) && sg_cache_in_use())))
+        g->cache = sg_cache_new(&g->cstats, g->cache_max);
+    return g->cache;
+}
+
 /* What the cache makes of a command about to go (argv as the node will get
  * it): 1 when it answered it; else 0, with the callbacks replaced when the
  * reply concerns it (*call set), and *read_policy the master's for a read
@@ -501,12 +511,7 @@ static int through_cache(sg_gateway *g, sg_client *c, const sg_command *info,
     *call = NULL;
     *rc = SG_OK;
     if (info == NULL) return 0;
-    if (g->cache == NULL && g->cache_max > 0 &&
-        (secs > 0 || (!(info->flags & SG_CMD_READONLY) && sg_cache_in_use()))) {
-        if ((g->cache = sg_cache_new(&g->cstats, g->cache_max)) == NULL)
-            return 0; /* no memory for it: the read goes as it is */
-    }
-    if (g->cache == NULL) return 0;
+    if (cache_for(g, info, secs) == NULL) return 0; /* none, or no memory: sent as it is */
     if (!(info->flags & SG_CMD_READONLY) && (info->flags & SG_CMD_BLOCKING)) {
         /* BLPOP and the like: sg_gateway_unblock finds them by the caller's
          * ud, which must stay theirs. Their keys go now; what they change
@@ -851,10 +856,7 @@ int sg_gateway_prepare_held(sg_gateway *g, const sg_request_ctx *ctx, int argc,
      * EXEC goes with the node's invalidation. As for a plain write, a
      * gateway whose cache was never needed makes it once another gateway of
      * the process caches: the hold's write stamps tell that one */
-    if (g->cache == NULL && g->cache_max > 0 && !(info->flags & SG_CMD_READONLY) &&
-        sg_cache_in_use())
-        g->cache = sg_cache_new(&g->cstats, g->cache_max); /* NULL: no memory, no hold */
-    if (g->cache && !(info->flags & SG_CMD_READONLY)) {
+    if (cache_for(g, info, 0) && !(info->flags & SG_CMD_READONLY)) {
         sg_client *c2 = resp2_twin(g, out->client);
         if (hold) *hold = sg_cache_hold(g->cache, c2, info, argc, argv, argvlen);
         else sg_cache_drop_keys(g->cache, c2, info, argc, argv, argvlen);
