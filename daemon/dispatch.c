@@ -301,7 +301,7 @@ static void hello(session *s, const sg_resp_req *r, sg_resp_out *o) {
     put_str(o, "server");
     put_str(o, "redis");
     put_str(o, "version");
-    put_str(o, s->w->o->redis_version ? s->w->o->redis_version : sg_commands_redis_version());
+    put_str(o, s->w->o->redis_version);
     put_str(o, "proto");
     sg_resp_put_int(o, o->proto == SG_RESP_PROTO_3 ? 3 : 2);
     put_str(o, "id");

@@ -403,8 +403,7 @@ static void server_section(sg_buf *t, session *s) {
                   "hz:10\r\nconfigured_hz:10\r\nlru_clock:%lld\r\nexecutable:%s\r\n"
                   "config_file:\r\nio_threads_active:0\r\nslotgate_version:%s\r\n"
                   "worker_threads:%d\r\n",
-                  s->w->o->redis_version ? s->w->o->redis_version : sg_commands_redis_version(),
-                  un.sysname, un.release, un.machine,
+                  s->w->o->redis_version, un.sysname, un.release, un.machine,
                   (int)(sizeof(long) * 8), event_base_get_method(s->w->base),
 #ifdef __GNUC__
                   __GNUC__, __GNUC_MINOR__, __GNUC_PATCHLEVEL__,

@@ -211,7 +211,7 @@ static int build(built *b, sg_daemon_settings *ds, int tls, char *err, size_t er
     o->output_limit = ds->client_output_limit;
     o->pubsub_output_limit = ds->pubsub_output_limit;
     o->cache_max_bytes = ds->cache_max_bytes;
-    o->redis_version = ds->redis_version[0] ? ds->redis_version : NULL;
+    o->redis_version = ds->redis_version[0] ? ds->redis_version : sg_commands_redis_version();
     o->metrics = ds->metrics ? ds->metrics->text : NULL;
     o->shutdown_timeout = (int)ds->shutdown_timeout;
     return 0;

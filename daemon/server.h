@@ -47,8 +47,8 @@ typedef struct sg_serve_opts {
                                   evenly by the workers (each has its own cache);
                                   0: off */
     int shutdown_timeout;      /* seconds to finish in-flight commands */
-    const char *redis_version; /* what HELLO and INFO say (NULL: the version of the
-                                  Redis commands slotgated knows) */
+    const char *redis_version; /* what HELLO and INFO say (by default the version of
+                                  the Redis commands slotgated knows) */
     struct ssl_ctx_st *tls_ctx; /* for "tls:" addresses (tls_server.h); NULL:
                                   none may be given */
     void (*ready)(void *ud);   /* called once every listener is bound, before
