@@ -193,8 +193,9 @@ function Conn:send(args)
   self:send_raw(daemon.resp(args))
 end
 
--- Reads the next reply within timeout seconds (default 10): the reply, or
--- nil and "timeout" or "closed" (the peer closed or reset the connection).
+-- Reads the next reply within timeout seconds (default 10; 0: only what is
+-- received or readable without waiting): the reply, or nil and "timeout" or
+-- "closed" (the peer closed or reset the connection).
 function Conn:read(timeout)
   local deadline = now() + (timeout or 10)
   while true do
@@ -205,9 +206,9 @@ function Conn:read(timeout)
       return r
     end
     local left = deadline - now()
-    if left <= 0 then return nil, "timeout" end
+    if left <= 0 and timeout ~= 0 then return nil, "timeout" end
     pfd[0].fd, pfd[0].events, pfd[0].revents = self.fd, POLLIN, 0
-    local ready = C.poll(pfd, 1, math.ceil(left * 1000))
+    local ready = C.poll(pfd, 1, math.max(0, math.ceil(left * 1000)))
     if ready == 0 then return nil, "timeout" end
     if ready > 0 then
       local n = tonumber(C.recv(self.fd, chunk, 65536, 0))
@@ -226,24 +227,9 @@ end
 -- The next reply if it is already here: received, or readable without
 -- waiting (poll with a zero timeout); else nil and "nothing".
 function Conn:read_now()
-  while true do
-    local r, after = parse(self.buf, 1)
-    if r then
-      self.last_bytes = self.buf:sub(1, after - 1)
-      self.buf = self.buf:sub(after)
-      return r
-    end
-    pfd[0].fd, pfd[0].events, pfd[0].revents = self.fd, POLLIN, 0
-    local ready = C.poll(pfd, 1, 0)
-    if ready == 0 then return nil, "nothing" end
-    if ready > 0 then
-      local n = tonumber(C.recv(self.fd, chunk, 65536, 0))
-      if n <= 0 then return nil, "closed" end
-      self.buf = self.buf .. ffi.string(chunk, n)
-    elseif ffi.errno() ~= EINTR then
-      error("poll: errno " .. ffi.errno())
-    end
-  end
+  local r, why = self:read(0)
+  if why == "timeout" then return nil, "nothing" end
+  return r, why
 end
 
 -- As read, but the reply's bytes as they came (a differential spec compares

@@ -184,31 +184,7 @@ describe("slotgated's CLIENT TRACKING REDIRECT across worker threads", function(
   end)
   teardown(function() daemon.stop_all() end)
 
-  local function worker_commands(c)
-    return tonumber(call(c, "INFO", "policy").v:match("policy_commands:(%d+)"))
-  end
-
-  -- Whether a and b are served by the same worker: a's reads count in the
-  -- figures b's worker shows.
-  local function same_worker(a, b)
-    local before = worker_commands(b)
-    for _ = 1, 20 do call(a, "GET", "trw:probe") end
-    return worker_commands(b) - before >= 20
-  end
-
-  -- Connections until two on different workers: target, reader (RESP2).
-  local function pair()
-    local conns = { assert(daemon.connect_served(d.port)) }
-    for _ = 1, 16 do
-      local c = assert(daemon.connect_served(d.port))
-      if not same_worker(conns[1], c) then
-        for i = 2, #conns do conns[i]:close() end
-        return conns[1], c
-      end
-      conns[#conns + 1] = c
-    end
-    error("17 connections, all on one worker")
-  end
+  local function pair() return trk.pair_on_two_workers(d.port) end
 
   it("delivers in order to a RESP2 subscriber on another worker", function()
     local target, reader = pair()

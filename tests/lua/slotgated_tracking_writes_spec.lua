@@ -183,25 +183,8 @@ describe("slotgated's CLIENT TRACKING and writes through another worker", functi
   end)
   teardown(function() daemon.stop_all() end)
 
-  local function worker_commands(c)
-    return tonumber(call(c, "INFO", "policy").v:match("policy_commands:(%d+)"))
-  end
-
-  -- Connections until two on different workers.
-  local function pair()
-    local conns = { assert(daemon.connect_served(d.port)) }
-    for _ = 1, 16 do
-      local c = assert(daemon.connect_served(d.port))
-      local before = worker_commands(c)
-      for _ = 1, 20 do call(conns[1], "GET", "trwr:probe") end
-      if worker_commands(c) - before < 20 then
-        for i = 2, #conns do conns[i]:close() end
-        return conns[1], c
-      end
-      conns[#conns + 1] = c
-    end
-    error("17 connections, all on one worker")
-  end
+  -- reader and writer on different workers
+  local function pair() return trk.pair_on_two_workers(d.port) end
 
   it("has the reader's push readable when the writer has its reply", function()
     local reader, writer = pair()

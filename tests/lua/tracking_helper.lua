@@ -89,4 +89,26 @@ function M.wait_trackers(conn, n)
   M.next_invalidation(conn, 0.2)
 end
 
+-- Two connections to port served by different workers (slotgated started
+-- with a policy and SLOTGATE_THREADS >= 2): a connection's commands show in
+-- INFO policy's count of the worker that serves it, so b is on a's worker
+-- when 20 GETs on a add 20 to the count b sees.
+function M.pair_on_two_workers(port)
+  local function worker_commands(c)
+    return tonumber(M.call(c, "INFO", "policy").v:match("policy_commands:(%d+)"))
+  end
+  local conns = { assert(daemon.connect_served(port)) }
+  for _ = 1, 16 do
+    local c = assert(daemon.connect_served(port))
+    local before = worker_commands(c)
+    for _ = 1, 20 do M.call(conns[1], "GET", "trk:worker-probe") end
+    if worker_commands(c) - before < 20 then
+      for i = 2, #conns do conns[i]:close() end
+      return conns[1], c
+    end
+    conns[#conns + 1] = c
+  end
+  error("17 connections, all on one worker")
+end
+
 return M
